@@ -1,0 +1,36 @@
+# Two set-up commands: `make demo` and `make test`. Both create .venv and install what they need;
+# both are idempotent and quick once installed (the install step reruns only when pyproject changes).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+
+.PHONY: demo test bench lint services-up services-down clean
+
+$(INSTALLED): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $@
+
+demo: $(INSTALLED)
+	$(BIN)/distillguard demo
+
+test: $(INSTALLED)
+	scripts/run-tests
+
+lint: $(INSTALLED)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+services-up:
+	scripts/clickhouse-up
+	scripts/kafka-up
+
+services-down:
+	-scripts/kafka-down
+	-scripts/clickhouse-down
+
+clean: services-down
+	rm -rf $(VENV) .distillguard

@@ -1,0 +1,66 @@
+"""Settings shared by every command: environment variables `DG_*`, then an optional TOML file.
+
+Precedence (highest first): explicit arguments, `DG_*` environment variables, the TOML file named by
+`DG_CONFIG` (default `distillguard.toml` in the working directory, when present), built-in defaults.
+Secrets are `SecretStr`, so they never appear in logs, reprs or `distillguard config` output.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import SecretStr
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+
+def _toml_path() -> Path:
+    return Path(os.environ.get("DG_CONFIG", "distillguard.toml"))
+
+
+class Settings(BaseSettings):
+    """Every knob DistillGuard reads; see `distillguard.example.toml` for a documented example."""
+
+    model_config = SettingsConfigDict(env_prefix="DG_", extra="ignore")
+
+    store: Literal["embedded", "server"] = "embedded"
+    data_dir: Path = Path(".distillguard")
+    clickhouse_url: str = "clickhouse://127.0.0.1:19000"
+    clickhouse_password: SecretStr | None = None
+    database: str = "distillguard"
+    kafka_bootstrap: str = "127.0.0.1:19092"
+    topic: str = "api-requests"
+    dlq_topic: str = "api-requests.dlq"
+    consumer_group: str = "distillguard"
+    redact_prompts: Literal["none", "hash", "truncate"] = "none"
+    redact_truncate_chars: int = 200
+    max_event_bytes: int = 8 * 1024 * 1024
+    batch_size: int = 2000
+    metrics_port: int = 9464
+    api_token: SecretStr | None = None
+    webhook_secret: SecretStr | None = None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml = TomlConfigSettingsSource(settings_cls, toml_file=_toml_path())
+        return (init_settings, env_settings, toml)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings()

@@ -1,0 +1,30 @@
+"""Storage: one interface (`Store`), two backends running the same SQL."""
+
+from __future__ import annotations
+
+from storage.base import Store, StoreError
+from storage.embedded import EmbeddedClickHouse
+from storage.server import ClickHouseServer
+
+__all__ = ["ClickHouseServer", "EmbeddedClickHouse", "Store", "StoreError", "open_store"]
+
+
+def open_store(settings=None, database: str | None = None, migrate: bool = True) -> Store:
+    """The store the settings name (`DG_STORE=embedded|server`), migrated and ready."""
+    from distillguard.config import get_settings
+
+    settings = settings or get_settings()
+    database = database or settings.database
+    store: Store
+    if settings.store == "server":
+        password = settings.clickhouse_password
+        store = ClickHouseServer(
+            settings.clickhouse_url,
+            database=database,
+            password=password.get_secret_value() if password else None,
+        )
+    else:
+        store = EmbeddedClickHouse(settings.data_dir / "chdb", database=database)
+    if migrate:
+        store.migrate()
+    return store

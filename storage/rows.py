@@ -1,0 +1,79 @@
+"""Domain objects to table rows: one place decides what an event, dead letter or verdict stores."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Literal
+
+import orjson
+
+from streaming.events import DeadLetter, Event
+
+RedactPolicy = Literal["none", "hash", "truncate"]
+
+
+def redact(text: str, policy: RedactPolicy, truncate_chars: int = 200) -> str:
+    """Prompt text as the redaction setting allows it to be stored."""
+    if policy == "none":
+        return text
+    if policy == "truncate":
+        return text[:truncate_chars]
+    return "sha256:" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _json(value: object) -> str:
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+
+
+def event_row(
+    event: Event,
+    source: str = "",
+    offset: int | None = None,
+    ingested_ms: int = 0,
+    redact_policy: RedactPolicy = "none",
+    truncate_chars: int = 200,
+    embedding: list[float] | None = None,
+) -> dict:
+    """The `events` row for a parsed request; redaction applies to prompt and response text."""
+    prompt = event.prompt_text
+    params = event.params.model_dump(exclude_none=True)
+    return {
+        "request_id": event.request_id,
+        "account_id": event.account_id,
+        "event_time": event.timestamp,
+        "event_ms": event.timestamp_ms,
+        "model": event.model or "",
+        "endpoint": event.endpoint or "",
+        "prompt_hash": event.prompt_hash,
+        "prompt_text": redact(prompt, redact_policy, truncate_chars),
+        "prompt_chars": len(prompt),
+        "turn_count": min(event.turn_count, 65535),
+        "response_text": redact(event.response or "", redact_policy, truncate_chars),
+        "prompt_tokens": event.prompt_tokens,
+        "completion_tokens": event.completion_tokens,
+        "params_json": _json(params),
+        "client_ip": event.client.ip or "",
+        "user_agent": event.client.user_agent or "",
+        "api_key_id": event.client.api_key_id or "",
+        "org_id": event.client.org_id or "",
+        "extra_json": _json(event.extra_fields),
+        "embedding": embedding or [],
+        "source": source,
+        "source_offset": -1 if offset is None else offset,
+        "ingested_ms": ingested_ms,
+    }
+
+
+def dead_letter_row(letter: DeadLetter) -> dict:
+    """The `dead_letters` row: reason plus the original bytes (base64 when not UTF-8)."""
+    return {
+        "dead_letter_id": letter.dead_letter_id,
+        "request_id": letter.request_id or "",
+        "reason": letter.reason,
+        "raw": letter.raw,
+        "raw_encoding": letter.raw_encoding,
+        "source": letter.source,
+        "source_offset": -1 if letter.offset is None else letter.offset,
+        "received_time": letter.received_at,
+        "received_ms": int(letter.received_at.timestamp() * 1000),
+    }

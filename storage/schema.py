@@ -1,0 +1,224 @@
+"""Table definitions and versioned migrations, in SQL that ClickHouse 18.16 and current ClickHouse
+both accept (no DateTime64, Map, JSON, TTL, CODEC or LowCardinality).
+
+Every table is a ReplacingMergeTree ordered by its natural id with a `version` column, so writing a
+row twice leaves one row under `FINAL`. Time-series tables are partitioned by day
+(`toYYYYMMDD`), so retention is a partition drop. Timestamps are `DateTime` (seconds, UTC) plus an
+epoch-millisecond `UInt64` where precision matters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Table:
+    """A table's columns (name, ClickHouse type), natural key and partitioning."""
+
+    name: str
+    columns: tuple[tuple[str, str], ...]
+    order_by: tuple[str, ...]
+    partition_time_column: str | None = None
+    version_column: str = "version"
+
+    @property
+    def column_names(self) -> list[str]:
+        return [name for name, _ in self.columns]
+
+    @property
+    def column_types(self) -> dict[str, str]:
+        return dict(self.columns)
+
+    def insert_sql(self, database: str, tail: str) -> str:
+        """`INSERT INTO db.table (columns) <tail>`; identifiers come from this fixed schema."""
+        columns = ", ".join(self.column_names)
+        return f"INSERT INTO {database}.{self.name} ({columns}) {tail}"  # noqa: S608
+
+    def create_sql(self, database: str) -> str:
+        columns = ",\n  ".join(f"{name} {ch_type}" for name, ch_type in self.columns)
+        partition = (
+            f"PARTITION BY toYYYYMMDD({self.partition_time_column})\n"
+            if self.partition_time_column
+            else ""
+        )
+        return (
+            f"CREATE TABLE IF NOT EXISTS {database}.{self.name} (\n  {columns}\n)\n"
+            f"ENGINE = ReplacingMergeTree({self.version_column})\n"
+            f"{partition}ORDER BY ({', '.join(self.order_by)})"
+        )
+
+
+EVENTS = Table(
+    "events",
+    (
+        ("request_id", "String"),
+        ("account_id", "String"),
+        ("event_time", "DateTime"),
+        ("event_ms", "UInt64"),
+        ("model", "String"),
+        ("endpoint", "String"),
+        ("prompt_hash", "String"),
+        ("prompt_text", "String"),
+        ("prompt_chars", "UInt32"),
+        ("turn_count", "UInt16"),
+        ("response_text", "String"),
+        ("prompt_tokens", "Nullable(UInt32)"),
+        ("completion_tokens", "Nullable(UInt32)"),
+        ("params_json", "String"),
+        ("client_ip", "String"),
+        ("user_agent", "String"),
+        ("api_key_id", "String"),
+        ("org_id", "String"),
+        ("extra_json", "String"),
+        ("embedding", "Array(Float32)"),
+        ("source", "String"),
+        ("source_offset", "Int64"),
+        ("ingested_ms", "UInt64"),
+        ("version", "UInt64"),
+    ),
+    order_by=("request_id",),
+    partition_time_column="event_time",
+)
+
+VERDICTS = Table(
+    "verdicts",
+    (
+        ("verdict_id", "String"),
+        ("account_id", "String"),
+        ("cluster_id", "String"),
+        ("verdict_time", "DateTime"),
+        ("verdict_ms", "UInt64"),
+        ("requests_seen", "UInt64"),
+        ("score", "Float64"),
+        ("label", "String"),
+        ("reasons_json", "String"),
+        ("detector_version", "String"),
+        ("version", "UInt64"),
+    ),
+    order_by=("account_id", "verdict_id"),
+    partition_time_column="verdict_time",
+)
+
+ACCOUNT_STATE = Table(
+    "account_state",
+    (
+        ("account_id", "String"),
+        ("detector", "String"),
+        ("requests_seen", "UInt64"),
+        ("state_json", "String"),
+        ("updated_ms", "UInt64"),
+        ("version", "UInt64"),
+    ),
+    order_by=("account_id", "detector"),
+)
+
+CLUSTERS = Table(
+    "clusters",
+    (
+        ("cluster_id", "String"),
+        ("updated_time", "DateTime"),
+        ("members", "Array(String)"),
+        ("score", "Float64"),
+        ("label", "String"),
+        ("evidence_json", "String"),
+        ("version", "UInt64"),
+    ),
+    order_by=("cluster_id",),
+)
+
+ALERTS = Table(
+    "alerts",
+    (
+        ("alert_id", "String"),
+        ("created_time", "DateTime"),
+        ("kind", "String"),
+        ("account_id", "String"),
+        ("cluster_id", "String"),
+        ("payload_json", "String"),
+        ("status", "String"),
+        ("attempts", "UInt32"),
+        ("next_attempt_ms", "UInt64"),
+        ("last_error", "String"),
+        ("version", "UInt64"),
+    ),
+    order_by=("alert_id",),
+    partition_time_column="created_time",
+)
+
+DEAD_LETTERS = Table(
+    "dead_letters",
+    (
+        ("dead_letter_id", "String"),
+        ("request_id", "String"),
+        ("reason", "String"),
+        ("raw", "String"),
+        ("raw_encoding", "String"),
+        ("source", "String"),
+        ("source_offset", "Int64"),
+        ("received_time", "DateTime"),
+        ("received_ms", "UInt64"),
+        ("version", "UInt64"),
+    ),
+    order_by=("dead_letter_id",),
+    partition_time_column="received_time",
+)
+
+RESPONSE_FINGERPRINTS = Table(
+    "response_fingerprints",
+    (
+        ("request_id", "String"),
+        ("account_id", "String"),
+        ("event_time", "DateTime"),
+        ("response_hash", "String"),
+        ("minhash", "Array(UInt64)"),
+        ("version", "UInt64"),
+    ),
+    order_by=("request_id",),
+    partition_time_column="event_time",
+)
+
+SCHEMA_MIGRATIONS = Table(
+    "schema_migrations",
+    (
+        ("migration", "UInt32"),
+        ("name", "String"),
+        ("applied_time", "DateTime"),
+        ("version", "UInt64"),
+    ),
+    order_by=("migration",),
+)
+
+TABLES: dict[str, Table] = {
+    table.name: table
+    for table in (
+        EVENTS,
+        VERDICTS,
+        ACCOUNT_STATE,
+        CLUSTERS,
+        ALERTS,
+        DEAD_LETTERS,
+        RESPONSE_FINGERPRINTS,
+        SCHEMA_MIGRATIONS,
+    )
+}
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One schema step: statements run in order, recorded in `schema_migrations` once applied."""
+
+    number: int
+    name: str
+    statements: tuple[str, ...]  # may contain `{db}`
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "initial tables",
+        tuple(
+            table.create_sql("{db}") for table in TABLES.values() if table is not SCHEMA_MIGRATIONS
+        ),
+    ),
+)

@@ -1,0 +1,84 @@
+"""ClickHouse server backend over the native protocol (clickhouse-driver)."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime
+from typing import Any
+
+from clickhouse_driver import Client
+from clickhouse_driver.errors import Error as DriverError
+
+from storage.base import Row, Store, StoreError
+from storage.schema import Table
+
+
+def _plain(value: Any) -> Any:
+    """Driver values to the shapes both backends return (DateTime → epoch seconds)."""
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return int(value.timestamp())
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+class ClickHouseServer(Store):
+    """A ClickHouse server (18.16 or current) reached at a `clickhouse://host:port` URL."""
+
+    backend = "server"
+
+    def __init__(
+        self,
+        url: str = "clickhouse://127.0.0.1:19000",
+        database: str = "distillguard",
+        password: str | None = None,
+        connect_timeout: float = 5.0,
+        send_receive_timeout: float = 60.0,
+    ) -> None:
+        super().__init__(database)
+        kwargs: dict[str, Any] = {
+            "connect_timeout": connect_timeout,
+            "send_receive_timeout": send_receive_timeout,
+            "settings": {"use_client_time_zone": False},
+        }
+        if password:
+            kwargs["password"] = password
+        self.url = url
+        self._client = Client.from_url(url, **kwargs)
+        self._lock = threading.Lock()
+
+    def _run(self, sql: str, params: Any = None, **kwargs: Any) -> Any:
+        with self._lock:
+            try:
+                return self._client.execute(sql, params, **kwargs)
+            except (DriverError, OSError, EOFError) as exc:
+                self._client.disconnect()
+                raise StoreError(f"clickhouse server {self.url}: {exc}") from exc
+
+    def _query(self, sql: str, params: dict[str, Any] | None) -> list[Row]:
+        rows, columns = self._run(sql, params or {}, with_column_types=True)
+        names = [name for name, _ in columns]
+        return [{n: _plain(v) for n, v in zip(names, row, strict=True)} for row in rows]
+
+    def _execute(self, sql: str, params: dict[str, Any] | None) -> None:
+        self._run(sql, params or None)
+
+    def _insert_rows(self, table: Table, rows: list[Row]) -> None:
+        names = table.column_names
+        types = table.column_types
+        datetime_columns = {n for n in names if types[n] == "DateTime"}
+        data = [
+            [
+                datetime.fromtimestamp(row[n], tz=UTC) if n in datetime_columns else row[n]
+                for n in names
+            ]
+            for row in rows
+        ]
+        self._run(table.insert_sql(self.database, "VALUES"), data)
+
+    def close(self) -> None:
+        self._client.disconnect()

@@ -1,0 +1,1 @@
+"""Streaming: event schema, sources, sinks and the one pipeline every entry point drives."""

@@ -1,0 +1,257 @@
+"""Event schema v1 (one JSON object per API request) and the parser that never raises.
+
+`parse_event` turns raw bytes from any source into either an `Event` or a `DeadLetter` that keeps
+the original bytes and the reason, so bad input is explained and nothing is lost.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+import orjson
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+SCHEMA_VERSION = 1
+# ClickHouse `DateTime` is a UInt32 of seconds: keep events inside its range.
+EARLIEST_TIMESTAMP = datetime(1970, 1, 2, tzinfo=UTC)
+LATEST_TIMESTAMP = datetime(2105, 12, 31, tzinfo=UTC)
+NonEmptyId = Annotated[StrictStr, Field(min_length=1, max_length=512)]
+
+
+def now_ms() -> int:
+    """Current UTC time in epoch milliseconds."""
+    return int(datetime.now(UTC).timestamp() * 1000)
+
+
+class Message(BaseModel):
+    """One chat turn; `content` may be a string or OpenAI-style content parts."""
+
+    model_config = ConfigDict(extra="allow")
+
+    role: StrictStr
+    content: StrictStr | list[dict[str, Any]] | None = None
+
+    @property
+    def text(self) -> str:
+        if self.content is None:
+            return ""
+        if isinstance(self.content, str):
+            return self.content
+        return "\n".join(str(p.get("text", "")) for p in self.content if isinstance(p, dict))
+
+
+class Params(BaseModel):
+    """Generation settings the caller asked for: harvesting shows here (temperature 0, logprobs)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    temperature: float | None = None
+    top_p: float | None = None
+    max_tokens: int | None = Field(default=None, ge=0)
+    n: int | None = Field(default=None, ge=0)
+    logprobs: bool | int | None = None
+    top_logprobs: int | None = Field(default=None, ge=0)
+    seed: int | None = None
+
+
+class Client(BaseModel):
+    """Who sent the request, as the provider's gateway saw it."""
+
+    model_config = ConfigDict(extra="allow")
+
+    ip: StrictStr | None = None
+    user_agent: StrictStr | None = None
+    api_key_id: StrictStr | None = None
+    org_id: StrictStr | None = None
+
+
+class Event(BaseModel):
+    """One API request (schema v1). Unknown fields are kept in `model_extra`."""
+
+    model_config = ConfigDict(extra="allow")
+
+    request_id: NonEmptyId
+    account_id: NonEmptyId
+    timestamp: datetime
+    messages: list[Message] | None = None
+    prompt: StrictStr | None = None
+    response: StrictStr | None = None
+    model: StrictStr | None = None
+    endpoint: StrictStr | None = None
+    prompt_tokens: int | None = Field(default=None, ge=0)
+    completion_tokens: int | None = Field(default=None, ge=0)
+    params: Params = Field(default_factory=Params)
+    client: Client = Field(default_factory=Client)
+
+    @field_validator("timestamp", mode="before")
+    @classmethod
+    def _parse_timestamp(cls, value: Any) -> datetime:
+        """RFC3339 string or epoch milliseconds (an integer), always normalised to UTC."""
+        try:
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                parsed = datetime.fromtimestamp(value / 1000, tz=UTC)
+            elif isinstance(value, str):
+                parsed = datetime.fromisoformat(value.strip())
+            else:
+                raise ValueError("timestamp must be an RFC3339 string or epoch milliseconds")
+        except (OverflowError, OSError) as exc:
+            raise ValueError(f"timestamp out of range: {exc}") from exc
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        parsed = parsed.astimezone(UTC)
+        if not EARLIEST_TIMESTAMP <= parsed <= LATEST_TIMESTAMP:
+            raise ValueError("timestamp outside 1970-01-02..2105-12-31 (ClickHouse DateTime range)")
+        return parsed
+
+    @field_validator("params", "client", mode="before")
+    @classmethod
+    def _null_is_empty(cls, value: Any) -> Any:
+        return {} if value is None else value
+
+    @model_validator(mode="after")
+    def _needs_a_request(self) -> Event:
+        if self.messages is None and self.prompt is None:
+            raise ValueError("one of 'messages' or 'prompt' is required")
+        if self.messages is not None and not self.messages:
+            raise ValueError("'messages' must not be empty")
+        return self
+
+    @property
+    def timestamp_ms(self) -> int:
+        return int(self.timestamp.timestamp() * 1000)
+
+    @property
+    def prompt_text(self) -> str:
+        """The user's request: `prompt`, or the last user turn of `messages`."""
+        if self.prompt is not None:
+            return self.prompt
+        assert self.messages is not None
+        for message in reversed(self.messages):
+            if message.role == "user":
+                return message.text
+        return self.messages[-1].text
+
+    @property
+    def turn_count(self) -> int:
+        """How many user turns the request carries (follow-ups have more than one)."""
+        if self.messages is None:
+            return 1
+        return sum(1 for m in self.messages if m.role == "user") or 1
+
+    @property
+    def prompt_hash(self) -> str:
+        return hashlib.sha256(self.prompt_text.encode("utf-8", "surrogatepass")).hexdigest()
+
+    @property
+    def extra_fields(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class DeadLetter(BaseModel):
+    """An input that failed validation: the reason and the original bytes, never dropped."""
+
+    request_id: str | None = None
+    reason: str
+    raw: str
+    raw_encoding: Literal["utf-8", "base64"]
+    source: str
+    offset: int | None = None
+    received_at: datetime
+
+    @classmethod
+    def from_bytes(
+        cls,
+        raw: bytes,
+        reason: str,
+        source: str,
+        offset: int | None = None,
+        request_id: str | None = None,
+    ) -> DeadLetter:
+        try:
+            text, encoding = raw.decode("utf-8"), "utf-8"
+        except UnicodeDecodeError:
+            text, encoding = base64.b64encode(raw).decode("ascii"), "base64"
+        return cls(
+            request_id=request_id,
+            reason=reason,
+            raw=text,
+            raw_encoding=encoding,
+            source=source,
+            offset=offset,
+            received_at=datetime.now(UTC),
+        )
+
+    def original_bytes(self) -> bytes:
+        if self.raw_encoding == "base64":
+            return base64.b64decode(self.raw)
+        return self.raw.encode("utf-8")
+
+    @property
+    def dead_letter_id(self) -> str:
+        """Stable id, so replaying the same bad message is idempotent too."""
+        digest = hashlib.sha256()
+        digest.update(self.source.encode())
+        digest.update(str(self.offset).encode())
+        digest.update(self.original_bytes())
+        return digest.hexdigest()
+
+
+def _describe_validation_error(error: ValidationError) -> str:
+    parts = []
+    for item in error.errors(include_url=False)[:5]:
+        location = ".".join(str(p) for p in item["loc"]) or "event"
+        parts.append(f"{location}: {item['msg']}")
+    return "; ".join(parts)
+
+
+def _request_id_of(document: Any) -> str | None:
+    if isinstance(document, dict):
+        value = document.get("request_id")
+        if isinstance(value, str) and 0 < len(value) <= 512:
+            return value
+    return None
+
+
+def parse_event(
+    raw: bytes | str,
+    source: str,
+    offset: int | None = None,
+    max_bytes: int = 8 * 1024 * 1024,
+) -> Event | DeadLetter:
+    """Parse one raw message; return an `Event`, or a `DeadLetter` saying why not. Never raises."""
+    data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else bytes(raw)
+
+    def dead(reason: str, document: Any = None) -> DeadLetter:
+        return DeadLetter.from_bytes(data, reason, source, offset, _request_id_of(document))
+
+    if len(data) > max_bytes:
+        return dead(f"too_large: {len(data)} bytes exceeds the {max_bytes}-byte limit")
+    if not data.strip():
+        return dead("empty: no content")
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return dead(f"invalid_utf8: {exc.reason} at byte {exc.start}")
+    try:
+        document = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        return dead(f"invalid_json: {exc}")
+    if not isinstance(document, dict):
+        return dead(f"not_an_object: expected a JSON object, got {type(document).__name__}")
+    try:
+        return Event.model_validate(document)
+    except ValidationError as exc:
+        return dead(f"invalid_event: {_describe_validation_error(exc)}", document)
+    except (ValueError, TypeError, RecursionError) as exc:  # defensive: validators of extras
+        return dead(f"invalid_event: {exc}", document)

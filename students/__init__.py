@@ -1,0 +1,1 @@
+"""Companion: real teacher, real-prompt traffic, attack strategies and real student distillation."""

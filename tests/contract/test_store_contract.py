@@ -1,0 +1,162 @@
+"""The store contract: every backend passes the same tests with the same SQL."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+
+from storage import Store, StoreError
+from storage.rows import dead_letter_row, event_row
+from storage.schema import MIGRATIONS, TABLES
+from streaming.events import DeadLetter, Event, parse_event
+
+HOSTILE = "'; DROP TABLE verdicts; --"
+STRING_SAMPLES = ["ascii", "ünïcødé ✓", "quote ' and \\ backslash", HOSTILE, "nul\x00byte"]
+DAY = datetime(2026, 11, 27, 12, 30, 15, tzinfo=UTC)
+
+
+def sample_value(ch_type: str, rng: random.Random, index: int) -> object:
+    """A non-default value of a column type, exactly representable so round-trips compare equal."""
+    if ch_type.startswith("Nullable("):
+        return sample_value(ch_type[9:-1], rng, index)
+    if ch_type == "Array(String)":
+        return [f"m{index}-{i}" for i in range(rng.randint(1, 4))]
+    if ch_type == "Array(Float32)":
+        return [rng.randint(-64, 64) / 8 for _ in range(8)]
+    if ch_type == "Array(UInt64)":
+        return [rng.randrange(2**64) for _ in range(16)]
+    if ch_type == "String":
+        return rng.choice(STRING_SAMPLES) + f"#{index}"
+    if ch_type == "DateTime":
+        return int((DAY + timedelta(days=index % 3, seconds=index)).timestamp())
+    if ch_type.startswith("Float"):
+        return rng.randint(0, 1000) / 4
+    if ch_type == "Int64":
+        return rng.randint(-(2**62), 2**62)
+    bits = int(ch_type.removeprefix("UInt"))
+    return rng.randrange(1, 2**bits)
+
+
+def sample_rows(table_name: str, count: int, seed: int = 0) -> list[dict]:
+    rng = random.Random(seed)
+    table = TABLES[table_name]
+    return [
+        {name: sample_value(ch_type, rng, i) for name, ch_type in table.columns}
+        for i in range(count)
+    ]
+
+
+def read_all(store: Store, table_name: str) -> list[dict]:
+    key = ", ".join(TABLES[table_name].order_by)
+    return store.query(f"SELECT * FROM {store.table(table_name)} FINAL ORDER BY {key}")
+
+
+def test_migrations_are_recorded_and_idempotent(store: Store) -> None:
+    assert store.applied_migrations() == [m.number for m in MIGRATIONS]
+    assert store.migrate() == []
+    names = {
+        r["name"]
+        for r in store.query(
+            "SELECT name FROM system.tables WHERE database = %(db)s", {"db": store.database}
+        )
+    }
+    assert set(TABLES) <= names
+
+
+@pytest.mark.parametrize("table_name", sorted(set(TABLES) - {"schema_migrations"}))
+def test_every_table_round_trips(store: Store, table_name: str) -> None:
+    rows = sample_rows(table_name, 25, seed=len(table_name))
+    assert store.insert(table_name, rows) == 25
+    key = TABLES[table_name].order_by
+    expected = sorted(rows, key=lambda r: tuple(r[k] for k in key))
+    assert read_all(store, table_name) == expected
+
+
+def test_omitted_columns_take_defaults(store: Store) -> None:
+    store.insert("verdicts", [{"verdict_id": "v", "account_id": "a", "verdict_time": DAY}])
+    (row,) = read_all(store, "verdicts")
+    assert row["label"] == "" and row["score"] == 0.0 and row["cluster_id"] == ""
+    assert row["verdict_time"] == int(DAY.timestamp())
+
+
+def test_unknown_column_is_an_error_not_silence(store: Store) -> None:
+    with pytest.raises(StoreError, match="unknown columns"):
+        store.insert("verdicts", [{"verdict_id": "v", "nonsense": 1}])
+
+
+def _events(count: int, days: int = 1) -> list[Event]:
+    events = []
+    for i in range(count):
+        ts = DAY + timedelta(days=i % days, milliseconds=i)
+        raw = (
+            f'{{"request_id": "req-{i}", "account_id": "acct-{i % 7}", '
+            f'"timestamp": {int(ts.timestamp() * 1000)}, "prompt": "prompt {i}"}}'
+        )
+        event = parse_event(raw.encode(), "test")
+        assert isinstance(event, Event)
+        events.append(event)
+    return events
+
+
+def test_reinserting_the_same_request_ids_is_idempotent(store: Store) -> None:
+    rows = [event_row(e, source="test", offset=i) for i, e in enumerate(_events(3000, days=2))]
+    store.insert("events", rows, batch_size=1000)
+    store.insert("events", rows[:1500], batch_size=700)
+    store.insert("events", rows, batch_size=3000)
+    assert store.count("events") == 3000
+    assert store.count("events", final=False) >= 3000
+
+
+def test_retention_drops_whole_days(store: Store) -> None:
+    rows = [event_row(e) for e in _events(300, days=3)]
+    store.insert("events", rows)
+    assert store.partitions("events") == ["20261127", "20261128", "20261129"]
+    dropped = store.drop_partitions_before("events", date(2026, 11, 29))
+    assert dropped == ["20261127", "20261128"]
+    assert store.partitions("events") == ["20261129"]
+    assert store.count("events") == 100
+    with pytest.raises(StoreError):
+        store.drop_partitions_before("account_state", date(2026, 11, 29))
+
+
+def test_hostile_strings_are_stored_verbatim_and_run_nothing(store: Store) -> None:
+    nasty = [HOSTILE, "a\\'b", "tab\tnewline\nnul\x00end", "emoji 🙂 and 中文", "%(x)s {x:String}"]
+    rows = [
+        {"verdict_id": f"v{i}", "account_id": text, "label": text, "verdict_time": DAY}
+        for i, text in enumerate(nasty)
+    ]
+    store.insert("verdicts", rows)
+    for text in nasty:
+        found = store.query(
+            "SELECT account_id, label FROM {db}.verdicts FINAL WHERE account_id = %(account)s",
+            {"account": text},
+        )
+        assert found == [{"account_id": text, "label": text}]
+    assert store.count("verdicts") == len(nasty)  # the table still exists and holds them all
+
+
+def test_events_and_dead_letters_from_the_parser(store: Store) -> None:
+    event = parse_event(
+        b'{"request_id":"r1","account_id":"acct","timestamp":"2026-11-27T10:00:00.250Z",'
+        b'"messages":[{"role":"user","content":"hi"},{"role":"assistant","content":"hello"},'
+        b'{"role":"user","content":"' + HOSTILE.encode() + b'"}],'
+        b'"params":{"temperature":0,"logprobs":true},"client":{"ip":"10.0.0.1"},"tier":"gold"}',
+        "test",
+        offset=7,
+    )
+    assert isinstance(event, Event)
+    letter = parse_event(b'\xff\xfe{"x":', "kafka:api-requests/0", offset=8)
+    assert isinstance(letter, DeadLetter)
+    store.insert("events", [event_row(event, source="test", offset=7)])
+    store.insert("dead_letters", [dead_letter_row(letter)] * 2)
+    (row,) = read_all(store, "events")
+    assert row["prompt_text"] == HOSTILE and row["turn_count"] == 2
+    assert row["event_ms"] == event.timestamp_ms and row["event_ms"] % 1000 == 250
+    assert row["extra_json"] == '{"tier":"gold"}'
+    assert row["params_json"] == '{"logprobs":true,"temperature":0.0}'
+    (dead,) = read_all(store, "dead_letters")
+    assert dead["raw_encoding"] == "base64" and dead["source_offset"] == 8
+    restored = DeadLetter(**{**letter.model_dump(), "raw": dead["raw"]})
+    assert restored.original_bytes() == b'\xff\xfe{"x":'
