@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from clickhouse_driver import Client
 from clickhouse_driver.errors import Error as DriverError
@@ -40,15 +41,19 @@ class ClickHouseServer(Store):
         send_receive_timeout: float = 60.0,
     ) -> None:
         super().__init__(database)
-        kwargs: dict[str, Any] = {
-            "connect_timeout": connect_timeout,
-            "send_receive_timeout": send_receive_timeout,
-            "settings": {"use_client_time_zone": False},
-        }
-        if password:
-            kwargs["password"] = password
-        self.url = url
-        self._client = Client.from_url(url, **kwargs)
+        parts = urlsplit(url)
+        if parts.scheme not in ("clickhouse", "tcp") or not parts.hostname:
+            raise ValueError(f"expected clickhouse://host:port, got {url!r}")
+        self.url = f"{parts.scheme}://{parts.hostname}:{parts.port or 9000}"  # no credentials
+        self._client = Client(
+            host=parts.hostname,
+            port=parts.port or 9000,
+            user=unquote(parts.username or "default"),
+            password=password or unquote(parts.password or ""),
+            connect_timeout=connect_timeout,
+            send_receive_timeout=send_receive_timeout,
+            settings={"use_client_time_zone": False},
+        )
         self._lock = threading.Lock()
 
     def _run(self, sql: str, params: Any = None, **kwargs: Any) -> Any:
