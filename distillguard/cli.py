@@ -4,6 +4,7 @@ the library, so every entry point shares the same code paths."""
 from __future__ import annotations
 
 from datetime import date
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -71,6 +72,170 @@ def retention(
         console.print(f"dropped {len(dropped)} partitions of {table}: {', '.join(dropped) or '-'}")
     finally:
         store.close()
+
+
+@app.command()
+def replay(
+    events: Annotated[Path, typer.Argument(help="JSONL request log.", exists=True, dir_okay=False)],
+    batch_size: Annotated[int, typer.Option(help="Events per checkpoint.")] = 2000,
+) -> None:
+    """Run a JSONL request log through the pipeline into the store (idempotent: rerun freely)."""
+    from detectors.registry import build_detector
+    from storage import open_store
+    from streaming.files import run_file
+    from streaming.pipeline import Pipeline
+    from streaming.sinks import StoreSink
+
+    settings = get_settings()
+    store = open_store(settings)
+    try:
+        pipeline = Pipeline(
+            build_detector(),
+            [StoreSink(store)],
+            store=store,
+            redact_policy=settings.redact_prompts,
+            redact_truncate_chars=settings.redact_truncate_chars,
+            max_event_bytes=settings.max_event_bytes,
+        )
+        totals = run_file(pipeline, events, batch_size)
+    finally:
+        store.close()
+    console.print(
+        f"{totals.events} events, {totals.dead_letters} dead letters, "
+        f"{len(totals.verdicts)} verdicts, {totals.replayed} already counted "
+        f"→ {store.backend} store {store.database}"
+    )
+
+
+@app.command()
+def calibrate(
+    benign: Annotated[Path, typer.Option(help="Benign JSONL history.", exists=True)],
+    out: Annotated[Path, typer.Option(help="Model folder to write.")],
+    target_fpr: Annotated[float, typer.Option(help="Share of benign accounts to flag.")] = 0.001,
+) -> None:
+    """Fit detector thresholds on benign history at a target false-positive rate."""
+    from detectors.registry import build_detector, events_in_file, save_calibration
+
+    detector = build_detector(target_fpr).fit(events_in_file(benign))
+    path = save_calibration(detector, out)
+    console.print(
+        f"calibrated {detector.name} at FPR {target_fpr}: {detector.calibration()} → {path}"
+    )
+
+
+@app.command()
+def score(
+    events: Annotated[Path, typer.Option(help="JSONL request log.", exists=True, dir_okay=False)],
+    out: Annotated[Path, typer.Option(help="Verdict JSONL to write.")],
+    calibration: Annotated[
+        Path | None,
+        typer.Option(help="Benign JSONL to calibrate on, or a folder from `calibrate`."),
+    ] = None,
+    batch_size: Annotated[int, typer.Option(help="Events per checkpoint.")] = 2000,
+) -> None:
+    """Offline scoring with the same pipeline; without --calibration, self-calibrate on the
+    stream (assumes attackers are a small minority of accounts)."""
+    from detectors.registry import build_detector, events_in_file, load_calibration
+    from streaming.files import run_file
+    from streaming.pipeline import Pipeline
+    from streaming.sinks import VerdictFileSink
+
+    detector = build_detector()
+    if calibration is not None and calibration.is_dir():
+        load_calibration(detector, calibration)
+    else:
+        detector.fit(events_in_file(calibration or events))
+    sink = VerdictFileSink(out)
+    try:
+        totals = run_file(Pipeline(detector, [sink]), events, batch_size)
+    finally:
+        sink.close()
+    flagged = len({v.account_id for v in totals.verdicts if v.label != "benign"})
+    console.print(
+        f"{totals.events} events, {totals.dead_letters} dead letters, "
+        f"{len(totals.verdicts)} verdicts ({flagged} accounts flagged) → {out}"
+    )
+
+
+@app.command()
+def worker(
+    metrics_port: Annotated[
+        int | None, typer.Option(help="Prometheus /metrics port (0 disables).")
+    ] = None,
+    client_id: Annotated[str, typer.Option(help="Kafka client id of this worker.")] = "",
+) -> None:
+    """Kafka consumer-group worker: topic DG_TOPIC → pipeline → store; commits after the store."""
+    import logging
+    import os
+
+    from detectors.registry import build_detector
+    from storage import open_store
+    from streaming.kafka import KafkaSource, make_producer
+    from streaming.pipeline import Pipeline
+    from streaming.sinks import DeadLetterTopicSink, StoreSink
+    from streaming.worker import Worker, serve_metrics
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    settings = get_settings()
+    store = open_store(settings)
+    producer = make_producer(settings.kafka_bootstrap)
+    pipeline = Pipeline(
+        build_detector(),
+        [DeadLetterTopicSink(producer, settings.dlq_topic), StoreSink(store)],
+        store=store,
+        redact_policy=settings.redact_prompts,
+        redact_truncate_chars=settings.redact_truncate_chars,
+        max_event_bytes=settings.max_event_bytes,
+    )
+    source = KafkaSource(
+        settings.kafka_bootstrap,
+        settings.topic,
+        settings.consumer_group,
+        on_revoked=pipeline.forget_streams,
+        max_records=settings.batch_size,
+        client_id=client_id or f"distillguard-worker-{os.getpid()}",
+    )
+    serve_metrics(settings.metrics_port if metrics_port is None else metrics_port)
+    runner = Worker(pipeline, source)
+    runner.install_signal_handlers()
+    console.print(
+        f"worker: {settings.topic} @ {settings.kafka_bootstrap} → {store.backend} "
+        f"store {store.database} (group {settings.consumer_group})"
+    )
+    try:
+        stats = runner.run()
+    finally:
+        producer.close()
+        store.close()
+    console.print(f"worker stopped: {stats}")
+
+
+@app.command()
+def produce(
+    events: Annotated[Path, typer.Argument(help="JSONL request log.", exists=True, dir_okay=False)],
+    topic: Annotated[str | None, typer.Option(help="Topic (default DG_TOPIC).")] = None,
+    partitions: Annotated[int, typer.Option(help="Partitions if the topic is created.")] = 4,
+) -> None:
+    """Publish a JSONL request log to Kafka, one message per line, keyed by account_id."""
+    from rich.progress import Progress
+
+    from streaming.kafka import ensure_topic, make_producer, produce_lines
+
+    settings = get_settings()
+    topic = topic or settings.topic
+    ensure_topic(settings.kafka_bootstrap, topic, partitions)
+    producer = make_producer(settings.kafka_bootstrap)
+    total = sum(1 for _ in events.open("rb"))
+    with Progress(console=console) as progress, events.open("rb") as handle:
+        task = progress.add_task(f"→ {topic}", total=total)
+        sent = produce_lines(
+            producer,
+            topic,
+            (line.rstrip(b"\r\n") for line in handle),
+            on_sent=lambda n: progress.update(task, completed=n),
+        )
+    producer.close()
+    console.print(f"published {sent} messages to {topic} at {settings.kafka_bootstrap}")
 
 
 @app.command()

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+from datetime import UTC, datetime
 from typing import Literal
 
 import orjson
 
+from detectors.verdict import Verdict
 from streaming.events import DeadLetter, Event
 
 RedactPolicy = Literal["none", "hash", "truncate"]
@@ -76,4 +78,48 @@ def dead_letter_row(letter: DeadLetter) -> dict:
         "source_offset": -1 if letter.offset is None else letter.offset,
         "received_time": letter.received_at,
         "received_ms": int(letter.received_at.timestamp() * 1000),
+    }
+
+
+def verdict_row(verdict: Verdict) -> dict:
+    """The `verdicts` row; reasons are stored as JSON (18.16 has no JSON type)."""
+    return {
+        "verdict_id": verdict.verdict_id,
+        "account_id": verdict.account_id,
+        "cluster_id": verdict.cluster_id or "",
+        "verdict_time": verdict.timestamp,
+        "verdict_ms": int(verdict.timestamp.timestamp() * 1000),
+        "requests_seen": verdict.requests_seen,
+        "score": verdict.score,
+        "label": verdict.label,
+        "reasons_json": _json([r.model_dump(mode="json") for r in verdict.reasons]),
+        "detector_version": verdict.detector_version,
+    }
+
+
+def verdict_from_row(row: dict) -> Verdict:
+    """The inverse of `verdict_row`, for the API and reports."""
+    return Verdict(
+        account_id=row["account_id"],
+        cluster_id=row["cluster_id"] or None,
+        timestamp=datetime.fromtimestamp(row["verdict_ms"] / 1000, tz=UTC),
+        requests_seen=row["requests_seen"],
+        score=row["score"],
+        label=row["label"],
+        reasons=orjson.loads(row["reasons_json"] or "[]"),
+        detector_version=row["detector_version"],
+    )
+
+
+def account_state_row(
+    account_id: str, detector: str, requests_seen: int, state: dict, updated_ms: int
+) -> dict:
+    """The `account_state` row: a detector's checkpoint for one account (latest version wins)."""
+    return {
+        "account_id": account_id,
+        "detector": detector,
+        "requests_seen": requests_seen,
+        "state_json": _json(state),
+        "updated_ms": updated_ms,
+        "version": updated_ms,
     }

@@ -1,0 +1,1 @@
+"""Detectors: per-account signals, fusion into explained verdicts, campaign linking."""

@@ -1,0 +1,48 @@
+"""The detector interface every signal implements (River-style, scikit-learn-shaped).
+
+`fit` calibrates on benign history, `update` consumes one account's new events and says what it
+thinks, `state`/`load` move one account's state to and from the `account_state` table so a
+restart or a partition rebalance resumes instead of relearning.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from typing import Any, Self
+
+from detectors.verdict import Assessment
+from streaming.events import Event
+
+
+class Detector(ABC):
+    """Per-account detector; state is keyed by `account_id` (the Kafka key)."""
+
+    name: str = "detector"
+    version: str = "0"
+
+    @abstractmethod
+    def fit(self, benign_events: Iterable[Event]) -> Self:
+        """Calibrate thresholds on benign traffic (never on attack labels)."""
+
+    @abstractmethod
+    def update(self, account_id: str, events: list[Event]) -> Assessment:
+        """Consume an account's new events (in order) and assess the account."""
+
+    @abstractmethod
+    def state(self, account_id: str) -> dict[str, Any]:
+        """The account's state, JSON-serialisable."""
+
+    @abstractmethod
+    def load(self, account_id: str, state: dict[str, Any]) -> None:
+        """Restore an account's state saved by `state`."""
+
+    def forget(self, account_id: str) -> None:  # noqa: B027 - optional
+        """Drop an account's in-memory state (its partition moved to another worker)."""
+
+    def calibration(self) -> dict[str, Any]:
+        """Fitted parameters, for reports and `calibrate` output."""
+        return {}
+
+    def load_calibration(self, calibration: dict[str, Any]) -> None:  # noqa: B027 - optional
+        """Restore fitted parameters saved by `calibration`."""

@@ -1,0 +1,57 @@
+"""The verdict contract (ARCHITECTURE.md) and the rule for when a verdict is worth emitting."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+Label = Literal["benign", "suspicious", "extraction"]
+LABEL_RANK: dict[str, int] = {"benign": 0, "suspicious": 1, "extraction": 2}
+MATERIAL_SCORE_CHANGE = 0.1
+
+
+class Reason(BaseModel):
+    """One signal's part in a verdict: its value and how much it moved the score."""
+
+    signal: str
+    value: float
+    contribution: float
+    evidence: dict[str, Any] | None = None
+
+
+class Assessment(BaseModel):
+    """What a detector thinks of an account right now."""
+
+    score: float = Field(ge=0.0, le=1.0)
+    label: Label
+    reasons: list[Reason] = Field(default_factory=list)
+
+
+class Verdict(BaseModel):
+    """An explained decision about an account, as stored and as written to verdict files."""
+
+    account_id: str
+    cluster_id: str | None = None
+    timestamp: datetime
+    requests_seen: int
+    score: float = Field(ge=0.0, le=1.0)
+    label: Label
+    reasons: list[Reason]
+    detector_version: str
+
+    @property
+    def verdict_id(self) -> str:
+        """Same account, same point in its stream, same detector: the same verdict (idempotent)."""
+        key = f"{self.account_id}\x1f{self.requests_seen}\x1f{self.detector_version}"
+        return hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
+def is_material(previous: tuple[str, float] | None, current: Assessment) -> bool:
+    """Emit on first sight, on any label change, or on a score move of 0.1 or more."""
+    if previous is None:
+        return True
+    label, score = previous
+    return label != current.label or abs(score - current.score) >= MATERIAL_SCORE_CHANGE

@@ -1,0 +1,150 @@
+"""Kafka source and producer (kafka-python): consumer group on `api-requests`, key = account_id."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator
+
+import orjson
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.consumer.subscription_state import ConsumerRebalanceListener
+from kafka.errors import TopicAlreadyExistsError
+
+from streaming.records import SourceRecord
+
+log = logging.getLogger("distillguard.kafka")
+
+
+def stream_name(topic: str, partition: int) -> str:
+    return f"kafka:{topic}/{partition}"
+
+
+def make_producer(bootstrap: str, **overrides) -> KafkaProducer:
+    """A producer that waits for the broker's acknowledgement of every write."""
+    config = {
+        "bootstrap_servers": bootstrap,
+        "acks": "all",
+        "linger_ms": 20,
+        "batch_size": 256 * 1024,
+        "max_request_size": 16 * 1024 * 1024,
+        "retries": 5,
+        "client_id": "distillguard-producer",
+    }
+    return KafkaProducer(**(config | overrides))
+
+
+def ensure_topic(bootstrap: str, topic: str, partitions: int = 4) -> None:
+    """Create the topic if it does not exist yet (idempotent)."""
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="distillguard-admin")
+    try:
+        admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])
+    except TopicAlreadyExistsError:
+        pass
+    finally:
+        admin.close()
+
+
+def account_key(line: bytes) -> bytes | None:
+    """The message key for a raw event: its account_id, or None for unparseable input."""
+    try:
+        document = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return None
+    account = document.get("account_id") if isinstance(document, dict) else None
+    return account.encode() if isinstance(account, str) else None
+
+
+def produce_lines(
+    producer: KafkaProducer,
+    topic: str,
+    lines: Iterable[bytes],
+    on_sent: Callable[[int], None] | None = None,
+) -> int:
+    """Publish raw lines keyed by account (bad lines too: the worker dead-letters them)."""
+    sent = 0
+    for line in lines:
+        producer.send(topic, key=account_key(line), value=line)
+        sent += 1
+        if on_sent and sent % 1000 == 0:
+            on_sent(sent)
+    producer.flush()
+    if on_sent:
+        on_sent(sent)
+    return sent
+
+
+class _Rebalance(ConsumerRebalanceListener):
+    def __init__(self, on_revoked: Callable[[set[str]], None], topic: str) -> None:
+        self.on_revoked = on_revoked
+        self.topic = topic
+
+    def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        streams = {stream_name(tp.topic, tp.partition) for tp in revoked}
+        if streams:
+            log.info("partitions revoked: %s", ", ".join(sorted(streams)))
+            self.on_revoked(streams)
+
+    def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        streams = sorted(stream_name(tp.topic, tp.partition) for tp in assigned)
+        log.info("partitions assigned: %s", ", ".join(streams) or "none")
+
+
+class KafkaSource:
+    """Polls batches of records; offsets are committed only by `commit`, after the sinks flushed.
+
+    `max_poll_interval_ms` is long on purpose: while the store is down the worker stops polling
+    (backpressure) and must keep its partitions rather than trigger a rebalance storm.
+    """
+
+    def __init__(
+        self,
+        bootstrap: str,
+        topic: str,
+        group: str,
+        on_revoked: Callable[[set[str]], None],
+        max_records: int = 2000,
+        client_id: str = "distillguard-worker",
+    ) -> None:
+        self.topic = topic
+        self.max_records = max_records
+        self.consumer = KafkaConsumer(
+            bootstrap_servers=bootstrap,
+            group_id=group,
+            client_id=client_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=max_records,
+            max_poll_interval_ms=30 * 60 * 1000,
+            session_timeout_ms=10_000,
+            heartbeat_interval_ms=3_000,
+            fetch_max_bytes=64 * 1024 * 1024,
+            max_partition_fetch_bytes=16 * 1024 * 1024,
+        )
+        self.consumer.subscribe([topic], listener=_Rebalance(on_revoked, topic))
+
+    def poll(self, timeout_ms: int = 500) -> list[SourceRecord]:
+        polled = self.consumer.poll(timeout_ms=timeout_ms, max_records=self.max_records)
+        return list(self._records(polled))
+
+    @staticmethod
+    def _records(polled: dict) -> Iterator[SourceRecord]:
+        for tp, messages in polled.items():
+            stream = stream_name(tp.topic, tp.partition)
+            for message in messages:
+                yield SourceRecord(message.value or b"", stream, message.offset, message.key)
+
+    def commit(self) -> None:
+        """Commit the positions of everything polled so far (all of it is in the sinks)."""
+        self.consumer.commit()
+
+    def lag(self) -> int:
+        """Messages behind the end of the assigned partitions."""
+        assigned = list(self.consumer.assignment())
+        if not assigned:
+            return 0
+        ends = self.consumer.end_offsets(assigned)
+        return sum(max(0, ends[tp] - self.consumer.position(tp)) for tp in assigned)
+
+    def close(self) -> None:
+        self.consumer.close(autocommit=False)

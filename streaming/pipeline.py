@@ -1,0 +1,224 @@
+"""The one pipeline every entry point drives: Kafka worker, file replay, offline scoring, demo.
+
+batch of raw records → parse/validate (dead letters out) → embed → detectors → sinks.
+
+Exactly-once detector state on an at-least-once stream: each account's checkpoint records, per
+source partition, the last offset its detector consumed. A replayed record (a crash before the
+offset commit, a rebalance) is written again to the idempotent store but never counted twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from detectors.base import Detector
+from detectors.verdict import Verdict, is_material
+from storage import Store
+from storage.rows import RedactPolicy, event_row
+from streaming.events import DeadLetter, Event, now_ms, parse_event
+from streaming.records import SourceRecord
+from streaming.sinks import Sink
+
+Embedder = Callable[[list[str]], list[list[float]]]
+
+
+@dataclass
+class AccountCursor:
+    """Pipeline bookkeeping for one account, checkpointed with the detector's state."""
+
+    requests_seen: int = 0
+    offsets: dict[str, int] = field(default_factory=dict)  # stream → last consumed offset
+    last_label: str | None = None
+    last_score: float = 0.0
+    cluster_id: str | None = None
+
+
+@dataclass
+class BatchResult:
+    """What one `process` call did, for metrics and progress bars."""
+
+    records: int = 0
+    events: int = 0
+    dead_letters: int = 0
+    verdicts: list[Verdict] = field(default_factory=list)
+    replayed: int = 0
+    latest_event_ms: int = 0
+
+
+class Pipeline:
+    """Parse, embed, detect and hand results to sinks; `checkpoint` flushes every sink."""
+
+    def __init__(
+        self,
+        detector: Detector,
+        sinks: Sequence[Sink],
+        store: Store | None = None,
+        embedder: Embedder | None = None,
+        redact_policy: RedactPolicy = "none",
+        redact_truncate_chars: int = 200,
+        max_event_bytes: int = 8 * 1024 * 1024,
+    ) -> None:
+        self.detector = detector
+        self.sinks = list(sinks)
+        self.store = store
+        self.embedder = embedder
+        self.redact_policy = redact_policy
+        self.redact_truncate_chars = redact_truncate_chars
+        self.max_event_bytes = max_event_bytes
+        self.cursors: dict[str, AccountCursor] = {}
+        self._dirty: set[str] = set()
+
+    # --- state --------------------------------------------------------------------------------
+    def _restore(self, account_ids: Iterable[str]) -> None:
+        """Load checkpoints of accounts not in memory (restart, or a newly assigned partition)."""
+        missing = sorted({a for a in account_ids if a not in self.cursors})
+        if not missing:
+            return
+        saved: dict[str, dict[str, Any]] = {}
+        if self.store is not None:
+            for start in range(0, len(missing), 5000):
+                rows = self.store.query(
+                    "SELECT account_id, state_json FROM {db}.account_state FINAL "
+                    "WHERE detector = %(detector)s AND account_id IN %(ids)s",
+                    {"detector": self.detector.name, "ids": tuple(missing[start : start + 5000])},
+                )
+                saved.update({r["account_id"]: orjson.loads(r["state_json"]) for r in rows})
+        for account_id in missing:
+            checkpoint = saved.get(account_id)
+            if checkpoint is None:
+                self.cursors[account_id] = AccountCursor()
+                continue
+            self.cursors[account_id] = AccountCursor(**checkpoint["cursor"])
+            self.detector.load(account_id, checkpoint["detector"])
+
+    def forget_streams(self, streams: set[str]) -> int:
+        """Drop in-memory state of accounts last seen on `streams` (partitions revoked)."""
+        gone = [a for a, c in self.cursors.items() if c.offsets and set(c.offsets) <= streams]
+        for account_id in gone:
+            del self.cursors[account_id]
+            self.detector.forget(account_id)
+            self._dirty.discard(account_id)
+        return len(gone)
+
+    def _checkpoint_states(self) -> list[dict]:
+        updated = now_ms()
+        states = []
+        for account_id in sorted(self._dirty):
+            cursor = self.cursors[account_id]
+            states.append(
+                {
+                    "account_id": account_id,
+                    "detector": self.detector.name,
+                    "requests_seen": cursor.requests_seen,
+                    "state": {
+                        "cursor": cursor.__dict__,
+                        "detector": self.detector.state(account_id),
+                    },
+                    "updated_ms": updated,
+                }
+            )
+        self._dirty.clear()
+        return states
+
+    # --- the batch ---------------------------------------------------------------------------
+    def process(self, records: Sequence[SourceRecord]) -> BatchResult:
+        """Run one batch through parse → embed → detect, adding results to every sink."""
+        result = BatchResult(records=len(records))
+        parsed: list[tuple[Event, SourceRecord]] = []
+        dead: list[DeadLetter] = []
+        for record in records:
+            item = parse_event(record.value, record.stream, record.offset, self.max_event_bytes)
+            if isinstance(item, Event):
+                parsed.append((item, record))
+            else:
+                dead.append(item)
+
+        embeddings: list[list[float] | None] = [None] * len(parsed)
+        if self.embedder is not None and parsed:
+            embeddings = list(self.embedder([e.prompt_text for e, _ in parsed]))
+
+        ingested = now_ms()
+        rows = [
+            event_row(
+                event,
+                record.stream,
+                record.offset,
+                ingested,
+                self.redact_policy,
+                self.redact_truncate_chars,
+                vector,
+            )
+            for (event, record), vector in zip(parsed, embeddings, strict=True)
+        ]
+        result.verdicts, result.replayed = self._detect(parsed)
+        result.events, result.dead_letters = len(parsed), len(dead)
+        result.latest_event_ms = max((e.timestamp_ms for e, _ in parsed), default=0)
+        for sink in self.sinks:
+            sink.add_events(rows)
+            sink.add_dead_letters(dead)
+            sink.add_verdicts(result.verdicts)
+        return result
+
+    def _detect(self, parsed: list[tuple[Event, SourceRecord]]) -> tuple[list[Verdict], int]:
+        by_account: dict[str, list[tuple[Event, SourceRecord]]] = {}
+        for event, record in parsed:
+            by_account.setdefault(event.account_id, []).append((event, record))
+        self._restore(by_account)
+        verdicts: list[Verdict] = []
+        replayed = 0
+        for account_id, items in by_account.items():
+            cursor = self.cursors[account_id]
+            fresh = []
+            for event, record in items:
+                if record.offset <= cursor.offsets.get(record.stream, -1):
+                    replayed += 1
+                    continue
+                cursor.offsets[record.stream] = record.offset
+                fresh.append(event)
+            if not fresh:
+                continue
+            fresh.sort(key=lambda e: e.timestamp_ms)
+            assessment = self.detector.update(account_id, fresh)
+            cursor.requests_seen += len(fresh)
+            self._dirty.add(account_id)
+            previous = None if cursor.last_label is None else (cursor.last_label, cursor.last_score)
+            if is_material(previous, assessment):
+                cursor.last_label, cursor.last_score = assessment.label, assessment.score
+                verdicts.append(
+                    Verdict(
+                        account_id=account_id,
+                        cluster_id=cursor.cluster_id,
+                        timestamp=fresh[-1].timestamp,
+                        requests_seen=cursor.requests_seen,
+                        score=assessment.score,
+                        label=assessment.label,
+                        reasons=assessment.reasons,
+                        detector_version=self.detector.version,
+                    )
+                )
+        return verdicts, replayed
+
+    def checkpoint(self) -> None:
+        """Flush every sink (state last); raises if any sink failed, so offsets stay uncommitted.
+
+        A retry after a failure flushes the same buffered data again: sinks keep their buffers
+        until they succeed, and the state rows were added to the sinks before the first attempt.
+        """
+        states = self._checkpoint_states()
+        if states:
+            for sink in self.sinks:
+                sink.add_states(states)
+        for sink in self.sinks:
+            sink.flush()
+
+
+def records_from_lines(lines: Iterable[bytes], stream: str, start: int = 0) -> list[SourceRecord]:
+    """Wrap raw lines as records of one stream, numbered from `start`."""
+    return [
+        SourceRecord(value=line.rstrip(b"\r\n"), stream=stream, offset=start + i)
+        for i, line in enumerate(lines)
+    ]
