@@ -80,23 +80,15 @@ def replay(
     batch_size: Annotated[int, typer.Option(help="Events per checkpoint.")] = 2000,
 ) -> None:
     """Run a JSONL request log through the pipeline into the store (idempotent: rerun freely)."""
-    from detectors.registry import build_detector
     from storage import open_store
     from streaming.files import run_file
-    from streaming.pipeline import Pipeline
+    from streaming.pipeline import build_pipeline
     from streaming.sinks import StoreSink
 
     settings = get_settings()
     store = open_store(settings)
     try:
-        pipeline = Pipeline(
-            build_detector(),
-            [StoreSink(store)],
-            store=store,
-            redact_policy=settings.redact_prompts,
-            redact_truncate_chars=settings.redact_truncate_chars,
-            max_event_bytes=settings.max_event_bytes,
-        )
+        pipeline = build_pipeline(settings, [StoreSink(store)], store)
         totals = run_file(pipeline, events, batch_size)
     finally:
         store.close()
@@ -137,7 +129,7 @@ def score(
     stream (assumes attackers are a small minority of accounts)."""
     from detectors.registry import build_detector, events_in_file, load_calibration
     from streaming.files import run_file
-    from streaming.pipeline import Pipeline
+    from streaming.pipeline import build_pipeline
     from streaming.sinks import VerdictFileSink
 
     detector = build_detector()
@@ -147,7 +139,9 @@ def score(
         detector.fit(events_in_file(calibration or events))
     sink = VerdictFileSink(out)
     try:
-        totals = run_file(Pipeline(detector, [sink]), events, batch_size)
+        totals = run_file(
+            build_pipeline(get_settings(), [sink], detector=detector), events, batch_size
+        )
     finally:
         sink.close()
     flagged = len({v.account_id for v in totals.verdicts if v.label != "benign"})
@@ -168,25 +162,19 @@ def worker(
     import logging
     import os
 
-    from detectors.registry import build_detector
     from storage import open_store
     from streaming.kafka import KafkaSource, make_producer
-    from streaming.pipeline import Pipeline
+    from streaming.pipeline import build_pipeline
     from streaming.sinks import DeadLetterTopicSink, StoreSink
     from streaming.worker import Worker, serve_metrics
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("kafka").setLevel(logging.WARNING)
     settings = get_settings()
     store = open_store(settings)
     producer = make_producer(settings.kafka_bootstrap)
-    pipeline = Pipeline(
-        build_detector(),
-        [DeadLetterTopicSink(producer, settings.dlq_topic), StoreSink(store)],
-        store=store,
-        redact_policy=settings.redact_prompts,
-        redact_truncate_chars=settings.redact_truncate_chars,
-        max_event_bytes=settings.max_event_bytes,
-    )
+    sinks = [StoreSink(store), DeadLetterTopicSink(producer, settings.dlq_topic)]
+    pipeline = build_pipeline(settings, sinks, store)
     source = KafkaSource(
         settings.kafka_bootstrap,
         settings.topic,
@@ -198,16 +186,26 @@ def worker(
     serve_metrics(settings.metrics_port if metrics_port is None else metrics_port)
     runner = Worker(pipeline, source)
     runner.install_signal_handlers()
-    console.print(
-        f"worker: {settings.topic} @ {settings.kafka_bootstrap} → {store.backend} "
-        f"store {store.database} (group {settings.consumer_group})"
+    logging.getLogger("distillguard.worker").info(
+        "consuming %s @ %s → %s store %s (group %s)",
+        settings.topic,
+        settings.kafka_bootstrap,
+        store.backend,
+        store.database,
+        settings.consumer_group,
     )
     try:
         stats = runner.run()
     finally:
         producer.close()
         store.close()
-    console.print(f"worker stopped: {stats}")
+    logging.getLogger("distillguard.worker").info(
+        "worker stopped: batches=%d, consumed=%d, dead_letters=%d, verdicts=%d",
+        stats.batches,
+        stats.consumed,
+        stats.dead_letters,
+        stats.verdicts,
+    )
 
 
 @app.command()

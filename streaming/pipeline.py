@@ -17,6 +17,7 @@ import orjson
 
 from detectors.base import Detector
 from detectors.verdict import Verdict, is_material
+from distillguard.config import Settings
 from storage import Store
 from storage.rows import RedactPolicy, event_row
 from streaming.events import DeadLetter, Event, now_ms, parse_event
@@ -222,3 +223,24 @@ def records_from_lines(lines: Iterable[bytes], stream: str, start: int = 0) -> l
         SourceRecord(value=line.rstrip(b"\r\n"), stream=stream, offset=start + i)
         for i, line in enumerate(lines)
     ]
+
+
+def build_pipeline(
+    settings: Settings,
+    sinks: Sequence[Sink],
+    store: Store | None = None,
+    detector: Detector | None = None,
+    embedder: Embedder | None = None,
+) -> Pipeline:
+    """The pipeline every entry point runs, configured from settings."""
+    from detectors.registry import build_detector
+
+    return Pipeline(
+        detector or build_detector(),
+        sinks,
+        store=store,
+        embedder=embedder,
+        redact_policy=settings.redact_prompts,
+        redact_truncate_chars=settings.redact_truncate_chars,
+        max_event_bytes=settings.max_event_bytes,
+    )

@@ -1,0 +1,155 @@
+"""Run real `distillguard worker` processes against the real broker and server, for tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+from kafka import KafkaConsumer, TopicPartition
+
+from storage import ClickHouseServer
+from streaming.kafka import ensure_topic, make_producer, produce_lines
+from students.traffic import benign_requests
+from tests.conftest import CLICKHOUSE_URL, KAFKA_BOOTSTRAP, unique_database
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def real_prompt_lines(count: int, accounts: int = 300, seed: int = 5) -> list[bytes]:
+    """`count` requests from real ShareGPT prompts (prompt only, so messages stay small)."""
+    lines = []
+    for request in benign_requests(count, accounts, seed=seed, with_history=False):
+        lines.append(orjson.dumps(request))
+        if len(lines) == count:
+            return lines
+    raise AssertionError(f"ShareGPT gave fewer than {count} requests")
+
+
+@dataclass
+class WorkerRun:
+    """One isolated deployment: its own topic, DLQ topic, consumer group and database."""
+
+    tmp: Path
+    partitions: int = 4
+    name: str = field(default_factory=lambda: uuid.uuid4().hex[:10])
+    processes: list[subprocess.Popen] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.topic = f"api-requests-{self.name}"
+        self.dlq_topic = f"{self.topic}.dlq"
+        self.database = unique_database()
+        ensure_topic(KAFKA_BOOTSTRAP, self.topic, self.partitions)
+        ensure_topic(KAFKA_BOOTSTRAP, self.dlq_topic, 1)
+        self.store = ClickHouseServer(CLICKHOUSE_URL, database=self.database)
+        self.store.migrate()
+
+    def env(self, metrics_port: int = 0) -> dict[str, str]:
+        return os.environ | {
+            "DG_STORE": "server",
+            "DG_CLICKHOUSE_URL": CLICKHOUSE_URL,
+            "DG_DATABASE": self.database,
+            "DG_KAFKA_BOOTSTRAP": KAFKA_BOOTSTRAP,
+            "DG_TOPIC": self.topic,
+            "DG_DLQ_TOPIC": self.dlq_topic,
+            "DG_CONSUMER_GROUP": f"group-{self.name}",
+            "DG_METRICS_PORT": str(metrics_port),
+            "DG_BATCH_SIZE": "1000",
+            "PYTHONUNBUFFERED": "1",
+        }
+
+    def start_worker(self, metrics_port: int = 0) -> subprocess.Popen:
+        log = (self.tmp / f"worker-{len(self.processes)}.log").open("wb")
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "distillguard.cli",
+                "worker",
+                "--client-id",
+                f"w{len(self.processes)}",
+            ],
+            cwd=ROOT,
+            env=self.env(metrics_port),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        process.log_path = log.name  # type: ignore[attr-defined]
+        self.processes.append(process)
+        return process
+
+    def produce(self, lines: list[bytes]) -> None:
+        producer = make_producer(KAFKA_BOOTSTRAP)
+        produce_lines(producer, self.topic, lines)
+        producer.close()
+
+    def count(self, table: str) -> int:
+        return self.store.count(table)
+
+    def wait_for(self, condition: Callable[[], bool], timeout_s: float, what: str) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if condition():
+                return
+            for process in self.processes:
+                if process.poll() not in (None, 0, -9, -15):
+                    raise AssertionError(f"worker died: {self.logs()}")
+            time.sleep(0.5)
+        raise AssertionError(f"timed out waiting for {what}; logs:\n{self.logs()}")
+
+    def logs(self) -> str:
+        return "\n".join(
+            Path(p.log_path).read_text(errors="replace")[-4000:]  # type: ignore[attr-defined]
+            for p in self.processes
+        )
+
+    def stop_all(self, sig: int = signal.SIGTERM, timeout_s: float = 60) -> list[int]:
+        for process in self.processes:
+            if process.poll() is None:
+                process.send_signal(sig)
+        return [p.wait(timeout=timeout_s) for p in self.processes]
+
+    def committed_equals_end(self) -> bool:
+        """Every partition's committed offset is at its end: nothing left to redo."""
+        consumer = KafkaConsumer(
+            bootstrap_servers=KAFKA_BOOTSTRAP,
+            group_id=f"group-{self.name}",
+            enable_auto_commit=False,
+        )
+        try:
+            partitions = [TopicPartition(self.topic, p) for p in range(self.partitions)]
+            ends = consumer.end_offsets(partitions)
+            return all((consumer.committed(tp) or 0) == ends[tp] for tp in partitions)
+        finally:
+            consumer.close()
+
+    def dlq_messages(self, expected: int, timeout_s: float = 60) -> list:
+        consumer = KafkaConsumer(
+            self.dlq_topic,
+            bootstrap_servers=KAFKA_BOOTSTRAP,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            consumer_timeout_ms=5000,
+        )
+        messages = []
+        deadline = time.monotonic() + timeout_s
+        try:
+            while len({m.key for m in messages}) < expected and time.monotonic() < deadline:
+                polled = consumer.poll(timeout_ms=1000)
+                for batch in polled.values():
+                    messages.extend(batch)
+        finally:
+            consumer.close()
+        return messages
+
+    def close(self) -> None:
+        self.stop_all(signal.SIGKILL)
+        self.store.execute("DROP DATABASE IF EXISTS {db}")
+        self.store.close()
