@@ -169,7 +169,9 @@ def worker(
     from streaming.worker import Worker, serve_metrics
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    logging.getLogger("kafka").setLevel(logging.WARNING)
+    # The worker reports outages itself, one line per state change; drivers would log each retry.
+    logging.getLogger("kafka").setLevel(logging.ERROR)
+    logging.getLogger("clickhouse_driver").setLevel(logging.CRITICAL)
     settings = get_settings()
     store = open_store(settings)
     producer = make_producer(settings.kafka_bootstrap)

@@ -52,7 +52,7 @@ class Worker:
         pipeline: Pipeline,
         source: KafkaSource,
         lag_every_s: float = 5.0,
-        max_backoff_s: float = 15.0,
+        max_backoff_s: float = 5.0,
     ) -> None:
         self.pipeline = pipeline
         self.source = source

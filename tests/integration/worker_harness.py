@@ -100,13 +100,13 @@ class WorkerRun:
                 return
             for process in self.processes:
                 if process.poll() not in (None, 0, -9, -15):
-                    raise AssertionError(f"worker died: {self.logs()}")
+                    raise AssertionError(f"worker died: {self.logs()[-5000:]}")
             time.sleep(0.5)
-        raise AssertionError(f"timed out waiting for {what}; logs:\n{self.logs()}")
+        raise AssertionError(f"timed out waiting for {what}; logs:\n{self.logs()[-5000:]}")
 
     def logs(self) -> str:
         return "\n".join(
-            Path(p.log_path).read_text(errors="replace")[-4000:]  # type: ignore[attr-defined]
+            Path(p.log_path).read_text(errors="replace")  # type: ignore[attr-defined]
             for p in self.processes
         )
 
