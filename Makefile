@@ -5,6 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
+ML_INSTALLED := $(VENV)/.installed-ml
 
 .PHONY: demo test bench lint services-up services-down clean
 
@@ -14,11 +15,19 @@ $(INSTALLED): pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $@
 
+$(ML_INSTALLED): $(INSTALLED)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,ml,bench]'
+	touch $@
+
 demo: $(INSTALLED)
 	$(BIN)/distillguard demo
 
 test: $(INSTALLED)
 	scripts/run-tests
+
+# Long benchmarks (not part of `make test`): real Kafka → worker → ClickHouse server.
+bench: $(ML_INSTALLED)
+	scripts/with-services $(BIN)/python -m bench.pipeline $(BENCH_ARGS)
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check .

@@ -132,7 +132,9 @@ class KafkaSource:
         for tp, messages in polled.items():
             stream = stream_name(tp.topic, tp.partition)
             for message in messages:
-                yield SourceRecord(message.value or b"", stream, message.offset, message.key)
+                yield SourceRecord(
+                    message.value or b"", stream, message.offset, message.key, message.timestamp
+                )
 
     def commit(self) -> None:
         """Commit the positions of everything polled so far (all of it is in the sinks)."""

@@ -14,3 +14,4 @@ class SourceRecord:
     stream: str
     offset: int
     key: bytes | None = None
+    timestamp_ms: int | None = None  # when the source received it (Kafka CreateTime)

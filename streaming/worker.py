@@ -12,6 +12,7 @@ import logging
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from kafka.errors import KafkaError
@@ -19,8 +20,10 @@ from prometheus_client import Counter, Gauge, Histogram, start_http_server
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exponential_jitter
 
 from storage import StoreError
+from streaming.events import now_ms
 from streaming.kafka import KafkaSource
-from streaming.pipeline import Pipeline
+from streaming.pipeline import BatchResult, Pipeline
+from streaming.records import SourceRecord
 
 log = logging.getLogger("distillguard.worker")
 
@@ -31,6 +34,11 @@ BATCH_SECONDS = Histogram(
     "distillguard_batch_seconds",
     "Process + checkpoint time of one batch",
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
+)
+EVENT_TO_VERDICT = Histogram(
+    "distillguard_event_to_verdict_seconds",
+    "From the message's Kafka timestamp to its batch's verdicts being durable",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300),
 )
 LAG = Gauge("distillguard_consumer_lag", "Messages behind the end of assigned partitions")
 SINKS_UP = Gauge("distillguard_sinks_up", "1 when the last checkpoint succeeded, 0 while retrying")
@@ -53,6 +61,7 @@ class Worker:
         source: KafkaSource,
         lag_every_s: float = 5.0,
         max_backoff_s: float = 5.0,
+        on_batch: Callable[[list[SourceRecord], BatchResult, int], None] | None = None,
     ) -> None:
         self.pipeline = pipeline
         self.source = source
@@ -61,6 +70,7 @@ class Worker:
         self.lag_every_s = lag_every_s
         self.max_backoff_s = max_backoff_s
         self._down_since: float | None = None
+        self.on_batch = on_batch  # (records, result, durable_ms): benchmarks measure latency
 
     def install_signal_handlers(self) -> None:
         def request_stop(signum: int, _frame: object) -> None:
@@ -121,7 +131,13 @@ class Worker:
                 if not self._checkpoint():
                     break
                 self.source.commit()
+                durable_ms = now_ms()
                 BATCH_SECONDS.observe(time.perf_counter() - started)
+                for record in records:
+                    if record.timestamp_ms:
+                        EVENT_TO_VERDICT.observe((durable_ms - record.timestamp_ms) / 1000)
+                if self.on_batch is not None:
+                    self.on_batch(records, result, durable_ms)
                 CONSUMED.inc(result.records)
                 DEAD_LETTERED.inc(result.dead_letters)
                 for verdict in result.verdicts:

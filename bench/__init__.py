@@ -1,0 +1,1 @@
+"""Benchmarks (`make bench`): they print tables; they are never timed tests."""

@@ -1,0 +1,245 @@
+"""Pipeline benchmark: real Kafka → worker → ClickHouse server, sustained events/s and
+event-to-verdict latency, with and without neural embedding.
+
+    python -m bench.pipeline --sizes 10000,100000,1000000 --embedding-size 10000
+
+Needs the broker and server from `scripts/` (`make bench` starts them). The worker runs in this
+process with the same `Worker`/`Pipeline` code as `distillguard worker`; producers run in a
+separate process so they do not share the worker's interpreter.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import platform
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated
+
+import orjson
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from distillguard.config import Settings
+from storage import ClickHouseServer
+from streaming.kafka import KafkaSource, ensure_topic, make_producer, produce_lines
+from streaming.pipeline import Embedder, build_pipeline
+from streaming.sinks import StoreSink
+from streaming.worker import Worker
+from students.traffic import benign_requests
+
+console = Console()
+CLICKHOUSE_URL = os.environ.get("DG_CLICKHOUSE_URL", "clickhouse://127.0.0.1:19000")
+KAFKA = os.environ.get("DG_KAFKA_BOOTSTRAP", "127.0.0.1:19092")
+CACHE = Path(os.environ.get("DG_BENCH_CACHE", ".distillguard/bench"))
+
+
+def real_prompt_log(count: int) -> Path:
+    """`count` requests from real ShareGPT prompts, cached as JSONL. ShareGPT has ~61k user
+    prompts, so large sizes replay them under new seeds (new accounts, times, request ids)."""
+    path = CACHE / f"requests-{count}.jsonl"
+    if path.exists():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    written = 0
+    with path.open("wb") as handle:
+        for cycle in range(1000):
+            for request in benign_requests(
+                20_000, 2_000, seed=cycle, with_history=False, id_prefix=f"bench{cycle}"
+            ):
+                handle.write(orjson.dumps(request) + b"\n")
+                written += 1
+                if written == count:
+                    return path
+    raise RuntimeError("could not generate enough requests")
+
+
+def _produce_file(path: str, topic: str, rate: float | None) -> None:
+    producer = make_producer(KAFKA)
+    with open(path, "rb") as handle:
+        lines = (line.rstrip(b"\n") for line in handle)
+        if rate is None:
+            produce_lines(producer, topic, lines)
+        else:
+            started = time.perf_counter()
+            for sent, line in enumerate(lines):
+                delay = started + sent / rate - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
+                producer.send(topic, value=line, key=orjson.loads(line)["account_id"].encode())
+            producer.flush()
+    producer.close()
+
+
+@dataclass
+class Run:
+    label: str
+    events: int
+    seconds: float = 0.0
+    latencies_ms: list[int] = field(default_factory=list)
+
+    @property
+    def rate(self) -> float:
+        return self.events / self.seconds if self.seconds else 0.0
+
+    def percentile(self, q: float) -> float:
+        if not self.latencies_ms:
+            return float("nan")
+        ordered = sorted(self.latencies_ms)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] / 1000
+
+
+def run_worker(
+    topic: str, expected: int, embedder: Embedder | None, run: Run, profile: bool = False
+) -> str:
+    """Consume `expected` messages with a fresh database; fills `run`; returns a profile."""
+    store = ClickHouseServer(CLICKHOUSE_URL, database=f"bench_{uuid.uuid4().hex[:8]}")
+    store.migrate()
+    settings = Settings(store="server", clickhouse_url=CLICKHOUSE_URL, kafka_bootstrap=KAFKA)
+    pipeline = build_pipeline(settings, [StoreSink(store)], store, embedder=embedder)
+    source = KafkaSource(
+        KAFKA,
+        topic,
+        f"bench-{uuid.uuid4().hex[:8]}",
+        on_revoked=pipeline.forget_streams,
+        max_records=settings.batch_size,
+    )
+    worker = Worker(pipeline, source)
+    started: list[float] = []
+
+    def on_batch(records, _result, durable_ms: int) -> None:
+        if not started:
+            started.append(time.perf_counter())
+            run.events = 0
+        run.events += len(records)
+        run.latencies_ms.extend(durable_ms - r.timestamp_ms for r in records if r.timestamp_ms)
+        if worker.stats.consumed + len(records) >= expected:
+            worker.stop.set()
+
+    worker.on_batch = on_batch
+    profiler = None
+    if profile:
+        from pyinstrument import Profiler
+
+        profiler = Profiler()
+        profiler.start()
+    first_poll = time.perf_counter()
+    worker.run()
+    run.seconds = time.perf_counter() - first_poll
+    report = ""
+    if profiler is not None:
+        profiler.stop()
+        report = profiler.output_text(unicode=False, color=False, show_all=False)
+    store.execute("DROP DATABASE IF EXISTS {db}")
+    store.close()
+    return report
+
+
+def throughput(size: int, embedder: Embedder | None, label: str, profile: bool) -> tuple[Run, str]:
+    """Pre-load `size` events, then time the worker draining them end to end."""
+    path = real_prompt_log(size)
+    topic = f"bench-{uuid.uuid4().hex[:8]}"
+    ensure_topic(KAFKA, topic, 4)
+    producer = multiprocessing.Process(target=_produce_file, args=(str(path), topic, None))
+    producer.start()
+    producer.join()
+    run = Run(label, size)
+    report = run_worker(topic, size, embedder, run, profile)
+    run.events = size
+    return run, report
+
+
+def latency(rate: float, seconds: int, embedder: Embedder | None, label: str) -> Run:
+    """Produce at a fixed rate while the worker consumes; per-event produce→durable latency."""
+    count = int(rate * seconds)
+    path = real_prompt_log(count)
+    topic = f"bench-{uuid.uuid4().hex[:8]}"
+    ensure_topic(KAFKA, topic, 4)
+    producer = multiprocessing.Process(target=_produce_file, args=(str(path), topic, rate))
+    run = Run(label, count)
+    producer.start()
+    run_worker(topic, count, embedder, run)
+    producer.join()
+    return run
+
+
+def versions() -> str:
+    import chdb
+    import kafka
+
+    server = ClickHouseServer(CLICKHOUSE_URL, database="default")
+    clickhouse = server.query("SELECT version() AS v")[0]["v"]
+    server.close()
+    cpu = "unknown"
+    if Path("/proc/cpuinfo").exists():
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return (
+        f"{platform.node()}: {os.cpu_count()} cores ({cpu}), Python {platform.python_version()}"
+        f", Kafka 4.4.0 (KRaft, 1 broker), ClickHouse server {clickhouse}, "
+        f"kafka-python {kafka.__version__}, chdb {chdb.__version__}"
+    )
+
+
+def main(
+    sizes: Annotated[
+        str, typer.Option(help="Comma-separated event counts.")
+    ] = "10000,100000,1000000",
+    embedding_size: Annotated[
+        int, typer.Option(help="Events for the embedding-on run (0 skips).")
+    ] = 10000,
+    latency_rate: Annotated[float, typer.Option(help="Events/s for the latency run.")] = 1000,
+    latency_seconds: Annotated[int, typer.Option(help="Length of the latency run.")] = 30,
+    profile: Annotated[bool, typer.Option(help="pyinstrument profile of the largest run.")] = True,
+) -> None:
+    counts = [int(s) for s in sizes.split(",") if s]
+    console.print(versions())
+    runs: list[Run] = []
+    profile_report = ""
+    for size in counts:
+        run, report = throughput(size, None, "embedding off", profile and size == max(counts))
+        profile_report = report or profile_report
+        runs.append(run)
+        console.print(f"{size} events: {run.rate:,.0f} events/s")
+    embedder = None
+    if embedding_size:
+        from detectors.embedding import PromptEmbedder
+
+        embedder = PromptEmbedder()
+        run, _ = throughput(embedding_size, embedder, "MiniLM embedding (CPU)", False)
+        runs.append(run)
+    runs.append(
+        latency(
+            latency_rate, latency_seconds, None, f"embedding off, produced at {latency_rate:.0f}/s"
+        )
+    )
+
+    table = Table(title="Kafka → worker → ClickHouse server (one worker, 4 partitions)")
+    for column in ("run", "events", "seconds", "events/s", "p50 latency s", "p99 latency s"):
+        table.add_column(column, justify="right")
+    for run in runs:
+        table.add_row(
+            run.label,
+            f"{run.events:,}",
+            f"{run.seconds:.1f}",
+            f"{run.rate:,.0f}",
+            f"{run.percentile(0.5):.2f}",
+            f"{run.percentile(0.99):.2f}",
+        )
+    console.print(table)
+    console.print(
+        "Throughput runs drain a pre-loaded topic, so their latency is queueing time; "
+        "the fixed-rate run measures event-to-verdict latency."
+    )
+    if profile_report:
+        console.print(profile_report[:6000])
+
+
+if __name__ == "__main__":
+    typer.run(main)
