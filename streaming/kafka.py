@@ -118,9 +118,13 @@ class KafkaSource:
             max_poll_interval_ms=30 * 60 * 1000,
             session_timeout_ms=10_000,
             heartbeat_interval_ms=3_000,
-            fetch_max_bytes=64 * 1024 * 1024,
+            fetch_max_bytes=32 * 1024 * 1024,
             max_partition_fetch_bytes=16 * 1024 * 1024,
+            receive_message_max_bytes=40 * 1024 * 1024,  # must exceed a whole fetch response
         )
+        # Fetch the topic's metadata before joining: a metadata refresh that lands mid-join can
+        # strand a group member in some kafka-python releases.
+        self.consumer.partitions_for_topic(topic)
         self.consumer.subscribe([topic], listener=_Rebalance(on_revoked, topic))
 
     def poll(self, timeout_ms: int = 500) -> list[SourceRecord]:

@@ -14,6 +14,8 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
+from typing import TypeVar
 
 from kafka.errors import KafkaError
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
@@ -26,6 +28,7 @@ from streaming.pipeline import BatchResult, Pipeline
 from streaming.records import SourceRecord
 
 log = logging.getLogger("distillguard.worker")
+T = TypeVar("T")
 
 CONSUMED = Counter("distillguard_events_consumed_total", "Raw messages consumed from Kafka")
 DEAD_LETTERED = Counter("distillguard_dead_letters_total", "Messages that failed validation")
@@ -91,8 +94,9 @@ class Worker:
                 retry_state.outcome.exception() if retry_state.outcome else "?",
             )
 
-    def _checkpoint(self) -> bool:
-        """Flush until it works or a stop is requested; True when the data is durable."""
+    def _until_durable(self, step: Callable[[], T]) -> tuple[bool, T | None]:
+        """Run a step that needs the sinks, retrying with backoff until it works (True, value) or
+        a stop is requested (False: the batch's offsets stay uncommitted; it is redelivered)."""
         retrying = Retrying(
             retry=retry_if_exception_type((StoreError, KafkaError, OSError)),
             wait=wait_exponential_jitter(initial=0.5, max=self.max_backoff_s),
@@ -102,17 +106,17 @@ class Worker:
             reraise=True,
         )
         try:
-            retrying(self.pipeline.checkpoint)
+            value = retrying(step)
         except (StoreError, KafkaError, OSError):
             log.warning("stopping with an unflushed batch; its offsets stay uncommitted")
-            return False
+            return False, None
         if self._down_since is not None:
             log.warning(
                 "sinks back after %.1f s: resumed consuming", time.monotonic() - self._down_since
             )
             self._down_since = None
         SINKS_UP.set(1)
-        return True
+        return True, value
 
     def run(self) -> WorkerStats:
         """Consume until `stop` is set; never lets a poison message or an outage end the loop."""
@@ -127,9 +131,12 @@ class Worker:
                 if not records:
                     continue
                 started = time.perf_counter()
-                result = self.pipeline.process(records)
-                if not self._checkpoint():
+                # `process` reads account checkpoints from the store before changing any state,
+                # so retrying it after a store failure is safe.
+                processed, result = self._until_durable(partial(self.pipeline.process, records))
+                if not processed or not self._until_durable(self.pipeline.checkpoint)[0]:
                     break
+                assert result is not None
                 self.source.commit()
                 durable_ms = now_ms()
                 BATCH_SECONDS.observe(time.perf_counter() - started)
