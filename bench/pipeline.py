@@ -32,7 +32,7 @@ from streaming.sinks import StoreSink
 from streaming.worker import Worker
 from students.traffic import benign_requests
 
-console = Console()
+console = Console(width=130)
 CLICKHOUSE_URL = os.environ.get("DG_CLICKHOUSE_URL", "clickhouse://127.0.0.1:19000")
 KAFKA = os.environ.get("DG_KAFKA_BOOTSTRAP", "127.0.0.1:19092")
 CACHE = Path(os.environ.get("DG_BENCH_CACHE", ".distillguard/bench"))
@@ -41,7 +41,7 @@ CACHE = Path(os.environ.get("DG_BENCH_CACHE", ".distillguard/bench"))
 def real_prompt_log(count: int) -> Path:
     """`count` requests from real ShareGPT prompts, cached as JSONL. ShareGPT has ~61k user
     prompts, so large sizes replay them under new seeds (new accounts, times, request ids)."""
-    path = CACHE / f"requests-{count}.jsonl"
+    path = CACHE / f"requests-1day-{count}.jsonl"
     if path.exists():
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -196,15 +196,15 @@ def main(
     ] = 10000,
     latency_rate: Annotated[float, typer.Option(help="Events/s for the latency run.")] = 1000,
     latency_seconds: Annotated[int, typer.Option(help="Length of the latency run.")] = 30,
-    profile: Annotated[bool, typer.Option(help="pyinstrument profile of the largest run.")] = True,
+    profile_size: Annotated[
+        int, typer.Option(help="Events for an extra pyinstrument-profiled run (0 skips).")
+    ] = 100_000,
 ) -> None:
     counts = [int(s) for s in sizes.split(",") if s]
     console.print(versions())
     runs: list[Run] = []
-    profile_report = ""
     for size in counts:
-        run, report = throughput(size, None, "embedding off", profile and size == max(counts))
-        profile_report = report or profile_report
+        run, _ = throughput(size, None, "embedding off", profile=False)
         runs.append(run)
         console.print(f"{size} events: {run.rate:,.0f} events/s")
     embedder = None
@@ -237,8 +237,12 @@ def main(
         "Throughput runs drain a pre-loaded topic, so their latency is queueing time; "
         "the fixed-rate run measures event-to-verdict latency."
     )
-    if profile_report:
-        console.print(profile_report[:6000])
+    if profile_size:
+        run, report = throughput(profile_size, None, "profiled", profile=True)
+        console.print(
+            f"Profiled run ({profile_size:,} events, {run.rate:,.0f} events/s under the profiler):"
+        )
+        console.print(report[:8000])
 
 
 if __name__ == "__main__":

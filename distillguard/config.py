@@ -42,7 +42,7 @@ class Settings(BaseSettings):
     redact_prompts: Literal["none", "hash", "truncate"] = "none"
     redact_truncate_chars: int = 200
     max_event_bytes: int = 8 * 1024 * 1024
-    batch_size: int = 2000
+    batch_size: int = 5000
     metrics_port: int = 9464
     api_token: SecretStr | None = None
     webhook_secret: SecretStr | None = None

@@ -40,6 +40,8 @@ def default_for(ch_type: str) -> Any:
 
 def epoch_seconds(value: Any) -> int:
     """A `DateTime` column value as epoch seconds (accepts datetime or int seconds)."""
+    if isinstance(value, int):
+        return value
     if isinstance(value, datetime):
         if value.tzinfo is None:
             value = value.replace(tzinfo=UTC)

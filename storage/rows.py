@@ -42,7 +42,7 @@ def event_row(
     return {
         "request_id": event.request_id,
         "account_id": event.account_id,
-        "event_time": event.timestamp,
+        "event_time": event.timestamp_ms // 1000,
         "event_ms": event.timestamp_ms,
         "model": event.model or "",
         "endpoint": event.endpoint or "",

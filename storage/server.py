@@ -73,17 +73,9 @@ class ClickHouseServer(Store):
         self._run(sql, params or None)
 
     def _insert_rows(self, table: Table, rows: list[Row]) -> None:
-        names = table.column_names
-        types = table.column_types
-        datetime_columns = {n for n in names if types[n] == "DateTime"}
-        data = [
-            [
-                datetime.fromtimestamp(row[n], tz=UTC) if n in datetime_columns else row[n]
-                for n in names
-            ]
-            for row in rows
-        ]
-        self._run(table.insert_sql(self.database, "VALUES"), data)
+        # Columnar, with DateTime as raw epoch seconds: the driver's fastest insert path.
+        columns = [[row[name] for row in rows] for name in table.column_names]
+        self._run(table.insert_sql(self.database, "VALUES"), columns, columnar=True)
 
     def close(self) -> None:
         self._client.disconnect()
