@@ -1,21 +1,17 @@
-# Two set-up commands: `make demo` and `make test`. Both create .venv and install what they need;
-# both are idempotent and quick once installed (the install step reruns only when pyproject changes).
+# Two set-up commands: `make demo` and `make test`. Both create .venv and install everything
+# (torch from PyPI brings CUDA libraries: ~7 GB and ~9 minutes the first time); both are
+# idempotent and quick once installed (the install step reruns only when pyproject changes).
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
-ML_INSTALLED := $(VENV)/.installed-ml
 
 .PHONY: demo test bench lint services-up services-down clean
 
 $(INSTALLED): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
-	touch $@
-
-$(ML_INSTALLED): $(INSTALLED)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,ml,bench]'
 	touch $@
 
@@ -26,7 +22,7 @@ test: $(INSTALLED)
 	scripts/run-tests
 
 # Long benchmarks (not part of `make test`): real Kafka → worker → ClickHouse server.
-bench: $(ML_INSTALLED)
+bench: $(INSTALLED)
 	scripts/with-services $(BIN)/python -m bench.pipeline $(BENCH_ARGS)
 
 lint: $(INSTALLED)

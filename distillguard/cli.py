@@ -238,6 +238,36 @@ def produce(
     console.print(f"published {sent} messages to {topic} at {settings.kafka_bootstrap}")
 
 
+teacher_app = typer.Typer(help="The companion's teacher model behind an OpenAI-style API.")
+app.add_typer(teacher_app, name="teacher")
+
+
+@teacher_app.command("serve")
+def teacher_serve(
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to bind.")] = 8100,
+    log: Annotated[
+        Path | None, typer.Option(help="Log events to this JSONL file instead of Kafka.")
+    ] = None,
+) -> None:
+    """Serve SmolLM2 at POST /v1/chat/completions, logging every request as an event."""
+    import uvicorn
+
+    from students.gateway import JsonlEventLog, KafkaEventLog, create_gateway
+    from students.teacher import Teacher
+
+    settings = get_settings()
+    event_log = (
+        JsonlEventLog(log) if log else KafkaEventLog(settings.kafka_bootstrap, settings.topic)
+    )
+    gateway = create_gateway(Teacher(settings.data_dir / "teacher"), event_log)
+    console.print(
+        f"teacher on http://{host}:{port}/v1/chat/completions, events → "
+        f"{log or settings.topic + ' @ ' + settings.kafka_bootstrap}"
+    )
+    uvicorn.run(gateway, host=host, port=port, log_level="warning")
+
+
 @app.command()
 def demo(
     sessions: Annotated[int, typer.Option(help="ShareGPT sessions to replay.")] = 400,

