@@ -1,0 +1,65 @@
+"""The CLI commands end to end on files and the embedded store (what a user types)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pytest
+from typer.testing import CliRunner
+
+from distillguard.cli import app
+from distillguard.config import get_settings
+from streaming.malformed import interleave_malformed
+from tests.unit.test_pipeline import traffic
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def request_log(tmp_path: Path) -> Path:
+    lines, _ = interleave_malformed(traffic(), 10, seed=2)
+    path = tmp_path / "requests.jsonl"
+    path.write_bytes(b"\n".join(line.replace(b"\n", b" ") for line in lines) + b"\n")
+    return path
+
+
+def test_calibrate_then_score_with_the_model(request_log: Path, tmp_path: Path) -> None:
+    benign = tmp_path / "benign.jsonl"
+    benign.write_bytes(b"\n".join(traffic(heavy=0)) + b"\n")
+    model = tmp_path / "model"
+    result = runner.invoke(app, ["calibrate", "--benign", str(benign), "--out", str(model)])
+    assert result.exit_code == 0, result.output
+    assert orjson.loads((model / "calibration.json").read_bytes())["calibration"]["threshold"] == 11
+    out = tmp_path / "verdicts.jsonl"
+    result = runner.invoke(
+        app, ["score", "--events", str(request_log), "--out", str(out), "--calibration", str(model)]
+    )
+    assert result.exit_code == 0, result.output
+    verdicts = [orjson.loads(line) for line in out.read_bytes().splitlines()]
+    flagged = {v["account_id"] for v in verdicts if v["label"] == "extraction"}
+    assert flagged == {"harvester"}
+    assert "10 dead letters" in result.output
+
+
+def test_score_self_calibrates_without_calibration(request_log: Path, tmp_path: Path) -> None:
+    out = tmp_path / "verdicts.jsonl"
+    result = runner.invoke(app, ["score", "--events", str(request_log), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "500 events" in result.output and out.stat().st_size > 0
+
+
+def test_replay_twice_is_idempotent(
+    request_log: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chdb_path: Path
+) -> None:
+    monkeypatch.setenv("DG_DATA_DIR", str(chdb_path.parent / "cli-data"))
+    monkeypatch.setenv("DG_DATABASE", "cli_replay")
+    get_settings.cache_clear()
+    try:
+        first = runner.invoke(app, ["replay", str(request_log)])
+        second = runner.invoke(app, ["replay", str(request_log)])
+    finally:
+        get_settings.cache_clear()
+    assert first.exit_code == 0 and second.exit_code == 0, first.output + second.output
+    assert "500 events, 10 dead letters" in first.output and "0 already counted" in first.output
+    assert "500 already counted" in second.output
