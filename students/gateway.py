@@ -89,37 +89,34 @@ def account_for_key(authorization: str | None) -> str:
     return account
 
 
-def create_gateway(teacher: Teacher, log: EventLog) -> FastAPI:
-    @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        yield
-        log.close()
+class Gateway:
+    """The provider's side of one request: generate with the teacher, log the event, answer.
 
-    app = FastAPI(title="DistillGuard companion teacher (OpenAI-compatible)", lifespan=lifespan)
+    The HTTP route and the companion's traffic driver both call `handle`, so simulated users and
+    attackers go through exactly the path a real client would.
+    """
 
-    @app.get("/healthz")
-    def health() -> dict[str, str]:
-        return {"status": "ok"}
+    def __init__(self, teacher: Teacher, log: EventLog) -> None:
+        self.teacher = teacher
+        self.log = log
 
-    @app.post("/v1/chat/completions")
-    def chat(
+    def handle(
+        self,
+        account: str,
         body: ChatRequest,
-        request: Request,
-        authorization: str | None = Header(default=None),
-        x_dg_simulated_time: int | None = Header(default=None),
-        x_forwarded_for: str | None = Header(default=None),
-        user_agent: str | None = Header(default=None),
+        client_ip: str = "",
+        user_agent: str = "",
+        simulated_ms: int | None = None,
     ) -> dict[str, Any]:
-        account = account_for_key(authorization)
         messages = [m.model_dump() for m in body.messages]
         settings = GenerationSettings(
             body.temperature, body.max_tokens, body.n, body.logprobs, body.top_logprobs, body.seed
         )
-        (choices,) = teacher.complete([messages], settings)
-        created_ms = x_dg_simulated_time or int(time.time() * 1000)
+        (choices,) = self.teacher.complete([messages], settings)
+        created_ms = simulated_ms or int(time.time() * 1000)
         request_id = f"chatcmpl-{uuid.uuid4().hex}"
         completion_tokens = sum(c.completion_tokens for c in choices)
-        log.write(
+        self.log.write(
             {
                 "request_id": request_id,
                 "account_id": account,
@@ -139,9 +136,8 @@ def create_gateway(teacher: Teacher, log: EventLog) -> FastAPI:
                     "seed": body.seed,
                 },
                 "client": {
-                    "ip": (x_forwarded_for or "").split(",")[0].strip()
-                    or (request.client.host if request.client else ""),
-                    "user_agent": user_agent or "",
+                    "ip": client_ip,
+                    "user_agent": user_agent,
                     "api_key_id": f"key-{account}",
                 },
             }
@@ -166,5 +162,36 @@ def create_gateway(teacher: Teacher, log: EventLog) -> FastAPI:
                 "total_tokens": choices[0].prompt_tokens + completion_tokens,
             },
         }
+
+
+def create_gateway(teacher: Teacher, log: EventLog) -> FastAPI:
+    gateway = Gateway(teacher, log)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        log.close()
+
+    app = FastAPI(title="DistillGuard companion teacher (OpenAI-compatible)", lifespan=lifespan)
+
+    @app.get("/healthz")
+    def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.post("/v1/chat/completions")
+    def chat(
+        body: ChatRequest,
+        request: Request,
+        authorization: str | None = Header(default=None),
+        x_dg_simulated_time: int | None = Header(default=None),
+        x_forwarded_for: str | None = Header(default=None),
+        user_agent: str | None = Header(default=None),
+    ) -> dict[str, Any]:
+        client_ip = (x_forwarded_for or "").split(",")[0].strip() or (
+            request.client.host if request.client else ""
+        )
+        return gateway.handle(
+            account_for_key(authorization), body, client_ip, user_agent or "", x_dg_simulated_time
+        )
 
     return app
