@@ -1,0 +1,212 @@
+"""Student distillation: train a small causal LM on (prompt, response) pairs an attacker
+harvested from the teacher, and measure how faithfully it imitates the teacher.
+
+The student shares the teacher's tokenizer (SmolLM2, 49,152 tokens) and is a 2-layer Llama of
+~6.7M parameters, trainable on 2 CPU cores in minutes. The loss covers response tokens only.
+Fidelity on held-out prompts: next-token agreement with the teacher's own answer (teacher-forced)
+and ROUGE-L between the student's greedy answer and the teacher's.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+PROMPT_TOKENS = 64
+RESPONSE_TOKENS = 64
+
+
+@dataclass(frozen=True)
+class Pair:
+    prompt: str
+    response: str
+
+
+@dataclass
+class Fidelity:
+    """How close a student is to the teacher on held-out prompts."""
+
+    pairs_trained: int
+    next_token_agreement: float
+    rouge_l: float
+    loss: float
+
+
+def student_config(vocab_size: int, hidden: int = 128, layers: int = 2):
+    from transformers import LlamaConfig
+
+    return LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=hidden,
+        intermediate_size=hidden * 2,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=PROMPT_TOKENS + RESPONSE_TOKENS + 8,
+        tie_word_embeddings=True,
+    )
+
+
+def encode(tokenizer, pair: Pair) -> tuple[list[int], int]:
+    """Chat-formatted prompt (last PROMPT_TOKENS tokens) + response; returns ids and the
+    response's start index."""
+    prompt = tokenizer.apply_chat_template(
+        [{"role": "user", "content": pair.prompt}], tokenize=False, add_generation_prompt=True
+    )
+    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"][-PROMPT_TOKENS:]
+    response_ids = tokenizer(pair.response, add_special_tokens=False)["input_ids"]
+    response_ids = (response_ids + [tokenizer.eos_token_id])[:RESPONSE_TOKENS]
+    return prompt_ids + response_ids, len(prompt_ids)
+
+
+def _batch(tokenizer, encoded: Sequence[tuple[list[int], int]]):
+    import torch
+
+    width = max(len(ids) for ids, _ in encoded)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    input_ids = torch.full((len(encoded), width), pad, dtype=torch.long)
+    labels = torch.full((len(encoded), width), -100, dtype=torch.long)
+    attention = torch.zeros((len(encoded), width), dtype=torch.long)
+    for row, (ids, start) in enumerate(encoded):
+        input_ids[row, : len(ids)] = torch.tensor(ids)
+        attention[row, : len(ids)] = 1
+        labels[row, start : len(ids)] = torch.tensor(ids[start:])
+    return input_ids, attention, labels
+
+
+def new_student(tokenizer, base_embeddings=None, seed: int = 0):
+    """A fresh student. With `base_embeddings` (the teacher's token embeddings, which an attacker
+    can read off any open checkpoint of the same family) its tied input/output embeddings start
+    from their top principal components, as attackers start from a pretrained base."""
+    import torch
+    from transformers import LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(student_config(len(tokenizer)))
+    if base_embeddings is not None:
+        hidden = model.config.hidden_size
+        with torch.no_grad():
+            centred = base_embeddings.float() - base_embeddings.float().mean(0)
+            _, _, components = torch.pca_lowrank(centred, q=hidden, center=False)
+            projected = centred @ components[:, :hidden]
+            projected *= 0.02 * hidden**0.5 / projected.std()
+            model.get_input_embeddings().weight.copy_(projected)
+    return model
+
+
+def teacher_embeddings(teacher_model):
+    """The teacher's input token embeddings (the student's warm start)."""
+    return teacher_model.get_input_embeddings().weight.detach()
+
+
+def train_student(
+    tokenizer,
+    pairs: Sequence[Pair],
+    epochs: int = 3,
+    batch_size: int = 8,
+    learning_rate: float = 3e-3,
+    seed: int = 0,
+    base_embeddings=None,
+    min_steps: int = 0,
+):
+    """A student trained on `pairs` (response tokens only); returns the model. `min_steps`
+    raises the epoch count for small harvests so every student gets a comparable update budget."""
+    import torch
+
+    model = new_student(tokenizer, base_embeddings, seed)
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=0.01)
+    encoded = [encode(tokenizer, pair) for pair in pairs]
+    order = list(range(len(encoded)))
+    rng = random.Random(seed)
+    per_epoch = max(1, (len(encoded) + batch_size - 1) // batch_size)
+    epochs = max(epochs, -(-min_steps // per_epoch))
+    steps = epochs * per_epoch
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, learning_rate, total_steps=steps)
+    for _ in range(epochs):
+        rng.shuffle(order)
+        for start in range(0, len(order), batch_size):
+            input_ids, attention, labels = _batch(
+                tokenizer, [encoded[i] for i in order[start : start + batch_size]]
+            )
+            loss = model(input_ids=input_ids, attention_mask=attention, labels=labels).loss
+            optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            scheduler.step()
+    model.eval()
+    return model
+
+
+def measure_fidelity(
+    tokenizer, model, held_out: Sequence[Pair], pairs_trained: int, generate_tokens: int = 32
+) -> Fidelity:
+    """Next-token agreement (teacher-forced on the teacher's answers) and ROUGE-L of greedy
+    student answers against the teacher's, on held-out prompts."""
+    import torch
+    from rouge_score import rouge_scorer
+
+    scorer = rouge_scorer.RougeScorer(["rougeL"])
+    agree = total = 0
+    losses, rouges = [], []
+    with torch.inference_mode():
+        for start in range(0, len(held_out), 16):
+            chunk = [encode(tokenizer, p) for p in held_out[start : start + 16]]
+            input_ids, attention, labels = _batch(tokenizer, chunk)
+            output = model(input_ids=input_ids, attention_mask=attention, labels=labels)
+            losses.append(float(output.loss))
+            predicted = output.logits[:, :-1].argmax(-1)
+            target = labels[:, 1:]
+            mask = target != -100
+            agree += int((predicted[mask] == target[mask]).sum())
+            total += int(mask.sum())
+        for pair in held_out:
+            ids, start = encode(tokenizer, pair)
+            prompt = torch.tensor([ids[:start]])
+            generated = model.generate(
+                prompt,
+                attention_mask=torch.ones_like(prompt),
+                max_new_tokens=generate_tokens,
+                do_sample=False,
+                repetition_penalty=1.3,
+                pad_token_id=tokenizer.eos_token_id,
+            )
+            text = tokenizer.decode(generated[0, start:], skip_special_tokens=True)
+            rouges.append(scorer.score(pair.response, text)["rougeL"].fmeasure)
+    return Fidelity(
+        pairs_trained,
+        agree / max(total, 1),
+        sum(rouges) / max(len(rouges), 1),
+        sum(losses) / max(len(losses), 1),
+    )
+
+
+def learning_curve(
+    tokenizer,
+    pairs: Sequence[Pair],
+    held_out: Sequence[Pair],
+    sizes: Sequence[int],
+    epochs: int = 3,
+    seed: int = 0,
+    base_embeddings=None,
+    min_steps: int = 0,
+) -> list[Fidelity]:
+    """Fidelity of students trained on the first `n` harvested pairs, for each n in `sizes`
+    (n = 0 is the untrained student: the floor every gain is measured from)."""
+    curve = []
+    for size in sizes:
+        if size:
+            model = train_student(
+                tokenizer,
+                pairs[:size],
+                epochs=epochs,
+                seed=seed,
+                base_embeddings=base_embeddings,
+                min_steps=min_steps,
+            )
+        else:
+            model = new_student(tokenizer, base_embeddings, seed).eval()
+        curve.append(measure_fidelity(tokenizer, model, held_out, size))
+    return curve
