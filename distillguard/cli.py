@@ -269,6 +269,26 @@ def teacher_serve(
 
 
 @app.command()
+def validate(
+    quick: Annotated[bool, typer.Option(help="Two strategies, small budgets (≤ 5 min).")] = False,
+    out: Annotated[Path, typer.Option(help="Folder for JSON, markdown and PNG.")] = Path(
+        ".distillguard/validation"
+    ),
+    seed: Annotated[int, typer.Option(help="Seed of every actor.")] = 0,
+) -> None:
+    """Real attacks on the real teacher through the pipeline; students trained on what each
+    attacker harvested before and after its first flag."""
+    from dataclasses import replace
+
+    from students.validate import FULL, QUICK, markdown, run_validation
+
+    config = replace(QUICK if quick else FULL, seed=seed)
+    report = run_validation(config, get_settings(), out, log=console.print)
+    print(markdown(report))
+    console.print(f"wrote {out / 'validation.json'}, validation.md, validation.png")
+
+
+@app.command()
 def demo(
     sessions: Annotated[int, typer.Option(help="ShareGPT sessions to replay.")] = 400,
     accounts: Annotated[int, typer.Option(help="Benign accounts they are spread over.")] = 60,

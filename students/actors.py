@@ -38,6 +38,7 @@ class PlannedRequest:
     top_logprobs: int = 0
     client_ip: str = ""
     user_agent: str = ""
+    harvest: bool = True  # False for an attacker's cover traffic and helper requests
 
     @property
     def prompt(self) -> str:
@@ -71,7 +72,9 @@ def _ip(rng: random.Random, prefix: str) -> str:
 
 
 # --- benign ----------------------------------------------------------------------------------
-def benign_users(accounts: int, sessions: int, days: int, seed: int) -> list[PlannedRequest]:
+def benign_users(
+    accounts: int, sessions: int, days: int, seed: int, max_tokens: tuple[int, ...] = (128, 256)
+) -> list[PlannedRequest]:
     """Real ShareGPT sessions: heavy-tailed accounts, diurnal session starts, follow-ups in order
     with their history, exponential think time between turns."""
     rng = random.Random(seed)
@@ -97,7 +100,7 @@ def benign_users(accounts: int, sessions: int, days: int, seed: int) -> list[Pla
                     moment,
                     tuple(history[-6:]),
                     temperature=rng.choice([0.7, 1.0]),
-                    max_tokens=rng.choice([128, 256]),
+                    max_tokens=rng.choice(max_tokens),
                     client_ip=f"198.51.{account % 200}.{account % 250 + 1}",
                     user_agent=rng.choice(["Mozilla/5.0 chat-ui", "openai-python/1.54"]),
                 )
@@ -105,7 +108,9 @@ def benign_users(accounts: int, sessions: int, days: int, seed: int) -> list[Pla
     return plans
 
 
-def benchmark_runner(runs: int, days: int, seed: int) -> list[PlannedRequest]:
+def benchmark_runner(
+    runs: int, days: int, seed: int, max_tokens: int = 256, tasks: int = 164
+) -> list[PlannedRequest]:
     """A benign power user evaluating the model on HumanEval: whole-benchmark bursts at
     temperature 0.8 with n=5 samples per task (pass@k), a hard negative for volume and params."""
     rng = random.Random(seed)
@@ -113,7 +118,7 @@ def benchmark_runner(runs: int, days: int, seed: int) -> list[PlannedRequest]:
     plans = []
     for _ in range(runs):
         moment = clock.diurnal_moment(rng.randrange(days))
-        for task in humaneval_prompts():
+        for task in humaneval_prompts()[:tasks]:
             moment += int(rng.uniform(0.3, 1.5) * 1000)
             plans.append(
                 PlannedRequest(
@@ -122,7 +127,7 @@ def benchmark_runner(runs: int, days: int, seed: int) -> list[PlannedRequest]:
                     moment,
                     (("user", f"Complete this Python function.\n\n{task}"),),
                     temperature=0.8,
-                    max_tokens=256,
+                    max_tokens=max_tokens,
                     n=5,
                     client_ip="192.0.2.10",
                     user_agent="lm-eval-harness",
@@ -303,9 +308,10 @@ def multi_account_campaign(config: AttackConfig) -> list[PlannedRequest]:
                     moment + int(rng.uniform(5, 600) * 1000),
                     (("user", prompts[0]),),
                     temperature=0.7,
-                    max_tokens=128,
+                    max_tokens=min(128, config.max_tokens),
                     client_ip=ip,
                     user_agent="python-requests/2.32",
+                    harvest=False,
                 )
             )
     return plans

@@ -71,6 +71,7 @@ def self_instruct(gateway: Gateway, config: AttackConfig, batch: int = 16) -> li
                     max_tokens=48,
                     client_ip="203.0.113.60",
                     user_agent="python-httpx/0.27",
+                    harvest=False,
                 )
             )
         exchanges += (generated := drive(gateway, asks))
@@ -152,9 +153,10 @@ def paraphrase_blending(gateway: Gateway, config: AttackConfig) -> list[Exchange
                         moment,
                         tuple(history),
                         temperature=0.7,
-                        max_tokens=96,
+                        max_tokens=min(96, config.max_tokens),
                         client_ip="198.18.5.9",
                         user_agent="Mozilla/5.0 chat-ui",
+                        harvest=False,
                     )
                 )
                 history.append(("assistant", "…"))

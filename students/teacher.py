@@ -18,6 +18,8 @@ import orjson
 
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 MODEL_NAME = "smollm2-135m-instruct"
+# Longer contexts make CPU generation crawl; ShareGPT histories are cut from the left to this.
+MAX_CONTEXT_TOKENS = 256
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,7 @@ def load_teacher(cache_dir: Path) -> tuple[Any, Any]:
         tokenizer.save_pretrained(saved)
         model.save_pretrained(saved)
     tokenizer.padding_side = "left"
+    tokenizer.truncation_side = "left"  # keep the latest turns of long conversations
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     model.eval()

@@ -1,0 +1,332 @@
+"""`distillguard validate`: every attack strategy, mixed with benign traffic, through the real
+teacher, the gateway's request log and the full DistillGuard pipeline; then real students
+trained on what each attacker harvested, in full and only up to its first flag.
+
+"Capability leaked before detection" = (fidelity of the student trained on the pre-detection
+harvest − fidelity of an untrained student) / (full-harvest fidelity − untrained), with fidelity
+measured as next-token agreement with the teacher on held-out prompts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
+
+from distillguard.config import Settings
+from streaming.events import Event, parse_event
+from streaming.files import run_file
+from streaming.pipeline import build_pipeline
+from streaming.sinks import VerdictFileSink
+from students.actors import (
+    STRATEGIES,
+    AttackConfig,
+    PlannedRequest,
+    benchmark_runner,
+    benign_users,
+    researcher,
+)
+from students.distill import Fidelity, Pair, learning_curve, teacher_embeddings
+from students.driver import drive
+from students.gateway import Gateway, JsonlEventLog
+from students.interactive import INTERACTIVE_STRATEGIES
+from students.prompts import attack_pool
+from students.teacher import GenerationSettings, Teacher
+
+ALL_STRATEGIES = (*STRATEGIES, *INTERACTIVE_STRATEGIES)
+
+
+@dataclass(frozen=True)
+class ValidationConfig:
+    strategies: tuple[str, ...]
+    budget: int
+    max_tokens: int
+    benign_accounts: int
+    benign_sessions: int
+    days: int
+    held_out: int
+    min_steps: int
+    benchmark_tasks: int = 40
+    researcher_requests: int = 30
+    seed: int = 0
+
+
+QUICK = ValidationConfig(
+    ("dataset_replay", "multi_account_campaign"),
+    budget=32,
+    max_tokens=16,
+    benign_accounts=12,
+    benign_sessions=16,
+    days=7,
+    held_out=12,
+    min_steps=40,
+    benchmark_tasks=8,
+    researcher_requests=8,
+)
+FULL = ValidationConfig(
+    ALL_STRATEGIES,
+    budget=120,
+    max_tokens=48,
+    benign_accounts=80,
+    benign_sessions=240,
+    days=28,
+    held_out=24,
+    min_steps=120,
+)
+
+
+@dataclass
+class StrategyResult:
+    strategy: str
+    accounts: int
+    requests: int
+    harvested_pairs: int
+    first_flag_time: str | None
+    queries_before_detection: int | None
+    harvested_before_detection: int
+    requests_seen_at_flag: int | None
+    fidelity_untrained: float
+    fidelity_before_detection: float
+    fidelity_full: float
+    capability_leaked_before_detection: float | None
+    curve: list[dict] = field(default_factory=list)
+
+
+def _benign_plans(config: ValidationConfig, seed: int) -> list[PlannedRequest]:
+    return (
+        benign_users(
+            config.benign_accounts,
+            config.benign_sessions,
+            config.days,
+            seed,
+            max_tokens=(config.max_tokens,),
+        )
+        + benchmark_runner(
+            1, config.days, seed, max_tokens=config.max_tokens, tasks=config.benchmark_tasks
+        )
+        + researcher(config.researcher_requests, config.days, seed)
+    )
+
+
+def _events_from_plans(plans: list[PlannedRequest]) -> list[Event]:
+    """Calibration history: benign requests as the gateway would log them (no answers needed,
+    the detectors read requests)."""
+    events = []
+    for index, plan in enumerate(plans):
+        event = parse_event(
+            orjson.dumps(
+                {
+                    "request_id": f"calibration-{index}",
+                    "account_id": plan.account_id,
+                    "timestamp": plan.timestamp_ms,
+                    "messages": [{"role": r, "content": c} for r, c in plan.messages],
+                    "params": {
+                        "temperature": plan.temperature,
+                        "max_tokens": plan.max_tokens,
+                        "n": plan.n,
+                        "logprobs": plan.logprobs,
+                    },
+                    "client": {"ip": plan.client_ip, "user_agent": plan.user_agent},
+                }
+            ),
+            "calibration",
+        )
+        if isinstance(event, Event):
+            events.append(event)
+    return events
+
+
+def _run_strategy(name: str, gateway: Gateway, config: AttackConfig):
+    if name in STRATEGIES:
+        return drive(gateway, STRATEGIES[name](config))
+    return INTERACTIVE_STRATEGIES[name](gateway, config)
+
+
+def run_validation(config: ValidationConfig, settings: Settings, out_dir: Path, log=print) -> dict:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    teacher = Teacher(settings.data_dir / "teacher")
+    request_log = out_dir / "requests.jsonl"
+    request_log.unlink(missing_ok=True)
+    gateway = Gateway(teacher, JsonlEventLog(request_log))
+
+    benign = _benign_plans(config, config.seed)
+    log(f"benign traffic: {len(benign)} requests through the teacher")
+    exchanges = drive(gateway, benign)
+    by_strategy: dict[str, list] = {}
+    for index, name in enumerate(config.strategies):
+        attack = AttackConfig(
+            budget=config.budget,
+            seed=config.seed * 100 + index + 1,
+            max_tokens=config.max_tokens,
+            start_day=1 + index % 3,
+            extra={"accounts": 8, "weeks": max(1, config.days // 7)},
+        )
+        by_strategy[name] = _run_strategy(name, gateway, attack)
+        exchanges += by_strategy[name]
+        log(f"{name}: {len(by_strategy[name])} requests")
+    gateway.log.close()
+
+    detector_settings = Settings(**{**settings.model_dump(), "store": "embedded"})
+    from detectors.registry import build_detector
+
+    detector = build_detector().fit(_events_from_plans(_benign_plans(config, config.seed + 1)))
+    verdict_path = out_dir / "verdicts.jsonl"
+    sink = VerdictFileSink(verdict_path)
+    run_file(
+        build_pipeline(detector_settings, [sink], detector=detector),
+        request_log,
+        show_progress=False,
+    )
+    sink.close()
+    first_flag: dict[str, dict] = {}
+    for line in verdict_path.read_bytes().splitlines():
+        verdict = orjson.loads(line)
+        if verdict["label"] != "benign" and verdict["account_id"] not in first_flag:
+            first_flag[verdict["account_id"]] = verdict
+
+    actor_of = {plan.account_id: plan.actor for plan, _ in exchanges}
+    benign_accounts = {a for a, actor in actor_of.items() if not actor.startswith("attack:")}
+    benign_flagged = sorted(a for a in benign_accounts if a in first_flag)
+
+    used = {plan.prompt for plan, _ in exchanges}
+    held_prompts = [p for p in reversed(attack_pool()) if p not in used][: config.held_out]
+    answers = teacher.complete(
+        [[{"role": "user", "content": p}] for p in held_prompts],
+        GenerationSettings(temperature=0.0, max_tokens=config.max_tokens),
+    )
+    held_out = [Pair(p, a[0].text) for p, a in zip(held_prompts, answers, strict=True)]
+    base = teacher_embeddings(teacher.model)
+    (floor,) = learning_curve(teacher.tokenizer, [], held_out, [0], base_embeddings=base)
+
+    results = []
+    for name, strategy_exchanges in by_strategy.items():
+        results.append(
+            _assess(name, strategy_exchanges, first_flag, teacher, held_out, floor, base, config)
+        )
+        log(f"{name}: leaked {results[-1].capability_leaked_before_detection}")
+    report = {
+        "generated_at": datetime.now(UTC).isoformat(),
+        "config": asdict(config),
+        "detector": {
+            "name": detector.name,
+            "version": detector.version,
+            "calibration": detector.calibration(),
+        },
+        "benign_accounts": len(benign_accounts),
+        "benign_accounts_flagged": benign_flagged,
+        "strategies": [asdict(r) for r in results],
+    }
+    (out_dir / "validation.json").write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
+    (out_dir / "validation.md").write_text(markdown(report))
+    plot(report, out_dir / "validation.png")
+    return report
+
+
+def _assess(
+    name: str,
+    exchanges: list,
+    first_flag: dict[str, dict],
+    teacher: Teacher,
+    held_out: list[Pair],
+    floor: Fidelity,
+    base,
+    config: ValidationConfig,
+) -> StrategyResult:
+    ordered = sorted(exchanges, key=lambda e: e[0].timestamp_ms)
+    accounts = {plan.account_id for plan, _ in ordered}
+    flags = [first_flag[a] for a in accounts if a in first_flag]
+    flag = min(flags, key=lambda v: v["timestamp"]) if flags else None
+    flag_ms = int(datetime.fromisoformat(flag["timestamp"]).timestamp() * 1000) if flag else None
+    harvest = [
+        Pair(plan.prompt, r["choices"][0]["message"]["content"])
+        for plan, r in ordered
+        if plan.harvest
+    ]
+    before = [
+        pair
+        for (plan, _), pair in zip([e for e in ordered if e[0].harvest], harvest, strict=True)
+        if flag_ms is None or plan.timestamp_ms <= flag_ms
+    ]
+    queries_before = (
+        sum(1 for plan, _ in ordered if plan.timestamp_ms <= flag_ms)
+        if flag_ms is not None
+        else None
+    )
+    sizes = sorted({len(before), len(harvest)} - {0})
+    curve = learning_curve(
+        teacher.tokenizer,
+        harvest,
+        held_out,
+        sizes,
+        base_embeddings=base,
+        min_steps=config.min_steps,
+    )
+    by_size = {f.pairs_trained: f for f in curve} | {0: floor}
+    full = by_size[len(harvest)].next_token_agreement
+    early = by_size[len(before)].next_token_agreement
+    gain = full - floor.next_token_agreement
+    leaked = (early - floor.next_token_agreement) / gain if gain > 1e-9 else None
+    return StrategyResult(
+        strategy=name,
+        accounts=len(accounts),
+        requests=len(ordered),
+        harvested_pairs=len(harvest),
+        first_flag_time=flag["timestamp"] if flag else None,
+        queries_before_detection=queries_before,
+        harvested_before_detection=len(before),
+        requests_seen_at_flag=flag["requests_seen"] if flag else None,
+        fidelity_untrained=floor.next_token_agreement,
+        fidelity_before_detection=early,
+        fidelity_full=full,
+        capability_leaked_before_detection=None if leaked is None else round(leaked, 4),
+        curve=[asdict(by_size[s]) for s in sorted(by_size)],
+    )
+
+
+def markdown(report: dict) -> str:
+    lines = [
+        f"# DistillGuard validation ({report['generated_at']})",
+        "",
+        f"Detector `{report['detector']['version']}`; benign accounts flagged: "
+        f"{len(report['benign_accounts_flagged'])} of {report['benign_accounts']}.",
+        "",
+        "| strategy | accounts | requests | harvested | queries before detection | "
+        "fidelity untrained | before detection | full harvest | capability leaked |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in report["strategies"]:
+        leaked = row["capability_leaked_before_detection"]
+        lines.append(
+            f"| {row['strategy']} | {row['accounts']} | {row['requests']} | "
+            f"{row['harvested_pairs']} | {row['queries_before_detection'] or 'never flagged'} | "
+            f"{row['fidelity_untrained']:.3f} | {row['fidelity_before_detection']:.3f} | "
+            f"{row['fidelity_full']:.3f} | {'n/a' if leaked is None else f'{leaked:.0%}'} |"
+        )
+    lines += ["", "Fidelity = next-token agreement with the teacher on held-out prompts."]
+    return "\n".join(lines) + "\n"
+
+
+def plot(report: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(8, 5))
+    for row in report["strategies"]:
+        xs = [point["pairs_trained"] for point in row["curve"]]
+        ys = [point["next_token_agreement"] for point in row["curve"]]
+        (line,) = axis.plot(xs, ys, marker="o", label=row["strategy"])
+        if row["first_flag_time"] is not None:
+            axis.axvline(
+                row["harvested_before_detection"], color=line.get_color(), linestyle="--", alpha=0.6
+            )
+    axis.set_xlabel("harvested (prompt, response) pairs")
+    axis.set_ylabel("student next-token agreement with teacher")
+    axis.set_title("Fidelity vs queries (dashed: first flag)")
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
