@@ -254,7 +254,8 @@ def _assess(
         if flag_ms is not None
         else None
     )
-    sizes = sorted({len(before), len(harvest)} - {0})
+    quarter = len(harvest) // 4
+    sizes = sorted({quarter, 2 * quarter, len(before), len(harvest)} - {0})
     curve = learning_curve(
         teacher.tokenizer,
         harvest,
