@@ -61,17 +61,7 @@ def real_prompt_log(count: int) -> Path:
 def _produce_file(path: str, topic: str, rate: float | None) -> None:
     producer = make_producer(KAFKA)
     with open(path, "rb") as handle:
-        lines = (line.rstrip(b"\n") for line in handle)
-        if rate is None:
-            produce_lines(producer, topic, lines)
-        else:
-            started = time.perf_counter()
-            for sent, line in enumerate(lines):
-                delay = started + sent / rate - time.perf_counter()
-                if delay > 0:
-                    time.sleep(delay)
-                producer.send(topic, value=line, key=orjson.loads(line)["account_id"].encode())
-            producer.flush()
+        produce_lines(producer, topic, (line.rstrip(b"\n") for line in handle), rate=rate)
     producer.close()
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import UTC, datetime
 from typing import Literal
 
 import orjson
@@ -95,20 +94,6 @@ def verdict_row(verdict: Verdict) -> dict:
         "reasons_json": _json([r.model_dump(mode="json") for r in verdict.reasons]),
         "detector_version": verdict.detector_version,
     }
-
-
-def verdict_from_row(row: dict) -> Verdict:
-    """The inverse of `verdict_row`, for the API and reports."""
-    return Verdict(
-        account_id=row["account_id"],
-        cluster_id=row["cluster_id"] or None,
-        timestamp=datetime.fromtimestamp(row["verdict_ms"] / 1000, tz=UTC),
-        requests_seen=row["requests_seen"],
-        score=row["score"],
-        label=row["label"],
-        reasons=orjson.loads(row["reasons_json"] or "[]"),
-        detector_version=row["detector_version"],
-    )
 
 
 def account_state_row(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable, Iterator
 
 import orjson
@@ -60,10 +61,17 @@ def produce_lines(
     topic: str,
     lines: Iterable[bytes],
     on_sent: Callable[[int], None] | None = None,
+    rate: float | None = None,
 ) -> int:
-    """Publish raw lines keyed by account (bad lines too: the worker dead-letters them)."""
+    """Publish raw lines keyed by account (bad lines too: the worker dead-letters them), at
+    most `rate` messages per second when given (load tests)."""
     sent = 0
+    started = time.perf_counter()
     for line in lines:
+        if rate is not None:
+            delay = started + sent / rate - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
         producer.send(topic, key=account_key(line), value=line)
         sent += 1
         if on_sent and sent % 1000 == 0:

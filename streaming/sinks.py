@@ -73,7 +73,6 @@ class StoreSink(BufferedSink):
         super().__init__()
         self.store = store
         self.batch_size = batch_size
-        self._written = {"events": 0, "dead_letters": 0, "verdicts": 0}
 
     def _write(self) -> None:
         # Each table is written at most once per successful flush; a retry after a failure
