@@ -55,15 +55,15 @@ class ValidationConfig:
 
 QUICK = ValidationConfig(
     ("dataset_replay", "multi_account_campaign"),
-    budget=32,
-    max_tokens=16,
-    benign_accounts=12,
-    benign_sessions=16,
+    budget=24,
+    max_tokens=12,
+    benign_accounts=8,
+    benign_sessions=8,
     days=7,
     held_out=12,
-    min_steps=40,
-    benchmark_tasks=8,
-    researcher_requests=8,
+    min_steps=30,
+    benchmark_tasks=4,
+    researcher_requests=4,
 )
 FULL = ValidationConfig(
     ALL_STRATEGIES,
