@@ -88,8 +88,12 @@ class ResponseCache:
 
     @staticmethod
     def key(messages: list[dict], settings: GenerationSettings, model_tag: str) -> str:
-        document = {"m": messages, "s": asdict(settings), "model": model_tag,
-                    "context": MAX_CONTEXT_TOKENS}
+        document = {
+            "m": messages,
+            "s": asdict(settings),
+            "model": model_tag,
+            "context": MAX_CONTEXT_TOKENS,
+        }
         return hashlib.sha256(orjson.dumps(document, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
     def get(self, key: str) -> list[Completion] | None:
