@@ -47,7 +47,6 @@ class BatchResult:
     dead_letters: int = 0
     verdicts: list[Verdict] = field(default_factory=list)
     replayed: int = 0
-    latest_event_ms: int = 0
 
 
 class Pipeline:
@@ -157,7 +156,6 @@ class Pipeline:
         ]
         result.verdicts, result.replayed = self._detect(parsed)
         result.events, result.dead_letters = len(parsed), len(dead)
-        result.latest_event_ms = max((e.timestamp_ms for e, _ in parsed), default=0)
         for sink in self.sinks:
             sink.add_events(rows)
             sink.add_dead_letters(dead)
