@@ -38,7 +38,8 @@ def pregenerate(
         groups[_settings(plan)].append(_conversation(plan))
     done = 0
     for settings, conversations in groups.items():
-        ordered = sorted(conversations, key=lambda c: len(c[-1]["content"]))  # less padding
+        # Similar lengths in one batch: less padding to compute.
+        ordered = sorted(conversations, key=lambda c: sum(len(m["content"]) for m in c))
         for start in range(0, len(ordered), batch_size):
             batch = ordered[start : start + batch_size]
             gateway.teacher.complete(batch, settings)
