@@ -29,6 +29,13 @@ class Detector(ABC):
     def update(self, account_id: str, events: list[Event]) -> Assessment:
         """Consume an account's new events (in order) and assess the account."""
 
+    def update_batch(self, updates: dict[str, list[Event]]) -> dict[str, Assessment]:
+        """Assess every account of a batch; detectors that vectorise across accounts override
+        this. The result may include accounts without new events (e.g. campaign members)."""
+        return {
+            account_id: self.update(account_id, events) for account_id, events in updates.items()
+        }
+
     @abstractmethod
     def state(self, account_id: str) -> dict[str, Any]:
         """The account's state, JSON-serialisable."""

@@ -28,6 +28,8 @@ class Assessment(BaseModel):
     score: float = Field(ge=0.0, le=1.0)
     label: Label
     reasons: list[Reason] = Field(default_factory=list)
+    cluster_id: str | None = None  # the campaign the account was linked into, if any
+    observed_at: datetime | None = None  # when an assessment comes without new events
 
 
 class Verdict(BaseModel):
@@ -44,8 +46,11 @@ class Verdict(BaseModel):
 
     @property
     def verdict_id(self) -> str:
-        """Same account, same point in its stream, same detector: the same verdict (idempotent)."""
-        key = f"{self.account_id}\x1f{self.requests_seen}\x1f{self.detector_version}"
+        """Same account, point in its stream, label and detector: the same verdict (idempotent).
+        The label is part of it because a campaign link can relabel an account between two of
+        its own requests, and that later verdict must not overwrite the earlier one."""
+        parts = (self.account_id, str(self.requests_seen), self.label, self.detector_version)
+        key = "\x1f".join(parts)
         return hashlib.sha256(key.encode()).hexdigest()[:32]
 
 

@@ -167,8 +167,8 @@ class Pipeline:
         for event, record in parsed:
             by_account.setdefault(event.account_id, []).append((event, record))
         self._restore(by_account)
-        verdicts: list[Verdict] = []
         replayed = 0
+        fresh_by_account: dict[str, list[Event]] = {}
         for account_id, items in by_account.items():
             cursor = self.cursors[account_id]
             fresh = []
@@ -178,20 +178,26 @@ class Pipeline:
                     continue
                 cursor.offsets[record.stream] = record.offset
                 fresh.append(event)
-            if not fresh:
-                continue
-            fresh.sort(key=lambda e: e.timestamp_ms)
-            assessment = self.detector.update(account_id, fresh)
-            cursor.requests_seen += len(fresh)
+            if fresh:
+                fresh.sort(key=lambda e: e.timestamp_ms)
+                fresh_by_account[account_id] = fresh
+                cursor.requests_seen += len(fresh)
+        assessments = self.detector.update_batch(fresh_by_account) if fresh_by_account else {}
+        self._restore(assessments)  # campaign members outside this batch
+        verdicts: list[Verdict] = []
+        for account_id, assessment in assessments.items():
+            cursor = self.cursors[account_id]
             self._dirty.add(account_id)
+            cursor.cluster_id = assessment.cluster_id or cursor.cluster_id
             previous = None if cursor.last_label is None else (cursor.last_label, cursor.last_score)
             if is_material(previous, assessment):
                 cursor.last_label, cursor.last_score = assessment.label, assessment.score
+                fresh = fresh_by_account.get(account_id)
                 verdicts.append(
                     Verdict(
                         account_id=account_id,
                         cluster_id=cursor.cluster_id,
-                        timestamp=fresh[-1].timestamp,
+                        timestamp=fresh[-1].timestamp if fresh else assessment.observed_at,
                         requests_seen=cursor.requests_seen,
                         score=assessment.score,
                         label=assessment.label,

@@ -67,8 +67,8 @@ QUICK = ValidationConfig(
 )
 FULL = ValidationConfig(
     ALL_STRATEGIES,
-    budget=120,
-    max_tokens=48,
+    budget=96,
+    max_tokens=32,
     benign_accounts=80,
     benign_sessions=240,
     days=28,
@@ -110,32 +110,38 @@ def _benign_plans(config: ValidationConfig, seed: int) -> list[PlannedRequest]:
     )
 
 
+def _request_record(plan: PlannedRequest, request_id: str) -> dict:
+    """A request as the gateway's log holds it (schema v1), without the answer."""
+    return {
+        "request_id": request_id,
+        "account_id": plan.account_id,
+        "timestamp": plan.timestamp_ms,
+        "messages": [{"role": r, "content": c} for r, c in plan.messages],
+        "params": {
+            "temperature": plan.temperature,
+            "max_tokens": plan.max_tokens,
+            "n": plan.n,
+            "logprobs": plan.logprobs,
+        },
+        "client": {"ip": plan.client_ip, "user_agent": plan.user_agent},
+    }
+
+
 def _events_from_plans(plans: list[PlannedRequest]) -> list[Event]:
-    """Calibration history: benign requests as the gateway would log them (no answers needed,
-    the detectors read requests)."""
+    """Calibration history: benign requests as the gateway would log them."""
     events = []
     for index, plan in enumerate(plans):
-        event = parse_event(
-            orjson.dumps(
-                {
-                    "request_id": f"calibration-{index}",
-                    "account_id": plan.account_id,
-                    "timestamp": plan.timestamp_ms,
-                    "messages": [{"role": r, "content": c} for r, c in plan.messages],
-                    "params": {
-                        "temperature": plan.temperature,
-                        "max_tokens": plan.max_tokens,
-                        "n": plan.n,
-                        "logprobs": plan.logprobs,
-                    },
-                    "client": {"ip": plan.client_ip, "user_agent": plan.user_agent},
-                }
-            ),
-            "calibration",
-        )
+        event = parse_event(orjson.dumps(_request_record(plan, f"calibration-{index}")), "cal")
         if isinstance(event, Event):
             events.append(event)
     return events
+
+
+def _merge_by_time(paths: list[Path], out: Path) -> None:
+    """One request log in time order, as the provider's gateway would have written it."""
+    lines = [line for path in paths for line in path.read_bytes().splitlines() if line]
+    lines.sort(key=lambda line: Event.model_validate_json(line).timestamp_ms)
+    out.write_bytes(b"".join(line + b"\n" for line in lines))
 
 
 def _run_strategy(name: str, gateway: Gateway, config: AttackConfig):
@@ -147,13 +153,21 @@ def _run_strategy(name: str, gateway: Gateway, config: AttackConfig):
 def run_validation(config: ValidationConfig, settings: Settings, out_dir: Path, log=print) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
     teacher = Teacher(settings.data_dir / "teacher")
-    request_log = out_dir / "requests.jsonl"
-    request_log.unlink(missing_ok=True)
-    gateway = Gateway(teacher, JsonlEventLog(request_log))
+    attack_log, benign_log = out_dir / "attack-requests.jsonl", out_dir / "benign-requests.jsonl"
+    attack_log.unlink(missing_ok=True)
+    gateway = Gateway(teacher, JsonlEventLog(attack_log))
 
+    # Benign requests are logged without generating answers: the detectors read requests, and
+    # answering ~1,000 real conversations would cost the CPU teacher half an hour.
     benign = _benign_plans(config, config.seed)
-    log(f"benign traffic: {len(benign)} requests through the teacher")
-    exchanges = drive(gateway, benign)
+    benign_log.write_bytes(
+        b"".join(
+            orjson.dumps(_request_record(plan, f"benign-{index}")) + b"\n"
+            for index, plan in enumerate(benign)
+        )
+    )
+    log(f"benign traffic: {len(benign)} requests")
+    exchanges: list = [(plan, None) for plan in benign]
     by_strategy: dict[str, list] = {}
     for index, name in enumerate(config.strategies):
         attack = AttackConfig(
@@ -167,6 +181,8 @@ def run_validation(config: ValidationConfig, settings: Settings, out_dir: Path, 
         exchanges += by_strategy[name]
         log(f"{name}: {len(by_strategy[name])} requests")
     gateway.log.close()
+    request_log = out_dir / "requests.jsonl"
+    _merge_by_time([benign_log, attack_log], request_log)
 
     detector_settings = Settings(**{**settings.model_dump(), "store": "embedded"})
     from detectors.registry import build_detector
@@ -239,14 +255,11 @@ def _assess(
     flags = [first_flag[a] for a in accounts if a in first_flag]
     flag = min(flags, key=lambda v: v["timestamp"]) if flags else None
     flag_ms = int(datetime.fromisoformat(flag["timestamp"]).timestamp() * 1000) if flag else None
-    harvest = [
-        Pair(plan.prompt, r["choices"][0]["message"]["content"])
-        for plan, r in ordered
-        if plan.harvest
-    ]
+    harvested = [(plan, r) for plan, r in ordered if plan.harvest]
+    harvest = [Pair(plan.prompt, r["choices"][0]["message"]["content"]) for plan, r in harvested]
     before = [
         pair
-        for (plan, _), pair in zip([e for e in ordered if e[0].harvest], harvest, strict=True)
+        for (plan, _), pair in zip(harvested, harvest, strict=True)
         if flag_ms is None or plan.timestamp_ms <= flag_ms
     ]
     queries_before = (

@@ -1,0 +1,181 @@
+"""What the detectors know about one request: cheap features for every event.
+
+`featurize` turns a batch of events into `EventFeatures` in one vectorised pass (SimHash of word
+shingles through scikit-learn's hashing vectoriser and one sparse matrix product), so the cheap
+tier keeps up with the stream; the neural embedding is filled in later, only for the events the
+tiered policy chooses (`detectors/embedding.py`).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import ipaddress
+from dataclasses import dataclass
+
+import numpy as np
+
+from streaming.events import Event
+
+SIMHASH_BITS = 64
+_HASH_FEATURES = 2**16
+_PROJECTION_SEED = 20261128
+PROMPT_CHARS = 2000  # longer prompts are cut for hashing and embedding
+EVIDENCE_CHARS = 240  # prompt snippet kept in checkpoints as evidence
+
+
+@dataclass(slots=True)
+class EventFeatures:
+    """One request, reduced to what the signals read. JSON-friendly except `embedding`."""
+
+    request_id: str
+    account_id: str
+    timestamp_ms: int
+    prompt: str
+    prompt_key: str  # 16 hex chars of the prompt's hash: exact repeats, embedding cache
+    simhash: int  # 64-bit SimHash of word 1-2-grams: near-duplicates and templates
+    temperature: float | None
+    max_tokens: int | None
+    n: int
+    logprobs: bool
+    followup: bool  # carries earlier turns of a conversation
+    ip_prefix: str  # /24 (IPv4) or /48 (IPv6); "" when absent
+    user_agent: str
+    reasoning: float = 0.0  # P(the prompt asks for the model's reasoning)
+    language: str = "und"
+    embedding: np.ndarray | None = None  # 384-d unit vector, neural tier only
+
+    def to_state(self) -> dict:
+        """Compact JSON form for `account_state` (prompt cut to an evidence snippet)."""
+        state = {
+            "r": self.request_id,
+            "t": self.timestamp_ms,
+            "p": self.prompt[:EVIDENCE_CHARS],
+            "k": self.prompt_key,
+            "h": str(self.simhash),
+            "T": self.temperature,
+            "M": self.max_tokens,
+            "n": self.n,
+            "l": self.logprobs,
+            "f": self.followup,
+            "i": self.ip_prefix,
+            "u": self.user_agent,
+            "q": round(self.reasoning, 3),
+            "g": self.language,
+        }
+        if self.embedding is not None:
+            quantised = np.clip(np.round(self.embedding * 127), -127, 127).astype(np.int8)
+            state["e"] = base64.b64encode(quantised.tobytes()).decode()
+        return state
+
+    @classmethod
+    def from_state(cls, account_id: str, state: dict) -> EventFeatures:
+        embedding = None
+        if "e" in state:
+            raw = np.frombuffer(base64.b64decode(state["e"]), np.int8).astype(np.float32)
+            embedding = raw / max(float(np.linalg.norm(raw)), 1e-9)
+        return cls(
+            request_id=state["r"],
+            account_id=account_id,
+            timestamp_ms=state["t"],
+            prompt=state["p"],
+            prompt_key=state["k"],
+            simhash=int(state["h"]),
+            temperature=state["T"],
+            max_tokens=state["M"],
+            n=state["n"],
+            logprobs=state["l"],
+            followup=state["f"],
+            ip_prefix=state["i"],
+            user_agent=state["u"],
+            reasoning=state["q"],
+            language=state["g"],
+            embedding=embedding,
+        )
+
+
+def ip_prefix(ip: str | None) -> str:
+    """The network a client address belongs to: campaigns rotate hosts inside one prefix."""
+    if not ip:
+        return ""
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return ""
+    length = 24 if address.version == 4 else 48
+    return str(ipaddress.ip_network(f"{address}/{length}", strict=False))
+
+
+class SimHasher:
+    """Charikar SimHash: signs of a fixed random projection of hashed word 1-2-gram counts.
+
+    Prompts that share most of their words (one template, different fillers) land a few bits
+    apart; unrelated prompts differ in about half of the bits.
+
+    >>> hasher = SimHasher()
+    >>> a, b, c = hasher(["Explain photosynthesis in detail please.",
+    ...                   "Explain mitochondria in detail please.",
+    ...                   "Write a haiku about the sea"])
+    >>> hamming(a, b) < hamming(a, c)
+    True
+    """
+
+    def __init__(self, bits: int = SIMHASH_BITS) -> None:
+        from sklearn.feature_extraction.text import HashingVectorizer
+
+        self.bits = bits
+        self._vectoriser = HashingVectorizer(
+            n_features=_HASH_FEATURES,
+            ngram_range=(1, 2),
+            alternate_sign=False,
+            norm=None,
+            lowercase=True,
+            dtype=np.float32,
+        )
+        rng = np.random.default_rng(_PROJECTION_SEED)
+        self._projection = rng.standard_normal((_HASH_FEATURES, bits), dtype=np.float32)
+        self._weights = (1 << np.arange(bits, dtype=np.uint64)).astype(np.uint64)
+
+    def __call__(self, texts: list[str]) -> list[int]:
+        if not texts:
+            return []
+        counts = self._vectoriser.transform([t[:PROMPT_CHARS] for t in texts])
+        counts.data = np.log1p(counts.data)  # a repeated word should not dominate
+        signs = np.asarray(counts @ self._projection) > 0
+        packed = (signs.astype(np.uint64) * self._weights).sum(axis=1, dtype=np.uint64)
+        return [int(v) for v in packed]
+
+
+def hamming(a: int, b: int) -> int:
+    return (a ^ b).bit_count()
+
+
+def prompt_key(text: str) -> str:
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).hexdigest()
+
+
+def featurize(events: list[Event], hasher: SimHasher) -> list[EventFeatures]:
+    """Cheap features of a batch of events (no neural embedding yet)."""
+    prompts = [e.prompt_text[:PROMPT_CHARS] for e in events]
+    hashes = hasher(prompts)
+    features = []
+    for event, prompt, simhash in zip(events, prompts, hashes, strict=True):
+        params = event.params
+        features.append(
+            EventFeatures(
+                request_id=event.request_id,
+                account_id=event.account_id,
+                timestamp_ms=event.timestamp_ms,
+                prompt=prompt,
+                prompt_key=prompt_key(prompt),
+                simhash=simhash,
+                temperature=params.temperature,
+                max_tokens=params.max_tokens,
+                n=params.n or 1,
+                logprobs=bool(params.logprobs) or bool(params.top_logprobs),
+                followup=event.turn_count > 1,
+                ip_prefix=ip_prefix(event.client.ip),
+                user_agent=event.client.user_agent or "",
+            )
+        )
+    return features

@@ -1,0 +1,453 @@
+"""The fused extraction detector: every signal, benign-calibrated, added up, explained.
+
+How a score comes about:
+1. Each signal's value is compared with benign accounts' values at a comparable window size
+   (buckets of 4, 8, …, 256 requests): its *surprise* is −log10 of the benign tail probability.
+2. An IsolationForest fitted on benign accounts' surprise vectors adds one more surprise for
+   unusual *combinations* of individually ordinary signals.
+3. The raw score is 2·√(content surprise · behaviour surprise) (see `fused`). Calibration
+   replays benign history through the same code and records each benign account's highest raw
+   score over its lifetime; the thresholds
+   are the (1 − FPR) quantiles of those maxima (an exponential tail fitted above the 90th
+   percentile extrapolates to small FPRs): `extraction` at `target_fpr` (default 0.1% of
+   accounts), `suspicious` at `suspicious_fpr` (1%).
+4. `score = 1 − 2^(−raw / extraction_threshold)`: 0.5 is exactly the extraction threshold.
+
+Tiered embedding (CPU deployments): SimHash, parameters and timing are computed for every event;
+the neural embedding only for each account's first `embed_budget` requests, every
+`sample_every`-th request after that, and every request of an account under suspicion.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Self
+
+import numpy as np
+
+from detectors.base import Detector
+from detectors.features import EventFeatures, SimHasher, featurize
+from detectors.signals import SIGNALS, Reference, Window
+from detectors.verdict import Assessment, Label, Reason
+from streaming.events import Event
+
+BUCKETS = (4, 8, 16, 32, 64, 128, 256)
+MIN_BUCKET_VALUES = 20
+ISOLATION = "isolation_forest"
+EXAMPLES = 3
+
+Embedder = Callable[[list[str]], list[list[float]]]
+Scorer = Callable[[list[str]], Any]
+
+
+CONTENT = np.array([s.content for s in SIGNALS])
+
+
+def fused(surprises: np.ndarray, forest: np.ndarray) -> np.ndarray:
+    """2·√(content · behaviour): an account must be unusual both in *what* it asks and in *how*
+    it asks. Harvest parameters alone (a researcher at temperature 0 with logprobs) or unusual
+    topics alone (a specialist) are not enough; the forest's surprise counts half to each."""
+    content = surprises[..., CONTENT].sum(axis=-1) + forest / 2
+    behaviour = surprises[..., ~CONTENT].sum(axis=-1) + forest / 2
+    return 2 * np.sqrt(content * behaviour)
+
+
+def bucket_of(count: int) -> int | None:
+    """The largest calibration bucket not above `count` (None below the smallest)."""
+    eligible = [b for b in BUCKETS if b <= count]
+    return eligible[-1] if eligible else None
+
+
+def tail_threshold(maxima: np.ndarray, fpr: float) -> float:
+    """(1 − fpr) quantile of benign maxima, with an exponential tail beyond the 90th percentile
+    (peaks over threshold), never below the highest benign maximum seen."""
+    if len(maxima) == 0:
+        return 1.0
+    q90 = float(np.quantile(maxima, 0.9))
+    if fpr >= 0.1:
+        return float(np.quantile(maxima, 1 - fpr))
+    excess = maxima[maxima > q90] - q90
+    scale = float(excess.mean()) if len(excess) else float(maxima.std() or 1.0)
+    return max(q90 + scale * math.log(0.1 / fpr), float(maxima.max()) + 1e-6)
+
+
+@dataclass
+class AccountWindow:
+    """What the detector remembers about one account."""
+
+    features: deque[EventFeatures]
+    seen: int = 0
+    label: Label = "benign"
+    embedding_values: dict[str, float] = field(default_factory=dict)
+    embeddings_stale: bool = True
+
+    def embedded_count(self) -> int:
+        return sum(1 for f in self.features if f.embedding is not None)
+
+
+class ExtractionDetector(Detector):
+    """All per-account signals, benign-calibrated and fused; see the module docstring."""
+
+    name = "extraction"
+    version = "fusion-1"
+
+    def __init__(
+        self,
+        embedder: Embedder | None = None,
+        reasoning: Scorer | None = None,
+        languages: Scorer | None = None,
+        window: int = 256,
+        tiered: bool = True,
+        embed_budget: int = 32,
+        sample_every: int = 8,
+        target_fpr: float = 0.001,
+        suspicious_fpr: float = 0.01,
+        topics: int = 64,
+        reference_size: int = 256,
+        seed: int = 0,
+    ) -> None:
+        self.embedder = embedder
+        self.reasoning = reasoning
+        self.languages = languages
+        self.window = window
+        self.tiered = tiered
+        self.embed_budget = embed_budget
+        self.sample_every = sample_every
+        self.target_fpr = target_fpr
+        self.suspicious_fpr = suspicious_fpr
+        self.topics = topics
+        self.reference_size = reference_size
+        self.seed = seed
+        self.hasher = SimHasher()
+        self.accounts: dict[str, AccountWindow] = {}
+        self.reference_: Reference | None = None
+        self.benign_values_: dict[str, dict[int, np.ndarray]] = {}
+        self.isolation_: Any = None
+        self.isolation_scores_: np.ndarray = np.zeros(0)
+        self.isolation_training_: np.ndarray = np.zeros((0, len(SIGNALS)))
+        self.thresholds_: dict[str, float] = {"suspicious": 1.0, "extraction": 2.0}
+        self.fitted_accounts_ = 0
+
+    # --- features ------------------------------------------------------------------------------
+    def _account(self, account_id: str) -> AccountWindow:
+        if account_id not in self.accounts:
+            self.accounts[account_id] = AccountWindow(deque(maxlen=self.window))
+        return self.accounts[account_id]
+
+    def _wants_embedding(self, account: AccountWindow, position: int) -> bool:
+        if self.embedder is None:
+            return False
+        if not self.tiered or account.label != "benign":
+            return True
+        return position < self.embed_budget or position % self.sample_every == 0
+
+    def _prepare(self, updates: dict[str, list[Event]]) -> dict[str, list[EventFeatures]]:
+        """Cheap features for every event; neural embeddings where the tier policy wants them.
+        One vectorised pass over the whole batch."""
+        events = [event for batch in updates.values() for event in batch]
+        features = featurize(events, self.hasher)
+        prompts = [f.prompt for f in features]
+        if self.reasoning is not None and features:
+            for item, probability in zip(features, self.reasoning(prompts), strict=True):
+                item.reasoning = float(probability)
+        if self.languages is not None and features:
+            for item, language in zip(features, self.languages(prompts), strict=True):
+                item.language = language
+        by_account: dict[str, list[EventFeatures]] = {}
+        chosen: list[EventFeatures] = []
+        for item in features:
+            account = self._account(item.account_id)
+            position = account.seen + len(by_account.get(item.account_id, []))
+            by_account.setdefault(item.account_id, []).append(item)
+            if self._wants_embedding(account, position):
+                chosen.append(item)
+        if chosen and self.embedder is not None:
+            vectors = self.embedder([f.prompt for f in chosen])
+            for item, vector in zip(chosen, vectors, strict=True):
+                item.embedding = np.asarray(vector, dtype=np.float32)
+        return by_account
+
+    # --- signals -------------------------------------------------------------------------------
+    def _values(self, account: AccountWindow) -> tuple[dict[str, float], int, int]:
+        """Signal values of the account's window, its size and its embedded size."""
+        window = Window.of(list(account.features))
+        values = {s.name: s.compute(window) for s in SIGNALS if not s.needs_embeddings}
+        embedded = len(window.embeddings)
+        if self.reference_ is not None and embedded:
+            if account.embeddings_stale:
+                account.embedding_values = {
+                    s.name: s.compute(window, self.reference_)
+                    for s in SIGNALS
+                    if s.needs_embeddings
+                }
+                account.embeddings_stale = False
+            values.update(account.embedding_values)
+        return values, window.size, embedded
+
+    def _surprise(self, signal: str, count: int, value: float) -> tuple[float, float]:
+        """(−log10 p, p) of `value` against benign values at a comparable window size."""
+        by_bucket = self.benign_values_.get(signal, {})
+        bucket = bucket_of(count)
+        while bucket is not None and len(by_bucket.get(bucket, ())) < MIN_BUCKET_VALUES:
+            bucket = bucket_of(bucket - 1)
+        if bucket is None:
+            return 0.0, 1.0
+        benign = by_bucket[bucket]
+        tail = len(benign) - int(np.searchsorted(benign, value, side="left"))
+        p = (tail + 1) / (len(benign) + 1)
+        return -math.log10(p), p
+
+    def _surprises(self, values: dict[str, float], count: int, embedded: int) -> np.ndarray:
+        return np.array(
+            [
+                self._surprise(s.name, embedded if s.needs_embeddings else count, values[s.name])[0]
+                if s.name in values
+                else 0.0
+                for s in SIGNALS
+            ]
+        )
+
+    def _isolation_surprise(self, vectors: np.ndarray) -> np.ndarray:
+        if self.isolation_ is None or not len(vectors):
+            return np.zeros(len(vectors))
+        anomaly = -self.isolation_.score_samples(vectors)
+        benign = self.isolation_scores_
+        tails = len(benign) - np.searchsorted(benign, anomaly, side="left")
+        return -np.log10((tails + 1) / (len(benign) + 1))
+
+    # --- calibration ---------------------------------------------------------------------------
+    def _fit_reference(self, features: list[EventFeatures]) -> None:
+        import faiss
+
+        unique = {f.prompt_key: f.prompt for f in features}
+        rng = np.random.default_rng(self.seed)
+        prompts = list(unique.values())
+        if len(prompts) > 4000:
+            prompts = [prompts[i] for i in rng.choice(len(prompts), 4000, replace=False)]
+        vectors = np.asarray(self.embedder(prompts), dtype=np.float32)  # type: ignore[misc]
+        topics = max(1, min(self.topics, len(vectors) // 8))
+        kmeans = faiss.Kmeans(vectors.shape[1], topics, niter=20, seed=self.seed, spherical=True)
+        kmeans.train(vectors)
+        sample = vectors[rng.choice(len(vectors), min(self.reference_size, len(vectors)), False)]
+        distances = np.sqrt(np.maximum(0.0, 2.0 - 2.0 * (sample @ sample.T)))
+        bandwidth = float(np.median(distances[np.triu_indices(len(sample), 1)])) or 1.0
+        self.reference_ = Reference(kmeans.centroids.copy(), sample, bandwidth)
+
+    def fit(self, benign_events: Iterable[Event]) -> Self:
+        """Replay benign history through the detector; learn per-signal benign distributions,
+        the IsolationForest and the account-level thresholds."""
+        by_account: dict[str, list[Event]] = {}
+        for event in benign_events:
+            by_account.setdefault(event.account_id, []).append(event)
+        for events in by_account.values():
+            events.sort(key=lambda e: e.timestamp_ms)
+        self.accounts = {}
+        self.reference_ = None
+        prepared = self._prepare(by_account)
+        if self.embedder is not None and prepared:
+            self._fit_reference([f for items in prepared.values() for f in items])
+
+        snapshots: list[tuple[str, dict[str, float], int, int]] = []
+        for account_id, items in prepared.items():
+            account = self._account(account_id)
+            for item in items:
+                account.features.append(item)
+                account.seen += 1
+                account.embeddings_stale |= item.embedding is not None
+                if account.seen >= BUCKETS[0]:
+                    snapshots.append((account_id, *self._values(account)))
+        self.accounts = {}
+
+        pooled: dict[str, dict[int, list[float]]] = {}
+        for _, values, count, embedded in snapshots:
+            for signal in SIGNALS:
+                if signal.name in values:
+                    bucket = bucket_of(embedded if signal.needs_embeddings else count)
+                    if bucket is not None:
+                        pooled.setdefault(signal.name, {}).setdefault(bucket, []).append(
+                            values[signal.name]
+                        )
+        self.benign_values_ = {
+            signal: {bucket: np.sort(np.asarray(v)) for bucket, v in buckets.items()}
+            for signal, buckets in pooled.items()
+        }
+        self.fitted_accounts_ = len(by_account)
+        if not snapshots:
+            return self
+        vectors = np.stack([self._surprises(v, c, e) for _, v, c, e in snapshots])
+        self._fit_isolation(vectors)
+        raw = fused(vectors, self._isolation_surprise(vectors))
+        maxima: dict[str, float] = {}
+        for (account_id, *_), value in zip(snapshots, raw, strict=True):
+            maxima[account_id] = max(maxima.get(account_id, 0.0), float(value))
+        peaks = np.asarray(list(maxima.values()))
+        self.thresholds_ = {
+            "suspicious": tail_threshold(peaks, self.suspicious_fpr),
+            "extraction": tail_threshold(peaks, self.target_fpr),
+        }
+        return self
+
+    def _fit_isolation(self, vectors: np.ndarray) -> None:
+        """Forest on (a seeded sample of) benign surprise vectors; kept so a saved calibration
+        refits the identical forest."""
+        from sklearn.ensemble import IsolationForest
+
+        rng = np.random.default_rng(self.seed)
+        if len(vectors) > 4000:
+            vectors = vectors[rng.choice(len(vectors), 4000, replace=False)]
+        self.isolation_training_ = vectors
+        self.isolation_ = IsolationForest(n_estimators=100, random_state=self.seed).fit(vectors)
+        self.isolation_scores_ = np.sort(-self.isolation_.score_samples(vectors))
+
+    # --- streaming -----------------------------------------------------------------------------
+    def update(self, account_id: str, events: list[Event]) -> Assessment:
+        return self.update_batch({account_id: events})[account_id]
+
+    def update_batch(self, updates: dict[str, list[Event]]) -> dict[str, Assessment]:
+        """Assess every account with new events in one pass (one embedding call, one forest
+        call for the batch)."""
+        prepared = self._prepare(updates)
+        rows = []
+        for account_id, items in prepared.items():
+            account = self._account(account_id)
+            account.features.extend(items)
+            account.seen += len(items)
+            account.embeddings_stale |= any(f.embedding is not None for f in items)
+            values, count, embedded = self._values(account)
+            rows.append((account_id, values, count, embedded))
+        if not rows:
+            return {}
+        vectors = np.stack([self._surprises(v, c, e) for _, v, c, e in rows])
+        forest = self._isolation_surprise(vectors)
+        return {
+            account_id: self._assess(account_id, values, count, embedded, surprises, extra)
+            for (account_id, values, count, embedded), surprises, extra in zip(
+                rows, vectors, forest, strict=True
+            )
+        }
+
+    def _assess(
+        self,
+        account_id: str,
+        values: dict[str, float],
+        count: int,
+        embedded: int,
+        surprises: np.ndarray,
+        forest: float,
+    ) -> Assessment:
+        account = self.accounts[account_id]
+        raw = float(fused(surprises, np.float64(forest))) if count >= BUCKETS[0] else 0.0
+        share = float(surprises.sum() + forest) or 1.0
+        threshold = self.thresholds_["extraction"]
+        score = 1.0 - 2.0 ** (-raw / threshold)
+        label: Label = (
+            "extraction"
+            if raw >= threshold
+            else "suspicious"
+            if raw >= self.thresholds_["suspicious"]
+            else "benign"
+        )
+        account.label = label
+        reasons = []
+        for signal, surprise in zip(SIGNALS, surprises, strict=True):
+            if signal.name not in values or surprise < 0.5:
+                continue
+            p = 10 ** (-float(surprise))
+            reasons.append(
+                Reason(
+                    signal=signal.name,
+                    value=round(values[signal.name], 4),
+                    contribution=round(score * float(surprise) / share, 4),
+                    evidence={
+                        "explanation": signal.explanation,
+                        "benign_tail_probability": round(p, 5),
+                        "compared_at_requests": embedded if signal.needs_embeddings else count,
+                    },
+                )
+            )
+        if forest >= 0.5:
+            reasons.append(
+                Reason(
+                    signal=ISOLATION,
+                    value=round(float(forest), 4),
+                    contribution=round(score * float(forest) / share, 4),
+                    evidence={"explanation": "unusual combination of signals for benign accounts"},
+                )
+            )
+        reasons.sort(key=lambda r: r.contribution, reverse=True)
+        if reasons:
+            examples = [f.prompt for f in list(account.features)[-EXAMPLES:]]
+            reasons[0].evidence = {**(reasons[0].evidence or {}), "example_prompts": examples}
+        return Assessment(score=min(1.0, max(0.0, score)), label=label, reasons=reasons)
+
+    # --- state ---------------------------------------------------------------------------------
+    def state(self, account_id: str) -> dict[str, Any]:
+        account = self._account(account_id)
+        return {
+            "seen": account.seen,
+            "label": account.label,
+            "window": [f.to_state() for f in account.features],
+        }
+
+    def load(self, account_id: str, state: dict[str, Any]) -> None:
+        account = AccountWindow(
+            deque(
+                (EventFeatures.from_state(account_id, s) for s in state.get("window", [])),
+                maxlen=self.window,
+            ),
+            seen=int(state.get("seen", 0)),
+            label=state.get("label", "benign"),
+        )
+        self.accounts[account_id] = account
+
+    def forget(self, account_id: str) -> None:
+        self.accounts.pop(account_id, None)
+
+    def calibration(self) -> dict[str, Any]:
+        reference = self.reference_
+        return {
+            "target_fpr": self.target_fpr,
+            "suspicious_fpr": self.suspicious_fpr,
+            "thresholds": self.thresholds_,
+            "fitted_accounts": self.fitted_accounts_,
+            "tiered": self.tiered,
+            "benign_values": {
+                signal: {str(b): v.round(6).tolist() for b, v in buckets.items()}
+                for signal, buckets in self.benign_values_.items()
+            },
+            "isolation_training": self.isolation_training_.round(6).tolist(),
+            "reference": None
+            if reference is None
+            else {
+                "centroids": reference.centroids.round(6).tolist(),
+                "sample": reference.sample.round(6).tolist(),
+                "bandwidth": reference.bandwidth,
+            },
+        }
+
+    def load_calibration(self, calibration: dict[str, Any]) -> None:
+        self.target_fpr = calibration["target_fpr"]
+        self.suspicious_fpr = calibration["suspicious_fpr"]
+        self.thresholds_ = dict(calibration["thresholds"])
+        self.fitted_accounts_ = calibration["fitted_accounts"]
+        self.tiered = calibration["tiered"]
+        self.benign_values_ = {
+            signal: {int(b): np.asarray(v) for b, v in buckets.items()}
+            for signal, buckets in calibration["benign_values"].items()
+        }
+        training = np.asarray(calibration["isolation_training"], dtype=np.float64)
+        if len(training):
+            self._fit_isolation(training)
+        reference = calibration.get("reference")
+        self.reference_ = (
+            None
+            if reference is None
+            else Reference(
+                np.asarray(reference["centroids"], dtype=np.float32),
+                np.asarray(reference["sample"], dtype=np.float32),
+                float(reference["bandwidth"]),
+            )
+        )

@@ -1,0 +1,216 @@
+"""Per-account signals over a sliding window of an account's recent requests.
+
+Each signal is a small pure function of the window (and, for the embedding signals, of the benign
+reference), oriented so that *larger is more extraction-like*. Signals are weak alone; fusion
+(`detectors/fusion.py`) turns each into a benign-calibrated surprise and adds them up.
+
+| signal | why an extraction harvest shows it |
+|---|---|
+| near_duplicate_rate | templates and enumerations repeat the same words with new fillers |
+| single_shot_share | harvesting sends independent prompts; people follow up in sessions |
+| greedy_share, logprobs_share, multi_sample_share | harvesting parameters |
+| timing_regularity | scripts send at steady intervals; people pause irregularly |
+| peak_hourly_volume | harvests need many requests |
+| reasoning_share | reasoning-trace elicitation |
+| language_switch_rate | coverage attacks hop across languages |
+| coverage | many distinct benign topics for few requests |
+| dispersion | prompts spread far apart in embedding space |
+| mmd | the account's prompt distribution differs from benign traffic |
+| prada | PRADA's minimum-distance statistic departs from normal (Juuti et al. 2019) |
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from detectors.features import EventFeatures
+
+NEAR_DUPLICATE_BITS = 8  # SimHash Hamming radius; unrelated prompts sit ~32 bits apart
+SESSION_GAP_MS = 30 * 60_000
+
+
+@dataclass
+class Window:
+    """Column view of an account's window, built once per assessment."""
+
+    timestamps: np.ndarray
+    simhashes: np.ndarray
+    followup: np.ndarray
+    greedy: np.ndarray
+    logprobs: np.ndarray
+    multi_sample: np.ndarray
+    reasoning: np.ndarray
+    languages: list[str]
+    embeddings: np.ndarray  # (m, d) of the embedded events only
+
+    @classmethod
+    def of(cls, features: list[EventFeatures]) -> Window:
+        vectors = [f.embedding for f in features if f.embedding is not None]
+        return cls(
+            timestamps=np.fromiter((f.timestamp_ms for f in features), np.int64, len(features)),
+            simhashes=np.fromiter((f.simhash for f in features), np.uint64, len(features)),
+            followup=np.fromiter((f.followup for f in features), bool, len(features)),
+            greedy=np.fromiter((f.temperature == 0 for f in features), bool, len(features)),
+            logprobs=np.fromiter((f.logprobs for f in features), bool, len(features)),
+            multi_sample=np.fromiter((f.n > 1 for f in features), bool, len(features)),
+            reasoning=np.fromiter((f.reasoning for f in features), np.float32, len(features)),
+            languages=[f.language for f in features],
+            embeddings=np.stack(vectors).astype(np.float32)
+            if vectors
+            else np.zeros((0, 0), np.float32),
+        )
+
+    @property
+    def size(self) -> int:
+        return len(self.timestamps)
+
+
+def near_duplicate_rate(window: Window) -> float:
+    """Share of prompts with a near-duplicate (SimHash) earlier in the window."""
+    hashes = window.simhashes
+    if len(hashes) < 2:
+        return 0.0
+    distances = np.bitwise_count(hashes[:, None] ^ hashes[None, :])
+    earlier = np.tril(distances <= NEAR_DUPLICATE_BITS, k=-1)
+    return float(earlier.any(axis=1).mean())
+
+
+def single_shot_share(window: Window) -> float:
+    return float(1.0 - window.followup.mean()) if window.size else 0.0
+
+
+def greedy_share(window: Window) -> float:
+    return float(window.greedy.mean()) if window.size else 0.0
+
+
+def logprobs_share(window: Window) -> float:
+    return float(window.logprobs.mean()) if window.size else 0.0
+
+
+def multi_sample_share(window: Window) -> float:
+    return float(window.multi_sample.mean()) if window.size else 0.0
+
+
+def timing_regularity(window: Window) -> float:
+    """1 / (1 + coefficient of variation) of in-session gaps: 1 for a metronome."""
+    gaps = np.diff(np.sort(window.timestamps)).astype(np.float64)
+    gaps = gaps[gaps < SESSION_GAP_MS]
+    if len(gaps) < 4 or gaps.mean() <= 0:
+        return 0.0
+    return float(1.0 / (1.0 + gaps.std() / gaps.mean()))
+
+
+def peak_hourly_volume(window: Window) -> float:
+    """Most requests in any sliding hour of the window."""
+    if not window.size:
+        return 0.0
+    times = np.sort(window.timestamps)
+    ends = np.searchsorted(times, times + 3_600_000, side="left")
+    return float((ends - np.arange(len(times))).max())
+
+
+def reasoning_share(window: Window) -> float:
+    return float(window.reasoning.mean()) if window.size else 0.0
+
+
+def language_switch_rate(window: Window) -> float:
+    known = [language for language in window.languages if language != "und"]
+    if len(known) < 2:
+        return 0.0
+    return sum(a != b for a, b in zip(known, known[1:], strict=False)) / (len(known) - 1)
+
+
+@dataclass
+class Reference:
+    """Benign reference for the embedding signals: topic centroids and a prompt sample."""
+
+    centroids: np.ndarray
+    sample: np.ndarray
+    bandwidth: float
+    sample_self_kernel: float = 0.0  # the MMD term of the sample with itself, computed once
+
+    def __post_init__(self) -> None:
+        n = len(self.sample)
+        if n > 1 and not self.sample_self_kernel:
+            kyy = rbf(self.sample, self.sample, self.bandwidth)
+            self.sample_self_kernel = float((kyy.sum() - np.trace(kyy)) / (n * (n - 1)))
+
+
+def rbf(a: np.ndarray, b: np.ndarray, bandwidth: float) -> np.ndarray:
+    """RBF kernel between unit vectors (||a − b||² = 2 − 2 a·b)."""
+    return np.exp(-np.maximum(0.0, 2.0 - 2.0 * (a @ b.T)) / (2 * bandwidth**2))
+
+
+def coverage(window: Window, reference: Reference) -> float:
+    """Distinct benign topic centroids hit, per embedded prompt."""
+    if len(window.embeddings) == 0 or len(reference.centroids) == 0:
+        return 0.0
+    topics = np.argmax(window.embeddings @ reference.centroids.T, axis=1)
+    return len(np.unique(topics)) / len(topics)
+
+
+def dispersion(window: Window, reference: Reference) -> float:
+    """Mean pairwise cosine distance between the account's prompts."""
+    vectors = window.embeddings
+    m = len(vectors)
+    if m < 2:
+        return 0.0
+    similarity = vectors @ vectors.T
+    return float(1.0 - (similarity.sum() - np.trace(similarity)) / (m * (m - 1)))
+
+
+def mmd(window: Window, reference: Reference) -> float:
+    """Unbiased MMD² (RBF kernel) between the account's prompts and a benign reference sample."""
+    x = window.embeddings
+    if len(x) < 2 or len(reference.sample) < 2:
+        return 0.0
+    kxx = rbf(x, x, reference.bandwidth)
+    kxy = rbf(x, reference.sample, reference.bandwidth)
+    m = len(x)
+    term_x = (kxx.sum() - np.trace(kxx)) / (m * (m - 1))
+    return float(term_x + reference.sample_self_kernel - 2 * kxy.mean())
+
+
+def prada(window: Window, reference: Reference) -> float:
+    """1 − Shapiro–Wilk W of each prompt's distance to its nearest earlier prompt (PRADA)."""
+    from scipy.stats import shapiro
+
+    vectors = window.embeddings
+    if len(vectors) < 8:
+        return 0.0
+    distances = np.sqrt(np.maximum(0.0, 2.0 - 2.0 * (vectors @ vectors.T)))
+    nearest = np.array([distances[i, :i].min() for i in range(1, len(vectors))])
+    if np.ptp(nearest) < 1e-9:
+        return 1.0  # identical distances: as far from normal as a sample gets
+    return float(1.0 - shapiro(nearest).statistic)
+
+
+@dataclass(frozen=True)
+class Signal:
+    """`content` signals say *what* an account asks, the others *how* it asks."""
+
+    name: str
+    compute: Callable[..., float]
+    needs_embeddings: bool = False
+    explanation: str = ""
+    content: bool = False
+
+
+SIGNALS: tuple[Signal, ...] = (
+    Signal("near_duplicate_rate", near_duplicate_rate, False, "prompts repeat one template", True),
+    Signal("single_shot_share", single_shot_share, False, "independent prompts, no follow-ups"),
+    Signal("greedy_share", greedy_share, False, "temperature 0 (deterministic answers)"),
+    Signal("logprobs_share", logprobs_share, False, "asks for token log-probabilities"),
+    Signal("multi_sample_share", multi_sample_share, False, "asks for several samples (n>1)"),
+    Signal("timing_regularity", timing_regularity, False, "requests at machine-steady intervals"),
+    Signal("peak_hourly_volume", peak_hourly_volume, False, "many requests in one hour"),
+    Signal("reasoning_share", reasoning_share, False, "asks the model to show its reasoning", True),
+    Signal("language_switch_rate", language_switch_rate, False, "switches language often", True),
+    Signal("coverage", coverage, True, "touches many distinct benign topics", True),
+    Signal("dispersion", dispersion, True, "prompts far apart from each other", True),
+    Signal("mmd", mmd, True, "prompt distribution differs from benign traffic", True),
+    Signal("prada", prada, True, "PRADA nearest-distance statistic is not normal", True),
+)
