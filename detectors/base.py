@@ -47,6 +47,17 @@ class Detector(ABC):
     def forget(self, account_id: str) -> None:  # noqa: B027 - optional
         """Drop an account's in-memory state (its partition moved to another worker)."""
 
+    def global_state(self) -> dict[str, Any] | None:
+        """Cross-account state (e.g. campaign links), if the detector keeps any."""
+        return None
+
+    def load_global_state(self, state: dict[str, Any]) -> None:  # noqa: B027 - optional
+        """Restore what `global_state` returned."""
+
+    def drain_cluster_rows(self) -> list[dict]:
+        """`clusters` table rows produced since the last call (campaign detectors)."""
+        return []
+
     def calibration(self) -> dict[str, Any]:
         """Fitted parameters, for reports and `calibrate` output."""
         return {}

@@ -24,18 +24,23 @@ import math
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Self
 
 import numpy as np
 
 from detectors.base import Detector
+from detectors.campaigns import CampaignLinker
 from detectors.features import EventFeatures, SimHasher, featurize
+from detectors.index import BenignReference
 from detectors.signals import SIGNALS, Reference, Window
 from detectors.verdict import Assessment, Label, Reason
 from streaming.events import Event
 
 BUCKETS = (4, 8, 16, 32, 64, 128, 256)
 MIN_BUCKET_VALUES = 20
+BURST_STEP = 16
+MAX_SURPRISE = 6.0  # one signal alone never says more than p = 1e-6
 ISOLATION = "isolation_forest"
 EXAMPLES = 3
 
@@ -99,6 +104,7 @@ class ExtractionDetector(Detector):
         embedder: Embedder | None = None,
         reasoning: Scorer | None = None,
         languages: Scorer | None = None,
+        linker: CampaignLinker | None = None,
         window: int = 256,
         tiered: bool = True,
         embed_budget: int = 32,
@@ -112,6 +118,7 @@ class ExtractionDetector(Detector):
         self.embedder = embedder
         self.reasoning = reasoning
         self.languages = languages
+        self.linker = linker
         self.window = window
         self.tiered = tiered
         self.embed_budget = embed_budget
@@ -130,6 +137,7 @@ class ExtractionDetector(Detector):
         self.isolation_training_: np.ndarray = np.zeros((0, len(SIGNALS)))
         self.thresholds_: dict[str, float] = {"suspicious": 1.0, "extraction": 2.0}
         self.fitted_accounts_ = 0
+        self.cluster_rows_: list[dict] = []
 
     # --- features ------------------------------------------------------------------------------
     def _account(self, account_id: str) -> AccountWindow:
@@ -188,7 +196,10 @@ class ExtractionDetector(Detector):
         return values, window.size, embedded
 
     def _surprise(self, signal: str, count: int, value: float) -> tuple[float, float]:
-        """(−log10 p, p) of `value` against benign values at a comparable window size."""
+        """(−log10 p, p) of `value` against benign values at a comparable window size. Beyond
+        the largest benign value the tail is extended exponentially (scale: the larger of the benign
+        top decile's range and the benign standard deviation), so far-out values count more
+        than barely-out ones, up to a cap."""
         by_bucket = self.benign_values_.get(signal, {})
         bucket = bucket_of(count)
         while bucket is not None and len(by_bucket.get(bucket, ())) < MIN_BUCKET_VALUES:
@@ -198,6 +209,12 @@ class ExtractionDetector(Detector):
         benign = by_bucket[bucket]
         tail = len(benign) - int(np.searchsorted(benign, value, side="left"))
         p = (tail + 1) / (len(benign) + 1)
+        if tail == 0:
+            top = benign[int(0.9 * len(benign)) :]
+            spread = max(float(top[-1] - top[0]), float(benign.std()))
+            scale = max(spread, 0.05 * max(abs(float(top[-1])), 1e-3))
+            p *= math.exp(-(value - float(benign[-1])) / scale)
+        p = max(p, 10.0**-MAX_SURPRISE)
         return -math.log10(p), p
 
     def _surprises(self, values: dict[str, float], count: int, embedded: int) -> np.ndarray:
@@ -210,6 +227,10 @@ class ExtractionDetector(Detector):
             ]
         )
 
+    def _raw_score(self, values: dict[str, float], count: int, embedded: int) -> float:
+        surprises = self._surprises(values, count, embedded)
+        return float(fused(surprises, self._isolation_surprise(surprises[None, :])[0]))
+
     def _isolation_surprise(self, vectors: np.ndarray) -> np.ndarray:
         if self.isolation_ is None or not len(vectors):
             return np.zeros(len(vectors))
@@ -219,22 +240,21 @@ class ExtractionDetector(Detector):
         return -np.log10((tails + 1) / (len(benign) + 1))
 
     # --- calibration ---------------------------------------------------------------------------
-    def _fit_reference(self, features: list[EventFeatures]) -> None:
-        import faiss
-
+    def _fit_reference(self, features: list[EventFeatures]) -> BenignReference:
         unique = {f.prompt_key: f.prompt for f in features}
         rng = np.random.default_rng(self.seed)
         prompts = list(unique.values())
         if len(prompts) > 4000:
             prompts = [prompts[i] for i in rng.choice(len(prompts), 4000, replace=False)]
         vectors = np.asarray(self.embedder(prompts), dtype=np.float32)  # type: ignore[misc]
-        topics = max(1, min(self.topics, len(vectors) // 8))
-        kmeans = faiss.Kmeans(vectors.shape[1], topics, niter=20, seed=self.seed, spherical=True)
-        kmeans.train(vectors)
+        k = max(1, min(self.topics, len(vectors) // 39))  # FAISS wants ≥ 39 points a centroid
+        topics = BenignReference(k=k, seed=self.seed)
+        topics.fit(vectors)
         sample = vectors[rng.choice(len(vectors), min(self.reference_size, len(vectors)), False)]
         distances = np.sqrt(np.maximum(0.0, 2.0 - 2.0 * (sample @ sample.T)))
         bandwidth = float(np.median(distances[np.triu_indices(len(sample), 1)])) or 1.0
-        self.reference_ = Reference(kmeans.centroids.copy(), sample, bandwidth)
+        self.reference_ = Reference(topics.centroids_, sample, bandwidth)
+        return topics
 
     def fit(self, benign_events: Iterable[Event]) -> Self:
         """Replay benign history through the detector; learn per-signal benign distributions,
@@ -247,8 +267,10 @@ class ExtractionDetector(Detector):
         self.accounts = {}
         self.reference_ = None
         prepared = self._prepare(by_account)
-        if self.embedder is not None and prepared:
-            self._fit_reference([f for items in prepared.values() for f in items])
+        everything = [f for items in prepared.values() for f in items]
+        topics = self._fit_reference(everything) if self.embedder is not None and prepared else None
+        if self.linker is not None:
+            self.linker.fit(sorted(everything, key=lambda f: f.timestamp_ms), reference=topics)
 
         snapshots: list[tuple[str, dict[str, float], int, int]] = []
         for account_id, items in prepared.items():
@@ -311,34 +333,110 @@ class ExtractionDetector(Detector):
         call for the batch)."""
         prepared = self._prepare(updates)
         rows = []
+        first_flags: dict[str, int] = {}
         for account_id, items in prepared.items():
             account = self._account(account_id)
-            account.features.extend(items)
-            account.seen += len(items)
-            account.embeddings_stale |= any(f.embedding is not None for f in items)
-            values, count, embedded = self._values(account)
+            # A burst (many requests of one account in one batch) is assessed every
+            # BURST_STEP requests, so "queries before detection" does not depend on batch size.
+            for start in range(0, len(items), BURST_STEP):
+                chunk = items[start : start + BURST_STEP]
+                account.features.extend(chunk)
+                account.seen += len(chunk)
+                account.embeddings_stale |= any(f.embedding is not None for f in chunk)
+                values, count, embedded = self._values(account)
+                burst_continues = start + BURST_STEP < len(items)
+                if (
+                    burst_continues
+                    and account_id not in first_flags
+                    and self._raw_score(values, count, embedded) >= self.thresholds_["extraction"]
+                ):
+                    first_flags[account_id] = start + len(chunk)
             rows.append((account_id, values, count, embedded))
         if not rows:
             return {}
         vectors = np.stack([self._surprises(v, c, e) for _, v, c, e in rows])
         forest = self._isolation_surprise(vectors)
-        return {
-            account_id: self._assess(account_id, values, count, embedded, surprises, extra)
+        assessments = {
+            account_id: self._assess(values, count, embedded, surprises, extra, account_id)
             for (account_id, values, count, embedded), surprises, extra in zip(
                 rows, vectors, forest, strict=True
             )
         }
+        for account_id, flagged_after in first_flags.items():
+            if assessments[account_id].label == "extraction":
+                assessments[account_id].requests_at_label = flagged_after
+        if self.linker is not None:
+            features = sorted(
+                (f for items in prepared.values() for f in items), key=lambda f: f.timestamp_ms
+            )
+            changed = self.linker.observe(features)
+            self._assess_campaigns(assessments, set(prepared) | changed)
+        return assessments
+
+    def _assess_campaigns(self, assessments: dict[str, Assessment], touched: set[str]) -> None:
+        """Score each campaign touched by this batch as one account (its members' windows
+        pooled) and give every member the campaign's verdict when it is the graver one."""
+        assert self.linker is not None
+        clusters = {c.cluster_id: c for c in self.linker.clusters()}
+        for cluster_id in {self.linker.cluster_of(a) for a in touched} - {None}:
+            cluster = clusters[cluster_id]
+            members = [m for m in cluster.members if m in self.accounts]
+            pooled = AccountWindow(
+                deque(
+                    sorted(
+                        (f for m in members for f in self.accounts[m].features),
+                        key=lambda f: f.timestamp_ms,
+                    )
+                ),
+                seen=sum(self.accounts[m].seen for m in members),
+            )
+            values, count, embedded = self._values(pooled)
+            surprises = self._surprises(values, count, embedded)
+            forest = float(self._isolation_surprise(surprises[None, :])[0])
+            verdict = self._assess(values, count, embedded, surprises, forest, pooled)
+            campaign = Reason(
+                signal="campaign",
+                value=float(len(cluster.members)),
+                contribution=0.0,
+                evidence={
+                    "explanation": "linked accounts scored together as one campaign",
+                    "cluster_id": cluster_id,
+                    "members": cluster.members[:50],
+                    **cluster.evidence,
+                },
+            )
+            self.cluster_rows_ += self.linker.to_rows({cluster_id: (verdict.score, verdict.label)})
+            for member in members:
+                own = assessments.get(member)
+                if own is None or verdict.score > own.score:
+                    assessments[member] = verdict.model_copy(
+                        update={
+                            "reasons": [campaign, *verdict.reasons],
+                            "cluster_id": cluster_id,
+                            "observed_at": datetime.fromtimestamp(cluster.last_seen_ms / 1000, UTC),
+                        }
+                    )
+                    self.accounts[member].label = verdict.label
+                else:
+                    assessments[member] = own.model_copy(update={"cluster_id": cluster_id})
+
+    def drain_cluster_rows(self) -> list[dict]:
+        """`clusters` table rows produced since the last call."""
+        rows, self.cluster_rows_ = self.cluster_rows_, []
+        latest = {row["cluster_id"]: row for row in rows}
+        return list(latest.values())
 
     def _assess(
         self,
-        account_id: str,
         values: dict[str, float],
         count: int,
         embedded: int,
         surprises: np.ndarray,
         forest: float,
+        account: str | AccountWindow,
     ) -> Assessment:
-        account = self.accounts[account_id]
+        if isinstance(account, str):
+            account = self.accounts[account]
         raw = float(fused(surprises, np.float64(forest))) if count >= BUCKETS[0] else 0.0
         share = float(surprises.sum() + forest) or 1.0
         threshold = self.thresholds_["extraction"]
@@ -406,6 +504,14 @@ class ExtractionDetector(Detector):
     def forget(self, account_id: str) -> None:
         self.accounts.pop(account_id, None)
 
+    def global_state(self) -> dict[str, Any] | None:
+        """Cross-account state (the campaign linker), checkpointed apart from accounts."""
+        return None if self.linker is None else self.linker.state()
+
+    def load_global_state(self, state: dict[str, Any]) -> None:
+        if self.linker is not None:
+            self.linker.load(state)
+
     def calibration(self) -> dict[str, Any]:
         reference = self.reference_
         return {
@@ -419,6 +525,7 @@ class ExtractionDetector(Detector):
                 for signal, buckets in self.benign_values_.items()
             },
             "isolation_training": self.isolation_training_.round(6).tolist(),
+            "campaigns": None if self.linker is None else self.linker.calibration(),
             "reference": None
             if reference is None
             else {
@@ -441,6 +548,8 @@ class ExtractionDetector(Detector):
         training = np.asarray(calibration["isolation_training"], dtype=np.float64)
         if len(training):
             self._fit_isolation(training)
+        if self.linker is not None and calibration.get("campaigns"):
+            self.linker.load_calibration(calibration["campaigns"])
         reference = calibration.get("reference")
         self.reference_ = (
             None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -9,14 +10,67 @@ import orjson
 
 from detectors.base import Detector
 from detectors.volume import VolumeDetector
+from distillguard.config import Settings, get_settings
 from streaming.events import Event, parse_event
 
 CALIBRATION_FILE = "calibration.json"
+log = logging.getLogger(__name__)
 
 
-def build_detector(target_fpr: float = 0.001) -> Detector:
-    """The detector every entry point uses (one place to change it)."""
-    return VolumeDetector(target_fpr=target_fpr)
+def calibration_dir(settings: Settings) -> Path:
+    return settings.data_dir / "calibration"
+
+
+def build_detector(settings: Settings | None = None, target_fpr: float | None = None) -> Detector:
+    """The detector every entry point uses (one place to change it), uncalibrated."""
+    settings = settings or get_settings()
+    fpr = target_fpr if target_fpr is not None else settings.target_fpr
+    if settings.detector == "volume":
+        return VolumeDetector(target_fpr=fpr)
+    from detectors.campaigns import CampaignLinker
+    from detectors.fusion import ExtractionDetector
+
+    embedder = None
+    if settings.embedding_tier != "off":
+        from detectors.embedding import PromptEmbedder
+
+        embedder = PromptEmbedder(max_seq_length=settings.embedding_max_tokens)
+    return ExtractionDetector(
+        embedder=embedder,
+        reasoning=_reasoning_scorer(settings),
+        languages=_language_detector(),
+        linker=CampaignLinker(),
+        tiered=settings.embedding_tier == "tiered",
+        target_fpr=fpr,
+    )
+
+
+def _reasoning_scorer(settings: Settings):
+    from detectors.reasoning import ReasoningClassifier
+
+    return ReasoningClassifier.load_or_train(settings.data_dir / "models").reasoning_probability
+
+
+def _language_detector():
+    from detectors.language import detect_languages
+
+    return detect_languages
+
+
+def calibrated_detector(settings: Settings | None = None) -> Detector:
+    """The detector with the saved calibration when there is one (worker, replay, demo)."""
+    settings = settings or get_settings()
+    detector = build_detector(settings)
+    folder = calibration_dir(settings)
+    if (folder / CALIBRATION_FILE).exists():
+        return load_calibration(detector, folder)
+    log.warning(
+        "no calibration in %s: every account scores 0 until `distillguard calibrate --benign "
+        "FILE --out %s` has run",
+        folder,
+        folder,
+    )
+    return detector
 
 
 def events_in_file(path: Path) -> Iterator[Event]:
@@ -36,7 +90,9 @@ def save_calibration(detector: Detector, model_dir: Path) -> Path:
         "version": detector.version,
         "calibration": detector.calibration(),
     }
-    path.write_bytes(orjson.dumps(document, option=orjson.OPT_INDENT_2))
+    path.write_bytes(
+        orjson.dumps(document, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY)
+    )
     return path
 
 

@@ -10,7 +10,7 @@ reference), oriented so that *larger is more extraction-like*. Signals are weak 
 | single_shot_share | harvesting sends independent prompts; people follow up in sessions |
 | greedy_share, logprobs_share, multi_sample_share | harvesting parameters |
 | timing_regularity | scripts send at steady intervals; people pause irregularly |
-| peak_hourly_volume | harvests need many requests |
+| peak_hourly_volume, peak_daily_volume | harvests need many requests |
 | reasoning_share | reasoning-trace elicitation |
 | language_switch_rate | coverage attacks hop across languages |
 | coverage | many distinct benign topics for few requests |
@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from detectors.features import EventFeatures
+from detectors.language import switch_rate
 
 NEAR_DUPLICATE_BITS = 8  # SimHash Hamming radius; unrelated prompts sit ~32 bits apart
 SESSION_GAP_MS = 30 * 60_000
@@ -112,15 +113,21 @@ def peak_hourly_volume(window: Window) -> float:
     return float((ends - np.arange(len(times))).max())
 
 
+def peak_daily_volume(window: Window) -> float:
+    """Most requests in any sliding day of the window."""
+    if not window.size:
+        return 0.0
+    times = np.sort(window.timestamps)
+    ends = np.searchsorted(times, times + 86_400_000, side="left")
+    return float((ends - np.arange(len(times))).max())
+
+
 def reasoning_share(window: Window) -> float:
     return float(window.reasoning.mean()) if window.size else 0.0
 
 
 def language_switch_rate(window: Window) -> float:
-    known = [language for language in window.languages if language != "und"]
-    if len(known) < 2:
-        return 0.0
-    return sum(a != b for a, b in zip(known, known[1:], strict=False)) / (len(known) - 1)
+    return switch_rate(window.languages)
 
 
 @dataclass
@@ -207,6 +214,7 @@ SIGNALS: tuple[Signal, ...] = (
     Signal("multi_sample_share", multi_sample_share, False, "asks for several samples (n>1)"),
     Signal("timing_regularity", timing_regularity, False, "requests at machine-steady intervals"),
     Signal("peak_hourly_volume", peak_hourly_volume, False, "many requests in one hour"),
+    Signal("peak_daily_volume", peak_daily_volume, False, "many requests in one day"),
     Signal("reasoning_share", reasoning_share, False, "asks the model to show its reasoning", True),
     Signal("language_switch_rate", language_switch_rate, False, "switches language often", True),
     Signal("coverage", coverage, True, "touches many distinct benign topics", True),

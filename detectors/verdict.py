@@ -30,6 +30,9 @@ class Assessment(BaseModel):
     reasons: list[Reason] = Field(default_factory=list)
     cluster_id: str | None = None  # the campaign the account was linked into, if any
     observed_at: datetime | None = None  # when an assessment comes without new events
+    # The label was reached after this many of the batch's new requests (bursts are assessed in
+    # steps), so the verdict records the request that crossed the threshold, not the batch end.
+    requests_at_label: int | None = None
 
 
 class Verdict(BaseModel):

@@ -108,11 +108,14 @@ def calibrate(
     """Fit detector thresholds on benign history at a target false-positive rate."""
     from detectors.registry import build_detector, events_in_file, save_calibration
 
-    detector = build_detector(target_fpr).fit(events_in_file(benign))
+    detector = build_detector(target_fpr=target_fpr).fit(events_in_file(benign))
     path = save_calibration(detector, out)
-    console.print(
-        f"calibrated {detector.name} at FPR {target_fpr}: {detector.calibration()} → {path}"
-    )
+    summary = {
+        key: value
+        for key, value in detector.calibration().items()
+        if key == "thresholds" or not isinstance(value, list | dict)
+    }
+    console.print(f"calibrated {detector.name} at FPR {target_fpr}: {summary} → {path}")
 
 
 @app.command()

@@ -44,6 +44,10 @@ class Settings(BaseSettings):
     max_event_bytes: int = 8 * 1024 * 1024
     batch_size: int = 5000
     metrics_port: int = 9464
+    detector: Literal["extraction", "volume"] = "extraction"
+    embedding_tier: Literal["tiered", "full", "off"] = "tiered"
+    embedding_max_tokens: int = 128  # MiniLM truncation: longer prompts cost more, add little
+    target_fpr: float = 0.001  # share of benign accounts the extraction threshold may flag
     api_token: SecretStr | None = None
     webhook_secret: SecretStr | None = None
 

@@ -1,4 +1,5 @@
-"""`distillguard demo`: real ShareGPT traffic through the pipeline into the embedded store.
+"""`distillguard demo`: real ShareGPT users, a harvester and a campaign through the pipeline
+into the embedded store, after calibrating on separate benign users.
 
 Everything printed is read back from the store; nothing is computed for show.
 """
@@ -10,20 +11,49 @@ from pathlib import Path
 
 import orjson
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table as RichTable
 
+from detectors.registry import (
+    CALIBRATION_FILE,
+    build_detector,
+    calibration_dir,
+    save_calibration,
+)
 from distillguard.config import Settings
 from storage import open_store
+from streaming.events import Event, parse_event
 from streaming.files import run_file
 from streaming.malformed import interleave_malformed
 from streaming.pipeline import build_pipeline
 from streaming.sinks import StoreSink
-from students.traffic import benign_requests
+from students.actors import (
+    AttackConfig,
+    PlannedRequest,
+    benign_users,
+    dataset_replay,
+    multi_account_campaign,
+    request_record,
+)
+
+CALIBRATION_SEED = 1
 
 
-def write_demo_traffic(path: Path, sessions: int, accounts: int, malformed: int) -> int:
-    """Write the demo's JSONL request log, with some malformed lines as real logs have."""
-    good = [orjson.dumps(e) for e in benign_requests(sessions, accounts)]
+def demo_plans(accounts: int, sessions: int, seed: int) -> list[PlannedRequest]:
+    """Real ShareGPT users over two weeks, plus (for the evaluation part) a dataset-replay
+    harvester and a 12-account campaign hiding in benign cover traffic."""
+    plans = benign_users(accounts, sessions, 14, seed, max_tokens=(128, 256))
+    if seed != CALIBRATION_SEED:
+        plans += dataset_replay(AttackConfig(budget=150, seed=seed, start_day=3))
+        plans += multi_account_campaign(
+            AttackConfig(budget=480, seed=seed, start_day=5, extra={"accounts": 12})
+        )
+    return sorted(plans, key=lambda p: p.timestamp_ms)
+
+
+def write_demo_traffic(path: Path, plans: list[PlannedRequest], malformed: int) -> int:
+    """Write a JSONL request log, with some malformed lines as real logs have."""
+    good = [orjson.dumps(request_record(p, f"demo-{i}")) for i, p in enumerate(plans)]
     lines, _ = interleave_malformed(good, malformed, seed=11)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("wb") as handle:
@@ -32,11 +62,30 @@ def write_demo_traffic(path: Path, sessions: int, accounts: int, malformed: int)
     return len(lines)
 
 
+def ensure_calibration(settings: Settings, accounts: int, sessions: int, console) -> None:
+    """Calibrate on separate benign users once (what `distillguard calibrate` does)."""
+    folder = calibration_dir(settings)
+    if (folder / CALIBRATION_FILE).exists():
+        return
+    console.print("calibrating on benign ShareGPT users (once; saved for the worker too)")
+    benign = demo_plans(accounts, sessions, CALIBRATION_SEED)
+    events = [
+        parse_event(orjson.dumps(request_record(p, f"calibration-{i}")), "demo-calibration")
+        for i, p in enumerate(benign)
+    ]
+    detector = build_detector(settings).fit(e for e in events if isinstance(e, Event))
+    save_calibration(detector, folder)
+
+
 def run_demo(settings: Settings, sessions: int = 400, accounts: int = 60, console=None) -> None:
     console = console or Console()
+    ensure_calibration(settings, accounts, sessions, console)
     log_path = settings.data_dir / "demo" / "requests.jsonl"
-    lines = write_demo_traffic(log_path, sessions, accounts, malformed=25)
-    console.print(f"wrote {lines} request-log lines from real ShareGPT sessions to {log_path}")
+    lines = write_demo_traffic(log_path, demo_plans(accounts, sessions, seed=2), malformed=25)
+    console.print(
+        f"wrote {lines} request-log lines (real ShareGPT users, a harvester, a campaign) "
+        f"to {log_path}"
+    )
     store = open_store(settings)
     try:
         pipeline = build_pipeline(settings, [StoreSink(store)], store)
@@ -46,6 +95,25 @@ def run_demo(settings: Settings, sessions: int = 400, accounts: int = 60, consol
             f"{len(totals.verdicts)} verdicts into {store.backend} ClickHouse, "
             f"database {store.database}"
         )
+        flagged = RichTable(title="Flagged accounts (latest verdict, read back from the store)")
+        for column in ("account", "label", "score", "requests seen", "campaign", "top reasons"):
+            flagged.add_column(column)
+        for row in store.query(
+            "SELECT account_id, argMax(label, verdict_ms) AS label, max(score) AS score, "
+            "max(requests_seen) AS seen, argMax(cluster_id, verdict_ms) AS cluster, "
+            "argMax(reasons_json, verdict_ms) AS reasons FROM {db}.verdicts FINAL "
+            "GROUP BY account_id HAVING label != 'benign' ORDER BY score DESC LIMIT 20"
+        ):
+            reasons = ", ".join(r["signal"] for r in orjson.loads(row["reasons"])[:3])
+            flagged.add_row(
+                row["account_id"],
+                row["label"],
+                f"{row['score']:.2f}",
+                str(row["seen"]),
+                row["cluster"][:12],
+                escape(reasons),
+            )
+        console.print(flagged)
         accounts_table = RichTable(title="Busiest accounts (read back from the store)")
         for column in ("account", "requests", "follow-ups", "first seen", "last seen"):
             accounts_table.add_column(column)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import time
 from typing import Literal
 
 import orjson
@@ -108,3 +109,8 @@ def account_state_row(
         "updated_ms": updated_ms,
         "version": updated_ms,
     }
+
+
+def cluster_row(row: dict) -> dict:
+    """The `clusters` row: the campaign linker's row plus a version (the latest write wins)."""
+    return {**row, "version": time.time_ns() // 1000}

@@ -25,6 +25,8 @@ from streaming.records import SourceRecord
 from streaming.sinks import Sink
 
 Embedder = Callable[[list[str]], list[list[float]]]
+GLOBAL_STATE_ID = "\x00global"  # account_state row of the detector's cross-account state
+GLOBAL_CHECKPOINT_MS = 60_000  # cross-account state is large: checkpoint it once a minute
 
 
 @dataclass
@@ -71,6 +73,8 @@ class Pipeline:
         self.max_event_bytes = max_event_bytes
         self.cursors: dict[str, AccountCursor] = {}
         self._dirty: set[str] = set()
+        self._global_restored = store is None
+        self._global_saved_ms = 0
 
     # --- state --------------------------------------------------------------------------------
     def _restore(self, account_ids: Iterable[str]) -> None:
@@ -94,6 +98,20 @@ class Pipeline:
                 continue
             self.cursors[account_id] = AccountCursor(**checkpoint["cursor"])
             self.detector.load(account_id, checkpoint["detector"])
+
+    def _restore_global(self) -> None:
+        """Cross-account detector state (campaign links) from the last checkpoint, once."""
+        if self._global_restored or self.store is None:
+            return
+        self._global_restored = True
+        self._global_saved_ms = now_ms()
+        rows = self.store.query(
+            "SELECT state_json FROM {db}.account_state FINAL "
+            "WHERE detector = %(detector)s AND account_id = %(id)s",
+            {"detector": self.detector.name, "id": GLOBAL_STATE_ID},
+        )
+        if rows:
+            self.detector.load_global_state(orjson.loads(rows[0]["state_json"]))
 
     def forget_streams(self, streams: set[str]) -> int:
         """Drop in-memory state of accounts last seen on `streams` (partitions revoked)."""
@@ -122,6 +140,19 @@ class Pipeline:
                 }
             )
         self._dirty.clear()
+        if updated - self._global_saved_ms >= GLOBAL_CHECKPOINT_MS:
+            cross_account = self.detector.global_state()
+            if cross_account is not None:
+                self._global_saved_ms = updated
+                states.append(
+                    {
+                        "account_id": GLOBAL_STATE_ID,
+                        "detector": self.detector.name,
+                        "requests_seen": 0,
+                        "state": cross_account,
+                        "updated_ms": updated,
+                    }
+                )
         return states
 
     # --- the batch ---------------------------------------------------------------------------
@@ -156,10 +187,12 @@ class Pipeline:
         ]
         result.verdicts, result.replayed = self._detect(parsed)
         result.events, result.dead_letters = len(parsed), len(dead)
+        clusters = self.detector.drain_cluster_rows()
         for sink in self.sinks:
             sink.add_events(rows)
             sink.add_dead_letters(dead)
             sink.add_verdicts(result.verdicts)
+            sink.add_clusters(clusters)
         return result
 
     def _detect(self, parsed: list[tuple[Event, SourceRecord]]) -> tuple[list[Verdict], int]:
@@ -167,6 +200,7 @@ class Pipeline:
         for event, record in parsed:
             by_account.setdefault(event.account_id, []).append((event, record))
         self._restore(by_account)
+        self._restore_global()
         replayed = 0
         fresh_by_account: dict[str, list[Event]] = {}
         for account_id, items in by_account.items():
@@ -193,12 +227,16 @@ class Pipeline:
             if is_material(previous, assessment):
                 cursor.last_label, cursor.last_score = assessment.label, assessment.score
                 fresh = fresh_by_account.get(account_id)
+                seen, moment = cursor.requests_seen, assessment.observed_at
+                if fresh:
+                    decided = assessment.requests_at_label or len(fresh)
+                    seen, moment = seen - len(fresh) + decided, fresh[decided - 1].timestamp
                 verdicts.append(
                     Verdict(
                         account_id=account_id,
                         cluster_id=cursor.cluster_id,
-                        timestamp=fresh[-1].timestamp if fresh else assessment.observed_at,
-                        requests_seen=cursor.requests_seen,
+                        timestamp=moment,
+                        requests_seen=seen,
                         score=assessment.score,
                         label=assessment.label,
                         reasons=assessment.reasons,
@@ -237,10 +275,10 @@ def build_pipeline(
     embedder: Embedder | None = None,
 ) -> Pipeline:
     """The pipeline every entry point runs, configured from settings."""
-    from detectors.registry import build_detector
+    from detectors.registry import calibrated_detector
 
     return Pipeline(
-        detector or build_detector(),
+        detector or calibrated_detector(settings),
         sinks,
         store=store,
         embedder=embedder,

@@ -13,7 +13,7 @@ import orjson
 
 from detectors.verdict import Verdict
 from storage import Store
-from storage.rows import account_state_row, dead_letter_row, verdict_row
+from storage.rows import account_state_row, cluster_row, dead_letter_row, verdict_row
 from streaming.events import DeadLetter
 
 
@@ -26,6 +26,7 @@ class Sink(Protocol):
     def add_dead_letters(self, letters: list[DeadLetter]) -> None: ...
     def add_verdicts(self, verdicts: list[Verdict]) -> None: ...
     def add_states(self, states: list[dict]) -> None: ...
+    def add_clusters(self, rows: list[dict]) -> None: ...
     def flush(self) -> None: ...
 
 
@@ -39,6 +40,7 @@ class BufferedSink:
         self.dead_letters: list[DeadLetter] = []
         self.verdicts: list[Verdict] = []
         self.states: list[dict] = []
+        self.clusters: list[dict] = []
 
     def add_events(self, rows: list[dict]) -> None:
         self.events.extend(rows)
@@ -52,8 +54,12 @@ class BufferedSink:
     def add_states(self, states: list[dict]) -> None:
         self.states.extend(states)
 
+    def add_clusters(self, rows: list[dict]) -> None:
+        self.clusters.extend(rows)
+
     def _clear(self) -> None:
         self.events, self.dead_letters, self.verdicts, self.states = [], [], [], []
+        self.clusters = []
 
     def flush(self) -> None:
         self._write()
@@ -80,6 +86,7 @@ class StoreSink(BufferedSink):
         self.store.insert("events", self.events, self.batch_size)
         self.store.insert("dead_letters", [dead_letter_row(d) for d in self.dead_letters])
         self.store.insert("verdicts", [verdict_row(v) for v in self.verdicts])
+        self.store.insert("clusters", [cluster_row(c) for c in self.clusters])
         self.store.insert("account_state", [account_state_row(**s) for s in self.states])
 
 

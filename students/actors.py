@@ -11,6 +11,7 @@ import math
 import random
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 
 from students.prompts import (
     attack_conversations,
@@ -19,6 +20,7 @@ from students.prompts import (
     frequent_topics,
     humaneval_prompts,
 )
+from students.teacher import MODEL_NAME
 
 START = datetime(2026, 11, 2, tzinfo=UTC)  # a Monday
 DAY_MS = 86_400_000
@@ -43,6 +45,36 @@ class PlannedRequest:
     @property
     def prompt(self) -> str:
         return self.messages[-1][1]
+
+
+def request_record(plan: PlannedRequest, request_id: str) -> dict:
+    """A planned request as the gateway logs it (schema v1), without the answer.
+
+    Detectors read requests, so traffic that needs no answers is logged without running the
+    teacher; the fields match `Gateway.handle`'s event (less the response and token counts), so a
+    detector cannot tell a written record from a gateway-logged one by its shape.
+    """
+    return {
+        "request_id": request_id,
+        "account_id": plan.account_id,
+        "timestamp": plan.timestamp_ms,
+        "messages": [{"role": role, "content": content} for role, content in plan.messages],
+        "model": MODEL_NAME,
+        "endpoint": "/v1/chat/completions",
+        "params": {
+            "temperature": plan.temperature,
+            "max_tokens": plan.max_tokens,
+            "n": plan.n,
+            "logprobs": plan.logprobs,
+            "top_logprobs": plan.top_logprobs,
+            "seed": 0,  # what the driver sends
+        },
+        "client": {
+            "ip": plan.client_ip,
+            "user_agent": plan.user_agent,
+            "api_key_id": f"key-{plan.account_id}",
+        },
+    }
 
 
 @dataclass
@@ -108,24 +140,40 @@ def benign_users(
     return plans
 
 
+HUMANEVAL_FORMATS = (
+    "Complete this Python function.\n\n{task}",  # chat-style instruction
+    "{task}",  # the bare task, as completion-mode evaluation harnesses send it
+)
+
+
 def benchmark_runner(
-    runs: int, days: int, seed: int, max_tokens: int = 256, tasks: int = 164
+    runs: int,
+    days: int,
+    seed: int,
+    max_tokens: int = 256,
+    tasks: int = 164,
+    formats: tuple[str, ...] = HUMANEVAL_FORMATS[:1],
+    gap_s: tuple[float, float] = (0.3, 1.5),
 ) -> list[PlannedRequest]:
     """A benign power user evaluating the model on HumanEval: whole-benchmark bursts at
-    temperature 0.8 with n=5 samples per task (pass@k), a hard negative for volume and params."""
+    temperature 0.8 with n=5 samples per task (pass@k), a hard negative for volume and params.
+
+    Each run sends every task once per prompt format, back to back at the harness's pace
+    (`gap_s`): two formats of 150 tasks at 6-15 s apart are a 300-prompt benchmark in an hour.
+    """
     rng = random.Random(seed)
     clock = Clock(rng)
     plans = []
     for _ in range(runs):
         moment = clock.diurnal_moment(rng.randrange(days))
-        for task in humaneval_prompts()[:tasks]:
-            moment += int(rng.uniform(0.3, 1.5) * 1000)
+        for template, task in [(f, t) for f in formats for t in humaneval_prompts()[:tasks]]:
+            moment += int(rng.uniform(*gap_s) * 1000)
             plans.append(
                 PlannedRequest(
                     "power:benchmark",
                     f"bench-lab-{seed}",
                     moment,
-                    (("user", f"Complete this Python function.\n\n{task}"),),
+                    (("user", template.format(task=task)),),
                     temperature=0.8,
                     max_tokens=max_tokens,
                     n=5,
@@ -136,21 +184,65 @@ def benchmark_runner(
     return plans
 
 
-def researcher(requests: int, days: int, seed: int) -> list[PlannedRequest]:
+_QUESTION_WORDS = frozenset({"what", "who", "when", "where", "which", "why", "how"})
+
+
+@lru_cache(maxsize=1)
+def question_prompts(max_chars: int = 200) -> tuple[str, ...]:
+    """Benign-side opening prompts that read as one factual question: a single line of at most
+    `max_chars` that starts with a wh-word and ends with '?' (about 650 distinct ones)."""
+    openings = (c.user_prompts[0].strip() for c in benign_conversations())
+    return tuple(
+        dict.fromkeys(
+            p
+            for p in openings
+            if len(p) <= max_chars
+            and "\n" not in p
+            and p.endswith("?")
+            and p.split()[0].lower() in _QUESTION_WORDS
+        )
+    )
+
+
+@lru_cache(maxsize=1)
+def writing_prompts() -> tuple[str, ...]:
+    """Benign-side opening prompts that ask to write something ("write ...") and that ChatGPT
+    answered in prose (no code block in its reply): what a writer would batch-evaluate."""
+
+    def prose_writing(turns: tuple[tuple[str, str], ...]) -> bool:
+        (role, prompt), *rest = turns
+        reply = next((text for who, text in rest if who == "assistant"), "")
+        first_word = prompt.split()[0].lower().strip(":,.") if prompt.split() else ""
+        return role == "user" and first_word == "write" and bool(reply) and "```" not in reply
+
+    return tuple(
+        dict.fromkeys(c.turns[0][1] for c in benign_conversations() if prose_writing(c.turns))
+    )
+
+
+def researcher(
+    requests: int, days: int, seed: int, questions: bool = False
+) -> list[PlannedRequest]:
     """A benign researcher probing calibration: real prompts at temperature 0 with logprobs,
-    a hard negative for the harvesting-parameter signal."""
+    a hard negative for the harvesting-parameter signal. With `questions`, each request is a
+    different real factual question (`question_prompts`), asked over `days` days."""
     rng = random.Random(seed)
     clock = Clock(rng)
     conversations = benign_conversations()
+    asked = rng.sample(question_prompts(), requests) if questions else []
     plans = []
-    for _ in range(requests):
-        prompts = conversations[rng.randrange(len(conversations))].user_prompts
+    for index in range(requests):
+        prompt = (
+            asked[index]
+            if questions
+            else conversations[rng.randrange(len(conversations))].user_prompts[0]
+        )
         plans.append(
             PlannedRequest(
                 "power:researcher",
                 f"research-{seed}",
                 clock.diurnal_moment(rng.randrange(days)),
-                (("user", prompts[0]),),
+                (("user", prompt),),
                 temperature=0.0,
                 max_tokens=64,
                 logprobs=True,
@@ -159,6 +251,43 @@ def researcher(requests: int, days: int, seed: int) -> list[PlannedRequest]:
                 user_agent="python-httpx/0.28",
             )
         )
+    return plans
+
+
+def batch_writer(
+    requests: int,
+    nights: int,
+    seed: int,
+    start_day: int = 0,
+    n: int = 3,
+    gap_s: tuple[float, float] = (30.0, 90.0),
+    utc_offset_h: int = 0,
+) -> list[PlannedRequest]:
+    """A benign writer batch-evaluating real writing prompts overnight: a script starts at 23:00
+    local time and sends one prompt every 30-90 s at temperature 0.9 with `n` drafts each, so
+    ~360 prompts fill a night; a hard negative for volume, scripted timing and n>1."""
+    rng = random.Random(seed)
+    prompts = rng.sample(writing_prompts(), requests)
+    per_night = -(-requests // nights)
+    start_ms = int(START.timestamp() * 1000) - utc_offset_h * HOUR_MS
+    plans = []
+    for night in range(nights):
+        moment = start_ms + (start_day + night) * DAY_MS + 23 * HOUR_MS
+        for prompt in prompts[night * per_night : (night + 1) * per_night]:
+            moment += int(rng.uniform(*gap_s) * 1000)
+            plans.append(
+                PlannedRequest(
+                    "power:writer",
+                    f"writer-{seed}",
+                    moment,
+                    (("user", prompt),),
+                    temperature=0.9,
+                    max_tokens=512,
+                    n=n,
+                    client_ip="192.0.2.140",
+                    user_agent="openai-python/1.54",
+                )
+            )
     return plans
 
 

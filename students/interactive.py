@@ -75,7 +75,9 @@ def self_instruct(gateway: Gateway, config: AttackConfig, batch: int = 16) -> li
                 )
             )
         exchanges += (generated := drive(gateway, asks))
-        fresh = [t for t in (_first_line(_answer(r)) for _, r in generated) if t not in seen]
+        # Unique, non-empty new tasks only: an answer with no usable line gives "".
+        lines = (_first_line(_answer(r)) for _, r in generated)
+        fresh = list(dict.fromkeys(t for t in lines if t and t not in seen))
         harvest = []
         for task in fresh[: config.budget - harvested]:
             seen.add(task)
@@ -141,10 +143,14 @@ def paraphrase_blending(gateway: Gateway, config: AttackConfig) -> list[Exchange
             )
         )
         if rng.random() < float(config.extra.get("cover_ratio", 0.5)):
-            turns = cover[rng.randrange(len(cover))].user_prompts[:2]
+            # The first two user turns of a real conversation, with its real earlier turns as
+            # history, as an ordinary chat client would send them.
             history: list[tuple[str, str]] = []
-            for turn in turns:
-                history.append(("user", turn))
+            sent = 0
+            for role, text in cover[rng.randrange(len(cover))].turns:
+                history.append((role, text))
+                if role != "user" or not text.strip():
+                    continue
                 moment += int(rng.expovariate(1 / 60) * 1000) + 5000
                 plans.append(
                     PlannedRequest(
@@ -159,7 +165,9 @@ def paraphrase_blending(gateway: Gateway, config: AttackConfig) -> list[Exchange
                         harvest=False,
                     )
                 )
-                history.append(("assistant", "…"))
+                sent += 1
+                if sent == 2:
+                    break
     return drive(gateway, plans)
 
 

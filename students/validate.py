@@ -26,6 +26,7 @@ from students.actors import (
     PlannedRequest,
     benchmark_runner,
     benign_users,
+    request_record,
     researcher,
 )
 from students.distill import Fidelity, Pair, learning_curve, teacher_embeddings
@@ -110,28 +111,11 @@ def _benign_plans(config: ValidationConfig, seed: int) -> list[PlannedRequest]:
     )
 
 
-def _request_record(plan: PlannedRequest, request_id: str) -> dict:
-    """A request as the gateway's log holds it (schema v1), without the answer."""
-    return {
-        "request_id": request_id,
-        "account_id": plan.account_id,
-        "timestamp": plan.timestamp_ms,
-        "messages": [{"role": r, "content": c} for r, c in plan.messages],
-        "params": {
-            "temperature": plan.temperature,
-            "max_tokens": plan.max_tokens,
-            "n": plan.n,
-            "logprobs": plan.logprobs,
-        },
-        "client": {"ip": plan.client_ip, "user_agent": plan.user_agent},
-    }
-
-
 def _events_from_plans(plans: list[PlannedRequest]) -> list[Event]:
     """Calibration history: benign requests as the gateway would log them."""
     events = []
     for index, plan in enumerate(plans):
-        event = parse_event(orjson.dumps(_request_record(plan, f"calibration-{index}")), "cal")
+        event = parse_event(orjson.dumps(request_record(plan, f"calibration-{index}")), "cal")
         if isinstance(event, Event):
             events.append(event)
     return events
@@ -162,7 +146,7 @@ def run_validation(config: ValidationConfig, settings: Settings, out_dir: Path, 
     benign = _benign_plans(config, config.seed)
     benign_log.write_bytes(
         b"".join(
-            orjson.dumps(_request_record(plan, f"benign-{index}")) + b"\n"
+            orjson.dumps(request_record(plan, f"benign-{index}")) + b"\n"
             for index, plan in enumerate(benign)
         )
     )
@@ -199,7 +183,7 @@ def run_validation(config: ValidationConfig, settings: Settings, out_dir: Path, 
     first_flag: dict[str, dict] = {}
     for line in verdict_path.read_bytes().splitlines():
         verdict = orjson.loads(line)
-        if verdict["label"] != "benign" and verdict["account_id"] not in first_flag:
+        if verdict["label"] == "extraction" and verdict["account_id"] not in first_flag:
             first_flag[verdict["account_id"]] = verdict
 
     actor_of = {plan.account_id: plan.actor for plan, _ in exchanges}

@@ -62,6 +62,7 @@ class WorkerRun:
             "DG_CONSUMER_GROUP": f"group-{self.name}",
             "DG_METRICS_PORT": str(metrics_port),
             "DG_BATCH_SIZE": "1000",
+            "DG_EMBEDDING_TIER": "off",  # delivery semantics; MiniLM would only slow it
             "PYTHONUNBUFFERED": "1",
         }
 

@@ -16,6 +16,16 @@ from tests.unit.test_pipeline import traffic
 runner = CliRunner()
 
 
+@pytest.fixture(autouse=True)
+def volume_detector(monkeypatch: pytest.MonkeyPatch):
+    """CLI plumbing is checked with the simple volume detector on synthetic volume traffic; the
+    fused detector's CLI path runs on real traffic in test_fusion.py."""
+    monkeypatch.setenv("DG_DETECTOR", "volume")
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
 @pytest.fixture
 def request_log(tmp_path: Path) -> Path:
     lines, _ = interleave_malformed(traffic(), 10, seed=2)

@@ -1,0 +1,262 @@
+"""Campaign linking on real traffic: a 40-account campaign hiding half of each account's requests
+in cover traffic, among real ShareGPT users, with an office of honest users that share one /24
+and user agent as a hard negative. Calibration uses other benign seeds only."""
+
+from __future__ import annotations
+
+import dataclasses
+import doctest
+from collections import Counter
+from collections.abc import Iterator
+
+import orjson
+import pytest
+
+import detectors.campaigns as campaigns_module
+from detectors.campaigns import HOUR_MS, CampaignLinker, param_signature
+from detectors.features import EventFeatures, SimHasher, featurize
+from storage.base import complete_rows
+from storage.schema import CLUSTERS
+from streaming.events import Event
+from students.actors import (
+    AttackConfig,
+    PlannedRequest,
+    benchmark_runner,
+    benign_users,
+    multi_account_campaign,
+    request_record,
+    researcher,
+)
+
+HASHER = SimHasher()
+CAMPAIGN_ACCOUNTS = 40
+OFFICE_ACCOUNTS = 12
+
+
+def features_of(plans: list[PlannedRequest], tag: str) -> list[EventFeatures]:
+    """Planned requests as the gateway logs them, featurised, in time order."""
+    plans = sorted(plans, key=lambda p: p.timestamp_ms)
+    events = [Event.model_validate(request_record(p, f"{tag}-{i}")) for i, p in enumerate(plans)]
+    return featurize(events, HASHER)
+
+
+def batches(
+    features: list[EventFeatures], batch_ms: int = 600_000
+) -> Iterator[list[EventFeatures]]:
+    """Ten-minute batches of simulated time, as a stream delivers them."""
+    batch: list[EventFeatures] = []
+    for f in features:
+        if batch and f.timestamp_ms // batch_ms != batch[0].timestamp_ms // batch_ms:
+            yield batch
+            batch = []
+        batch.append(f)
+    if batch:
+        yield batch
+
+
+def in_office(account: str) -> bool:
+    return account.startswith("user-") and int(account[-4:]) < OFFICE_ACCOUNTS
+
+
+def with_office(plans: list[PlannedRequest]) -> list[PlannedRequest]:
+    """The busiest honest users behind one office NAT with one browser: a shared /24 and user
+    agent that calibration never saw."""
+    return [
+        dataclasses.replace(
+            p, client_ip=f"100.64.12.{int(p.account_id[-4:]) + 1}", user_agent="Mozilla/5.0 chat-ui"
+        )
+        if in_office(p.account_id)
+        else p
+        for p in plans
+    ]
+
+
+def honest(seed: int) -> list[PlannedRequest]:
+    return (
+        benign_users(150, 600, 7, seed)
+        + researcher(40, 7, seed)
+        + benchmark_runner(1, 7, seed, tasks=40)
+    )
+
+
+def campaign(seed: int, per_account: int = 80) -> list[PlannedRequest]:
+    harvest = CAMPAIGN_ACCOUNTS * per_account // 2
+    config = AttackConfig(
+        budget=harvest,
+        seed=seed,
+        start_day=2,
+        extra={"accounts": CAMPAIGN_ACCOUNTS, "cover_ratio": 1.0},
+    )
+    return multi_account_campaign(config)
+
+
+@pytest.fixture(scope="module")
+def calibration() -> list[EventFeatures]:
+    return features_of(honest(seed=101), "cal")
+
+
+@pytest.fixture(scope="module")
+def fitted(calibration: list[EventFeatures]) -> CampaignLinker:
+    return CampaignLinker().fit(calibration)
+
+
+@pytest.fixture(scope="module")
+def stream() -> list[EventFeatures]:
+    return features_of(with_office(honest(seed=202)) + campaign(seed=7), "live")
+
+
+def fresh(fitted: CampaignLinker) -> CampaignLinker:
+    return CampaignLinker().load_calibration(orjson.loads(orjson.dumps(fitted.calibration())))
+
+
+@pytest.fixture(scope="module")
+def linked(fitted: CampaignLinker, stream: list[EventFeatures]) -> tuple[CampaignLinker, list]:
+    """The stream through a linker, batch by batch, recording what each batch changed."""
+    linker = fresh(fitted)
+    history = []
+    for batch in batches(stream):
+        before = {a: linker.cluster_of(a) for a in {f.account_id for f in stream}}
+        changed = linker.observe(batch)
+        after = {a: linker.cluster_of(a) for a in before}
+        history.append((changed, {a for a in before if before[a] != after[a]}, after))
+    return linker, history
+
+
+def is_campaign(account: str) -> bool:
+    return account.startswith("campaign-")
+
+
+def test_docstring_examples_run() -> None:
+    assert doctest.testmod(campaigns_module).failed == 0
+
+
+def test_the_campaign_is_small_accounts_half_cover_traffic() -> None:
+    plans = campaign(seed=7)
+    per_account = Counter(p.account_id for p in plans)
+    assert len(per_account) == CAMPAIGN_ACCOUNTS and max(per_account.values()) <= 80
+    assert sum(p.harvest for p in plans) == len(plans) // 2 == 1600
+
+
+def test_campaign_accounts_form_one_cluster_without_honest_accounts(linked) -> None:
+    linker, _ = linked
+    members = [c.members for c in linker.clusters() if any(map(is_campaign, c.members))]
+    campaign_members = [m for cluster in members for m in cluster if is_campaign(m)]
+    assert len(members) <= 2
+    assert len(campaign_members) >= 0.9 * CAMPAIGN_ACCOUNTS
+    assert all(is_campaign(m) for cluster in members for m in cluster)
+
+
+def test_honest_accounts_form_no_sizeable_cluster(linked, fitted, calibration) -> None:
+    linker, _ = linked
+    honest_clusters = [c for c in linker.clusters() if not any(map(is_campaign, c.members))]
+    assert all(len(c.members) <= 3 for c in honest_clusters)
+    alone = fresh(fitted)
+    for batch in batches(features_of(with_office(honest(seed=303)), "honest")):
+        alone.observe(batch)
+    assert all(len(c.members) <= 3 for c in alone.clusters())
+
+
+def test_office_sharing_a_prefix_and_user_agent_is_not_linked_to_the_campaign(linked) -> None:
+    linker, _ = linked
+    accounts = {a for c in linker.clusters() for a in c.members} | set(linker._profiles)
+    office = [a for a in accounts if in_office(a)]
+    campaign_ids = {linker.cluster_of(a) for a in accounts if is_campaign(a)} - {None}
+    assert len(office) == OFFICE_ACCOUNTS
+    assert not {linker.cluster_of(a) for a in office} & campaign_ids
+
+
+def test_campaign_rotating_prefixes_and_user_agents_still_links(fitted) -> None:
+    """No single piece carries the link: without shared infrastructure, coordinated hours, the
+    temperature-0 harvest profile and shared prompts still do."""
+    agents = ["python-requests/2.32", "aiohttp/3.9", "curl/8.5", "Go-http-client/1.1"]
+    rotated = [
+        dataclasses.replace(
+            p,
+            client_ip=f"10.{int(p.account_id[-3:])}.{i % 200}.{i % 250 + 1}",
+            user_agent=agents[int(p.account_id[-3:]) % len(agents)],
+        )
+        for i, p in enumerate(campaign(seed=8))
+    ]
+    linker = fresh(fitted)
+    for batch in batches(features_of(with_office(honest(seed=404)) + rotated, "rotated")):
+        linker.observe(batch)
+    clusters = [c for c in linker.clusters() if any(map(is_campaign, c.members))]
+    assert sum(map(is_campaign, clusters[0].members)) >= 0.9 * CAMPAIGN_ACCOUNTS
+    assert all(is_campaign(m) for c in clusters for m in c.members)
+    assert "infra" not in clusters[0].evidence["evidence_share"]
+
+
+def test_cluster_evidence_explains_the_link(linked) -> None:
+    linker, _ = linked
+    cluster = linker.clusters()[0]
+    evidence = cluster.evidence
+    assert evidence["shared_prefixes"] == {"203.0.114.0/24": len(cluster.members)}
+    assert evidence["user_agents"] == {"python-requests/2.32": len(cluster.members)}
+    assert set(evidence["evidence_share"]) >= {"infra", "params", "timing"}
+    assert evidence["edges"] >= len(cluster.members) - 1
+    assert evidence["edge_strength"]["min"] >= linker.threshold_
+    assert 13 in evidence["busiest_hours_utc"] and evidence["hours_with_half_active"] >= 4
+    assert cluster.first_seen_ms < cluster.last_seen_ms
+
+
+def test_cluster_id_is_stable_as_members_join(linked) -> None:
+    linker, history = linked
+    ids = [
+        cluster_id
+        for _, _, after in history
+        for account, cluster_id in after.items()
+        if is_campaign(account) and cluster_id
+    ]
+    sizes = [sum(1 for a, c in after.items() if c and is_campaign(a)) for _, _, after in history]
+    assert len(set(ids)) == 1 and ids[0] == linker.clusters()[0].cluster_id
+    assert sizes[-1] >= 36 and len(set(sizes)) > 2  # it grew over several batches
+    assert linker.cluster_of("nobody") is None
+
+
+def test_observe_reports_every_account_whose_cluster_changed(linked) -> None:
+    _, history = linked
+    assert all(changed == really for changed, really, _ in history)
+    assert any(changed for changed, _, _ in history)
+
+
+def test_state_round_trips_and_a_restart_resumes(fitted, stream) -> None:
+    cut = next(
+        i
+        for i, f in enumerate(stream)
+        if f.timestamp_ms >= stream[0].timestamp_ms + 3 * 24 * HOUR_MS
+    )
+    running = fresh(fitted)
+    for batch in batches(stream[:cut]):
+        running.observe(batch)
+    restored = CampaignLinker().load(orjson.loads(orjson.dumps(running.state())))
+    assert restored.clusters() == running.clusters()
+    for batch in batches(stream[cut:]):
+        assert restored.observe(batch) == running.observe(batch)
+    assert restored.clusters() == running.clusters() and restored.clusters()
+
+
+def test_rows_match_the_clusters_table(linked) -> None:
+    linker, _ = linked
+    rows = linker.to_rows({linker.clusters()[0].cluster_id: (0.97, "extraction")})
+    assert rows and set(rows[0]) == set(CLUSTERS.column_names) - {"version"}
+    completed = complete_rows(CLUSTERS, rows)
+    assert completed[0]["score"] == 0.97 and completed[0]["label"] == "extraction"
+    assert isinstance(completed[0]["updated_time"], int)
+    assert orjson.loads(rows[0]["evidence_json"])["accounts"] == len(rows[0]["members"])
+
+
+def test_calibration_sees_only_benign_traffic_and_ignores_what_honest_users_share(
+    fitted, calibration
+) -> None:
+    assert not any(is_campaign(f.account_id) for f in calibration)
+    accounts_per_prompt: dict[str, set[str]] = {}
+    for f in calibration:
+        accounts_per_prompt.setdefault(f.prompt_key, set()).add(f.account_id)
+    popular = {key for key, accounts in accounts_per_prompt.items() if len(accounts) > 1}
+    assert popular and popular <= fitted.common_keys_
+    continues = [f.simhash for f in calibration if f.prompt.strip().lower() == "continue"]
+    assert continues and fitted.common_simhashes_.contains(continues, fitted.max_hamming).all()
+    signatures = Counter(param_signature(f) for f in calibration)
+    assert fitted.param_rarity_[signatures.most_common(1)[0][0]] == 0.0
+    assert fitted.benign_pairs_ > 1000 and fitted.threshold_ > 0
+    assert set(fitted.tails_) == {"infra", "timing", "prompts", "params", "topics"}
