@@ -153,7 +153,11 @@ class Teacher:
             for c in conversations
         ]
         inputs = self.tokenizer(
-            prompts, return_tensors="pt", padding=True, truncation=True, max_length=MAX_CONTEXT_TOKENS
+            prompts,
+            return_tensors="pt",
+            padding=True,
+            truncation=True,
+            max_length=MAX_CONTEXT_TOKENS,
         )
         prompt_lengths = inputs["attention_mask"].sum(dim=1).tolist()
         sample = settings.temperature > 0
