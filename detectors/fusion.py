@@ -228,8 +228,10 @@ class ExtractionDetector(Detector):
         )
 
     def _raw_score(self, values: dict[str, float], count: int, embedded: int) -> float:
+        """Fused score without the forest (a lower bound, and much cheaper): used for the
+        intermediate steps of a burst."""
         surprises = self._surprises(values, count, embedded)
-        return float(fused(surprises, self._isolation_surprise(surprises[None, :])[0]))
+        return float(fused(surprises, np.float64(0.0)))
 
     def _isolation_surprise(self, vectors: np.ndarray) -> np.ndarray:
         if self.isolation_ is None or not len(vectors):
@@ -378,9 +380,9 @@ class ExtractionDetector(Detector):
         pooled) and give every member the campaign's verdict when it is the graver one."""
         assert self.linker is not None
         clusters = {c.cluster_id: c for c in self.linker.clusters()}
-        for cluster_id in {self.linker.cluster_of(a) for a in touched} - {None}:
-            cluster = clusters[cluster_id]
-            members = [m for m in cluster.members if m in self.accounts]
+        pooled_rows = []
+        for cluster_id in sorted({self.linker.cluster_of(a) for a in touched} - {None}):
+            members = [m for m in clusters[cluster_id].members if m in self.accounts]
             pooled = AccountWindow(
                 deque(
                     sorted(
@@ -391,9 +393,16 @@ class ExtractionDetector(Detector):
                 seen=sum(self.accounts[m].seen for m in members),
             )
             values, count, embedded = self._values(pooled)
-            surprises = self._surprises(values, count, embedded)
-            forest = float(self._isolation_surprise(surprises[None, :])[0])
-            verdict = self._assess(values, count, embedded, surprises, forest, pooled)
+            pooled_rows.append((cluster_id, members, pooled, values, count, embedded))
+        if not pooled_rows:
+            return
+        vectors = np.stack([self._surprises(v, c, e) for *_, v, c, e in pooled_rows])
+        forests = self._isolation_surprise(vectors)  # one forest call for every campaign
+        for (cluster_id, members, pooled, values, count, embedded), surprises, forest in zip(
+            pooled_rows, vectors, forests, strict=True
+        ):
+            cluster = clusters[cluster_id]
+            verdict = self._assess(values, count, embedded, surprises, float(forest), pooled)
             campaign = Reason(
                 signal="campaign",
                 value=float(len(cluster.members)),
@@ -405,7 +414,11 @@ class ExtractionDetector(Detector):
                     **cluster.evidence,
                 },
             )
-            self.cluster_rows_ += self.linker.to_rows({cluster_id: (verdict.score, verdict.label)})
+            self.cluster_rows_ += [
+                row
+                for row in self.linker.to_rows({cluster_id: (verdict.score, verdict.label)})
+                if row["cluster_id"] == cluster_id
+            ]
             for member in members:
                 own = assessments.get(member)
                 if own is None or verdict.score > own.score:

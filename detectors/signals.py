@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from detectors.features import EventFeatures
+from detectors.index import window_duplicate_rate
 from detectors.language import switch_rate
 
 NEAR_DUPLICATE_BITS = 8  # SimHash Hamming radius; unrelated prompts sit ~32 bits apart
@@ -70,13 +71,9 @@ class Window:
 
 
 def near_duplicate_rate(window: Window) -> float:
-    """Share of prompts with a near-duplicate (SimHash) earlier in the window."""
-    hashes = window.simhashes
-    if len(hashes) < 2:
-        return 0.0
-    distances = np.bitwise_count(hashes[:, None] ^ hashes[None, :])
-    earlier = np.tril(distances <= NEAR_DUPLICATE_BITS, k=-1)
-    return float(earlier.any(axis=1).mean())
+    """Share of prompts with a near-duplicate (SimHash, FAISS binary search) earlier in the
+    window."""
+    return window_duplicate_rate(window.simhashes.tolist(), NEAR_DUPLICATE_BITS)
 
 
 def single_shot_share(window: Window) -> float:
