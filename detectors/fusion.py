@@ -39,6 +39,7 @@ from streaming.events import Event
 
 BUCKETS = (4, 8, 16, 32, 64, 128, 256)
 MIN_BUCKET_VALUES = 20
+MIN_BUCKET_ACCOUNTS = 10
 BURST_STEP = 16
 MAX_SURPRISE = 6.0  # one signal alone never says more than p = 1e-6
 ISOLATION = "isolation_forest"
@@ -286,7 +287,8 @@ class ExtractionDetector(Detector):
         self.accounts = {}
 
         pooled: dict[str, dict[int, list[float]]] = {}
-        for _, values, count, embedded in snapshots:
+        contributors: dict[tuple[str, int], set[str]] = {}
+        for account_id, values, count, embedded in snapshots:
             for signal in SIGNALS:
                 if signal.name in values:
                     bucket = bucket_of(embedded if signal.needs_embeddings else count)
@@ -294,8 +296,15 @@ class ExtractionDetector(Detector):
                         pooled.setdefault(signal.name, {}).setdefault(bucket, []).append(
                             values[signal.name]
                         )
+                        contributors.setdefault((signal.name, bucket), set()).add(account_id)
+        # A bucket that only a handful of heavy accounts reach describes those accounts, not
+        # benign traffic: larger windows then fall back to the largest well-populated bucket.
         self.benign_values_ = {
-            signal: {bucket: np.sort(np.asarray(v)) for bucket, v in buckets.items()}
+            signal: {
+                bucket: np.sort(np.asarray(v))
+                for bucket, v in buckets.items()
+                if len(contributors[signal, bucket]) >= MIN_BUCKET_ACCOUNTS
+            }
             for signal, buckets in pooled.items()
         }
         self.fitted_accounts_ = len(by_account)
