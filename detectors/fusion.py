@@ -376,13 +376,18 @@ class ExtractionDetector(Detector):
         for account_id, flagged_after in first_flags.items():
             if assessments[account_id].label == "extraction":
                 assessments[account_id].requests_at_label = flagged_after
-        if self.linker is not None:
+        if self._linking():
             features = sorted(
                 (f for items in prepared.values() for f in items), key=lambda f: f.timestamp_ms
             )
             changed = self.linker.observe(features)
             self._assess_campaigns(assessments, set(prepared) | changed)
         return assessments
+
+    def _linking(self) -> bool:
+        """Campaign linking runs once the linker is calibrated (an uncalibrated worker, which
+        logs a warning at start, scores accounts alone)."""
+        return self.linker is not None and hasattr(self.linker, "threshold_")
 
     def _assess_campaigns(self, assessments: dict[str, Assessment], touched: set[str]) -> None:
         """Score each campaign touched by this batch as one account (its members' windows
@@ -528,7 +533,7 @@ class ExtractionDetector(Detector):
 
     def global_state(self) -> dict[str, Any] | None:
         """Cross-account state (the campaign linker), checkpointed apart from accounts."""
-        return None if self.linker is None else self.linker.state()
+        return self.linker.state() if self._linking() else None
 
     def load_global_state(self, state: dict[str, Any]) -> None:
         if self.linker is not None:

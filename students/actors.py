@@ -385,7 +385,7 @@ def reasoning_elicitation(config: AttackConfig) -> list[PlannedRequest]:
             moment,
             (("user", f"{prompt}\n\n{rng.choice(REASONING_SUFFIXES)}"),),
             temperature=0.0,
-            max_tokens=max(config.max_tokens, 512),
+            max_tokens=int(config.extra.get("reasoning_tokens", max(config.max_tokens, 512))),
             logprobs=True,
             top_logprobs=5,
             client_ip="203.0.113.40",

@@ -159,7 +159,13 @@ def run_validation(config: ValidationConfig, settings: Settings, out_dir: Path, 
             seed=config.seed * 100 + index + 1,
             max_tokens=config.max_tokens,
             start_day=1 + index % 3,
-            extra={"accounts": 8, "weeks": max(1, config.days // 7)},
+            # Reasoning traces are asked long (512 tokens) in the wild; here twice the answer
+            # length, so the CPU teacher finishes the default run in time.
+            extra={
+                "accounts": 8,
+                "weeks": max(1, config.days // 7),
+                "reasoning_tokens": 2 * config.max_tokens,
+            },
         )
         by_strategy[name] = _run_strategy(name, gateway, attack)
         exchanges += by_strategy[name]
