@@ -179,12 +179,11 @@ def active_learning(
     its next-token distributions over the prompt)."""
     import torch
 
-    from students.distill import Pair, encode, teacher_embeddings, train_student
+    from students.distill import Pair, encode, train_student
 
     rng = random.Random(config.seed)
     pool = rng.sample(attack_pool(), min(candidates, len(attack_pool())))
     tokenizer = gateway.teacher.tokenizer
-    base = teacher_embeddings(gateway.teacher.model)  # the attacker's pretrained start
     per_round = max(1, config.budget // rounds)
     account = f"active-{config.seed}"
     moment = Clock(rng).start_ms + config.start_day * DAY_MS + 10 * 3_600_000
@@ -214,12 +213,10 @@ def active_learning(
         pool = [p for p in pool if p not in asked]
         if round_number == rounds - 1 or not pool:
             break
-        # Two epochs of a few pairs are a handful of steps: from scratch the student stays at
-        # the uniform distribution (entropy ~log(vocab) for every prompt, within 1e-4), so its
-        # "uncertainty" would be noise. Start from the base and train at least 30 steps.
-        student = train_student(
-            tokenizer, pairs, epochs=2, seed=config.seed, base_embeddings=base, min_steps=30
-        )
+        # Two epochs of a few pairs are a handful of steps, after which the student is still
+        # uniform (entropy ~log(vocab) for every prompt, within 1e-4): its "uncertainty" would
+        # be noise. At least 30 steps make it sure of what it has seen and unsure of the rest.
+        student = train_student(tokenizer, pairs, epochs=2, seed=config.seed, min_steps=30)
         scores = []
         with torch.inference_mode():
             for prompt in pool:
