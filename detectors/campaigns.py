@@ -404,7 +404,7 @@ class CampaignLinker:
         self._reset_stream()
         samples: dict[Pair, dict[str, float | None]] = {}
         checkpoint = features[0].timestamp_ms + self.window_ms if features else 0
-        for batch in _time_batches(features, self.calibration_batch_ms):
+        for batch in time_batches(features, self.calibration_batch_ms):
             if batch[0].timestamp_ms >= checkpoint:
                 _merge_max(samples, self._measure_pairs())
                 checkpoint += self.window_ms
@@ -772,9 +772,7 @@ def _half(account_id: str) -> int:
     return hashlib.blake2b(account_id.encode(), digest_size=1).digest()[0] & 1
 
 
-def _time_batches(
-    features: Sequence[EventFeatures], batch_ms: int
-) -> Iterable[list[EventFeatures]]:
+def time_batches(features: Sequence[EventFeatures], batch_ms: int) -> Iterable[list[EventFeatures]]:
     """Time-ordered features cut into consecutive windows, as a stream would deliver them."""
     batch: list[EventFeatures] = []
     for f in features:

@@ -101,22 +101,21 @@ def timing_regularity(window: Window) -> float:
     return float(1.0 / (1.0 + gaps.std() / gaps.mean()))
 
 
-def peak_hourly_volume(window: Window) -> float:
-    """Most requests in any sliding hour of the window."""
+def _peak_count(window: Window, span_ms: int) -> float:
+    """Most requests in any sliding span of the window."""
     if not window.size:
         return 0.0
     times = np.sort(window.timestamps)
-    ends = np.searchsorted(times, times + 3_600_000, side="left")
+    ends = np.searchsorted(times, times + span_ms, side="left")
     return float((ends - np.arange(len(times))).max())
+
+
+def peak_hourly_volume(window: Window) -> float:
+    return _peak_count(window, 3_600_000)
 
 
 def peak_daily_volume(window: Window) -> float:
-    """Most requests in any sliding day of the window."""
-    if not window.size:
-        return 0.0
-    times = np.sort(window.timestamps)
-    ends = np.searchsorted(times, times + 86_400_000, side="left")
-    return float((ends - np.arange(len(times))).max())
+    return _peak_count(window, 86_400_000)
 
 
 def reasoning_share(window: Window) -> float:

@@ -13,7 +13,7 @@ import orjson
 import pytest
 
 import detectors.campaigns as campaigns_module
-from detectors.campaigns import HOUR_MS, CampaignLinker, param_signature
+from detectors.campaigns import HOUR_MS, CampaignLinker, param_signature, time_batches
 from detectors.features import EventFeatures, SimHasher, featurize
 from storage.base import complete_rows
 from storage.schema import CLUSTERS
@@ -44,14 +44,7 @@ def batches(
     features: list[EventFeatures], batch_ms: int = 600_000
 ) -> Iterator[list[EventFeatures]]:
     """Ten-minute batches of simulated time, as a stream delivers them."""
-    batch: list[EventFeatures] = []
-    for f in features:
-        if batch and f.timestamp_ms // batch_ms != batch[0].timestamp_ms // batch_ms:
-            yield batch
-            batch = []
-        batch.append(f)
-    if batch:
-        yield batch
+    yield from time_batches(features, batch_ms)
 
 
 def in_office(account: str) -> bool:
