@@ -21,9 +21,11 @@ demo: $(INSTALLED)
 test: $(INSTALLED)
 	scripts/run-tests
 
-# Long benchmarks (not part of `make test`): real Kafka → worker → ClickHouse server.
+# Long benchmarks (not part of `make test`): real Kafka → worker → ClickHouse server, then
+# detection quality and detector throughput on the companion's real-prompt scenario.
 bench: $(INSTALLED)
 	scripts/with-services $(BIN)/python -m bench.pipeline $(BENCH_ARGS)
+	$(BIN)/python -m bench.detection --large-batch 5000 $(DETECTION_ARGS)
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check .

@@ -1,6 +1,7 @@
 """Detection-quality benchmark: DistillGuard's detector beside clean-room baselines, same traffic.
 
-    python -m bench.detection [--small] [--detectors ours,prada,mmd,volume_z] [--large-batch 5000]
+    python -m bench.detection [--small] [--detectors ours,ours_full,prada,mmd,volume_z]
+                              [--large-batch 5000]
 
 Each detector is fitted on the scenario's benign calibration traffic (never on attack labels),
 then the evaluation log runs through the real `Pipeline`, in time order, in small batches. Per
@@ -37,12 +38,16 @@ from detectors.base import Detector
 from detectors.baselines import BASELINES
 from detectors.features import PROMPT_CHARS, prompt_key
 from detectors.registry import events_in_file
-from detectors.verdict import Assessment
+from detectors.verdict import Assessment, first_flags
+from distillguard.config import Settings
 from streaming.events import Event
 from streaming.pipeline import Pipeline, records_from_lines
 from streaming.sinks import BufferedSink
 
-DETECTORS = ("ours", *BASELINES)
+# Ours in the default tiered mode and with every prompt embedded: the difference is what the
+# tiered mode gives up for its speed.
+OURS = {"ours": "tiered", "ours_full": "full"}
+DETECTORS = (*OURS, *BASELINES)
 TARGETS = {
     "roc_auc": 0.98,
     "tpr_at_1pct": 0.90,
@@ -183,7 +188,7 @@ class Run:
     seconds: float
     events: int
     max_score: dict[str, float]
-    first_flag: dict[str, int]  # account -> requests_seen at its first non-benign verdict
+    first_flag: dict[str, int]  # account -> requests_seen at its first `extraction` verdict
     clusters: dict[str, set[str]] = field(default_factory=dict)  # account -> its cluster ids
     flagged_clusters: set[str] = field(default_factory=set)
 
@@ -207,10 +212,10 @@ def warm(embedder: CachedEmbedder, prompts: list[str], chunk: int = 2000) -> tup
 
 
 def make_detector(name: str, embedder: CachedEmbedder) -> Detector:
-    if name == "ours":
+    if name in OURS:
         from detectors.registry import build_detector
 
-        return build_detector()
+        return build_detector(Settings(embedding_tier=OURS[name]))
     return BASELINES[name](embedder)
 
 
@@ -241,13 +246,12 @@ def run_detector(
             progress.advance(task, len(lines))
         pipeline.checkpoint()
         seconds = time.perf_counter() - started
-    run = Run(name, detector.version, fit_seconds, seconds, events, recorder.max_score, {})
+    flags = {a: v.requests_seen for a, v in first_flags(sink.collected).items()}
+    run = Run(name, detector.version, fit_seconds, seconds, events, recorder.max_score, flags)
     for verdict in sink.collected:
-        if verdict.label != "benign":
-            run.first_flag.setdefault(verdict.account_id, verdict.requests_seen)
         if verdict.cluster_id is not None:
             run.clusters.setdefault(verdict.account_id, set()).add(verdict.cluster_id)
-            if verdict.label != "benign":
+            if verdict.label == "extraction":
                 run.flagged_clusters.add(verdict.cluster_id)
     return run
 
@@ -336,7 +340,7 @@ def meets_targets(result: dict) -> dict[str, bool]:
         "campaign_recall": bool(campaign)
         and (campaign["campaign_recall"] or 0) >= TARGETS["campaign_recall"],
         "hard_negatives": not result["hard_negatives_flagged"],
-        "events_per_s": result.get("events_per_s_large_batches", result["events_per_s"])
+        "events_per_s": result.get("events_per_s_benign", result["events_per_s"])
         >= TARGETS["events_per_s"],
     }
 
@@ -366,10 +370,15 @@ def _cell(key: str, value: Any) -> str:
 
 
 def _headline(result: dict) -> str:
-    large = result.get("events_per_s_large_batches")
+    benign = result.get("events_per_s_benign")
     return (
         f"{result['detector']} ({result['version']}): {result['events_per_s']:,.0f} events/s"
-        + (f" ({large:,.0f} in batches of {result['large_batch']:,})" if large else "")
+        + (
+            f" on this scenario, {benign:,.0f} on ordinary benign traffic in batches of "
+            f"{result['large_batch']:,}"
+            if benign
+            else ""
+        )
         + f", fit {result['fit_seconds']:.1f} s, honest accounts flagged "
         f"{len(result['honest_flagged'])}/{result['honest_accounts']}"
         + (
@@ -440,7 +449,9 @@ def main(
     large_batch: Annotated[
         int,
         typer.Option(
-            help="Also time each detector in batches this large, as a worker runs (0: skip)."
+            help="Also time each detector on the scenario's ordinary benign users' traffic (as "
+            "production traffic is: nearly all honest) in batches this large, as a worker "
+            "runs (0: skip)."
         ),
     ] = 0,
 ) -> None:
@@ -462,13 +473,15 @@ def main(
         run = run_detector(name, detector, calibration, work)
         results.append(evaluate(run, scenario))
         if large_batch:
+            ordinary = set(scenario.accounts(lambda actor: actor == "benign"))
+            benign_lines = [line for line in lines if orjson.loads(line)["account_id"] in ordinary]
             timed = run_detector(
-                name, make_detector(name, embedder), calibration, batches(lines, large_batch, 0)
+                name,
+                make_detector(name, embedder),
+                calibration,
+                batches(benign_lines, large_batch, 0),
             )
-            results[-1] |= {
-                "events_per_s_large_batches": timed.events_per_s,
-                "large_batch": large_batch,
-            }
+            results[-1] |= {"events_per_s_benign": timed.events_per_s, "large_batch": large_batch}
         console.print(rich_table(results[-1]))
     console.print(summary_table(results))
     report = {

@@ -12,6 +12,7 @@ import base64
 import hashlib
 import ipaddress
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -94,6 +95,7 @@ class EventFeatures:
         )
 
 
+@lru_cache(maxsize=65_536)
 def ip_prefix(ip: str | None) -> str:
     """The network a client address belongs to: campaigns rotate hosts inside one prefix."""
     if not ip:

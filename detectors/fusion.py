@@ -13,9 +13,16 @@ How a score comes about:
    accounts), `suspicious` at `suspicious_fpr` (1%).
 4. `score = 1 − 2^(−raw / extraction_threshold)`: 0.5 is exactly the extraction threshold.
 
-Tiered embedding (CPU deployments): SimHash, parameters and timing are computed for every event;
-the neural embedding only for each account's first `embed_budget` requests, every
-`sample_every`-th request after that, and every request of an account under suspicion.
+Tiered embedding (CPU deployments, the default): SimHash, parameters, timing, the reasoning
+classifier and language are computed for every event; MiniLM embeds each account's 32nd, 64th, …
+request (`sample_every`: the campaign linker's topic evidence) and, once an account is under
+suspicion, its whole window and everything after (`AccountWindow.deep`). Suspicion is the sum of
+the cheap signals' surprises reaching `deep_threshold_`, calibrated so that honest accounts that
+ever get there carry at most `deep_share` (default 5%) of benign requests: that share is the
+embedding budget (see `deep_threshold`). The embedding signals
+(coverage, dispersion, MMD, PRADA) are computed for deep accounts only, against benign windows
+embedded in full at calibration. `tiered=False` embeds every event and scores every account with
+every signal.
 """
 
 from __future__ import annotations
@@ -49,16 +56,40 @@ Embedder = Callable[[list[str]], list[list[float]]]
 Scorer = Callable[[list[str]], Any]
 
 
-CONTENT = np.array([s.content for s in SIGNALS])
+GROUPS = sorted({s.group for s in SIGNALS})
+GROUP_MEMBERS = np.array([[s.group == g for s in SIGNALS] for g in GROUPS])  # (groups, signals)
+GROUP_CONTENT = np.array([next(s.content for s in SIGNALS if s.group == g) for g in GROUPS])
+EMBEDDING_SIGNALS = np.array([s.needs_embeddings for s in SIGNALS])
 
 
 def fused(surprises: np.ndarray, forest: np.ndarray) -> np.ndarray:
     """2·√(content · behaviour): an account must be unusual both in *what* it asks and in *how*
     it asks. Harvest parameters alone (a researcher at temperature 0 with logprobs) or unusual
-    topics alone (a specialist) are not enough; the forest's surprise counts half to each."""
-    content = surprises[..., CONTENT].sum(axis=-1) + forest / 2
-    behaviour = surprises[..., ~CONTENT].sum(axis=-1) + forest / 2
+    topics alone (a specialist) are not enough. The forest's surprise (an unusual combination,
+    in practice of behaviour signals) counts as behaviour: it must not stand in for content."""
+    by_group = np.where(GROUP_MEMBERS, surprises[..., None, :], 0.0).max(axis=-1)
+    content = by_group[..., GROUP_CONTENT].sum(axis=-1)
+    behaviour = by_group[..., ~GROUP_CONTENT].sum(axis=-1) + forest
     return 2 * np.sqrt(content * behaviour)
+
+
+def _floor4(value: float) -> float:
+    """Rounded down to 4 decimals, so contributions never add up to more than the score."""
+    return math.floor(value * 1e4) / 1e4
+
+
+def deep_threshold(peaks: dict[str, float], sizes: dict[str, int], budget: float) -> float:
+    """The lowest suspicion threshold at which benign accounts that would go deep (their
+    lifetime peak of cheap surprise reaches it; their whole history is then embedded) hold at
+    most `budget` of all benign requests: the embedding budget is a share of events, because a
+    few heavy honest accounts carry most of them."""
+    total = sum(sizes.values()) or 1
+    spent, threshold = 0, 1.0
+    for account, peak in sorted(peaks.items(), key=lambda item: -item[1]):
+        if (spent + sizes[account]) / total > budget:
+            return max(peak + 1e-6, threshold)
+        spent += sizes[account]
+    return threshold
 
 
 def bucket_of(count: int) -> int | None:
@@ -89,6 +120,7 @@ class AccountWindow:
     label: Label = "benign"
     embedding_values: dict[str, float] = field(default_factory=dict)
     embeddings_stale: bool = True
+    deep: bool = False  # under suspicion: every request embedded, embedding signals computed
 
     def embedded_count(self) -> int:
         return sum(1 for f in self.features if f.embedding is not None)
@@ -108,8 +140,8 @@ class ExtractionDetector(Detector):
         linker: CampaignLinker | None = None,
         window: int = 256,
         tiered: bool = True,
-        embed_budget: int = 32,
-        sample_every: int = 8,
+        sample_every: int = 32,
+        deep_share: float = 0.05,
         target_fpr: float = 0.001,
         suspicious_fpr: float = 0.01,
         topics: int = 64,
@@ -122,8 +154,9 @@ class ExtractionDetector(Detector):
         self.linker = linker
         self.window = window
         self.tiered = tiered
-        self.embed_budget = embed_budget
         self.sample_every = sample_every
+        self.deep_share = deep_share
+        self.deep_threshold_ = 0.0
         self.target_fpr = target_fpr
         self.suspicious_fpr = suspicious_fpr
         self.topics = topics
@@ -149,13 +182,36 @@ class ExtractionDetector(Detector):
     def _wants_embedding(self, account: AccountWindow, position: int) -> bool:
         if self.embedder is None:
             return False
-        if not self.tiered or account.label != "benign":
-            return True
-        return position < self.embed_budget or position % self.sample_every == 0
+        sampled = position % self.sample_every == self.sample_every - 1
+        return not self.tiered or account.deep or sampled
 
-    def _prepare(self, updates: dict[str, list[Event]]) -> dict[str, list[EventFeatures]]:
-        """Cheap features for every event; neural embeddings where the tier policy wants them.
-        One vectorised pass over the whole batch."""
+    def _embed_missing(self, features: Iterable[EventFeatures]) -> None:
+        missing = [f for f in features if f.embedding is None]
+        if missing and self.embedder is not None:
+            vectors = self.embedder([f.prompt for f in missing])
+            for item, vector in zip(missing, vectors, strict=True):
+                item.embedding = np.asarray(vector, dtype=np.float32)
+
+    def _deepen(self, account: AccountWindow) -> None:
+        """Put an account under suspicion: embed the rest of its window now (the evidence an
+        analyst will read) and every request from here on."""
+        account.deep = True
+        self._embed_missing(account.features)
+        account.embeddings_stale = True
+
+    def _cheap_surprise(self, values: dict[str, float], count: int) -> float:
+        """Summed surprise of the signals that need no embedding: the suspicion trigger."""
+        return sum(
+            self._surprise(s.name, count, values[s.name])[0]
+            for s in SIGNALS
+            if not s.needs_embeddings and s.name in values
+        )
+
+    def _prepare(
+        self, updates: dict[str, list[Event]], embed_all: bool = False
+    ) -> dict[str, list[EventFeatures]]:
+        """Cheap features for every event; neural embeddings where the tier policy wants them
+        (`embed_all`: calibration). One vectorised pass over the whole batch."""
         events = [event for batch in updates.values() for event in batch]
         features = featurize(events, self.hasher)
         prompts = [f.prompt for f in features]
@@ -171,7 +227,7 @@ class ExtractionDetector(Detector):
             account = self._account(item.account_id)
             position = account.seen + len(by_account.get(item.account_id, []))
             by_account.setdefault(item.account_id, []).append(item)
-            if self._wants_embedding(account, position):
+            if embed_all or self._wants_embedding(account, position):
                 chosen.append(item)
         if chosen and self.embedder is not None:
             vectors = self.embedder([f.prompt for f in chosen])
@@ -185,7 +241,7 @@ class ExtractionDetector(Detector):
         window = Window.of(list(account.features))
         values = {s.name: s.compute(window) for s in SIGNALS if not s.needs_embeddings}
         embedded = len(window.embeddings)
-        if self.reference_ is not None and embedded:
+        if self.reference_ is not None and embedded and (account.deep or not self.tiered):
             if account.embeddings_stale:
                 account.embedding_values = {
                     s.name: s.compute(window, self.reference_)
@@ -269,7 +325,7 @@ class ExtractionDetector(Detector):
             events.sort(key=lambda e: e.timestamp_ms)
         self.accounts = {}
         self.reference_ = None
-        prepared = self._prepare(by_account)
+        prepared = self._prepare(by_account, embed_all=True)
         everything = [f for items in prepared.values() for f in items]
         topics = self._fit_reference(everything) if self.embedder is not None and prepared else None
         if self.linker is not None:
@@ -278,6 +334,7 @@ class ExtractionDetector(Detector):
         snapshots: list[tuple[str, dict[str, float], int, int]] = []
         for account_id, items in prepared.items():
             account = self._account(account_id)
+            account.deep = True  # calibration scores benign windows with every signal
             for item in items:
                 account.features.append(item)
                 account.seen += 1
@@ -317,6 +374,12 @@ class ExtractionDetector(Detector):
         for (account_id, *_), value in zip(snapshots, raw, strict=True):
             maxima[account_id] = max(maxima.get(account_id, 0.0), float(value))
         peaks = np.asarray(list(maxima.values()))
+        cheap = vectors[:, ~EMBEDDING_SIGNALS].sum(axis=1)
+        cheap_peaks: dict[str, float] = {}
+        for (account_id, *_), value in zip(snapshots, cheap, strict=True):
+            cheap_peaks[account_id] = max(cheap_peaks.get(account_id, 0.0), float(value))
+        sizes = {a: len(events) for a, events in by_account.items()}
+        self.deep_threshold_ = deep_threshold(cheap_peaks, sizes, self.deep_share)
         self.thresholds_ = {
             "suspicious": tail_threshold(peaks, self.suspicious_fpr),
             "extraction": tail_threshold(peaks, self.target_fpr),
@@ -351,10 +414,19 @@ class ExtractionDetector(Detector):
             # BURST_STEP requests, so "queries before detection" does not depend on batch size.
             for start in range(0, len(items), BURST_STEP):
                 chunk = items[start : start + BURST_STEP]
+                if account.deep:  # gone deep earlier in this batch
+                    self._embed_missing(chunk)
                 account.features.extend(chunk)
                 account.seen += len(chunk)
                 account.embeddings_stale |= any(f.embedding is not None for f in chunk)
                 values, count, embedded = self._values(account)
+                if (
+                    self.tiered
+                    and not account.deep
+                    and self._cheap_surprise(values, count) >= self.deep_threshold_
+                ):
+                    self._deepen(account)
+                    values, count, embedded = self._values(account)
                 burst_continues = start + BURST_STEP < len(items)
                 if (
                     burst_continues
@@ -397,6 +469,9 @@ class ExtractionDetector(Detector):
         pooled_rows = []
         for cluster_id in sorted({self.linker.cluster_of(a) for a in touched} - {None}):
             members = [m for m in clusters[cluster_id].members if m in self.accounts]
+            for member in members:
+                if self.tiered and not self.accounts[member].deep:
+                    self._deepen(self.accounts[member])
             pooled = AccountWindow(
                 deque(
                     sorted(
@@ -405,6 +480,7 @@ class ExtractionDetector(Detector):
                     )
                 ),
                 seen=sum(self.accounts[m].seen for m in members),
+                deep=True,
             )
             values, count, embedded = self._values(pooled)
             pooled_rows.append((cluster_id, members, pooled, values, count, embedded))
@@ -485,7 +561,7 @@ class ExtractionDetector(Detector):
                 Reason(
                     signal=signal.name,
                     value=round(values[signal.name], 4),
-                    contribution=round(score * float(surprise) / share, 4),
+                    contribution=_floor4(score * float(surprise) / share),
                     evidence={
                         "explanation": signal.explanation,
                         "benign_tail_probability": round(p, 5),
@@ -498,7 +574,7 @@ class ExtractionDetector(Detector):
                 Reason(
                     signal=ISOLATION,
                     value=round(float(forest), 4),
-                    contribution=round(score * float(forest) / share, 4),
+                    contribution=_floor4(score * float(forest) / share),
                     evidence={"explanation": "unusual combination of signals for benign accounts"},
                 )
             )
@@ -514,6 +590,7 @@ class ExtractionDetector(Detector):
         return {
             "seen": account.seen,
             "label": account.label,
+            "deep": account.deep,
             "window": [f.to_state() for f in account.features],
         }
 
@@ -525,6 +602,7 @@ class ExtractionDetector(Detector):
             ),
             seen=int(state.get("seen", 0)),
             label=state.get("label", "benign"),
+            deep=bool(state.get("deep", False)),
         )
         self.accounts[account_id] = account
 
@@ -545,8 +623,9 @@ class ExtractionDetector(Detector):
             "target_fpr": self.target_fpr,
             "suspicious_fpr": self.suspicious_fpr,
             "thresholds": self.thresholds_,
+            "deep_share": self.deep_share,
+            "deep_threshold": self.deep_threshold_,
             "fitted_accounts": self.fitted_accounts_,
-            "tiered": self.tiered,
             "benign_values": {
                 signal: {str(b): v.round(6).tolist() for b, v in buckets.items()}
                 for signal, buckets in self.benign_values_.items()
@@ -567,7 +646,8 @@ class ExtractionDetector(Detector):
         self.suspicious_fpr = calibration["suspicious_fpr"]
         self.thresholds_ = dict(calibration["thresholds"])
         self.fitted_accounts_ = calibration["fitted_accounts"]
-        self.tiered = calibration["tiered"]
+        self.deep_share = calibration["deep_share"]
+        self.deep_threshold_ = calibration["deep_threshold"]
         self.benign_values_ = {
             signal: {int(b): np.asarray(v) for b, v in buckets.items()}
             for signal, buckets in calibration["benign_values"].items()

@@ -193,24 +193,46 @@ def prada(window: Window, reference: Reference) -> float:
 
 @dataclass(frozen=True)
 class Signal:
-    """`content` signals say *what* an account asks, the others *how* it asks."""
+    """`content` signals say *what* an account asks, the others *how* it asks. Signals of one
+    `family` measure one habit (harvest parameters; volume) and count once, at the strongest."""
 
     name: str
     compute: Callable[..., float]
     needs_embeddings: bool = False
     explanation: str = ""
     content: bool = False
+    family: str = ""
+
+    @property
+    def group(self) -> str:
+        return self.family or self.name
 
 
+PARAMS, VOLUME = "harvest_parameters", "volume"
 SIGNALS: tuple[Signal, ...] = (
     Signal("near_duplicate_rate", near_duplicate_rate, False, "prompts repeat one template", True),
     Signal("single_shot_share", single_shot_share, False, "independent prompts, no follow-ups"),
-    Signal("greedy_share", greedy_share, False, "temperature 0 (deterministic answers)"),
-    Signal("logprobs_share", logprobs_share, False, "asks for token log-probabilities"),
-    Signal("multi_sample_share", multi_sample_share, False, "asks for several samples (n>1)"),
+    Signal(
+        "greedy_share", greedy_share, False, "temperature 0 (deterministic answers)", False, PARAMS
+    ),
+    Signal(
+        "logprobs_share", logprobs_share, False, "asks for token log-probabilities", False, PARAMS
+    ),
+    Signal(
+        "multi_sample_share",
+        multi_sample_share,
+        False,
+        "asks for several samples (n>1)",
+        False,
+        PARAMS,
+    ),
     Signal("timing_regularity", timing_regularity, False, "requests at machine-steady intervals"),
-    Signal("peak_hourly_volume", peak_hourly_volume, False, "many requests in one hour"),
-    Signal("peak_daily_volume", peak_daily_volume, False, "many requests in one day"),
+    Signal(
+        "peak_hourly_volume", peak_hourly_volume, False, "many requests in one hour", False, VOLUME
+    ),
+    Signal(
+        "peak_daily_volume", peak_daily_volume, False, "many requests in one day", False, VOLUME
+    ),
     Signal("reasoning_share", reasoning_share, False, "asks the model to show its reasoning", True),
     Signal("language_switch_rate", language_switch_rate, False, "switches language often", True),
     Signal("coverage", coverage, True, "touches many distinct benign topics", True),

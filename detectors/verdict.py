@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, Literal
 
@@ -63,3 +64,14 @@ def is_material(previous: tuple[str, float] | None, current: Assessment) -> bool
         return True
     label, score = previous
     return label != current.label or abs(score - current.score) >= MATERIAL_SCORE_CHANGE
+
+
+def first_flags(verdicts: Iterable[Verdict], label: Label = "extraction") -> dict[str, Verdict]:
+    """Each account's first verdict at `label` or graver, in stream order: what "detected at
+    request N" means in validation and in the benchmark (`extraction` is the default threshold;
+    `suspicious` is the early-warning tier)."""
+    flags: dict[str, Verdict] = {}
+    for verdict in verdicts:
+        if LABEL_RANK[verdict.label] >= LABEL_RANK[label]:
+            flags.setdefault(verdict.account_id, verdict)
+    return flags

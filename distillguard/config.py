@@ -46,7 +46,7 @@ class Settings(BaseSettings):
     metrics_port: int = 9464
     detector: Literal["extraction", "volume"] = "extraction"
     embedding_tier: Literal["tiered", "full", "off"] = "tiered"
-    embedding_max_tokens: int = 128  # MiniLM truncation: longer prompts cost more, add little
+    embedding_max_tokens: int = 64  # MiniLM truncation: 156 prompts/s at 64 tokens, 99 at 128
     target_fpr: float = 0.001  # share of benign accounts the extraction threshold may flag
     api_token: SecretStr | None = None
     webhook_secret: SecretStr | None = None

@@ -109,7 +109,8 @@ class Event(BaseModel):
             raise ValueError(f"timestamp out of range: {exc}") from exc
         if parsed.tzinfo is None:
             parsed = parsed.replace(tzinfo=UTC)
-        parsed = parsed.astimezone(UTC)
+        elif parsed.tzinfo is not UTC:
+            parsed = parsed.astimezone(UTC)
         if not EARLIEST_TIMESTAMP <= parsed <= LATEST_TIMESTAMP:
             raise ValueError("timestamp outside 1970-01-02..2105-12-31 (ClickHouse DateTime range)")
         return parsed

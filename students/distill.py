@@ -100,6 +100,19 @@ def teacher_embeddings(teacher_model):
     return teacher_model.get_input_embeddings().weight.detach()
 
 
+def response_loss(model, input_ids, attention, labels):
+    """Next-token cross-entropy on response positions only. Projecting just those hidden states
+    onto the 49k-token vocabulary (not every prompt position too) makes a training step ~2-3x
+    cheaper on CPU; the value equals the model's own `labels=` loss."""
+    import torch
+
+    hidden = model.model(input_ids=input_ids, attention_mask=attention).last_hidden_state
+    targets = labels[:, 1:]
+    scored = targets != -100
+    logits = model.lm_head(hidden[:, :-1][scored])
+    return torch.nn.functional.cross_entropy(logits.float(), targets[scored])
+
+
 def train_student(
     tokenizer,
     pairs: Sequence[Pair],
@@ -130,7 +143,7 @@ def train_student(
             input_ids, attention, labels = _batch(
                 tokenizer, [encoded[i] for i in order[start : start + batch_size]]
             )
-            loss = model(input_ids=input_ids, attention_mask=attention, labels=labels).loss
+            loss = response_loss(model, input_ids, attention, labels)
             optimizer.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -138,6 +151,29 @@ def train_student(
             scheduler.step()
     model.eval()
     return model
+
+
+def _greedy(tokenizer, model, pairs: Sequence[Pair], tokens: int) -> list[str]:
+    """Greedy student answers to the pairs' prompts, one left-padded batch."""
+    import torch
+
+    prompts = [ids[:start] for ids, start in (encode(tokenizer, pair) for pair in pairs)]
+    width = max(len(p) for p in prompts)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    input_ids = torch.full((len(prompts), width), pad, dtype=torch.long)
+    attention = torch.zeros((len(prompts), width), dtype=torch.long)
+    for row, ids in enumerate(prompts):
+        input_ids[row, width - len(ids) :] = torch.tensor(ids)
+        attention[row, width - len(ids) :] = 1
+    generated = model.generate(
+        input_ids,
+        attention_mask=attention,
+        max_new_tokens=tokens,
+        do_sample=False,
+        repetition_penalty=1.3,
+        pad_token_id=tokenizer.eos_token_id,
+    )
+    return tokenizer.batch_decode(generated[:, width:], skip_special_tokens=True)
 
 
 def measure_fidelity(
@@ -162,19 +198,11 @@ def measure_fidelity(
             mask = target != -100
             agree += int((predicted[mask] == target[mask]).sum())
             total += int(mask.sum())
-        for pair in held_out:
-            ids, start = encode(tokenizer, pair)
-            prompt = torch.tensor([ids[:start]])
-            generated = model.generate(
-                prompt,
-                attention_mask=torch.ones_like(prompt),
-                max_new_tokens=generate_tokens,
-                do_sample=False,
-                repetition_penalty=1.3,
-                pad_token_id=tokenizer.eos_token_id,
-            )
-            text = tokenizer.decode(generated[0, start:], skip_special_tokens=True)
-            rouges.append(scorer.score(pair.response, text)["rougeL"].fmeasure)
+        for start in range(0, len(held_out), 16):
+            chunk = held_out[start : start + 16]
+            texts = _greedy(tokenizer, model, chunk, generate_tokens)
+            for pair, text in zip(chunk, texts, strict=True):
+                rouges.append(scorer.score(pair.response, text)["rougeL"].fmeasure)
     return Fidelity(
         pairs_trained,
         agree / max(total, 1),

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import orjson
 
+from detectors.verdict import Verdict, first_flags
 from distillguard.config import Settings
 from streaming.events import Event, parse_event
 from streaming.files import run_file
@@ -73,8 +74,8 @@ FULL = ValidationConfig(
     benign_accounts=80,
     benign_sessions=240,
     days=28,
-    held_out=24,
-    min_steps=120,
+    held_out=48,
+    min_steps=48,
 )
 
 
@@ -186,11 +187,9 @@ def run_validation(config: ValidationConfig, settings: Settings, out_dir: Path, 
         show_progress=False,
     )
     sink.close()
-    first_flag: dict[str, dict] = {}
-    for line in verdict_path.read_bytes().splitlines():
-        verdict = orjson.loads(line)
-        if verdict["label"] == "extraction" and verdict["account_id"] not in first_flag:
-            first_flag[verdict["account_id"]] = verdict
+    first_flag = first_flags(
+        Verdict.model_validate_json(line) for line in verdict_path.read_bytes().splitlines()
+    )
 
     actor_of = {plan.account_id: plan.actor for plan, _ in exchanges}
     benign_accounts = {a for a, actor in actor_of.items() if not actor.startswith("attack:")}
@@ -233,7 +232,7 @@ def run_validation(config: ValidationConfig, settings: Settings, out_dir: Path, 
 def _assess(
     name: str,
     exchanges: list,
-    first_flag: dict[str, dict],
+    first_flag: dict[str, Verdict],
     teacher: Teacher,
     held_out: list[Pair],
     floor: Fidelity,
@@ -243,8 +242,8 @@ def _assess(
     ordered = sorted(exchanges, key=lambda e: e[0].timestamp_ms)
     accounts = {plan.account_id for plan, _ in ordered}
     flags = [first_flag[a] for a in accounts if a in first_flag]
-    flag = min(flags, key=lambda v: v["timestamp"]) if flags else None
-    flag_ms = int(datetime.fromisoformat(flag["timestamp"]).timestamp() * 1000) if flag else None
+    flag = min(flags, key=lambda v: v.timestamp) if flags else None
+    flag_ms = int(flag.timestamp.timestamp() * 1000) if flag else None
     harvested = [(plan, r) for plan, r in ordered if plan.harvest]
     harvest = [Pair(plan.prompt, r["choices"][0]["message"]["content"]) for plan, r in harvested]
     before = [
@@ -277,10 +276,10 @@ def _assess(
         accounts=len(accounts),
         requests=len(ordered),
         harvested_pairs=len(harvest),
-        first_flag_time=flag["timestamp"] if flag else None,
+        first_flag_time=flag.timestamp.isoformat() if flag else None,
         queries_before_detection=queries_before,
         harvested_before_detection=len(before),
-        requests_seen_at_flag=flag["requests_seen"] if flag else None,
+        requests_seen_at_flag=flag.requests_seen if flag else None,
         fidelity_untrained=floor.next_token_agreement,
         fidelity_before_detection=early,
         fidelity_full=full,

@@ -154,3 +154,40 @@ def test_saved_calibration_scores_the_same(
     a = fitted.update("enum-4", events)  # the only account this test adds to `fitted`
     b = loaded.update("enum-4", events)
     assert a.label == b.label and a.score == pytest.approx(b.score, abs=0.02)
+
+
+class CountingEmbedder:
+    """The real embedder, counting the prompts it is asked to embed."""
+
+    def __init__(self, inner: PromptEmbedder) -> None:
+        self.inner, self.prompts = inner, 0
+
+    def __call__(self, prompts: list[str]):
+        self.prompts += len(prompts)
+        return self.inner(prompts)
+
+
+def test_tiered_mode_embeds_suspects_not_everyone(saved: Path, embedder: PromptEmbedder) -> None:
+    counting = CountingEmbedder(embedder)
+    detector = load_calibration(
+        ExtractionDetector(embedder=counting, linker=CampaignLinker()), saved
+    )
+    assert isinstance(detector, ExtractionDetector) and detector.deep_threshold_ >= 1.0
+    plans = benign_users(50, 160, 14, seed=3, max_tokens=(128, 256))
+    plans += STRATEGIES["dataset_replay"](AttackConfig(budget=100, seed=8, start_day=2))
+    events = to_events(plans, "tier")
+    history = stream(detector, events)
+    benign_events = sum(1 for e in events if e.account_id != "replay-8")
+    benign_embedded = counting.prompts - 100  # the attacker's window is embedded in full
+    # Budget: honest accounts under suspicion (calibrated at 5% of requests) + 1 in 32 sampled.
+    assert benign_embedded <= 0.1 * benign_events, (benign_embedded, benign_events)
+    attacker = detector.accounts["replay-8"]
+    assert attacker.deep and attacker.embedded_count() == len(attacker.features)
+    flagged_at = first_flag(history["replay-8"])
+    assert flagged_at is not None and flagged_at <= 60
+    signals = {r.signal for r in history["replay-8"][-1][1].reasons}
+    assert signals & {"coverage", "dispersion", "mmd", "prada"}, signals
+    state = orjson.loads(orjson.dumps(detector.state("replay-8")))
+    restored = fresh(saved, embedder)
+    restored.load("replay-8", state)
+    assert restored.accounts["replay-8"].deep
