@@ -304,3 +304,48 @@ def demo(
 
 if __name__ == "__main__":
     app()
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to bind.")] = 8000,
+) -> None:
+    """Serve the analysts' API (tokens required: `distillguard token create`)."""
+    import uvicorn
+
+    from services.api import create_app
+
+    console.print(f"DistillGuard API on http://{host}:{port} (OpenAPI at /docs)")
+    uvicorn.run(create_app(), host=host, port=port, log_level="warning")
+
+
+token_app = typer.Typer(help="API tokens: create and revoke (only their hashes are stored).")
+app.add_typer(token_app, name="token")
+
+
+@token_app.command("create")
+def token_create(
+    role: Annotated[str, typer.Option(help="analyst (read, acknowledge, reports) or admin.")],
+    name: Annotated[str, typer.Option(help="Who or what holds the token.")] = "cli",
+) -> None:
+    """Create a token and print it once (it cannot be shown again)."""
+    from services.auth import ROLES, create_token
+    from storage import open_store
+
+    if role not in ROLES:
+        raise typer.BadParameter(f"role must be one of {', '.join(ROLES)}")
+    token, principal = create_token(open_store(), role, name)  # type: ignore[arg-type]
+    console.print(f"token {principal.token_id} ({principal.role}) for {name!r}:")
+    print(token)
+
+
+@token_app.command("revoke")
+def token_revoke(token_id: Annotated[str, typer.Argument(help="The token's id.")]) -> None:
+    """Revoke a token by id."""
+    from services.auth import revoke_token
+    from storage import open_store
+
+    if not revoke_token(open_store(), token_id):
+        raise typer.BadParameter(f"no token {token_id!r}")
+    console.print(f"revoked {token_id}")

@@ -178,6 +178,40 @@ RESPONSE_FINGERPRINTS = Table(
     partition_time_column="event_time",
 )
 
+API_TOKENS = Table(
+    "api_tokens",
+    (
+        ("token_id", "String"),
+        ("token_hash", "String"),  # SHA-256 of the whole token; the token itself is never stored
+        ("name", "String"),
+        ("role", "String"),
+        ("created_time", "DateTime"),
+        ("revoked", "UInt8"),
+        ("version", "UInt64"),
+    ),
+    order_by=("token_id",),
+)
+
+AUDIT_LOG = Table(
+    "audit_log",
+    (
+        ("audit_id", "String"),
+        ("audit_time", "DateTime"),
+        ("audit_ms", "UInt64"),
+        ("token_id", "String"),
+        ("role", "String"),
+        ("action", "String"),
+        ("resource", "String"),
+        ("account_id", "String"),
+        ("cluster_id", "String"),
+        ("status", "UInt16"),
+        ("client_ip", "String"),
+        ("version", "UInt64"),
+    ),
+    order_by=("audit_id",),
+    partition_time_column="audit_time",
+)
+
 SCHEMA_MIGRATIONS = Table(
     "schema_migrations",
     (
@@ -199,6 +233,8 @@ TABLES: dict[str, Table] = {
         ALERTS,
         DEAD_LETTERS,
         RESPONSE_FINGERPRINTS,
+        API_TOKENS,
+        AUDIT_LOG,
         SCHEMA_MIGRATIONS,
     )
 }
@@ -218,7 +254,14 @@ MIGRATIONS: tuple[Migration, ...] = (
         1,
         "initial tables",
         tuple(
-            table.create_sql("{db}") for table in TABLES.values() if table is not SCHEMA_MIGRATIONS
+            table.create_sql("{db}")
+            for table in TABLES.values()
+            if table not in (SCHEMA_MIGRATIONS, API_TOKENS, AUDIT_LOG)
         ),
+    ),
+    Migration(
+        2,
+        "api tokens and audit log",
+        (API_TOKENS.create_sql("{db}"), AUDIT_LOG.create_sql("{db}")),
     ),
 )

@@ -1,0 +1,368 @@
+"""The analysts' REST API (`distillguard serve`): accounts ranked by risk, verdicts, campaigns,
+events, the audit log and tokens. Every route but `/healthz` needs a bearer token; analysts
+read, admins also manage tokens and read the audit log. Every view of an account's or a
+campaign's evidence is written to the append-only audit log.
+
+Errors have one shape, `{"error": {"status": 404, "code": "not_found", "message": ...}}`, and
+lists one envelope, `{"items": [...], "limit": 50, "offset": 0, "next_offset": 50 | null}`.
+All SQL takes its values through placeholders.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import Annotated, Any
+
+import orjson
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from distillguard import __version__
+from distillguard.config import Settings, get_settings
+from services.auth import Principal, Role, TokenVerifier, audit, create_token
+from storage import Store, open_store
+from storage.rows import redact
+
+MAX_PAGE = 500
+Limit = Annotated[int, Query(ge=1, le=MAX_PAGE)]
+Offset = Annotated[int, Query(ge=0, le=1_000_000)]
+LabelFilter = Annotated[str | None, Query(pattern="^(benign|suspicious|extraction)$")]
+_bearer = HTTPBearer(auto_error=False)
+
+ERROR_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    422: "invalid_request",
+}
+
+
+class TokenRequest(BaseModel):
+    role: Role
+    name: str = Field(min_length=1, max_length=200)
+
+
+def _error(status: int, message: Any) -> JSONResponse:
+    code = ERROR_CODES.get(status, "server_error" if status >= 500 else "error")
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse(
+        {"error": {"status": status, "code": code, "message": message}},
+        status_code=status,
+        headers=headers,
+    )
+
+
+def _page(items: list[dict], limit: int, offset: int) -> dict:
+    """One page; `items` holds up to limit + 1 rows, the extra one only says there is more."""
+    more = len(items) > limit
+    return {
+        "items": items[:limit],
+        "limit": limit,
+        "offset": offset,
+        "next_offset": offset + limit if more else None,
+    }
+
+
+def _shown(prompt: str, settings: Settings) -> str:
+    """Prompt text under the current redaction setting (already-hashed text stays as it is)."""
+    if prompt.startswith("sha256:"):
+        return prompt
+    return redact(prompt, settings.redact_prompts, settings.redact_truncate_chars)
+
+
+def _ms(value: datetime | None) -> int | None:
+    return None if value is None else int(value.timestamp() * 1000)
+
+
+def _verdict(row: dict) -> dict:
+    return {
+        "verdict_id": row["verdict_id"],
+        "account_id": row["account_id"],
+        "cluster_id": row["cluster_id"] or None,
+        "timestamp_ms": int(row["verdict_ms"]),
+        "requests_seen": int(row["requests_seen"]),
+        "score": float(row["score"]),
+        "label": row["label"],
+        "reasons": orjson.loads(row["reasons_json"] or "[]"),
+        "detector_version": row["detector_version"],
+    }
+
+
+def _principal(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise HTTPException(401, "a bearer token is required")
+    who = request.app.state.verify(credentials.credentials)
+    if who is None:
+        raise HTTPException(401, "unknown or revoked token")
+    return who
+
+
+def _requires(role: Role) -> Callable[..., Principal]:
+    def check(who: Annotated[Principal, Depends(_principal)]) -> Principal:
+        if not who.can(role):
+            raise HTTPException(403, f"this route needs the {role!r} role")
+        return who
+
+    return check
+
+
+# Module level, so FastAPI can resolve them from the route functions' string annotations.
+Analyst = Annotated[Principal, Depends(_requires("analyst"))]
+Admin = Annotated[Principal, Depends(_requires("admin"))]
+
+
+def create_app(settings: Settings | None = None, store: Store | None = None) -> FastAPI:
+    """The API over `store` (default: the store the settings name)."""
+    settings = settings or get_settings()
+    store = store or open_store(settings)
+    verify = TokenVerifier(store)
+    registry = CollectorRegistry()
+    requests_total = Counter(
+        "distillguard_api_requests", "API requests", ["route", "status"], registry=registry
+    )
+    app = FastAPI(
+        title="DistillGuard",
+        version=__version__,
+        description="Model-extraction detection: accounts, verdicts, campaigns and evidence.",
+        openapi_url=None,  # served below, behind a token like every route but health
+        docs_url=None,
+        redoc_url=None,
+    )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return _error(exc.status_code, exc.detail)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        details = [{"location": list(e["loc"]), "message": e["msg"]} for e in exc.errors()]
+        return _error(422, details)
+
+    @app.middleware("http")
+    async def count_requests(request: Request, call_next: Callable) -> Response:
+        response = await call_next(request)
+        route = request.scope.get("route")
+        requests_total.labels(getattr(route, "path", "unmatched"), str(response.status_code)).inc()
+        return response
+
+    def record(request: Request, who: Principal, action: str, **subject: str) -> None:
+        client = request.client.host if request.client else ""
+        audit(store, who, action, request.url.path, 200, client, **subject)
+
+    @app.get("/healthz", tags=["health"])
+    def healthz() -> dict:
+        return {"status": "ok" if store.ping() else "degraded", "version": __version__}
+
+    @app.get("/metrics", tags=["health"])
+    def metrics(_who: Analyst) -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/openapi.json", tags=["health"], include_in_schema=False)
+    def openapi(_who: Analyst) -> dict:
+        return app.openapi()
+
+    @app.get("/v1/accounts", tags=["accounts"])
+    def accounts(
+        _who: Analyst, label: LabelFilter = None, limit: Limit = 50, offset: Offset = 0
+    ) -> dict:
+        """Accounts ranked by risk: each account's latest score, highest first."""
+        rows = store.query(
+            "SELECT account_id, latest_score, latest_label, most_seen, latest_cluster, last_ms"
+            " FROM (SELECT account_id, argMax(score, verdict_ms) AS latest_score,"
+            " argMax(label, verdict_ms) AS latest_label, max(requests_seen) AS most_seen,"
+            " argMax(cluster_id, verdict_ms) AS latest_cluster, max(verdict_ms) AS last_ms"
+            " FROM {db}.verdicts FINAL GROUP BY account_id)"
+            " WHERE %(label)s = '' OR latest_label = %(label)s"
+            " ORDER BY latest_score DESC, account_id LIMIT %(offset)s, %(limit)s",
+            {"label": label or "", "offset": offset, "limit": limit + 1},
+        )
+        items = [
+            {
+                "account_id": r["account_id"],
+                "score": float(r["latest_score"]),
+                "label": r["latest_label"],
+                "requests_seen": int(r["most_seen"]),
+                "cluster_id": r["latest_cluster"] or None,
+                "last_verdict_ms": int(r["last_ms"]),
+            }
+            for r in rows
+        ]
+        return _page(items, limit, offset)
+
+    @app.get("/v1/accounts/{account_id}", tags=["accounts"])
+    def account(request: Request, account_id: str, who: Analyst) -> dict:
+        """An account's latest verdict with its signals, its verdict history and activity."""
+        history = store.query(
+            "SELECT * FROM {db}.verdicts FINAL WHERE account_id = %(a)s "
+            "ORDER BY verdict_ms DESC, requests_seen DESC LIMIT 200",
+            {"a": account_id},
+        )
+        activity = store.query(
+            "SELECT count() AS requests, min(event_ms) AS first_ms, max(event_ms) AS last_ms "
+            "FROM {db}.events FINAL WHERE account_id = %(a)s",
+            {"a": account_id},
+        )[0]
+        if not history and not int(activity["requests"]):
+            raise HTTPException(404, f"no account {account_id!r}")
+        record(request, who, "view_account", account_id=account_id)
+        verdicts = [_verdict(r) for r in history]
+        return {
+            "account_id": account_id,
+            "latest": verdicts[0] if verdicts else None,
+            "history": verdicts,
+            "requests": int(activity["requests"]),
+            "first_request_ms": int(activity["first_ms"]) if int(activity["requests"]) else None,
+            "last_request_ms": int(activity["last_ms"]) if int(activity["requests"]) else None,
+        }
+
+    @app.get("/v1/verdicts", tags=["verdicts"])
+    def verdicts(
+        _who: Analyst,
+        account_id: str | None = None,
+        label: LabelFilter = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: Limit = 50,
+        offset: Offset = 0,
+    ) -> dict:
+        rows = store.query(
+            "SELECT * FROM {db}.verdicts FINAL"
+            " WHERE (%(account)s = '' OR account_id = %(account)s)"
+            " AND (%(label)s = '' OR label = %(label)s)"
+            " AND verdict_ms >= %(since)s AND verdict_ms <= %(until)s"
+            " ORDER BY verdict_ms DESC, verdict_id LIMIT %(offset)s, %(limit)s",
+            {
+                "account": account_id or "",
+                "label": label or "",
+                "since": _ms(since) or 0,
+                "until": _ms(until) or 2**63 - 1,
+                "offset": offset,
+                "limit": limit + 1,
+            },
+        )
+        return _page([_verdict(r) for r in rows], limit, offset)
+
+    @app.get("/v1/clusters", tags=["clusters"])
+    def clusters(
+        _who: Analyst, label: LabelFilter = None, limit: Limit = 50, offset: Offset = 0
+    ) -> dict:
+        rows = store.query(
+            "SELECT cluster_id, updated_time, members, score, label FROM {db}.clusters FINAL"
+            " WHERE %(label)s = '' OR label = %(label)s"
+            " ORDER BY score DESC, cluster_id LIMIT %(offset)s, %(limit)s",
+            {"label": label or "", "offset": offset, "limit": limit + 1},
+        )
+        items = [
+            {
+                "cluster_id": r["cluster_id"],
+                "updated_time": int(r["updated_time"]),
+                "members": list(r["members"]),
+                "score": float(r["score"]),
+                "label": r["label"],
+            }
+            for r in rows
+        ]
+        return _page(items, limit, offset)
+
+    @app.get("/v1/clusters/{cluster_id}", tags=["clusters"])
+    def cluster(request: Request, cluster_id: str, who: Analyst) -> dict:
+        rows = store.query(
+            "SELECT * FROM {db}.clusters FINAL WHERE cluster_id = %(c)s", {"c": cluster_id}
+        )
+        if not rows:
+            raise HTTPException(404, f"no campaign {cluster_id!r}")
+        record(request, who, "view_cluster", cluster_id=cluster_id)
+        row = rows[0]
+        return {
+            "cluster_id": row["cluster_id"],
+            "updated_time": int(row["updated_time"]),
+            "members": list(row["members"]),
+            "score": float(row["score"]),
+            "label": row["label"],
+            "evidence": orjson.loads(row["evidence_json"] or "{}"),
+        }
+
+    @app.get("/v1/events", tags=["events"])
+    def events(
+        request: Request,
+        who: Analyst,
+        account_id: Annotated[str, Query(min_length=1)],
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: Limit = 50,
+        offset: Offset = 0,
+    ) -> dict:
+        """An account's requests; prompt text as the redaction setting allows."""
+        rows = store.query(
+            "SELECT request_id, account_id, event_ms, model, endpoint, prompt_text,"
+            " prompt_chars, turn_count, params_json, client_ip, user_agent"
+            " FROM {db}.events FINAL WHERE account_id = %(a)s"
+            " AND event_ms >= %(since)s AND event_ms <= %(until)s"
+            " ORDER BY event_ms, request_id LIMIT %(offset)s, %(limit)s",
+            {
+                "a": account_id,
+                "since": _ms(since) or 0,
+                "until": _ms(until) or 2**63 - 1,
+                "offset": offset,
+                "limit": limit + 1,
+            },
+        )
+        record(request, who, "view_events", account_id=account_id)
+        items = [
+            {
+                **{k: r[k] for k in ("request_id", "account_id", "model", "endpoint")},
+                "timestamp_ms": int(r["event_ms"]),
+                "prompt_text": _shown(r["prompt_text"], settings),
+                "prompt_chars": int(r["prompt_chars"]),
+                "turn_count": int(r["turn_count"]),
+                "params": orjson.loads(r["params_json"] or "{}"),
+                "client_ip": r["client_ip"],
+                "user_agent": r["user_agent"],
+            }
+            for r in rows
+        ]
+        return _page(items, limit, offset)
+
+    @app.get("/v1/audit", tags=["admin"])
+    def audit_log(
+        _who: Admin,
+        account_id: str | None = None,
+        limit: Limit = 50,
+        offset: Offset = 0,
+    ) -> dict:
+        rows = store.query(
+            "SELECT audit_ms, token_id, role, action, resource, account_id, cluster_id, status,"
+            " client_ip FROM {db}.audit_log"
+            " WHERE %(account)s = '' OR account_id = %(account)s"
+            " ORDER BY audit_ms DESC, audit_id LIMIT %(offset)s, %(limit)s",
+            {"account": account_id or "", "offset": offset, "limit": limit + 1},
+        )
+        return _page(
+            [{**r, "audit_ms": int(r["audit_ms"]), "status": int(r["status"])} for r in rows],
+            limit,
+            offset,
+        )
+
+    @app.post("/v1/tokens", tags=["admin"], status_code=201)
+    def new_token(request: Request, body: TokenRequest, who: Admin) -> dict:
+        token, created = create_token(store, body.role, body.name)
+        record(request, who, f"create_token:{created.token_id}")
+        return {"token": token, "token_id": created.token_id, "role": created.role}
+
+    app.state.store = store
+    app.state.verify = verify
+    app.state.started = time.time()
+    return app

@@ -1,0 +1,135 @@
+"""API tokens (stored as SHA-256 hashes only), roles, and the append-only audit log.
+
+A token is `dg_<token_id>_<secret>`: the id names it in the audit log and for revocation, the
+secret is 32 random bytes. Only `sha256(token)` is stored, so a copy of the database does not
+hand out access. Tokens carry high entropy, so a plain SHA-256 (no slow KDF) is the right hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Literal
+
+from storage import Store
+
+Role = Literal["analyst", "admin"]
+ROLES: tuple[Role, ...] = ("analyst", "admin")
+ROLE_RANK = {"analyst": 1, "admin": 2}  # an admin can do everything an analyst can
+TOKEN_CACHE_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the token's id, name and role."""
+
+    token_id: str
+    name: str
+    role: Role
+
+    def can(self, role: Role) -> bool:
+        return ROLE_RANK[self.role] >= ROLE_RANK[role]
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def create_token(store: Store, role: Role, name: str) -> tuple[str, Principal]:
+    """A new token (returned once, never stored) and whom it names."""
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {ROLES}, not {role!r}")
+    token_id = uuid.uuid4().hex[:12]
+    token = f"dg_{token_id}_{secrets.token_urlsafe(32)}"
+    store.insert(
+        "api_tokens",
+        [
+            {
+                "token_id": token_id,
+                "token_hash": token_hash(token),
+                "name": name,
+                "role": role,
+                "created_time": int(time.time()),
+                "revoked": 0,
+            }
+        ],
+    )
+    return token, Principal(token_id, name, role)
+
+
+def revoke_token(store: Store, token_id: str) -> bool:
+    """Revoke by id (a newer row version replaces the old one); False when there is none."""
+    rows = store.query(
+        "SELECT token_id, token_hash, name, role, created_time, version FROM {db}.api_tokens FINAL "
+        "WHERE token_id = %(id)s",
+        {"id": token_id},
+    )
+    if not rows:
+        return False
+    row = rows[0]
+    store.insert("api_tokens", [{**row, "revoked": 1, "version": int(row["version"]) + 1}])
+    return True
+
+
+class TokenVerifier:
+    """Looks tokens up by hash, with a short cache so each request does not query the store;
+    a revocation takes effect within `TOKEN_CACHE_SECONDS`."""
+
+    def __init__(self, store: Store, cache_seconds: float = TOKEN_CACHE_SECONDS) -> None:
+        self.store = store
+        self.cache_seconds = cache_seconds
+        self._cache: dict[str, tuple[float, Principal | None]] = {}
+
+    def __call__(self, token: str) -> Principal | None:
+        digest = token_hash(token)
+        now = time.monotonic()
+        cached = self._cache.get(digest)
+        if cached and now - cached[0] < self.cache_seconds:
+            return cached[1]
+        rows = self.store.query(
+            "SELECT token_id, name, role, revoked FROM {db}.api_tokens FINAL "
+            "WHERE token_hash = %(hash)s",
+            {"hash": digest},
+        )
+        principal = None
+        if rows and not int(rows[0]["revoked"]) and rows[0]["role"] in ROLES:
+            principal = Principal(str(rows[0]["token_id"]), str(rows[0]["name"]), rows[0]["role"])
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[digest] = (now, principal)
+        return principal
+
+
+def audit(
+    store: Store,
+    principal: Principal | None,
+    action: str,
+    resource: str,
+    status: int,
+    client_ip: str = "",
+    account_id: str = "",
+    cluster_id: str = "",
+) -> None:
+    """Append one audit record (a new random id each time: rows are never replaced)."""
+    now_ms = int(time.time() * 1000)
+    store.insert(
+        "audit_log",
+        [
+            {
+                "audit_id": uuid.uuid4().hex,
+                "audit_time": now_ms // 1000,
+                "audit_ms": now_ms,
+                "token_id": principal.token_id if principal else "",
+                "role": principal.role if principal else "",
+                "action": action,
+                "resource": resource,
+                "account_id": account_id,
+                "cluster_id": cluster_id,
+                "status": status,
+                "client_ip": client_ip,
+            }
+        ],
+    )

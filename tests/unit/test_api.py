@@ -1,0 +1,189 @@
+"""The analysts' API on both store backends: tokens and roles on every route, consistent errors
+and pages, ranked accounts, audited evidence views, redaction, inert injection strings."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+from fastapi.routing import APIRoute
+from fastapi.testclient import TestClient
+
+from detectors.verdict import Reason, Verdict
+from distillguard.config import Settings
+from services.api import create_app
+from services.auth import create_token, revoke_token
+from storage import Store
+from storage.rows import event_row, verdict_row
+from streaming.events import Event
+
+T0 = datetime(2026, 11, 20, 12, tzinfo=UTC)
+
+
+def _verdict(account: str, score: float, label: str, seen: int, minute: int = 0) -> dict:
+    verdict = Verdict(
+        account_id=account,
+        timestamp=T0.replace(minute=minute),
+        requests_seen=seen,
+        score=score,
+        label=label,  # type: ignore[arg-type]
+        reasons=[Reason(signal="greedy_share", value=1.0, contribution=score / 2)],
+        detector_version="fusion-1",
+    )
+    return verdict_row(verdict)
+
+
+def _event(account: str, index: int, prompt: str) -> dict:
+    event = Event.model_validate(
+        {
+            "request_id": f"{account}-{index}",
+            "account_id": account,
+            "timestamp": int(T0.timestamp() * 1000) + index * 1000,
+            "prompt": prompt,
+            "params": {"temperature": 0},
+        }
+    )
+    return event_row(event)
+
+
+@pytest.fixture
+def api(store: Store) -> Iterator[tuple[TestClient, dict[str, str], Store]]:
+    store.insert(
+        "verdicts",
+        [
+            _verdict("acct-low", 0.1, "benign", 5),
+            _verdict("acct-high", 0.3, "benign", 5),
+            _verdict("acct-high", 0.9, "extraction", 40, minute=5),  # latest wins
+            _verdict("acct-mid", 0.6, "suspicious", 20),
+        ],
+    )
+    store.insert("events", [_event("acct-high", i, f"prompt {i} <script>") for i in range(3)])
+    tokens = {role: create_token(store, role, f"test-{role}")[0] for role in ("analyst", "admin")}
+    app = create_app(Settings(redact_prompts="none"), store)
+    with TestClient(app) as client:
+        yield client, tokens, store
+
+
+def auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_every_route_but_health_needs_a_token(api) -> None:
+    client, _, _ = api
+    routes = [r for r in client.app.routes if isinstance(r, APIRoute)]
+    assert len(routes) >= 9
+    for route in routes:
+        method = sorted(route.methods)[0]
+        path = route.path.replace("{account_id}", "x").replace("{cluster_id}", "x")
+        response = client.request(method, path)
+        if route.path == "/healthz":
+            assert response.status_code == 200
+            continue
+        assert response.status_code == 401, route.path
+        assert response.json()["error"]["code"] == "unauthorized"
+        assert response.headers["www-authenticate"] == "Bearer"
+        assert client.request(method, path, headers=auth("dg_x_forged")).status_code == 401
+
+
+def test_admin_routes_refuse_analysts(api) -> None:
+    client, tokens, _ = api
+    response = client.get("/v1/audit", headers=auth(tokens["analyst"]))
+    assert response.status_code == 403 and response.json()["error"]["code"] == "forbidden"
+    body = {"role": "admin", "name": "escalation"}
+    assert client.post("/v1/tokens", json=body, headers=auth(tokens["analyst"])).status_code == 403
+    created = client.post("/v1/tokens", json=body, headers=auth(tokens["admin"]))
+    assert created.status_code == 201
+    assert client.get("/v1/audit", headers=auth(created.json()["token"])).status_code == 200
+
+
+def test_tokens_are_stored_hashed_and_revocable(api) -> None:
+    client, _, store = api
+    token, principal = create_token(store, "analyst", "to-revoke")
+    stored = store.query("SELECT token_hash FROM {db}.api_tokens FINAL")
+    assert token not in {r["token_hash"] for r in stored}
+    assert revoke_token(store, principal.token_id)
+    fresh = create_app(Settings(), store)  # a new verifier: no cached answer
+    with TestClient(fresh) as other:
+        assert other.get("/v1/accounts", headers=auth(token)).status_code == 401
+
+
+def test_accounts_ranked_by_latest_score_in_pages(api) -> None:
+    client, tokens, _ = api
+    first = client.get("/v1/accounts", params={"limit": 2}, headers=auth(tokens["analyst"]))
+    assert first.status_code == 200
+    page = first.json()
+    assert [a["account_id"] for a in page["items"]] == ["acct-high", "acct-mid"]
+    assert page["items"][0]["label"] == "extraction" and page["items"][0]["requests_seen"] == 40
+    assert page["next_offset"] == 2
+    second = client.get(
+        "/v1/accounts", params={"limit": 2, "offset": 2}, headers=auth(tokens["analyst"])
+    ).json()
+    assert [a["account_id"] for a in second["items"]] == ["acct-low"]
+    assert second["next_offset"] is None
+    flagged = client.get(
+        "/v1/accounts", params={"label": "extraction"}, headers=auth(tokens["analyst"])
+    ).json()
+    assert [a["account_id"] for a in flagged["items"]] == ["acct-high"]
+
+
+def test_evidence_views_are_audited(api) -> None:
+    client, tokens, _ = api
+    detail = client.get("/v1/accounts/acct-high", headers=auth(tokens["analyst"]))
+    assert detail.status_code == 200
+    body = detail.json()
+    assert body["latest"]["label"] == "extraction" and body["requests"] == 3
+    assert body["latest"]["reasons"][0]["signal"] == "greedy_share"
+    events = client.get(
+        "/v1/events", params={"account_id": "acct-high"}, headers=auth(tokens["analyst"])
+    )
+    assert [e["prompt_text"] for e in events.json()["items"]][0] == "prompt 0 <script>"
+    log = client.get("/v1/audit", headers=auth(tokens["admin"])).json()["items"]
+    actions = {(r["action"], r["account_id"], r["role"]) for r in log}
+    assert {("view_account", "acct-high", "analyst"), ("view_events", "acct-high", "analyst")} <= (
+        actions
+    )
+    missing = client.get("/v1/accounts/nobody", headers=auth(tokens["analyst"]))
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
+
+
+def test_redaction_setting_applies_to_prompt_text(api) -> None:
+    _, tokens, store = api
+    with TestClient(create_app(Settings(redact_prompts="hash"), store)) as client:
+        items = client.get(
+            "/v1/events", params={"account_id": "acct-high"}, headers=auth(tokens["analyst"])
+        ).json()["items"]
+    assert items and all(i["prompt_text"].startswith("sha256:") for i in items)
+
+
+@pytest.mark.parametrize(
+    "account", ["' OR 1=1 --", "acct-high' --", "x\\'; DROP TABLE verdicts; --", "%(a)s"]
+)
+def test_injection_strings_are_inert(api, account: str) -> None:
+    client, tokens, store = api
+    response = client.get(
+        "/v1/verdicts", params={"account_id": account}, headers=auth(tokens["analyst"])
+    )
+    assert response.status_code == 200 and response.json()["items"] == []
+    assert client.get(f"/v1/accounts/{account}", headers=auth(tokens["analyst"])).status_code in (
+        404,
+    )
+    assert store.count("verdicts") == 4
+
+
+def test_invalid_filters_get_one_error_shape(api) -> None:
+    client, tokens, _ = api
+    for params in ({"label": "evil"}, {"limit": 0}, {"limit": 10_000}, {"since": "yesterday"}):
+        response = client.get("/v1/verdicts", params=params, headers=auth(tokens["analyst"]))
+        assert response.status_code == 422, params
+        error = response.json()["error"]
+        assert error["code"] == "invalid_request" and error["message"][0]["location"]
+
+
+def test_openapi_and_metrics_behind_a_token(api) -> None:
+    client, tokens, _ = api
+    schema = client.get("/openapi.json", headers=auth(tokens["analyst"])).json()
+    assert "/v1/accounts" in schema["paths"]
+    client.get("/v1/accounts", headers=auth(tokens["analyst"]))
+    metrics = client.get("/metrics", headers=auth(tokens["analyst"])).text
+    assert 'distillguard_api_requests_total{route="/v1/accounts",status="200"}' in metrics
