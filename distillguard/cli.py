@@ -80,15 +80,15 @@ def replay(
     batch_size: Annotated[int, typer.Option(help="Events per checkpoint.")] = 2000,
 ) -> None:
     """Run a JSONL request log through the pipeline into the store (idempotent: rerun freely)."""
+    from services.webhooks import store_sinks
     from storage import open_store
     from streaming.files import run_file
     from streaming.pipeline import build_pipeline
-    from streaming.sinks import StoreSink
 
     settings = get_settings()
     store = open_store(settings)
     try:
-        pipeline = build_pipeline(settings, [StoreSink(store)], store)
+        pipeline = build_pipeline(settings, store_sinks(store), store)
         totals = run_file(pipeline, events, batch_size)
     finally:
         store.close()
@@ -165,10 +165,11 @@ def worker(
     import logging
     import os
 
+    from services.webhooks import store_sinks
     from storage import open_store
     from streaming.kafka import KafkaSource, make_producer
     from streaming.pipeline import build_pipeline
-    from streaming.sinks import DeadLetterTopicSink, StoreSink
+    from streaming.sinks import DeadLetterTopicSink
     from streaming.worker import Worker, serve_metrics
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -178,7 +179,7 @@ def worker(
     settings = get_settings()
     store = open_store(settings)
     producer = make_producer(settings.kafka_bootstrap)
-    sinks = [StoreSink(store), DeadLetterTopicSink(producer, settings.dlq_topic)]
+    sinks = [*store_sinks(store), DeadLetterTopicSink(producer, settings.dlq_topic)]
     pipeline = build_pipeline(settings, sinks, store)
     source = KafkaSource(
         settings.kafka_bootstrap,
@@ -312,12 +313,55 @@ def serve(
     port: Annotated[int, typer.Option(help="Port to bind.")] = 8000,
 ) -> None:
     """Serve the analysts' API (tokens required: `distillguard token create`)."""
+    import threading
+
     import uvicorn
 
     from services.api import create_app
 
-    console.print(f"DistillGuard API on http://{host}:{port} (OpenAPI at /docs)")
-    uvicorn.run(create_app(), host=host, port=port, log_level="warning")
+    api = create_app()
+    stop = threading.Event()
+    dispatcher = _dispatcher(api.state.store)
+    if dispatcher:
+        threading.Thread(target=dispatcher.run, args=(stop,), daemon=True).start()
+    console.print(f"DistillGuard API on http://{host}:{port} (OpenAPI at /openapi.json)")
+    try:
+        uvicorn.run(api, host=host, port=port, log_level="warning")
+    finally:
+        stop.set()
+
+
+def _dispatcher(store):
+    """The webhook dispatcher, or None (with a warning) when no signing secret is set."""
+    from services.webhooks import Dispatcher
+
+    secret = get_settings().webhook_secret
+    if secret is None:
+        console.print("[yellow]DG_WEBHOOK_SECRET is not set: alerts stay queued, unsent[/]")
+        return None
+    return Dispatcher(store, secret.get_secret_value().encode())
+
+
+alerts_app = typer.Typer(help="Webhook alerts: the durable outbox and its dispatcher.")
+app.add_typer(alerts_app, name="alerts")
+
+
+@alerts_app.command("dispatch")
+def alerts_dispatch(
+    once: Annotated[bool, typer.Option(help="Attempt due alerts once and exit.")] = False,
+) -> None:
+    """Send due webhook alerts (signed), retrying with backoff for up to 24 hours."""
+    import threading
+
+    from storage import open_store
+
+    dispatcher = _dispatcher(open_store())
+    if dispatcher is None:
+        raise typer.Exit(1)
+    if once:
+        console.print(f"delivered {dispatcher.run_once()}")
+        return
+    dispatcher.run(threading.Event())
 
 
 token_app = typer.Typer(help="API tokens: create and revoke (only their hashes are stored).")

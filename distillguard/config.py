@@ -42,6 +42,8 @@ class Settings(BaseSettings):
     redact_prompts: Literal["none", "hash", "truncate"] = "none"
     redact_truncate_chars: int = 200
     max_event_bytes: int = 8 * 1024 * 1024
+    max_request_bytes: int = 32 * 1024 * 1024  # HTTP ingest body limit (413 beyond)
+    ingest_to: Literal["kafka", "pipeline"] | None = None  # default: kafka with a server store
     batch_size: int = 5000
     metrics_port: int = 9464
     detector: Literal["extraction", "volume"] = "extraction"

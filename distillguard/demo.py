@@ -21,12 +21,12 @@ from detectors.registry import (
     save_calibration,
 )
 from distillguard.config import Settings
+from services.webhooks import store_sinks
 from storage import open_store
 from streaming.events import Event, parse_event
 from streaming.files import run_file
 from streaming.malformed import interleave_malformed
 from streaming.pipeline import build_pipeline
-from streaming.sinks import StoreSink
 from students.actors import (
     AttackConfig,
     PlannedRequest,
@@ -88,7 +88,7 @@ def run_demo(settings: Settings, sessions: int = 400, accounts: int = 60, consol
     )
     store = open_store(settings)
     try:
-        pipeline = build_pipeline(settings, [StoreSink(store)], store)
+        pipeline = build_pipeline(settings, store_sinks(store), store)
         totals = run_file(pipeline, log_path, settings.batch_size)
         console.print(
             f"pipeline: {totals.events} events, {totals.dead_letters} dead letters, "

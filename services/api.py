@@ -22,13 +22,18 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from distillguard import __version__
 from distillguard.config import Settings, get_settings
 from services.auth import Principal, Role, TokenVerifier, audit, create_token
+from services.ingest import Ingestor, KafkaIngestor, PipelineIngestor
+from services.webhooks import Format, add_webhook, remove_webhook, store_sinks, webhooks
 from storage import Store, open_store
 from storage.rows import redact
+from streaming.pipeline import build_pipeline
+from streaming.sinks import DeadLetterTopicSink, StoreSink
 
 MAX_PAGE = 500
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE)]
@@ -45,6 +50,11 @@ ERROR_CODES = {
     413: "payload_too_large",
     422: "invalid_request",
 }
+
+
+class WebhookRequest(BaseModel):
+    url: str = Field(pattern=r"^https?://", max_length=2000)
+    format: Format = "json"
 
 
 class TokenRequest(BaseModel):
@@ -122,12 +132,50 @@ def _requires(role: Role) -> Callable[..., Principal]:
 # Module level, so FastAPI can resolve them from the route functions' string annotations.
 Analyst = Annotated[Principal, Depends(_requires("analyst"))]
 Admin = Annotated[Principal, Depends(_requires("admin"))]
+Ingest = Annotated[Principal, Depends(_requires("ingest"))]
 
 
-def create_app(settings: Settings | None = None, store: Store | None = None) -> FastAPI:
-    """The API over `store` (default: the store the settings name)."""
+def default_ingestor(settings: Settings, store: Store) -> Ingestor:
+    """Kafka when the deployment has a ClickHouse server (production), else the in-process
+    pipeline (the embedded demo); `ingest_to` overrides."""
+    target = settings.ingest_to or ("kafka" if settings.store == "server" else "pipeline")
+    if target == "kafka":
+        from streaming.kafka import make_producer
+
+        producer = make_producer(settings.kafka_bootstrap)
+        return KafkaIngestor(
+            producer,
+            settings.topic,
+            DeadLetterTopicSink(producer, settings.dlq_topic),
+            StoreSink(store),
+            settings.max_event_bytes,
+        )
+    return PipelineIngestor(build_pipeline(settings, store_sinks(store), store=store))
+
+
+def request_lines(body: bytes, content_type: str) -> list[bytes]:
+    """A batch as raw event documents: a JSON array, or one event per line (NDJSON)."""
+    if content_type.split(";")[0].strip() == "application/json":
+        try:
+            documents = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise HTTPException(400, f"body is not JSON: {exc}") from exc
+        if not isinstance(documents, list):
+            raise HTTPException(400, "a JSON body must be an array of events")
+        return [orjson.dumps(document) for document in documents]
+    return [line for line in body.split(b"\n") if line.strip()]
+
+
+def create_app(
+    settings: Settings | None = None,
+    store: Store | None = None,
+    ingestor: Ingestor | None = None,
+) -> FastAPI:
+    """The API over `store` (default: the store the settings name); `ingestor` receives
+    `POST /v1/events` (default: `default_ingestor`, created on first use)."""
     settings = settings or get_settings()
     store = store or open_store(settings)
+    ingestors: list[Ingestor] = [ingestor] if ingestor else []
     verify = TokenVerifier(store)
     registry = CollectorRegistry()
     requests_total = Counter(
@@ -335,6 +383,98 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
             for r in rows
         ]
         return _page(items, limit, offset)
+
+    @app.post("/v1/events", tags=["ingest"], status_code=202)
+    async def ingest_events(request: Request, _who: Ingest) -> dict:
+        """A batch of request events (NDJSON, or a JSON array). Malformed events become dead
+        letters (topic and table) with their reason; the rest go on. 202 once durable."""
+        limit = settings.max_request_bytes
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raise HTTPException(413, f"request body over {limit} bytes; send smaller batches")
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:
+                raise HTTPException(413, f"request body over {limit} bytes; send smaller batches")
+        lines = request_lines(bytes(body), request.headers.get("content-type", ""))
+        if not ingestors:
+            ingestors.append(default_ingestor(settings, store))
+        result = await run_in_threadpool(ingestors[0].ingest, lines)
+        return {"accepted": result.accepted, "dead_letters": result.dead_letters}
+
+    @app.get("/v1/alerts", tags=["alerts"])
+    def alerts(
+        _who: Analyst,
+        status: Annotated[str | None, Query(pattern="^(pending|delivered|expired)$")] = None,
+        limit: Limit = 50,
+        offset: Offset = 0,
+    ) -> dict:
+        rows = store.query(
+            "SELECT alert_id, created_time, kind, account_id, cluster_id, payload_json, status,"
+            " attempts, last_error, webhook_id, acknowledged_by, acknowledged_ms"
+            " FROM {db}.alerts FINAL WHERE %(status)s = '' OR status = %(status)s"
+            " ORDER BY created_time DESC, alert_id LIMIT %(offset)s, %(limit)s",
+            {"status": status or "", "offset": offset, "limit": limit + 1},
+        )
+        items = [
+            {
+                **{k: r[k] for k in ("alert_id", "kind", "status", "last_error", "webhook_id")},
+                "account_id": r["account_id"] or None,
+                "cluster_id": r["cluster_id"] or None,
+                "created_time": int(r["created_time"]),
+                "attempts": int(r["attempts"]),
+                "payload": orjson.loads(r["payload_json"]),
+                "acknowledged_by": r["acknowledged_by"] or None,
+                "acknowledged_ms": int(r["acknowledged_ms"]) or None,
+            }
+            for r in rows
+        ]
+        return _page(items, limit, offset)
+
+    @app.post("/v1/alerts/{alert_id}/ack", tags=["alerts"])
+    def acknowledge(request: Request, alert_id: str, who: Analyst) -> dict:
+        rows = store.query(
+            "SELECT * FROM {db}.alerts FINAL WHERE alert_id = %(a)s", {"a": alert_id}
+        )
+        if not rows:
+            raise HTTPException(404, f"no alert {alert_id!r}")
+        row = rows[0]
+        now_ms = int(time.time() * 1000)
+        store.insert(
+            "alerts",
+            [
+                {
+                    **row,
+                    "acknowledged_by": who.token_id,
+                    "acknowledged_ms": now_ms,
+                    "version": int(row["version"]) + 1,
+                }
+            ],
+        )
+        record(request, who, "acknowledge_alert", account_id=row["account_id"])
+        return {"alert_id": alert_id, "acknowledged_by": who.token_id, "acknowledged_ms": now_ms}
+
+    @app.get("/v1/webhooks", tags=["admin"])
+    def list_webhooks(_who: Admin) -> dict:
+        items = [
+            {"webhook_id": h["webhook_id"], "url": h["url"], "format": h["format"]}
+            for h in webhooks(store)
+        ]
+        return {"items": items, "limit": len(items), "offset": 0, "next_offset": None}
+
+    @app.post("/v1/webhooks", tags=["admin"], status_code=201)
+    def new_webhook(request: Request, body: WebhookRequest, who: Admin) -> dict:
+        webhook_id = add_webhook(store, body.url, body.format)
+        record(request, who, f"add_webhook:{webhook_id}")
+        return {"webhook_id": webhook_id, "url": body.url, "format": body.format}
+
+    @app.delete("/v1/webhooks/{webhook_id}", tags=["admin"])
+    def delete_webhook(request: Request, webhook_id: str, who: Admin) -> dict:
+        if not remove_webhook(store, webhook_id):
+            raise HTTPException(404, f"no webhook {webhook_id!r}")
+        record(request, who, f"remove_webhook:{webhook_id}")
+        return {"webhook_id": webhook_id, "active": False}
 
     @app.get("/v1/audit", tags=["admin"])
     def audit_log(

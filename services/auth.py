@@ -16,9 +16,14 @@ from typing import Literal
 
 from storage import Store
 
-Role = Literal["analyst", "admin"]
-ROLES: tuple[Role, ...] = ("analyst", "admin")
-ROLE_RANK = {"analyst": 1, "admin": 2}  # an admin can do everything an analyst can
+Role = Literal["analyst", "admin", "ingest"]
+ROLES: tuple[Role, ...] = ("analyst", "admin", "ingest")
+# What each role may do: `ingest` is the provider's gateway posting events and nothing else.
+PERMITS: dict[str, set[str]] = {
+    "analyst": {"analyst"},
+    "ingest": {"ingest"},
+    "admin": {"analyst", "admin", "ingest"},
+}
 TOKEN_CACHE_SECONDS = 30.0
 
 
@@ -31,7 +36,7 @@ class Principal:
     role: Role
 
     def can(self, role: Role) -> bool:
-        return ROLE_RANK[self.role] >= ROLE_RANK[role]
+        return role in PERMITS[self.role]
 
 
 def token_hash(token: str) -> str:

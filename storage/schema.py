@@ -127,21 +127,30 @@ CLUSTERS = Table(
     order_by=("cluster_id",),
 )
 
+_ALERT_COLUMNS_V1 = (
+    ("alert_id", "String"),  # also the webhook's idempotency key
+    ("created_time", "DateTime"),
+    ("kind", "String"),
+    ("account_id", "String"),
+    ("cluster_id", "String"),
+    ("payload_json", "String"),
+    ("status", "String"),  # pending | delivered | expired
+    ("attempts", "UInt32"),
+    ("next_attempt_ms", "UInt64"),
+    ("last_error", "String"),
+    ("version", "UInt64"),
+)
+_ALERT_COLUMNS_V4 = (
+    ("webhook_id", "String"),
+    ("acknowledged_by", "String"),
+    ("acknowledged_ms", "UInt64"),
+)
+ALERTS_V1 = Table(
+    "alerts", _ALERT_COLUMNS_V1, order_by=("alert_id",), partition_time_column="created_time"
+)
 ALERTS = Table(
     "alerts",
-    (
-        ("alert_id", "String"),
-        ("created_time", "DateTime"),
-        ("kind", "String"),
-        ("account_id", "String"),
-        ("cluster_id", "String"),
-        ("payload_json", "String"),
-        ("status", "String"),
-        ("attempts", "UInt32"),
-        ("next_attempt_ms", "UInt64"),
-        ("last_error", "String"),
-        ("version", "UInt64"),
-    ),
+    _ALERT_COLUMNS_V1[:-1] + _ALERT_COLUMNS_V4 + _ALERT_COLUMNS_V1[-1:],
     order_by=("alert_id",),
     partition_time_column="created_time",
 )
@@ -212,6 +221,19 @@ AUDIT_LOG = Table(
     partition_time_column="audit_time",
 )
 
+WEBHOOKS = Table(
+    "webhooks",
+    (
+        ("webhook_id", "String"),
+        ("url", "String"),
+        ("format", "String"),  # "json" (signed DistillGuard payload) or "slack"
+        ("created_time", "DateTime"),
+        ("active", "UInt8"),
+        ("version", "UInt64"),
+    ),
+    order_by=("webhook_id",),
+)
+
 SCHEMA_MIGRATIONS = Table(
     "schema_migrations",
     (
@@ -235,6 +257,7 @@ TABLES: dict[str, Table] = {
         RESPONSE_FINGERPRINTS,
         API_TOKENS,
         AUDIT_LOG,
+        WEBHOOKS,
         SCHEMA_MIGRATIONS,
     )
 }
@@ -254,14 +277,25 @@ MIGRATIONS: tuple[Migration, ...] = (
         1,
         "initial tables",
         tuple(
-            table.create_sql("{db}")
+            (ALERTS_V1 if table is ALERTS else table).create_sql("{db}")
             for table in TABLES.values()
-            if table not in (SCHEMA_MIGRATIONS, API_TOKENS, AUDIT_LOG)
+            if table not in (SCHEMA_MIGRATIONS, API_TOKENS, AUDIT_LOG, WEBHOOKS)
         ),
     ),
     Migration(
         2,
         "api tokens and audit log",
         (API_TOKENS.create_sql("{db}"), AUDIT_LOG.create_sql("{db}")),
+    ),
+    Migration(3, "webhook subscriptions", (WEBHOOKS.create_sql("{db}"),)),
+    Migration(
+        4,
+        "alerts: webhook and acknowledgement",
+        tuple(
+            f"ALTER TABLE {{db}}.alerts ADD COLUMN {name} {ch_type} AFTER {after}"
+            for (name, ch_type), after in zip(
+                _ALERT_COLUMNS_V4, ("last_error", "webhook_id", "acknowledged_by"), strict=True
+            )
+        ),
     ),
 )

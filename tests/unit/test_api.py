@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
+import orjson
 import pytest
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
@@ -187,3 +188,99 @@ def test_openapi_and_metrics_behind_a_token(api) -> None:
     client.get("/v1/accounts", headers=auth(tokens["analyst"]))
     metrics = client.get("/metrics", headers=auth(tokens["analyst"])).text
     assert 'distillguard_api_requests_total{route="/v1/accounts",status="200"}' in metrics
+
+
+GOOD = {
+    "request_id": "ingest-1",
+    "account_id": "acct-ingest",
+    "timestamp": "2026-11-20T12:00:00Z",
+    "prompt": "How do tides work?",
+}
+
+
+def ingest_client(store: Store, ingestor=None, **settings) -> TestClient:
+    config = Settings(detector="volume", embedding_tier="off", **settings)
+    return TestClient(create_app(config, store, ingestor))
+
+
+def test_http_ingest_validates_and_dead_letters(store: Store) -> None:
+    token = create_token(store, "ingest", "gateway")[0]
+    lines = [
+        orjson.dumps(GOOD),
+        orjson.dumps({**GOOD, "request_id": "ingest-2"}),
+        b'{"request_id": "broken", "account_id": ',
+        orjson.dumps({**GOOD, "request_id": "ingest-3", "timestamp": "yesterday"}),
+    ]
+    with ingest_client(store) as client:
+        response = client.post(
+            "/v1/events",
+            content=b"\n".join(lines),
+            headers={**auth(token), "Content-Type": "application/x-ndjson"},
+        )
+        assert response.status_code == 202, response.text
+        body = response.json()
+        assert body["accepted"] == 2
+        assert [d["index"] for d in body["dead_letters"]] == [2, 3]
+        # An ingest token can post events and do nothing else.
+        assert client.get("/v1/accounts", headers=auth(token)).status_code == 403
+    assert store.count("events") == 2
+    letters = store.query("SELECT raw, reason FROM {db}.dead_letters FINAL ORDER BY raw")
+    assert {r["raw"] for r in letters} == {lines[2].decode(), lines[3].decode()}
+    assert all(r["reason"] for r in letters)
+
+
+def test_http_ingest_takes_json_arrays_and_refuses_oversized_bodies(store: Store) -> None:
+    token = create_token(store, "ingest", "gateway")[0]
+    with ingest_client(store, max_request_bytes=2048) as client:
+        ok = client.post("/v1/events", json=[GOOD], headers=auth(token))
+        assert ok.status_code == 202 and ok.json()["accepted"] == 1
+        big = [{**GOOD, "request_id": f"big-{i}", "prompt": "x" * 500} for i in range(10)]
+        refused = client.post("/v1/events", json=big, headers=auth(token))
+        assert refused.status_code == 413
+        assert refused.json()["error"]["code"] == "payload_too_large"
+        bad = client.post(
+            "/v1/events",
+            content=b"{not json",
+            headers={**auth(token), "Content-Type": "application/json"},
+        )
+        assert bad.status_code == 400 and bad.json()["error"]["code"] == "bad_request"
+    assert store.count("events") == 1
+
+
+def test_webhooks_and_alert_acknowledgement(api) -> None:
+    from services.webhooks import AlertSink
+
+    client, tokens, store = api
+    hook = {"url": "https://hooks.example.test/dg", "format": "slack"}
+    assert (
+        client.post("/v1/webhooks", json=hook, headers=auth(tokens["analyst"])).status_code == 403
+    )
+    created = client.post("/v1/webhooks", json=hook, headers=auth(tokens["admin"])).json()
+    bad = client.post(
+        "/v1/webhooks", json={"url": "javascript:alert(1)"}, headers=auth(tokens["admin"])
+    )
+    assert bad.status_code == 422
+    sink = AlertSink(store)
+    sink.add_verdicts(
+        [
+            Verdict(
+                account_id="acct-high",
+                timestamp=T0,
+                requests_seen=40,
+                score=0.9,
+                label="extraction",
+                reasons=[],
+                detector_version="fusion-1",
+            )
+        ]
+    )
+    sink.flush()
+    (alert,) = client.get("/v1/alerts", headers=auth(tokens["analyst"])).json()["items"]
+    assert alert["status"] == "pending" and alert["webhook_id"] == created["webhook_id"]
+    acked = client.post(f"/v1/alerts/{alert['alert_id']}/ack", headers=auth(tokens["analyst"]))
+    assert acked.status_code == 200
+    (again,) = client.get("/v1/alerts", headers=auth(tokens["analyst"])).json()["items"]
+    assert again["acknowledged_by"] and again["status"] == "pending"
+    removed = client.delete(f"/v1/webhooks/{created['webhook_id']}", headers=auth(tokens["admin"]))
+    assert removed.status_code == 200
+    assert client.get("/v1/webhooks", headers=auth(tokens["admin"])).json()["items"] == []
