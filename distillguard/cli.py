@@ -393,3 +393,26 @@ def token_revoke(token_id: Annotated[str, typer.Argument(help="The token's id.")
     if not revoke_token(open_store(), token_id):
         raise typer.BadParameter(f"no token {token_id!r}")
     console.print(f"revoked {token_id}")
+
+
+@app.command()
+def report(
+    out: Annotated[Path, typer.Option(help="Folder to write the report into.")],
+    account: Annotated[str | None, typer.Option(help="One account.")] = None,
+    campaign: Annotated[str | None, typer.Option(help="One campaign (cluster id).")] = None,
+    since: Annotated[str | None, typer.Option(help="Start of a time range (ISO 8601).")] = None,
+    until: Annotated[str | None, typer.Option(help="End of a time range (ISO 8601).")] = None,
+    pdf: Annotated[bool, typer.Option(help="Also print the HTML to PDF (Chromium).")] = True,
+) -> None:
+    """A forensic report (PDF, HTML, JSON, events CSV, charts) with a SHA-256 manifest."""
+    from datetime import datetime
+
+    from services.reports import Subject, write_report
+    from storage import open_store
+
+    def ms(value: str | None, default: int) -> int:
+        return int(datetime.fromisoformat(value).timestamp() * 1000) if value else default
+
+    subject = Subject(account, campaign, ms(since, 0), ms(until, 2**63 - 1))
+    manifest = write_report(open_store(), get_settings(), subject, out, pdf)
+    console.print(f"report for {subject.title} in {out} (sha256 {manifest['report_sha256']})")

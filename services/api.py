@@ -11,6 +11,7 @@ All SQL takes its values through placeholders.
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any
@@ -18,7 +19,7 @@ from typing import Annotated, Any
 import orjson
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 from pydantic import BaseModel, Field
@@ -29,9 +30,10 @@ from distillguard import __version__
 from distillguard.config import Settings, get_settings
 from services.auth import Principal, Role, TokenVerifier, audit, create_token
 from services.ingest import Ingestor, KafkaIngestor, PipelineIngestor
+from services.reports import Subject, write_report
 from services.webhooks import Format, add_webhook, remove_webhook, store_sinks, webhooks
 from storage import Store, open_store
-from storage.rows import redact
+from storage.rows import redact_for_display
 from streaming.pipeline import build_pipeline
 from streaming.sinks import DeadLetterTopicSink, StoreSink
 
@@ -55,6 +57,14 @@ ERROR_CODES = {
 class WebhookRequest(BaseModel):
     url: str = Field(pattern=r"^https?://", max_length=2000)
     format: Format = "json"
+
+
+class ReportRequest(BaseModel):
+    account_id: str | None = Field(default=None, max_length=512)
+    cluster_id: str | None = Field(default=None, max_length=512)
+    since: datetime | None = None
+    until: datetime | None = None
+    pdf: bool = True
 
 
 class TokenRequest(BaseModel):
@@ -81,13 +91,6 @@ def _page(items: list[dict], limit: int, offset: int) -> dict:
         "offset": offset,
         "next_offset": offset + limit if more else None,
     }
-
-
-def _shown(prompt: str, settings: Settings) -> str:
-    """Prompt text under the current redaction setting (already-hashed text stays as it is)."""
-    if prompt.startswith("sha256:"):
-        return prompt
-    return redact(prompt, settings.redact_prompts, settings.redact_truncate_chars)
 
 
 def _ms(value: datetime | None) -> int | None:
@@ -373,7 +376,9 @@ def create_app(
             {
                 **{k: r[k] for k in ("request_id", "account_id", "model", "endpoint")},
                 "timestamp_ms": int(r["event_ms"]),
-                "prompt_text": _shown(r["prompt_text"], settings),
+                "prompt_text": redact_for_display(
+                    r["prompt_text"], settings.redact_prompts, settings.redact_truncate_chars
+                ),
                 "prompt_chars": int(r["prompt_chars"]),
                 "turn_count": int(r["turn_count"]),
                 "params": orjson.loads(r["params_json"] or "{}"),
@@ -402,6 +407,49 @@ def create_app(
             ingestors.append(default_ingestor(settings, store))
         result = await run_in_threadpool(ingestors[0].ingest, lines)
         return {"accepted": result.accepted, "dead_letters": result.dead_letters}
+
+    reports_dir = settings.data_dir / "reports"
+
+    @app.post("/v1/reports", tags=["reports"], status_code=201)
+    def new_report(request: Request, body: ReportRequest, who: Analyst) -> dict:
+        """Generate a forensic report (PDF, HTML, JSON, CSV, charts, SHA-256 manifest)."""
+        subject = Subject(
+            body.account_id, body.cluster_id, _ms(body.since) or 0, _ms(body.until) or 2**63 - 1
+        )
+        report_id = uuid.uuid4().hex
+        manifest = write_report(store, settings, subject, reports_dir / report_id, body.pdf)
+        record(
+            request,
+            who,
+            f"generate_report:{report_id}",
+            account_id=body.account_id or "",
+            cluster_id=body.cluster_id or "",
+        )
+        return {
+            "report_id": report_id,
+            "report_sha256": manifest["report_sha256"],
+            "files": [a["file"] for a in manifest["artifacts"]] + ["manifest.json"],
+        }
+
+    @app.get("/v1/reports/{report_id}/{name}", tags=["reports"])
+    def report_file(request: Request, report_id: str, name: str, who: Analyst) -> FileResponse:
+        """Download one file of a report (only files its manifest lists)."""
+        folder = reports_dir / report_id
+        if not report_id.isalnum() or not (folder / "manifest.json").exists():
+            raise HTTPException(404, f"no report {report_id!r}")
+        manifest = orjson.loads((folder / "manifest.json").read_bytes())
+        listed = {a["file"] for a in manifest["artifacts"]} | {"manifest.json"}
+        if name not in listed:
+            raise HTTPException(404, f"report {report_id} has no file {name!r}")
+        subject = manifest["subject"]
+        record(
+            request,
+            who,
+            f"export_report:{report_id}/{name}",
+            account_id=subject.get("account_id") or "",
+            cluster_id=subject.get("cluster_id") or "",
+        )
+        return FileResponse(folder / name, filename=name)
 
     @app.get("/v1/alerts", tags=["alerts"])
     def alerts(

@@ -23,6 +23,12 @@ def redact(text: str, policy: RedactPolicy, truncate_chars: int = 200) -> str:
     return "sha256:" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
+def redact_for_display(text: str, policy: RedactPolicy, truncate_chars: int = 200) -> str:
+    """Stored prompt text under the redaction policy in force now (a policy may have tightened
+    since ingest); text already hashed at ingest stays as it is."""
+    return text if text.startswith("sha256:") else redact(text, policy, truncate_chars)
+
+
 def _json(value: object) -> str:
     return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
 
