@@ -14,18 +14,21 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 from typing import Annotated, Any
 
 import orjson
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+import dashboards
 from distillguard import __version__
 from distillguard.config import Settings, get_settings
 from services.auth import Principal, Role, TokenVerifier, audit, create_token
@@ -37,6 +40,7 @@ from storage.rows import redact_for_display
 from streaming.pipeline import build_pipeline
 from streaming.sinks import DeadLetterTopicSink, StoreSink
 
+DASHBOARD = Path(dashboards.__file__).parent / "web"
 MAX_PAGE = 500
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE)]
 Offset = Annotated[int, Query(ge=0, le=1_000_000)]
@@ -205,6 +209,9 @@ def create_app(
     @app.middleware("http")
     async def count_requests(request: Request, call_next: Callable) -> Response:
         response = await call_next(request)
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["X-Frame-Options"] = "DENY"
+        response.headers["Referrer-Policy"] = "no-referrer"
         route = request.scope.get("route")
         requests_total.labels(getattr(route, "path", "unmatched"), str(response.status_code)).inc()
         return response
@@ -549,6 +556,13 @@ def create_app(
         token, created = create_token(store, body.role, body.name)
         record(request, who, f"create_token:{created.token_id}")
         return {"token": token, "token_id": created.token_id, "role": created.role}
+
+    # The dashboard's static files hold no data (every data call needs the token).
+    app.mount("/dashboard", StaticFiles(directory=DASHBOARD, html=True), name="dashboard")
+
+    app.router.add_route(
+        "/", lambda _request: RedirectResponse("/dashboard/"), include_in_schema=False
+    )
 
     app.state.store = store
     app.state.verify = verify
