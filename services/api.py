@@ -208,7 +208,13 @@ def create_app(
 
     @app.middleware("http")
     async def count_requests(request: Request, call_next: Callable) -> Response:
-        response = await call_next(request)
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > settings.max_request_bytes:
+            response: Response = _error(
+                413, f"request body over {settings.max_request_bytes} bytes"
+            )
+        else:
+            response = await call_next(request)
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["X-Frame-Options"] = "DENY"
         response.headers["Referrer-Policy"] = "no-referrer"

@@ -284,3 +284,12 @@ def test_webhooks_and_alert_acknowledgement(api) -> None:
     removed = client.delete(f"/v1/webhooks/{created['webhook_id']}", headers=auth(tokens["admin"]))
     assert removed.status_code == 200
     assert client.get("/v1/webhooks", headers=auth(tokens["admin"])).json()["items"] == []
+
+
+def test_oversized_bodies_get_a_clear_413_on_every_route(api) -> None:
+    client, tokens, store = api
+    with TestClient(create_app(Settings(max_request_bytes=1024), store)) as small:
+        body = {"role": "analyst", "name": "x" * 5000}
+        response = small.post("/v1/tokens", json=body, headers=auth(tokens["admin"]))
+        assert response.status_code == 413
+        assert "1024 bytes" in response.json()["error"]["message"]
