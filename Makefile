@@ -25,6 +25,7 @@ test: $(INSTALLED)
 # detection quality and detector throughput on the companion's real-prompt scenario.
 bench: $(INSTALLED)
 	scripts/with-services $(BIN)/python -m bench.pipeline $(BENCH_ARGS)
+	scripts/with-services $(BIN)/python -m bench.api $(API_BENCH_ARGS)
 	$(BIN)/python -m bench.detection --large-batch 5000 $(DETECTION_ARGS)
 
 lint: $(INSTALLED)

@@ -28,9 +28,10 @@ def api_schema(chdb_path, tmp_path_factory):
         data_dir=tmp_path_factory.mktemp("fuzz"), detector="volume", embedding_tier="off"
     )
     app = create_app(config, store)
-    return schemathesis.openapi.from_asgi(
+    yield schemathesis.openapi.from_asgi(
         "/openapi.json", app, headers={"Authorization": f"Bearer {TOKENS['admin']}"}
     )
+    store.close()  # chDB holds one data folder per process: other tests open their own
 
 
 def test_no_server_errors(api_schema) -> None:

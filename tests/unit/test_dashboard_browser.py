@@ -123,6 +123,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, chdb_path: Path) -> Iterato
     yield f"http://127.0.0.1:{port}", token
     web.should_exit = True
     thread.join(timeout=10)
+    store.close()  # chDB holds one data folder per process: other tests open their own
 
 
 @pytest.fixture
