@@ -5,7 +5,7 @@
 Needs the ClickHouse server (`make bench` starts it). The data set is generated inside ClickHouse
 (`INSERT … SELECT FROM system.numbers`, so 10M events take seconds, not a Python loop) into the
 database `dgbench_api`, once, and reused while its counts match: `accounts` accounts, `events`
-events spread evenly over them, three verdicts per account. Requests go through the real FastAPI
+events spread evenly over them, three verdicts and a detector checkpoint per account. Requests go through the real FastAPI
 app (in-process ASGI client: the figures are API + ClickHouse, without network).
 """
 
@@ -34,7 +34,8 @@ console = Console()
 
 def populate(store: ClickHouseServer, accounts: int, events: int) -> float:
     """Fill events and verdicts unless they already hold these counts; returns seconds spent."""
-    if store.count("events", final=False) == events and store.count("verdicts") == 3 * accounts:
+    counts = (store.count("events", final=False), store.count("verdicts", final=False))
+    if counts == (events, 3 * accounts) and store.count("account_state") == accounts:
         return 0.0
     started = time.perf_counter()
     store.execute("DROP DATABASE IF EXISTS {db}")
@@ -64,6 +65,12 @@ def populate(store: ClickHouseServer, accounts: int, events: int) -> float:
         ' \'[{"signal":"greedy_share","value":1.0,"contribution":0.2}]\', \'fusion-1\', 1'
         " FROM system.numbers LIMIT %(n)s",
         {"n": 3 * accounts, "base": BASE_SECONDS},
+    )
+    store.execute(
+        "INSERT INTO {db}.account_state (account_id, detector, requests_seen, state_json,"
+        " updated_ms, version) SELECT concat('acct-', toString(number)), 'extraction',"
+        " %(per)s, '{}', %(base)s * 1000, 1 FROM system.numbers LIMIT %(a)s",
+        {"a": accounts, "per": events // accounts, "base": BASE_SECONDS},
     )
     return time.perf_counter() - started
 

@@ -133,7 +133,7 @@ def test_evidence_views_are_audited(api) -> None:
     detail = client.get("/v1/accounts/acct-high", headers=auth(tokens["analyst"]))
     assert detail.status_code == 200
     body = detail.json()
-    assert body["latest"]["label"] == "extraction" and body["requests"] == 3
+    assert body["latest"]["label"] == "extraction" and body["requests"] == 40
     assert body["latest"]["reasons"][0]["signal"] == "greedy_share"
     events = client.get(
         "/v1/events", params={"account_id": "acct-high"}, headers=auth(tokens["analyst"])
