@@ -5,8 +5,9 @@
 Needs the ClickHouse server (`make bench` starts it). The data set is generated inside ClickHouse
 (`INSERT … SELECT FROM system.numbers`, so 10M events take seconds, not a Python loop) into the
 database `dgbench_api`, once, and reused while its counts match: `accounts` accounts, `events`
-events spread evenly over them, three verdicts and a detector checkpoint per account. Requests go through the real FastAPI
-app (in-process ASGI client: the figures are API + ClickHouse, without network).
+events spread evenly over them, three verdicts and a detector checkpoint per account. Requests
+go through the real FastAPI app (in-process ASGI client: the figures are API + ClickHouse,
+without network).
 """
 
 from __future__ import annotations
