@@ -97,6 +97,28 @@ def _page(items: list[dict], limit: int, offset: int) -> dict:
     }
 
 
+def _one(store: Store, table: str, column: str, value: str, what: str) -> dict:
+    """The row whose `column` is `value` (table and column are fixed names from this module,
+    never input), or a 404."""
+    rows = store.query(
+        f"SELECT * FROM {{db}}.{table} FINAL WHERE {column} = %(value)s",  # noqa: S608
+        {"value": value},
+    )
+    if not rows:
+        raise HTTPException(404, f"no {what} {value!r}")
+    return rows[0]
+
+
+def _cluster(row: dict) -> dict:
+    return {
+        "cluster_id": row["cluster_id"],
+        "updated_time": int(row["updated_time"]),
+        "members": list(row["members"]),
+        "score": float(row["score"]),
+        "label": row["label"],
+    }
+
+
 def _ms(value: datetime | None) -> int | None:
     return None if value is None else int(value.timestamp() * 1000)
 
@@ -331,35 +353,13 @@ def create_app(
             " ORDER BY score DESC, cluster_id LIMIT %(offset)s, %(limit)s",
             {"label": label or "", "offset": offset, "limit": limit + 1},
         )
-        items = [
-            {
-                "cluster_id": r["cluster_id"],
-                "updated_time": int(r["updated_time"]),
-                "members": list(r["members"]),
-                "score": float(r["score"]),
-                "label": r["label"],
-            }
-            for r in rows
-        ]
-        return _page(items, limit, offset)
+        return _page([_cluster(r) for r in rows], limit, offset)
 
     @app.get("/v1/clusters/{cluster_id}", tags=["clusters"])
     def cluster(request: Request, cluster_id: str, who: Analyst) -> dict:
-        rows = store.query(
-            "SELECT * FROM {db}.clusters FINAL WHERE cluster_id = %(c)s", {"c": cluster_id}
-        )
-        if not rows:
-            raise HTTPException(404, f"no campaign {cluster_id!r}")
+        row = _one(store, "clusters", "cluster_id", cluster_id, "campaign")
         record(request, who, "view_cluster", cluster_id=cluster_id)
-        row = rows[0]
-        return {
-            "cluster_id": row["cluster_id"],
-            "updated_time": int(row["updated_time"]),
-            "members": list(row["members"]),
-            "score": float(row["score"]),
-            "label": row["label"],
-            "evidence": orjson.loads(row["evidence_json"] or "{}"),
-        }
+        return {**_cluster(row), "evidence": orjson.loads(row["evidence_json"] or "{}")}
 
     @app.get("/v1/events", tags=["events"])
     def events(
@@ -497,12 +497,7 @@ def create_app(
 
     @app.post("/v1/alerts/{alert_id}/ack", tags=["alerts"])
     def acknowledge(request: Request, alert_id: str, who: Analyst) -> dict:
-        rows = store.query(
-            "SELECT * FROM {db}.alerts FINAL WHERE alert_id = %(a)s", {"a": alert_id}
-        )
-        if not rows:
-            raise HTTPException(404, f"no alert {alert_id!r}")
-        row = rows[0]
+        row = _one(store, "alerts", "alert_id", alert_id, "alert")
         now_ms = int(time.time() * 1000)
         store.insert(
             "alerts",
