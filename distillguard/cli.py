@@ -335,11 +335,12 @@ def _dispatcher(store):
     """The webhook dispatcher, or None (with a warning) when no signing secret is set."""
     from services.webhooks import Dispatcher
 
-    secret = get_settings().webhook_secret
-    if secret is None:
+    settings = get_settings()
+    if settings.webhook_secret is None:
         console.print("[yellow]DG_WEBHOOK_SECRET is not set: alerts stay queued, unsent[/]")
         return None
-    return Dispatcher(store, secret.get_secret_value().encode())
+    secret = settings.webhook_secret.get_secret_value().encode()
+    return Dispatcher(store, secret, base_delay_s=settings.webhook_retry_base_s)
 
 
 alerts_app = typer.Typer(help="Webhook alerts: the durable outbox and its dispatcher.")

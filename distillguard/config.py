@@ -52,6 +52,7 @@ class Settings(BaseSettings):
     target_fpr: float = 0.001  # share of benign accounts the extraction threshold may flag
     api_token: SecretStr | None = None
     webhook_secret: SecretStr | None = None
+    webhook_retry_base_s: float = 2.0  # first retry after 1-2 s, doubling up to an hour
 
     @classmethod
     def settings_customise_sources(

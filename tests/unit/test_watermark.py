@@ -1,0 +1,64 @@
+"""The output watermark on the real companion teacher: watermarked answers test far beyond chance,
+the same teacher's ordinary answers and human ShareGPT text do not, repeated n-grams count once,
+and a wrong key finds nothing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from provenance.watermark import (
+    GreenList,
+    WatermarkKey,
+    WatermarkLogitsProcessor,
+    score_text,
+    score_windows,
+    windows,
+)
+from students.prompts import attack_pool, benign_conversations
+from students.teacher import GenerationSettings, Teacher
+
+KEY = WatermarkKey(b"provider-secret-key")
+
+
+@pytest.fixture(scope="module")
+def answers(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[str]]:
+    folder = Path(".distillguard/teacher")
+    plain = Teacher(folder)
+    vocab = len(plain.tokenizer)
+    marked = Teacher(
+        folder, logits_processor=WatermarkLogitsProcessor(KEY, vocab), model_tag="wm-test"
+    )
+    prompts = [[{"role": "user", "content": p}] for p in attack_pool()[:8]]
+    settings = GenerationSettings(temperature=0.7, max_tokens=48, seed=1)
+    return {
+        "marked": [c[0].text for c in marked.complete(prompts, settings)],
+        "plain": [c[0].text for c in plain.complete(prompts, settings)],
+        "tokenizer": plain.tokenizer,  # type: ignore[dict-item]
+    }
+
+
+def test_watermarked_answers_are_detected_and_plain_ones_are_not(answers) -> None:
+    tokenizer = answers["tokenizer"]
+    greens = GreenList(KEY, len(tokenizer))
+    marked = score_text(greens, tokenizer, answers["marked"])
+    plain = score_text(greens, tokenizer, answers["plain"])
+    human_answers = [
+        text for c in benign_conversations()[:40] for role, text in c.turns if role == "assistant"
+    ]
+    human = score_text(greens, tokenizer, human_answers[:40])  # ChatGPT's, not our model's
+    assert marked.scored >= 150 and marked.p_value < 1e-6 and marked.z > 5, marked
+    assert plain.p_value > 0.001 and abs(plain.z) < 3.5, plain
+    assert human.p_value > 0.001, human
+    wrong = GreenList(WatermarkKey(b"someone-else"), len(tokenizer))
+    assert score_text(wrong, tokenizer, answers["marked"]).p_value > 0.001
+
+
+def test_repeated_windows_are_scored_once() -> None:
+    greens = GreenList(KEY, 1000)
+    once = score_windows(greens, windows([5, 6, 7, 8], 1))
+    repeated = score_windows(greens, windows([5, 6, 7, 8] * 50, 1))
+    assert once.scored == 3 and repeated.scored == 4  # (8, 5) is the one new window
+    assert greens.green_count == 250
+    assert greens.is_green((5,), int(greens.green_ids((5,))[0]))
