@@ -303,10 +303,6 @@ def demo(
     run_demo(get_settings(), sessions=sessions, accounts=accounts, console=Console())
 
 
-if __name__ == "__main__":
-    app()
-
-
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
@@ -417,3 +413,7 @@ def report(
     subject = Subject(account, campaign, ms(since, 0), ms(until, 2**63 - 1))
     manifest = write_report(open_store(), get_settings(), subject, out, pdf)
     console.print(f"report for {subject.title} in {out} (sha256 {manifest['report_sha256']})")
+
+
+if __name__ == "__main__":
+    app()
