@@ -270,7 +270,9 @@ def create_app(
             " FROM (SELECT account_id, argMax(score, verdict_ms) AS latest_score,"
             " argMax(label, verdict_ms) AS latest_label, max(requests_seen) AS most_seen,"
             " argMax(cluster_id, verdict_ms) AS latest_cluster, max(verdict_ms) AS last_ms"
-            " FROM {db}.verdicts FINAL GROUP BY account_id)"
+            # No FINAL: a replayed verdict is an identical row, so argMax/max are unchanged,
+            # and skipping the merge-on-read keeps the ranking fast at 100k accounts.
+            " FROM {db}.verdicts GROUP BY account_id)"
             " WHERE %(label)s = '' OR latest_label = %(label)s"
             " ORDER BY latest_score DESC, account_id LIMIT %(offset)s, %(limit)s",
             {"label": label or "", "offset": offset, "limit": limit + 1},
