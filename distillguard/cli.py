@@ -296,26 +296,41 @@ def validate(
 def demo(
     sessions: Annotated[int, typer.Option(help="ShareGPT sessions to replay.")] = 400,
     accounts: Annotated[int, typer.Option(help="Benign accounts they are spread over.")] = 60,
+    serve_dashboard: Annotated[
+        bool, typer.Option("--serve/--no-serve", help="Then serve the API and dashboard.")
+    ] = True,
+    port: Annotated[int, typer.Option(help="Port for the dashboard.")] = 8000,
 ) -> None:
-    """Real-prompt traffic through the pipeline on embedded defaults, with a summary."""
+    """Real-prompt traffic through the pipeline on embedded defaults, with a summary; then the
+    dashboard on http://127.0.0.1:PORT with an analyst token printed."""
     from distillguard.demo import run_demo
 
     run_demo(get_settings(), sessions=sessions, accounts=accounts, console=Console())
+    if serve_dashboard:
+        serve(host="127.0.0.1", port=port, print_token=True)
 
 
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to bind.")] = 8000,
+    print_token: Annotated[
+        bool, typer.Option(help="Create an analyst token and print it (demos).")
+    ] = False,
 ) -> None:
-    """Serve the analysts' API (tokens required: `distillguard token create`)."""
+    """Serve the analysts' API and dashboard (tokens: `distillguard token create`)."""
     import threading
 
     import uvicorn
 
     from services.api import create_app
+    from services.auth import create_token
 
     api = create_app()
+    if print_token:
+        token, _ = create_token(api.state.store, "analyst", "demo")
+        console.print(f"dashboard: http://{host}:{port}/dashboard/ — sign in with this token:")
+        print(token, flush=True)
     stop = threading.Event()
     dispatcher = _dispatcher(api.state.store)
     if dispatcher:
@@ -396,12 +411,16 @@ def token_revoke(token_id: Annotated[str, typer.Argument(help="The token's id.")
 def report(
     out: Annotated[Path, typer.Option(help="Folder to write the report into.")],
     account: Annotated[str | None, typer.Option(help="One account.")] = None,
-    campaign: Annotated[str | None, typer.Option(help="One campaign (cluster id).")] = None,
+    cluster: Annotated[str | None, typer.Option(help="One campaign (cluster id).")] = None,
     since: Annotated[str | None, typer.Option(help="Start of a time range (ISO 8601).")] = None,
     until: Annotated[str | None, typer.Option(help="End of a time range (ISO 8601).")] = None,
-    pdf: Annotated[bool, typer.Option(help="Also print the HTML to PDF (Chromium).")] = True,
+    fmt: Annotated[
+        str,
+        typer.Option("--format", help="pdf (every format), or html / json (no Chromium needed)."),
+    ] = "pdf",
 ) -> None:
-    """A forensic report (PDF, HTML, JSON, events CSV, charts) with a SHA-256 manifest."""
+    """A forensic report (HTML, JSON, events CSV, charts, and PDF unless --format says
+    otherwise) with a SHA-256 manifest of every file."""
     from datetime import datetime
 
     from services.reports import Subject, write_report
@@ -410,8 +429,10 @@ def report(
     def ms(value: str | None, default: int) -> int:
         return int(datetime.fromisoformat(value).timestamp() * 1000) if value else default
 
-    subject = Subject(account, campaign, ms(since, 0), ms(until, 2**63 - 1))
-    manifest = write_report(open_store(), get_settings(), subject, out, pdf)
+    if fmt not in ("pdf", "html", "json"):
+        raise typer.BadParameter("--format is pdf, html or json")
+    subject = Subject(account, cluster, ms(since, 0), ms(until, 2**63 - 1))
+    manifest = write_report(open_store(), get_settings(), subject, out, pdf=fmt == "pdf")
     console.print(f"report for {subject.title} in {out} (sha256 {manifest['report_sha256']})")
 
 
