@@ -97,6 +97,13 @@ def _page(items: list[dict], limit: int, offset: int) -> dict:
     }
 
 
+def _paged(store: Store, sql: str, params: dict, limit: int, offset: int) -> list[dict]:
+    """One page of `sql`'s rows plus one more, which only says whether another page exists."""
+    return store.query(
+        sql + " LIMIT %(offset)s, %(limit)s", {**params, "offset": offset, "limit": limit + 1}
+    )
+
+
 def _one(store: Store, table: str, column: str, value: str, what: str) -> dict:
     """The row whose `column` is `value` (table and column are fixed names from this module,
     never input), or a 404."""
@@ -265,7 +272,8 @@ def create_app(
         _who: Analyst, label: LabelFilter = None, limit: Limit = 50, offset: Offset = 0
     ) -> dict:
         """Accounts ranked by risk: each account's latest score, highest first."""
-        rows = store.query(
+        rows = _paged(
+            store,
             "SELECT account_id, latest_score, latest_label, most_seen, latest_cluster, last_ms"
             " FROM (SELECT account_id, argMax(score, verdict_ms) AS latest_score,"
             " argMax(label, verdict_ms) AS latest_label, max(requests_seen) AS most_seen,"
@@ -274,8 +282,10 @@ def create_app(
             # and skipping the merge-on-read keeps the ranking fast at 100k accounts.
             " FROM {db}.verdicts GROUP BY account_id)"
             " WHERE %(label)s = '' OR latest_label = %(label)s"
-            " ORDER BY latest_score DESC, account_id LIMIT %(offset)s, %(limit)s",
-            {"label": label or "", "offset": offset, "limit": limit + 1},
+            " ORDER BY latest_score DESC, account_id",
+            {"label": label or ""},
+            limit,
+            offset,
         )
         items = [
             {
@@ -328,20 +338,21 @@ def create_app(
         limit: Limit = 50,
         offset: Offset = 0,
     ) -> dict:
-        rows = store.query(
+        rows = _paged(
+            store,
             "SELECT * FROM {db}.verdicts FINAL"
             " WHERE (%(account)s = '' OR account_id = %(account)s)"
             " AND (%(label)s = '' OR label = %(label)s)"
             " AND verdict_ms >= %(since)s AND verdict_ms <= %(until)s"
-            " ORDER BY verdict_ms DESC, verdict_id LIMIT %(offset)s, %(limit)s",
+            " ORDER BY verdict_ms DESC, verdict_id",
             {
                 "account": account_id or "",
                 "label": label or "",
                 "since": _ms(since) or 0,
                 "until": _ms(until) or 2**63 - 1,
-                "offset": offset,
-                "limit": limit + 1,
             },
+            limit,
+            offset,
         )
         return _page([_verdict(r) for r in rows], limit, offset)
 
@@ -349,11 +360,14 @@ def create_app(
     def clusters(
         _who: Analyst, label: LabelFilter = None, limit: Limit = 50, offset: Offset = 0
     ) -> dict:
-        rows = store.query(
+        rows = _paged(
+            store,
             "SELECT cluster_id, updated_time, members, score, label FROM {db}.clusters FINAL"
             " WHERE %(label)s = '' OR label = %(label)s"
-            " ORDER BY score DESC, cluster_id LIMIT %(offset)s, %(limit)s",
-            {"label": label or "", "offset": offset, "limit": limit + 1},
+            " ORDER BY score DESC, cluster_id",
+            {"label": label or ""},
+            limit,
+            offset,
         )
         return _page([_cluster(r) for r in rows], limit, offset)
 
@@ -374,19 +388,20 @@ def create_app(
         offset: Offset = 0,
     ) -> dict:
         """An account's requests; prompt text as the redaction setting allows."""
-        rows = store.query(
+        rows = _paged(
+            store,
             "SELECT request_id, account_id, event_ms, model, endpoint, prompt_text,"
             " prompt_chars, turn_count, params_json, client_ip, user_agent"
             " FROM {db}.events FINAL WHERE account_id = %(a)s"
             " AND event_ms >= %(since)s AND event_ms <= %(until)s"
-            " ORDER BY event_ms, request_id LIMIT %(offset)s, %(limit)s",
+            " ORDER BY event_ms, request_id",
             {
                 "a": account_id,
                 "since": _ms(since) or 0,
                 "until": _ms(until) or 2**63 - 1,
-                "offset": offset,
-                "limit": limit + 1,
             },
+            limit,
+            offset,
         )
         record(request, who, "view_events", account_id=account_id)
         items = [
@@ -475,12 +490,15 @@ def create_app(
         limit: Limit = 50,
         offset: Offset = 0,
     ) -> dict:
-        rows = store.query(
+        rows = _paged(
+            store,
             "SELECT alert_id, created_time, kind, account_id, cluster_id, payload_json, status,"
             " attempts, last_error, webhook_id, acknowledged_by, acknowledged_ms"
             " FROM {db}.alerts FINAL WHERE %(status)s = '' OR status = %(status)s"
-            " ORDER BY created_time DESC, alert_id LIMIT %(offset)s, %(limit)s",
-            {"status": status or "", "offset": offset, "limit": limit + 1},
+            " ORDER BY created_time DESC, alert_id",
+            {"status": status or ""},
+            limit,
+            offset,
         )
         items = [
             {
@@ -543,12 +561,15 @@ def create_app(
         limit: Limit = 50,
         offset: Offset = 0,
     ) -> dict:
-        rows = store.query(
+        rows = _paged(
+            store,
             "SELECT audit_ms, token_id, role, action, resource, account_id, cluster_id, status,"
             " client_ip FROM {db}.audit_log"
             " WHERE %(account)s = '' OR account_id = %(account)s"
-            " ORDER BY audit_ms DESC, audit_id LIMIT %(offset)s, %(limit)s",
-            {"account": account_id or "", "offset": offset, "limit": limit + 1},
+            " ORDER BY audit_ms DESC, audit_id",
+            {"account": account_id or ""},
+            limit,
+            offset,
         )
         return _page(
             [{**r, "audit_ms": int(r["audit_ms"]), "status": int(r["status"])} for r in rows],
