@@ -519,17 +519,7 @@ def create_app(
     def acknowledge(request: Request, alert_id: str, who: Analyst) -> dict:
         row = _one(store, "alerts", "alert_id", alert_id, "alert")
         now_ms = int(time.time() * 1000)
-        store.insert(
-            "alerts",
-            [
-                {
-                    **row,
-                    "acknowledged_by": who.token_id,
-                    "acknowledged_ms": now_ms,
-                    "version": int(row["version"]) + 1,
-                }
-            ],
-        )
+        store.revise("alerts", row, acknowledged_by=who.token_id, acknowledged_ms=now_ms)
         record(request, who, "acknowledge_alert", account_id=row["account_id"])
         return {"alert_id": alert_id, "acknowledged_by": who.token_id, "acknowledged_ms": now_ms}
 

@@ -74,8 +74,7 @@ def revoke_token(store: Store, token_id: str) -> bool:
     )
     if not rows:
         return False
-    row = rows[0]
-    store.insert("api_tokens", [{**row, "revoked": 1, "version": int(row["version"]) + 1}])
+    store.revise("api_tokens", rows[0], revoked=1)
     return True
 
 

@@ -87,7 +87,7 @@ def remove_webhook(store: Store, webhook_id: str) -> bool:
     rows = [r for r in webhooks(store, active_only=False) if r["webhook_id"] == webhook_id]
     if not rows:
         return False
-    store.insert("webhooks", [{**rows[0], "active": 0, "version": int(rows[0]["version"]) + 1}])
+    store.revise("webhooks", rows[0], active=0)
     return True
 
 
@@ -284,18 +284,13 @@ class Dispatcher:
         return False
 
     def _record(self, alert: dict, status: str, attempts: int, next_ms: int, error: str) -> None:
-        self.store.insert(
+        self.store.revise(
             "alerts",
-            [
-                {
-                    **alert,
-                    "status": status,
-                    "attempts": attempts,
-                    "next_attempt_ms": next_ms,
-                    "last_error": error[:500],
-                    "version": int(alert["version"]) + 1,
-                }
-            ],
+            alert,
+            status=status,
+            attempts=attempts,
+            next_attempt_ms=next_ms,
+            last_error=error[:500],
         )
 
     def run_once(self) -> int:

@@ -155,6 +155,13 @@ class Store(ABC):
             self._insert_rows(table, complete[start : start + batch_size])
         return len(complete)
 
+    def revise(self, table_name: str, row: Row, **changes: Any) -> Row:
+        """Change a row read back with its `version`: write the changed copy one version up,
+        which replaces it under `FINAL` (ReplacingMergeTree). Returns the written row."""
+        revised = {**row, **changes, "version": int(row["version"]) + 1}
+        self.insert(table_name, [revised])
+        return revised
+
     def count(self, table_name: str, final: bool = True) -> int:
         sql = (
             "SELECT count() AS n FROM {table} FINAL"
