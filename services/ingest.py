@@ -32,14 +32,13 @@ class Ingestor(Protocol):
     def ingest(self, lines: list[bytes]) -> IngestResult: ...
 
 
-def _result(items: list[Event | DeadLetter]) -> IngestResult:
-    result = IngestResult()
-    for index, item in enumerate(items):
-        if isinstance(item, Event):
-            result.accepted += 1
-        else:
-            result.dead_letters.append({"index": index, "reason": item.reason})
-    return result
+def _result(start: int, count: int, dead: list[DeadLetter]) -> IngestResult:
+    """What the caller learns: how many of its `count` events were taken, and which ones (by
+    position in its batch, the `http` stream's offsets starting at `start`) were not, and why."""
+    return IngestResult(
+        accepted=count - len(dead),
+        dead_letters=[{"index": d.offset - start, "reason": d.reason} for d in dead],
+    )
 
 
 class KafkaIngestor:
@@ -79,7 +78,7 @@ class KafkaIngestor:
         self.producer.flush(timeout=30)
         for future in futures:
             future.get(timeout=30)  # raises unless the broker acknowledged the event
-        return _result(items)
+        return _result(start, len(lines), dead)
 
 
 class PipelineIngestor:
@@ -90,11 +89,8 @@ class PipelineIngestor:
         self._lock = threading.Lock()  # the pipeline's detector state is not thread-safe
 
     def ingest(self, lines: list[bytes]) -> IngestResult:
+        start = time.time_ns() // 1000
         with self._lock:
-            records = records_from_lines(lines, STREAM, time.time_ns() // 1000)
-            self.pipeline.process(records)
+            result = self.pipeline.process(records_from_lines(lines, STREAM, start))
             self.pipeline.checkpoint()
-        items = [
-            parse_event(r.value, r.stream, r.offset, self.pipeline.max_event_bytes) for r in records
-        ]
-        return _result(items)
+        return _result(start, len(lines), result.rejected)

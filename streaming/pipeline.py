@@ -47,6 +47,7 @@ class BatchResult:
     records: int = 0
     events: int = 0
     dead_letters: int = 0
+    rejected: list[DeadLetter] = field(default_factory=list)  # the dead letters themselves
     verdicts: list[Verdict] = field(default_factory=list)
     replayed: int = 0
 
@@ -186,7 +187,7 @@ class Pipeline:
             for (event, record), vector in zip(parsed, embeddings, strict=True)
         ]
         result.verdicts, result.replayed = self._detect(parsed)
-        result.events, result.dead_letters = len(parsed), len(dead)
+        result.events, result.dead_letters, result.rejected = len(parsed), len(dead), dead
         clusters = self.detector.drain_cluster_rows()
         for sink in self.sinks:
             sink.add_events(rows)
