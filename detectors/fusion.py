@@ -73,6 +73,19 @@ def fused(surprises: np.ndarray, forest: np.ndarray) -> np.ndarray:
     return 2 * np.sqrt(content * behaviour)
 
 
+def cheap_surprises(surprises: np.ndarray) -> np.ndarray:
+    """Summed surprise of the signals that need no embedding, per row."""
+    return surprises[..., ~EMBEDDING_SIGNALS].sum(axis=-1)
+
+
+def lifetime_maxima(accounts: list[str], values: np.ndarray) -> dict[str, float]:
+    """Each account's highest value over its snapshots (0 floor)."""
+    maxima: dict[str, float] = {}
+    for account_id, value in zip(accounts, values, strict=True):
+        maxima[account_id] = max(maxima.get(account_id, 0.0), float(value))
+    return maxima
+
+
 def _floor4(value: float) -> float:
     """Rounded down to 4 decimals, so contributions never add up to more than the score."""
     return math.floor(value * 1e4) / 1e4
@@ -200,12 +213,9 @@ class ExtractionDetector(Detector):
         account.embeddings_stale = True
 
     def _cheap_surprise(self, values: dict[str, float], count: int) -> float:
-        """Summed surprise of the signals that need no embedding: the suspicion trigger."""
-        return sum(
-            self._surprise(s.name, count, values[s.name])[0]
-            for s in SIGNALS
-            if not s.needs_embeddings and s.name in values
-        )
+        """Summed surprise of the signals that need no embedding: the suspicion trigger (the
+        same sum calibration takes over `cheap_surprises`)."""
+        return float(cheap_surprises(self._surprises(values, count, 0)))
 
     def _prepare(
         self, updates: dict[str, list[Event]], embed_all: bool = False
@@ -370,14 +380,9 @@ class ExtractionDetector(Detector):
         vectors = np.stack([self._surprises(v, c, e) for _, v, c, e in snapshots])
         self._fit_isolation(vectors)
         raw = fused(vectors, self._isolation_surprise(vectors))
-        maxima: dict[str, float] = {}
-        for (account_id, *_), value in zip(snapshots, raw, strict=True):
-            maxima[account_id] = max(maxima.get(account_id, 0.0), float(value))
-        peaks = np.asarray(list(maxima.values()))
-        cheap = vectors[:, ~EMBEDDING_SIGNALS].sum(axis=1)
-        cheap_peaks: dict[str, float] = {}
-        for (account_id, *_), value in zip(snapshots, cheap, strict=True):
-            cheap_peaks[account_id] = max(cheap_peaks.get(account_id, 0.0), float(value))
+        accounts = [account_id for account_id, *_ in snapshots]
+        peaks = np.asarray(list(lifetime_maxima(accounts, raw).values()))
+        cheap_peaks = lifetime_maxima(accounts, cheap_surprises(vectors))
         sizes = {a: len(events) for a, events in by_account.items()}
         self.deep_threshold_ = deep_threshold(cheap_peaks, sizes, self.deep_share)
         self.thresholds_ = {
