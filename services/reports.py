@@ -24,6 +24,7 @@ from pathlib import Path
 import orjson
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from detectors.registry import CALIBRATION_FILE, calibration_dir
 from distillguard import __version__
 from distillguard.config import Settings
 from storage import Store
@@ -43,6 +44,11 @@ class Subject:
     cluster_id: str | None = None
     since_ms: int = 0
     until_ms: int = 2**63 - 1
+
+    @property
+    def window(self) -> dict[str, int]:
+        """The time range as query parameters."""
+        return {"since": self.since_ms, "until": self.until_ms}
 
     @property
     def title(self) -> str:
@@ -69,7 +75,7 @@ def _accounts(store: Store, subject: Subject) -> list[str]:
     rows = store.query(
         "SELECT DISTINCT account_id FROM {db}.verdicts FINAL WHERE label = 'extraction' "
         "AND verdict_ms >= %(since)s AND verdict_ms <= %(until)s",
-        {"since": subject.since_ms, "until": subject.until_ms},
+        subject.window,
     )
     return sorted(r["account_id"] for r in rows)
 
@@ -77,7 +83,7 @@ def _accounts(store: Store, subject: Subject) -> list[str]:
 def gather(store: Store, settings: Settings, subject: Subject) -> dict:
     """Every figure the report shows, from the store."""
     accounts = _accounts(store, subject)
-    scope = {"accounts": tuple(accounts) or ("",), **_window(subject)}
+    scope = {"accounts": tuple(accounts) or ("",), **subject.window}
     verdicts = store.query(
         "SELECT account_id, cluster_id, verdict_ms, requests_seen, score, label, reasons_json,"
         " detector_version FROM {db}.verdicts FINAL WHERE account_id IN %(accounts)s"
@@ -176,10 +182,6 @@ def gather(store: Store, settings: Settings, subject: Subject) -> dict:
     }
 
 
-def _window(subject: Subject) -> dict:
-    return {"since": subject.since_ms, "until": subject.until_ms}
-
-
 def _iso(ms: int) -> str:
     return datetime.fromtimestamp(int(ms) / 1000, UTC).isoformat(timespec="seconds")
 
@@ -199,7 +201,7 @@ def _spread(items: list, count: int) -> list:
 
 
 def _calibration(settings: Settings) -> dict:
-    path = settings.data_dir / "calibration" / "calibration.json"
+    path = calibration_dir(settings) / CALIBRATION_FILE
     if not path.exists():
         return {}
     calibration = orjson.loads(path.read_bytes()).get("calibration", {})

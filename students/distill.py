@@ -60,11 +60,15 @@ def encode(tokenizer, pair: Pair) -> tuple[list[int], int]:
     return prompt_ids + response_ids, len(prompt_ids)
 
 
+def _pad_id(tokenizer) -> int:
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+
 def _batch(tokenizer, encoded: Sequence[tuple[list[int], int]]):
     import torch
 
     width = max(len(ids) for ids, _ in encoded)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    pad = _pad_id(tokenizer)
     input_ids = torch.full((len(encoded), width), pad, dtype=torch.long)
     labels = torch.full((len(encoded), width), -100, dtype=torch.long)
     attention = torch.zeros((len(encoded), width), dtype=torch.long)
@@ -153,13 +157,13 @@ def train_student(
     return model
 
 
-def _greedy(tokenizer, model, pairs: Sequence[Pair], tokens: int) -> list[str]:
-    """Greedy student answers to the pairs' prompts, one left-padded batch."""
+def _greedy(tokenizer, model, encoded: Sequence[tuple[list[int], int]], tokens: int) -> list[str]:
+    """Greedy student answers to encoded pairs' prompts, one left-padded batch."""
     import torch
 
-    prompts = [ids[:start] for ids, start in (encode(tokenizer, pair) for pair in pairs)]
+    prompts = [ids[:start] for ids, start in encoded]
     width = max(len(p) for p in prompts)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    pad = _pad_id(tokenizer)
     input_ids = torch.full((len(prompts), width), pad, dtype=torch.long)
     attention = torch.zeros((len(prompts), width), dtype=torch.long)
     for row, ids in enumerate(prompts):
@@ -189,7 +193,8 @@ def measure_fidelity(
     losses, rouges = [], []
     with torch.inference_mode():
         for start in range(0, len(held_out), 16):
-            chunk = [encode(tokenizer, p) for p in held_out[start : start + 16]]
+            pairs = held_out[start : start + 16]
+            chunk = [encode(tokenizer, p) for p in pairs]
             input_ids, attention, labels = _batch(tokenizer, chunk)
             output = model(input_ids=input_ids, attention_mask=attention, labels=labels)
             losses.append(float(output.loss))
@@ -198,10 +203,8 @@ def measure_fidelity(
             mask = target != -100
             agree += int((predicted[mask] == target[mask]).sum())
             total += int(mask.sum())
-        for start in range(0, len(held_out), 16):
-            chunk = held_out[start : start + 16]
             texts = _greedy(tokenizer, model, chunk, generate_tokens)
-            for pair, text in zip(chunk, texts, strict=True):
+            for pair, text in zip(pairs, texts, strict=True):
                 rouges.append(scorer.score(pair.response, text)["rougeL"].fmeasure)
     return Fidelity(
         pairs_trained,
