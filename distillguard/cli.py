@@ -407,6 +407,142 @@ def token_revoke(token_id: Annotated[str, typer.Argument(help="The token's id.")
     console.print(f"revoked {token_id}")
 
 
+provenance_app = typer.Typer(
+    help="Prove a suspect model learned from our outputs, and name the accounts that harvested."
+)
+app.add_typer(provenance_app, name="provenance")
+
+
+@provenance_app.command("test")
+def provenance_test(
+    out: Annotated[Path, typer.Option(help="Write the case (JSON) here, for `report`.")],
+    model: Annotated[
+        Path | None, typer.Option(help="The suspect as a local transformers folder.")
+    ] = None,
+    outputs: Annotated[
+        Path | None, typer.Option(help="The suspect's outputs (JSONL, field 'output' or 'text').")
+    ] = None,
+    endpoint: Annotated[
+        str | None, typer.Option(help="The suspect's OpenAI-style chat-completions URL.")
+    ] = None,
+    endpoint_model: Annotated[str, typer.Option(help="Model name sent to --endpoint.")] = "suspect",
+    account: Annotated[
+        list[str] | None,
+        typer.Option(help="Accounts whose logged prompts (closed) or responses (open) to use."),
+    ] = None,
+    mode: Annotated[
+        str, typer.Option(help="closed (ask and score outputs) or open (--model reads text).")
+    ] = "closed",
+    prompts: Annotated[
+        Path | None, typer.Option(help="Prompts to ask (JSONL, field 'prompt').")
+    ] = None,
+    texts: Annotated[
+        Path | None, typer.Option(help="Watermarked texts to feed (JSONL, field 'text').")
+    ] = None,
+) -> None:
+    """Radioactivity test: a p-value that the suspect learned from our watermarked outputs."""
+    import orjson
+
+    from provenance.cases import Suspect, radioactivity_case, write_case
+    from storage import open_store
+
+    if mode not in ("open", "closed"):
+        raise typer.BadParameter("--mode is open or closed")
+    suspect = Suspect(model, outputs, endpoint, endpoint_model)
+    store = open_store()
+    try:
+        case = radioactivity_case(
+            get_settings(), store, suspect, account or [], mode, prompts, texts
+        )
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
+    finally:
+        store.close()
+    write_case(case, out)
+    print(orjson.dumps(case["test"], option=orjson.OPT_INDENT_2).decode())
+    score = case["test"]["score"]
+    console.print(
+        f"{case['test']['mode']}-model test: {score['green']}/{score['scored']} green windows, "
+        f"z {score['z']:.2f}, p {score['p_value']:.3g}; case written to {out}"
+    )
+
+
+@provenance_app.command("attribute")
+def provenance_attribute(
+    suspect_outputs: Annotated[
+        Path, typer.Option(help="The suspect model's outputs (JSONL, field 'output' or 'text').")
+    ],
+    out: Annotated[
+        Path | None, typer.Option(help="Also write the case (JSON) here, for `report`.")
+    ] = None,
+    threshold: Annotated[
+        float, typer.Option(help="MinHash Jaccard of word 3-grams that counts as a match.")
+    ] = 0.3,
+    since: Annotated[str | None, typer.Option(help="Logged from (ISO 8601).")] = None,
+    until: Annotated[str | None, typer.Option(help="Logged until (ISO 8601).")] = None,
+) -> None:
+    """Rank the accounts whose harvested responses the suspect's outputs match beyond chance."""
+    from datetime import datetime
+
+    import orjson
+    from rich.table import Table
+
+    from provenance.cases import attribution_case, write_case
+    from storage import open_store
+
+    def moment(value: str | None):
+        return datetime.fromisoformat(value) if value else None
+
+    store = open_store()
+    try:
+        case = attribution_case(
+            get_settings(), store, suspect_outputs, threshold, moment(since), moment(until)
+        )
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
+    finally:
+        store.close()
+    if out:
+        write_case(case, out)
+    table = Table("rank", "account", "responses", "matched", "expected", "p (Bonferroni)")
+    for rank, account in enumerate(case["accounts"], 1):
+        table.add_row(
+            str(rank),
+            account["account_id"],
+            str(account["fingerprints"]),
+            str(account["matched_outputs"]),
+            f"{account['expected']:.2f}",
+            f"{account['p_adjusted']:.3g}",
+        )
+    console.print(table)
+    totals = case["totals"]
+    console.print(
+        f"{totals['outputs_matched']}/{totals['outputs']} outputs match one of "
+        f"{totals['fingerprints']} logged responses of {totals['accounts']} accounts"
+    )
+    print(orjson.dumps(case, option=orjson.OPT_INDENT_2).decode())
+
+
+@provenance_app.command("experiment")
+def provenance_experiment(
+    quick: Annotated[bool, typer.Option(help="Small sizes, two clean students (≈ 3 min).")] = False,
+    out: Annotated[Path, typer.Option(help="Folder for experiment.json and .md.")] = Path(
+        ".distillguard/provenance/experiment"
+    ),
+    seed: Annotated[int, typer.Option(help="Seed of prompts, key and students.")] = 0,
+) -> None:
+    """Real students with 0-100 % watermarked training data: p-values, false accusations and
+    attribution precision, as a table."""
+    from dataclasses import replace
+
+    from provenance.experiment import FULL, QUICK, markdown, run_experiment
+
+    config = replace(QUICK if quick else FULL, seed=seed)
+    report = run_experiment(config, get_settings(), out, log=console.print, calibrate=not quick)
+    print(markdown(report))
+    console.print(f"wrote {out / 'experiment.json'} and experiment.md")
+
+
 @app.command()
 def report(
     out: Annotated[Path, typer.Option(help="Folder to write the report into.")],
@@ -418,6 +554,10 @@ def report(
         str,
         typer.Option("--format", help="pdf (every format), or html / json (no Chromium needed)."),
     ] = "pdf",
+    provenance: Annotated[
+        list[Path] | None,
+        typer.Option(help="Attach a `provenance test|attribute --out` case (repeatable)."),
+    ] = None,
 ) -> None:
     """A forensic report (HTML, JSON, events CSV, charts, and PDF unless --format says
     otherwise) with a SHA-256 manifest of every file."""
@@ -432,7 +572,12 @@ def report(
     if fmt not in ("pdf", "html", "json"):
         raise typer.BadParameter("--format is pdf, html or json")
     subject = Subject(account, cluster, ms(since, 0), ms(until, 2**63 - 1))
-    manifest = write_report(open_store(), get_settings(), subject, out, pdf=fmt == "pdf")
+    import orjson
+
+    cases = [orjson.loads(path.read_bytes()) for path in provenance or []]
+    manifest = write_report(
+        open_store(), get_settings(), subject, out, pdf=fmt == "pdf", provenance=cases
+    )
     console.print(f"report for {subject.title} in {out} (sha256 {manifest['report_sha256']})")
 
 

@@ -53,6 +53,10 @@ class Settings(BaseSettings):
     api_token: SecretStr | None = None
     webhook_secret: SecretStr | None = None
     webhook_retry_base_s: float = 2.0  # first retry after 1-2 s, doubling up to an hour
+    watermark_key: SecretStr | None = None  # provenance: the serving watermark's secret
+    watermark_gamma: float = 0.25  # green share of the vocabulary
+    watermark_delta: float = 2.0  # logit bonus of green tokens
+    watermark_context: int = 1  # previous tokens that seed each green list
 
     @classmethod
     def settings_customise_sources(

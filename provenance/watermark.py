@@ -32,6 +32,24 @@ class WatermarkKey:
     delta: float = 2.0  # logit bonus of green tokens
     context_width: int = 1  # previous tokens that seed each split
 
+    @property
+    def key_id(self) -> str:
+        """A public name for the key (reports, cache tags); reveals nothing about the secret."""
+        digest = hmac.new(self.secret, b"distillguard key id", hashlib.sha256).hexdigest()
+        return f"wm-{digest[:12]}-g{self.gamma:g}-d{self.delta:g}-h{self.context_width}"
+
+    @classmethod
+    def from_settings(cls, settings) -> WatermarkKey:
+        """The serving key from `DG_WATERMARK_KEY` (and its gamma/delta/context settings)."""
+        if settings.watermark_key is None:
+            raise ValueError("no watermark key: set DG_WATERMARK_KEY (or watermark_key in TOML)")
+        return cls(
+            settings.watermark_key.get_secret_value().encode(),
+            settings.watermark_gamma,
+            settings.watermark_delta,
+            settings.watermark_context,
+        )
+
 
 @dataclass(frozen=True)
 class WatermarkScore:
@@ -129,12 +147,15 @@ def score_windows(
     return WatermarkScore(scored, green, z, binomial_p_value(green, scored, gamma))
 
 
-def score_text(greens: GreenList, tokenizer, texts: Iterable[str]) -> WatermarkScore:
-    """One test over all `texts` (a suspect's outputs, a document), windows de-duplicated."""
-    width = greens.key.context_width
-    pairs = (
+def text_windows(tokenizer, texts: Iterable[str], width: int) -> list[tuple[tuple[int, ...], int]]:
+    """Every (context, token) window of `texts` under the key's tokenizer, repeats included."""
+    return [
         pair
         for text in texts
         for pair in windows(tokenizer(text, add_special_tokens=False)["input_ids"], width)
-    )
-    return score_windows(greens, pairs)
+    ]
+
+
+def score_text(greens: GreenList, tokenizer, texts: Iterable[str]) -> WatermarkScore:
+    """One test over all `texts` (a suspect's outputs, a document), windows de-duplicated."""
+    return score_windows(greens, text_windows(tokenizer, texts, greens.key.context_width))

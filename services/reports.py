@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -80,8 +81,11 @@ def _accounts(store: Store, subject: Subject) -> list[str]:
     return sorted(r["account_id"] for r in rows)
 
 
-def gather(store: Store, settings: Settings, subject: Subject) -> dict:
-    """Every figure the report shows, from the store."""
+def gather(
+    store: Store, settings: Settings, subject: Subject, provenance: Sequence[dict] = ()
+) -> dict:
+    """Every figure the report shows, from the store, plus provenance cases (`distillguard
+    provenance test|attribute` documents) the investigator attaches."""
     accounts = _accounts(store, subject)
     scope = {"accounts": tuple(accounts) or ("",), **subject.window}
     verdicts = store.query(
@@ -165,7 +169,7 @@ def gather(store: Store, settings: Settings, subject: Subject) -> dict:
             "estimated_cost_usd": round(tokens / 1000 * PRICE_PER_1K_TOKENS, 2),
             "price_per_1k_tokens_usd": PRICE_PER_1K_TOKENS,
         },
-        "provenance": None,  # filled once provenance tests exist for the subject (issue 7)
+        "provenance": list(provenance),
         "methodology": {
             "detector": latest["detector_version"] if latest else None,
             "target_fpr": calibration.get("target_fpr", settings.target_fpr),
@@ -360,6 +364,11 @@ def verify_manifest(folder: Path) -> list[str]:
 
 
 def write_report(
-    store: Store, settings: Settings, subject: Subject, folder: Path, pdf: bool = True
+    store: Store,
+    settings: Settings,
+    subject: Subject,
+    folder: Path,
+    pdf: bool = True,
+    provenance: Sequence[dict] = (),
 ) -> dict:
-    return render(gather(store, settings, subject), folder, settings, pdf)
+    return render(gather(store, settings, subject, provenance), folder, settings, pdf)

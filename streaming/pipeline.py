@@ -1,6 +1,7 @@
 """The one pipeline every entry point drives: Kafka worker, file replay, offline scoring, demo.
 
-batch of raw records → parse/validate (dead letters out) → embed → detectors → sinks.
+batch of raw records → parse/validate (dead letters out) → embed → response fingerprints →
+detectors → sinks.
 
 Exactly-once detector state on an at-least-once stream: each account's checkpoint records, per
 source partition, the last offset its detector consumed. A replayed record (a crash before the
@@ -18,6 +19,7 @@ import orjson
 from detectors.base import Detector
 from detectors.verdict import Verdict, is_material
 from distillguard.config import Settings
+from provenance.fingerprints import fingerprint_rows
 from storage import Store
 from storage.rows import RedactPolicy, event_row
 from streaming.events import DeadLetter, Event, now_ms, parse_event
@@ -158,7 +160,8 @@ class Pipeline:
 
     # --- the batch ---------------------------------------------------------------------------
     def process(self, records: Sequence[SourceRecord]) -> BatchResult:
-        """Run one batch through parse → embed → detect, adding results to every sink."""
+        """Run one batch through parse → embed → fingerprint → detect, adding results to every
+        sink (response fingerprints too, so every entry point can attribute a suspect model)."""
         result = BatchResult(records=len(records))
         parsed: list[tuple[Event, SourceRecord]] = []
         dead: list[DeadLetter] = []
@@ -186,11 +189,14 @@ class Pipeline:
             )
             for (event, record), vector in zip(parsed, embeddings, strict=True)
         ]
+        # From the raw responses, before `event_row` redacts them: attribution needs the text.
+        fingerprints = fingerprint_rows(event for event, _ in parsed)
         result.verdicts, result.replayed = self._detect(parsed)
         result.events, result.dead_letters, result.rejected = len(parsed), len(dead), dead
         clusters = self.detector.drain_cluster_rows()
         for sink in self.sinks:
             sink.add_events(rows)
+            sink.add_fingerprints(fingerprints)
             sink.add_dead_letters(dead)
             sink.add_verdicts(result.verdicts)
             sink.add_clusters(clusters)

@@ -23,6 +23,7 @@ class Sink(Protocol):
     name: str
 
     def add_events(self, rows: list[dict]) -> None: ...
+    def add_fingerprints(self, rows: list[dict]) -> None: ...
     def add_dead_letters(self, letters: list[DeadLetter]) -> None: ...
     def add_verdicts(self, verdicts: list[Verdict]) -> None: ...
     def add_states(self, states: list[dict]) -> None: ...
@@ -37,6 +38,7 @@ class BufferedSink:
 
     def __init__(self) -> None:
         self.events: list[dict] = []
+        self.fingerprints: list[dict] = []
         self.dead_letters: list[DeadLetter] = []
         self.verdicts: list[Verdict] = []
         self.states: list[dict] = []
@@ -44,6 +46,10 @@ class BufferedSink:
 
     def add_events(self, rows: list[dict]) -> None:
         self.events.extend(rows)
+
+    def add_fingerprints(self, rows: list[dict]) -> None:
+        """`response_fingerprints` rows (`provenance.fingerprints.fingerprint_rows`)."""
+        self.fingerprints.extend(rows)
 
     def add_dead_letters(self, letters: list[DeadLetter]) -> None:
         self.dead_letters.extend(letters)
@@ -59,7 +65,7 @@ class BufferedSink:
 
     def _clear(self) -> None:
         self.events, self.dead_letters, self.verdicts, self.states = [], [], [], []
-        self.clusters = []
+        self.clusters, self.fingerprints = [], []
 
     def flush(self) -> None:
         self._write()
@@ -70,8 +76,9 @@ class BufferedSink:
 
 
 class StoreSink(BufferedSink):
-    """Events, dead letters, verdicts, then account state: state last, so a crash between the
-    writes replays the batch against the old state (idempotent on `request_id`)."""
+    """Events, response fingerprints, dead letters, verdicts, then account state: state last, so a
+    crash between the writes replays the batch against the old state (idempotent on
+    `request_id`)."""
 
     name = "store"
 
@@ -84,6 +91,7 @@ class StoreSink(BufferedSink):
         # Each table is written at most once per successful flush; a retry after a failure
         # rewrites from the start, which is harmless because every table is idempotent.
         self.store.insert("events", self.events, self.batch_size)
+        self.store.insert("response_fingerprints", self.fingerprints, self.batch_size)
         self.store.insert("dead_letters", [dead_letter_row(d) for d in self.dead_letters])
         self.store.insert("verdicts", [verdict_row(v) for v in self.verdicts])
         self.store.insert("clusters", [cluster_row(c) for c in self.clusters])

@@ -157,8 +157,15 @@ def train_student(
     return model
 
 
-def _greedy(tokenizer, model, encoded: Sequence[tuple[list[int], int]], tokens: int) -> list[str]:
-    """Greedy student answers to encoded pairs' prompts, one left-padded batch."""
+def _greedy(
+    tokenizer,
+    model,
+    encoded: Sequence[tuple[list[int], int]],
+    tokens: int,
+    temperature: float = 0.0,
+) -> list[str]:
+    """Student answers to encoded pairs' prompts, one left-padded batch: greedy (with a
+    repetition penalty) or, with a temperature, sampled from the student's distribution."""
     import torch
 
     prompts = [ids[:start] for ids, start in encoded]
@@ -173,11 +180,36 @@ def _greedy(tokenizer, model, encoded: Sequence[tuple[list[int], int]], tokens: 
         input_ids,
         attention_mask=attention,
         max_new_tokens=tokens,
-        do_sample=False,
-        repetition_penalty=1.3,
+        do_sample=temperature > 0,
+        temperature=temperature or None,
+        top_p=None,
+        top_k=None,
+        repetition_penalty=None if temperature else 1.3,
         pad_token_id=tokenizer.eos_token_id,
     )
     return tokenizer.batch_decode(generated[:, width:], skip_special_tokens=True)
+
+
+def answer(
+    tokenizer,
+    model,
+    prompts: Sequence[str],
+    tokens: int,
+    temperature: float = 0.0,
+    seed: int = 0,
+    batch_size: int = 32,
+) -> list[str]:
+    """Chat-formatted answers of a (student or suspect) model to `prompts`: greedy, or sampled
+    at `temperature` (seeded)."""
+    import torch
+
+    torch.manual_seed(seed)
+    answers: list[str] = []
+    with torch.inference_mode():
+        for start in range(0, len(prompts), batch_size):
+            chunk = [encode(tokenizer, Pair(p, "")) for p in prompts[start : start + batch_size]]
+            answers.extend(_greedy(tokenizer, model, chunk, tokens, temperature))
+    return answers
 
 
 def measure_fidelity(

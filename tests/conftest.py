@@ -48,3 +48,14 @@ def store(request: pytest.FixtureRequest, chdb_path: Path) -> Iterator[Store]:
     yield backend
     backend.execute(f"DROP DATABASE IF EXISTS {backend.database}")
     backend.close()
+
+
+@pytest.fixture
+def embedded(chdb_path: Path) -> Iterator[Store]:
+    """A migrated embedded (chDB) store in a database of its own, closed afterwards: chDB holds
+    one data folder per process, shared by the session."""
+    backend = EmbeddedClickHouse(chdb_path, database=unique_database())
+    backend.migrate()
+    yield backend
+    backend.execute("DROP DATABASE IF EXISTS {db}")
+    backend.close()

@@ -1,20 +1,20 @@
-"""The pipeline on files and the embedded store: idempotent replays, resumable state, verdicts."""
+"""The pipeline on files and the embedded store: idempotent replays, resumable state, verdicts,
+response fingerprints."""
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import orjson
-import pytest
 
 from detectors.verdict import Verdict
 from detectors.volume import VolumeDetector
-from storage import EmbeddedClickHouse
+from provenance.fingerprints import NUM_PERM, signature
 from streaming.files import run_file
 from streaming.malformed import interleave_malformed
 from streaming.pipeline import Pipeline, records_from_lines
 from streaming.sinks import StoreSink, VerdictFileSink
-from tests.conftest import unique_database
 
 HOUR_MS = 3_600_000
 
@@ -36,15 +36,6 @@ def traffic(heavy: int = 300, light_accounts: int = 20, per_light: int = 10) -> 
             lines.append(request(i, f"user-{a}", start + n * 60_000 + a))
             i += 1
     return lines
-
-
-@pytest.fixture
-def embedded(chdb_path: Path):
-    store = EmbeddedClickHouse(chdb_path, database=unique_database())
-    store.migrate()
-    yield store
-    store.execute("DROP DATABASE IF EXISTS {db}")
-    store.close()
 
 
 def new_pipeline(store) -> Pipeline:
@@ -98,6 +89,51 @@ def test_forgetting_revoked_partitions_reloads_from_the_store(embedded) -> None:
         )
     )
     assert pipeline.cursors["harvester"].requests_seen == 301
+
+
+def test_responses_are_fingerprinted_at_ingest_before_redaction(embedded) -> None:
+    responses = {
+        "r0": "Paris is the capital of France, and it has been for centuries.",
+        "r1": "",  # empty: no fingerprint
+        "r2": "   \n ",  # blank: no fingerprint
+        "r3": "Short answer.",  # two words: one shingle, still a fingerprint
+        "r4": "Ünïcødé text — with punctuation! And a 'quote'; DROP TABLE x; --",
+    }
+    lines = [
+        orjson.dumps(
+            {
+                "request_id": rid,
+                "account_id": f"acct-{i % 2}",
+                "timestamp": 1_795_000_000_000 + i * 1500,
+                "prompt": f"q{i}",
+                "response": text,
+            }
+        )
+        for i, (rid, text) in enumerate(responses.items())
+    ]
+    lines.append(request(5, "acct-0", 1_795_000_009_000))  # no response field at all
+    records = records_from_lines(lines, "file:t.jsonl")
+    pipeline = Pipeline(
+        VolumeDetector(threshold=50), [StoreSink(embedded)], store=embedded, redact_policy="hash"
+    )
+    for _ in range(2):  # the replay writes the same rows again: still one per request
+        pipeline.process(records)
+        pipeline.checkpoint()
+    assert embedded.count("events") == 6
+    assert embedded.count("response_fingerprints") == 3
+    rows = embedded.query(
+        "SELECT request_id, account_id, event_time, response_hash, minhash "
+        "FROM {db}.response_fingerprints FINAL ORDER BY request_id"
+    )
+    assert [r["request_id"] for r in rows] == ["r0", "r3", "r4"]
+    for row in rows:
+        text = responses[row["request_id"]]
+        assert row["response_hash"] == hashlib.sha256(text.encode()).hexdigest()
+        assert len(row["minhash"]) == NUM_PERM
+        assert row["minhash"] == [int(v) for v in signature(text)]
+    assert rows[0]["event_time"] == 1_795_000_000 and rows[0]["account_id"] == "acct-0"
+    stored = embedded.query("SELECT response_text FROM {db}.events FINAL WHERE request_id = 'r0'")
+    assert stored[0]["response_text"].startswith("sha256:")  # the events row kept only a hash
 
 
 def test_verdicts_are_emitted_on_material_change_only(embedded) -> None:

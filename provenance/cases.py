@@ -1,0 +1,193 @@
+"""Provenance cases as the CLI and the forensic report see them: a radioactivity test or an
+attribution, run against the store's logged requests, written as one JSON document that the
+report's provenance section renders (with the measured false-accusation rate)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+import orjson
+
+from distillguard import __version__
+from distillguard.config import Settings
+from provenance.attribution import attribute, evidence_texts, load_suspect_outputs, read_texts
+from provenance.experiment import load_calibration
+from provenance.radioactivity import (
+    ask,
+    closed_model_test,
+    endpoint_generator,
+    load_suspect,
+    local_generator,
+    open_model_test,
+)
+from provenance.watermark import GreenList, WatermarkKey
+from storage import Store
+from storage.rows import redact_for_display
+
+EXCERPT_CHARS = 600
+
+
+@dataclass(frozen=True)
+class Suspect:
+    """What we know of the suspect model: a local folder, its outputs, or an endpoint."""
+
+    model_dir: Path | None = None
+    outputs_file: Path | None = None
+    endpoint: str | None = None
+    endpoint_model: str = "suspect"
+    endpoint_token: str | None = None
+
+    def describe(self) -> dict:
+        if self.model_dir is not None:
+            return {"kind": "local model", "path": str(self.model_dir)}
+        if self.outputs_file is not None:
+            return {
+                "kind": "outputs file",
+                "path": str(self.outputs_file),
+                "sha256": hashlib.sha256(self.outputs_file.read_bytes()).hexdigest(),
+            }
+        return {"kind": "endpoint", "url": self.endpoint, "model": self.endpoint_model}
+
+
+def logged_requests(
+    store: Store, accounts: Sequence[str], limit: int = 2000
+) -> list[tuple[str, str]]:
+    """(prompt, response) of the accounts' logged requests that have a response, oldest first.
+    Under a redaction policy these are the stored (redacted) texts."""
+    rows = store.query(
+        "SELECT prompt_text, response_text FROM {db}.events FINAL"
+        " WHERE account_id IN %(accounts)s AND response_text != ''"
+        " ORDER BY event_ms, request_id LIMIT %(limit)s",
+        {"accounts": tuple(accounts) or ("",), "limit": limit},
+    )
+    return [(r["prompt_text"], r["response_text"]) for r in rows]
+
+
+def radioactivity_case(
+    settings: Settings,
+    store: Store,
+    suspect: Suspect,
+    accounts: Sequence[str] = (),
+    mode: Literal["open", "closed"] = "closed",
+    prompts_file: Path | None = None,
+    texts_file: Path | None = None,
+    max_new_tokens: int = 48,
+) -> dict:
+    """Run the radioactivity test the suspect allows and return the case document.
+
+    Closed: the suspect's outputs file, or its answers (local folder or endpoint) to the
+    prompts of `prompts_file` or of the accounts' logged requests. Open: the local folder reads
+    the watermarked texts of `texts_file` or the accounts' logged responses."""
+    from students.teacher import teacher_tokenizer
+
+    key = WatermarkKey.from_settings(settings)
+    tokenizer = teacher_tokenizer(settings.data_dir / "teacher")
+    greens = GreenList(key, len(tokenizer))
+    logged = logged_requests(store, accounts) if accounts else []
+    if mode == "open":
+        if suspect.model_dir is None:
+            raise ValueError("the open-model test needs --model (a local transformers folder)")
+        model = load_suspect(suspect.model_dir)
+        if model.config.vocab_size != len(tokenizer):
+            raise ValueError(
+                f"the suspect's vocabulary ({model.config.vocab_size}) is not the teacher's "
+                f"({len(tokenizer)}): use the closed-model test"
+            )
+        texts: list[tuple[str | None, str]] = (
+            [(None, t) for t in read_texts(texts_file, ("text", "response", "output"))]
+            if texts_file
+            else list(logged)
+        )
+        if not texts:
+            raise ValueError("no watermarked text to feed: give --texts or --account")
+        result = open_model_test(model, tokenizer, greens, texts)
+    else:
+        if suspect.outputs_file is not None:
+            outputs = load_suspect_outputs(suspect.outputs_file)
+        else:
+            prompts = (
+                read_texts(prompts_file, ("prompt", "text"))
+                if prompts_file
+                else [p for p, _ in logged]
+            )
+            if not prompts:
+                raise ValueError("no prompts to ask: give --prompts or --account")
+            if suspect.model_dir is not None:
+                generate = local_generator(
+                    load_suspect(suspect.model_dir), tokenizer, max_new_tokens
+                )
+            elif suspect.endpoint:
+                generate = endpoint_generator(
+                    suspect.endpoint,
+                    suspect.endpoint_model,
+                    suspect.endpoint_token,
+                    max_new_tokens,
+                )
+            else:
+                raise ValueError("give the suspect as --model, --outputs or --endpoint")
+            outputs = ask(generate, prompts)
+        result = closed_model_test(greens, tokenizer, outputs)
+    return _case(
+        "radioactivity",
+        suspect,
+        accounts=list(accounts),
+        key_id=key.key_id,
+        gamma=key.gamma,
+        test=result.to_dict(),
+        false_accusation=load_calibration(settings),
+    )
+
+
+def attribution_case(
+    settings: Settings,
+    store: Store,
+    outputs_file: Path,
+    threshold: float = 0.3,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    examples: int = 3,
+) -> dict:
+    """Rank accounts by how far the suspect's outputs match their logged responses beyond
+    chance; the case shows the best match of each of the top accounts side by side."""
+    outputs = load_suspect_outputs(outputs_file)
+    result = attribute(store, outputs, threshold, since, until)
+    best = [(a.account_id, a.evidence[0]) for a in result.accounts[:examples] if a.evidence]
+    logged = evidence_texts(store, [e.request_id for _, e in best])
+    shown = [
+        {
+            "account_id": account_id,
+            "output_index": e.output_index,
+            "request_id": e.request_id,
+            "jaccard": e.jaccard,
+            "output": outputs[e.output_index][:EXCERPT_CHARS],
+            "response": redact_for_display(
+                logged.get(e.request_id, ""),
+                settings.redact_prompts,
+                settings.redact_truncate_chars,
+            )[:EXCERPT_CHARS],
+        }
+        for account_id, e in best
+    ]
+    return _case(
+        "attribution", Suspect(outputs_file=outputs_file), **result.to_dict(), examples=shown
+    )
+
+
+def _case(kind: str, suspect: Suspect, **body) -> dict:
+    return {
+        "kind": kind,
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "distillguard_version": __version__,
+        "suspect": suspect.describe(),
+        **body,
+    }
+
+
+def write_case(document: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(orjson.dumps(document, option=orjson.OPT_INDENT_2))
