@@ -253,10 +253,15 @@ def teacher_serve(
     log: Annotated[
         Path | None, typer.Option(help="Log events to this JSONL file instead of Kafka.")
     ] = None,
+    watermark: Annotated[
+        bool | None,
+        typer.Option(help="Watermark every answer (default: when DG_WATERMARK_KEY is set)."),
+    ] = None,
 ) -> None:
     """Serve SmolLM2 at POST /v1/chat/completions, logging every request as an event."""
     import uvicorn
 
+    from provenance.watermark import WatermarkKey, watermarked
     from students.gateway import JsonlEventLog, KafkaEventLog, create_gateway
     from students.teacher import Teacher
 
@@ -264,9 +269,19 @@ def teacher_serve(
     event_log = (
         JsonlEventLog(log) if log else KafkaEventLog(settings.kafka_bootstrap, settings.topic)
     )
-    gateway = create_gateway(Teacher(settings.data_dir / "teacher"), event_log)
+    teacher = Teacher(settings.data_dir / "teacher")
+    if watermark is None:
+        watermark = settings.watermark_key is not None
+    if watermark:
+        try:
+            key = WatermarkKey.from_settings(settings)
+        except ValueError as error:
+            raise typer.BadParameter(str(error)) from None
+        teacher = watermarked(teacher, key)
+    gateway = create_gateway(teacher, event_log)
     console.print(
-        f"teacher on http://{host}:{port}/v1/chat/completions, events → "
+        f"teacher on http://{host}:{port}/v1/chat/completions"
+        f"{' (watermarked, ' + teacher.model_tag + ')' if watermark else ''}, events → "
         f"{log or settings.topic + ' @ ' + settings.kafka_bootstrap}"
     )
     uvicorn.run(gateway, host=host, port=port, log_level="warning")

@@ -32,7 +32,13 @@ import orjson
 
 from distillguard.config import Settings
 from provenance.radioactivity import RadioactivityResult, closed_model_test, open_model_windows
-from provenance.watermark import GreenList, WatermarkKey, score_windows, text_windows
+from provenance.watermark import (
+    GreenList,
+    WatermarkKey,
+    score_windows,
+    text_windows,
+    watermarked,
+)
 from students.distill import Pair, answer, teacher_embeddings, train_student
 from students.prompts import attack_pool, benign_conversations
 from students.teacher import MODEL_NAME, GenerationSettings, Teacher
@@ -71,7 +77,7 @@ class StudentResult:
     watermarked_pairs: int
     closed: RadioactivityResult
     open: RadioactivityResult
-    open_unfiltered_p: float  # the same predictions without the text-window filter
+    open_unfiltered_p: float  # the same predictions without the copyable-window filter
     null_p_values: list[float] = field(default_factory=list)  # clean students, other keys
     top_accounts: list[str] = field(default_factory=list)
     precision_at_3: float | None = None
@@ -303,14 +309,6 @@ def _write(report: ExperimentReport, out: Path) -> None:
     (out / "experiment.md").write_text(markdown(report))
 
 
-def watermarked(teacher: Teacher, key: WatermarkKey) -> Teacher:
-    """The teacher served through the key's watermark (its own response cache)."""
-    from provenance.watermark import WatermarkLogitsProcessor
-
-    processor = WatermarkLogitsProcessor(key, len(teacher.tokenizer))
-    return teacher.serving_through(processor, f"{MODEL_NAME}-{key.key_id}")
-
-
 def save_calibration(settings: Settings, report: ExperimentReport) -> Path:
     """The measured false-accusation rate, for the forensic report's provenance section."""
     folder = settings.data_dir / "provenance"
@@ -358,7 +356,7 @@ def markdown(report: ExperimentReport) -> str:
         f"trained on watermarked text: {fa['false_accusations']}/{fa['tests']} tests "
         f"(smallest p {fa['min_p_value']:.3f}); under {config.null_keys} other keys each: "
         f"{fa['other_key_false_accusations']}/{fa['other_key_tests']}. Without the open test's "
-        f"text-window filter: {fa['unfiltered_open_false_accusations']}/"
+        f"copyable-window filter: {fa['unfiltered_open_false_accusations']}/"
         f"{fa['clean_students']} clean students accused.",
         "",
         f"Time: {report.seconds}",

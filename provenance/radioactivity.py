@@ -10,11 +10,13 @@ this key" (every scored token is green with probability gamma):
 * open model: a local transformers folder. Feed it watermarked text and score its own argmax
   next-token predictions, each (context, predicted token) window once.
 
-The open test skips windows that the fed text itself contains. Without that filter it is biased
-even for a clean model: a model that predicts (or copies in context) the text's next token
-scores the watermarked generator's green choices, not anything it learned. A clean model's
-prediction outside the text's own windows is independent of the key, so H0 holds exactly up to
-the tiny dependence of sampling green lists without replacement.
+The open test skips a prediction whose (context, token) window already occurred earlier in the
+same fed sequence. Those the suspect can see and copy in context (induction), and the watermark
+chose them green-biased, so even a clean model would score them above gamma. Every other
+prediction of a clean model is a function of text whose tokens were chosen with green lists
+other than the one scoring it, so H0 holds, up to the tiny (conservative) dependence of green
+lists drawn without replacement. Predictions that merely equal the text's next token are kept:
+the suspect does not see that token, so agreeing with it says nothing about the key.
 """
 
 from __future__ import annotations
@@ -33,8 +35,8 @@ ASSUMPTIONS = (
     "H0: the suspect never learned from text carrying this watermark key; under H0 each scored "
     "token is green with probability gamma, independently of the key.",
     "Each distinct (context, token) window is scored once, so repeated phrases count once.",
-    "The open-model test skips windows the fed text itself contains (a model that copies or "
-    "predicts the text's own tokens would otherwise inherit the generator's green choices).",
+    "The open-model test skips predictions whose window occurred earlier in the fed text (a "
+    "model could copy those in context, and the watermark chose them green-biased).",
     "The key stays secret: someone holding it could scrub the watermark from harvested text.",
 )
 
@@ -44,7 +46,7 @@ class RadioactivityResult:
     mode: Literal["open", "closed"]
     texts: int
     score: WatermarkScore
-    skipped_text_windows: int = 0  # open mode: predictions the fed text itself contains
+    skipped_copyable: int = 0  # open mode: predictions repeating a window seen earlier in context
 
     @property
     def p_value(self) -> float:
@@ -126,15 +128,13 @@ def open_model_windows(
     batch_size: int = 8,
 ) -> tuple[list[Window], list[Window]]:
     """(context, argmax prediction) windows of the suspect on `texts` ((prompt or None, text)
-    pairs), before de-duplication: those to score, and those skipped because the fed text
-    contains them. They do not depend on the key, so one forward pass serves any key."""
+    pairs), before de-duplication: those to score, and those skipped as copyable (the window
+    occurred earlier in the same sequence). They do not depend on the key, so one forward pass
+    serves any key."""
     import torch
 
     max_length = int(getattr(model.config, "max_position_embeddings", 512))
     sequences = _fed_sequences(tokenizer, texts, max_length)
-    own: set[tuple[int, ...]] = set()
-    for ids, start in sequences:
-        own.update((*c, t) for c, t in windows(ids[start - context_width :], context_width))
     found: list[Window] = []
     skipped: list[Window] = []
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
@@ -150,11 +150,14 @@ def open_model_windows(
             predicted = model(input_ids=input_ids, attention_mask=attention).logits.argmax(-1)
             for row, (ids, start) in enumerate(chunk):
                 guesses = predicted[row].tolist()
+                seen = {(*c, t) for c, t in windows(ids[:start], context_width)}
                 # the prediction made after position i is scored against the context ending at i
                 for position in range(max(start, context_width), len(ids) + 1):
                     context = tuple(ids[position - context_width : position])
                     window = (context, int(guesses[position - 1]))
-                    (skipped if (*context, window[1]) in own else found).append(window)
+                    (skipped if (*context, window[1]) in seen else found).append(window)
+                    if position < len(ids):
+                        seen.add((*context, ids[position]))
     return found, skipped
 
 
@@ -163,12 +166,12 @@ def open_model_test(
     tokenizer,
     greens: GreenList,
     texts: Sequence[tuple[str | None, str]],
-    skip_text_windows: bool = True,
+    skip_copyable: bool = True,
 ) -> RadioactivityResult:
     """Feed watermarked `texts` to a local suspect and score its next-token predictions
-    (`skip_text_windows=False` only to demonstrate the bias the filter removes)."""
+    (`skip_copyable=False` only to measure what the filter changes)."""
     found, skipped = open_model_windows(model, tokenizer, texts, greens.key.context_width)
-    scored = found if skip_text_windows else found + skipped
+    scored = found if skip_copyable else found + skipped
     return RadioactivityResult("open", len(texts), score_windows(greens, scored), len(skipped))
 
 

@@ -1,7 +1,7 @@
-"""Radioactivity on real students of the real teacher: a student trained on watermarked answers
-is caught by the closed-model test, one trained on the same teacher's plain answers is not; the
-open-model test's text-window filter removes the bias that would accuse the clean teacher itself;
-the closed test also runs against an OpenAI-style endpoint over real HTTP."""
+"""Radioactivity tests on the real teacher: the open-model test's text-window filter removes the
+bias that would accuse the clean teacher itself, and the closed-model test runs against an
+OpenAI-style endpoint over real HTTP. Real students (watermarked and clean) are tested by
+`provenance experiment --quick` in test_provenance_cli.py."""
 
 from __future__ import annotations
 
@@ -13,72 +13,61 @@ from pathlib import Path
 import pytest
 import uvicorn
 
-from provenance.experiment import watermarked
 from provenance.radioactivity import (
     ask,
     closed_model_test,
     endpoint_generator,
-    local_generator,
     open_model_test,
+    open_model_windows,
 )
-from provenance.watermark import GreenList, WatermarkKey
-from students.distill import Pair, teacher_embeddings, train_student
+from provenance.watermark import GreenList, WatermarkKey, watermarked
 from students.gateway import JsonlEventLog, create_gateway
 from students.prompts import attack_pool
 from students.teacher import GenerationSettings, Teacher
 
 KEY = WatermarkKey(b"radioactivity-test-key")
-TRAIN, FED = 24, 16
+FED = 16
 
 
 @pytest.fixture(scope="module")
 def world():
     teacher = Teacher(Path(".distillguard/teacher"))
     marked = watermarked(teacher, KEY)
-    prompts = list(attack_pool(500)[: TRAIN + FED])
+    prompts = list(attack_pool(500)[:FED])
     settings = GenerationSettings(temperature=0.7, max_tokens=32, seed=2)
     conversations = [[{"role": "user", "content": p}] for p in prompts]
-    plain = [c[0].text for c in teacher.complete(conversations[:TRAIN], settings)]
-    marked_answers = [c[0].text for c in marked.complete(conversations, settings)]
-    base = teacher_embeddings(teacher.model)
-
-    def student(answers: list[str]):
-        pairs = [Pair(p, a) for p, a in zip(prompts[:TRAIN], answers, strict=True)]
-        return train_student(teacher.tokenizer, pairs, base_embeddings=base, min_steps=40)
-
+    answers = [c[0].text for c in marked.complete(conversations, settings)]
     return {
         "teacher": teacher,
         "marked": marked,
         "prompts": prompts,
         "greens": GreenList(KEY, len(teacher.tokenizer)),
-        "radioactive": student(marked_answers[:TRAIN]),
-        "clean": student(plain),
-        "fed": list(zip(prompts[TRAIN:], marked_answers[TRAIN:], strict=True)),
+        "fed": list(zip(prompts, answers, strict=True)),
     }
 
 
-def test_closed_model_test_catches_the_watermarked_student_only(world) -> None:
-    tokenizer, greens, prompts = world["teacher"].tokenizer, world["greens"], world["prompts"]
-    results = {}
-    for name in ("radioactive", "clean"):
-        outputs = ask(local_generator(world[name], tokenizer, 32), prompts[:TRAIN])
-        results[name] = closed_model_test(greens, tokenizer, outputs)
-    assert results["radioactive"].p_value < 1e-4, results
-    assert results["clean"].p_value > 0.01, results
-    assert results["radioactive"].score.scored > 200
-
-
-def test_open_model_filter_removes_the_copying_bias(world) -> None:
-    """The unwatermarked teacher reading its own watermarked answers predicts their tokens, so
-    scoring those predictions accuses it; skipping the text's own windows does not."""
+def test_the_clean_teacher_reading_watermarked_text_is_not_accused(world) -> None:
+    """The unwatermarked teacher reads its own watermarked answers: its predictions often equal
+    the text's next tokens, yet it never learned the key, and the test says so."""
     teacher, greens, fed = world["teacher"], world["greens"], world["fed"]
-    biased = open_model_test(teacher.model, teacher.tokenizer, greens, fed, False)
-    fair = open_model_test(teacher.model, teacher.tokenizer, greens, fed)
-    assert biased.p_value < 1e-3, biased
-    assert fair.p_value > 0.01, fair
-    assert fair.skipped_text_windows > 0 and fair.score.scored > 100
-    clean = open_model_test(world["clean"], teacher.tokenizer, greens, fed)
-    assert clean.p_value > 0.01, clean
+    for skip in (True, False):
+        result = open_model_test(teacher.model, teacher.tokenizer, greens, fed, skip)
+        assert result.p_value > 0.01, result
+        assert result.score.scored > 300
+    filtered = open_model_test(teacher.model, teacher.tokenizer, greens, fed)
+    assert filtered.skipped_copyable > 0
+
+
+def test_copyable_windows_are_those_seen_earlier_in_the_sequence(world) -> None:
+    """A text that repeats a phrase: the repeat's predictions are copyable and skipped; the
+    first occurrence's are scored."""
+    teacher = world["teacher"]
+    text = "The cat sat on the mat. " * 3
+    kept, skipped = open_model_windows(teacher.model, teacher.tokenizer, [(None, text)], 1)
+    ids = teacher.tokenizer(text, add_special_tokens=False)["input_ids"]
+    earlier = {(ids[i - 1], ids[i]) for i in range(1, len(ids))}
+    assert skipped and all((c[0], t) in earlier for c, t in skipped)
+    assert len(kept) + len(skipped) == len(ids)
 
 
 def _free_port() -> int:

@@ -1,0 +1,223 @@
+"""Provenance as a user runs it, each command in its own process (as typed in a shell):
+`provenance experiment --quick` on real students, `replay` → `provenance attribute` on real
+ShareGPT answers, `provenance test` on the real watermarked teacher, and a forensic report that
+carries both cases with escaped text."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+
+from provenance.watermark import WatermarkKey, watermarked
+from students.distill import new_student
+from students.prompts import attack_pool
+from students.sharegpt import iter_conversations
+from students.teacher import GenerationSettings, Teacher, teacher_tokenizer
+
+SECRET = "provenance-cli-test-key"
+HOSTILE = "<script>alert('x')</script> "
+
+
+def distillguard(*args: str, data_dir: Path | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "DG_DETECTOR": "volume", "DG_WATERMARK_KEY": SECRET}
+    if data_dir is not None:
+        env["DG_DATA_DIR"] = str(data_dir)
+    result = subprocess.run(
+        [sys.executable, "-m", "distillguard.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def test_quick_experiment_on_real_students(tmp_path: Path) -> None:
+    """The fully watermarked student is caught and its harvesters named; clean students are
+    not accused under our key or under other keys (the full run measures the rates)."""
+    distillguard("provenance", "experiment", "--quick", "--out", str(tmp_path))
+    report = orjson.loads((tmp_path / "experiment.json").read_bytes())
+    students = report["students"]
+    marked = [s for s in students if s["fraction"] == 1.0]
+    clean = [s for s in students if s["watermarked_pairs"] == 0]
+    assert len(marked) == 1 and len(clean) == 2
+    assert marked[0]["closed"]["score"]["p_value"] < 1e-6
+    assert marked[0]["precision_at_3"] == 1.0
+    for student in clean:
+        assert student["closed"]["score"]["p_value"] > 1e-3
+        assert student["open"]["score"]["p_value"] > 1e-3
+    null = [p for s in clean for p in s["null_p_values"]]
+    assert len(null) == 20 and sum(p < 0.01 for p in null) <= 2
+    assert "| 100% | 0 | 16 |" in (tmp_path / "experiment.md").read_text()
+
+
+def _answers(count: int) -> list[str]:
+    """Real ChatGPT answers from ShareGPT, code (with '<' and '&') included."""
+    answers = []
+    for conversation in iter_conversations(limit=400):
+        for role, text in conversation.turns:
+            if role == "assistant" and len(text.split()) >= 40:
+                answers.append(text[:1500])
+    return answers[:count]
+
+
+def test_attribution_and_radioactivity_cases_in_a_forensic_report(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    answers = _answers(120)
+    log = []
+    for index, text in enumerate(answers):
+        log.append(
+            {
+                "request_id": f"r-{index:04d}",
+                "account_id": f"acct-{index % 30:02d}",
+                "timestamp": 1_795_000_000_000 + index * 60_000,
+                "messages": [{"role": "user", "content": f"question {index}"}],
+                "response": text,
+            }
+        )
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(b"\n".join(orjson.dumps(e) for e in log) + b"\n")
+    distillguard("replay", str(events), data_dir=data)
+
+    # the suspect reproduces acct-07's answers (cut short, with hostile markup: outputs are
+    # untrusted input), plus text nobody received
+    copied = [
+        HOSTILE + e["response"][: len(e["response"]) * 2 // 3]
+        for e in log
+        if e["account_id"] == "acct-07"
+    ]
+    unrelated = _answers(200)[150:170]
+    outputs = tmp_path / "suspect.jsonl"
+    outputs.write_bytes(b"\n".join(orjson.dumps({"output": t}) for t in copied + unrelated))
+    case_file = tmp_path / "attribution.json"
+    distillguard(
+        "provenance",
+        "attribute",
+        "--suspect-outputs",
+        str(outputs),
+        "--out",
+        str(case_file),
+        data_dir=data,
+    )
+    case = orjson.loads(case_file.read_bytes())
+    assert case["accounts"][0]["account_id"] == "acct-07"
+    assert case["accounts"][0]["p_adjusted"] < 1e-3
+    assert all(a["p_adjusted"] > 0.01 for a in case["accounts"][1:])
+
+    # radioactivity, closed model: the suspect's outputs are our own watermarked answers
+    teacher = Teacher(Path(".distillguard/teacher"))
+    marked = watermarked(teacher, WatermarkKey(SECRET.encode()))
+    conversations = [[{"role": "user", "content": p}] for p in attack_pool(500)[:6]]
+    settings = GenerationSettings(temperature=0.7, max_tokens=32, seed=5)
+    texts = [c[0].text for c in marked.complete(conversations, settings)]
+    marked_outputs = tmp_path / "marked.jsonl"
+    marked_outputs.write_bytes(b"\n".join(orjson.dumps({"text": t}) for t in texts))
+    radio_file = tmp_path / "radioactivity.json"
+    distillguard(
+        "provenance",
+        "test",
+        "--outputs",
+        str(marked_outputs),
+        "--out",
+        str(radio_file),
+        data_dir=data,
+    )
+    radio = orjson.loads(radio_file.read_bytes())
+    assert radio["test"]["score"]["p_value"] < 1e-4
+    assert radio["suspect"]["kind"] == "outputs file" and len(radio["suspect"]["sha256"]) == 64
+
+    folder = tmp_path / "report"
+    distillguard(
+        "report",
+        "--account",
+        "acct-07",
+        "--out",
+        str(folder),
+        "--format",
+        "html",
+        "--provenance",
+        str(case_file),
+        "--provenance",
+        str(radio_file),
+        data_dir=data,
+    )
+    html = (folder / "report.html").read_text()
+    assert "Attribution of the suspect" in html and "Radioactivity test (closed model)" in html
+    assert "acct-07" in html and "Assumptions" in html
+    assert case["examples"][0]["output"].startswith(HOSTILE)
+    provenance_section = html.split("<h2>Provenance</h2>")[1]
+    assert "&lt;script&gt;" in provenance_section and "<script" not in provenance_section
+    saved = orjson.loads((folder / "report.json").read_bytes())
+    assert [c["kind"] for c in saved["provenance"]] == ["attribution", "radioactivity"]
+
+
+@pytest.mark.parametrize("line", [b"not json", b'{"prompt": "no output field"}', b"[1, 2]"])
+def test_attribute_rejects_a_bad_outputs_file_clearly(tmp_path: Path, line: bytes) -> None:
+    outputs = tmp_path / "bad.jsonl"
+    outputs.write_bytes(b'{"output": "fine"}\n' + line + b"\n")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "distillguard.cli",
+            "provenance",
+            "attribute",
+            "--suspect-outputs",
+            str(outputs),
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "DG_DATA_DIR": str(tmp_path / "d"), "COLUMNS": "400"},
+        timeout=300,
+    )
+    assert result.returncode == 2 and "line 2" in result.stderr
+
+
+def test_local_suspect_folder_in_both_modes(tmp_path: Path) -> None:
+    """A suspect saved as a transformers folder (an untrained student: it never saw the key),
+    tested on an account's logged requests in the closed and the open mode: not accused."""
+    data = tmp_path / "data"
+    log = [
+        {
+            "request_id": f"r-{index}",
+            "account_id": "acct-x",
+            "timestamp": 1_795_000_000_000 + index * 1000,
+            "messages": [{"role": "user", "content": prompt}],
+            "response": answer,
+        }
+        for index, (prompt, answer) in enumerate(
+            zip(attack_pool(500)[:12], _answers(12), strict=True)
+        )
+    ]
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(b"\n".join(orjson.dumps(e) for e in log) + b"\n")
+    distillguard("replay", str(events), data_dir=data)
+    folder = tmp_path / "suspect"
+    new_student(teacher_tokenizer(Path(".distillguard/teacher")), seed=3).save_pretrained(folder)
+    for mode in ("closed", "open"):
+        case_file = tmp_path / f"{mode}.json"
+        distillguard(
+            "provenance",
+            "test",
+            "--model",
+            str(folder),
+            "--mode",
+            mode,
+            "--account",
+            "acct-x",
+            "--out",
+            str(case_file),
+            data_dir=data,
+        )
+        case = orjson.loads(case_file.read_bytes())
+        assert case["test"]["mode"] == mode and case["suspect"]["kind"] == "local model"
+        # an untrained model answers every prompt with the same few tokens; reading, it
+        # predicts at every position
+        assert case["test"]["score"]["scored"] > (50 if mode == "open" else 0)
+        assert case["test"]["score"]["p_value"] > 0.01
