@@ -22,11 +22,13 @@ test: $(INSTALLED)
 	scripts/run-tests
 
 # Long benchmarks (not part of `make test`): real Kafka → worker → ClickHouse server, then
-# detection quality and detector throughput on the companion's real-prompt scenario.
+# detection quality and detector throughput on the companion's real-prompt scenario, then the
+# provenance experiment on real students (~50 min on 2 cores).
 bench: $(INSTALLED)
 	scripts/with-services $(BIN)/python -m bench.pipeline $(BENCH_ARGS)
 	scripts/with-services $(BIN)/python -m bench.api $(API_BENCH_ARGS)
 	$(BIN)/python -m bench.detection --large-batch 5000 $(DETECTION_ARGS)
+	$(BIN)/distillguard provenance experiment
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check .
