@@ -23,7 +23,7 @@ test: $(INSTALLED)
 
 # Long benchmarks (not part of `make test`): real Kafka → worker → ClickHouse server, then
 # detection quality and detector throughput on the companion's real-prompt scenario, then the
-# provenance experiment on real students (~50 min on 2 cores).
+# provenance experiment on real students (~2 h on 2 cores).
 bench: $(INSTALLED)
 	scripts/with-services $(BIN)/python -m bench.pipeline $(BENCH_ARGS)
 	scripts/with-services $(BIN)/python -m bench.api $(API_BENCH_ARGS)

@@ -65,7 +65,7 @@ class ExperimentConfig:
     seed: int = 0
 
 
-# 24 students x 480 training steps: ~50 min on 2 CPU cores (teacher answers cached after once)
+# 24 students x 480 training steps: ~2 h on 2 CPU cores (teacher answers: 11 min, cached after once)
 FULL = ExperimentConfig(64, 48, 200, 2, (0.01, 0.05, 0.10, 1.0), 20, 10, 60)
 QUICK = ExperimentConfig(16, 32, 20, 2, (1.0,), 2, 5, 150)
 
@@ -231,8 +231,9 @@ def run_experiment(
     order = list(range(config.training_pairs))
     random.Random(config.seed + 2).shuffle(order)
 
-    plans = [(0.0, seed) for seed in range(config.clean_seeds)]
-    plans += [(fraction, 0) for fraction in config.fractions]
+    # the watermarked students first: the answer to "is it radioactive?" arrives early
+    plans = [(fraction, 0) for fraction in config.fractions]
+    plans += [(0.0, seed) for seed in range(config.clean_seeds)]
     out.mkdir(parents=True, exist_ok=True)
     store_folder = out / "store"
     shutil.rmtree(store_folder, ignore_errors=True)  # logs of an earlier run must not mix in
