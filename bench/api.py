@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.detection import machine
-from distillguard.config import Settings, get_settings
+from core.settings import Settings, get_settings
 from services.api import create_app
 from services.auth import create_token
 from storage import ClickHouseServer

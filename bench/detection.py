@@ -34,13 +34,14 @@ from rich.table import Table
 
 from bench.pipeline import CACHE
 from bench.scenario import CAMPAIGN, FULL, HARD_NEGATIVES, SMALL, Scenario, build
+from core.events import Event
+from core.hashing import prompt_key
+from core.settings import Settings
+from core.verdicts import Assessment, first_flags
 from detectors.base import Detector
 from detectors.baselines import BASELINES
-from detectors.features import PROMPT_CHARS, prompt_key
+from detectors.features import PROMPT_CHARS
 from detectors.registry import events_in_file
-from detectors.verdict import Assessment, first_flags
-from distillguard.config import Settings
-from streaming.events import Event
 from streaming.pipeline import Pipeline, records_from_lines
 from streaming.sinks import BufferedSink
 

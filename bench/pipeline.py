@@ -24,7 +24,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from distillguard.config import Settings
+from core.settings import Settings
 from storage import ClickHouseServer
 from streaming.kafka import KafkaSource, ensure_topic, make_producer, produce_lines
 from streaming.pipeline import Embedder, build_pipeline

@@ -28,7 +28,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.pipeline import CACHE
-from distillguard.config import Settings
+from core.settings import Settings
 from students.actors import (
     HUMANEVAL_FORMATS,
     STRATEGIES,

@@ -11,8 +11,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from typing import Any, Self
 
-from detectors.verdict import Assessment
-from streaming.events import Event
+from core.events import Event
+from core.verdicts import Assessment, ClusterVerdict
 
 
 class Detector(ABC):
@@ -54,8 +54,8 @@ class Detector(ABC):
     def load_global_state(self, state: dict[str, Any]) -> None:  # noqa: B027 - optional
         """Restore what `global_state` returned."""
 
-    def drain_cluster_rows(self) -> list[dict]:
-        """`clusters` table rows produced since the last call (campaign detectors)."""
+    def drain_clusters(self) -> list[ClusterVerdict]:
+        """Campaigns scored since the last call (campaign detectors)."""
         return []
 
     def calibration(self) -> dict[str, Any]:

@@ -22,23 +22,14 @@ from typing import Any, Self
 
 import numpy as np
 
+from core.embedder import Embedder
+from core.events import Event, account_histories
+from core.verdicts import Assessment, Reason
 from detectors.base import Detector
 from detectors.features import PROMPT_CHARS
-from detectors.verdict import Assessment, Reason
 from detectors.volume import VolumeDetector
-from streaming.events import Event
-from streaming.pipeline import Embedder
-
 
 # --- shared -----------------------------------------------------------------------------------
-def by_account(events: Iterable[Event]) -> dict[str, list[Event]]:
-    """Events grouped by account, each account's in time order (calibration input)."""
-    accounts: dict[str, list[Event]] = {}
-    for event in events:
-        accounts.setdefault(event.account_id, []).append(event)
-    for items in accounts.values():
-        items.sort(key=lambda e: e.timestamp_ms)
-    return accounts
 
 
 def upper_threshold(values: Iterable[float], target_fpr: float) -> float:
@@ -185,7 +176,7 @@ class PradaDetector(_EmbeddingDetector):
 
     def fit(self, benign_events: Iterable[Event]) -> Self:
         lowest = []
-        for events in by_account(benign_events).values():
+        for events in account_histories(benign_events).values():
             if len(events) > self.min_queries:
                 account = _PradaAccount()
                 self._consume(account, self._embed(events))
@@ -331,7 +322,7 @@ class MmdDetector(_EmbeddingDetector):
         return np.searchsorted(np.asarray(self.sizes), n, side="right") - 1
 
     def fit(self, benign_events: Iterable[Event]) -> Self:
-        accounts = by_account(benign_events)
+        accounts = account_histories(benign_events)
         if not accounts:
             raise ValueError("MmdDetector.fit needs benign events for its reference")
         names = list(accounts)
@@ -463,7 +454,7 @@ class VolumeZScoreDetector(VolumeDetector):
         scratch = VolumeDetector(self.window_s)
         seen = {
             account: [scratch._window_count(account, [event]) for event in events]
-            for account, events in by_account(benign_events).items()
+            for account, events in account_histories(benign_events).items()
         }
         counts = np.concatenate([np.asarray(c, dtype=float) for c in seen.values()])
         self.mean_, self.std_ = float(counts.mean()), max(float(counts.std()), 1.0)

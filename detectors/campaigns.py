@@ -39,12 +39,12 @@ from datetime import UTC, datetime
 from typing import Any, Self
 
 import numpy as np
-import orjson
 
+from core.timeutil import DAY_MS, HOUR_MS
+from core.verdicts import ClusterVerdict
 from detectors.features import EventFeatures
-from detectors.index import DAY_MS, BenignReference, RecentPromptIndex, SimhashSet
+from detectors.index import BenignReference, RecentPromptIndex, SimhashSet
 
-HOUR_MS = 3_600_000
 PIECES = ("infra", "timing", "prompts", "params", "topics")
 EXAMPLE_CHARS = 160
 MAX_SHARED_PER_PAIR = 64
@@ -247,7 +247,7 @@ class CampaignLinker:
     """Links accounts into campaigns from shared, benign-rare evidence; streaming.
 
     >>> from detectors.features import SimHasher, featurize
-    >>> from streaming.events import Event
+    >>> from core.events import Event
     >>> from students.actors import (AttackConfig, benign_users, multi_account_campaign,
     ...                              request_record)
     >>> def features_of(plans):
@@ -677,22 +677,24 @@ class CampaignLinker:
             ),
         }
 
-    def to_rows(self, scores: Mapping[str, tuple[float, str]] | None = None) -> list[dict]:
-        """`clusters` table rows; `scores` maps cluster_id → (score, label) from fusion."""
-        rows = []
+    def cluster_verdicts(
+        self, scores: Mapping[str, tuple[float, str]] | None = None
+    ) -> list[ClusterVerdict]:
+        """Every cluster with its fused score; `scores` maps cluster_id → (score, label)."""
+        verdicts = []
         for cluster in self.clusters():
             score, label = (scores or {}).get(cluster.cluster_id, (0.0, "unscored"))
-            rows.append(
-                {
-                    "cluster_id": cluster.cluster_id,
-                    "updated_time": datetime.fromtimestamp(cluster.last_seen_ms / 1000, UTC),
-                    "members": cluster.members,
-                    "score": float(score),
-                    "label": label,
-                    "evidence_json": _json(cluster.evidence),
-                }
+            verdicts.append(
+                ClusterVerdict(
+                    cluster_id=cluster.cluster_id,
+                    updated=datetime.fromtimestamp(cluster.last_seen_ms / 1000, UTC),
+                    members=cluster.members,
+                    score=float(score),
+                    label=label,
+                    evidence=cluster.evidence,
+                )
             )
-        return rows
+        return verdicts
 
     # -- persistence --------------------------------------------------------------------------
     def calibration(self) -> dict[str, Any]:
@@ -796,7 +798,3 @@ def _piece_share(edges: Iterable[Mapping[str, Any]]) -> dict[str, float]:
         totals.update(edge["surprise"])
     whole = sum(totals.values()) or 1.0
     return {piece: round(value / whole, 3) for piece, value in totals.most_common()}
-
-
-def _json(value: Any) -> str:
-    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()

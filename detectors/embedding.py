@@ -6,15 +6,12 @@ because templated attacks repeat prompts and a repeated prompt should cost nothi
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections import OrderedDict
 
+from core.hashing import prompt_key
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # weights ship in the pip package: never download
-
-
-def _prompt_key(text: str) -> bytes:
-    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
 
 class PromptEmbedder:
@@ -43,14 +40,14 @@ class PromptEmbedder:
         self.model.max_seq_length = max_seq_length
         self.batch_size = batch_size
         self.cache_size = cache_size
-        self._cache: OrderedDict[bytes, list[float]] = OrderedDict()
+        self._cache: OrderedDict[str, list[float]] = OrderedDict()
         self.hits = 0
         self.misses = 0
 
     def __call__(self, prompts: list[str]) -> list[list[float]]:
-        keys = [_prompt_key(p) for p in prompts]
-        found: dict[bytes, list[float]] = {}
-        todo: dict[bytes, str] = {}
+        keys = [prompt_key(p) for p in prompts]
+        found: dict[str, list[float]] = {}
+        todo: dict[str, str] = {}
         for key, prompt in zip(keys, prompts, strict=True):
             if key in self._cache:
                 self._cache.move_to_end(key)

@@ -9,14 +9,14 @@ tiered policy chooses (`detectors/embedding.py`).
 from __future__ import annotations
 
 import base64
-import hashlib
 import ipaddress
 from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
 
-from streaming.events import Event
+from core.events import Event
+from core.hashing import prompt_key
 
 SIMHASH_BITS = 64
 _HASH_FEATURES = 2**16
@@ -150,10 +150,6 @@ class SimHasher:
 
 def hamming(a: int, b: int) -> int:
     return (a ^ b).bit_count()
-
-
-def prompt_key(text: str) -> str:
-    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).hexdigest()
 
 
 def featurize(events: list[Event], hasher: SimHasher) -> list[EventFeatures]:

@@ -36,13 +36,14 @@ from typing import Any, Self
 
 import numpy as np
 
+from core.embedder import Embedder
+from core.events import Event, account_histories
+from core.verdicts import Assessment, ClusterVerdict, Label, Reason
 from detectors.base import Detector
 from detectors.campaigns import CampaignLinker
 from detectors.features import EventFeatures, SimHasher, featurize
 from detectors.index import BenignReference
 from detectors.signals import SIGNALS, Reference, Window
-from detectors.verdict import Assessment, Label, Reason
-from streaming.events import Event
 
 BUCKETS = (4, 8, 16, 32, 64, 128, 256)
 MIN_BUCKET_VALUES = 20
@@ -52,7 +53,6 @@ MAX_SURPRISE = 6.0  # one signal alone never says more than p = 1e-6
 ISOLATION = "isolation_forest"
 EXAMPLES = 3
 
-Embedder = Callable[[list[str]], list[list[float]]]
 Scorer = Callable[[list[str]], Any]
 
 
@@ -184,7 +184,7 @@ class ExtractionDetector(Detector):
         self.isolation_training_: np.ndarray = np.zeros((0, len(SIGNALS)))
         self.thresholds_: dict[str, float] = {"suspicious": 1.0, "extraction": 2.0}
         self.fitted_accounts_ = 0
-        self.cluster_rows_: list[dict] = []
+        self.cluster_verdicts_: list[ClusterVerdict] = []
 
     # --- features ------------------------------------------------------------------------------
     def _account(self, account_id: str) -> AccountWindow:
@@ -328,11 +328,7 @@ class ExtractionDetector(Detector):
     def fit(self, benign_events: Iterable[Event]) -> Self:
         """Replay benign history through the detector; learn per-signal benign distributions,
         the IsolationForest and the account-level thresholds."""
-        by_account: dict[str, list[Event]] = {}
-        for event in benign_events:
-            by_account.setdefault(event.account_id, []).append(event)
-        for events in by_account.values():
-            events.sort(key=lambda e: e.timestamp_ms)
+        by_account = account_histories(benign_events)
         self.accounts = {}
         self.reference_ = None
         prepared = self._prepare(by_account, embed_all=True)
@@ -509,10 +505,12 @@ class ExtractionDetector(Detector):
                     **cluster.evidence,
                 },
             )
-            self.cluster_rows_ += [
-                row
-                for row in self.linker.to_rows({cluster_id: (verdict.score, verdict.label)})
-                if row["cluster_id"] == cluster_id
+            self.cluster_verdicts_ += [
+                scored
+                for scored in self.linker.cluster_verdicts(
+                    {cluster_id: (verdict.score, verdict.label)}
+                )
+                if scored.cluster_id == cluster_id
             ]
             for member in members:
                 own = assessments.get(member)
@@ -528,10 +526,10 @@ class ExtractionDetector(Detector):
                 else:
                     assessments[member] = own.model_copy(update={"cluster_id": cluster_id})
 
-    def drain_cluster_rows(self) -> list[dict]:
-        """`clusters` table rows produced since the last call."""
-        rows, self.cluster_rows_ = self.cluster_rows_, []
-        latest = {row["cluster_id"]: row for row in rows}
+    def drain_clusters(self) -> list[ClusterVerdict]:
+        """Campaigns scored since the last call, the latest of each."""
+        scored, self.cluster_verdicts_ = self.cluster_verdicts_, []
+        latest = {cluster.cluster_id: cluster for cluster in scored}
         return list(latest.values())
 
     def _assess(

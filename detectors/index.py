@@ -20,9 +20,9 @@ import faiss
 import numpy as np
 import orjson
 
+from core.timeutil import DAY_MS
 from detectors.features import SIMHASH_BITS, EventFeatures
 
-DAY_MS = 86_400_000
 EMBEDDING_DIMENSION = 384
 GPU_MAX_K = 2048  # FAISS GPU k-selection limit
 PARALLEL_BYTES = 2**30  # below this much scanned data a search runs on one thread

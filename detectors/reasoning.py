@@ -359,7 +359,7 @@ class ReasoningClassifier(ClassifierMixin, BaseEstimator):
 
 def benign_prompts() -> list[str]:
     """User prompts of the benign side of ShareGPT (attack pools never train the model)."""
-    from students.prompts import benign_conversations
+    from detectors.corpus import benign_conversations
 
     return [
         prompt for conversation in benign_conversations() for prompt in conversation.user_prompts

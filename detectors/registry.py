@@ -8,10 +8,10 @@ from pathlib import Path
 
 import orjson
 
+from core.events import Event, parse_event
+from core.settings import Settings, get_settings
 from detectors.base import Detector
 from detectors.volume import VolumeDetector
-from distillguard.config import Settings, get_settings
-from streaming.events import Event, parse_event
 
 CALIBRATION_FILE = "calibration.json"
 log = logging.getLogger(__name__)

@@ -11,15 +11,15 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, Self
 
+from core.events import Event, account_histories
+from core.verdicts import Assessment, Label, Reason
 from detectors.base import Detector
-from detectors.verdict import Assessment, Label, Reason
-from streaming.events import Event
 
 
 class VolumeDetector(Detector):
     """Requests per sliding window versus a benign-calibrated threshold.
 
-    >>> from streaming.events import parse_event
+    >>> from core.events import parse_event
     >>> detector = VolumeDetector(window_s=3600, threshold=2)
     >>> events = [parse_event(
     ...     f'{{"request_id":"r{i}","account_id":"a","timestamp":{i * 1000},"prompt":"hi"}}', "doc")
@@ -67,11 +67,7 @@ class VolumeDetector(Detector):
     def fit(self, benign_events: Iterable[Event]) -> Self:
         """Threshold = the (1 - target_fpr) quantile of benign accounts' busiest window."""
         scratch = VolumeDetector(self.window_s, self.threshold)
-        by_account: dict[str, list[Event]] = {}
-        for event in benign_events:
-            by_account.setdefault(event.account_id, []).append(event)
-        for account_id, events in by_account.items():
-            events.sort(key=lambda e: e.timestamp_ms)
+        for account_id, events in account_histories(benign_events).items():
             scratch._window_count(account_id, events)
         peaks = sorted(scratch._peak.values())
         if peaks:

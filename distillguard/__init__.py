@@ -1,3 +1,5 @@
 """DistillGuard: catch model-extraction (distillation) attacks against an LLM API and prove them."""
 
-__version__ = "0.1.0"
+from core import __version__
+
+__all__ = ["__version__"]

@@ -10,8 +10,9 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from distillguard import __version__
-from distillguard.config import get_settings
+from core import __version__
+from core.settings import get_settings
+from core.timeutil import END_OF_TIME_MS
 
 app = typer.Typer(
     help="DistillGuard: catch and prove model-extraction attacks.", no_args_is_help=True
@@ -261,9 +262,9 @@ def teacher_serve(
     """Serve SmolLM2 at POST /v1/chat/completions, logging every request as an event."""
     import uvicorn
 
-    from provenance.watermark import WatermarkKey, watermarked
+    from provenance.watermark import WatermarkKey
     from students.gateway import JsonlEventLog, KafkaEventLog, create_gateway
-    from students.teacher import Teacher
+    from students.teacher import Teacher, watermarked
 
     settings = get_settings()
     event_log = (
@@ -460,14 +461,17 @@ def provenance_test(
 
     from provenance.cases import Suspect, radioactivity_case, write_case
     from storage import open_store
+    from students.teacher import teacher_tokenizer
 
     if mode not in ("open", "closed"):
         raise typer.BadParameter("--mode is open or closed")
     suspect = Suspect(model, outputs, endpoint, endpoint_model)
     store = open_store()
     try:
+        settings = get_settings()
+        tokenizer = teacher_tokenizer(settings.data_dir / "teacher")
         case = radioactivity_case(
-            get_settings(), store, suspect, account or [], mode, prompts, texts
+            settings, store, suspect, account or [], mode, prompts, texts, tokenizer=tokenizer
         )
     except ValueError as error:
         raise typer.BadParameter(str(error)) from None
@@ -550,7 +554,7 @@ def provenance_experiment(
     attribution precision, as a table."""
     from dataclasses import replace
 
-    from provenance.experiment import FULL, QUICK, markdown, run_experiment
+    from students.provenance_experiment import FULL, QUICK, markdown, run_experiment
 
     config = replace(QUICK if quick else FULL, seed=seed)
     report = run_experiment(config, get_settings(), out, log=console.print, calibrate=not quick)
@@ -586,7 +590,7 @@ def report(
 
     if fmt not in ("pdf", "html", "json"):
         raise typer.BadParameter("--format is pdf, html or json")
-    subject = Subject(account, cluster, ms(since, 0), ms(until, 2**63 - 1))
+    subject = Subject(account, cluster, ms(since, 0), ms(until, END_OF_TIME_MS))
     import orjson
 
     cases = [orjson.loads(path.read_bytes()) for path in provenance or []]

@@ -14,16 +14,16 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table as RichTable
 
+from core.events import Event, parse_event
+from core.settings import Settings
 from detectors.registry import (
     CALIBRATION_FILE,
     build_detector,
     calibration_dir,
     save_calibration,
 )
-from distillguard.config import Settings
 from services.webhooks import store_sinks
 from storage import open_store
-from streaming.events import Event, parse_event
 from streaming.files import run_file
 from streaming.malformed import interleave_malformed
 from streaming.pipeline import build_pipeline

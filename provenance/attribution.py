@@ -2,7 +2,7 @@
 
 A model distilled from our API reproduces, more or less edited, text it was trained on. Each of
 its outputs is compared with the response fingerprints logged at ingest
-(`provenance.fingerprints`): MinHash LSH proposes candidate pairs, and a pair matches when the
+(`detectors.fingerprints`): MinHash LSH proposes candidate pairs, and a pair matches when the
 estimated Jaccard similarity of their word 3-grams reaches `threshold`.
 
 Matches alone do not accuse anyone: an account that received many responses collects chance
@@ -29,7 +29,7 @@ import orjson
 from datasketch import MinHashLSH
 from scipy.stats import binom
 
-from provenance.fingerprints import NUM_PERM, minhash, shingles, signature
+from detectors.fingerprints import NUM_PERM, minhash, shingles, signature
 from storage import Store
 from storage.base import epoch_seconds
 

@@ -9,14 +9,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import orjson
 
-from distillguard import __version__
-from distillguard.config import Settings
+from core import __version__
+from core.settings import Settings
 from provenance.attribution import attribute, evidence_texts, load_suspect_outputs, read_texts
-from provenance.experiment import load_calibration
+from provenance.error_rates import load_error_rates
 from provenance.radioactivity import (
     ask,
     closed_model_test,
@@ -77,16 +77,15 @@ def radioactivity_case(
     prompts_file: Path | None = None,
     texts_file: Path | None = None,
     max_new_tokens: int = 48,
+    *,
+    tokenizer: Any,
 ) -> dict:
     """Run the radioactivity test the suspect allows and return the case document.
 
     Closed: the suspect's outputs file, or its answers (local folder or endpoint) to the
     prompts of `prompts_file` or of the accounts' logged requests. Open: the local folder reads
     the watermarked texts of `texts_file` or the accounts' logged responses."""
-    from students.teacher import teacher_tokenizer
-
     key = WatermarkKey.from_settings(settings)
-    tokenizer = teacher_tokenizer(settings.data_dir / "teacher")
     greens = GreenList(key, len(tokenizer))
     logged = logged_requests(store, accounts) if accounts else []
     if mode == "open":
@@ -139,7 +138,7 @@ def radioactivity_case(
         key_id=key.key_id,
         gamma=key.gamma,
         test=result.to_dict(),
-        false_accusation=load_calibration(settings),
+        false_accusation=load_error_rates(settings.data_dir),
     )
 
 

@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
+from provenance.chat import Pair, answer, encode
 from provenance.watermark import GreenList, WatermarkScore, score_text, score_windows, windows
 
 Window = tuple[tuple[int, ...], int]
@@ -71,8 +72,6 @@ def ask(generate: Generator, prompts: Sequence[str], batch_size: int = 32) -> li
 
 def local_generator(model, tokenizer, max_new_tokens: int = 48) -> Generator:
     """A local causal LM as a closed-model callable: greedy chat-formatted answers."""
-    from students.distill import answer
-
     return lambda prompts: answer(tokenizer, model, prompts, max_new_tokens)
 
 
@@ -107,8 +106,6 @@ def _fed_sequences(
 ) -> list[tuple[list[int], int]]:
     """Token ids and the index where the scored text starts: a chat-formatted prompt followed by
     the text when the prompt is known (the context the suspect would have trained on)."""
-    from students.distill import Pair, encode
-
     sequences = []
     for prompt, text in texts:
         if prompt is None:

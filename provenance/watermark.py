@@ -159,12 +159,3 @@ def text_windows(tokenizer, texts: Iterable[str], width: int) -> list[tuple[tupl
 def score_text(greens: GreenList, tokenizer, texts: Iterable[str]) -> WatermarkScore:
     """One test over all `texts` (a suspect's outputs, a document), windows de-duplicated."""
     return score_windows(greens, text_windows(tokenizer, texts, greens.key.context_width))
-
-
-def watermarked(teacher, key: WatermarkKey):
-    """The companion teacher (`students.teacher.Teacher`) served through the key's watermark,
-    sharing the loaded model, with a response cache of its own."""
-    from students.teacher import MODEL_NAME
-
-    processor = WatermarkLogitsProcessor(key, len(teacher.tokenizer))
-    return teacher.serving_through(processor, f"{MODEL_NAME}-{key.key_id}")

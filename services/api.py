@@ -29,8 +29,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import dashboards
-from distillguard import __version__
-from distillguard.config import Settings, get_settings
+from core import __version__
+from core.settings import Settings, get_settings
+from core.timeutil import END_OF_TIME_MS
 from services.auth import Principal, Role, TokenVerifier, audit, create_token
 from services.ingest import Ingestor, KafkaIngestor, PipelineIngestor
 from services.reports import Subject, write_report
@@ -349,7 +350,7 @@ def create_app(
                 "account": account_id or "",
                 "label": label or "",
                 "since": _ms(since) or 0,
-                "until": _ms(until) or 2**63 - 1,
+                "until": _ms(until) or END_OF_TIME_MS,
             },
             limit,
             offset,
@@ -398,7 +399,7 @@ def create_app(
             {
                 "a": account_id,
                 "since": _ms(since) or 0,
-                "until": _ms(until) or 2**63 - 1,
+                "until": _ms(until) or END_OF_TIME_MS,
             },
             limit,
             offset,
@@ -446,7 +447,10 @@ def create_app(
     def new_report(request: Request, body: ReportRequest, who: Analyst) -> dict:
         """Generate a forensic report (PDF, HTML, JSON, CSV, charts, SHA-256 manifest)."""
         subject = Subject(
-            body.account_id, body.cluster_id, _ms(body.since) or 0, _ms(body.until) or 2**63 - 1
+            body.account_id,
+            body.cluster_id,
+            _ms(body.since) or 0,
+            _ms(body.until) or END_OF_TIME_MS,
         )
         report_id = uuid.uuid4().hex
         manifest = write_report(store, settings, subject, reports_dir / report_id, body.pdf)

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from streaming.events import DeadLetter, Event, parse_event
+from core.events import DeadLetter, Event, parse_event
 from streaming.kafka import account_key
 from streaming.pipeline import Pipeline, records_from_lines
 from streaming.sinks import DeadLetterTopicSink, StoreSink

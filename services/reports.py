@@ -25,9 +25,10 @@ from pathlib import Path
 import orjson
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from core import __version__
+from core.settings import Settings
+from core.timeutil import END_OF_TIME_MS
 from detectors.registry import CALIBRATION_FILE, calibration_dir
-from distillguard import __version__
-from distillguard.config import Settings
 from storage import Store
 from storage.rows import redact_for_display
 
@@ -44,7 +45,7 @@ class Subject:
     account_id: str | None = None
     cluster_id: str | None = None
     since_ms: int = 0
-    until_ms: int = 2**63 - 1
+    until_ms: int = END_OF_TIME_MS
 
     @property
     def window(self) -> dict[str, int]:

@@ -27,7 +27,7 @@ from typing import Literal
 import httpx
 import orjson
 
-from detectors.verdict import Verdict
+from core.verdicts import ClusterVerdict, Verdict
 from storage import Store
 from streaming.sinks import BufferedSink, StoreSink
 
@@ -116,14 +116,14 @@ def verdict_payload(verdict: Verdict) -> dict:
     }
 
 
-def campaign_payload(row: dict) -> dict:
+def campaign_payload(cluster: ClusterVerdict) -> dict:
     return {
         "kind": "campaign",
-        "cluster_id": row["cluster_id"],
-        "score": round(float(row["score"]), 4),
-        "label": row["label"],
-        "members": list(row["members"])[:100],
-        "member_count": len(row["members"]),
+        "cluster_id": cluster.cluster_id,
+        "score": round(cluster.score, 4),
+        "label": cluster.label,
+        "members": cluster.members[:100],
+        "member_count": len(cluster.members),
     }
 
 
@@ -182,9 +182,9 @@ class AlertSink(BufferedSink):
             if v.label == "extraction"
         ]
         alerts += [
-            ("campaign", "", row["cluster_id"], campaign_payload(row))
-            for row in self.clusters
-            if row.get("label") == "extraction"
+            ("campaign", "", cluster.cluster_id, campaign_payload(cluster))
+            for cluster in self.clusters
+            if cluster.label == "extraction"
         ]
         if alerts:
             enqueue(self.store, alerts)

@@ -11,7 +11,7 @@ __all__ = ["ClickHouseServer", "EmbeddedClickHouse", "Store", "StoreError", "ope
 
 def open_store(settings=None, database: str | None = None, migrate: bool = True) -> Store:
     """The store the settings name (`DG_STORE=embedded|server`), migrated and ready."""
-    from distillguard.config import get_settings
+    from core.settings import get_settings
 
     settings = settings or get_settings()
     database = database or settings.database

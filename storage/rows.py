@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
 import time
 from typing import Literal
 
 import orjson
 
-from detectors.verdict import Verdict
-from streaming.events import DeadLetter, Event
+from core.events import DeadLetter, Event
+from core.hashing import prompt_hash
+from core.verdicts import ClusterVerdict, Verdict
 
 RedactPolicy = Literal["none", "hash", "truncate"]
 
@@ -20,7 +20,7 @@ def redact(text: str, policy: RedactPolicy, truncate_chars: int = 200) -> str:
         return text
     if policy == "truncate":
         return text[:truncate_chars]
-    return "sha256:" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+    return "sha256:" + prompt_hash(text)
 
 
 def redact_for_display(text: str, policy: RedactPolicy, truncate_chars: int = 200) -> str:
@@ -117,6 +117,14 @@ def account_state_row(
     }
 
 
-def cluster_row(row: dict) -> dict:
-    """The `clusters` row: the campaign linker's row plus a version (the latest write wins)."""
-    return {**row, "version": time.time_ns() // 1000}
+def cluster_row(cluster: ClusterVerdict) -> dict:
+    """The `clusters` row of a scored campaign, versioned so the latest write wins."""
+    return {
+        "cluster_id": cluster.cluster_id,
+        "updated_time": cluster.updated,
+        "members": cluster.members,
+        "score": cluster.score,
+        "label": cluster.label,
+        "evidence_json": _json(cluster.evidence),
+        "version": time.time_ns() // 1000,
+    }

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
+from core.records import SourceRecord
 from streaming.pipeline import BatchResult, Pipeline
-from streaming.records import SourceRecord
 
 
 def file_batches(path: Path, batch_size: int) -> Iterator[tuple[list[SourceRecord], int]]:

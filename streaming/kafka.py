@@ -12,7 +12,7 @@ from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.errors import TopicAlreadyExistsError
 
-from streaming.records import SourceRecord
+from core.records import SourceRecord
 
 log = logging.getLogger("distillguard.kafka")
 

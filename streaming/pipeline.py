@@ -10,23 +10,24 @@ offset commit, a rebalance) is written again to the idempotent store but never c
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
+from core.embedder import Embedder
+from core.events import DeadLetter, Event, parse_event
+from core.records import SourceRecord
+from core.settings import Settings
+from core.timeutil import now_ms
+from core.verdicts import Verdict, is_material
 from detectors.base import Detector
-from detectors.verdict import Verdict, is_material
-from distillguard.config import Settings
-from provenance.fingerprints import fingerprint_rows
+from detectors.fingerprints import fingerprint_rows
 from storage import Store
 from storage.rows import RedactPolicy, event_row
-from streaming.events import DeadLetter, Event, now_ms, parse_event
-from streaming.records import SourceRecord
 from streaming.sinks import Sink
 
-Embedder = Callable[[list[str]], list[list[float]]]
 GLOBAL_STATE_ID = "\x00global"  # account_state row of the detector's cross-account state
 GLOBAL_CHECKPOINT_MS = 60_000  # cross-account state is large: checkpoint it once a minute
 
@@ -193,7 +194,7 @@ class Pipeline:
         fingerprints = fingerprint_rows(event for event, _ in parsed)
         result.verdicts, result.replayed = self._detect(parsed)
         result.events, result.dead_letters, result.rejected = len(parsed), len(dead), dead
-        clusters = self.detector.drain_cluster_rows()
+        clusters = self.detector.drain_clusters()
         for sink in self.sinks:
             sink.add_events(rows)
             sink.add_fingerprints(fingerprints)

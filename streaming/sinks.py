@@ -11,10 +11,10 @@ from typing import IO, Protocol
 
 import orjson
 
-from detectors.verdict import Verdict
+from core.events import DeadLetter
+from core.verdicts import ClusterVerdict, Verdict
 from storage import Store
 from storage.rows import account_state_row, cluster_row, dead_letter_row, verdict_row
-from streaming.events import DeadLetter
 
 
 class Sink(Protocol):
@@ -27,7 +27,7 @@ class Sink(Protocol):
     def add_dead_letters(self, letters: list[DeadLetter]) -> None: ...
     def add_verdicts(self, verdicts: list[Verdict]) -> None: ...
     def add_states(self, states: list[dict]) -> None: ...
-    def add_clusters(self, rows: list[dict]) -> None: ...
+    def add_clusters(self, clusters: list[ClusterVerdict]) -> None: ...
     def flush(self) -> None: ...
 
 
@@ -42,13 +42,13 @@ class BufferedSink:
         self.dead_letters: list[DeadLetter] = []
         self.verdicts: list[Verdict] = []
         self.states: list[dict] = []
-        self.clusters: list[dict] = []
+        self.clusters: list[ClusterVerdict] = []
 
     def add_events(self, rows: list[dict]) -> None:
         self.events.extend(rows)
 
     def add_fingerprints(self, rows: list[dict]) -> None:
-        """`response_fingerprints` rows (`provenance.fingerprints.fingerprint_rows`)."""
+        """`response_fingerprints` rows (`detectors.fingerprints.fingerprint_rows`)."""
         self.fingerprints.extend(rows)
 
     def add_dead_letters(self, letters: list[DeadLetter]) -> None:
@@ -60,8 +60,8 @@ class BufferedSink:
     def add_states(self, states: list[dict]) -> None:
         self.states.extend(states)
 
-    def add_clusters(self, rows: list[dict]) -> None:
-        self.clusters.extend(rows)
+    def add_clusters(self, clusters: list[ClusterVerdict]) -> None:
+        self.clusters.extend(clusters)
 
     def _clear(self) -> None:
         self.events, self.dead_letters, self.verdicts, self.states = [], [], [], []

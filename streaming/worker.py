@@ -21,11 +21,11 @@ from kafka.errors import KafkaError
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exponential_jitter
 
+from core.records import SourceRecord
+from core.timeutil import now_ms
 from storage import StoreError
-from streaming.events import now_ms
 from streaming.kafka import KafkaSource
 from streaming.pipeline import BatchResult, Pipeline
-from streaming.records import SourceRecord
 
 log = logging.getLogger("distillguard.worker")
 T = TypeVar("T")

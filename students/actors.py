@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
 
+from core.timeutil import DAY_MS, HOUR_MS
 from students.prompts import (
     attack_conversations,
     attack_pool,
@@ -23,8 +24,6 @@ from students.prompts import (
 from students.teacher import MODEL_NAME
 
 START = datetime(2026, 11, 2, tzinfo=UTC)  # a Monday
-DAY_MS = 86_400_000
-HOUR_MS = 3_600_000
 
 
 @dataclass(frozen=True)

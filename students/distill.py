@@ -13,14 +13,14 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-PROMPT_TOKENS = 64
-RESPONSE_TOKENS = 64
-
-
-@dataclass(frozen=True)
-class Pair:
-    prompt: str
-    response: str
+from provenance.chat import (
+    PROMPT_TOKENS,
+    RESPONSE_TOKENS,
+    Pair,
+    encode,
+    greedy,
+    pad_id,
+)
 
 
 @dataclass
@@ -48,27 +48,11 @@ def student_config(vocab_size: int, hidden: int = 128, layers: int = 2):
     )
 
 
-def encode(tokenizer, pair: Pair) -> tuple[list[int], int]:
-    """Chat-formatted prompt (last PROMPT_TOKENS tokens) + response; returns ids and the
-    response's start index."""
-    prompt = tokenizer.apply_chat_template(
-        [{"role": "user", "content": pair.prompt}], tokenize=False, add_generation_prompt=True
-    )
-    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"][-PROMPT_TOKENS:]
-    response_ids = tokenizer(pair.response, add_special_tokens=False)["input_ids"]
-    response_ids = (response_ids + [tokenizer.eos_token_id])[:RESPONSE_TOKENS]
-    return prompt_ids + response_ids, len(prompt_ids)
-
-
-def _pad_id(tokenizer) -> int:
-    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-
-
 def _batch(tokenizer, encoded: Sequence[tuple[list[int], int]]):
     import torch
 
     width = max(len(ids) for ids, _ in encoded)
-    pad = _pad_id(tokenizer)
+    pad = pad_id(tokenizer)
     input_ids = torch.full((len(encoded), width), pad, dtype=torch.long)
     labels = torch.full((len(encoded), width), -100, dtype=torch.long)
     attention = torch.zeros((len(encoded), width), dtype=torch.long)
@@ -157,61 +141,6 @@ def train_student(
     return model
 
 
-def _greedy(
-    tokenizer,
-    model,
-    encoded: Sequence[tuple[list[int], int]],
-    tokens: int,
-    temperature: float = 0.0,
-) -> list[str]:
-    """Student answers to encoded pairs' prompts, one left-padded batch: greedy (with a
-    repetition penalty) or, with a temperature, sampled from the student's distribution."""
-    import torch
-
-    prompts = [ids[:start] for ids, start in encoded]
-    width = max(len(p) for p in prompts)
-    pad = _pad_id(tokenizer)
-    input_ids = torch.full((len(prompts), width), pad, dtype=torch.long)
-    attention = torch.zeros((len(prompts), width), dtype=torch.long)
-    for row, ids in enumerate(prompts):
-        input_ids[row, width - len(ids) :] = torch.tensor(ids)
-        attention[row, width - len(ids) :] = 1
-    generated = model.generate(
-        input_ids,
-        attention_mask=attention,
-        max_new_tokens=tokens,
-        do_sample=temperature > 0,
-        temperature=temperature or None,
-        top_p=None,
-        top_k=None,
-        repetition_penalty=None if temperature else 1.3,
-        pad_token_id=tokenizer.eos_token_id,
-    )
-    return tokenizer.batch_decode(generated[:, width:], skip_special_tokens=True)
-
-
-def answer(
-    tokenizer,
-    model,
-    prompts: Sequence[str],
-    tokens: int,
-    temperature: float = 0.0,
-    seed: int = 0,
-    batch_size: int = 32,
-) -> list[str]:
-    """Chat-formatted answers of a (student or suspect) model to `prompts`: greedy, or sampled
-    at `temperature` (seeded)."""
-    import torch
-
-    torch.manual_seed(seed)
-    answers: list[str] = []
-    with torch.inference_mode():
-        for start in range(0, len(prompts), batch_size):
-            chunk = [encode(tokenizer, Pair(p, "")) for p in prompts[start : start + batch_size]]
-            answers.extend(_greedy(tokenizer, model, chunk, tokens, temperature))
-    return answers
-
-
 def measure_fidelity(
     tokenizer, model, held_out: Sequence[Pair], pairs_trained: int, generate_tokens: int = 32
 ) -> Fidelity:
@@ -235,7 +164,7 @@ def measure_fidelity(
             mask = target != -100
             agree += int((predicted[mask] == target[mask]).sum())
             total += int(mask.sum())
-            texts = _greedy(tokenizer, model, chunk, generate_tokens)
+            texts = greedy(tokenizer, model, chunk, generate_tokens)
             for pair, text in zip(pairs, texts, strict=True):
                 rouges.append(scorer.score(pair.response, text)["rougeL"].fmeasure)
     return Fidelity(

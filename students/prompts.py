@@ -1,7 +1,7 @@
 """Real prompt pools from pip packages: ShareGPT conversations and OpenAI's HumanEval tasks.
 
-ShareGPT is split by conversation index so that benign users and attackers never share prompts:
-benign traffic draws from the first `BENIGN_CONVERSATIONS`, attack pools from the rest.
+ShareGPT is split by conversation index (`detectors.corpus`) so that benign users and attackers
+never share prompts: benign traffic draws from the first part, attack pools from the rest.
 """
 
 from __future__ import annotations
@@ -13,22 +13,7 @@ from functools import lru_cache
 
 import orjson
 
-from students.sharegpt import Conversation, iter_conversations
-
-BENIGN_CONVERSATIONS = 12_000
-
-
-@lru_cache(maxsize=1)
-def _all_conversations() -> tuple[Conversation, ...]:
-    return tuple(iter_conversations())
-
-
-def benign_conversations() -> tuple[Conversation, ...]:
-    return _all_conversations()[:BENIGN_CONVERSATIONS]
-
-
-def attack_conversations() -> tuple[Conversation, ...]:
-    return _all_conversations()[BENIGN_CONVERSATIONS:]
+from detectors.corpus import attack_conversations, benign_conversations
 
 
 @lru_cache(maxsize=4)

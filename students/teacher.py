@@ -17,6 +17,8 @@ from typing import Any
 
 import orjson
 
+from provenance.watermark import WatermarkKey, WatermarkLogitsProcessor
+
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 MODEL_NAME = "smollm2-135m-instruct"
 # Longer contexts make CPU generation crawl; ShareGPT histories are cut from the left to this.
@@ -252,3 +254,10 @@ class Teacher:
                 ]
             entries.append(entry)
         return entries
+
+
+def watermarked(teacher, key: WatermarkKey):
+    """The companion teacher (`students.teacher.Teacher`) served through the key's watermark,
+    sharing the loaded model, with a response cache of its own."""
+    processor = WatermarkLogitsProcessor(key, len(teacher.tokenizer))
+    return teacher.serving_through(processor, f"{MODEL_NAME}-{key.key_id}")

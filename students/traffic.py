@@ -6,7 +6,7 @@ import random
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
-from students.sharegpt import iter_conversations
+from detectors.corpus import iter_conversations
 
 DEFAULT_START = datetime(2026, 11, 20, tzinfo=UTC)
 

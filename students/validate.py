@@ -15,9 +15,9 @@ from pathlib import Path
 
 import orjson
 
-from detectors.verdict import Verdict, first_flags
-from distillguard.config import Settings
-from streaming.events import Event, parse_event
+from core.events import Event, parse_event
+from core.settings import Settings
+from core.verdicts import Verdict, first_flags
 from streaming.files import run_file
 from streaming.pipeline import build_pipeline
 from streaming.sinks import VerdictFileSink

@@ -7,10 +7,10 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
+from core.events import DeadLetter, Event, parse_event
 from storage import Store, StoreError
 from storage.rows import dead_letter_row, event_row
 from storage.schema import MIGRATIONS, TABLES
-from streaming.events import DeadLetter, Event, parse_event
 
 HOSTILE = "'; DROP TABLE verdicts; --"
 STRING_SAMPLES = ["ascii", "ünïcødé ✓", "quote ' and \\ backslash", HOSTILE, "nul\x00byte"]

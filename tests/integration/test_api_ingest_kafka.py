@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from kafka import KafkaAdminClient, KafkaConsumer
 from kafka.admin import NewTopic
 
-from distillguard.config import Settings
+from core.settings import Settings
 from services.api import create_app
 from services.auth import create_token
 from storage import ClickHouseServer

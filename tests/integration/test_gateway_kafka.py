@@ -9,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 from kafka import KafkaConsumer
 
-from streaming.events import Event, parse_event
+from core.events import Event, parse_event
 from streaming.kafka import ensure_topic
 from students.gateway import KafkaEventLog, create_gateway
 from students.teacher import Teacher

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from streaming.events import Event, parse_event
+from core.events import Event, parse_event
 from students.actors import (
     DAY_MS,
     STRATEGIES,

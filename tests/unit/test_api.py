@@ -11,13 +11,13 @@ import pytest
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
-from detectors.verdict import Reason, Verdict
-from distillguard.config import Settings
+from core.events import Event
+from core.settings import Settings
+from core.verdicts import Reason, Verdict
 from services.api import create_app
 from services.auth import create_token, revoke_token
 from storage import Store
 from storage.rows import event_row, verdict_row
-from streaming.events import Event
 
 T0 = datetime(2026, 11, 20, 12, tzinfo=UTC)
 

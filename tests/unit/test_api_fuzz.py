@@ -8,7 +8,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 
-from distillguard.config import Settings
+from core.settings import Settings
 from services.api import create_app
 from services.auth import create_token
 from storage import EmbeddedClickHouse

@@ -11,12 +11,12 @@ from pathlib import Path
 import orjson
 import pytest
 
+from core.events import Event
+from detectors.corpus import iter_conversations
+from detectors.fingerprints import fingerprint_rows, shingles, signature
 from provenance.attribution import attribute, evidence_texts, load_suspect_outputs
-from provenance.fingerprints import fingerprint_rows, shingles, signature
 from storage import Store
 from storage.rows import event_row
-from streaming.events import Event
-from students.sharegpt import iter_conversations
 
 START_MS = 1_795_000_000_000
 HEAVY, TARGETS = "acct-00", ("acct-17", "acct-42")

@@ -9,10 +9,10 @@ from collections import Counter
 import orjson
 import pytest
 
+from core.events import Event, parse_event
 from detectors.base import Detector
 from detectors.baselines import BASELINES
 from detectors.embedding import PromptEmbedder
-from streaming.events import Event, parse_event
 from students.actors import (
     STRATEGIES,
     AttackConfig,

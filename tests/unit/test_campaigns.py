@@ -13,11 +13,13 @@ import orjson
 import pytest
 
 import detectors.campaigns as campaigns_module
-from detectors.campaigns import HOUR_MS, CampaignLinker, param_signature, time_batches
+from core.events import Event
+from core.timeutil import HOUR_MS
+from detectors.campaigns import CampaignLinker, param_signature, time_batches
 from detectors.features import EventFeatures, SimHasher, featurize
 from storage.base import complete_rows
+from storage.rows import cluster_row
 from storage.schema import CLUSTERS
-from streaming.events import Event
 from students.actors import (
     AttackConfig,
     PlannedRequest,
@@ -230,8 +232,9 @@ def test_state_round_trips_and_a_restart_resumes(fitted, stream) -> None:
 
 def test_rows_match_the_clusters_table(linked) -> None:
     linker, _ = linked
-    rows = linker.to_rows({linker.clusters()[0].cluster_id: (0.97, "extraction")})
-    assert rows and set(rows[0]) == set(CLUSTERS.column_names) - {"version"}
+    scored = linker.cluster_verdicts({linker.clusters()[0].cluster_id: (0.97, "extraction")})
+    rows = [cluster_row(cluster) for cluster in scored]
+    assert rows and set(rows[0]) == set(CLUSTERS.column_names)
     completed = complete_rows(CLUSTERS, rows)
     assert completed[0]["score"] == 0.97 and completed[0]["label"] == "extraction"
     assert isinstance(completed[0]["updated_time"], int)

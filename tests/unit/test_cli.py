@@ -8,8 +8,8 @@ import orjson
 import pytest
 from typer.testing import CliRunner
 
+from core.settings import get_settings
 from distillguard.cli import app
-from distillguard.config import get_settings
 from streaming.malformed import interleave_malformed
 from tests.unit.test_pipeline import traffic
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from distillguard.config import Settings
+from core.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -15,13 +15,14 @@ from pathlib import Path
 import pytest
 import uvicorn
 
-from distillguard.config import Settings
+from core.events import Event
+from core.settings import Settings
+from core.verdicts import ClusterVerdict
 from services.api import create_app
 from services.auth import create_token
 from services.webhooks import AlertSink, add_webhook
 from storage import EmbeddedClickHouse
 from storage.rows import cluster_row, event_row
-from streaming.events import Event
 from tests.unit.test_api import T0, _verdict
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -92,14 +93,13 @@ def server(tmp_path_factory: pytest.TempPathFactory, chdb_path: Path) -> Iterato
         "clusters",
         [
             cluster_row(
-                {
-                    "cluster_id": "c-42",
-                    "updated_time": int(T0.timestamp()),
-                    "members": ["acct-harvest", "acct-sibling"],
-                    "score": 0.88,
-                    "label": "extraction",
-                    "evidence_json": "{}",
-                }
+                ClusterVerdict(
+                    cluster_id="c-42",
+                    updated=T0,
+                    members=["acct-harvest", "acct-sibling"],
+                    score=0.88,
+                    label="extraction",
+                )
             )
         ],
     )
@@ -107,7 +107,15 @@ def server(tmp_path_factory: pytest.TempPathFactory, chdb_path: Path) -> Iterato
     sink = AlertSink(store)
     sink.add_verdicts([])
     sink.add_clusters(
-        [{"cluster_id": "c-42", "score": 0.88, "label": "extraction", "members": ["acct-harvest"]}]
+        [
+            ClusterVerdict(
+                cluster_id="c-42",
+                updated=T0,
+                members=["acct-harvest"],
+                score=0.88,
+                label="extraction",
+            )
+        ]
     )
     sink.flush()
     token = create_token(store, "analyst", "browser-test")[0]

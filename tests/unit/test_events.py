@@ -8,7 +8,7 @@ import time
 import orjson
 import pytest
 
-from streaming.events import DeadLetter, Event, parse_event
+from core.events import DeadLetter, Event, parse_event
 from streaming.malformed import VALID, interleave_malformed, malformed_messages
 
 EXPECTED_REASON = {

@@ -9,12 +9,12 @@ from pathlib import Path
 import orjson
 import pytest
 
+from core.events import Event, parse_event
+from core.verdicts import Assessment
 from detectors.campaigns import CampaignLinker
 from detectors.embedding import PromptEmbedder
 from detectors.fusion import ExtractionDetector
 from detectors.registry import load_calibration, save_calibration
-from detectors.verdict import Assessment
-from streaming.events import Event, parse_event
 from students.actors import (
     STRATEGIES,
     AttackConfig,
@@ -121,8 +121,8 @@ def test_campaign_members_share_a_cluster_and_its_verdict(evaluation) -> None:
     assert len(flagged) >= 0.9 * len(members)
     campaign_reasons = [r for r in history[members[0]][-1][1].reasons if r.signal == "campaign"]
     assert campaign_reasons and campaign_reasons[0].evidence["cluster_id"] in clusters
-    rows = detector.drain_cluster_rows()
-    assert any(set(row["members"]) >= set(flagged) for row in rows)
+    clusters = detector.drain_clusters()
+    assert any(set(cluster.members) >= set(flagged) for cluster in clusters)
 
 
 def test_verdicts_explain_themselves(evaluation) -> None:

@@ -11,7 +11,8 @@ import orjson
 import pytest
 
 import detectors.index as index_module
-from detectors.features import SIMHASH_BITS, EventFeatures, SimHasher, hamming, prompt_key
+from core.hashing import prompt_key
+from detectors.features import SIMHASH_BITS, EventFeatures, SimHasher, hamming
 from detectors.index import (
     BenignReference,
     RecentPromptIndex,

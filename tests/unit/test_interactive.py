@@ -19,8 +19,8 @@ import torch
 
 import students.distill as distill
 import students.interactive as interactive
-from distillguard.config import Settings
-from streaming.events import Event, parse_event
+from core.events import Event, parse_event
+from core.settings import Settings
 from students.actors import DAY_MS, AttackConfig, PlannedRequest, benign_users
 from students.distill import Pair, encode
 from students.gateway import Gateway, JsonlEventLog

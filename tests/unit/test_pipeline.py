@@ -8,9 +8,9 @@ from pathlib import Path
 
 import orjson
 
-from detectors.verdict import Verdict
+from core.verdicts import Verdict
+from detectors.fingerprints import NUM_PERM, signature
 from detectors.volume import VolumeDetector
-from provenance.fingerprints import NUM_PERM, signature
 from streaming.files import run_file
 from streaming.malformed import interleave_malformed
 from streaming.pipeline import Pipeline, records_from_lines
@@ -182,7 +182,7 @@ def test_score_file_follows_the_verdict_schema(tmp_path: Path) -> None:
 
 
 def test_calibration_puts_the_threshold_above_benign_peaks() -> None:
-    from streaming.events import parse_event
+    from core.events import parse_event
 
     benign = [parse_event(line, "t") for line in traffic(heavy=0)]
     detector = VolumeDetector(target_fpr=0.001).fit(benign)

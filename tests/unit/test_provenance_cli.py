@@ -13,11 +13,11 @@ from pathlib import Path
 import orjson
 import pytest
 
-from provenance.watermark import WatermarkKey, watermarked
+from detectors.corpus import iter_conversations
+from provenance.watermark import WatermarkKey
 from students.distill import new_student
 from students.prompts import attack_pool
-from students.sharegpt import iter_conversations
-from students.teacher import GenerationSettings, Teacher, teacher_tokenizer
+from students.teacher import GenerationSettings, Teacher, teacher_tokenizer, watermarked
 
 SECRET = "provenance-cli-test-key"
 HOSTILE = "<script>alert('x')</script> "

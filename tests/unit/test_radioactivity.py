@@ -20,10 +20,10 @@ from provenance.radioactivity import (
     open_model_test,
     open_model_windows,
 )
-from provenance.watermark import GreenList, WatermarkKey, watermarked
+from provenance.watermark import GreenList, WatermarkKey
 from students.gateway import JsonlEventLog, create_gateway
 from students.prompts import attack_pool
-from students.teacher import GenerationSettings, Teacher
+from students.teacher import GenerationSettings, Teacher, watermarked
 
 KEY = WatermarkKey(b"radioactivity-test-key")
 FED = 16

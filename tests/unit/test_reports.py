@@ -10,11 +10,11 @@ from pathlib import Path
 
 import orjson
 
-from distillguard.config import Settings
+from core.events import Event
+from core.settings import Settings
 from services.reports import Subject, verify_manifest, write_report
 from storage import Store
 from storage.rows import cluster_row, event_row
-from streaming.events import Event
 from tests.unit.test_api import T0, _verdict
 
 XSS = '<script>alert(1)</script><img src=x onerror="alert(2)">'

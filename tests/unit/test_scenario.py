@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from bench.scenario import CAMPAIGN, SINGLE_ACCOUNT, SMALL, Scenario, build
-from streaming.events import Event, parse_event
+from core.events import Event, parse_event
 from students.actors import HOUR_MS, PlannedRequest, request_record
 from students.driver import drive
 from students.gateway import Gateway

@@ -8,7 +8,7 @@ import orjson
 import pytest
 from fastapi.testclient import TestClient
 
-from streaming.events import Event, parse_event
+from core.events import Event, parse_event
 from students.gateway import JsonlEventLog, create_gateway
 from students.teacher import GenerationSettings, Teacher
 

@@ -8,8 +8,8 @@ import orjson
 import pytest
 from typer.testing import CliRunner
 
+from core.settings import get_settings
 from distillguard.cli import app
-from distillguard.config import get_settings
 
 
 @pytest.mark.timeout(1200)  # cold teacher cache on 2 cores: measured 6 min 50 s

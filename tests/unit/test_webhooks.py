@@ -13,7 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import orjson
 import pytest
 
-from detectors.verdict import Reason, Verdict
+from core.verdicts import ClusterVerdict, Reason, Verdict
 from services.webhooks import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
@@ -73,7 +73,9 @@ def _verdict(account: str, label: str = "extraction") -> Verdict:
     )
 
 
-def _queue(store: Store, verdicts: list[Verdict], clusters: list[dict] | None = None) -> None:
+def _queue(
+    store: Store, verdicts: list[Verdict], clusters: list[ClusterVerdict] | None = None
+) -> None:
     sink = AlertSink(store)
     sink.add_verdicts(verdicts)
     sink.add_clusters(clusters or [])
@@ -90,7 +92,13 @@ def test_every_alert_arrives_signed_once_per_key_across_a_restart(
     store: Store, receiver: Receiver
 ) -> None:
     add_webhook(store, receiver.url)
-    campaign = {"cluster_id": "c-1", "score": 0.9, "label": "extraction", "members": ["a", "b"]}
+    campaign = ClusterVerdict(
+        cluster_id="c-1",
+        updated=datetime(2026, 11, 20, 12, tzinfo=UTC),
+        score=0.9,
+        label="extraction",
+        members=["a", "b"],
+    )
     _queue(
         store, [_verdict("acct-1"), _verdict("acct-2"), _verdict("acct-3", "benign")], [campaign]
     )

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 import numpy as np
 from datasketch import MinHash
 
-from streaming.events import Event
+from core.events import Event
 
 NUM_PERM = 64
 SHINGLE_WORDS = 3

@@ -58,6 +58,17 @@ class Verdict(BaseModel):
         return hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
+class ClusterVerdict(BaseModel):
+    """A campaign: accounts linked as one operator, scored together, and why they were linked."""
+
+    cluster_id: str
+    updated: datetime  # the latest member activity the link rests on
+    members: list[str]
+    score: float = Field(ge=0.0, le=1.0)
+    label: str  # a verdict label, or "unscored" before fusion has scored the campaign
+    evidence: dict[str, Any] = Field(default_factory=dict)
+
+
 def is_material(previous: tuple[str, float] | None, current: Assessment) -> bool:
     """Emit on first sight, on any label change, or on a score move of 0.1 or more."""
     if previous is None:

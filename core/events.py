@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Protocol, TypeVar
 
 import orjson
 from pydantic import (
@@ -22,16 +23,21 @@ from pydantic import (
     model_validator,
 )
 
+from core.hashing import prompt_hash
+
 SCHEMA_VERSION = 1
 # ClickHouse `DateTime` is a UInt32 of seconds: keep events inside its range.
 EARLIEST_TIMESTAMP = datetime(1970, 1, 2, tzinfo=UTC)
 LATEST_TIMESTAMP = datetime(2105, 12, 31, tzinfo=UTC)
+
+
+class _HasAccount(Protocol):
+    @property
+    def account_id(self) -> str: ...
+
+
+AccountItem = TypeVar("AccountItem", bound=_HasAccount)
 NonEmptyId = Annotated[StrictStr, Field(min_length=1, max_length=512)]
-
-
-def now_ms() -> int:
-    """Current UTC time in epoch milliseconds."""
-    return int(datetime.now(UTC).timestamp() * 1000)
 
 
 class Message(BaseModel):
@@ -152,7 +158,7 @@ class Event(BaseModel):
 
     @property
     def prompt_hash(self) -> str:
-        return hashlib.sha256(self.prompt_text.encode("utf-8", "surrogatepass")).hexdigest()
+        return prompt_hash(self.prompt_text)
 
     @property
     def extra_fields(self) -> dict[str, Any]:
@@ -256,3 +262,19 @@ def parse_event(
         return dead(f"invalid_event: {_describe_validation_error(exc)}", document)
     except (ValueError, TypeError, RecursionError) as exc:  # defensive: validators of extras
         return dead(f"invalid_event: {exc}", document)
+
+
+def group_by_account(items: Iterable[AccountItem]) -> dict[str, list[AccountItem]]:
+    """Items (events, features) per account, each account's in arrival order."""
+    grouped: dict[str, list[AccountItem]] = {}
+    for item in items:
+        grouped.setdefault(item.account_id, []).append(item)
+    return grouped
+
+
+def account_histories(events: Iterable[Event]) -> dict[str, list[Event]]:
+    """Each account's events in time order: the shape calibration replays benign history in."""
+    histories = group_by_account(events)
+    for history in histories.values():
+        history.sort(key=lambda e: e.timestamp_ms)
+    return histories

@@ -30,7 +30,8 @@ from pathlib import Path
 
 import orjson
 
-from distillguard.config import Settings
+from core.settings import Settings
+from provenance.error_rates import FALSE_ACCUSATION_ALPHA, save_error_rates
 from provenance.radioactivity import RadioactivityResult, closed_model_test, open_model_windows
 from provenance.watermark import (
     GreenList,
@@ -43,8 +44,6 @@ from students.distill import Pair, answer, teacher_embeddings, train_student
 from students.prompts import attack_pool, benign_conversations
 from students.teacher import MODEL_NAME, GenerationSettings, Teacher
 
-FALSE_ACCUSATION_ALPHA = 0.01
-CALIBRATION_FILE = "calibration.json"
 PROMPT_CHARS = 500  # longer prompts make teacher prefill (CPU) several times slower
 START_MS = int(datetime(2026, 11, 2, tzinfo=UTC).timestamp() * 1000)
 
@@ -312,22 +311,7 @@ def _write(report: ExperimentReport, out: Path) -> None:
 
 def save_calibration(settings: Settings, report: ExperimentReport) -> Path:
     """The measured false-accusation rate, for the forensic report's provenance section."""
-    folder = settings.data_dir / "provenance"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / CALIBRATION_FILE
-    document = {
-        **report.false_accusations(),
-        "key_id": report.key_id,
-        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "command": "distillguard provenance experiment",
-    }
-    path.write_bytes(orjson.dumps(document, option=orjson.OPT_INDENT_2))
-    return path
-
-
-def load_calibration(settings: Settings) -> dict | None:
-    path = settings.data_dir / "provenance" / CALIBRATION_FILE
-    return orjson.loads(path.read_bytes()) if path.exists() else None
+    return save_error_rates(settings.data_dir, report.false_accusations(), report.key_id)
 
 
 def markdown(report: ExperimentReport) -> str:
