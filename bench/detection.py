@@ -10,7 +10,8 @@ against every honest account, hard negatives included), TPR with no and with 1% 
 accounts flagged (thresholds from honest accounts' scores), the share flagged at the detector's
 own threshold, median and p90 queries before detection (an account never flagged counts as
 never), recall of the multi-account campaign, and per detector the hard negatives flagged and
-events/s. Results also go to JSON and markdown under `.distillguard/bench/`.
+events/s. Results also go to JSON and markdown under `.distillguard/bench/`, and the README's
+one-row-per-detector table to `bench/results/detection.md` (full scenario; `bench/readme.py`).
 """
 
 from __future__ import annotations
@@ -33,7 +34,9 @@ from rich.progress import Progress
 from rich.table import Table
 
 from bench.pipeline import CACHE
+from bench.readme import result_path
 from bench.scenario import CAMPAIGN, FULL, HARD_NEGATIVES, SMALL, Scenario, build
+from core.batch import Batch
 from core.events import Event
 from core.hashing import prompt_key
 from core.settings import Settings
@@ -42,8 +45,10 @@ from detectors.base import Detector
 from detectors.baselines import BASELINES
 from detectors.features import PROMPT_CHARS
 from detectors.registry import events_in_file
-from streaming.pipeline import Pipeline, records_from_lines
+from streaming.pipeline import Pipeline
 from streaming.sinks import BufferedSink
+from streaming.sources import records_from_lines
+from students.measured import measured_by, write_table
 
 # Ours in the default tiered mode and with every prompt embedded: the difference is what the
 # tiered mode gives up for its speed.
@@ -157,8 +162,8 @@ class VerdictCollector(BufferedSink):
         super().__init__()
         self.collected: list = []
 
-    def _write(self) -> None:
-        self.collected.extend(self.verdicts)
+    def _write(self, batch: Batch) -> None:
+        self.collected.extend(batch.verdicts)
 
 
 def batches(lines: list[bytes], size: int, per_account: int) -> list[tuple[int, list[bytes]]]:
@@ -239,7 +244,7 @@ def run_detector(
         task = progress.add_task(f"{name}", total=sum(len(lines) for _, lines in work))
         started = time.perf_counter()
         for start, lines in work:
-            events += pipeline.process(records_from_lines(lines, "scenario", start)).events
+            events += len(pipeline.process(records_from_lines(lines, "scenario", start)).events)
             since_checkpoint += len(lines)
             if since_checkpoint >= checkpoint_every:
                 pipeline.checkpoint()
@@ -435,6 +440,50 @@ def markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+# The README's table: one row per detector, worst strategy and pooled figures.
+README_NAMES = {
+    "ours": "ours (tiered)",
+    "ours_full": "ours, full embeddings",
+    "prada": "PRADA",
+    "mmd": "per-account MMD",
+    "volume_z": "volume z-score",
+}
+README_COLUMNS = (
+    "detector",
+    "worst-strategy ROC AUC",
+    "pooled ROC AUC",
+    "TPR @1% FP",
+    "median / p90 queries",
+    "campaign recall",
+    "hard negatives flagged",
+    "events/s (ordinary benign traffic)",
+)
+
+
+def readme_row(result: dict) -> list[str]:
+    *strategies, pooled = result["rows"]
+    worst = min(strategies, key=lambda row: row["roc_auc"])
+    campaign = next((row for row in strategies if row["strategy"] == CAMPAIGN), None)
+    recall = campaign["campaign_recall"] if campaign else None
+    queries = [_cell(key, pooled[key]) for key in ("median_queries", "p90_queries")]
+    return [
+        README_NAMES.get(result["detector"], result["detector"]),
+        f"{worst['roc_auc']:.3f} ({worst['strategy']})",
+        f"{pooled['roc_auc']:.3f}",
+        f"{pooled['tpr_at_1pct']:.3f}",
+        " / ".join(queries),
+        _cell("campaign_recall", None) if recall is None else f"{recall:.2f}",
+        f"{len(result['hard_negatives_flagged'])}/{len(result['hard_negatives'])}",
+        f"{result.get('events_per_s_benign', result['events_per_s']):,.0f}",
+    ]
+
+
+def readme_table(results: list[dict]) -> str:
+    lines = ["| " + " | ".join(README_COLUMNS) + " |", "|" + "---|" * len(README_COLUMNS)]
+    lines += ["| " + " | ".join(readme_row(result)) + " |" for result in results]
+    return "\n".join(lines) + "\n"
+
+
 def machine() -> str:
     return f"{platform.node()}: {os.cpu_count()} cores, Python {platform.python_version()}"
 
@@ -500,7 +549,12 @@ def main(
     stem = CACHE / f"detection-{scenario.config.key}"
     stem.with_suffix(".json").write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
     stem.with_suffix(".md").write_text(markdown(report))
-    console.print(f"wall time {report['wall_seconds']:.0f} s; report: {stem}.json, {stem}.md")
+    table = result_path("detection" if scenario.config == FULL else "detection-small")
+    write_table(table, readme_table(results), measured_by(seconds=report["wall_seconds"]))
+    console.print(
+        f"wall time {report['wall_seconds']:.0f} s; report: {stem}.json, {stem}.md; "
+        f"README table: {table}"
+    )
 
 
 if __name__ == "__main__":

@@ -24,12 +24,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from bench.readme import result_path
+from core.embedder import Embedder
 from core.settings import Settings
-from storage import ClickHouseServer
+from distillguard.wiring import build_pipeline, store_sink
+from storage import ClickHouseServer, queries
 from streaming.kafka import KafkaSource, ensure_topic, make_producer, produce_lines
-from streaming.pipeline import Embedder, build_pipeline
-from streaming.sinks import StoreSink
 from streaming.worker import Worker
+from students.measured import measured_by, write_table
 from students.traffic import benign_requests
 
 console = Console(width=130)
@@ -90,13 +92,10 @@ def run_worker(
     store = ClickHouseServer(CLICKHOUSE_URL, database=f"bench_{uuid.uuid4().hex[:8]}")
     store.migrate()
     settings = Settings(store="server", clickhouse_url=CLICKHOUSE_URL, kafka_bootstrap=KAFKA)
-    pipeline = build_pipeline(settings, [StoreSink(store)], store, embedder=embedder)
+    # The worker's pipeline, wired as in production, with the store as its only sink.
+    pipeline = build_pipeline(settings, [store_sink(settings, store)], store, embedder=embedder)
     source = KafkaSource(
-        KAFKA,
-        topic,
-        f"bench-{uuid.uuid4().hex[:8]}",
-        on_revoked=pipeline.forget_streams,
-        max_records=settings.batch_size,
+        KAFKA, topic, f"bench-{uuid.uuid4().hex[:8]}", max_records=settings.batch_size
     )
     worker = Worker(pipeline, source)
     started: list[float] = []
@@ -124,7 +123,7 @@ def run_worker(
     if profiler is not None:
         profiler.stop()
         report = profiler.output_text(unicode=False, color=False, show_all=False)
-    store.execute("DROP DATABASE IF EXISTS {db}")
+    queries.drop_database(store)
     store.close()
     return report
 
@@ -162,7 +161,7 @@ def versions() -> str:
     import kafka
 
     server = ClickHouseServer(CLICKHOUSE_URL, database="default")
-    clickhouse = server.query("SELECT version() AS v")[0]["v"]
+    clickhouse = queries.server_version(server)
     server.close()
     cpu = "unknown"
     if Path("/proc/cpuinfo").exists():
@@ -210,11 +209,14 @@ def main(
         )
     )
 
-    table = Table(title="Kafka → worker → ClickHouse server (one worker, 4 partitions)")
-    for column in ("run", "events", "seconds", "events/s", "p50 latency s", "p99 latency s"):
+    title = "Kafka → worker → ClickHouse server (one worker, 4 partitions)"
+    columns = ("run", "events", "seconds", "events/s", "p50 latency s", "p99 latency s")
+    table = Table(title=title)
+    for column in columns:
         table.add_column(column, justify="right")
+    markdown = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for run in runs:
-        table.add_row(
+        cells = (
             run.label,
             f"{run.events:,}",
             f"{run.seconds:.1f}",
@@ -222,7 +224,13 @@ def main(
             f"{run.percentile(0.5):.2f}",
             f"{run.percentile(0.99):.2f}",
         )
+        table.add_row(*cells)
+        markdown.append("| " + " | ".join(cells) + " |")
     console.print(table)
+    written = write_table(
+        result_path("pipeline"), "\n".join(markdown), measured_by(note=f"{title}; {versions()}")
+    )
+    console.print(f"table: {written}")
     console.print(
         "Throughput runs drain a pre-loaded topic, so their latency is queueing time; "
         "the fixed-rate run measures event-to-verdict latency."

@@ -185,6 +185,7 @@ class DeadLetter(BaseModel):
         offset: int | None = None,
         request_id: str | None = None,
     ) -> DeadLetter:
+        encoding: Literal["utf-8", "base64"]
         try:
             text, encoding = raw.decode("utf-8"), "utf-8"
         except UnicodeDecodeError:

@@ -1,25 +1,43 @@
-"""The detector interface every signal implements (River-style, scikit-learn-shaped).
+"""What a detector is (River-sized): a per-account protocol every detector implements, and two
+optional ones a detector may add.
 
-`fit` calibrates on benign history, `update` consumes one account's new events and says what it
-thinks, `state`/`load` move one account's state to and from the `account_state` table so a
-restart or a partition rebalance resumes instead of relearning.
+- `Detector`: `fit` calibrates on benign history, `update` consumes one account's new events and
+  says what it thinks, `state`/`load` move one account's state to and from the `account_state`
+  table so a restart or a partition rebalance resumes instead of relearning, `forget` drops it.
+- `CrossAccountDetector`: state shared by all accounts (campaign links), checkpointed apart,
+  and the campaigns scored since the last batch.
+- `CalibratedDetector`: fitted parameters as JSON (`calibrate --out`, reports).
+
+Callers that use an optional protocol go through the helpers below, which do nothing for a
+detector without it.
+
+>>> from detectors.volume import VolumeDetector
+>>> detector = VolumeDetector()
+>>> isinstance(detector, Detector), isinstance(detector, CalibratedDetector)
+(True, True)
+>>> isinstance(detector, CrossAccountDetector)
+False
+>>> cross_account_state(detector), drain_clusters(detector)
+(None, [])
 """
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from collections.abc import Iterable
-from typing import Any, Self
+from typing import Any, Protocol, Self, runtime_checkable
 
 from core.events import Event
 from core.verdicts import Assessment, ClusterVerdict
 
 
-class Detector(ABC):
-    """Per-account detector; state is keyed by `account_id` (the Kafka key)."""
+@runtime_checkable
+class Detector(Protocol):
+    """Per-account detector; state is keyed by `account_id` (the Kafka key). Subclass it to
+    inherit `update_batch` and `forget`."""
 
-    name: str = "detector"
-    version: str = "0"
+    name: str
+    version: str
 
     @abstractmethod
     def fit(self, benign_events: Iterable[Event]) -> Self:
@@ -47,20 +65,59 @@ class Detector(ABC):
     def forget(self, account_id: str) -> None:  # noqa: B027 - optional
         """Drop an account's in-memory state (its partition moved to another worker)."""
 
-    def global_state(self) -> dict[str, Any] | None:
-        """Cross-account state (e.g. campaign links), if the detector keeps any."""
-        return None
 
-    def load_global_state(self, state: dict[str, Any]) -> None:  # noqa: B027 - optional
+@runtime_checkable
+class CrossAccountDetector(Protocol):
+    """A detector that links accounts (campaigns): its cross-account state and clusters."""
+
+    def global_state(self) -> dict[str, Any] | None:
+        """Cross-account state (e.g. campaign links), None while there is none to save."""
+        ...
+
+    def load_global_state(self, state: dict[str, Any]) -> None:
         """Restore what `global_state` returned."""
+        ...
 
     def drain_clusters(self) -> list[ClusterVerdict]:
-        """Campaigns scored since the last call (campaign detectors)."""
-        return []
+        """Campaigns scored since the last call."""
+        ...
+
+
+@runtime_checkable
+class CalibratedDetector(Protocol):
+    """A detector whose fitted parameters can be saved and loaded as JSON."""
 
     def calibration(self) -> dict[str, Any]:
         """Fitted parameters, for reports and `calibrate` output."""
-        return {}
+        ...
 
-    def load_calibration(self, calibration: dict[str, Any]) -> None:  # noqa: B027 - optional
+    def load_calibration(self, calibration: dict[str, Any]) -> Any:
         """Restore fitted parameters saved by `calibration`."""
+        ...
+
+
+def cross_account_state(detector: object) -> dict[str, Any] | None:
+    """The detector's cross-account state, or None (also for per-account-only detectors)."""
+    return detector.global_state() if isinstance(detector, CrossAccountDetector) else None
+
+
+def load_cross_account_state(detector: object, state: dict[str, Any]) -> None:
+    """Restore cross-account state; a per-account-only detector ignores it."""
+    if isinstance(detector, CrossAccountDetector):
+        detector.load_global_state(state)
+
+
+def drain_clusters(detector: object) -> list[ClusterVerdict]:
+    """Campaigns the detector scored since the last call ([] for per-account detectors)."""
+    return detector.drain_clusters() if isinstance(detector, CrossAccountDetector) else []
+
+
+def calibration_of(detector: object) -> dict[str, Any]:
+    """The detector's fitted parameters ({} for a detector without a calibration)."""
+    return detector.calibration() if isinstance(detector, CalibratedDetector) else {}
+
+
+def load_calibration_into(detector: object, calibration: dict[str, Any]) -> None:
+    """Restore fitted parameters; a detector without a calibration ignores them."""
+    if isinstance(detector, CalibratedDetector):
+        detector.load_calibration(calibration)

@@ -17,6 +17,7 @@ from collections.abc import Iterable
 import numpy as np
 from datasketch import MinHash
 
+from core.batch import ResponseFingerprint
 from core.events import Event
 
 NUM_PERM = 64
@@ -67,26 +68,24 @@ def signature(text: str) -> np.ndarray:
     return sketch.hashvalues.astype(np.uint64, copy=True)
 
 
-def fingerprint_rows(events: Iterable[Event]) -> list[dict]:
-    """`response_fingerprints` rows, one per event with a non-blank response.
+def response_fingerprints(events: Iterable[Event]) -> list[ResponseFingerprint]:
+    """One fingerprint per event with a non-blank response.
 
     Computed from the raw response at ingest, before the `events` row redacts prompt and response
     text: attribution keeps working when the store only holds hashed or truncated text.
     """
-    rows = []
+    fingerprints = []
     for event in events:
         response = event.response
         if response is None or not response.strip():
             continue
-        rows.append(
-            {
-                "request_id": event.request_id,
-                "account_id": event.account_id,
-                "event_time": event.timestamp_ms // 1000,
-                "response_hash": hashlib.sha256(
-                    response.encode("utf-8", "surrogatepass")
-                ).hexdigest(),
-                "minhash": [int(v) for v in signature(response)],
-            }
+        fingerprints.append(
+            ResponseFingerprint(
+                request_id=event.request_id,
+                account_id=event.account_id,
+                timestamp_ms=event.timestamp_ms,
+                response_hash=hashlib.sha256(response.encode("utf-8", "surrogatepass")).hexdigest(),
+                minhash=tuple(int(v) for v in signature(response)),
+            )
         )
-    return rows
+    return fingerprints

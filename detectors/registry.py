@@ -1,4 +1,5 @@
-"""Which detector the pipeline runs, and its calibration on disk (`calibrate --out MODEL_DIR`)."""
+"""Which detector the pipeline runs, built from explicit settings (`distillguard.wiring` calls
+it), and its calibration on disk (`calibrate --out MODEL_DIR`)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ from pathlib import Path
 import orjson
 
 from core.events import Event, parse_event
-from core.settings import Settings, get_settings
-from detectors.base import Detector
+from core.settings import Settings
+from detectors.base import Detector, calibration_of, load_calibration_into
 from detectors.volume import VolumeDetector
 
 CALIBRATION_FILE = "calibration.json"
@@ -21,9 +22,8 @@ def calibration_dir(settings: Settings) -> Path:
     return settings.data_dir / "calibration"
 
 
-def build_detector(settings: Settings | None = None, target_fpr: float | None = None) -> Detector:
+def build_detector(settings: Settings, target_fpr: float | None = None) -> Detector:
     """The detector every entry point uses (one place to change it), uncalibrated."""
-    settings = settings or get_settings()
     fpr = target_fpr if target_fpr is not None else settings.target_fpr
     if settings.detector == "volume":
         return VolumeDetector(target_fpr=fpr)
@@ -57,9 +57,8 @@ def _language_detector():
     return detect_languages
 
 
-def calibrated_detector(settings: Settings | None = None) -> Detector:
+def calibrated_detector(settings: Settings) -> Detector:
     """The detector with the saved calibration when there is one (worker, replay, demo)."""
-    settings = settings or get_settings()
     detector = build_detector(settings)
     folder = calibration_dir(settings)
     if (folder / CALIBRATION_FILE).exists():
@@ -88,7 +87,7 @@ def save_calibration(detector: Detector, model_dir: Path) -> Path:
     document = {
         "detector": detector.name,
         "version": detector.version,
-        "calibration": detector.calibration(),
+        "calibration": calibration_of(detector),
     }
     path.write_bytes(
         orjson.dumps(document, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY)
@@ -102,5 +101,5 @@ def load_calibration(detector: Detector, model_dir: Path) -> Detector:
         raise ValueError(
             f"{model_dir} holds a {document['detector']!r} calibration, not {detector.name!r}"
         )
-    detector.load_calibration(document["calibration"])
+    load_calibration_into(detector, document["calibration"])
     return detector

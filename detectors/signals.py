@@ -2,7 +2,7 @@
 
 Each signal is a small pure function of the window (and, for the embedding signals, of the benign
 reference), oriented so that *larger is more extraction-like*. Signals are weak alone; fusion
-(`detectors/fusion.py`) turns each into a benign-calibrated surprise and adds them up.
+(`detectors/fusion/`) turns each into a benign-calibrated surprise and adds them up.
 
 | signal | why an extraction harvest shows it |
 |---|---|

@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 
 from core import __version__
-from core.settings import get_settings
+from core.settings import Settings, get_settings
 from core.timeutil import END_OF_TIME_MS
 
 app = typer.Typer(
@@ -44,7 +44,7 @@ def migrate() -> None:
     """Create the database and apply pending schema migrations."""
     from storage import open_store
 
-    store = open_store(migrate=False)
+    store = open_store(get_settings(), migrate=False)
     try:
         applied = store.migrate()
         console.print(
@@ -67,7 +67,7 @@ def retention(
 
     if not before:
         raise typer.BadParameter("--before is required")
-    store = open_store()
+    store = open_store(get_settings())
     try:
         dropped = store.drop_partitions_before(table, date.fromisoformat(before))
         console.print(f"dropped {len(dropped)} partitions of {table}: {', '.join(dropped) or '-'}")
@@ -81,16 +81,14 @@ def replay(
     batch_size: Annotated[int, typer.Option(help="Events per checkpoint.")] = 2000,
 ) -> None:
     """Run a JSONL request log through the pipeline into the store (idempotent: rerun freely)."""
-    from services.webhooks import store_sinks
+    from distillguard.wiring import store_pipeline
     from storage import open_store
     from streaming.files import run_file
-    from streaming.pipeline import build_pipeline
 
     settings = get_settings()
     store = open_store(settings)
     try:
-        pipeline = build_pipeline(settings, store_sinks(store), store)
-        totals = run_file(pipeline, events, batch_size)
+        totals = run_file(store_pipeline(settings, store), events, batch_size)
     finally:
         store.close()
     console.print(
@@ -107,9 +105,10 @@ def calibrate(
     target_fpr: Annotated[float, typer.Option(help="Share of benign accounts to flag.")] = 0.001,
 ) -> None:
     """Fit detector thresholds on benign history at a target false-positive rate."""
-    from detectors.registry import build_detector, events_in_file, save_calibration
+    from detectors.registry import events_in_file, save_calibration
+    from distillguard.wiring import build_detector
 
-    detector = build_detector(target_fpr=target_fpr).fit(events_in_file(benign))
+    detector = build_detector(get_settings(), target_fpr).fit(events_in_file(benign))
     path = save_calibration(detector, out)
     summary = {
         key: value
@@ -131,21 +130,20 @@ def score(
 ) -> None:
     """Offline scoring with the same pipeline; without --calibration, self-calibrate on the
     stream (assumes attackers are a small minority of accounts)."""
-    from detectors.registry import build_detector, events_in_file, load_calibration
+    from detectors.registry import events_in_file, load_calibration
+    from distillguard.wiring import build_detector, build_pipeline
     from streaming.files import run_file
-    from streaming.pipeline import build_pipeline
     from streaming.sinks import VerdictFileSink
 
-    detector = build_detector()
+    settings = get_settings()
+    detector = build_detector(settings)
     if calibration is not None and calibration.is_dir():
         load_calibration(detector, calibration)
     else:
         detector.fit(events_in_file(calibration or events))
     sink = VerdictFileSink(out)
     try:
-        totals = run_file(
-            build_pipeline(get_settings(), [sink], detector=detector), events, batch_size
-        )
+        totals = run_file(build_pipeline(settings, [sink], detector=detector), events, batch_size)
     finally:
         sink.close()
     flagged = len({v.account_id for v in totals.verdicts if v.label != "benign"})
@@ -166,12 +164,10 @@ def worker(
     import logging
     import os
 
-    from services.webhooks import store_sinks
+    from distillguard.wiring import build_worker
     from storage import open_store
-    from streaming.kafka import KafkaSource, make_producer
-    from streaming.pipeline import build_pipeline
-    from streaming.sinks import DeadLetterTopicSink
-    from streaming.worker import Worker, serve_metrics
+    from streaming.kafka import make_producer
+    from streaming.worker import serve_metrics
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     # The worker reports outages itself, one line per state change; drivers would log each retry.
@@ -180,18 +176,10 @@ def worker(
     settings = get_settings()
     store = open_store(settings)
     producer = make_producer(settings.kafka_bootstrap)
-    sinks = [*store_sinks(store), DeadLetterTopicSink(producer, settings.dlq_topic)]
-    pipeline = build_pipeline(settings, sinks, store)
-    source = KafkaSource(
-        settings.kafka_bootstrap,
-        settings.topic,
-        settings.consumer_group,
-        on_revoked=pipeline.forget_streams,
-        max_records=settings.batch_size,
-        client_id=client_id or f"distillguard-worker-{os.getpid()}",
+    runner = build_worker(
+        settings, store, producer, client_id or f"distillguard-worker-{os.getpid()}"
     )
     serve_metrics(settings.metrics_port if metrics_port is None else metrics_port)
-    runner = Worker(pipeline, source)
     runner.install_signal_handlers()
     logging.getLogger("distillguard.worker").info(
         "consuming %s @ %s → %s store %s (group %s)",
@@ -295,16 +283,21 @@ def validate(
         ".distillguard/validation"
     ),
     seed: Annotated[int, typer.Option(help="Seed of every actor.")] = 0,
+    table_out: Annotated[
+        Path | None, typer.Option(help="Also write the table the README quotes here.")
+    ] = None,
 ) -> None:
     """Real attacks on the real teacher through the pipeline; students trained on what each
     attacker harvested before and after its first flag."""
     from dataclasses import replace
 
-    from students.validate import FULL, QUICK, markdown, run_validation
+    from students.validate import FULL, QUICK, markdown, run_validation, write_results
 
     config = replace(QUICK if quick else FULL, seed=seed)
     report = run_validation(config, get_settings(), out, log=console.print)
     print(markdown(report))
+    if table_out:
+        write_results(report, table_out)
     console.print(f"wrote {out / 'validation.json'}, validation.md, validation.png")
 
 
@@ -321,9 +314,10 @@ def demo(
     dashboard on http://127.0.0.1:PORT with an analyst token printed."""
     from distillguard.demo import run_demo
 
-    run_demo(get_settings(), sessions=sessions, accounts=accounts, console=Console())
+    settings = get_settings()
+    run_demo(settings, sessions=sessions, accounts=accounts, console=Console())
     if serve_dashboard:
-        serve(host="127.0.0.1", port=port, print_token=True)
+        _serve(settings, host="127.0.0.1", port=port, print_token=True)
 
 
 @app.command()
@@ -335,20 +329,26 @@ def serve(
     ] = False,
 ) -> None:
     """Serve the analysts' API and dashboard (tokens: `distillguard token create`)."""
+    _serve(get_settings(), host, port, print_token)
+
+
+def _serve(settings: Settings, host: str, port: int, print_token: bool) -> None:
     import threading
 
     import uvicorn
 
-    from services.api import create_app
+    from distillguard.wiring import build_api
     from services.auth import create_token
+    from storage import open_store
 
-    api = create_app()
+    store = open_store(settings)
+    api = build_api(settings, store)
     if print_token:
-        token, _ = create_token(api.state.store, "analyst", "demo")
+        token, _ = create_token(store, "analyst", "demo")
         console.print(f"dashboard: http://{host}:{port}/dashboard/ — sign in with this token:")
         print(token, flush=True)
     stop = threading.Event()
-    dispatcher = _dispatcher(api.state.store)
+    dispatcher = _dispatcher(settings, store)
     if dispatcher:
         threading.Thread(target=dispatcher.run, args=(stop,), daemon=True).start()
     console.print(f"DistillGuard API on http://{host}:{port} (OpenAPI at /openapi.json)")
@@ -358,16 +358,14 @@ def serve(
         stop.set()
 
 
-def _dispatcher(store):
+def _dispatcher(settings: Settings, store):
     """The webhook dispatcher, or None (with a warning) when no signing secret is set."""
-    from services.webhooks import Dispatcher
+    from distillguard.wiring import build_dispatcher
 
-    settings = get_settings()
-    if settings.webhook_secret is None:
+    dispatcher = build_dispatcher(settings, store)
+    if dispatcher is None:
         console.print("[yellow]DG_WEBHOOK_SECRET is not set: alerts stay queued, unsent[/]")
-        return None
-    secret = settings.webhook_secret.get_secret_value().encode()
-    return Dispatcher(store, secret, base_delay_s=settings.webhook_retry_base_s)
+    return dispatcher
 
 
 alerts_app = typer.Typer(help="Webhook alerts: the durable outbox and its dispatcher.")
@@ -383,7 +381,8 @@ def alerts_dispatch(
 
     from storage import open_store
 
-    dispatcher = _dispatcher(open_store())
+    settings = get_settings()
+    dispatcher = _dispatcher(settings, open_store(settings))
     if dispatcher is None:
         raise typer.Exit(1)
     if once:
@@ -407,7 +406,7 @@ def token_create(
 
     if role not in ROLES:
         raise typer.BadParameter(f"role must be one of {', '.join(ROLES)}")
-    token, principal = create_token(open_store(), role, name)  # type: ignore[arg-type]
+    token, principal = create_token(open_store(get_settings()), role, name)  # type: ignore[arg-type]
     console.print(f"token {principal.token_id} ({principal.role}) for {name!r}:")
     print(token)
 
@@ -418,7 +417,7 @@ def token_revoke(token_id: Annotated[str, typer.Argument(help="The token's id.")
     from services.auth import revoke_token
     from storage import open_store
 
-    if not revoke_token(open_store(), token_id):
+    if not revoke_token(open_store(get_settings()), token_id):
         raise typer.BadParameter(f"no token {token_id!r}")
     console.print(f"revoked {token_id}")
 
@@ -466,9 +465,9 @@ def provenance_test(
     if mode not in ("open", "closed"):
         raise typer.BadParameter("--mode is open or closed")
     suspect = Suspect(model, outputs, endpoint, endpoint_model)
-    store = open_store()
+    settings = get_settings()
+    store = open_store(settings)
     try:
-        settings = get_settings()
         tokenizer = teacher_tokenizer(settings.data_dir / "teacher")
         case = radioactivity_case(
             settings, store, suspect, account or [], mode, prompts, texts, tokenizer=tokenizer
@@ -512,10 +511,11 @@ def provenance_attribute(
     def moment(value: str | None):
         return datetime.fromisoformat(value) if value else None
 
-    store = open_store()
+    settings = get_settings()
+    store = open_store(settings)
     try:
         case = attribution_case(
-            get_settings(), store, suspect_outputs, threshold, moment(since), moment(until)
+            settings, store, suspect_outputs, threshold, moment(since), moment(until)
         )
     except ValueError as error:
         raise typer.BadParameter(str(error)) from None
@@ -549,16 +549,27 @@ def provenance_experiment(
         ".distillguard/provenance/experiment"
     ),
     seed: Annotated[int, typer.Option(help="Seed of prompts, key and students.")] = 0,
+    table_out: Annotated[
+        Path | None, typer.Option(help="Also write the table the README quotes here.")
+    ] = None,
 ) -> None:
     """Real students with 0-100 % watermarked training data: p-values, false accusations and
     attribution precision, as a table."""
     from dataclasses import replace
 
-    from students.provenance_experiment import FULL, QUICK, markdown, run_experiment
+    from students.provenance_experiment import (
+        FULL,
+        QUICK,
+        markdown,
+        run_experiment,
+        write_results,
+    )
 
     config = replace(QUICK if quick else FULL, seed=seed)
     report = run_experiment(config, get_settings(), out, log=console.print, calibrate=not quick)
     print(markdown(report))
+    if table_out:
+        write_results(report, table_out)
     console.print(f"wrote {out / 'experiment.json'} and experiment.md")
 
 
@@ -594,8 +605,9 @@ def report(
     import orjson
 
     cases = [orjson.loads(path.read_bytes()) for path in provenance or []]
+    settings = get_settings()
     manifest = write_report(
-        open_store(), get_settings(), subject, out, pdf=fmt == "pdf", provenance=cases
+        open_store(settings), settings, subject, out, pdf=fmt == "pdf", provenance=cases
     )
     console.print(f"report for {subject.title} in {out} (sha256 {manifest['report_sha256']})")
 

@@ -16,17 +16,11 @@ from rich.table import Table as RichTable
 
 from core.events import Event, parse_event
 from core.settings import Settings
-from detectors.registry import (
-    CALIBRATION_FILE,
-    build_detector,
-    calibration_dir,
-    save_calibration,
-)
-from services.webhooks import store_sinks
-from storage import open_store
+from detectors.registry import CALIBRATION_FILE, calibration_dir, save_calibration
+from distillguard.wiring import build_detector, store_pipeline
+from storage import open_store, queries
 from streaming.files import run_file
 from streaming.malformed import interleave_malformed
-from streaming.pipeline import build_pipeline
 from students.actors import (
     AttackConfig,
     PlannedRequest,
@@ -88,8 +82,7 @@ def run_demo(settings: Settings, sessions: int = 400, accounts: int = 60, consol
     )
     store = open_store(settings)
     try:
-        pipeline = build_pipeline(settings, store_sinks(store), store)
-        totals = run_file(pipeline, log_path, settings.batch_size)
+        totals = run_file(store_pipeline(settings, store), log_path, settings.batch_size)
         console.print(
             f"pipeline: {totals.events} events, {totals.dead_letters} dead letters, "
             f"{len(totals.verdicts)} verdicts into {store.backend} ClickHouse, "
@@ -98,12 +91,7 @@ def run_demo(settings: Settings, sessions: int = 400, accounts: int = 60, consol
         flagged = RichTable(title="Flagged accounts (latest verdict, read back from the store)")
         for column in ("account", "label", "score", "requests seen", "campaign", "top reasons"):
             flagged.add_column(column)
-        for row in store.query(
-            "SELECT account_id, argMax(label, verdict_ms) AS label, max(score) AS score, "
-            "max(requests_seen) AS seen, argMax(cluster_id, verdict_ms) AS cluster, "
-            "argMax(reasons_json, verdict_ms) AS reasons FROM {db}.verdicts FINAL "
-            "GROUP BY account_id HAVING label != 'benign' ORDER BY score DESC LIMIT 20"
-        ):
+        for row in queries.flagged_accounts(store, limit=20):
             reasons = ", ".join(r["signal"] for r in orjson.loads(row["reasons"])[:3])
             flagged.add_row(
                 row["account_id"],
@@ -117,11 +105,7 @@ def run_demo(settings: Settings, sessions: int = 400, accounts: int = 60, consol
         accounts_table = RichTable(title="Busiest accounts (read back from the store)")
         for column in ("account", "requests", "follow-ups", "first seen", "last seen"):
             accounts_table.add_column(column)
-        for row in store.query(
-            "SELECT account_id, count() AS n, countIf(turn_count > 1) AS follow_ups, "
-            "min(event_time) AS first, max(event_time) AS last "
-            "FROM {db}.events FINAL GROUP BY account_id ORDER BY n DESC LIMIT 8"
-        ):
+        for row in queries.busiest_accounts(store, limit=8):
             accounts_table.add_row(
                 row["account_id"],
                 str(row["n"]),
@@ -133,10 +117,7 @@ def run_demo(settings: Settings, sessions: int = 400, accounts: int = 60, consol
         dead_table = RichTable(title="Dead letters by reason")
         dead_table.add_column("reason")
         dead_table.add_column("count")
-        for row in store.query(
-            "SELECT splitByChar(':', reason)[1] AS kind, count() AS n "
-            "FROM {db}.dead_letters FINAL GROUP BY kind ORDER BY n DESC"
-        ):
+        for row in queries.dead_letter_reasons(store):
             dead_table.add_row(row["kind"], str(row["n"]))
         console.print(dead_table)
         console.print(

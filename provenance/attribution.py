@@ -30,7 +30,7 @@ from datasketch import MinHashLSH
 from scipy.stats import binom
 
 from detectors.fingerprints import NUM_PERM, minhash, shingles, signature
-from storage import Store
+from storage import Store, queries
 from storage.base import epoch_seconds
 
 log = logging.getLogger(__name__)
@@ -168,13 +168,10 @@ def attribute(
     # account → output index → (jaccard, request_id) of its best-matching response
     best: dict[str, dict[int, tuple[float, str]]] = {}
     skipped, after = 0, ""
-    params: dict[str, Any] = {**_window(since, until), "limit": CHUNK_ROWS}
+    window = _window(since, until)
     while True:
-        rows = store.query(
-            "SELECT request_id, account_id, minhash FROM {db}.response_fingerprints FINAL "
-            "WHERE event_time >= toDateTime(%(since)s) AND event_time <= toDateTime(%(until)s) "
-            "AND request_id > %(after)s ORDER BY request_id LIMIT %(limit)s",
-            {**params, "after": after},
+        rows = queries.fingerprints_after(
+            store, window["since"], window["until"], after, CHUNK_ROWS
         )
         for row in rows:
             if len(row["minhash"]) != NUM_PERM:
@@ -252,12 +249,4 @@ def evidence_texts(store: Store, request_ids: Sequence[str]) -> dict[str, str]:
     This is the `events` row's text, which may be hashed or truncated by the redaction setting in
     force at ingest (the fingerprint was taken before redaction); missing ids are left out.
     """
-    wanted = sorted(set(request_ids))
-    texts: dict[str, str] = {}
-    for start in range(0, len(wanted), 5000):
-        rows = store.query(
-            "SELECT request_id, response_text FROM {db}.events FINAL WHERE request_id IN %(ids)s",
-            {"ids": tuple(wanted[start : start + 5000])},
-        )
-        texts.update({r["request_id"]: r["response_text"] for r in rows})
-    return texts
+    return queries.response_texts(store, request_ids)

@@ -26,7 +26,7 @@ from provenance.radioactivity import (
     open_model_test,
 )
 from provenance.watermark import GreenList, WatermarkKey
-from storage import Store
+from storage import Store, queries
 from storage.rows import redact_for_display
 
 EXCERPT_CHARS = 600
@@ -59,13 +59,7 @@ def logged_requests(
 ) -> list[tuple[str, str]]:
     """(prompt, response) of the accounts' logged requests that have a response, oldest first.
     Under a redaction policy these are the stored (redacted) texts."""
-    rows = store.query(
-        "SELECT prompt_text, response_text FROM {db}.events FINAL"
-        " WHERE account_id IN %(accounts)s AND response_text != ''"
-        " ORDER BY event_ms, request_id LIMIT %(limit)s",
-        {"accounts": tuple(accounts) or ("",), "limit": limit},
-    )
-    return [(r["prompt_text"], r["response_text"]) for r in rows]
+    return queries.answered_prompts(store, accounts, limit)
 
 
 def radioactivity_case(

@@ -14,7 +14,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Literal
 
-from storage import Store
+from storage import Store, queries
 
 Role = Literal["analyst", "admin", "ingest"]
 ROLES: tuple[Role, ...] = ("analyst", "admin", "ingest")
@@ -67,14 +67,10 @@ def create_token(store: Store, role: Role, name: str) -> tuple[str, Principal]:
 
 def revoke_token(store: Store, token_id: str) -> bool:
     """Revoke by id (a newer row version replaces the old one); False when there is none."""
-    rows = store.query(
-        "SELECT token_id, token_hash, name, role, created_time, version FROM {db}.api_tokens FINAL "
-        "WHERE token_id = %(id)s",
-        {"id": token_id},
-    )
-    if not rows:
+    row = queries.token_by_id(store, token_id)
+    if row is None:
         return False
-    store.revise("api_tokens", rows[0], revoked=1)
+    store.revise("api_tokens", dict(row), revoked=1)
     return True
 
 
@@ -93,14 +89,10 @@ class TokenVerifier:
         cached = self._cache.get(digest)
         if cached and now - cached[0] < self.cache_seconds:
             return cached[1]
-        rows = self.store.query(
-            "SELECT token_id, name, role, revoked FROM {db}.api_tokens FINAL "
-            "WHERE token_hash = %(hash)s",
-            {"hash": digest},
-        )
+        row = queries.token_by_hash(self.store, digest)
         principal = None
-        if rows and not int(rows[0]["revoked"]) and rows[0]["role"] in ROLES:
-            principal = Principal(str(rows[0]["token_id"]), str(rows[0]["name"]), rows[0]["role"])
+        if row and not int(row["revoked"]) and row["role"] in ROLES:
+            principal = Principal(str(row["token_id"]), str(row["name"]), row["role"])
         if len(self._cache) > 10_000:
             self._cache.clear()
         self._cache[digest] = (now, principal)

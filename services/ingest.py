@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from core.batch import Batch
 from core.events import DeadLetter, Event, parse_event
 from streaming.kafka import account_key
-from streaming.pipeline import Pipeline, records_from_lines
-from streaming.sinks import DeadLetterTopicSink, StoreSink
+from streaming.pipeline import Pipeline
+from streaming.sinks import Sink
+from streaming.sources import records_from_lines
 
 STREAM = "http"
 
@@ -48,8 +51,8 @@ class KafkaIngestor:
         self,
         producer,
         topic: str,
-        dlq: DeadLetterTopicSink,
-        table: StoreSink,
+        dlq: Sink,
+        table: Sink,
         max_event_bytes: int = 8 * 1024 * 1024,
     ) -> None:
         self.producer = producer
@@ -72,8 +75,9 @@ class KafkaIngestor:
         ]
         dead = [item for item in items if isinstance(item, DeadLetter)]
         with self._lock:
+            batch = Batch(dead_letters=dead)
             for sink in (self.dlq, self.table):
-                sink.add_dead_letters(dead)
+                sink.write(batch)
                 sink.flush()
         self.producer.flush(timeout=30)
         for future in futures:
@@ -91,6 +95,22 @@ class PipelineIngestor:
     def ingest(self, lines: list[bytes]) -> IngestResult:
         start = time.time_ns() // 1000
         with self._lock:
-            result = self.pipeline.process(records_from_lines(lines, STREAM, start))
+            batch = self.pipeline.process(records_from_lines(lines, STREAM, start))
             self.pipeline.checkpoint()
-        return _result(start, len(lines), result.rejected)
+        return _result(start, len(lines), batch.dead_letters)
+
+
+class LazyIngestor:
+    """Builds the real ingestor on the first batch, so serving the API loads no detector and
+    opens no producer until someone ingests."""
+
+    def __init__(self, build: Callable[[], Ingestor]) -> None:
+        self._build = build
+        self._ingestor: Ingestor | None = None
+        self._lock = threading.Lock()
+
+    def ingest(self, lines: list[bytes]) -> IngestResult:
+        with self._lock:
+            if self._ingestor is None:
+                self._ingestor = self._build()
+        return self._ingestor.ingest(lines)

@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,7 +30,7 @@ from core import __version__
 from core.settings import Settings
 from core.timeutil import END_OF_TIME_MS
 from detectors.registry import CALIBRATION_FILE, calibration_dir
-from storage import Store
+from storage import Store, queries
 from storage.rows import redact_for_display
 
 CHROMIUM = ("chromium", "chromium-browser", "google-chrome")
@@ -48,11 +49,6 @@ class Subject:
     until_ms: int = END_OF_TIME_MS
 
     @property
-    def window(self) -> dict[str, int]:
-        """The time range as query parameters."""
-        return {"since": self.since_ms, "until": self.until_ms}
-
-    @property
     def title(self) -> str:
         if self.account_id:
             return f"account {self.account_id}"
@@ -69,17 +65,8 @@ def _accounts(store: Store, subject: Subject) -> list[str]:
     if subject.account_id:
         return [subject.account_id]
     if subject.cluster_id:
-        rows = store.query(
-            "SELECT members FROM {db}.clusters FINAL WHERE cluster_id = %(c)s",
-            {"c": subject.cluster_id},
-        )
-        return sorted(rows[0]["members"]) if rows else []
-    rows = store.query(
-        "SELECT DISTINCT account_id FROM {db}.verdicts FINAL WHERE label = 'extraction' "
-        "AND verdict_ms >= %(since)s AND verdict_ms <= %(until)s",
-        subject.window,
-    )
-    return sorted(r["account_id"] for r in rows)
+        return queries.cluster_members(store, subject.cluster_id)
+    return queries.extraction_accounts(store, subject.since_ms, subject.until_ms)
 
 
 def gather(
@@ -88,26 +75,9 @@ def gather(
     """Every figure the report shows, from the store, plus provenance cases (`distillguard
     provenance test|attribute` documents) the investigator attaches."""
     accounts = _accounts(store, subject)
-    scope = {"accounts": tuple(accounts) or ("",), **subject.window}
-    verdicts = store.query(
-        "SELECT account_id, cluster_id, verdict_ms, requests_seen, score, label, reasons_json,"
-        " detector_version FROM {db}.verdicts FINAL WHERE account_id IN %(accounts)s"
-        " AND verdict_ms >= %(since)s AND verdict_ms <= %(until)s"
-        " ORDER BY verdict_ms, account_id",
-        scope,
-    )
-    events = store.query(
-        "SELECT request_id, account_id, event_ms, model, prompt_text, prompt_tokens,"
-        " completion_tokens, params_json, client_ip, user_agent FROM {db}.events FINAL"
-        " WHERE account_id IN %(accounts)s AND event_ms >= %(since)s AND event_ms <= %(until)s"
-        " ORDER BY event_ms, request_id",
-        scope,
-    )
-    clusters = store.query(
-        "SELECT cluster_id, members, score, label, evidence_json FROM {db}.clusters FINAL"
-        " WHERE hasAny(members, %(members)s) OR cluster_id = %(cluster)s",
-        {"members": list(accounts) or [""], "cluster": subject.cluster_id or ""},
-    )
+    verdicts = queries.verdicts_of(store, accounts, subject.since_ms, subject.until_ms)
+    events = queries.events_of(store, accounts, subject.since_ms, subject.until_ms)
+    clusters = queries.clusters_touching(store, accounts, subject.cluster_id or "")
     latest = max(
         verdicts, key=lambda v: (v["label"] == "extraction", v["verdict_ms"]), default=None
     )
@@ -373,3 +343,37 @@ def write_report(
     provenance: Sequence[dict] = (),
 ) -> dict:
     return render(gather(store, settings, subject, provenance), folder, settings, pdf)
+
+
+class NoSuchReport(LookupError):
+    """No stored report by that id, or no such file in it."""
+
+
+def reports_dir(settings: Settings) -> Path:
+    """Where the API keeps the reports it generates, one folder per report id."""
+    return settings.data_dir / "reports"
+
+
+def listed_files(manifest: dict) -> list[str]:
+    """Every file of a report, its manifest last."""
+    return [a["file"] for a in manifest["artifacts"]] + ["manifest.json"]
+
+
+def publish_report(
+    store: Store, settings: Settings, subject: Subject, pdf: bool = True
+) -> tuple[str, dict]:
+    """A new report in `reports_dir` under a fresh random id; returns the id and manifest."""
+    report_id = uuid.uuid4().hex
+    return report_id, write_report(store, settings, subject, reports_dir(settings) / report_id, pdf)
+
+
+def published_file(settings: Settings, report_id: str, name: str) -> tuple[Path, dict]:
+    """A published report's file and the report's subject. Only files its manifest lists are
+    served, so no name (`../..`, a file added later) reaches outside them."""
+    folder = reports_dir(settings) / report_id
+    if not report_id.isalnum() or not (folder / "manifest.json").exists():
+        raise NoSuchReport(f"no report {report_id!r}")
+    manifest = orjson.loads((folder / "manifest.json").read_bytes())
+    if name not in listed_files(manifest):
+        raise NoSuchReport(f"report {report_id} has no file {name!r}")
+    return folder / name, manifest["subject"]

@@ -27,9 +27,10 @@ from typing import Literal
 import httpx
 import orjson
 
+from core.batch import Batch
 from core.verdicts import ClusterVerdict, Verdict
-from storage import Store
-from streaming.sinks import BufferedSink, StoreSink
+from storage import Store, queries
+from streaming.sinks import BufferedSink
 
 Format = Literal["json", "slack"]
 RETRY_WINDOW_MS = 24 * 3_600_000
@@ -79,8 +80,8 @@ def add_webhook(store: Store, url: str, fmt: Format = "json") -> str:
 
 
 def webhooks(store: Store, active_only: bool = True) -> list[dict]:
-    rows = store.query("SELECT * FROM {db}.webhooks FINAL ORDER BY webhook_id")
-    return [r for r in rows if int(r["active"]) or not active_only]
+    rows = queries.webhook_rows(store)
+    return [dict(r) for r in rows if int(r["active"]) or not active_only]
 
 
 def remove_webhook(store: Store, webhook_id: str) -> bool:
@@ -153,13 +154,7 @@ def enqueue(store: Store, alerts: list[tuple[str, str, str, dict]]) -> int:
             )
     if not rows:
         return 0
-    existing = {
-        r["alert_id"]
-        for r in store.query(
-            "SELECT alert_id FROM {db}.alerts WHERE alert_id IN %(ids)s",
-            {"ids": tuple(r["alert_id"] for r in rows)},
-        )
-    }
+    existing = queries.existing_alert_ids(store, [r["alert_id"] for r in rows])
     fresh = {r["alert_id"]: r for r in rows if r["alert_id"] not in existing}
     store.insert("alerts", list(fresh.values()))
     return len(fresh)
@@ -175,24 +170,19 @@ class AlertSink(BufferedSink):
         super().__init__()
         self.store = store
 
-    def _write(self) -> None:
+    def _write(self, batch: Batch) -> None:
         alerts = [
             ("extraction", v.account_id, v.cluster_id or "", verdict_payload(v))
-            for v in self.verdicts
+            for v in batch.verdicts
             if v.label == "extraction"
         ]
         alerts += [
             ("campaign", "", cluster.cluster_id, campaign_payload(cluster))
-            for cluster in self.clusters
+            for cluster in batch.clusters
             if cluster.label == "extraction"
         ]
         if alerts:
             enqueue(self.store, alerts)
-
-
-def store_sinks(store: Store) -> list[BufferedSink]:
-    """What every entry point writes to: the store, then the alert outbox (in that order)."""
-    return [StoreSink(store), AlertSink(store)]
 
 
 def slack_text(payload: dict) -> str:
@@ -242,11 +232,7 @@ class Dispatcher:
         return step / 2 + self.random.uniform(0, step / 2)
 
     def due(self, limit: int = 100) -> list[dict]:
-        return self.store.query(
-            "SELECT * FROM {db}.alerts FINAL WHERE status = 'pending' "
-            "AND next_attempt_ms <= %(now)s ORDER BY next_attempt_ms, alert_id LIMIT %(limit)s",
-            {"now": int(self.clock() * 1000), "limit": limit},
-        )
+        return [dict(r) for r in queries.due_alerts(self.store, int(self.clock() * 1000), limit)]
 
     def _request(self, alert: dict, fmt: str) -> tuple[bytes, dict[str, str]]:
         payload = orjson.loads(alert["payload_json"])

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from storage.base import Store, StoreError
 from storage.embedded import EmbeddedClickHouse
 from storage.server import ClickHouseServer
 
+if TYPE_CHECKING:
+    from core.settings import Settings
+
 __all__ = ["ClickHouseServer", "EmbeddedClickHouse", "Store", "StoreError", "open_store"]
 
 
-def open_store(settings=None, database: str | None = None, migrate: bool = True) -> Store:
+def open_store(settings: Settings, database: str | None = None, migrate: bool = True) -> Store:
     """The store the settings name (`DG_STORE=embedded|server`), migrated and ready."""
-    from core.settings import get_settings
-
-    settings = settings or get_settings()
     database = database or settings.database
     store: Store
     if settings.store == "server":

@@ -1,4 +1,5 @@
-"""Domain objects to table rows: one place decides what an event, dead letter or verdict stores."""
+"""Domain objects to table rows: one place decides what an event, dead letter, verdict, campaign,
+account state or response fingerprint stores."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Literal
 
 import orjson
 
+from core.batch import AccountState, IngestedEvent, ResponseFingerprint
 from core.events import DeadLetter, Event
 from core.hashing import prompt_hash
 from core.verdicts import ClusterVerdict, Verdict
@@ -103,17 +105,41 @@ def verdict_row(verdict: Verdict) -> dict:
     }
 
 
-def account_state_row(
-    account_id: str, detector: str, requests_seen: int, state: dict, updated_ms: int
+def ingested_event_row(
+    item: IngestedEvent, redact_policy: RedactPolicy = "none", truncate_chars: int = 200
 ) -> dict:
+    """The `events` row of an event the pipeline took in (source position, embedding)."""
+    return event_row(
+        item.event,
+        item.record.stream,
+        item.record.offset,
+        item.ingested_ms,
+        redact_policy,
+        truncate_chars,
+        item.embedding,
+    )
+
+
+def fingerprint_row(fingerprint: ResponseFingerprint) -> dict:
+    """The `response_fingerprints` row: the MinHash signature as `Array(UInt64)`."""
+    return {
+        "request_id": fingerprint.request_id,
+        "account_id": fingerprint.account_id,
+        "event_time": fingerprint.timestamp_ms // 1000,
+        "response_hash": fingerprint.response_hash,
+        "minhash": list(fingerprint.minhash),
+    }
+
+
+def account_state_row(state: AccountState) -> dict:
     """The `account_state` row: a detector's checkpoint for one account (latest version wins)."""
     return {
-        "account_id": account_id,
-        "detector": detector,
-        "requests_seen": requests_seen,
-        "state_json": _json(state),
-        "updated_ms": updated_ms,
-        "version": updated_ms,
+        "account_id": state.account_id,
+        "detector": state.detector,
+        "requests_seen": state.requests_seen,
+        "state_json": _json(state.state),
+        "updated_ms": state.updated_ms,
+        "version": state.updated_ms,
     }
 
 

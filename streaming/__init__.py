@@ -1,1 +1,1 @@
-"""Streaming: event schema, sources, sinks and the one pipeline every entry point drives."""
+"""Streaming: sources, the one loop, the pipeline and the sinks every entry point drives."""

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
+from core.batch import Batch
 from core.records import SourceRecord
-from streaming.pipeline import BatchResult, Pipeline
+from streaming.loop import Totals, run
+from streaming.pipeline import Pipeline
+from streaming.sources import Revoked
 
 
-def file_batches(path: Path, batch_size: int) -> Iterator[tuple[list[SourceRecord], int]]:
+def file_batches(
+    path: Path, batch_size: int
+) -> Generator[tuple[list[SourceRecord], int], None, None]:
     """Batches of records (stream `file:NAME`, offset = line number) and the bytes read so far."""
     stream = f"file:{path.name}"
     batch: list[SourceRecord] = []
@@ -25,11 +30,38 @@ def file_batches(path: Path, batch_size: int) -> Iterator[tuple[list[SourceRecor
             yield batch, handle.tell()
 
 
+class FileSource:
+    """A JSONL request log as a `Source`. A file keeps no committed position and is never
+    revoked: a rerun reads it again, and the pipeline's per-account offsets skip what its
+    checkpoints already counted."""
+
+    def __init__(self, path: Path, batch_size: int = 2000) -> None:
+        self.path = path
+        self.batch_size = batch_size
+        self.position = 0  # bytes read so far, for progress bars
+        self._batches = file_batches(path, batch_size)
+
+    def batches(self) -> Iterator[list[SourceRecord]]:
+        for records, position in self._batches:
+            self.position = position
+            yield records
+
+    def commit(self) -> None:
+        """Nothing to remember: the checkpoint is the position."""
+
+    def on_revoked(self, callback: Revoked) -> None:
+        """A file is never taken away."""
+
+    def close(self) -> None:
+        self._batches.close()
+
+
 def run_file(
     pipeline: Pipeline, path: Path, batch_size: int = 2000, show_progress: bool = True
-) -> BatchResult:
+) -> Totals:
     """Drive the pipeline over a JSONL file, checkpointing after each batch; returns totals."""
-    totals = BatchResult()
+    totals = Totals()
+    source = FileSource(path, batch_size)
     columns = (
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -39,15 +71,12 @@ def run_file(
     )
     with Progress(*columns, disable=not show_progress, transient=False) as progress:
         task = progress.add_task(path.name, total=path.stat().st_size, events=0, verdicts=0)
-        for records, position in file_batches(path, batch_size):
-            result = pipeline.process(records)
-            pipeline.checkpoint()
-            totals.records += result.records
-            totals.events += result.events
-            totals.dead_letters += result.dead_letters
-            totals.replayed += result.replayed
-            totals.verdicts.extend(result.verdicts)
+
+        def advance(_records: list[SourceRecord], batch: Batch, _seconds: float) -> None:
+            totals.add(batch)
             progress.update(
-                task, completed=position, events=totals.events, verdicts=len(totals.verdicts)
+                task, completed=source.position, events=totals.events, verdicts=len(totals.verdicts)
             )
+
+        run(source, pipeline, on_batch=advance)
     return totals

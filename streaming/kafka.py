@@ -13,6 +13,7 @@ from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.errors import TopicAlreadyExistsError
 
 from core.records import SourceRecord
+from streaming.sources import Revoked
 
 log = logging.getLogger("distillguard.kafka")
 
@@ -83,15 +84,15 @@ def produce_lines(
 
 
 class _Rebalance(ConsumerRebalanceListener):
-    def __init__(self, on_revoked: Callable[[set[str]], None], topic: str) -> None:
-        self.on_revoked = on_revoked
-        self.topic = topic
+    def __init__(self, hooks: list[Revoked]) -> None:
+        self.hooks = hooks
 
     def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
         streams = {stream_name(tp.topic, tp.partition) for tp in revoked}
         if streams:
             log.info("partitions revoked: %s", ", ".join(sorted(streams)))
-            self.on_revoked(streams)
+            for hook in self.hooks:
+                hook(streams)
 
     def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
         streams = sorted(stream_name(tp.topic, tp.partition) for tp in assigned)
@@ -99,7 +100,8 @@ class _Rebalance(ConsumerRebalanceListener):
 
 
 class KafkaSource:
-    """Polls batches of records; offsets are committed only by `commit`, after the sinks flushed.
+    """A consumer-group `Source`: polls batches of records; offsets are committed only by
+    `commit`, after the sinks flushed.
 
     `max_poll_interval_ms` is long on purpose: while the store is down the worker stops polling
     (backpressure) and must keep its partitions rather than trigger a rebalance storm.
@@ -110,12 +112,14 @@ class KafkaSource:
         bootstrap: str,
         topic: str,
         group: str,
-        on_revoked: Callable[[set[str]], None],
         max_records: int = 2000,
         client_id: str = "distillguard-worker",
+        poll_timeout_ms: int = 500,
     ) -> None:
         self.topic = topic
         self.max_records = max_records
+        self.poll_timeout_ms = poll_timeout_ms
+        self._revoked_hooks: list[Revoked] = []
         self.consumer = KafkaConsumer(
             bootstrap_servers=bootstrap,
             group_id=group,
@@ -133,7 +137,16 @@ class KafkaSource:
         # Fetch the topic's metadata before joining: a metadata refresh that lands mid-join can
         # strand a group member in some kafka-python releases.
         self.consumer.partitions_for_topic(topic)
-        self.consumer.subscribe([topic], listener=_Rebalance(on_revoked, topic))
+        self.consumer.subscribe([topic], listener=_Rebalance(self._revoked_hooks))
+
+    def on_revoked(self, callback: Revoked) -> None:
+        """Revocations happen inside `poll`, so a hook added before the first poll sees all."""
+        self._revoked_hooks.append(callback)
+
+    def batches(self) -> Iterator[list[SourceRecord]]:
+        """One poll after another, forever; an empty batch when a poll timed out."""
+        while True:
+            yield self.poll(self.poll_timeout_ms)
 
     def poll(self, timeout_ms: int = 500) -> list[SourceRecord]:
         polled = self.consumer.poll(timeout_ms=timeout_ms, max_records=self.max_records)

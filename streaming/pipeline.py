@@ -1,7 +1,8 @@
 """The one pipeline every entry point drives: Kafka worker, file replay, offline scoring, demo.
 
 batch of raw records → parse/validate (dead letters out) → embed → response fingerprints →
-detectors → sinks.
+detectors → one `Batch` written to every sink; a checkpoint writes the account states and
+flushes the sinks (Quix Streams' split: offsets are committed only after every flush succeeded).
 
 Exactly-once detector state on an at-least-once stream: each account's checkpoint records, per
 source partition, the last offset its detector consumed. A replayed record (a crash before the
@@ -12,23 +13,24 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
-import orjson
-
+from core.batch import GLOBAL_STATE_ID, AccountState, Batch, IngestedEvent
 from core.embedder import Embedder
 from core.events import DeadLetter, Event, parse_event
 from core.records import SourceRecord
-from core.settings import Settings
 from core.timeutil import now_ms
 from core.verdicts import Verdict, is_material
-from detectors.base import Detector
-from detectors.fingerprints import fingerprint_rows
+from detectors.base import (
+    Detector,
+    cross_account_state,
+    drain_clusters,
+    load_cross_account_state,
+)
+from detectors.fingerprints import response_fingerprints
 from storage import Store
-from storage.rows import RedactPolicy, event_row
+from storage.checkpoints import account_states, global_state
 from streaming.sinks import Sink
 
-GLOBAL_STATE_ID = "\x00global"  # account_state row of the detector's cross-account state
 GLOBAL_CHECKPOINT_MS = 60_000  # cross-account state is large: checkpoint it once a minute
 
 
@@ -43,20 +45,9 @@ class AccountCursor:
     cluster_id: str | None = None
 
 
-@dataclass
-class BatchResult:
-    """What one `process` call did, for metrics and progress bars."""
-
-    records: int = 0
-    events: int = 0
-    dead_letters: int = 0
-    rejected: list[DeadLetter] = field(default_factory=list)  # the dead letters themselves
-    verdicts: list[Verdict] = field(default_factory=list)
-    replayed: int = 0
-
-
 class Pipeline:
-    """Parse, embed, detect and hand results to sinks; `checkpoint` flushes every sink."""
+    """Parse, embed, detect and write each step's `Batch` to the sinks; `checkpoint` writes the
+    account states and flushes every sink."""
 
     def __init__(
         self,
@@ -64,16 +55,12 @@ class Pipeline:
         sinks: Sequence[Sink],
         store: Store | None = None,
         embedder: Embedder | None = None,
-        redact_policy: RedactPolicy = "none",
-        redact_truncate_chars: int = 200,
         max_event_bytes: int = 8 * 1024 * 1024,
     ) -> None:
         self.detector = detector
         self.sinks = list(sinks)
-        self.store = store
+        self.store = store  # where checkpoints are read back from (None: start fresh)
         self.embedder = embedder
-        self.redact_policy = redact_policy
-        self.redact_truncate_chars = redact_truncate_chars
         self.max_event_bytes = max_event_bytes
         self.cursors: dict[str, AccountCursor] = {}
         self._dirty: set[str] = set()
@@ -86,22 +73,16 @@ class Pipeline:
         missing = sorted({a for a in account_ids if a not in self.cursors})
         if not missing:
             return
-        saved: dict[str, dict[str, Any]] = {}
+        saved: dict[str, AccountState] = {}
         if self.store is not None:
-            for start in range(0, len(missing), 5000):
-                rows = self.store.query(
-                    "SELECT account_id, state_json FROM {db}.account_state FINAL "
-                    "WHERE detector = %(detector)s AND account_id IN %(ids)s",
-                    {"detector": self.detector.name, "ids": tuple(missing[start : start + 5000])},
-                )
-                saved.update({r["account_id"]: orjson.loads(r["state_json"]) for r in rows})
+            saved = account_states(self.store, self.detector.name, missing)
         for account_id in missing:
             checkpoint = saved.get(account_id)
             if checkpoint is None:
                 self.cursors[account_id] = AccountCursor()
                 continue
-            self.cursors[account_id] = AccountCursor(**checkpoint["cursor"])
-            self.detector.load(account_id, checkpoint["detector"])
+            self.cursors[account_id] = AccountCursor(**checkpoint.state["cursor"])
+            self.detector.load(account_id, checkpoint.state["detector"])
 
     def _restore_global(self) -> None:
         """Cross-account detector state (campaign links) from the last checkpoint, once."""
@@ -109,13 +90,9 @@ class Pipeline:
             return
         self._global_restored = True
         self._global_saved_ms = now_ms()
-        rows = self.store.query(
-            "SELECT state_json FROM {db}.account_state FINAL "
-            "WHERE detector = %(detector)s AND account_id = %(id)s",
-            {"detector": self.detector.name, "id": GLOBAL_STATE_ID},
-        )
-        if rows:
-            self.detector.load_global_state(orjson.loads(rows[0]["state_json"]))
+        saved = global_state(self.store, self.detector.name)
+        if saved is not None:
+            load_cross_account_state(self.detector, saved.state)
 
     def forget_streams(self, streams: set[str]) -> int:
         """Drop in-memory state of accounts last seen on `streams` (partitions revoked)."""
@@ -126,44 +103,44 @@ class Pipeline:
             self._dirty.discard(account_id)
         return len(gone)
 
-    def _checkpoint_states(self) -> list[dict]:
+    def _checkpoint_states(self) -> list[AccountState]:
         updated = now_ms()
         states = []
         for account_id in sorted(self._dirty):
             cursor = self.cursors[account_id]
             states.append(
-                {
-                    "account_id": account_id,
-                    "detector": self.detector.name,
-                    "requests_seen": cursor.requests_seen,
-                    "state": {
+                AccountState(
+                    account_id=account_id,
+                    detector=self.detector.name,
+                    requests_seen=cursor.requests_seen,
+                    state={
                         "cursor": cursor.__dict__,
                         "detector": self.detector.state(account_id),
                     },
-                    "updated_ms": updated,
-                }
+                    updated_ms=updated,
+                )
             )
         self._dirty.clear()
         if updated - self._global_saved_ms >= GLOBAL_CHECKPOINT_MS:
-            cross_account = self.detector.global_state()
+            cross_account = cross_account_state(self.detector)
             if cross_account is not None:
                 self._global_saved_ms = updated
                 states.append(
-                    {
-                        "account_id": GLOBAL_STATE_ID,
-                        "detector": self.detector.name,
-                        "requests_seen": 0,
-                        "state": cross_account,
-                        "updated_ms": updated,
-                    }
+                    AccountState(
+                        account_id=GLOBAL_STATE_ID,
+                        detector=self.detector.name,
+                        requests_seen=0,
+                        state=cross_account,
+                        updated_ms=updated,
+                    )
                 )
         return states
 
     # --- the batch ---------------------------------------------------------------------------
-    def process(self, records: Sequence[SourceRecord]) -> BatchResult:
-        """Run one batch through parse → embed → fingerprint → detect, adding results to every
-        sink (response fingerprints too, so every entry point can attribute a suspect model)."""
-        result = BatchResult(records=len(records))
+    def process(self, records: Sequence[SourceRecord]) -> Batch:
+        """Run one batch through parse → embed → fingerprint → detect and write the result to
+        every sink (response fingerprints too, so every entry point can attribute a suspect
+        model); returns it."""
         parsed: list[tuple[Event, SourceRecord]] = []
         dead: list[DeadLetter] = []
         for record in records:
@@ -178,30 +155,25 @@ class Pipeline:
             embeddings = list(self.embedder([e.prompt_text for e, _ in parsed]))
 
         ingested = now_ms()
-        rows = [
-            event_row(
-                event,
-                record.stream,
-                record.offset,
-                ingested,
-                self.redact_policy,
-                self.redact_truncate_chars,
-                vector,
-            )
+        events = [
+            IngestedEvent(event, record, ingested, vector)
             for (event, record), vector in zip(parsed, embeddings, strict=True)
         ]
-        # From the raw responses, before `event_row` redacts them: attribution needs the text.
-        fingerprints = fingerprint_rows(event for event, _ in parsed)
-        result.verdicts, result.replayed = self._detect(parsed)
-        result.events, result.dead_letters, result.rejected = len(parsed), len(dead), dead
-        clusters = self.detector.drain_clusters()
+        # From the raw responses: the events row may redact them, attribution needs the text.
+        fingerprints = response_fingerprints(event for event, _ in parsed)
+        verdicts, replayed = self._detect(parsed)
+        batch = Batch(
+            records=len(records),
+            replayed=replayed,
+            events=events,
+            dead_letters=dead,
+            verdicts=verdicts,
+            clusters=drain_clusters(self.detector),
+            fingerprints=fingerprints,
+        )
         for sink in self.sinks:
-            sink.add_events(rows)
-            sink.add_fingerprints(fingerprints)
-            sink.add_dead_letters(dead)
-            sink.add_verdicts(result.verdicts)
-            sink.add_clusters(clusters)
-        return result
+            sink.write(batch)
+        return batch
 
     def _detect(self, parsed: list[tuple[Event, SourceRecord]]) -> tuple[list[Verdict], int]:
         by_account: dict[str, list[tuple[Event, SourceRecord]]] = {}
@@ -234,11 +206,14 @@ class Pipeline:
             previous = None if cursor.last_label is None else (cursor.last_label, cursor.last_score)
             if is_material(previous, assessment):
                 cursor.last_label, cursor.last_score = assessment.label, assessment.score
-                fresh = fresh_by_account.get(account_id)
+                new_events = fresh_by_account.get(account_id)
                 seen, moment = cursor.requests_seen, assessment.observed_at
-                if fresh:
-                    decided = assessment.requests_at_label or len(fresh)
-                    seen, moment = seen - len(fresh) + decided, fresh[decided - 1].timestamp
+                if new_events:
+                    decided = assessment.requests_at_label or len(new_events)
+                    seen = seen - len(new_events) + decided
+                    moment = new_events[decided - 1].timestamp
+                if moment is None:
+                    raise ValueError(f"{account_id}: assessed without new events or observed_at")
                 verdicts.append(
                     Verdict(
                         account_id=account_id,
@@ -254,43 +229,16 @@ class Pipeline:
         return verdicts, replayed
 
     def checkpoint(self) -> None:
-        """Flush every sink (state last); raises if any sink failed, so offsets stay uncommitted.
+        """Write the account states (last), then flush every sink; raises if any sink failed,
+        so offsets stay uncommitted.
 
         A retry after a failure flushes the same buffered data again: sinks keep their buffers
-        until they succeed, and the state rows were added to the sinks before the first attempt.
+        until they succeed, and the states were written to the sinks before the first attempt.
         """
         states = self._checkpoint_states()
         if states:
+            batch = Batch(states=states)
             for sink in self.sinks:
-                sink.add_states(states)
+                sink.write(batch)
         for sink in self.sinks:
             sink.flush()
-
-
-def records_from_lines(lines: Iterable[bytes], stream: str, start: int = 0) -> list[SourceRecord]:
-    """Wrap raw lines as records of one stream, numbered from `start`."""
-    return [
-        SourceRecord(value=line.rstrip(b"\r\n"), stream=stream, offset=start + i)
-        for i, line in enumerate(lines)
-    ]
-
-
-def build_pipeline(
-    settings: Settings,
-    sinks: Sequence[Sink],
-    store: Store | None = None,
-    detector: Detector | None = None,
-    embedder: Embedder | None = None,
-) -> Pipeline:
-    """The pipeline every entry point runs, configured from settings."""
-    from detectors.registry import calibrated_detector
-
-    return Pipeline(
-        detector or calibrated_detector(settings),
-        sinks,
-        store=store,
-        embedder=embedder,
-        redact_policy=settings.redact_prompts,
-        redact_truncate_chars=settings.redact_truncate_chars,
-        max_event_bytes=settings.max_event_bytes,
-    )

@@ -1,4 +1,4 @@
-"""Sinks, Quix-Streams style: `add` per record, `flush` at a checkpoint.
+"""Sinks, Quix-Streams style: `write(batch)` per pipeline step, `flush()` at a checkpoint.
 
 A flush that fails raises, and the checkpoint is aborted: offsets are committed only when every
 sink has the data. A failed flush keeps its buffer, so retrying the flush loses nothing.
@@ -11,10 +11,17 @@ from typing import IO, Protocol
 
 import orjson
 
-from core.events import DeadLetter
-from core.verdicts import ClusterVerdict, Verdict
+from core.batch import Batch
 from storage import Store
-from storage.rows import account_state_row, cluster_row, dead_letter_row, verdict_row
+from storage.rows import (
+    RedactPolicy,
+    account_state_row,
+    cluster_row,
+    dead_letter_row,
+    fingerprint_row,
+    ingested_event_row,
+    verdict_row,
+)
 
 
 class Sink(Protocol):
@@ -22,80 +29,68 @@ class Sink(Protocol):
 
     name: str
 
-    def add_events(self, rows: list[dict]) -> None: ...
-    def add_fingerprints(self, rows: list[dict]) -> None: ...
-    def add_dead_letters(self, letters: list[DeadLetter]) -> None: ...
-    def add_verdicts(self, verdicts: list[Verdict]) -> None: ...
-    def add_states(self, states: list[dict]) -> None: ...
-    def add_clusters(self, clusters: list[ClusterVerdict]) -> None: ...
-    def flush(self) -> None: ...
+    def write(self, batch: Batch) -> None:
+        """Take a step's results (buffered until `flush`)."""
+        ...
+
+    def flush(self) -> None:
+        """Make everything written so far durable, or raise and keep it for a retry."""
+        ...
 
 
 class BufferedSink:
-    """Keeps what was added until a flush succeeds; subclasses write the buffers."""
+    """Keeps what was written until a flush succeeds; subclasses write the buffer out."""
 
     name = "buffer"
 
     def __init__(self) -> None:
-        self.events: list[dict] = []
-        self.fingerprints: list[dict] = []
-        self.dead_letters: list[DeadLetter] = []
-        self.verdicts: list[Verdict] = []
-        self.states: list[dict] = []
-        self.clusters: list[ClusterVerdict] = []
+        self.pending = Batch()
 
-    def add_events(self, rows: list[dict]) -> None:
-        self.events.extend(rows)
-
-    def add_fingerprints(self, rows: list[dict]) -> None:
-        """`response_fingerprints` rows (`detectors.fingerprints.fingerprint_rows`)."""
-        self.fingerprints.extend(rows)
-
-    def add_dead_letters(self, letters: list[DeadLetter]) -> None:
-        self.dead_letters.extend(letters)
-
-    def add_verdicts(self, verdicts: list[Verdict]) -> None:
-        self.verdicts.extend(verdicts)
-
-    def add_states(self, states: list[dict]) -> None:
-        self.states.extend(states)
-
-    def add_clusters(self, clusters: list[ClusterVerdict]) -> None:
-        self.clusters.extend(clusters)
-
-    def _clear(self) -> None:
-        self.events, self.dead_letters, self.verdicts, self.states = [], [], [], []
-        self.clusters, self.fingerprints = [], []
+    def write(self, batch: Batch) -> None:
+        self.pending.extend(batch)
 
     def flush(self) -> None:
-        self._write()
-        self._clear()
+        self._write(self.pending)
+        self.pending = Batch()
 
-    def _write(self) -> None:
+    def _write(self, batch: Batch) -> None:
         raise NotImplementedError
 
 
 class StoreSink(BufferedSink):
-    """Events, response fingerprints, dead letters, verdicts, then account state: state last, so a
-    crash between the writes replays the batch against the old state (idempotent on
-    `request_id`)."""
+    """Events, response fingerprints, dead letters, verdicts, campaigns, then account state:
+    state last, so a crash between the writes replays the batch against the old state
+    (idempotent on `request_id`). Prompt and response text are redacted as configured."""
 
     name = "store"
 
-    def __init__(self, store: Store, batch_size: int = 10_000) -> None:
+    def __init__(
+        self,
+        store: Store,
+        batch_size: int = 10_000,
+        redact_policy: RedactPolicy = "none",
+        redact_truncate_chars: int = 200,
+    ) -> None:
         super().__init__()
         self.store = store
         self.batch_size = batch_size
+        self.redact_policy = redact_policy
+        self.redact_truncate_chars = redact_truncate_chars
 
-    def _write(self) -> None:
+    def _write(self, batch: Batch) -> None:
         # Each table is written at most once per successful flush; a retry after a failure
         # rewrites from the start, which is harmless because every table is idempotent.
-        self.store.insert("events", self.events, self.batch_size)
-        self.store.insert("response_fingerprints", self.fingerprints, self.batch_size)
-        self.store.insert("dead_letters", [dead_letter_row(d) for d in self.dead_letters])
-        self.store.insert("verdicts", [verdict_row(v) for v in self.verdicts])
-        self.store.insert("clusters", [cluster_row(c) for c in self.clusters])
-        self.store.insert("account_state", [account_state_row(**s) for s in self.states])
+        events = [
+            ingested_event_row(e, self.redact_policy, self.redact_truncate_chars)
+            for e in batch.events
+        ]
+        self.store.insert("events", events, self.batch_size)
+        fingerprints = [fingerprint_row(f) for f in batch.fingerprints]
+        self.store.insert("response_fingerprints", fingerprints, self.batch_size)
+        self.store.insert("dead_letters", [dead_letter_row(d) for d in batch.dead_letters])
+        self.store.insert("verdicts", [verdict_row(v) for v in batch.verdicts])
+        self.store.insert("clusters", [cluster_row(c) for c in batch.clusters])
+        self.store.insert("account_state", [account_state_row(s) for s in batch.states])
 
 
 class VerdictFileSink(BufferedSink):
@@ -109,8 +104,8 @@ class VerdictFileSink(BufferedSink):
         path.parent.mkdir(parents=True, exist_ok=True)
         self._handle: IO[bytes] = path.open("wb")
 
-    def _write(self) -> None:
-        for verdict in self.verdicts:
+    def _write(self, batch: Batch) -> None:
+        for verdict in batch.verdicts:
             self._handle.write(orjson.dumps(verdict.model_dump(mode="json")) + b"\n")
         self._handle.flush()
 
@@ -129,7 +124,7 @@ class DeadLetterTopicSink(BufferedSink):
         self.topic = topic
         self.timeout_s = timeout_s
 
-    def _write(self) -> None:
+    def _write(self, batch: Batch) -> None:
         futures = [
             self.producer.send(
                 self.topic,
@@ -137,7 +132,7 @@ class DeadLetterTopicSink(BufferedSink):
                 value=orjson.dumps(letter.model_dump(mode="json")),
                 headers=[("reason", letter.reason.split(":")[0].encode())],
             )
-            for letter in self.dead_letters
+            for letter in batch.dead_letters
         ]
         self.producer.flush(timeout=self.timeout_s)
         for future in futures:

@@ -1,9 +1,10 @@
 """`distillguard worker`: the Kafka consumer-group worker.
 
-Loop: poll a batch → pipeline.process → checkpoint (every sink flushed, state last) → commit the
-offsets. When a sink fails (ClickHouse down) the worker stops consuming and retries the same
-checkpoint with exponential backoff, logging one line when it goes down and one when it is back.
-SIGTERM finishes the batch in flight, then leaves the group.
+The one loop (`streaming.loop.run`): poll a batch → pipeline.process → checkpoint (every sink
+flushed, state last) → commit the offsets. The worker adds metrics and, when a sink fails
+(ClickHouse down), stops consuming and retries the same checkpoint with exponential backoff,
+logging one line when it goes down and one when it is back. SIGTERM finishes the batch in
+flight, then leaves the group.
 """
 
 from __future__ import annotations
@@ -14,18 +15,19 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
 from typing import TypeVar
 
 from kafka.errors import KafkaError
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exponential_jitter
 
+from core.batch import Batch
 from core.records import SourceRecord
 from core.timeutil import now_ms
 from storage import StoreError
 from streaming.kafka import KafkaSource
-from streaming.pipeline import BatchResult, Pipeline
+from streaming.loop import run
+from streaming.pipeline import Pipeline
 
 log = logging.getLogger("distillguard.worker")
 T = TypeVar("T")
@@ -56,7 +58,8 @@ class WorkerStats:
 
 
 class Worker:
-    """Drives one `Pipeline` from one `KafkaSource`; run several in one group to scale out."""
+    """Drives one `Pipeline` from one `KafkaSource` through the one loop, with metrics and
+    backoff while the sinks are down; run several in one group to scale out."""
 
     def __init__(
         self,
@@ -64,7 +67,7 @@ class Worker:
         source: KafkaSource,
         lag_every_s: float = 5.0,
         max_backoff_s: float = 5.0,
-        on_batch: Callable[[list[SourceRecord], BatchResult, int], None] | None = None,
+        on_batch: Callable[[list[SourceRecord], Batch, int], None] | None = None,
     ) -> None:
         self.pipeline = pipeline
         self.source = source
@@ -73,7 +76,8 @@ class Worker:
         self.lag_every_s = lag_every_s
         self.max_backoff_s = max_backoff_s
         self._down_since: float | None = None
-        self.on_batch = on_batch  # (records, result, durable_ms): benchmarks measure latency
+        self._next_lag = 0.0
+        self.on_batch = on_batch  # (records, batch, durable_ms): benchmarks measure latency
 
     def install_signal_handlers(self) -> None:
         def request_stop(signum: int, _frame: object) -> None:
@@ -94,6 +98,10 @@ class Worker:
                 retry_state.outcome.exception() if retry_state.outcome else "?",
             )
 
+    def _pause(self, seconds: float) -> None:
+        """Back off between retries, waking at once when a stop is requested."""
+        self.stop.wait(seconds)
+
     def _until_durable(self, step: Callable[[], T]) -> tuple[bool, T | None]:
         """Run a step that needs the sinks, retrying with backoff until it works (True, value) or
         a stop is requested (False: the batch's offsets stay uncommitted; it is redelivered)."""
@@ -102,7 +110,7 @@ class Worker:
             wait=wait_exponential_jitter(initial=0.5, max=self.max_backoff_s),
             stop=lambda _state: self.stop.is_set(),
             before_sleep=self._log_failure,
-            sleep=self.stop.wait,
+            sleep=self._pause,
             reraise=True,
         )
         try:
@@ -118,43 +126,40 @@ class Worker:
         SINKS_UP.set(1)
         return True, value
 
+    def _poll_lag(self) -> None:
+        if time.monotonic() >= self._next_lag:
+            LAG.set(self.source.lag())
+            self._next_lag = time.monotonic() + self.lag_every_s
+
+    def _count(self, records: list[SourceRecord], batch: Batch, seconds: float) -> None:
+        durable_ms = now_ms()
+        BATCH_SECONDS.observe(seconds)
+        for record in records:
+            if record.timestamp_ms:
+                EVENT_TO_VERDICT.observe((durable_ms - record.timestamp_ms) / 1000)
+        if self.on_batch is not None:
+            self.on_batch(records, batch, durable_ms)
+        CONSUMED.inc(batch.records)
+        DEAD_LETTERED.inc(len(batch.dead_letters))
+        for verdict in batch.verdicts:
+            VERDICTS.labels(verdict.label).inc()
+        self.stats.batches += 1
+        self.stats.consumed += batch.records
+        self.stats.dead_letters += len(batch.dead_letters)
+        self.stats.verdicts += len(batch.verdicts)
+
     def run(self) -> WorkerStats:
         """Consume until `stop` is set; never lets a poison message or an outage end the loop."""
         SINKS_UP.set(1)
-        next_lag = 0.0
-        try:
-            while not self.stop.is_set():
-                records = self.source.poll(timeout_ms=500)
-                if time.monotonic() >= next_lag:
-                    LAG.set(self.source.lag())
-                    next_lag = time.monotonic() + self.lag_every_s
-                if not records:
-                    continue
-                started = time.perf_counter()
-                # `process` reads account checkpoints from the store before changing any state,
-                # so retrying it after a store failure is safe.
-                processed, result = self._until_durable(partial(self.pipeline.process, records))
-                if not processed or not self._until_durable(self.pipeline.checkpoint)[0]:
-                    break
-                assert result is not None
-                self.source.commit()
-                durable_ms = now_ms()
-                BATCH_SECONDS.observe(time.perf_counter() - started)
-                for record in records:
-                    if record.timestamp_ms:
-                        EVENT_TO_VERDICT.observe((durable_ms - record.timestamp_ms) / 1000)
-                if self.on_batch is not None:
-                    self.on_batch(records, result, durable_ms)
-                CONSUMED.inc(result.records)
-                DEAD_LETTERED.inc(result.dead_letters)
-                for verdict in result.verdicts:
-                    VERDICTS.labels(verdict.label).inc()
-                self.stats.batches += 1
-                self.stats.consumed += result.records
-                self.stats.dead_letters += result.dead_letters
-                self.stats.verdicts += len(result.verdicts)
-        finally:
-            self.source.close()
+        self._next_lag = 0.0
+        run(
+            self.source,
+            self.pipeline,
+            stop=self.stop,
+            durably=self._until_durable,
+            on_poll=self._poll_lag,
+            on_batch=self._count,
+        )
         return self.stats
 
 

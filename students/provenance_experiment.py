@@ -31,6 +31,7 @@ from pathlib import Path
 import orjson
 
 from core.settings import Settings
+from provenance.chat import Pair, answer
 from provenance.error_rates import FALSE_ACCUSATION_ALPHA, save_error_rates
 from provenance.radioactivity import RadioactivityResult, closed_model_test, open_model_windows
 from provenance.watermark import (
@@ -38,11 +39,10 @@ from provenance.watermark import (
     WatermarkKey,
     score_windows,
     text_windows,
-    watermarked,
 )
-from students.distill import Pair, answer, teacher_embeddings, train_student
+from students.distill import teacher_embeddings, train_student
 from students.prompts import attack_pool, benign_conversations
-from students.teacher import MODEL_NAME, GenerationSettings, Teacher
+from students.teacher import MODEL_NAME, GenerationSettings, Teacher, watermarked
 
 PROMPT_CHARS = 500  # longer prompts make teacher prefill (CPU) several times slower
 START_MS = int(datetime(2026, 11, 2, tzinfo=UTC).timestamp() * 1000)
@@ -167,12 +167,11 @@ def _log_events(
 
 def _ingest(store, settings: Settings, lines: list[bytes]) -> None:
     """The log through the one DistillGuard pipeline (fingerprints are written at ingest)."""
-    from detectors.registry import build_detector
-    from streaming.pipeline import build_pipeline, records_from_lines
-    from streaming.sinks import StoreSink
+    from distillguard.wiring import build_detector, build_pipeline, store_sink
+    from streaming.sources import records_from_lines
 
     volume = settings.model_copy(update={"detector": "volume"})
-    pipeline = build_pipeline(volume, [StoreSink(store)], store, build_detector(volume))
+    pipeline = build_pipeline(volume, [store_sink(volume, store)], store, build_detector(volume))
     pipeline.process(records_from_lines(lines, "file:provenance-experiment"))
     pipeline.checkpoint()
 
@@ -347,3 +346,13 @@ def markdown(report: ExperimentReport) -> str:
         f"Time: {report.seconds}",
     ]
     return "\n".join(lines)
+
+
+def write_results(report: ExperimentReport, path: Path) -> Path:
+    """The table the README quotes (`bench/results/provenance.md`), headed by how it was
+    measured; the time of each phase goes to the header."""
+    from students.measured import duration, measured_by, write_table
+
+    phases = ", ".join(f"{phase} {duration(s)}" for phase, s in report.seconds.items())
+    table = markdown(report).rsplit("\n\nTime:", 1)[0]
+    return write_table(path, table, measured_by(seconds=sum(report.seconds.values()), note=phases))

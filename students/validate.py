@@ -18,8 +18,8 @@ import orjson
 from core.events import Event, parse_event
 from core.settings import Settings
 from core.verdicts import Verdict, first_flags
+from distillguard.wiring import build_detector, build_pipeline
 from streaming.files import run_file
-from streaming.pipeline import build_pipeline
 from streaming.sinks import VerdictFileSink
 from students.actors import (
     STRATEGIES,
@@ -176,9 +176,9 @@ def run_validation(config: ValidationConfig, settings: Settings, out_dir: Path, 
     _merge_by_time([benign_log, attack_log], request_log)
 
     detector_settings = Settings(**{**settings.model_dump(), "store": "embedded"})
-    from detectors.registry import build_detector
-
-    detector = build_detector().fit(_events_from_plans(_benign_plans(config, config.seed + 1)))
+    detector = build_detector(settings).fit(
+        _events_from_plans(_benign_plans(config, config.seed + 1))
+    )
     verdict_path = out_dir / "verdicts.jsonl"
     sink = VerdictFileSink(verdict_path)
     run_file(
@@ -309,6 +309,13 @@ def markdown(report: dict) -> str:
         )
     lines += ["", "Fidelity = next-token agreement with the teacher on held-out prompts."]
     return "\n".join(lines) + "\n"
+
+
+def write_results(report: dict, path: Path) -> Path:
+    """The table the README quotes (`bench/results/validate.md`), headed by how it was measured."""
+    from students.measured import measured_by, write_table
+
+    return write_table(path, markdown(report), measured_by())
 
 
 def plot(report: dict, path: Path) -> None:

@@ -1,4 +1,11 @@
-"""Shared fixtures: both store backends, each test in a fresh database.
+"""Shared fixtures: hermetic settings, both store backends, each test in a fresh database.
+
+Every test runs with settings of its own: no `DG_*` variable from the shell (except the service
+addresses the test scripts export), no `distillguard.toml`, and a fresh data folder, so nothing a
+user ran before (`make demo`) changes a result and no test writes into the user's `.distillguard`.
+Models that cost minutes to build (the dequantised teacher and its response cache, the reasoning
+classifier) are shared by the whole session, and across runs, from a test cache of their own:
+`DG_TEST_CACHE`, default `.test-cache/` in the repository. Each data folder links to them.
 
 The server backend talks to the real ClickHouse server that `scripts/clickhouse-up` starts
 (`make test` does it); when it is unreachable the server tests fail rather than skip.
@@ -13,10 +20,61 @@ from pathlib import Path
 
 import pytest
 
+from core.settings import get_settings
 from storage import ClickHouseServer, EmbeddedClickHouse, Store
 
 CLICKHOUSE_URL = os.environ.get("DG_CLICKHOUSE_URL", "clickhouse://127.0.0.1:19000")
 KAFKA_BOOTSTRAP = os.environ.get("DG_KAFKA_BOOTSTRAP", "127.0.0.1:19092")
+# The services the test scripts start: the only `DG_*` variables a test inherits.
+KEPT_ENVIRONMENT = ("DG_CLICKHOUSE_URL", "DG_KAFKA_BOOTSTRAP", "DG_TEST_CACHE")
+
+ROOT = Path(__file__).resolve().parents[1]
+TEST_CACHE = Path(os.environ.get("DG_TEST_CACHE", ROOT / ".test-cache")).resolve()
+TEACHER_DIR = TEST_CACHE / "teacher"  # dequantised SmolLM2 and its response caches
+MODELS_DIR = TEST_CACHE / "models"  # the reasoning classifier
+SHARED = {"teacher": TEACHER_DIR, "models": MODELS_DIR}
+
+
+def data_folder(path: Path) -> Path:
+    """A fresh data folder whose model caches (`teacher/`, `models/`) are the test cache's, so
+    a command given `DG_DATA_DIR=path` finds them built."""
+    path.mkdir(parents=True, exist_ok=True)
+    for name, target in SHARED.items():
+        target.mkdir(parents=True, exist_ok=True)
+        link = path / name
+        if not link.exists():
+            link.symlink_to(target, target_is_directory=True)
+    return path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def hermetic_environment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Before any other fixture: no `DG_*` variable from the shell, no settings file, and a data
+    folder of the session's own (module- and session-scoped fixtures read settings too)."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name in [n for n in os.environ if n.startswith("DG_")]:
+            if name not in KEPT_ENVIRONMENT:
+                patch.delenv(name)
+        patch.setenv("DG_CONFIG", str(tmp_path_factory.getbasetemp() / "absent.toml"))
+        data = data_folder(tmp_path_factory.mktemp("session-data"))
+        patch.setenv("DG_DATA_DIR", str(data))
+        get_settings.cache_clear()
+        yield data
+    get_settings.cache_clear()
+
+
+@pytest.fixture(autouse=True)
+def dg_data_dir(
+    hermetic_environment: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[Path]:
+    """Every test's own data folder (`DG_DATA_DIR`), with settings read afresh."""
+    folder = data_folder(tmp_path_factory.mktemp("data"))
+    monkeypatch.setenv("DG_DATA_DIR", str(folder))
+    get_settings.cache_clear()
+    yield folder
+    get_settings.cache_clear()
 
 
 def unique_database() -> str:

@@ -12,7 +12,7 @@ from kafka import KafkaAdminClient, KafkaConsumer
 from kafka.admin import NewTopic
 
 from core.settings import Settings
-from services.api import create_app
+from distillguard.wiring import build_api
 from services.auth import create_token
 from storage import ClickHouseServer
 from tests.conftest import CLICKHOUSE_URL, KAFKA_BOOTSTRAP, unique_database
@@ -64,7 +64,7 @@ def test_ingest_produces_to_kafka_and_dead_letters() -> None:
             for i in range(4)
         ]
         body = b"\n".join([*(orjson.dumps(g) for g in good), b"not json at all"])
-        with TestClient(create_app(settings, store)) as client:
+        with TestClient(build_api(settings, store)) as client:
             response = client.post(
                 "/v1/events",
                 content=body,

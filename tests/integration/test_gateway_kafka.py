@@ -13,15 +13,15 @@ from core.events import Event, parse_event
 from streaming.kafka import ensure_topic
 from students.gateway import KafkaEventLog, create_gateway
 from students.teacher import Teacher
-from tests.conftest import KAFKA_BOOTSTRAP
+from tests.conftest import KAFKA_BOOTSTRAP, TEACHER_DIR
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.models]
 
 
 def test_gateway_events_reach_the_topic(tmp_path: Path) -> None:
     topic = f"gateway-{uuid.uuid4().hex[:8]}"
     ensure_topic(KAFKA_BOOTSTRAP, topic, 2)
-    teacher = Teacher(Path(".distillguard/teacher"))
+    teacher = Teacher(TEACHER_DIR)
     with TestClient(create_gateway(teacher, KafkaEventLog(KAFKA_BOOTSTRAP, topic))) as client:
         reply = client.post(
             "/v1/chat/completions",

@@ -20,6 +20,7 @@ from students.actors import (
 from students.driver import drive
 from students.gateway import Gateway, JsonlEventLog
 from students.prompts import attack_pool, benign_conversations, humaneval_prompts
+from tests.conftest import TEACHER_DIR
 
 
 def span_days(plans: list[PlannedRequest]) -> float:
@@ -81,6 +82,7 @@ def test_benign_users_and_power_users() -> None:
     assert {p.logprobs for p in researcher(10, 3, 0)} == {True}
 
 
+@pytest.mark.models
 def test_driver_sends_plans_through_the_gateway(tmp_path: Path) -> None:
     from students.teacher import Teacher
 
@@ -96,7 +98,7 @@ def test_driver_sends_plans_through_the_gateway(tmp_path: Path) -> None:
         )
         for i, prompt in enumerate(attack_pool()[:5])
     ]
-    teacher = Teacher(Path(".distillguard/teacher"))
+    teacher = Teacher(TEACHER_DIR)
     teacher.cache = type(teacher.cache)(tmp_path / "responses.sqlite")
     log_path = tmp_path / "log.jsonl"
     exchanges = drive(Gateway(teacher, JsonlEventLog(log_path)), list(reversed(plans)))

@@ -14,7 +14,9 @@ from fastapi.testclient import TestClient
 from core.events import Event
 from core.settings import Settings
 from core.verdicts import Reason, Verdict
+from distillguard.wiring import build_api
 from services.api import create_app
+from services.api.routers import ROUTERS
 from services.auth import create_token, revoke_token
 from storage import Store
 from storage.rows import event_row, verdict_row
@@ -72,8 +74,8 @@ def auth(token: str) -> dict[str, str]:
 
 def test_every_route_but_health_needs_a_token(api) -> None:
     client, _, _ = api
-    routes = [r for r in client.app.routes if isinstance(r, APIRoute)]
-    assert len(routes) >= 9
+    routes = [r for router in ROUTERS for r in router.routes if isinstance(r, APIRoute)]
+    assert len(routes) >= 19
     for route in routes:
         method = sorted(route.methods)[0]
         path = route.path.replace("{account_id}", "x").replace("{cluster_id}", "x")
@@ -185,6 +187,9 @@ def test_openapi_and_metrics_behind_a_token(api) -> None:
     client, tokens, _ = api
     schema = client.get("/openapi.json", headers=auth(tokens["analyst"])).json()
     assert "/v1/accounts" in schema["paths"]
+    assert schema["paths"]["/metrics"]["get"]["responses"]["200"]["content"].keys() == {
+        "text/plain"
+    }
     client.get("/v1/accounts", headers=auth(tokens["analyst"]))
     metrics = client.get("/metrics", headers=auth(tokens["analyst"])).text
     assert 'distillguard_api_requests_total{route="/v1/accounts",status="200"}' in metrics
@@ -198,9 +203,10 @@ GOOD = {
 }
 
 
-def ingest_client(store: Store, ingestor=None, **settings) -> TestClient:
+def ingest_client(store: Store, **settings) -> TestClient:
+    """The API as `distillguard serve` builds it, with the deployment's ingestor."""
     config = Settings(detector="volume", embedding_tier="off", **settings)
-    return TestClient(create_app(config, store, ingestor))
+    return TestClient(build_api(config, store))
 
 
 def test_http_ingest_validates_and_dead_letters(store: Store) -> None:
@@ -248,6 +254,7 @@ def test_http_ingest_takes_json_arrays_and_refuses_oversized_bodies(store: Store
 
 
 def test_webhooks_and_alert_acknowledgement(api) -> None:
+    from core.batch import Batch
     from services.webhooks import AlertSink
 
     client, tokens, store = api
@@ -261,18 +268,20 @@ def test_webhooks_and_alert_acknowledgement(api) -> None:
     )
     assert bad.status_code == 422
     sink = AlertSink(store)
-    sink.add_verdicts(
-        [
-            Verdict(
-                account_id="acct-high",
-                timestamp=T0,
-                requests_seen=40,
-                score=0.9,
-                label="extraction",
-                reasons=[],
-                detector_version="fusion-1",
-            )
-        ]
+    sink.write(
+        Batch(
+            verdicts=[
+                Verdict(
+                    account_id="acct-high",
+                    timestamp=T0,
+                    requests_seen=40,
+                    score=0.9,
+                    label="extraction",
+                    reasons=[],
+                    detector_version="fusion-1",
+                )
+            ]
+        )
     )
     sink.flush()
     (alert,) = client.get("/v1/alerts", headers=auth(tokens["analyst"])).json()["items"]
@@ -293,3 +302,51 @@ def test_oversized_bodies_get_a_clear_413_on_every_route(api) -> None:
         response = small.post("/v1/tokens", json=body, headers=auth(tokens["admin"]))
         assert response.status_code == 413
         assert "1024 bytes" in response.json()["error"]["message"]
+
+
+def test_openapi_documents_every_response_as_sent(api) -> None:
+    """Named operations, a model for every success, and the one error shape for every 4xx:
+    FastAPI's `{"detail"}` validation schema appears nowhere."""
+    client, tokens, _ = api
+    schema = client.get("/openapi.json", headers=auth(tokens["analyst"])).json()
+    operations = {
+        (method, path): operation
+        for path, methods in schema["paths"].items()
+        for method, operation in methods.items()
+    }
+    assert {o["operationId"] for o in operations.values()} >= {
+        "list_accounts",
+        "get_account",
+        "list_verdicts",
+        "get_cluster",
+        "ingest_events",
+        "create_report",
+        "acknowledge_alert",
+        "create_token",
+    }
+    assert "HTTPValidationError" not in schema["components"]["schemas"]
+    error_ref = "#/components/schemas/ErrorResponse"
+    for (method, path), operation in operations.items():
+        responses = operation["responses"]
+        success = [code for code in responses if code.startswith("2")]
+        assert len(success) == 1 and responses[success[0]]["content"], (method, path)
+        for code, response in responses.items():
+            if code.startswith(("4", "5")):
+                assert response["content"]["application/json"]["schema"] == {"$ref": error_ref}
+        if path != "/healthz":
+            assert {"401", "403"} <= responses.keys(), (method, path)
+        if operation.get("parameters") or operation.get("requestBody"):
+            assert "422" in responses, (method, path)
+    account = operations[("get", "/v1/accounts/{account_id}")]["responses"]
+    assert account["200"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/AccountDetail"
+    }
+    assert "404" in account
+
+
+def test_an_api_built_without_an_ingestor_takes_no_events(store: Store) -> None:
+    token = create_token(store, "ingest", "gateway")[0]
+    with TestClient(create_app(Settings(), store)) as client:
+        response = client.post("/v1/events", json=[GOOD], headers=auth(token))
+    assert response.status_code == 503 and response.json()["error"]["code"] == "server_error"
+    assert store.count("events") == 0

@@ -13,10 +13,10 @@ import pytest
 
 from core.events import Event
 from detectors.corpus import iter_conversations
-from detectors.fingerprints import fingerprint_rows, shingles, signature
+from detectors.fingerprints import response_fingerprints, shingles, signature
 from provenance.attribution import attribute, evidence_texts, load_suspect_outputs
 from storage import Store
-from storage.rows import event_row
+from storage.rows import event_row, fingerprint_row
 
 START_MS = 1_795_000_000_000
 HEAVY, TARGETS = "acct-00", ("acct-17", "acct-42")
@@ -75,7 +75,9 @@ def log_responses(store: Store, corpus: dict[str, list[str]]) -> None:
                 )
             )
     store.insert("events", [event_row(e) for e in events])
-    store.insert("response_fingerprints", fingerprint_rows(events))
+    store.insert(
+        "response_fingerprints", [fingerprint_row(f) for f in response_fingerprints(events)]
+    )
 
 
 def test_the_accounts_a_suspect_copied_from_rank_first(embedded: Store, corpus) -> None:

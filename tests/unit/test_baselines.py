@@ -22,6 +22,8 @@ from students.actors import (
 )
 from students.prompts import attack_pool
 
+pytestmark = pytest.mark.models
+
 
 def as_events(plans: list[PlannedRequest]) -> list[Event]:
     ordered = sorted(plans, key=lambda p: p.timestamp_ms)

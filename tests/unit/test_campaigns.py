@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import dataclasses
 import doctest
+import importlib
+import pkgutil
 from collections import Counter
 from collections.abc import Iterator
 
 import orjson
 import pytest
 
-import detectors.campaigns as campaigns_module
 from core.events import Event
 from core.timeutil import HOUR_MS
 from detectors.campaigns import CampaignLinker, param_signature, time_batches
@@ -122,7 +123,14 @@ def is_campaign(account: str) -> bool:
 
 
 def test_docstring_examples_run() -> None:
-    assert doctest.testmod(campaigns_module).failed == 0
+    import detectors.campaigns as package
+
+    results = [
+        doctest.testmod(importlib.import_module(f"{package.__name__}.{module.name}"))
+        for module in pkgutil.iter_modules(package.__path__)
+    ]
+    assert sum(r.attempted for r in results) > 0
+    assert sum(r.failed for r in results) == 0
 
 
 def test_the_campaign_is_small_accounts_half_cover_traffic() -> None:
@@ -153,7 +161,7 @@ def test_honest_accounts_form_no_sizeable_cluster(linked, fitted, calibration) -
 
 def test_office_sharing_a_prefix_and_user_agent_is_not_linked_to_the_campaign(linked) -> None:
     linker, _ = linked
-    accounts = {a for c in linker.clusters() for a in c.members} | set(linker._profiles)
+    accounts = {a for c in linker.clusters() for a in c.members} | set(linker.profiles)
     office = [a for a in accounts if in_office(a)]
     campaign_ids = {linker.cluster_of(a) for a in accounts if is_campaign(a)} - {None}
     assert len(office) == OFFICE_ACCOUNTS
@@ -251,7 +259,9 @@ def test_calibration_sees_only_benign_traffic_and_ignores_what_honest_users_shar
     popular = {key for key, accounts in accounts_per_prompt.items() if len(accounts) > 1}
     assert popular and popular <= fitted.common_keys_
     continues = [f.simhash for f in calibration if f.prompt.strip().lower() == "continue"]
-    assert continues and fitted.common_simhashes_.contains(continues, fitted.max_hamming).all()
+    assert (
+        continues and fitted.common_simhashes_.contains(continues, fitted.params.max_hamming).all()
+    )
     signatures = Counter(param_signature(f) for f in calibration)
     assert fitted.param_rarity_[signatures.most_common(1)[0][0]] == 0.0
     assert fitted.benign_pairs_ > 1000 and fitted.threshold_ > 0

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import uvicorn
 
+from core.batch import Batch
 from core.events import Event
 from core.settings import Settings
 from core.verdicts import ClusterVerdict
@@ -24,6 +25,8 @@ from services.webhooks import AlertSink, add_webhook
 from storage import EmbeddedClickHouse
 from storage.rows import cluster_row, event_row
 from tests.unit.test_api import T0, _verdict
+
+pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
@@ -105,17 +108,18 @@ def server(tmp_path_factory: pytest.TempPathFactory, chdb_path: Path) -> Iterato
     )
     add_webhook(store, "https://hooks.example.test/dg")
     sink = AlertSink(store)
-    sink.add_verdicts([])
-    sink.add_clusters(
-        [
-            ClusterVerdict(
-                cluster_id="c-42",
-                updated=T0,
-                members=["acct-harvest"],
-                score=0.88,
-                label="extraction",
-            )
-        ]
+    sink.write(
+        Batch(
+            clusters=[
+                ClusterVerdict(
+                    cluster_id="c-42",
+                    updated=T0,
+                    members=["acct-harvest"],
+                    score=0.88,
+                    label="extraction",
+                )
+            ]
+        )
     )
     sink.flush()
     token = create_token(store, "analyst", "browser-test")[0]

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import pytest
 
 from students.distill import Pair, learning_curve, new_student, teacher_embeddings
 from students.prompts import attack_pool
 from students.teacher import GenerationSettings, Teacher
+from tests.conftest import TEACHER_DIR
+
+pytestmark = pytest.mark.models
 
 
 def test_student_is_small_and_learns_from_harvested_pairs() -> None:
-    teacher = Teacher(Path(".distillguard/teacher"))
+    teacher = Teacher(TEACHER_DIR)
     prompts = sorted(attack_pool()[:200], key=len)[:60]
     answers = teacher.complete(
         [[{"role": "user", "content": p}] for p in prompts],

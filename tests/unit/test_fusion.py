@@ -24,6 +24,8 @@ from students.actors import (
     request_record,
 )
 
+pytestmark = pytest.mark.models
+
 
 def to_events(plans: list[PlannedRequest], prefix: str) -> list[Event]:
     ordered = sorted(plans, key=lambda p: p.timestamp_ms)

@@ -3,7 +3,7 @@ traffic has the property that defines it, and every request it sends is a logged
 
 Budgets and answer lengths are tiny: with a cold teacher cache the file took 4 min 20 s on 2 busy
 cores (load ~6), warm 1 min (the active learner's students are retrained every run). Answers are
-cached under the data folder (`DG_DATA_DIR`, default `.distillguard`).
+cached in the test cache, which every test's data folder links (`tests/conftest.py`).
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ from students.gateway import Gateway, JsonlEventLog
 from students.interactive import active_learning, paraphrase_blending, self_instruct
 from students.prompts import attack_conversations, attack_pool, benign_conversations
 from students.teacher import Teacher
+
+pytestmark = pytest.mark.models
 
 Exchange = tuple[PlannedRequest, dict]
 

@@ -13,8 +13,9 @@ from detectors.fingerprints import NUM_PERM, signature
 from detectors.volume import VolumeDetector
 from streaming.files import run_file
 from streaming.malformed import interleave_malformed
-from streaming.pipeline import Pipeline, records_from_lines
+from streaming.pipeline import Pipeline
 from streaming.sinks import StoreSink, VerdictFileSink
+from streaming.sources import records_from_lines
 
 HOUR_MS = 3_600_000
 
@@ -50,7 +51,7 @@ def test_replaying_a_batch_changes_nothing(embedded) -> None:
     pipeline.checkpoint()
     again = pipeline.process(records)
     pipeline.checkpoint()
-    assert (first.events, first.dead_letters) == (500, 40)
+    assert (len(first.events), len(first.dead_letters)) == (500, 40)
     assert again.replayed == 500 and again.verdicts == []
     assert embedded.count("events") == 500
     assert embedded.count("dead_letters") == 40
@@ -114,7 +115,7 @@ def test_responses_are_fingerprinted_at_ingest_before_redaction(embedded) -> Non
     lines.append(request(5, "acct-0", 1_795_000_009_000))  # no response field at all
     records = records_from_lines(lines, "file:t.jsonl")
     pipeline = Pipeline(
-        VolumeDetector(threshold=50), [StoreSink(embedded)], store=embedded, redact_policy="hash"
+        VolumeDetector(threshold=50), [StoreSink(embedded, redact_policy="hash")], store=embedded
     )
     for _ in range(2):  # the replay writes the same rows again: still one per request
         pipeline.process(records)

@@ -18,6 +18,7 @@ from provenance.watermark import WatermarkKey
 from students.distill import new_student
 from students.prompts import attack_pool
 from students.teacher import GenerationSettings, Teacher, teacher_tokenizer, watermarked
+from tests.conftest import TEACHER_DIR, data_folder
 
 SECRET = "provenance-cli-test-key"
 HOSTILE = "<script>alert('x')</script> "
@@ -26,7 +27,7 @@ HOSTILE = "<script>alert('x')</script> "
 def distillguard(*args: str, data_dir: Path | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "DG_DETECTOR": "volume", "DG_WATERMARK_KEY": SECRET}
     if data_dir is not None:
-        env["DG_DATA_DIR"] = str(data_dir)
+        env["DG_DATA_DIR"] = str(data_folder(data_dir))
     result = subprocess.run(
         [sys.executable, "-m", "distillguard.cli", *args],
         capture_output=True,
@@ -38,6 +39,7 @@ def distillguard(*args: str, data_dir: Path | None = None) -> subprocess.Complet
     return result
 
 
+@pytest.mark.models
 def test_quick_experiment_on_real_students(tmp_path: Path) -> None:
     """The fully watermarked student is caught and its harvesters named; clean students are
     not accused under our key or under other keys (the full run measures the rates)."""
@@ -67,6 +69,7 @@ def _answers(count: int) -> list[str]:
     return answers[:count]
 
 
+@pytest.mark.models
 def test_attribution_and_radioactivity_cases_in_a_forensic_report(tmp_path: Path) -> None:
     data = tmp_path / "data"
     answers = _answers(120)
@@ -111,7 +114,7 @@ def test_attribution_and_radioactivity_cases_in_a_forensic_report(tmp_path: Path
     assert all(a["p_adjusted"] > 0.01 for a in case["accounts"][1:])
 
     # radioactivity, closed model: the suspect's outputs are our own watermarked answers
-    teacher = Teacher(Path(".distillguard/teacher"))
+    teacher = Teacher(TEACHER_DIR)
     marked = watermarked(teacher, WatermarkKey(SECRET.encode()))
     conversations = [[{"role": "user", "content": p}] for p in attack_pool(500)[:6]]
     settings = GenerationSettings(temperature=0.7, max_tokens=32, seed=5)
@@ -179,6 +182,7 @@ def test_attribute_rejects_a_bad_outputs_file_clearly(tmp_path: Path, line: byte
     assert result.returncode == 2 and "line 2" in result.stderr
 
 
+@pytest.mark.models
 def test_local_suspect_folder_in_both_modes(tmp_path: Path) -> None:
     """A suspect saved as a transformers folder (an untrained student: it never saw the key),
     tested on an account's logged requests in the closed and the open mode: not accused."""
@@ -199,7 +203,7 @@ def test_local_suspect_folder_in_both_modes(tmp_path: Path) -> None:
     events.write_bytes(b"\n".join(orjson.dumps(e) for e in log) + b"\n")
     distillguard("replay", str(events), data_dir=data)
     folder = tmp_path / "suspect"
-    new_student(teacher_tokenizer(Path(".distillguard/teacher")), seed=3).save_pretrained(folder)
+    new_student(teacher_tokenizer(TEACHER_DIR), seed=3).save_pretrained(folder)
     for mode in ("closed", "open"):
         case_file = tmp_path / f"{mode}.json"
         distillguard(

@@ -24,6 +24,9 @@ from provenance.watermark import GreenList, WatermarkKey
 from students.gateway import JsonlEventLog, create_gateway
 from students.prompts import attack_pool
 from students.teacher import GenerationSettings, Teacher, watermarked
+from tests.conftest import TEACHER_DIR
+
+pytestmark = pytest.mark.models
 
 KEY = WatermarkKey(b"radioactivity-test-key")
 FED = 16
@@ -31,7 +34,7 @@ FED = 16
 
 @pytest.fixture(scope="module")
 def world():
-    teacher = Teacher(Path(".distillguard/teacher"))
+    teacher = Teacher(TEACHER_DIR)
     marked = watermarked(teacher, KEY)
     prompts = list(attack_pool(500)[:FED])
     settings = GenerationSettings(temperature=0.7, max_tokens=32, seed=2)

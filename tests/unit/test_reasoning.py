@@ -2,8 +2,8 @@
 
 The model under test is trained with `HELD_OUT_FAMILIES` left out, so it is judged on wordings
 it never saw, and it never sees the attacker's suffixes or the attack-side prompts. It is cached
-under `.distillguard/models` like the teacher: the first run distils MiniLM word vectors and
-trains (about a minute on 2 busy cores), later runs load it.
+in the test cache (`tests/conftest.py`) like the teacher: the first run distils MiniLM word
+vectors and trains (about a minute on 2 busy cores), later runs load it.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from detectors.reasoning import (
-    DEFAULT_CACHE_DIR,
     HELD_OUT_FAMILIES,
     ReasoningClassifier,
     benign_prompts,
@@ -25,6 +24,9 @@ from detectors.reasoning import (
 )
 from students.actors import REASONING_SUFFIXES
 from students.prompts import attack_pool
+from tests.conftest import MODELS_DIR
+
+pytestmark = pytest.mark.models
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +36,7 @@ def prompts() -> list[str]:
 
 @pytest.fixture(scope="module")
 def model() -> ReasoningClassifier:
-    return ReasoningClassifier.load_or_train(DEFAULT_CACHE_DIR, exclude_families=HELD_OUT_FAMILIES)
+    return ReasoningClassifier.load_or_train(MODELS_DIR, exclude_families=HELD_OUT_FAMILIES)
 
 
 def _uses(prompt: str, families: tuple[str, ...] | None = None) -> bool:

@@ -9,9 +9,11 @@ import subprocess
 from pathlib import Path
 
 import orjson
+import pytest
 
 from core.events import Event
 from core.settings import Settings
+from core.verdicts import ClusterVerdict
 from services.reports import Subject, verify_manifest, write_report
 from storage import Store
 from storage.rows import cluster_row, event_row
@@ -47,19 +49,19 @@ def _seed(store: Store) -> None:
         "clusters",
         [
             cluster_row(
-                {
-                    "cluster_id": "c-7",
-                    "updated_time": int(T0.timestamp()),
-                    "members": ["acct-harvest", "acct-other"],
-                    "score": 0.7,
-                    "label": "extraction",
-                    "evidence_json": "{}",
-                }
+                ClusterVerdict(
+                    cluster_id="c-7",
+                    updated=T0,
+                    members=["acct-harvest", "acct-other"],
+                    score=0.7,
+                    label="extraction",
+                )
             )
         ],
     )
 
 
+@pytest.mark.browser
 def test_account_report_renders_a_checkable_pdf(store: Store, tmp_path: Path) -> None:
     _seed(store)
     folder = tmp_path / "report"

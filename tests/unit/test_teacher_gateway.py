@@ -11,11 +11,14 @@ from fastapi.testclient import TestClient
 from core.events import Event, parse_event
 from students.gateway import JsonlEventLog, create_gateway
 from students.teacher import GenerationSettings, Teacher
+from tests.conftest import TEACHER_DIR
+
+pytestmark = pytest.mark.models
 
 
 @pytest.fixture(scope="module")
 def teacher(tmp_path_factory: pytest.TempPathFactory) -> Teacher:
-    cache = Path(".distillguard/teacher")  # the dequantised copy is reused across runs
+    cache = TEACHER_DIR  # the dequantised copy is reused across runs
     model_cache = tmp_path_factory.mktemp("responses")
     instance = Teacher(cache)
     instance.cache = type(instance.cache)(model_cache / "responses.sqlite")  # fresh response cache

@@ -8,20 +8,15 @@ import orjson
 import pytest
 from typer.testing import CliRunner
 
-from core.settings import get_settings
 from distillguard.cli import app
+
+pytestmark = pytest.mark.models
 
 
 @pytest.mark.timeout(1200)  # cold teacher cache on 2 cores: measured 6 min 50 s
-def test_quick_validation_writes_an_honest_report(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("DG_DATA_DIR", str(Path(".distillguard").resolve()))  # teacher cache
-    get_settings.cache_clear()
-    try:
-        result = CliRunner().invoke(app, ["validate", "--quick", "--out", str(tmp_path)])
-    finally:
-        get_settings.cache_clear()
+def test_quick_validation_writes_an_honest_report(tmp_path: Path) -> None:
+    # the data folder (tests/conftest.py) links the session's teacher and its answer cache
+    result = CliRunner().invoke(app, ["validate", "--quick", "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
     report = orjson.loads((tmp_path / "validation.json").read_bytes())
     rows = {row["strategy"]: row for row in report["strategies"]}

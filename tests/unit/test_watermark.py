@@ -4,8 +4,6 @@ and a wrong key finds nothing."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from provenance.watermark import (
@@ -18,13 +16,16 @@ from provenance.watermark import (
 )
 from students.prompts import attack_pool, benign_conversations
 from students.teacher import GenerationSettings, Teacher
+from tests.conftest import TEACHER_DIR
+
+pytestmark = pytest.mark.models
 
 KEY = WatermarkKey(b"provider-secret-key")
 
 
 @pytest.fixture(scope="module")
 def answers(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[str]]:
-    folder = Path(".distillguard/teacher")
+    folder = TEACHER_DIR
     plain = Teacher(folder)
     vocab = len(plain.tokenizer)
     marked = Teacher(

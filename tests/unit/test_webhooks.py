@@ -13,6 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import orjson
 import pytest
 
+from core.batch import Batch
 from core.verdicts import ClusterVerdict, Reason, Verdict
 from services.webhooks import (
     SIGNATURE_HEADER,
@@ -77,8 +78,7 @@ def _queue(
     store: Store, verdicts: list[Verdict], clusters: list[ClusterVerdict] | None = None
 ) -> None:
     sink = AlertSink(store)
-    sink.add_verdicts(verdicts)
-    sink.add_clusters(clusters or [])
+    sink.write(Batch(verdicts=verdicts, clusters=clusters or []))
     sink.flush()
 
 

@@ -1,0 +1,193 @@
+"""Accounts joined by edges form a cluster (union-find); a cluster keeps its id while it persists,
+so alerts, reports and the `clusters` table follow one campaign as it grows.
+
+>>> ids = ClusterIds()
+>>> born = {"a": 1, "b": 2, "c": 3, "d": 4}
+>>> sorted(ids.relabel([("a", "b")], born.__getitem__))
+['a', 'b']
+>>> first = ids.of["a"]
+>>> sorted(ids.relabel([("a", "b"), ("b", "c")], born.__getitem__)), ids.of["c"] == first
+(['c'], True)
+>>> components([("a", "b"), ("c", "d"), ("b", "c")])
+[['a', 'b', 'c', 'd']]
+"""
+
+from __future__ import annotations
+
+import hashlib
+import statistics
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from core.verdicts import ClusterVerdict
+from detectors.campaigns.evidence import Pair, SharedPrompts
+from detectors.campaigns.profiles import AccountProfile
+
+
+@dataclass
+class Cluster:
+    """Accounts linked into one campaign candidate, with the evidence that linked them."""
+
+    cluster_id: str
+    members: list[str]
+    evidence: dict[str, Any]
+    first_seen_ms: int
+    last_seen_ms: int
+
+
+class UnionFind:
+    def __init__(self) -> None:
+        self.parent: dict[str, str] = {}
+
+    def find(self, x: str) -> str:
+        self.parent.setdefault(x, x)
+        while self.parent[x] != x:
+            self.parent[x] = self.parent[self.parent[x]]
+            x = self.parent[x]
+        return x
+
+    def union(self, a: str, b: str) -> None:
+        self.parent[self.find(a)] = self.find(b)
+
+    def groups(self) -> list[list[str]]:
+        grouped: dict[str, list[str]] = defaultdict(list)
+        for x in self.parent:
+            grouped[self.find(x)].append(x)
+        return [sorted(g) for g in grouped.values()]
+
+
+def components(edges: Iterable[Pair]) -> list[list[str]]:
+    """Connected accounts, each group sorted."""
+    union = UnionFind()
+    for a, b in edges:
+        union.union(a, b)
+    return union.groups()
+
+
+class ClusterIds:
+    """Which cluster each linked account is in, and when each cluster id was born."""
+
+    def __init__(
+        self, of: Mapping[str, str] | None = None, born: Mapping[str, int] | None = None
+    ) -> None:
+        self.of: dict[str, str] = dict(of or {})
+        self.born: dict[str, int] = dict(born or {})
+
+    def relabel(self, edges: Iterable[Pair], first_seen: Callable[[str], int]) -> set[str]:
+        """Recompute components; keep each cluster's id while it persists (the oldest id wins a
+        merge), mint new ids from the earliest member. Returns accounts whose id changed."""
+        before = dict(self.of)
+        claimed: set[str] = set()
+        after: dict[str, str] = {}
+        for members in sorted(components(edges), key=lambda m: (-len(m), m[0])):
+            held = {before[m] for m in members if m in before} - claimed
+            if held:
+                cluster_id = min(held, key=lambda c: (self.born[c], c))
+            else:
+                cluster_id = self._mint(members, claimed, first_seen)
+            claimed.add(cluster_id)
+            after.update(dict.fromkeys(members, cluster_id))
+        self.of = after
+        return {a for a in before.keys() | after.keys() if before.get(a) != after.get(a)}
+
+    def _mint(
+        self, members: Sequence[str], claimed: set[str], first_seen: Callable[[str], int]
+    ) -> str:
+        earliest = min(members, key=lambda m: (first_seen(m), m))
+        digest = hashlib.blake2b(earliest.encode(), digest_size=6).hexdigest()
+        cluster_id, suffix = f"cluster-{digest}", 1
+        while cluster_id in claimed:
+            suffix += 1
+            cluster_id = f"cluster-{digest}-{suffix}"
+        self.born.setdefault(cluster_id, first_seen(earliest))
+        return cluster_id
+
+    def groups(self) -> dict[str, list[str]]:
+        """Each cluster id with its members, sorted."""
+        grouped: dict[str, list[str]] = defaultdict(list)
+        for account, cluster_id in self.of.items():
+            grouped[cluster_id].append(account)
+        return {cluster_id: sorted(members) for cluster_id, members in grouped.items()}
+
+
+def describe(
+    cluster_id: str,
+    members: list[str],
+    edges: Mapping[Pair, Mapping[str, Any]],
+    profiles: Mapping[str, AccountProfile],
+    shared: SharedPrompts,
+) -> Cluster:
+    """The cluster with why these accounts are one: what they share, how strongly they link."""
+    member_set = set(members)
+    inside = {p: e for p, e in edges.items() if p[0] in member_set}
+    chosen = [profiles[m] for m in members]
+    prefixes = [prefix for p in chosen for prefix in {c.split(" ")[0] for c in p.contexts}]
+    hours = Counter(h for p in chosen for h in p.hours)
+    examples = [x for both in inside for x in shared.examples_of(both)]
+    strengths = [e["strength"] for e in inside.values()]
+    evidence = {
+        "accounts": len(members),
+        "requests": sum(p.requests for p in chosen),
+        "shared_prefixes": _shared_by_members(prefixes),
+        "user_agents": _shared_by_members(a for p in chosen for a in p.agent_hours),
+        "shared_prompts": sum(shared.count(both) for both in inside),
+        "example_prompts": list(dict.fromkeys(examples))[:5],
+        "edges": len(inside),
+        "edge_strength": {
+            "min": min(strengths),
+            "median": statistics.median(strengths),
+            "max": max(strengths),
+        },
+        "evidence_share": _piece_share(inside.values()),
+        "busiest_hours_utc": [
+            h for h, _ in Counter(h % 24 for h in hours.elements()).most_common(3)
+        ],
+        "hours_with_half_active": sum(1 for n in hours.values() if 2 * n >= len(members)),
+        "median_hour_overlap": statistics.median(
+            e["values"].get("timing", 0.0) for e in inside.values()
+        ),
+    }
+    return Cluster(
+        cluster_id,
+        members,
+        evidence,
+        min(p.first_seen_ms for p in chosen),
+        max(p.last_seen_ms for p in chosen),
+    )
+
+
+def scored(
+    clusters: Iterable[Cluster], scores: Mapping[str, tuple[float, str]] | None = None
+) -> list[ClusterVerdict]:
+    """Every cluster with its fused score; `scores` maps cluster_id → (score, label)."""
+    verdicts = []
+    for cluster in clusters:
+        score, label = (scores or {}).get(cluster.cluster_id, (0.0, "unscored"))
+        verdicts.append(
+            ClusterVerdict(
+                cluster_id=cluster.cluster_id,
+                updated=datetime.fromtimestamp(cluster.last_seen_ms / 1000, UTC),
+                members=cluster.members,
+                score=float(score),
+                label=label,
+                evidence=cluster.evidence,
+            )
+        )
+    return verdicts
+
+
+def _shared_by_members(values: Iterable[str], top: int = 5) -> dict[str, int]:
+    """The most common values used by two or more members, with how many use each."""
+    return {value: n for value, n in Counter(values).most_common(top) if n > 1}
+
+
+def _piece_share(edges: Iterable[Mapping[str, Any]]) -> dict[str, float]:
+    """Each piece's share of the total surprise over a cluster's edges."""
+    totals: Counter[str] = Counter()
+    for edge in edges:
+        totals.update(edge["surprise"])
+    whole = sum(totals.values()) or 1.0
+    return {piece: round(value / whole, 3) for piece, value in totals.most_common()}

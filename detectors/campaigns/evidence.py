@@ -1,0 +1,196 @@
+"""Evidence that two accounts are one harvest, and how surprising it is among honest accounts.
+
+Each piece is one number, larger = more shared: client infrastructure, active hours,
+near-duplicate prompts, parameter profile, topics. Weak alone, and some are common among honest
+users, so each is scored by its benign tail probability as a surprise in decades (−log10 p) and
+an edge needs both a total above the benign-calibrated threshold and `min_pieces` rare pieces.
+
+>>> tail = Tail.fit([0.0] * 990 + [0.5] * 9 + [0.9])
+>>> tail.p_value(0.0), round(tail.p_value(0.6), 4), round(tail.p_value(2.0), 4)
+(1.0, 0.011, 0.001)
+>>> round(strength({"infra": tail}, {"infra": 0.9})[0], 2)
+2.7
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from detectors.campaigns.profiles import AccountProfile
+from detectors.features import EventFeatures
+
+PIECES = ("infra", "timing", "prompts", "params", "topics")
+EXAMPLE_CHARS = 160
+MAX_SHARED_PER_PAIR = 64
+Pair = tuple[str, str]
+PieceValues = dict[str, float | None]
+
+
+def pair(a: str, b: str) -> Pair:
+    """Two accounts in a canonical order."""
+    return (a, b) if a < b else (b, a)
+
+
+# --- the pieces ----------------------------------------------------------------------------
+def infra_overlap(a: AccountProfile, b: AccountProfile, ignore: set[str]) -> float:
+    """Share of the quieter account's context-days (same /24 AND same user agent on the same
+    day) that the other account also used; benign-shared contexts do not count."""
+    own_a = {c: d for c, d in a.contexts.items() if c not in ignore}
+    own_b = {c: d for c, d in b.contexts.items() if c not in ignore}
+    days_a, days_b = sum(map(len, own_a.values())), sum(map(len, own_b.values()))
+    if not days_a or not days_b:
+        return 0.0
+    shared = sum(len(own_a[c] & own_b[c]) for c in own_a.keys() & own_b.keys())
+    return shared / min(days_a, days_b)
+
+
+def timing_overlap(a: AccountProfile, b: AccountProfile, active_hours: int, prior: float) -> float:
+    """Shared active hours beyond what two accounts this busy would share by chance among the
+    population's `active_hours` (kappa-like: 0 = chance, near 1 = the same hours), shrunk by
+    `prior` so one shared hour proves little and busy honest users do not look coordinated."""
+    hours_a, hours_b = a.hours, b.hours
+    union = len(hours_a | hours_b)
+    if not union:
+        return 0.0
+    expected = len(hours_a) * len(hours_b) / max(active_hours, union)
+    return max(0.0, (len(hours_a & hours_b) - expected) / (union - expected + prior))
+
+
+def prompt_overlap(shared: int, a: AccountProfile, b: AccountProfile) -> float:
+    """Shared near-duplicate prompts per geometric-mean request count: a busy honest pair meets
+    a few popular prompts by chance, a templated campaign shares a large part of its traffic."""
+    return shared / math.sqrt(max(a.requests, 1) * max(b.requests, 1))
+
+
+def params_overlap(a: AccountProfile, b: AccountProfile, rarity: Mapping[str, float]) -> float:
+    """Shared parameter signatures, each weighted by its rarity among benign accounts (zero for
+    settings many honest users have, such as a client library's defaults)."""
+    unseen = rarity.get("", 0.0)
+    total_a, total_b = sum(a.params.values()), sum(b.params.values())
+    return sum(
+        min(a.params[s] / total_a, b.params[s] / total_b) * rarity.get(s, unseen)
+        for s in a.params.keys() & b.params.keys()
+    )
+
+
+def topic_overlap(a: AccountProfile, b: AccountProfile, min_prompts: int) -> float | None:
+    """Histogram intersection of benign topic centroids; None when either has too few."""
+    total_a, total_b = sum(a.topics.values()), sum(b.topics.values())
+    if min(total_a, total_b) < min_prompts:
+        return None
+    return sum(
+        min(a.topics[t] / total_a, b.topics[t] / total_b) for t in a.topics.keys() & b.topics.keys()
+    )
+
+
+class SharedPrompts:
+    """Near-duplicate prompts each pair of accounts sent (as prompt key pairs, capped), with a
+    few example texts for analysts."""
+
+    def __init__(self) -> None:
+        self.keys: dict[Pair, set[str]] = defaultdict(set)
+        self.examples: dict[Pair, list[str]] = defaultdict(list)
+
+    def add(self, f: EventFeatures, account_id: str, prompt_key: str) -> None:
+        """`f` is a near-duplicate of `prompt_key`, which `account_id` sent."""
+        both = pair(f.account_id, account_id)
+        if len(self.keys[both]) < MAX_SHARED_PER_PAIR:
+            self.keys[both].add("|".join(sorted((f.prompt_key, prompt_key))))
+        examples = self.examples[both]
+        if len(examples) < 3 and f.prompt[:EXAMPLE_CHARS] not in examples:
+            examples.append(f.prompt[:EXAMPLE_CHARS])
+
+    def count(self, both: Pair) -> int:
+        return len(self.keys.get(both, ()))
+
+    def examples_of(self, both: Pair) -> list[str]:
+        return self.examples.get(both, [])
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "shared": [[*both, sorted(keys)] for both, keys in self.keys.items() if keys],
+            "examples": [[*both, texts] for both, texts in self.examples.items() if texts],
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> SharedPrompts:
+        shared = cls()
+        shared.keys.update({(a, b): set(keys) for a, b, keys in data["shared"]})
+        shared.examples.update({(a, b): list(texts) for a, b, texts in data["examples"]})
+        return shared
+
+
+# --- how rare among honest account pairs --------------------------------------------------
+@dataclass
+class Tail:
+    """Empirical P(value ≥ x) over benign account pairs, kept as a few dozen points (one per
+    halving of the tail count, plus the top values exactly) so calibration files stay small."""
+
+    pairs: int
+    values: list[float]  # ascending
+    at_least: list[int]  # benign pairs with value ≥ values[i]
+
+    @classmethod
+    def fit(cls, samples: Sequence[float], exact_top: int = 64) -> Tail:
+        ordered = np.sort(np.asarray(samples, dtype=np.float64))
+        values = np.unique(ordered)
+        at_least = len(ordered) - np.searchsorted(ordered, values, side="left")
+        octave = np.floor(np.log2(np.maximum(at_least, 1)))
+        keep = np.ones(len(values), dtype=bool)
+        keep[1:] = octave[1:] != octave[:-1]
+        keep[-exact_top:] = True
+        return cls(len(ordered), values[keep].tolist(), at_least[keep].astype(int).tolist())
+
+    def p_value(self, value: float) -> float:
+        """Conservative tail probability (add-one smoothed, so never 0)."""
+        if not self.values or value <= self.values[0]:
+            return 1.0
+        if value > self.values[-1]:
+            return 1.0 / (self.pairs + 1)
+        index = bisect.bisect_right(self.values, value) - 1
+        return (self.at_least[index] + 1) / (self.pairs + 1)
+
+
+def strength(
+    tails: Mapping[str, Tail], values: Mapping[str, float | None]
+) -> tuple[float, dict[str, float]]:
+    """Total surprise (−log10 of each piece's benign tail probability) and the pieces."""
+    surprise = {
+        piece: -math.log10(tails[piece].p_value(value))
+        for piece, value in values.items()
+        if value is not None and tails[piece].pairs
+    }
+    return sum(surprise.values()), surprise
+
+
+def rare_surprise(tail: Tail, piece_alpha: float) -> float:
+    """Surprise that makes a piece count as rare: `piece_alpha`, or beyond every benign pair
+    when the calibration had too few pairs to resolve `piece_alpha`."""
+    return min(-math.log10(piece_alpha), math.log10(tail.pairs + 1))
+
+
+def edge(
+    values: Mapping[str, float | None],
+    tails: Mapping[str, Tail],
+    threshold: float,
+    piece_alpha: float,
+    min_pieces: int,
+) -> dict[str, Any] | None:
+    """The link between two accounts with these piece values, or None when the evidence is
+    too weak in total or rests on fewer than `min_pieces` rare pieces."""
+    total, surprise = strength(tails, values)
+    rare = sum(1 for piece, s in surprise.items() if s >= rare_surprise(tails[piece], piece_alpha))
+    if total >= threshold and rare >= min_pieces:
+        return {
+            "strength": round(total, 3),
+            "surprise": {p: round(s, 3) for p, s in surprise.items() if s > 0},
+            "values": {p: round(v, 4) for p, v in values.items() if v is not None},
+        }
+    return None

@@ -1,0 +1,290 @@
+"""The campaign linker: benign-calibrated evidence between account pairs, streamed into edges
+and clusters.
+
+In the stream, candidate pairs come from inverted indexes (same client context, same user agent
+in the same hour, near-duplicate prompts in the global `RecentPromptIndex`, existing links),
+never from all pairs.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from typing import Any, Self
+
+import numpy as np
+
+from core.verdicts import ClusterVerdict
+from detectors.campaigns import calibration, clustering, evidence, persistence
+from detectors.campaigns.calibration import time_batches
+from detectors.campaigns.clustering import Cluster
+from detectors.campaigns.evidence import PIECES, Pair, PieceValues, Tail, pair
+from detectors.campaigns.params import LinkerParams
+from detectors.campaigns.persistence import LinkState
+from detectors.campaigns.profiles import AccountProfile
+from detectors.features import EventFeatures
+from detectors.index import BenignReference, SimhashSet
+
+
+class CampaignLinker:
+    """Links accounts into campaigns from shared, benign-rare evidence; streaming.
+
+    >>> from detectors.features import SimHasher, featurize
+    >>> from core.events import Event
+    >>> from students.actors import (AttackConfig, benign_users, multi_account_campaign,
+    ...                              request_record)
+    >>> def features_of(plans):
+    ...     events = [Event.model_validate(request_record(p, f"r{i}")) for i, p in enumerate(plans)]
+    ...     return featurize(events, SimHasher())
+    >>> linker = CampaignLinker().fit(features_of(benign_users(100, 300, 7, seed=11)))
+    >>> campaign = multi_account_campaign(
+    ...     AttackConfig(budget=400, seed=2, extra={"accounts": 10, "cover_ratio": 1.0}))
+    >>> changed = linker.observe(features_of(benign_users(100, 300, 7, seed=12) + campaign))
+    >>> [(len(c.members), c.members[0], c.evidence["shared_prefixes"]) for c in linker.clusters()]
+    [(10, 'campaign-2-000', {'203.0.114.0/24': 10})]
+    """
+
+    common_keys_: set[str]
+    common_contexts_: set[str]
+    common_simhashes_: SimhashSet
+    param_rarity_: dict[str, float]
+    tails_: dict[str, Tail]
+    threshold_: float
+    benign_pairs_: int
+    reference_: BenignReference | None
+
+    def __init__(self, params: LinkerParams = LinkerParams()) -> None:
+        self.params = params
+        self._reset_stream()
+
+    def get_params(self) -> dict[str, Any]:
+        return {"params": self.params}
+
+    @property
+    def now_ms(self) -> int:
+        """Event time of the newest request seen."""
+        return self._stream.now_ms
+
+    @property
+    def profiles(self) -> Mapping[str, AccountProfile]:
+        """What linking remembers about each account it has seen."""
+        return self._stream.profiles
+
+    def _reset_stream(self) -> None:
+        self._stream = LinkState.empty(self.params.window_ms)
+
+    # -- calibration --------------------------------------------------------------------------
+    def fit(
+        self, benign_features: Sequence[EventFeatures], reference: BenignReference | None = None
+    ) -> Self:
+        """Calibrate on benign traffic only: what benign accounts commonly share (ignored as
+        evidence), how rare each piece of evidence is between benign pairs, and the edge
+        threshold at `false_link_rate`."""
+        features = sorted(benign_features, key=lambda f: f.timestamp_ms)
+        self._fit_topics(features, reference)
+        samples = self._cross_fitted_samples(features)
+        self._fit_common(features)
+        self.tails_ = {
+            piece: Tail.fit([v[piece] for v in samples.values() if v[piece] is not None])
+            for piece in PIECES
+        }
+        strengths = sorted(evidence.strength(self.tails_, v)[0] for v in samples.values())
+        self.benign_pairs_ = len(strengths)
+        self.threshold_ = calibration.edge_threshold(strengths, self.params.false_link_rate)
+        self._reset_stream()
+        return self
+
+    def _fit_topics(
+        self, features: Sequence[EventFeatures], reference: BenignReference | None
+    ) -> None:
+        embedded = [f.embedding for f in features if f.embedding is not None]
+        if reference is None and len(embedded) >= 4 * self.params.topic_k:
+            reference = BenignReference(k=self.params.topic_k).fit(np.stack(embedded))
+        self.reference_ = reference
+
+    def _fit_common(self, features: Sequence[EventFeatures]) -> None:
+        p = self.params
+        common = calibration.fit_common(
+            features, p.common_accounts, p.rare_signature_share, p.max_hamming
+        )
+        self.common_keys_, self.common_contexts_ = common.keys, common.contexts
+        self.common_simhashes_, self.param_rarity_ = common.simhashes, common.param_rarity
+
+    def _cross_fitted_samples(self, features: Sequence[EventFeatures]) -> dict[Pair, PieceValues]:
+        """Benign pair evidence measured the way the stream will see it: what counts as common
+        is learnt on one half of the accounts and applied to pairs of the other half."""
+        halves = calibration.halves(features)
+        samples: dict[Pair, PieceValues] = {}
+        for learn, measure in (halves, halves[::-1]):
+            self._fit_common([f for f in features if f.account_id in learn])
+            samples.update(
+                self._benign_pair_samples([f for f in features if f.account_id in measure])
+            )
+        return samples
+
+    def _benign_pair_samples(self, features: Sequence[EventFeatures]) -> dict[Pair, PieceValues]:
+        """Stream benign traffic through this (scratch) state and measure account pairs once per
+        window, keeping the largest value each piece reached (a conservative reference)."""
+        self._reset_stream()
+        samples: dict[Pair, PieceValues] = {}
+        window_ms = self.params.window_ms
+        checkpoint = features[0].timestamp_ms + window_ms if features else 0
+        for batch in time_batches(features, self.params.calibration_batch_ms):
+            if batch[0].timestamp_ms >= checkpoint:
+                calibration.merge_max(samples, self._measure_pairs())
+                checkpoint += window_ms
+            self._ingest(batch)
+        calibration.merge_max(samples, self._measure_pairs())
+        return samples
+
+    def _measure_pairs(self) -> dict[Pair, PieceValues]:
+        """Pieces for pairs of accounts active in the window: all of them, or a seeded uniform
+        sample of `max_calibration_pairs` when there are more."""
+        since = self.now_ms - self.params.window_ms
+        active = sorted(a for a, p in self.profiles.items() if p.last_seen_ms >= since)
+        pairs = calibration.sample_pairs(active, self.params.max_calibration_pairs)
+        return {both: self._pieces(*both) for both in pairs}
+
+    # -- streaming ----------------------------------------------------------------------------
+    def observe(self, features: Sequence[EventFeatures]) -> set[str]:
+        """Consume a batch from any accounts; returns accounts whose cluster may have changed."""
+        if not hasattr(self, "threshold_"):
+            raise RuntimeError("CampaignLinker needs fit() or load_calibration() first")
+        if not features:
+            return set()
+        touched = self._ingest(sorted(features, key=lambda f: f.timestamp_ms))
+        changed = self._update_edges(self._evaluate(touched))
+        stream = self._stream
+        return stream.ids.relabel(stream.edges, self._first_seen) if changed else set()
+
+    def _first_seen(self, account_id: str) -> int:
+        return self.profiles[account_id].first_seen_ms
+
+    def _ingest(self, features: Sequence[EventFeatures]) -> dict[str, set[str]]:
+        """Update profiles, postings and the prompt index; returns each account of the batch
+        with the partners worth comparing it with."""
+        stream = self._stream
+        hour_keys: dict[str, set[tuple[str, int]]] = defaultdict(set)
+        for f, topic in zip(features, self._topics_of(features), strict=True):
+            hour_keys[f.account_id].add(stream.profiles.observe(f, topic))
+        stream.now_ms = max(stream.now_ms, features[-1].timestamp_ms)
+        stream.prompt_index.add(features)
+        partners = self._link_prompts(features)
+        stream.profiles.prune(hour_keys, stream.now_ms - self.params.window_ms)
+        for account, keys in hour_keys.items():
+            partners[account] |= stream.profiles.partners(account, keys, self.params.max_posting)
+        return partners
+
+    def _topics_of(self, features: Sequence[EventFeatures]) -> list[int | None]:
+        topics: list[int | None] = [None] * len(features)
+        rows = [i for i, f in enumerate(features) if f.embedding is not None]
+        if self.reference_ is not None and rows:
+            ids, _ = self.reference_.assign(np.stack([features[i].embedding for i in rows]))
+            for row, topic in zip(rows, ids.tolist(), strict=True):
+                topics[row] = topic
+        return topics
+
+    def _evidence_prompts(self, features: Sequence[EventFeatures]) -> list[EventFeatures]:
+        """Prompts that can link accounts: long enough to be specific, and neither a prompt nor
+        a near-duplicate of one that several benign accounts send."""
+        chosen = [
+            f
+            for f in features
+            if len(f.prompt.strip()) >= self.params.min_prompt_chars
+            and f.prompt_key not in self.common_keys_
+        ]
+        hashes = [f.simhash for f in chosen]
+        common = self.common_simhashes_.contains(hashes, self.params.max_hamming)
+        return [f for f, is_common in zip(chosen, common.tolist(), strict=True) if not is_common]
+
+    def _link_prompts(self, features: Sequence[EventFeatures]) -> dict[str, set[str]]:
+        """Record near-duplicate prompts shared with other accounts (benign-common ones
+        excluded); returns, per account of the batch, the accounts it shares them with."""
+        p, stream = self.params, self._stream
+        partners: dict[str, set[str]] = defaultdict(set)
+        queries = self._evidence_prompts(features)
+        found = stream.prompt_index.neighbours(
+            queries, k=p.neighbour_k, max_hamming=p.max_hamming, min_cosine=p.min_cosine
+        )
+        for f, hits in zip(queries, found, strict=True):
+            for hit in hits:
+                if hit.prompt_key in self.common_keys_ or hit.account_id not in stream.profiles:
+                    continue
+                stream.shared.add(f, hit.account_id, hit.prompt_key)
+                partners[f.account_id].add(hit.account_id)
+        return partners
+
+    def _evaluate(self, partners: Mapping[str, set[str]]) -> dict[Pair, PieceValues]:
+        """Pieces for each touched account with its partners and its current links."""
+        linked: dict[str, set[str]] = defaultdict(set)
+        for a, b in self._stream.edges:
+            linked[a].add(b)
+            linked[b].add(a)
+        pairs = {
+            pair(account, other)
+            for account, others in partners.items()
+            for other in others | linked[account]
+        }
+        return {both: self._pieces(*both) for both in pairs}
+
+    def _pieces(self, a: str, b: str) -> PieceValues:
+        profiles, p = self._stream.profiles, self.params
+        pa, pb = profiles[a], profiles[b]
+        return {
+            "infra": evidence.infra_overlap(pa, pb, self.common_contexts_),
+            "timing": evidence.timing_overlap(pa, pb, profiles.active_hours, p.timing_prior),
+            "prompts": evidence.prompt_overlap(self._stream.shared.count(pair(a, b)), pa, pb),
+            "params": evidence.params_overlap(pa, pb, self.param_rarity_),
+            "topics": evidence.topic_overlap(pa, pb, p.min_topic_prompts),
+        }
+
+    def _update_edges(self, evaluated: Mapping[Pair, PieceValues]) -> bool:
+        p, edges = self.params, self._stream.edges
+        changed = False
+        for both, values in evaluated.items():
+            link = evidence.edge(values, self.tails_, self.threshold_, p.piece_alpha, p.min_pieces)
+            if link is not None:
+                changed |= both not in edges
+                edges[both] = link
+            elif both in edges:
+                del edges[both]
+                changed = True
+        return changed
+
+    # -- clusters -----------------------------------------------------------------------------
+    def cluster_of(self, account_id: str) -> str | None:
+        return self._stream.ids.of.get(account_id)
+
+    def clusters(self) -> list[Cluster]:
+        """Current clusters (two or more linked accounts), largest first."""
+        stream = self._stream
+        found = [
+            clustering.describe(cluster_id, members, stream.edges, stream.profiles, stream.shared)
+            for cluster_id, members in stream.ids.groups().items()
+        ]
+        return sorted(found, key=lambda c: (-len(c.members), c.cluster_id))
+
+    def cluster_verdicts(
+        self, scores: Mapping[str, tuple[float, str]] | None = None
+    ) -> list[ClusterVerdict]:
+        """Every cluster with its fused score; `scores` maps cluster_id → (score, label)."""
+        return clustering.scored(self.clusters(), scores)
+
+    # -- persistence --------------------------------------------------------------------------
+    def calibration(self) -> dict[str, Any]:
+        """Fitted parameters (JSON), for `calibrate --out`."""
+        return persistence.calibration_to_json(self)
+
+    def load_calibration(self, data: Mapping[str, Any]) -> Self:
+        persistence.load_calibration_json(self, data)
+        return self
+
+    def state(self) -> dict[str, Any]:
+        """Calibration plus everything streamed so far (JSON; the prompt index as base64)."""
+        return {"calibration": self.calibration(), **self._stream.to_json()}
+
+    def load(self, state: Mapping[str, Any]) -> Self:
+        """Resume from `state()`: postings are rebuilt from the profiles."""
+        self.load_calibration(state["calibration"])
+        self._stream = LinkState.from_json(state, self.params.window_ms)
+        return self

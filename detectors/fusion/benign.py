@@ -1,0 +1,153 @@
+"""Benign distributions and surprise: how unusual a signal value is among honest accounts.
+
+Each signal's value is compared with benign accounts' values at a comparable window size
+(buckets of 4, 8, …, 256 requests): its *surprise* is −log10 of the benign tail probability.
+An IsolationForest fitted on benign accounts' surprise vectors adds one more surprise for
+unusual *combinations* of individually ordinary signals. Account-level thresholds are quantiles
+of benign accounts' lifetime maxima, with an exponential tail for small false-positive rates.
+
+>>> import numpy as np
+>>> benign = {"greedy_share": {4: np.linspace(0.0, 0.5, 100)}}
+>>> surprise(benign, "greedy_share", 6, 0.25)[0] < 0.5 < surprise(benign, "greedy_share", 6, 0.9)[0]
+True
+>>> bucket_of(3), bucket_of(6), bucket_of(1000)
+(None, 4, 256)
+>>> round(tail_threshold(np.arange(100.0), fpr=0.01), 2)  # beyond the top benign peak (99)
+101.53
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from detectors.signals import SIGNALS
+
+BUCKETS = (4, 8, 16, 32, 64, 128, 256)
+MIN_BUCKET_VALUES = 20
+MIN_BUCKET_ACCOUNTS = 10
+MAX_SURPRISE = 6.0  # one signal alone never says more than p = 1e-6
+
+BenignValues = dict[str, dict[int, np.ndarray]]  # signal -> bucket -> sorted benign values
+Snapshot = tuple[str, dict[str, float], int, int]  # account, values, window size, embedded
+
+
+def bucket_of(count: int) -> int | None:
+    """The largest calibration bucket not above `count` (None below the smallest)."""
+    eligible = [b for b in BUCKETS if b <= count]
+    return eligible[-1] if eligible else None
+
+
+def pool(snapshots: Iterable[Snapshot]) -> BenignValues:
+    """Benign values of every signal by bucket. A bucket that only a handful of heavy accounts
+    reach describes those accounts, not benign traffic: larger windows then fall back to the
+    largest well-populated bucket."""
+    pooled: dict[str, dict[int, list[float]]] = {}
+    contributors: dict[tuple[str, int], set[str]] = {}
+    for account_id, values, count, embedded in snapshots:
+        for signal in SIGNALS:
+            if signal.name in values:
+                bucket = bucket_of(embedded if signal.needs_embeddings else count)
+                if bucket is not None:
+                    pooled.setdefault(signal.name, {}).setdefault(bucket, []).append(
+                        values[signal.name]
+                    )
+                    contributors.setdefault((signal.name, bucket), set()).add(account_id)
+    return {
+        signal: {
+            bucket: np.sort(np.asarray(v))
+            for bucket, v in buckets.items()
+            if len(contributors[signal, bucket]) >= MIN_BUCKET_ACCOUNTS
+        }
+        for signal, buckets in pooled.items()
+    }
+
+
+def surprise(benign: BenignValues, signal: str, count: int, value: float) -> tuple[float, float]:
+    """(−log10 p, p) of `value` against benign values at a comparable window size. Beyond
+    the largest benign value the tail is extended exponentially (scale: the larger of the benign
+    top decile's range and the benign standard deviation), so far-out values count more
+    than barely-out ones, up to a cap."""
+    by_bucket = benign.get(signal, {})
+    bucket = bucket_of(count)
+    while bucket is not None and len(by_bucket.get(bucket, ())) < MIN_BUCKET_VALUES:
+        bucket = bucket_of(bucket - 1)
+    if bucket is None:
+        return 0.0, 1.0
+    values = by_bucket[bucket]
+    tail = len(values) - int(np.searchsorted(values, value, side="left"))
+    p = (tail + 1) / (len(values) + 1)
+    if tail == 0:
+        top = values[int(0.9 * len(values)) :]
+        spread = max(float(top[-1] - top[0]), float(values.std()))
+        scale = max(spread, 0.05 * max(abs(float(top[-1])), 1e-3))
+        p *= math.exp(-(value - float(values[-1])) / scale)
+    p = max(p, 10.0**-MAX_SURPRISE)
+    return -math.log10(p), p
+
+
+def surprises(
+    benign: BenignValues, values: dict[str, float], count: int, embedded: int
+) -> np.ndarray:
+    """Every signal's surprise (0 for signals without a value), in `SIGNALS` order."""
+    return np.array(
+        [
+            surprise(benign, s.name, embedded if s.needs_embeddings else count, values[s.name])[0]
+            if s.name in values
+            else 0.0
+            for s in SIGNALS
+        ]
+    )
+
+
+@dataclass
+class IsolationSurprise:
+    """Surprise of a combination of signal surprises: an IsolationForest on (a seeded sample of)
+    benign surprise vectors; the training sample is kept so a saved calibration refits the
+    identical forest."""
+
+    training: np.ndarray
+    forest: Any
+    scores: np.ndarray  # benign anomaly scores, ascending
+
+    @classmethod
+    def fit(cls, vectors: np.ndarray, seed: int) -> IsolationSurprise:
+        from sklearn.ensemble import IsolationForest
+
+        rng = np.random.default_rng(seed)
+        if len(vectors) > 4000:
+            vectors = vectors[rng.choice(len(vectors), 4000, replace=False)]
+        forest = IsolationForest(n_estimators=100, random_state=seed).fit(vectors)
+        return cls(vectors, forest, np.sort(-forest.score_samples(vectors)))
+
+    def __call__(self, vectors: np.ndarray) -> np.ndarray:
+        if not len(vectors):
+            return np.zeros(len(vectors))
+        anomaly = -self.forest.score_samples(vectors)
+        tails = len(self.scores) - np.searchsorted(self.scores, anomaly, side="left")
+        return -np.log10((tails + 1) / (len(self.scores) + 1))
+
+
+def lifetime_maxima(accounts: list[str], values: np.ndarray) -> dict[str, float]:
+    """Each account's highest value over its snapshots (0 floor)."""
+    maxima: dict[str, float] = {}
+    for account_id, value in zip(accounts, values, strict=True):
+        maxima[account_id] = max(maxima.get(account_id, 0.0), float(value))
+    return maxima
+
+
+def tail_threshold(maxima: np.ndarray, fpr: float) -> float:
+    """(1 − fpr) quantile of benign maxima, with an exponential tail beyond the 90th percentile
+    (peaks over threshold), never below the highest benign maximum seen."""
+    if len(maxima) == 0:
+        return 1.0
+    q90 = float(np.quantile(maxima, 0.9))
+    if fpr >= 0.1:
+        return float(np.quantile(maxima, 1 - fpr))
+    excess = maxima[maxima > q90] - q90
+    scale = float(excess.mean()) if len(excess) else float(maxima.std() or 1.0)
+    return max(q90 + scale * math.log(0.1 / fpr), float(maxima.max()) + 1e-6)

@@ -1,0 +1,354 @@
+"""The fused extraction detector: every per-account signal, benign-calibrated (`benign`), fused
+(`scoring`), explained (`explanation`), embedded in tiers (`tiering`), with campaigns scored as
+one account (`pooling`); see the package docstring for how a score comes about."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import Any, Self
+
+import numpy as np
+
+from core.embedder import Embedder
+from core.events import Event, account_histories
+from core.verdicts import Assessment, ClusterVerdict
+from detectors.base import Detector
+from detectors.campaigns import CampaignLinker
+from detectors.features import EventFeatures, SimHasher, featurize
+from detectors.fusion import benign, persistence, pooling, tiering
+from detectors.fusion.benign import BUCKETS, BenignValues, IsolationSurprise, Snapshot
+from detectors.fusion.explanation import reasons, with_examples
+from detectors.fusion.scoring import fused, score_and_label
+from detectors.fusion.window import AccountWindow
+from detectors.index import BenignReference
+from detectors.signals import SIGNALS, Reference, Window
+
+BURST_STEP = 16
+
+Scorer = Callable[[list[str]], Any]
+
+
+class ExtractionDetector(Detector):
+    """All per-account signals, benign-calibrated and fused; see the package docstring."""
+
+    name = "extraction"
+    version = "fusion-1"
+
+    def __init__(
+        self,
+        embedder: Embedder | None = None,
+        reasoning: Scorer | None = None,
+        languages: Scorer | None = None,
+        linker: CampaignLinker | None = None,
+        window: int = 256,
+        tiered: bool = True,
+        sample_every: int = 32,
+        deep_share: float = 0.05,
+        target_fpr: float = 0.001,
+        suspicious_fpr: float = 0.01,
+        topics: int = 64,
+        reference_size: int = 256,
+        seed: int = 0,
+    ) -> None:
+        self.embedder = embedder
+        self.reasoning = reasoning
+        self.languages = languages
+        self.linker = linker
+        self.window = window
+        self.tiered = tiered
+        self.sample_every = sample_every
+        self.deep_share = deep_share
+        self.deep_threshold_ = 0.0
+        self.target_fpr = target_fpr
+        self.suspicious_fpr = suspicious_fpr
+        self.topics = topics
+        self.reference_size = reference_size
+        self.seed = seed
+        self.hasher = SimHasher()
+        self.accounts: dict[str, AccountWindow] = {}
+        self.reference_: Reference | None = None
+        self.benign_values_: BenignValues = {}
+        self.isolation_: IsolationSurprise | None = None
+        self.thresholds_: dict[str, float] = {"suspicious": 1.0, "extraction": 2.0}
+        self.fitted_accounts_ = 0
+        self.cluster_verdicts_: list[ClusterVerdict] = []
+
+    # --- features ------------------------------------------------------------------------------
+    def _account(self, account_id: str) -> AccountWindow:
+        if account_id not in self.accounts:
+            self.accounts[account_id] = AccountWindow(deque(maxlen=self.window))
+        return self.accounts[account_id]
+
+    def _deepen(self, account: AccountWindow) -> None:
+        """Put an account under suspicion: embed the rest of its window now (the evidence an
+        analyst will read) and every request from here on."""
+        account.deep = True
+        tiering.embed_missing(self.embedder, account.features)
+        account.embeddings_stale = True
+
+    def _prepare(
+        self, updates: dict[str, list[Event]], embed_all: bool = False
+    ) -> dict[str, list[EventFeatures]]:
+        """Cheap features for every event; neural embeddings where the tier policy wants them
+        (`embed_all`: calibration). One vectorised pass over the whole batch."""
+        events = [event for batch in updates.values() for event in batch]
+        features = featurize(events, self.hasher)
+        prompts = [f.prompt for f in features]
+        if self.reasoning is not None and features:
+            for item, probability in zip(features, self.reasoning(prompts), strict=True):
+                item.reasoning = float(probability)
+        if self.languages is not None and features:
+            for item, language in zip(features, self.languages(prompts), strict=True):
+                item.language = language
+        by_account: dict[str, list[EventFeatures]] = {}
+        chosen: list[EventFeatures] = []
+        for item in features:
+            account = self._account(item.account_id)
+            position = account.seen + len(by_account.get(item.account_id, []))
+            by_account.setdefault(item.account_id, []).append(item)
+            if embed_all or (
+                self.embedder is not None
+                and tiering.wants_embedding(position, self.sample_every, self.tiered, account.deep)
+            ):
+                chosen.append(item)
+        if self.embedder is not None:
+            tiering.embed(self.embedder, chosen)
+        return by_account
+
+    # --- signals -------------------------------------------------------------------------------
+    def _values(self, account: AccountWindow) -> tuple[dict[str, float], int, int]:
+        """Signal values of the account's window, its size and its embedded size."""
+        window = Window.of(list(account.features))
+        values = {s.name: s.compute(window) for s in SIGNALS if not s.needs_embeddings}
+        embedded = len(window.embeddings)
+        if self.reference_ is not None and embedded and (account.deep or not self.tiered):
+            if account.embeddings_stale:
+                account.embedding_values = {
+                    s.name: s.compute(window, self.reference_)
+                    for s in SIGNALS
+                    if s.needs_embeddings
+                }
+                account.embeddings_stale = False
+            values.update(account.embedding_values)
+        return values, window.size, embedded
+
+    def _surprises(self, values: dict[str, float], count: int, embedded: int) -> np.ndarray:
+        return benign.surprises(self.benign_values_, values, count, embedded)
+
+    def _isolation_surprise(self, vectors: np.ndarray) -> np.ndarray:
+        if self.isolation_ is None:
+            return np.zeros(len(vectors))
+        return self.isolation_(vectors)
+
+    def _suspected(self, values: dict[str, float], count: int) -> bool:
+        """The cheap signals' summed surprise reaches the deep threshold (the same sum
+        calibration takes over `cheap_surprises`)."""
+        cheap = float(tiering.cheap_surprises(self._surprises(values, count, 0)))
+        return cheap >= self.deep_threshold_
+
+    def _raw_score(self, values: dict[str, float], count: int, embedded: int) -> float:
+        """Fused score without the forest (a lower bound, and much cheaper): used for the
+        intermediate steps of a burst."""
+        surprises = self._surprises(values, count, embedded)
+        return float(fused(surprises, np.float64(0.0)))
+
+    # --- calibration ---------------------------------------------------------------------------
+    def _fit_reference(self, features: list[EventFeatures]) -> BenignReference:
+        unique = {f.prompt_key: f.prompt for f in features}
+        rng = np.random.default_rng(self.seed)
+        prompts = list(unique.values())
+        if len(prompts) > 4000:
+            prompts = [prompts[i] for i in rng.choice(len(prompts), 4000, replace=False)]
+        vectors = np.asarray(self.embedder(prompts), dtype=np.float32)  # type: ignore[misc]
+        k = max(1, min(self.topics, len(vectors) // 39))  # FAISS wants ≥ 39 points a centroid
+        topics = BenignReference(k=k, seed=self.seed)
+        topics.fit(vectors)
+        sample = vectors[rng.choice(len(vectors), min(self.reference_size, len(vectors)), False)]
+        distances = np.sqrt(np.maximum(0.0, 2.0 - 2.0 * (sample @ sample.T)))
+        bandwidth = float(np.median(distances[np.triu_indices(len(sample), 1)])) or 1.0
+        self.reference_ = Reference(topics.centroids_, sample, bandwidth)
+        return topics
+
+    def fit(self, benign_events: Iterable[Event]) -> Self:
+        """Replay benign history through the detector; learn per-signal benign distributions,
+        the IsolationForest and the account-level thresholds."""
+        by_account = account_histories(benign_events)
+        self.accounts = {}
+        self.reference_ = None
+        prepared = self._prepare(by_account, embed_all=True)
+        everything = [f for items in prepared.values() for f in items]
+        topics = self._fit_reference(everything) if self.embedder is not None and prepared else None
+        if self.linker is not None:
+            self.linker.fit(sorted(everything, key=lambda f: f.timestamp_ms), reference=topics)
+
+        snapshots: list[Snapshot] = []
+        for account_id, items in prepared.items():
+            account = self._account(account_id)
+            account.deep = True  # calibration scores benign windows with every signal
+            for item in items:
+                account.features.append(item)
+                account.seen += 1
+                account.embeddings_stale |= item.embedding is not None
+                if account.seen >= BUCKETS[0]:
+                    snapshots.append((account_id, *self._values(account)))
+        self.accounts = {}
+
+        self.benign_values_ = benign.pool(snapshots)
+        self.fitted_accounts_ = len(by_account)
+        if not snapshots:
+            return self
+        vectors = np.stack([self._surprises(v, c, e) for _, v, c, e in snapshots])
+        self.isolation_ = IsolationSurprise.fit(vectors, self.seed)
+        raw = fused(vectors, self._isolation_surprise(vectors))
+        accounts = [account_id for account_id, *_ in snapshots]
+        peaks = np.asarray(list(benign.lifetime_maxima(accounts, raw).values()))
+        cheap_peaks = benign.lifetime_maxima(accounts, tiering.cheap_surprises(vectors))
+        sizes = {a: len(events) for a, events in by_account.items()}
+        self.deep_threshold_ = tiering.deep_threshold(cheap_peaks, sizes, self.deep_share)
+        self.thresholds_ = {
+            "suspicious": benign.tail_threshold(peaks, self.suspicious_fpr),
+            "extraction": benign.tail_threshold(peaks, self.target_fpr),
+        }
+        return self
+
+    # --- streaming -----------------------------------------------------------------------------
+    def update(self, account_id: str, events: list[Event]) -> Assessment:
+        return self.update_batch({account_id: events})[account_id]
+
+    def update_batch(self, updates: dict[str, list[Event]]) -> dict[str, Assessment]:
+        """Assess every account with new events in one pass (one embedding call, one forest
+        call for the batch)."""
+        prepared = self._prepare(updates)
+        rows = []
+        first_flags: dict[str, int] = {}
+        for account_id, items in prepared.items():
+            account = self._account(account_id)
+            # A burst (many requests of one account in one batch) is assessed every
+            # BURST_STEP requests, so "queries before detection" does not depend on batch size.
+            for start in range(0, len(items), BURST_STEP):
+                chunk = items[start : start + BURST_STEP]
+                if account.deep:  # gone deep earlier in this batch
+                    tiering.embed_missing(self.embedder, chunk)
+                account.features.extend(chunk)
+                account.seen += len(chunk)
+                account.embeddings_stale |= any(f.embedding is not None for f in chunk)
+                values, count, embedded = self._values(account)
+                if self.tiered and not account.deep and self._suspected(values, count):
+                    self._deepen(account)
+                    values, count, embedded = self._values(account)
+                burst_continues = start + BURST_STEP < len(items)
+                if (
+                    burst_continues
+                    and account_id not in first_flags
+                    and self._raw_score(values, count, embedded) >= self.thresholds_["extraction"]
+                ):
+                    first_flags[account_id] = start + len(chunk)
+            rows.append((account_id, values, count, embedded))
+        if not rows:
+            return {}
+        vectors = np.stack([self._surprises(v, c, e) for _, v, c, e in rows])
+        forest = self._isolation_surprise(vectors)
+        assessments = {
+            account_id: self._assess(values, count, embedded, surprises, extra, account_id)
+            for (account_id, values, count, embedded), surprises, extra in zip(
+                rows, vectors, forest, strict=True
+            )
+        }
+        for account_id, flagged_after in first_flags.items():
+            if assessments[account_id].label == "extraction":
+                assessments[account_id].requests_at_label = flagged_after
+        if self._linking():
+            assert self.linker is not None
+            features = sorted(
+                (f for items in prepared.values() for f in items), key=lambda f: f.timestamp_ms
+            )
+            changed = self.linker.observe(features)
+            self._assess_campaigns(assessments, set(prepared) | changed)
+        return assessments
+
+    def _linking(self) -> bool:
+        """Campaign linking runs once the linker is calibrated (an uncalibrated worker, which
+        logs a warning at start, scores accounts alone)."""
+        return self.linker is not None and hasattr(self.linker, "threshold_")
+
+    def _assess_campaigns(self, assessments: dict[str, Assessment], touched: set[str]) -> None:
+        """Score each campaign touched by this batch as one account (its members' windows
+        pooled) and give every member the campaign's verdict when it is the graver one."""
+        assert self.linker is not None
+        clusters = {c.cluster_id: c for c in self.linker.clusters()}
+        pooled_rows = []
+        for cluster_id in sorted({self.linker.cluster_of(a) for a in touched} - {None}):
+            members = [m for m in clusters[cluster_id].members if m in self.accounts]
+            for member in members:
+                if self.tiered and not self.accounts[member].deep:
+                    self._deepen(self.accounts[member])
+            pooled = pooling.pooled_window(members, self.accounts)
+            values, count, embedded = self._values(pooled)
+            pooled_rows.append((cluster_id, members, pooled, values, count, embedded))
+        if not pooled_rows:
+            return
+        vectors = np.stack([self._surprises(v, c, e) for *_, v, c, e in pooled_rows])
+        forests = self._isolation_surprise(vectors)  # one forest call for every campaign
+        for (cluster_id, members, pooled, values, count, embedded), surprises, forest in zip(
+            pooled_rows, vectors, forests, strict=True
+        ):
+            verdict = self._assess(values, count, embedded, surprises, float(forest), pooled)
+            self.cluster_verdicts_ += [
+                scored
+                for scored in self.linker.cluster_verdicts(
+                    {cluster_id: (verdict.score, verdict.label)}
+                )
+                if scored.cluster_id == cluster_id
+            ]
+            pooling.share_verdict(
+                assessments, members, verdict, clusters[cluster_id], self.accounts
+            )
+
+    def drain_clusters(self) -> list[ClusterVerdict]:
+        """Campaigns scored since the last call, the latest of each."""
+        scored, self.cluster_verdicts_ = self.cluster_verdicts_, []
+        latest = {cluster.cluster_id: cluster for cluster in scored}
+        return list(latest.values())
+
+    def _assess(
+        self,
+        values: dict[str, float],
+        count: int,
+        embedded: int,
+        surprises: np.ndarray,
+        forest: float,
+        account: str | AccountWindow,
+    ) -> Assessment:
+        if isinstance(account, str):
+            account = self.accounts[account]
+        raw = float(fused(surprises, np.float64(forest))) if count >= BUCKETS[0] else 0.0
+        score, label = score_and_label(raw, self.thresholds_)
+        account.label = label
+        found = reasons(values, surprises, forest, score, count, embedded)
+        with_examples(found, account.features)
+        return Assessment(score=min(1.0, max(0.0, score)), label=label, reasons=found)
+
+    # --- state ---------------------------------------------------------------------------------
+    def state(self, account_id: str) -> dict[str, Any]:
+        return self._account(account_id).to_state()
+
+    def load(self, account_id: str, state: dict[str, Any]) -> None:
+        self.accounts[account_id] = AccountWindow.from_state(account_id, state, self.window)
+
+    def forget(self, account_id: str) -> None:
+        self.accounts.pop(account_id, None)
+
+    def global_state(self) -> dict[str, Any] | None:
+        """Cross-account state (the campaign linker), checkpointed apart from accounts."""
+        return self.linker.state() if self.linker is not None and self._linking() else None
+
+    def load_global_state(self, state: dict[str, Any]) -> None:
+        if self.linker is not None:
+            self.linker.load(state)
+
+    def calibration(self) -> dict[str, Any]:
+        return persistence.calibration_to_json(self)
+
+    def load_calibration(self, calibration: dict[str, Any]) -> None:
+        persistence.load_calibration_json(self, calibration)

@@ -1,0 +1,98 @@
+"""Why a verdict: each surprising signal's share of the score, with what it means, how rare it
+is among honest accounts, and example prompts on the top reason.
+
+>>> import numpy as np
+>>> from detectors.signals import SIGNALS
+>>> surprises = np.zeros(len(SIGNALS))
+>>> surprises[[s.name for s in SIGNALS].index("greedy_share")] = 3.0
+>>> found = reasons({"greedy_share": 1.0}, surprises, forest=1.0, score=0.8, count=40, embedded=0)
+>>> [(r.signal, r.contribution) for r in found]
+[('greedy_share', 0.6), ('isolation_forest', 0.2)]
+>>> found[0].evidence["benign_tail_probability"]
+0.001
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import numpy as np
+
+from core.verdicts import Reason
+from detectors.campaigns import Cluster
+from detectors.features import EventFeatures
+from detectors.signals import SIGNALS
+
+ISOLATION = "isolation_forest"
+EXAMPLES = 3
+MIN_SURPRISE = 0.5  # a signal below this (p > 0.32) is not a reason
+
+
+def _floor4(value: float) -> float:
+    """Rounded down to 4 decimals, so contributions never add up to more than the score."""
+    return math.floor(value * 1e4) / 1e4
+
+
+def reasons(
+    values: dict[str, float],
+    surprises: np.ndarray,
+    forest: float,
+    score: float,
+    count: int,
+    embedded: int,
+) -> list[Reason]:
+    """The signals (and the forest) that say something, largest contribution first; each
+    contributes its share of the total surprise times the score."""
+    share = float(surprises.sum() + forest) or 1.0
+    found = []
+    for signal, surprise in zip(SIGNALS, surprises, strict=True):
+        if signal.name not in values or surprise < MIN_SURPRISE:
+            continue
+        p = 10 ** (-float(surprise))
+        found.append(
+            Reason(
+                signal=signal.name,
+                value=round(values[signal.name], 4),
+                contribution=_floor4(score * float(surprise) / share),
+                evidence={
+                    "explanation": signal.explanation,
+                    "benign_tail_probability": round(p, 5),
+                    "compared_at_requests": embedded if signal.needs_embeddings else count,
+                },
+            )
+        )
+    if forest >= MIN_SURPRISE:
+        found.append(
+            Reason(
+                signal=ISOLATION,
+                value=round(float(forest), 4),
+                contribution=_floor4(score * float(forest) / share),
+                evidence={"explanation": "unusual combination of signals for benign accounts"},
+            )
+        )
+    found.sort(key=lambda r: r.contribution, reverse=True)
+    return found
+
+
+def with_examples(found: list[Reason], features: Iterable[EventFeatures]) -> list[Reason]:
+    """The account's latest prompts on the top reason: what an analyst reads first."""
+    if found:
+        examples = [f.prompt for f in list(features)[-EXAMPLES:]]
+        found[0].evidence = {**(found[0].evidence or {}), "example_prompts": examples}
+    return found
+
+
+def campaign_reason(cluster: Cluster) -> Reason:
+    """The campaign as a reason on each member's verdict (no contribution of its own)."""
+    return Reason(
+        signal="campaign",
+        value=float(len(cluster.members)),
+        contribution=0.0,
+        evidence={
+            "explanation": "linked accounts scored together as one campaign",
+            "cluster_id": cluster.cluster_id,
+            "members": cluster.members[:50],
+            **cluster.evidence,
+        },
+    )

@@ -1,0 +1,70 @@
+"""The fused detector's calibration file (`calibrate --out`): benign distributions, thresholds,
+the forest's training sample, the benign embedding reference and the linker's calibration. The
+layout is the one saved files already hold: change it only with a migration."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from detectors.fusion.benign import IsolationSurprise
+from detectors.signals import SIGNALS, Reference
+
+if TYPE_CHECKING:
+    from detectors.fusion.detector import ExtractionDetector
+
+
+def calibration_to_json(detector: ExtractionDetector) -> dict[str, Any]:
+    reference = detector.reference_
+    isolation = detector.isolation_
+    training = isolation.training if isolation is not None else np.zeros((0, len(SIGNALS)))
+    return {
+        "target_fpr": detector.target_fpr,
+        "suspicious_fpr": detector.suspicious_fpr,
+        "thresholds": detector.thresholds_,
+        "deep_share": detector.deep_share,
+        "deep_threshold": detector.deep_threshold_,
+        "fitted_accounts": detector.fitted_accounts_,
+        "benign_values": {
+            signal: {str(b): v.round(6).tolist() for b, v in buckets.items()}
+            for signal, buckets in detector.benign_values_.items()
+        },
+        "isolation_training": training.round(6).tolist(),
+        "campaigns": None if detector.linker is None else detector.linker.calibration(),
+        "reference": None
+        if reference is None
+        else {
+            "centroids": reference.centroids.round(6).tolist(),
+            "sample": reference.sample.round(6).tolist(),
+            "bandwidth": reference.bandwidth,
+        },
+    }
+
+
+def load_calibration_json(detector: ExtractionDetector, calibration: dict[str, Any]) -> None:
+    detector.target_fpr = calibration["target_fpr"]
+    detector.suspicious_fpr = calibration["suspicious_fpr"]
+    detector.thresholds_ = dict(calibration["thresholds"])
+    detector.fitted_accounts_ = calibration["fitted_accounts"]
+    detector.deep_share = calibration["deep_share"]
+    detector.deep_threshold_ = calibration["deep_threshold"]
+    detector.benign_values_ = {
+        signal: {int(b): np.asarray(v) for b, v in buckets.items()}
+        for signal, buckets in calibration["benign_values"].items()
+    }
+    training = np.asarray(calibration["isolation_training"], dtype=np.float64)
+    if len(training):
+        detector.isolation_ = IsolationSurprise.fit(training, detector.seed)
+    if detector.linker is not None and calibration.get("campaigns"):
+        detector.linker.load_calibration(calibration["campaigns"])
+    reference = calibration.get("reference")
+    detector.reference_ = (
+        None
+        if reference is None
+        else Reference(
+            np.asarray(reference["centroids"], dtype=np.float32),
+            np.asarray(reference["sample"], dtype=np.float32),
+            float(reference["bandwidth"]),
+        )
+    )

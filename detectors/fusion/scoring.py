@@ -1,0 +1,46 @@
+"""Fusion: signal surprises into one raw score, then a score in [0, 1] and a label.
+
+The raw score is 2·√(content surprise · behaviour surprise) (see `fused`); calibration puts the
+extraction threshold at the benign accounts' (1 − target_fpr) quantile of their lifetime peak,
+and `score = 1 − 2^(−raw / extraction_threshold)`: 0.5 is exactly the extraction threshold.
+
+>>> thresholds = {"suspicious": 2.0, "extraction": 4.0}
+>>> [score_and_label(raw, thresholds) for raw in (0.0, 2.0, 4.0)]
+[(0.0, 'benign'), (0.2928932188134524, 'suspicious'), (0.5, 'extraction')]
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from core.verdicts import Label
+from detectors.signals import SIGNALS
+
+GROUPS = sorted({s.group for s in SIGNALS})
+GROUP_MEMBERS = np.array([[s.group == g for s in SIGNALS] for g in GROUPS])  # (groups, signals)
+GROUP_CONTENT = np.array([next(s.content for s in SIGNALS if s.group == g) for g in GROUPS])
+
+
+def fused(surprises: np.ndarray, forest: np.ndarray) -> np.ndarray:
+    """2·√(content · behaviour): an account must be unusual both in *what* it asks and in *how*
+    it asks. Harvest parameters alone (a researcher at temperature 0 with logprobs) or unusual
+    topics alone (a specialist) are not enough. The forest's surprise (an unusual combination,
+    in practice of behaviour signals) counts as behaviour: it must not stand in for content."""
+    by_group = np.where(GROUP_MEMBERS, surprises[..., None, :], 0.0).max(axis=-1)
+    content = by_group[..., GROUP_CONTENT].sum(axis=-1)
+    behaviour = by_group[..., ~GROUP_CONTENT].sum(axis=-1) + forest
+    return 2 * np.sqrt(content * behaviour)
+
+
+def score_and_label(raw: float, thresholds: dict[str, float]) -> tuple[float, Label]:
+    """The raw score on the [0, 1) scale (0.5 at the extraction threshold) and its label."""
+    threshold = thresholds["extraction"]
+    score = 1.0 - 2.0 ** (-raw / threshold)
+    label: Label = (
+        "extraction"
+        if raw >= threshold
+        else "suspicious"
+        if raw >= thresholds["suspicious"]
+        else "benign"
+    )
+    return score, label

@@ -1,0 +1,52 @@
+"""What the fused detector remembers about one account, and its checkpoint form.
+
+>>> window = AccountWindow(deque(maxlen=256), seen=3, deep=True)
+>>> restored = AccountWindow.from_state("a", window.to_state(), maxlen=256)
+>>> restored.seen, restored.deep, restored.label
+(3, True, 'benign')
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from core.verdicts import Label
+from detectors.features import EventFeatures
+
+
+@dataclass
+class AccountWindow:
+    """An account's recent requests, how many it sent, and where it stands."""
+
+    features: deque[EventFeatures]
+    seen: int = 0
+    label: Label = "benign"
+    embedding_values: dict[str, float] = field(default_factory=dict)
+    embeddings_stale: bool = True
+    deep: bool = False  # under suspicion: every request embedded, embedding signals computed
+
+    def embedded_count(self) -> int:
+        return sum(1 for f in self.features if f.embedding is not None)
+
+    def to_state(self) -> dict[str, Any]:
+        """JSON for `account_state` (the embedding signals are recomputed after a restore)."""
+        return {
+            "seen": self.seen,
+            "label": self.label,
+            "deep": self.deep,
+            "window": [f.to_state() for f in self.features],
+        }
+
+    @classmethod
+    def from_state(cls, account_id: str, state: dict[str, Any], maxlen: int) -> AccountWindow:
+        return cls(
+            deque(
+                (EventFeatures.from_state(account_id, s) for s in state.get("window", [])),
+                maxlen=maxlen,
+            ),
+            seen=int(state.get("seen", 0)),
+            label=state.get("label", "benign"),
+            deep=bool(state.get("deep", False)),
+        )

@@ -1,0 +1,130 @@
+"""The one place that builds DistillGuard's parts from an explicit `Settings`: detector, sinks,
+pipeline, ingestor, worker, webhook dispatcher and API.
+
+Every entry point (the CLI, the demo, the companion's validation) calls these with the settings
+it read once; no module below falls back to the process-wide settings, so a test or a second
+deployment in one process gets exactly the parts its own settings describe.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import partial
+from typing import TYPE_CHECKING
+
+from core.embedder import Embedder
+from core.settings import Settings
+from detectors.base import Detector
+from detectors.registry import build_detector, calibrated_detector
+from services.ingest import Ingestor, KafkaIngestor, LazyIngestor, PipelineIngestor
+from services.webhooks import AlertSink, Dispatcher
+from storage import Store
+from streaming.pipeline import Pipeline
+from streaming.sinks import DeadLetterTopicSink, Sink, StoreSink
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from streaming.worker import Worker
+
+__all__ = [
+    "build_api",
+    "build_detector",
+    "build_dispatcher",
+    "build_ingestor",
+    "build_pipeline",
+    "build_worker",
+    "calibrated_detector",
+    "store_pipeline",
+    "store_sink",
+    "store_sinks",
+]
+
+
+def store_sink(settings: Settings, store: Store) -> StoreSink:
+    """The store sink, redacting prompt and response text as the settings say."""
+    return StoreSink(
+        store,
+        redact_policy=settings.redact_prompts,
+        redact_truncate_chars=settings.redact_truncate_chars,
+    )
+
+
+def store_sinks(settings: Settings, store: Store) -> list[Sink]:
+    """What every entry point writes to: the store, then the alert outbox (in that order, so an
+    alert never precedes the verdict it reports)."""
+    return [store_sink(settings, store), AlertSink(store)]
+
+
+def build_pipeline(
+    settings: Settings,
+    sinks: Sequence[Sink],
+    store: Store | None = None,
+    detector: Detector | None = None,
+    embedder: Embedder | None = None,
+) -> Pipeline:
+    """The pipeline every entry point runs; the saved calibration's detector unless given one.
+    With a `store` it resumes from the checkpoints there."""
+    return Pipeline(
+        detector or calibrated_detector(settings),
+        sinks,
+        store=store,
+        embedder=embedder,
+        max_event_bytes=settings.max_event_bytes,
+    )
+
+
+def store_pipeline(settings: Settings, store: Store, *extra: Sink) -> Pipeline:
+    """The pipeline into the store and the alert outbox (replay, demo, in-process ingest, and
+    with the dead-letter topic the worker)."""
+    return build_pipeline(settings, [*store_sinks(settings, store), *extra], store)
+
+
+def build_ingestor(settings: Settings, store: Store) -> Ingestor:
+    """Kafka when the deployment has a ClickHouse server (production), else the in-process
+    pipeline (the embedded demo); `ingest_to` overrides."""
+    target = settings.ingest_to or ("kafka" if settings.store == "server" else "pipeline")
+    if target == "kafka":
+        from streaming.kafka import make_producer
+
+        producer = make_producer(settings.kafka_bootstrap)
+        return KafkaIngestor(
+            producer,
+            settings.topic,
+            DeadLetterTopicSink(producer, settings.dlq_topic),
+            store_sink(settings, store),
+            settings.max_event_bytes,
+        )
+    return PipelineIngestor(store_pipeline(settings, store))
+
+
+def build_worker(settings: Settings, store: Store, producer, client_id: str) -> Worker:
+    """The Kafka worker: topic → pipeline → store, alert outbox and dead-letter topic."""
+    from streaming.kafka import KafkaSource
+    from streaming.worker import Worker
+
+    pipeline = store_pipeline(settings, store, DeadLetterTopicSink(producer, settings.dlq_topic))
+    source = KafkaSource(
+        settings.kafka_bootstrap,
+        settings.topic,
+        settings.consumer_group,
+        max_records=settings.batch_size,
+        client_id=client_id,
+    )
+    return Worker(pipeline, source)
+
+
+def build_dispatcher(settings: Settings, store: Store) -> Dispatcher | None:
+    """The webhook dispatcher, or None when no signing secret is set (alerts stay queued)."""
+    if settings.webhook_secret is None:
+        return None
+    secret = settings.webhook_secret.get_secret_value().encode()
+    return Dispatcher(store, secret, base_delay_s=settings.webhook_retry_base_s)
+
+
+def build_api(settings: Settings, store: Store) -> FastAPI:
+    """The analysts' API over `store`; `POST /v1/events` gets the settings' ingestor, built on
+    the first batch (serving loads no detector and opens no producer until then)."""
+    from services.api import create_app
+
+    return create_app(settings, store, LazyIngestor(partial(build_ingestor, settings, store)))

@@ -1,0 +1,35 @@
+"""Accounts ranked by risk, and one account's verdicts and activity (an audited view)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, HTTPException
+
+from services.api.deps import Analyst, Audit, LabelFilter, Limit, Offset, StoreDep
+from services.api.errors import errors
+from services.api.schemas import AccountDetail, AccountSummary, Page
+from storage import queries
+
+router = APIRouter(tags=["accounts"])
+
+
+@router.get("/v1/accounts", responses=errors(401, 403, 422))
+def list_accounts(
+    _who: Analyst, store: StoreDep, label: LabelFilter = None, limit: Limit = 50, offset: Offset = 0
+) -> Page[AccountSummary]:
+    """Accounts ranked by risk: each account's latest score, highest first."""
+    page = queries.ranked_accounts(store, label, limit, offset)
+    return Page[AccountSummary].of(page, AccountSummary.from_row)
+
+
+@router.get("/v1/accounts/{account_id}", responses=errors(401, 403, 404, 422))
+def get_account(account_id: str, who: Analyst, store: StoreDep, audit: Audit) -> AccountDetail:
+    """An account's latest verdict with its signals, its verdict history and activity."""
+    detail = AccountDetail.from_rows(
+        account_id,
+        queries.account_verdicts(store, account_id),
+        queries.account_checkpoint(store, account_id),
+    )
+    if not detail.known:
+        raise HTTPException(404, f"no account {account_id!r}")
+    audit(who, "view_account", account_id=account_id)
+    return detail

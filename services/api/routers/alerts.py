@@ -1,0 +1,69 @@
+"""The alert outbox (analysts read and acknowledge) and the webhooks it delivers to (admins)."""
+
+from __future__ import annotations
+
+import time
+
+from fastapi import APIRouter, HTTPException
+
+from services.api.deps import Admin, AlertStatusFilter, Analyst, Audit, Limit, Offset, StoreDep
+from services.api.errors import errors
+from services.api.schemas import (
+    Acknowledgement,
+    Alert,
+    Page,
+    Webhook,
+    WebhookRemoved,
+    WebhookRequest,
+)
+from services.webhooks import add_webhook, remove_webhook, webhooks
+from storage import queries
+
+router = APIRouter()
+
+
+@router.get("/v1/alerts", tags=["alerts"], responses=errors(401, 403, 422))
+def list_alerts(
+    _who: Analyst,
+    store: StoreDep,
+    status: AlertStatusFilter = None,
+    limit: Limit = 50,
+    offset: Offset = 0,
+) -> Page[Alert]:
+    """Alerts, newest first, with their delivery state."""
+    return Page[Alert].of(queries.alert_page(store, status, limit, offset), Alert.from_row)
+
+
+@router.post("/v1/alerts/{alert_id}/ack", tags=["alerts"], responses=errors(401, 403, 404, 422))
+def acknowledge_alert(
+    alert_id: str, who: Analyst, store: StoreDep, audit: Audit
+) -> Acknowledgement:
+    """Mark an alert as seen by the caller; delivery goes on regardless."""
+    now_ms = int(time.time() * 1000)
+    row = queries.acknowledge_alert(store, alert_id, who.token_id, now_ms)
+    if row is None:
+        raise HTTPException(404, f"no alert {alert_id!r}")
+    audit(who, "acknowledge_alert", account_id=row["account_id"])
+    return Acknowledgement(alert_id=alert_id, acknowledged_by=who.token_id, acknowledged_ms=now_ms)
+
+
+@router.get("/v1/webhooks", tags=["admin"], responses=errors(401, 403))
+def list_webhooks(_who: Admin, store: StoreDep) -> Page[Webhook]:
+    """The active webhooks (one page: there are never many)."""
+    return Page[Webhook].whole([Webhook.model_validate(hook) for hook in webhooks(store)])
+
+
+@router.post("/v1/webhooks", tags=["admin"], status_code=201, responses=errors(401, 403, 413, 422))
+def create_webhook(body: WebhookRequest, who: Admin, store: StoreDep, audit: Audit) -> Webhook:
+    """Alerts go to this URL from now on, signed with the deployment's webhook secret."""
+    webhook_id = add_webhook(store, body.url, body.format)
+    audit(who, f"add_webhook:{webhook_id}")
+    return Webhook(webhook_id=webhook_id, url=body.url, format=body.format)
+
+
+@router.delete("/v1/webhooks/{webhook_id}", tags=["admin"], responses=errors(401, 403, 404, 422))
+def delete_webhook(webhook_id: str, who: Admin, store: StoreDep, audit: Audit) -> WebhookRemoved:
+    if not remove_webhook(store, webhook_id):
+        raise HTTPException(404, f"no webhook {webhook_id!r}")
+    audit(who, f"remove_webhook:{webhook_id}")
+    return WebhookRemoved(webhook_id=webhook_id)

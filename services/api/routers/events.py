@@ -1,0 +1,58 @@
+"""An account's logged requests (an audited view), and HTTP ingest of new ones."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from starlette.concurrency import run_in_threadpool
+
+from services.api.deps import (
+    Analyst,
+    Audit,
+    EventLines,
+    Ingest,
+    IngestorDep,
+    Limit,
+    Offset,
+    SettingsDep,
+    StoreDep,
+    Window,
+)
+from services.api.errors import errors
+from services.api.schemas import IngestReceipt, LoggedEvent, Page, Rejected
+from storage import queries
+
+router = APIRouter()
+
+
+@router.get("/v1/events", tags=["events"], responses=errors(401, 403, 422))
+def list_events(
+    who: Analyst,
+    store: StoreDep,
+    settings: SettingsDep,
+    audit: Audit,
+    account_id: Annotated[str, Query(min_length=1)],
+    window: Window,
+    limit: Limit = 50,
+    offset: Offset = 0,
+) -> Page[LoggedEvent]:
+    """An account's requests; prompt text as the redaction setting allows."""
+    page = queries.account_event_page(
+        store, account_id, window.since_ms, window.until_ms, limit, offset
+    )
+    audit(who, "view_events", account_id=account_id)
+    return Page[LoggedEvent].of(page, lambda row: LoggedEvent.from_row(row, settings))
+
+
+@router.post(
+    "/v1/events", tags=["ingest"], status_code=202, responses=errors(400, 401, 403, 413, 503)
+)
+async def ingest_events(_who: Ingest, lines: EventLines, ingestor: IngestorDep) -> IngestReceipt:
+    """A batch of request events (NDJSON, or a JSON array). Malformed events become dead
+    letters (topic and table) with their reason; the rest go on. 202 once durable."""
+    result = await run_in_threadpool(ingestor.ingest, lines)
+    return IngestReceipt(
+        accepted=result.accepted,
+        dead_letters=[Rejected.model_validate(d) for d in result.dead_letters],
+    )

@@ -1,0 +1,29 @@
+"""Verdicts, filtered by account, label and time."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from services.api.deps import Analyst, LabelFilter, Limit, Offset, StoreDep, Window
+from services.api.errors import errors
+from services.api.schemas import Page, Verdict
+from storage import queries
+
+router = APIRouter(tags=["verdicts"])
+
+
+@router.get("/v1/verdicts", responses=errors(401, 403, 422))
+def list_verdicts(
+    _who: Analyst,
+    store: StoreDep,
+    window: Window,
+    account_id: str | None = None,
+    label: LabelFilter = None,
+    limit: Limit = 50,
+    offset: Offset = 0,
+) -> Page[Verdict]:
+    """Verdicts, newest first."""
+    page = queries.verdict_page(
+        store, account_id, label, window.since_ms, window.until_ms, limit, offset
+    )
+    return Page[Verdict].of(page, Verdict.from_row)

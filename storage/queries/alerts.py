@@ -1,0 +1,93 @@
+"""The alert outbox (`alerts`) and the webhooks it delivers to."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TypedDict, cast
+
+from storage.base import Store
+from storage.queries.paging import RowPage, fetch_page
+
+
+class AlertSummaryRow(TypedDict):
+    alert_id: str
+    created_time: int  # epoch seconds
+    kind: str
+    account_id: str
+    cluster_id: str
+    payload_json: str
+    status: str  # pending | delivered | expired
+    attempts: int
+    last_error: str
+    webhook_id: str
+    acknowledged_by: str
+    acknowledged_ms: int
+
+
+class AlertRow(AlertSummaryRow):
+    next_attempt_ms: int
+    version: int
+
+
+class WebhookRow(TypedDict):
+    webhook_id: str
+    url: str
+    format: str
+    created_time: int
+    active: int
+    version: int
+
+
+def alert_page(
+    store: Store, status: str | None, limit: int, offset: int
+) -> RowPage[AlertSummaryRow]:
+    """Alerts, newest first, optionally only those with `status`."""
+    return fetch_page(
+        store,
+        "SELECT alert_id, created_time, kind, account_id, cluster_id, payload_json, status,"
+        " attempts, last_error, webhook_id, acknowledged_by, acknowledged_ms"
+        " FROM {db}.alerts FINAL WHERE %(status)s = '' OR status = %(status)s"
+        " ORDER BY created_time DESC, alert_id",
+        {"status": status or ""},
+        limit,
+        offset,
+    )
+
+
+def alert(store: Store, alert_id: str) -> AlertRow | None:
+    rows = store.query("SELECT * FROM {db}.alerts FINAL WHERE alert_id = %(a)s", {"a": alert_id})
+    return cast(AlertRow, rows[0]) if rows else None
+
+
+def acknowledge_alert(store: Store, alert_id: str, by: str, at_ms: int) -> AlertRow | None:
+    """Record who acknowledged the alert and when (a newer row version); None when there is no
+    such alert. Acknowledging leaves delivery alone."""
+    row = alert(store, alert_id)
+    if row is None:
+        return None
+    revised = store.revise("alerts", dict(row), acknowledged_by=by, acknowledged_ms=at_ms)
+    return cast(AlertRow, revised)
+
+
+def existing_alert_ids(store: Store, alert_ids: Sequence[str]) -> set[str]:
+    """Which of these alerts are already in the outbox, in any status."""
+    rows = store.query(
+        "SELECT alert_id FROM {db}.alerts WHERE alert_id IN %(ids)s", {"ids": tuple(alert_ids)}
+    )
+    return {r["alert_id"] for r in rows}
+
+
+def due_alerts(store: Store, now_ms: int, limit: int) -> list[AlertRow]:
+    """Pending alerts whose next attempt is due, earliest first."""
+    rows = store.query(
+        "SELECT * FROM {db}.alerts FINAL WHERE status = 'pending' "
+        "AND next_attempt_ms <= %(now)s ORDER BY next_attempt_ms, alert_id LIMIT %(limit)s",
+        {"now": now_ms, "limit": limit},
+    )
+    return cast(list[AlertRow], rows)
+
+
+def webhook_rows(store: Store) -> list[WebhookRow]:
+    """Every webhook, removed ones included (`active` = 0), by id."""
+    rows = store.query("SELECT * FROM {db}.webhooks FINAL ORDER BY webhook_id")
+    return cast(list[WebhookRow], rows)
