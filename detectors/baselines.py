@@ -235,6 +235,7 @@ class PradaDetector(_EmbeddingDetector):
         self.spread_ = float(calibration.get("spread", self.spread_))
         self.min_queries = int(calibration.get("min_queries", self.min_queries))
         self.target_fpr = float(calibration.get("target_fpr", self.target_fpr))
+        self.fitted_accounts_ = int(calibration.get("fitted_accounts", self.fitted_accounts_))
 
 
 # --- MMD --------------------------------------------------------------------------------------

@@ -105,6 +105,7 @@ def calibrate(
     target_fpr: Annotated[float, typer.Option(help="Share of benign accounts to flag.")] = 0.001,
 ) -> None:
     """Fit detector thresholds on benign history at a target false-positive rate."""
+    from detectors.base import calibration_of
     from detectors.registry import events_in_file, save_calibration
     from distillguard.wiring import build_detector
 
@@ -112,7 +113,7 @@ def calibrate(
     path = save_calibration(detector, out)
     summary = {
         key: value
-        for key, value in detector.calibration().items()
+        for key, value in calibration_of(detector).items()
         if key == "thresholds" or not isinstance(value, list | dict)
     }
     console.print(f"calibrated {detector.name} at FPR {target_fpr}: {summary} → {path}")

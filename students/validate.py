@@ -18,6 +18,7 @@ import orjson
 from core.events import Event, parse_event
 from core.settings import Settings
 from core.verdicts import Verdict, first_flags
+from detectors.base import calibration_of
 from distillguard.wiring import build_detector, build_pipeline
 from streaming.files import run_file
 from streaming.sinks import VerdictFileSink
@@ -217,7 +218,7 @@ def run_validation(config: ValidationConfig, settings: Settings, out_dir: Path, 
         "detector": {
             "name": detector.name,
             "version": detector.version,
-            "calibration": detector.calibration(),
+            "calibration": calibration_of(detector),
         },
         "benign_accounts": len(benign_accounts),
         "benign_accounts_flagged": benign_flagged,

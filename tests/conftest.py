@@ -42,7 +42,7 @@ def data_folder(path: Path) -> Path:
     for name, target in SHARED.items():
         target.mkdir(parents=True, exist_ok=True)
         link = path / name
-        if not link.exists():
+        if not link.is_symlink() and not link.exists():
             link.symlink_to(target, target_is_directory=True)
     return path
 

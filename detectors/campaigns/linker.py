@@ -85,7 +85,7 @@ class CampaignLinker:
         samples = self._cross_fitted_samples(features)
         self._fit_common(features)
         self.tails_ = {
-            piece: Tail.fit([v[piece] for v in samples.values() if v[piece] is not None])
+            piece: Tail.fit([x for v in samples.values() if (x := v[piece]) is not None])
             for piece in PIECES
         }
         strengths = sorted(evidence.strength(self.tails_, v)[0] for v in samples.values())
@@ -179,7 +179,8 @@ class CampaignLinker:
         topics: list[int | None] = [None] * len(features)
         rows = [i for i, f in enumerate(features) if f.embedding is not None]
         if self.reference_ is not None and rows:
-            ids, _ = self.reference_.assign(np.stack([features[i].embedding for i in rows]))
+            vectors = [f.embedding for f in features if f.embedding is not None]
+            ids, _ = self.reference_.assign(np.stack(vectors))
             for row, topic in zip(rows, ids.tolist(), strict=True):
                 topics[row] = topic
         return topics

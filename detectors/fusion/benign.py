@@ -25,7 +25,10 @@ from typing import Any
 
 import numpy as np
 
-from detectors.signals import SIGNALS
+from core.embedder import Embedder
+from detectors.features import EventFeatures
+from detectors.index import BenignReference
+from detectors.signals import SIGNALS, Reference
 
 BUCKETS = (4, 8, 16, 32, 64, 128, 256)
 MIN_BUCKET_VALUES = 20
@@ -102,6 +105,31 @@ def surprises(
             for s in SIGNALS
         ]
     )
+
+
+def fit_reference(
+    embedder: Embedder,
+    features: list[EventFeatures],
+    topics: int,
+    reference_size: int,
+    seed: int,
+) -> tuple[Reference, BenignReference]:
+    """The benign reference of the embedding signals (topic centroids, a prompt sample and the
+    RBF bandwidth: the sample's median distance), from at most 4000 distinct benign prompts;
+    also the topic centroids themselves, which the campaign linker reads."""
+    unique = {f.prompt_key: f.prompt for f in features}
+    rng = np.random.default_rng(seed)
+    prompts = list(unique.values())
+    if len(prompts) > 4000:
+        prompts = [prompts[i] for i in rng.choice(len(prompts), 4000, replace=False)]
+    vectors = np.asarray(embedder(prompts), dtype=np.float32)
+    k = max(1, min(topics, len(vectors) // 39))  # FAISS wants ≥ 39 points a centroid
+    centroids = BenignReference(k=k, seed=seed)
+    centroids.fit(vectors)
+    sample = vectors[rng.choice(len(vectors), min(reference_size, len(vectors)), False)]
+    distances = np.sqrt(np.maximum(0.0, 2.0 - 2.0 * (sample @ sample.T)))
+    bandwidth = float(np.median(distances[np.triu_indices(len(sample), 1)])) or 1.0
+    return Reference(centroids.centroids_, sample, bandwidth), centroids
 
 
 @dataclass

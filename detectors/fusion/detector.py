@@ -21,7 +21,6 @@ from detectors.fusion.benign import BUCKETS, BenignValues, IsolationSurprise, Sn
 from detectors.fusion.explanation import reasons, with_examples
 from detectors.fusion.scoring import fused, score_and_label
 from detectors.fusion.window import AccountWindow
-from detectors.index import BenignReference
 from detectors.signals import SIGNALS, Reference, Window
 
 BURST_STEP = 16
@@ -154,22 +153,6 @@ class ExtractionDetector(Detector):
         return float(fused(surprises, np.float64(0.0)))
 
     # --- calibration ---------------------------------------------------------------------------
-    def _fit_reference(self, features: list[EventFeatures]) -> BenignReference:
-        unique = {f.prompt_key: f.prompt for f in features}
-        rng = np.random.default_rng(self.seed)
-        prompts = list(unique.values())
-        if len(prompts) > 4000:
-            prompts = [prompts[i] for i in rng.choice(len(prompts), 4000, replace=False)]
-        vectors = np.asarray(self.embedder(prompts), dtype=np.float32)  # type: ignore[misc]
-        k = max(1, min(self.topics, len(vectors) // 39))  # FAISS wants ≥ 39 points a centroid
-        topics = BenignReference(k=k, seed=self.seed)
-        topics.fit(vectors)
-        sample = vectors[rng.choice(len(vectors), min(self.reference_size, len(vectors)), False)]
-        distances = np.sqrt(np.maximum(0.0, 2.0 - 2.0 * (sample @ sample.T)))
-        bandwidth = float(np.median(distances[np.triu_indices(len(sample), 1)])) or 1.0
-        self.reference_ = Reference(topics.centroids_, sample, bandwidth)
-        return topics
-
     def fit(self, benign_events: Iterable[Event]) -> Self:
         """Replay benign history through the detector; learn per-signal benign distributions,
         the IsolationForest and the account-level thresholds."""
@@ -178,7 +161,11 @@ class ExtractionDetector(Detector):
         self.reference_ = None
         prepared = self._prepare(by_account, embed_all=True)
         everything = [f for items in prepared.values() for f in items]
-        topics = self._fit_reference(everything) if self.embedder is not None and prepared else None
+        topics = None
+        if self.embedder is not None and prepared:
+            self.reference_, topics = benign.fit_reference(
+                self.embedder, everything, self.topics, self.reference_size, self.seed
+            )
         if self.linker is not None:
             self.linker.fit(sorted(everything, key=lambda f: f.timestamp_ms), reference=topics)
 
@@ -278,7 +265,8 @@ class ExtractionDetector(Detector):
         assert self.linker is not None
         clusters = {c.cluster_id: c for c in self.linker.clusters()}
         pooled_rows = []
-        for cluster_id in sorted({self.linker.cluster_of(a) for a in touched} - {None}):
+        linked = {c for a in touched if (c := self.linker.cluster_of(a)) is not None}
+        for cluster_id in sorted(linked):
             members = [m for m in clusters[cluster_id].members if m in self.accounts]
             for member in members:
                 if self.tiered and not self.accounts[member].deep:

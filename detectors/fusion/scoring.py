@@ -21,7 +21,7 @@ GROUP_MEMBERS = np.array([[s.group == g for s in SIGNALS] for g in GROUPS])  # (
 GROUP_CONTENT = np.array([next(s.content for s in SIGNALS if s.group == g) for g in GROUPS])
 
 
-def fused(surprises: np.ndarray, forest: np.ndarray) -> np.ndarray:
+def fused(surprises: np.ndarray, forest: np.ndarray | float) -> np.ndarray:
     """2·√(content · behaviour): an account must be unusual both in *what* it asks and in *how*
     it asks. Harvest parameters alone (a researcher at temperature 0 with logprobs) or unusual
     topics alone (a specialist) are not enough. The forest's surprise (an unusual combination,

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from core.settings import get_settings
 from distillguard.cli import app
 from streaming.malformed import interleave_malformed
-from tests.unit.test_pipeline import traffic
+from tests.streaming.test_pipeline import traffic
 
 runner = CliRunner()
 

@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from streaming.malformed import interleave_malformed
-from tests.integration.worker_harness import ROOT, WorkerRun, real_prompt_lines
+from tests.streaming.worker_harness import ROOT, WorkerRun, real_prompt_lines
 
 pytestmark = pytest.mark.integration
 EVENTS = 20_000

@@ -17,7 +17,7 @@ import pytest
 from services.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, add_webhook, verify
 from storage import ClickHouseServer
 from tests.conftest import CLICKHOUSE_URL, unique_database
-from tests.unit.test_webhooks import Receiver, _queue, _verdict
+from tests.services.test_webhooks import Receiver, _queue, _verdict
 
 pytestmark = pytest.mark.integration
 SECRET = "restart-secret"

@@ -24,7 +24,7 @@ from services.auth import create_token
 from services.webhooks import AlertSink, add_webhook
 from storage import EmbeddedClickHouse
 from storage.rows import cluster_row, event_row
-from tests.unit.test_api import T0, _verdict
+from tests.services.test_api import T0, _verdict
 
 pytestmark = pytest.mark.browser
 

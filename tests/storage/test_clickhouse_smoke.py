@@ -1,6 +1,6 @@
 """Smoke test against the real ClickHouse server started by ``scripts/clickhouse-up``.
 
-Run:  scripts/clickhouse-up && pytest -m integration tests/integration/test_clickhouse_smoke.py
+Run:  scripts/clickhouse-up && pytest -m integration tests/storage/test_clickhouse_smoke.py
 
 The server URL comes from ``DG_CLICKHOUSE_URL`` (default ``clickhouse://127.0.0.1:19000``).
 This test deliberately FAILS (never skips) when the server is not reachable.

@@ -21,7 +21,7 @@ from core.settings import Settings
 from distillguard.wiring import build_api
 from services.auth import create_token
 from storage import EmbeddedClickHouse
-from tests.unit.test_api import _event, _verdict
+from tests.services.test_api import _event, _verdict
 
 TOKENS: dict[str, str] = {}
 CHECKS = [

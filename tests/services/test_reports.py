@@ -17,7 +17,7 @@ from core.verdicts import ClusterVerdict
 from services.reports import Subject, verify_manifest, write_report
 from storage import Store
 from storage.rows import cluster_row, event_row
-from tests.unit.test_api import T0, _verdict
+from tests.services.test_api import T0, _verdict
 
 XSS = '<script>alert(1)</script><img src=x onerror="alert(2)">'
 
