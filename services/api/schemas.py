@@ -341,17 +341,7 @@ class AuditRecord(BaseModel):
 
     @classmethod
     def from_row(cls, row: AuditRow) -> AuditRecord:
-        return cls(
-            audit_ms=int(row["audit_ms"]),
-            token_id=row["token_id"],
-            role=row["role"],
-            action=row["action"],
-            resource=row["resource"],
-            account_id=row["account_id"],
-            cluster_id=row["cluster_id"],
-            status=int(row["status"]),
-            client_ip=row["client_ip"],
-        )
+        return cls.model_validate(row)
 
 
 class TokenRequest(BaseModel):

@@ -9,20 +9,6 @@ from storage.base import Store
 from storage.queries.paging import RowPage, fetch_page
 
 
-class VerdictRow(TypedDict):
-    verdict_id: str
-    account_id: str
-    cluster_id: str
-    verdict_time: int
-    verdict_ms: int
-    requests_seen: int
-    score: float
-    label: str
-    reasons_json: str
-    detector_version: str
-    version: int
-
-
 class ReportVerdictRow(TypedDict):
     account_id: str
     cluster_id: str
@@ -32,6 +18,14 @@ class ReportVerdictRow(TypedDict):
     label: str
     reasons_json: str
     detector_version: str
+
+
+class VerdictRow(ReportVerdictRow):
+    """A whole `verdicts` row: what a report reads, plus the row's identity and version."""
+
+    verdict_id: str
+    verdict_time: int
+    version: int
 
 
 def verdict_page(
