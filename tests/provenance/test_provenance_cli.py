@@ -24,7 +24,9 @@ SECRET = "provenance-cli-test-key"
 HOSTILE = "<script>alert('x')</script> "
 
 
-def distillguard(*args: str, data_dir: Path | None = None) -> subprocess.CompletedProcess:
+def distillguard(
+    *args: str, data_dir: Path | None = None, timeout: float = 900
+) -> subprocess.CompletedProcess:
     env = {**os.environ, "DG_DETECTOR": "volume", "DG_WATERMARK_KEY": SECRET}
     if data_dir is not None:
         env["DG_DATA_DIR"] = str(data_folder(data_dir))
@@ -33,17 +35,24 @@ def distillguard(*args: str, data_dir: Path | None = None) -> subprocess.Complet
         capture_output=True,
         text=True,
         env=env,
-        timeout=900,
+        timeout=timeout,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return result
 
 
+# Training the three students is 95% of this test (pyinstrument: 1,727 of 1,821 s on 2 busy
+# cores; 900 optimiser steps, each dominated by the 49k-token output layer); the teacher's
+# answers come from the session's test cache (tests/conftest.py), 34 s warm, 508 s cold. Fewer
+# steps lose the margin: the marked student's closed-model p is 4.4e-15 after 150 epochs,
+# 7.0e-08 after 125, 3.6e-06 after 100 (the test needs < 1e-6). So no fewer epochs, and the
+# limit allows for a cold teacher cache on a busy machine.
 @pytest.mark.models
+@pytest.mark.timeout(1800)
 def test_quick_experiment_on_real_students(tmp_path: Path) -> None:
     """The fully watermarked student is caught and its harvesters named; clean students are
     not accused under our key or under other keys (the full run measures the rates)."""
-    distillguard("provenance", "experiment", "--quick", "--out", str(tmp_path))
+    distillguard("provenance", "experiment", "--quick", "--out", str(tmp_path), timeout=1750)
     report = orjson.loads((tmp_path / "experiment.json").read_bytes())
     students = report["students"]
     marked = [s for s in students if s["fraction"] == 1.0]

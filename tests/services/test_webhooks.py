@@ -53,6 +53,7 @@ class Receiver:
 
     def close(self) -> None:
         self.server.shutdown()
+        self.server.server_close()  # refuse further requests at once, not after a read timeout
 
 
 @pytest.fixture
