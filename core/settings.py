@@ -51,6 +51,13 @@ class Settings(BaseSettings):
     embedding_max_tokens: int = 64  # MiniLM truncation: 156 prompts/s at 64 tokens, 99 at 128
     target_fpr: float = 0.001  # share of benign accounts the extraction threshold may flag
     api_token: SecretStr | None = None
+    # Client addresses (IPs or CIDR networks) whose `X-Forwarded-For` is believed; empty: none,
+    # so the audit log and the failed-auth limit see the TCP peer.
+    trusted_proxies: list[str] = []
+    auth_failures_per_minute: int = 30  # failed tokens per client address before 429
+    # Networks (CIDR) a webhook URL may resolve into although they are loopback, private,
+    # link-local or cloud metadata; empty: those are refused (SSRF).
+    webhook_allow_networks: list[str] = []
     webhook_secret: SecretStr | None = None
     webhook_retry_base_s: float = 2.0  # first retry after 1-2 s, doubling up to an hour
     watermark_key: SecretStr | None = None  # provenance: the serving watermark's secret
