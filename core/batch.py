@@ -53,10 +53,12 @@ class ResponseFingerprint:
 
 @dataclass
 class Batch:
-    """One step's results; `records` and `replayed` count what went in, the lists what came out."""
+    """One step's results; `records`, `replayed` and `duplicates` count what went in, the lists
+    what came out."""
 
     records: int = 0  # source records in the step
     replayed: int = 0  # events a checkpoint had already counted (redelivered after a crash)
+    duplicates: int = 0  # identical resends of stored events: neither counted nor written again
     events: list[IngestedEvent] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
     verdicts: list[Verdict] = field(default_factory=list)
@@ -68,6 +70,7 @@ class Batch:
         """Append `other` (a sink's buffer collecting the steps since its last flush)."""
         self.records += other.records
         self.replayed += other.replayed
+        self.duplicates += other.duplicates
         self.events.extend(other.events)
         self.dead_letters.extend(other.dead_letters)
         self.verdicts.extend(other.verdicts)

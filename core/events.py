@@ -1,7 +1,9 @@
 """Event schema v1 (one JSON object per API request) and the parser that never raises.
 
 `parse_event` turns raw bytes from any source into either an `Event` or a `DeadLetter` that keeps
-the original bytes and the reason, so bad input is explained and nothing is lost.
+the original bytes and the reason, so bad input is explained and nothing is lost. Every value is
+checked here, at parse time, against what the store can hold (the limits below), so an event that
+parses can always be written.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import base64
 import hashlib
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Annotated, Any, Literal, Protocol, TypeVar
 
 import orjson
@@ -23,12 +26,20 @@ from pydantic import (
     model_validator,
 )
 
-from core.hashing import prompt_hash
+from core.hashing import content_hash, prompt_hash
 
 SCHEMA_VERSION = 1
+# What the store can hold, in one place (storage.schema's column types and the JSON columns):
 # ClickHouse `DateTime` is a UInt32 of seconds: keep events inside its range.
 EARLIEST_TIMESTAMP = datetime(1970, 1, 2, tzinfo=UTC)
 LATEST_TIMESTAMP = datetime(2105, 12, 31, tzinfo=UTC)
+UINT32_MAX = 2**32 - 1  # `prompt_tokens`, `completion_tokens` are Nullable(UInt32)
+# `params` and unknown fields are stored as JSON written by orjson, which takes integers in
+# [-2**63, 2**64 - 1] and at most 255 levels of nesting; we allow far less nesting than that.
+JSON_INT_MIN, JSON_INT_MAX = -(2**63), 2**64 - 1
+MAX_DEPTH = 64
+MAX_ID_CHARS = 512  # request_id, account_id
+MAX_LABEL_CHARS = 8192  # model, endpoint, role and the client's fields: labels, not text
 
 
 class _HasAccount(Protocol):
@@ -37,15 +48,21 @@ class _HasAccount(Protocol):
 
 
 AccountItem = TypeVar("AccountItem", bound=_HasAccount)
-NonEmptyId = Annotated[StrictStr, Field(min_length=1, max_length=512)]
+NonEmptyId = Annotated[StrictStr, Field(min_length=1, max_length=MAX_ID_CHARS)]
+Label = Annotated[StrictStr, Field(max_length=MAX_LABEL_CHARS)]
+TokenCount = Annotated[int, Field(ge=0, le=UINT32_MAX)]
+Count = Annotated[int, Field(ge=0, le=JSON_INT_MAX)]
+JsonInt = Annotated[int, Field(ge=JSON_INT_MIN, le=JSON_INT_MAX)]
+# Unknown fields are kept; numbers must be finite ("inf" and "nan" strings included).
+OPEN_MODEL = ConfigDict(extra="allow", allow_inf_nan=False)
 
 
 class Message(BaseModel):
     """One chat turn; `content` may be a string or OpenAI-style content parts."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = OPEN_MODEL
 
-    role: StrictStr
+    role: Label
     content: StrictStr | list[dict[str, Any]] | None = None
 
     @property
@@ -60,32 +77,32 @@ class Message(BaseModel):
 class Params(BaseModel):
     """Generation settings the caller asked for: harvesting shows here (temperature 0, logprobs)."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = OPEN_MODEL
 
     temperature: float | None = None
     top_p: float | None = None
-    max_tokens: int | None = Field(default=None, ge=0)
-    n: int | None = Field(default=None, ge=0)
-    logprobs: bool | int | None = None
-    top_logprobs: int | None = Field(default=None, ge=0)
-    seed: int | None = None
+    max_tokens: Count | None = None
+    n: Count | None = None
+    logprobs: bool | JsonInt | None = None
+    top_logprobs: Count | None = None
+    seed: JsonInt | None = None
 
 
 class Client(BaseModel):
     """Who sent the request, as the provider's gateway saw it."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = OPEN_MODEL
 
-    ip: StrictStr | None = None
-    user_agent: StrictStr | None = None
-    api_key_id: StrictStr | None = None
-    org_id: StrictStr | None = None
+    ip: Label | None = None
+    user_agent: Label | None = None
+    api_key_id: Label | None = None
+    org_id: Label | None = None
 
 
 class Event(BaseModel):
     """One API request (schema v1). Unknown fields are kept in `model_extra`."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = OPEN_MODEL
 
     request_id: NonEmptyId
     account_id: NonEmptyId
@@ -93,10 +110,10 @@ class Event(BaseModel):
     messages: list[Message] | None = None
     prompt: StrictStr | None = None
     response: StrictStr | None = None
-    model: StrictStr | None = None
-    endpoint: StrictStr | None = None
-    prompt_tokens: int | None = Field(default=None, ge=0)
-    completion_tokens: int | None = Field(default=None, ge=0)
+    model: Label | None = None
+    endpoint: Label | None = None
+    prompt_tokens: TokenCount | None = None
+    completion_tokens: TokenCount | None = None
     params: Params = Field(default_factory=Params)
     client: Client = Field(default_factory=Client)
 
@@ -164,6 +181,12 @@ class Event(BaseModel):
     def extra_fields(self) -> dict[str, Any]:
         return dict(self.model_extra or {})
 
+    @cached_property
+    def content_hash(self) -> str:
+        """SHA-256 of the validated event as canonical JSON: the same request sent again, however
+        its JSON was ordered or spaced, hashes the same; any change of content does not."""
+        return content_hash(self.model_dump(mode="json", exclude_none=True))
+
 
 class DeadLetter(BaseModel):
     """An input that failed validation: the reason and the original bytes, never dropped."""
@@ -223,6 +246,23 @@ def _describe_validation_error(error: ValidationError) -> str:
     return "; ".join(parts)
 
 
+def nesting_depth(document: Any) -> int:
+    """How deep objects and arrays nest in a parsed JSON value (a scalar is 0, `{}` is 1)."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(document, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict):
+            children: Iterable[Any] = value.values()
+        elif isinstance(value, list):
+            children = value
+        else:
+            continue
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return deepest
+
+
 def _request_id_of(document: Any) -> str | None:
     if isinstance(document, dict):
         value = document.get("request_id")
@@ -257,6 +297,9 @@ def parse_event(
         return dead(f"invalid_json: {exc}")
     if not isinstance(document, dict):
         return dead(f"not_an_object: expected a JSON object, got {type(document).__name__}")
+    depth = nesting_depth(document)
+    if depth > MAX_DEPTH:
+        return dead(f"too_deep: nesting {depth} exceeds {MAX_DEPTH}", document)
     try:
         return Event.model_validate(document)
     except ValidationError as exc:

@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     topic: str = "api-requests"
     dlq_topic: str = "api-requests.dlq"
     consumer_group: str = "distillguard"
+    # The largest message the topic takes (the broker's default message.max.bytes is 1 MiB; this
+    # leaves room for the key and headers). HTTP ingest into Kafka dead-letters bigger events.
+    kafka_max_message_bytes: int = 1_000_000
     redact_prompts: Literal["none", "hash", "truncate"] = "none"
     redact_truncate_chars: int = 200
     max_event_bytes: int = 8 * 1024 * 1024

@@ -3,6 +3,8 @@ the library, so every entry point shares the same code paths."""
 
 from __future__ import annotations
 
+import os
+import re
 from datetime import date
 from pathlib import Path
 from typing import Annotated
@@ -18,11 +20,24 @@ app = typer.Typer(
     help="DistillGuard: catch and prove model-extraction attacks.", no_args_is_help=True
 )
 console = Console(stderr=True)
+# The audit log is the evidence of who read what: retention never drops it.
+RETENTION_PROTECTED = frozenset({"audit_log"})
+# scheme://userinfo@ (userinfo up to the last "@" of the word, so a password with "@" is masked
+# whole), and credentials passed as query parameters.
+_URL_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][\w+.-]*://)(?P<userinfo>\S*)@")
+_URL_SECRET_PARAMETER = re.compile(
+    r"(?P<key>[?&;](?:password|passwd|pwd|secret|token|access_token|api_key|key)=)[^&;#\s]*",
+    re.IGNORECASE,
+)
 
 
 @app.callback()
-def _main() -> None:
+def _main(ctx: typer.Context) -> None:
     """Settings come from DG_* environment variables and an optional distillguard.toml."""
+    # Everything a command writes (the data folder, the embedded store, reports, calibrations)
+    # holds prompts and evidence: private to the user (0700 folders, 0600 files) while it runs.
+    previous = os.umask(0o077)
+    ctx.call_on_close(lambda: os.umask(previous))
 
 
 @app.command()
@@ -36,7 +51,22 @@ def show_config() -> None:
     """Print the effective settings (secrets masked)."""
     settings = get_settings()
     for key, value in settings.model_dump().items():
-        print(f"{key} = {value}")
+        print(f"{key} = {mask_credentials(value)}")
+
+
+def mask_credentials(value: object) -> object:
+    """A setting as `config` shows it: credentials inside any URL are masked, in every string
+    setting and list of them (`user:***@`; a lone user part is often a token: `***@`)."""
+    if isinstance(value, list | tuple):
+        return [mask_credentials(item) for item in value]
+    if not isinstance(value, str):
+        return value
+
+    def userinfo(match: re.Match[str]) -> str:
+        user, colon, _password = match["userinfo"].partition(":")
+        return f"{match['scheme']}{user + ':***' if colon else '***'}@"
+
+    return _URL_SECRET_PARAMETER.sub(r"\g<key>***", _URL_USERINFO.sub(userinfo, value))
 
 
 @app.command()
@@ -57,22 +87,46 @@ def migrate() -> None:
 
 @app.command()
 def retention(
-    table: Annotated[str, typer.Option(help="Day-partitioned table to prune.")] = "events",
+    table: Annotated[
+        str, typer.Option(help="Day-partitioned table to prune, or `all` (never audit_log).")
+    ] = "events",
     before: Annotated[
         str, typer.Option(help="Drop whole days before this date (YYYY-MM-DD).")
     ] = "",
 ) -> None:
-    """Drop daily partitions older than a date (how retention works on every ClickHouse)."""
+    """Drop daily partitions older than a date (how retention works on every ClickHouse).
+    The audit log is never dropped."""
     from storage import open_store
 
-    if not before:
-        raise typer.BadParameter("--before is required")
+    if table in RETENTION_PROTECTED:
+        raise typer.BadParameter(
+            f"{table} is evidence of who read what: retention never drops it", param_hint="--table"
+        )
+    try:
+        cutoff = date.fromisoformat(before)
+    except ValueError:
+        raise typer.BadParameter("a date (YYYY-MM-DD) is required", param_hint="--before") from None
+    tables = retention_tables() if table == "all" else [table]
     store = open_store(get_settings())
     try:
-        dropped = store.drop_partitions_before(table, date.fromisoformat(before))
-        console.print(f"dropped {len(dropped)} partitions of {table}: {', '.join(dropped) or '-'}")
+        for name in tables:
+            dropped = store.drop_partitions_before(name, cutoff)
+            console.print(
+                f"dropped {len(dropped)} partitions of {name}: {', '.join(dropped) or '-'}"
+            )
     finally:
         store.close()
+
+
+def retention_tables() -> list[str]:
+    """What `retention --table all` prunes: every day-partitioned table but the protected."""
+    from storage.schema import TABLES
+
+    return [
+        name
+        for name, table in TABLES.items()
+        if table.partition_time_column and name not in RETENTION_PROTECTED
+    ]
 
 
 @app.command()
@@ -93,8 +147,8 @@ def replay(
         store.close()
     console.print(
         f"{totals.events} events, {totals.dead_letters} dead letters, "
-        f"{len(totals.verdicts)} verdicts, {totals.replayed} already counted "
-        f"→ {store.backend} store {store.database}"
+        f"{len(totals.verdicts)} verdicts, {totals.replayed} already counted, "
+        f"{totals.duplicates} resends of stored events → {store.backend} store {store.database}"
     )
 
 
@@ -338,7 +392,7 @@ def _serve(settings: Settings, host: str, port: int, print_token: bool) -> None:
 
     import uvicorn
 
-    from distillguard.wiring import build_api
+    from distillguard.wiring import build_api, uvicorn_proxy_options
     from services.auth import create_token
     from storage import open_store
 
@@ -354,7 +408,9 @@ def _serve(settings: Settings, host: str, port: int, print_token: bool) -> None:
         threading.Thread(target=dispatcher.run, args=(stop,), daemon=True).start()
     console.print(f"DistillGuard API on http://{host}:{port} (OpenAPI at /openapi.json)")
     try:
-        uvicorn.run(api, host=host, port=port, log_level="warning")
+        uvicorn.run(
+            api, host=host, port=port, log_level="warning", **uvicorn_proxy_options(settings)
+        )
     finally:
         stop.set()
 
@@ -594,7 +650,7 @@ def report(
     otherwise) with a SHA-256 manifest of every file."""
     from datetime import datetime
 
-    from services.reports import Subject, write_report
+    from services.reports import ReportError, Subject, write_report
     from storage import open_store
 
     def ms(value: str | None, default: int) -> int:
@@ -607,9 +663,13 @@ def report(
 
     cases = [orjson.loads(path.read_bytes()) for path in provenance or []]
     settings = get_settings()
-    manifest = write_report(
-        open_store(settings), settings, subject, out, pdf=fmt == "pdf", provenance=cases
-    )
+    try:
+        manifest = write_report(
+            open_store(settings), settings, subject, out, pdf=fmt == "pdf", provenance=cases
+        )
+    except ReportError as error:
+        console.print(f"[red]no report:[/] {error}")
+        raise typer.Exit(1) from None
     console.print(f"report for {subject.title} in {out} (sha256 {manifest['report_sha256']})")
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from core.embedder import Embedder
 from core.settings import Settings
@@ -38,6 +38,7 @@ __all__ = [
     "store_pipeline",
     "store_sink",
     "store_sinks",
+    "uvicorn_proxy_options",
 ]
 
 
@@ -93,7 +94,7 @@ def build_ingestor(settings: Settings, store: Store) -> Ingestor:
             settings.topic,
             DeadLetterTopicSink(producer, settings.dlq_topic),
             store_sink(settings, store),
-            settings.max_event_bytes,
+            min(settings.max_event_bytes, settings.kafka_max_message_bytes),
         )
     return PipelineIngestor(store_pipeline(settings, store))
 
@@ -119,7 +120,12 @@ def build_dispatcher(settings: Settings, store: Store) -> Dispatcher | None:
     if settings.webhook_secret is None:
         return None
     secret = settings.webhook_secret.get_secret_value().encode()
-    return Dispatcher(store, secret, base_delay_s=settings.webhook_retry_base_s)
+    return Dispatcher(
+        store,
+        secret,
+        base_delay_s=settings.webhook_retry_base_s,
+        allow_networks=settings.webhook_allow_networks,
+    )
 
 
 def build_api(settings: Settings, store: Store) -> FastAPI:
@@ -128,3 +134,12 @@ def build_api(settings: Settings, store: Store) -> FastAPI:
     from services.api import create_app
 
     return create_app(settings, store, LazyIngestor(partial(build_ingestor, settings, store)))
+
+
+def uvicorn_proxy_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn never rewrites the client address from `X-Forwarded-For` (its default believes
+    loopback, so anything on the host could claim any address in the audit log and dodge the
+    failed-token limit). The app alone decides, from `settings.trusted_proxies`
+    (`services.api.edge.client_address`), so one rule serves audit and limit alike."""
+    del settings  # the app reads it; uvicorn must not act on it too
+    return {"proxy_headers": False}

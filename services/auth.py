@@ -76,19 +76,21 @@ def revoke_token(store: Store, token_id: str) -> bool:
 
 class TokenVerifier:
     """Looks tokens up by hash, with a short cache so each request does not query the store;
-    a revocation takes effect within `TOKEN_CACHE_SECONDS`."""
+    a revocation takes effect at once in the process that made it (`forget`), and in the others
+    within `TOKEN_CACHE_SECONDS`."""
 
     def __init__(self, store: Store, cache_seconds: float = TOKEN_CACHE_SECONDS) -> None:
         self.store = store
         self.cache_seconds = cache_seconds
         self._cache: dict[str, tuple[float, Principal | None]] = {}
+        self._revoked: set[str] = set()  # revoked through this process (few: an admin's acts)
 
     def __call__(self, token: str) -> Principal | None:
         digest = token_hash(token)
         now = time.monotonic()
         cached = self._cache.get(digest)
         if cached and now - cached[0] < self.cache_seconds:
-            return cached[1]
+            return self._unless_revoked(cached[1])
         row = queries.token_by_hash(self.store, digest)
         principal = None
         if row and not int(row["revoked"]) and row["role"] in ROLES:
@@ -96,20 +98,33 @@ class TokenVerifier:
         if len(self._cache) > 10_000:
             self._cache.clear()
         self._cache[digest] = (now, principal)
-        return principal
+        return self._unless_revoked(principal)
+
+    def _unless_revoked(self, principal: Principal | None) -> Principal | None:
+        return None if principal and principal.token_id in self._revoked else principal
+
+    def forget(self, token_id: str) -> None:
+        """A token this process just revoked is refused here at once, even by a lookup already
+        under way (other processes answer from their cache for up to `cache_seconds`)."""
+        self._revoked.add(token_id)
 
 
-def audit(
-    store: Store,
-    principal: Principal | None,
-    action: str,
-    resource: str,
-    status: int,
-    client_ip: str = "",
-    account_id: str = "",
-    cluster_id: str = "",
-) -> None:
-    """Append one audit record (a new random id each time: rows are never replaced)."""
+@dataclass(frozen=True)
+class Access:
+    """One audited request: who (None: no valid token), what, on which resource and subject,
+    from which client address, and the HTTP status it ended with."""
+
+    principal: Principal | None
+    action: str
+    resource: str
+    status: int
+    client_ip: str = ""
+    account_id: str = ""
+    cluster_id: str = ""
+
+
+def audit(store: Store, *accesses: Access) -> None:
+    """Append audit records (a new random id each: rows are never replaced)."""
     now_ms = int(time.time() * 1000)
     store.insert(
         "audit_log",
@@ -118,14 +133,15 @@ def audit(
                 "audit_id": uuid.uuid4().hex,
                 "audit_time": now_ms // 1000,
                 "audit_ms": now_ms,
-                "token_id": principal.token_id if principal else "",
-                "role": principal.role if principal else "",
-                "action": action,
-                "resource": resource,
-                "account_id": account_id,
-                "cluster_id": cluster_id,
-                "status": status,
-                "client_ip": client_ip,
+                "token_id": access.principal.token_id if access.principal else "",
+                "role": access.principal.role if access.principal else "",
+                "action": access.action,
+                "resource": access.resource,
+                "account_id": access.account_id,
+                "cluster_id": access.cluster_id,
+                "status": access.status,
+                "client_ip": access.client_ip,
             }
+            for access in accesses
         ],
     )

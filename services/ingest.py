@@ -29,18 +29,41 @@ STREAM = "http"
 class IngestResult:
     accepted: int = 0
     dead_letters: list[dict] = field(default_factory=list)  # {"index": i, "reason": ...}
+    duplicates: int = 0  # identical resends of stored events (in-process pipeline only)
+
+
+class HttpOffsets:
+    """Positions in the `http` stream: each batch gets the next free range, starting from the
+    microsecond clock so positions keep rising across restarts. Batches posted within the same
+    microseconds must not share positions: the pipeline would take the later ones for
+    redeliveries of the earlier (not counted) and their dead letters would share ids."""
+
+    def __init__(self) -> None:
+        self._next = 0
+        self._lock = threading.Lock()
+
+    def take(self, count: int) -> int:
+        """The first of `count` positions no other batch of this process has."""
+        with self._lock:
+            start = max(time.time_ns() // 1000, self._next)
+            self._next = start + count
+        return start
 
 
 class Ingestor(Protocol):
     def ingest(self, lines: list[bytes]) -> IngestResult: ...
 
 
-def _result(start: int, count: int, dead: list[DeadLetter]) -> IngestResult:
+def _result(start: int, count: int, dead: list[DeadLetter], duplicates: int = 0) -> IngestResult:
     """What the caller learns: how many of its `count` events were taken, and which ones (by
     position in its batch, the `http` stream's offsets starting at `start`) were not, and why."""
     return IngestResult(
         accepted=count - len(dead),
-        dead_letters=[{"index": d.offset - start, "reason": d.reason} for d in dead],
+        dead_letters=sorted(
+            ({"index": d.offset - start, "reason": d.reason} for d in dead),
+            key=lambda d: d["index"],
+        ),
+        duplicates=duplicates,
     )
 
 
@@ -61,9 +84,10 @@ class KafkaIngestor:
         self.dlq = dlq
         self.table = table
         self._lock = threading.Lock()
+        self._offsets = HttpOffsets()
 
     def ingest(self, lines: list[bytes]) -> IngestResult:
-        start = time.time_ns() // 1000
+        start = self._offsets.take(len(lines))
         items = [
             parse_event(line, STREAM, start + i, self.max_event_bytes)
             for i, line in enumerate(lines)
@@ -91,13 +115,17 @@ class PipelineIngestor:
     def __init__(self, pipeline: Pipeline) -> None:
         self.pipeline = pipeline
         self._lock = threading.Lock()  # the pipeline's detector state is not thread-safe
+        self._offsets = HttpOffsets()
 
     def ingest(self, lines: list[bytes]) -> IngestResult:
-        start = time.time_ns() // 1000
+        """Process and checkpoint one batch. When the store is down the call raises and the
+        batch stays buffered for the next checkpoint (a resend is then a duplicate); a batch
+        the store cannot take for its data never stays (see `streaming.sinks`)."""
+        start = self._offsets.take(len(lines))
         with self._lock:
             batch = self.pipeline.process(records_from_lines(lines, STREAM, start))
             self.pipeline.checkpoint()
-        return _result(start, len(lines), batch.dead_letters)
+        return _result(start, len(lines), batch.dead_letters, batch.duplicates)
 
 
 class LazyIngestor:

@@ -6,6 +6,9 @@ printed by headless Chromium) and `manifest.json`: the SHA-256 of every artifact
 own hash (SHA-256 of the canonical artifact list, so it binds them all), the DistillGuard
 version, the detector and its calibration, and the redaction policy. Anyone can re-hash the
 files and compare (`verify_manifest`).
+
+A report is written into a private temporary folder (0700, files 0600) beside its destination
+and moved into place only when complete, so a failure (no Chromium, say) leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,6 +30,7 @@ import orjson
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from core import __version__
+from core.files import PRIVATE_FILE, private_folder
 from core.settings import Settings
 from core.timeutil import END_OF_TIME_MS
 from detectors.registry import CALIBRATION_FILE, calibration_dir
@@ -37,6 +41,18 @@ CHROMIUM = ("chromium", "chromium-browser", "google-chrome")
 EXAMPLE_PROMPTS = 10
 # List price used for the harvest estimate, USD per 1,000 tokens (a setting in a deployment).
 PRICE_PER_1K_TOKENS = 0.002
+# A cell starting with one of these is a formula (or hides one) to a spreadsheet (OWASP CSV
+# injection); so is one whose first non-blank character is one of FORMULA_STARTS.
+FORMULA_STARTS = ("=", "+", "-", "@")
+RISKY_FIRST = (*FORMULA_STARTS, "\t", "\r", "\n", "\0")
+
+
+class ReportError(RuntimeError):
+    """A report that could not be written; nothing of it was left on disk."""
+
+
+class ReportUnavailable(ReportError):
+    """The PDF renderer (headless Chromium) is missing or failed; reports without a PDF work."""
 
 
 @dataclass(frozen=True)
@@ -225,31 +241,36 @@ def _charts(data: dict, folder: Path) -> list[str]:
 
 
 def _events_csv(events: list[dict], settings: Settings) -> bytes:
+    """Every event as a row; every cell, whatever its column, is formula-safe (`csv_cell`)."""
     buffer = io.StringIO()
     columns = ["request_id", "account_id", "time", "model", "prompt_tokens", "completion_tokens"]
-    writer = csv.writer(buffer)
+    writer = csv.writer(buffer, quoting=csv.QUOTE_ALL)
     writer.writerow([*columns, "params_json", "client_ip", "user_agent", "prompt"])
     for e in events:
-        writer.writerow(
-            [
-                e["request_id"],
-                e["account_id"],
-                _iso(e["event_ms"]),
-                e["model"],
-                e["prompt_tokens"],
-                e["completion_tokens"],
-                e["params_json"],
-                e["client_ip"],
-                e["user_agent"],
-                _csv_safe(_shown(e, settings)),
-            ]
-        )
+        row = [
+            e["request_id"],
+            e["account_id"],
+            _iso(e["event_ms"]),
+            e["model"],
+            e["prompt_tokens"],
+            e["completion_tokens"],
+            e["params_json"],
+            e["client_ip"],
+            e["user_agent"],
+            _shown(e, settings),
+        ]
+        writer.writerow([csv_cell(value) for value in row])
     return buffer.getvalue().encode()
 
 
-def _csv_safe(text: str) -> str:
-    """Spreadsheet formula injection: a cell starting with = + - @ is made literal."""
-    return "'" + text if text[:1] in ("=", "+", "-", "@") else text
+def csv_cell(value: object) -> str:
+    """A cell a spreadsheet shows as text, never runs (OWASP CSV injection): one starting with
+    = + - @, tab, CR, LF or NUL, or with = + - @ after leading blanks, gets a leading single
+    quote. Quoting every cell (the writer) keeps separators and quotes inside it."""
+    text = "" if value is None else str(value)
+    if text.startswith(RISKY_FIRST) or text.lstrip().startswith(FORMULA_STARTS):
+        return "'" + text
+    return text
 
 
 def chromium() -> str:
@@ -257,33 +278,47 @@ def chromium() -> str:
         found = shutil.which(name)
         if found:
             return found
-    raise RuntimeError("no Chromium found: install Debian's `chromium` package to render PDFs")
+    raise ReportUnavailable(
+        "PDF reports need headless Chromium, which is not installed (Debian: `apt install "
+        "chromium`); ask for a report without PDF (pdf=false, --format html) meanwhile"
+    )
 
 
 def print_pdf(html: Path, pdf: Path, timeout_s: float = 120.0) -> None:
     """The HTML printed to PDF by headless Chromium (no network, no first-run work)."""
+    executable = chromium()
     with tempfile.TemporaryDirectory(prefix="dg-chromium-") as profile:
-        subprocess.run(  # noqa: S603 - fixed executable, our own file paths
-            [
-                chromium(),
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-                "--no-pdf-header-footer",
-                f"--user-data-dir={profile}",
-                f"--print-to-pdf={pdf}",
-                html.resolve().as_uri(),
-            ],
-            check=True,
-            capture_output=True,
-            timeout=timeout_s,
-        )
+        try:
+            _run_chromium(executable, profile, html, pdf, timeout_s)
+        except subprocess.TimeoutExpired:
+            raise ReportUnavailable(f"Chromium printed no PDF within {timeout_s:.0f} s") from None
+        except (OSError, subprocess.CalledProcessError) as error:
+            raise ReportUnavailable(f"Chromium failed to print the PDF: {error}") from None
     if not pdf.exists() or pdf.stat().st_size == 0:
-        raise RuntimeError("Chromium wrote no PDF")
+        raise ReportUnavailable("Chromium wrote no PDF")
+
+
+def _run_chromium(executable: str, profile: str, html: Path, pdf: Path, timeout_s: float) -> None:
+    """Headless Chromium prints `html` to `pdf` with a throwaway profile and no network."""
+    subprocess.run(  # noqa: S603 - fixed executable, our own file paths
+        [
+            executable,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            "--no-pdf-header-footer",
+            f"--user-data-dir={profile}",
+            f"--print-to-pdf={pdf}",
+            html.resolve().as_uri(),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=timeout_s,
+    )
 
 
 def render(data: dict, folder: Path, settings: Settings, pdf: bool = True) -> dict:
@@ -342,7 +377,34 @@ def write_report(
     pdf: bool = True,
     provenance: Sequence[dict] = (),
 ) -> dict:
-    return render(gather(store, settings, subject, provenance), folder, settings, pdf)
+    """A complete report in `folder` (absent or empty: a report never mixes with another's
+    files), or an exception and nothing on disk."""
+    data = gather(store, settings, subject, provenance)
+    return _staged(folder, lambda staging: render(data, staging, settings, pdf))
+
+
+def _staged(folder: Path, write: Callable[[Path], dict]) -> dict:
+    """`write` into a private temporary folder beside `folder`, moved into place only when it
+    returned; on any failure the temporary folder is removed."""
+    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+        raise ReportError(f"{folder} already exists and is not empty: choose a new folder")
+    if not folder.parent.exists():
+        private_folder(folder.parent)
+    staging = Path(
+        tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".partial", dir=folder.parent)
+    )
+    try:
+        manifest = write(staging)
+        for file in staging.iterdir():
+            file.chmod(PRIVATE_FILE)
+        staging.rename(folder)  # atomic; onto an absent or empty folder only
+    except OSError as error:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise ReportError(f"the report could not be written to {folder}: {error}") from error
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return manifest
 
 
 class NoSuchReport(LookupError):
@@ -364,7 +426,8 @@ def publish_report(
 ) -> tuple[str, dict]:
     """A new report in `reports_dir` under a fresh random id; returns the id and manifest."""
     report_id = uuid.uuid4().hex
-    return report_id, write_report(store, settings, subject, reports_dir(settings) / report_id, pdf)
+    folder = private_folder(reports_dir(settings)) / report_id
+    return report_id, write_report(store, settings, subject, folder, pdf)
 
 
 def published_file(settings: Settings, report_id: str, name: str) -> tuple[Path, dict]:

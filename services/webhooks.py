@@ -10,19 +10,30 @@ one stopped. Retries back off exponentially with jitter for up to 24 hours, then
 
 Signature: `X-DistillGuard-Signature: sha256=<hex HMAC-SHA256(secret, "<timestamp>." + body)>`
 with `X-DistillGuard-Timestamp: <unix seconds>`; receivers reject stale timestamps (`verify`).
+
+Targets (SSRF): a URL is checked when it is registered and again before every attempt, since DNS
+can change in between. It must be http(s), without credentials, whitespace or control
+characters, and every address its host resolves to must be public, unless it lies in
+`webhook_allow_networks`. A send connects to the address it checked (no second lookup), with the
+host name as `Host` and TLS server name. Analysts see a generic error per alert ("HTTP 500 from
+receiver", "connection failed", "refused: address not allowed"), never what a target answered.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import logging
 import random
+import socket
 import threading
 import time
+import unicodedata
 import uuid
-from collections.abc import Callable
-from typing import Literal
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import httpx
 import orjson
@@ -36,7 +47,11 @@ Format = Literal["json", "slack"]
 RETRY_WINDOW_MS = 24 * 3_600_000
 SIGNATURE_HEADER = "X-DistillGuard-Signature"
 TIMESTAMP_HEADER = "X-DistillGuard-Timestamp"
+MAX_URL_CHARS = 2000
 log = logging.getLogger(__name__)
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 def sign(secret: bytes, timestamp: int, body: bytes) -> str:
@@ -60,9 +75,134 @@ def verify(
     return hmac.compare_digest(sign(secret, int(timestamp), body), signature)
 
 
-def add_webhook(store: Store, url: str, fmt: Format = "json") -> str:
-    if not url.startswith(("https://", "http://")):
-        raise ValueError("a webhook URL must be http(s)")
+class WebhookURLError(ValueError):
+    """A webhook URL refused, when registered or before a send. The message tells the admin why;
+    `reason` is the short, generic text recorded on alerts, which analysts see. `permanent`: the
+    URL itself is bad, so retrying cannot help (an address refusal may pass once DNS changes)."""
+
+    def __init__(self, message: str, reason: str, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.permanent = permanent
+
+
+def _invalid(message: str) -> WebhookURLError:
+    return WebhookURLError(message, "refused: invalid URL", permanent=True)
+
+
+def parse_webhook_url(url: str) -> httpx.URL:
+    """The URL's form: http(s), a host, no credentials, no whitespace or control characters
+    (a CR/LF would otherwise stop httpx deep inside a send)."""
+    if len(url) > MAX_URL_CHARS:
+        raise _invalid(f"a webhook URL has at most {MAX_URL_CHARS} characters")
+    if any(char.isspace() or unicodedata.category(char).startswith("C") for char in url):
+        raise _invalid("a webhook URL may not contain whitespace or control characters")
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL:
+        raise _invalid("not a valid URL") from None
+    if parsed.scheme not in ("http", "https"):
+        raise _invalid("a webhook URL must be http(s)")
+    if parsed.userinfo:
+        raise _invalid("a webhook URL may not carry credentials (user:password@)")
+    if not parsed.host:
+        raise _invalid("a webhook URL needs a host")
+    return parsed
+
+
+def allowed_networks(cidrs: Sequence[str]) -> tuple[IPNetwork, ...]:
+    """`webhook_allow_networks` parsed; a bad entry is an error, not silently ignored."""
+    try:
+        return tuple(ipaddress.ip_network(cidr.strip(), strict=False) for cidr in cidrs)
+    except ValueError as error:
+        raise ValueError(f"webhook_allow_networks: {error}") from None
+
+
+def _unmapped(address: IPAddress) -> IPAddress:
+    """An IPv4-mapped IPv6 address (::ffff:a.b.c.d) as the IPv4 address it reaches."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        return address.ipv4_mapped
+    return address
+
+
+def refusal(address: IPAddress, allowed: Sequence[IPNetwork] = ()) -> str | None:
+    """Why webhooks may not go to `address` (its kind: "loopback", "private", ...), or None when
+    it is public or allowlisted. IPv4 carried inside IPv6 (mapped, 6to4, Teredo) is judged as
+    the IPv4 address too."""
+    address = _unmapped(address)
+    if any(address.version == net.version and address in net for net in allowed):
+        return None
+    inner: list[IPAddress] = [address]
+    if isinstance(address, ipaddress.IPv6Address):
+        inner += [v4 for v4 in (address.sixtofour, *(address.teredo or ())) if v4 is not None]
+    for candidate in inner:
+        for kind in ("loopback", "unspecified", "link_local", "multicast", "reserved", "private"):
+            if getattr(candidate, f"is_{kind}"):
+                return kind.replace("_", "-")
+        if not candidate.is_global:
+            return "non-public"  # 100.64.0.0/10 (carrier-grade NAT) and other special ranges
+    return None
+
+
+@dataclass(frozen=True)
+class Target:
+    """A webhook URL checked down to the addresses a send may connect to."""
+
+    url: httpx.URL
+    addresses: tuple[IPAddress, ...]
+
+    def pinned(self) -> Iterator[tuple[httpx.URL, dict[str, str], dict[str, Any]]]:
+        """Per checked address: the URL aimed at it, the `Host` header, and the request
+        extensions that keep TLS verifying the host name, so no second lookup can redirect it."""
+        host = self.url.host
+        tls_name = self.url.scheme == "https" and not _is_ip(host)
+        extensions: dict[str, Any] = {"sni_hostname": host} if tls_name else {}
+        for address in self.addresses:
+            url = self.url.copy_with(host=str(address))
+            yield url, {"Host": self.url.netloc.decode("ascii")}, extensions
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def check_target(url: str, allow_networks: Sequence[str] = ()) -> Target:
+    """The URL's form, then every address its host resolves to; raises `WebhookURLError`."""
+    parsed = parse_webhook_url(url)
+    allowed = allowed_networks(allow_networks)
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        infos = socket.getaddrinfo(parsed.host, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        raise WebhookURLError(
+            f"{parsed.host} does not resolve", "refused: host did not resolve"
+        ) from None
+    addresses: list[IPAddress] = []
+    for info in infos:
+        address = _unmapped(ipaddress.ip_address(str(info[4][0]).split("%")[0]))
+        kind = refusal(address, allowed)
+        if kind is not None:
+            raise WebhookURLError(
+                f"{parsed.host} resolves to an address webhooks may not reach ({kind}); they "
+                "only go to public addresses unless DG_WEBHOOK_ALLOW_NETWORKS lists the network",
+                "refused: address not allowed",
+            )
+        if address not in addresses:
+            addresses.append(address)
+    if not addresses:
+        raise WebhookURLError(f"{parsed.host} does not resolve", "refused: host did not resolve")
+    return Target(parsed, tuple(addresses))
+
+
+def add_webhook(
+    store: Store, url: str, fmt: Format = "json", allow_networks: Sequence[str] = ()
+) -> str:
+    """Register a webhook after `check_target` (raises `WebhookURLError`, a ValueError)."""
+    check_target(url, allow_networks)
     webhook_id = uuid.uuid4().hex[:12]
     store.insert(
         "webhooks",
@@ -204,7 +344,8 @@ def slack_text(payload: dict) -> str:
 
 
 class Dispatcher:
-    """Sends due outbox rows; safe to stop and restart at any point."""
+    """Sends due outbox rows; safe to stop and restart at any point. One alert's failure, whatever
+    it is, is recorded on that alert and never stops the others."""
 
     def __init__(
         self,
@@ -215,12 +356,23 @@ class Dispatcher:
         max_delay_s: float = 3600.0,
         clock: Callable[[], float] = time.time,
         seed: int | None = None,
+        allow_networks: Sequence[str] = (),
     ) -> None:
         if not secret:
             raise ValueError("webhooks are always signed: set DG_WEBHOOK_SECRET")
+        allowed_networks(allow_networks)  # a bad setting fails at start, not on every send
         self.store = store
         self.secret = secret
-        self.client = client or httpx.Client(timeout=10.0)
+        self.allow_networks = tuple(allow_networks)
+        # No proxy from the environment (the checked address is the one connected to), no
+        # redirects (they could lead anywhere), no kept connections (each send is TLS-checked
+        # against its own host name).
+        self.client = client or httpx.Client(
+            timeout=10.0,
+            trust_env=False,
+            follow_redirects=False,
+            limits=httpx.Limits(max_keepalive_connections=0),
+        )
         self.base_delay_s = base_delay_s
         self.max_delay_s = max_delay_s
         self.clock = clock
@@ -246,26 +398,54 @@ class Dispatcher:
         }
         return body, headers
 
+    def _post(self, target: Target, body: bytes, headers: dict[str, str]) -> int:
+        """The receiver's status code, from the first checked address that accepts a
+        connection; the response body is never read (nothing of it reaches analysts)."""
+        refused: httpx.ConnectError | None = None
+        for url, host, extensions in target.pinned():
+            request = self.client.build_request(
+                "POST", url, content=body, headers={**headers, **host}, extensions=extensions
+            )
+            try:
+                response = self.client.send(request, stream=True)
+            except httpx.ConnectError as error:
+                refused = error
+                continue
+            response.close()
+            return response.status_code
+        assert refused is not None  # a Target has at least one address
+        raise refused
+
+    def _deliver(self, alert: dict, hook: dict) -> tuple[str, bool]:
+        """One send: ("", _) when delivered, else the generic error analysts see and whether
+        retrying is pointless."""
+        try:
+            target = check_target(hook["url"], self.allow_networks)
+            status = self._post(target, *self._request(alert, hook["format"]))
+        except WebhookURLError as refused:
+            return refused.reason, refused.permanent
+        except httpx.TimeoutException:
+            return "timed out", False
+        except httpx.ProtocolError:  # its message quotes what the receiver sent
+            return "bad response from receiver", False
+        except httpx.TransportError:
+            return "connection failed", False
+        except Exception:  # noqa: BLE001 - one alert's failure must not stop the others
+            log.exception("webhook alert %s could not be sent", alert["alert_id"])
+            return "internal error", False
+        return ("", False) if 200 <= status < 300 else (f"HTTP {status} from receiver", False)
+
     def attempt(self, alert: dict, hook: dict | None) -> bool:
         """One delivery attempt, recorded in the outbox; True when delivered."""
         now_ms = int(self.clock() * 1000)
         attempts = int(alert["attempts"]) + 1
-        error = ""
-        if hook is None:
-            error = "webhook removed"
-        else:
-            body, headers = self._request(alert, hook["format"])
-            try:
-                response = self.client.post(hook["url"], content=body, headers=headers)
-                if 200 <= response.status_code < 300:
-                    self._record(alert, "delivered", attempts, now_ms, "")
-                    return True
-                error = f"HTTP {response.status_code}"
-            except httpx.HTTPError as exc:
-                error = f"{type(exc).__name__}: {exc}"
+        error, permanent = ("webhook removed", True) if hook is None else self._deliver(alert, hook)
+        if not error:
+            self._record(alert, "delivered", attempts, now_ms, "")
+            return True
         next_ms = now_ms + int(self.backoff_s(attempts) * 1000)
         created_ms = int(alert["created_time"]) * 1000
-        expired = hook is None or next_ms - created_ms > RETRY_WINDOW_MS
+        expired = permanent or next_ms - created_ms > RETRY_WINDOW_MS
         self._record(alert, "expired" if expired else "pending", attempts, next_ms, error)
         return False
 
@@ -282,7 +462,13 @@ class Dispatcher:
     def run_once(self) -> int:
         """Attempt every due alert once; returns how many were delivered."""
         hooks = {h["webhook_id"]: h for h in webhooks(self.store)}
-        return sum(self.attempt(alert, hooks.get(alert["webhook_id"])) for alert in self.due())
+        delivered = 0
+        for alert in self.due():
+            try:
+                delivered += self.attempt(alert, hooks.get(alert["webhook_id"]))
+            except Exception:  # noqa: BLE001 - recording one alert failed; the others go on
+                log.exception("webhook alert %s: the attempt was not recorded", alert["alert_id"])
+        return delivered
 
     def run(self, stop: threading.Event, interval_s: float = 1.0) -> None:
         while not stop.is_set():

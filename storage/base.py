@@ -11,7 +11,8 @@ from __future__ import annotations
 import re
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -23,6 +24,45 @@ Row = dict[str, Any]
 
 class StoreError(RuntimeError):
     """The store could not do what was asked (server down, bad SQL); callers may retry."""
+
+
+class RowsRejected(StoreError):
+    """The store refused rows for their values (a number out of range, text that is not UTF-8):
+    retrying the same rows cannot help. Raised before anything of the block is stored."""
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """A row `insert_valid` left out: its index in the rows given and why."""
+
+    index: int
+    reason: str
+
+
+# ClickHouse refuses an INSERT that touches more than 100 partitions (current versions'
+# `max_partitions_per_insert_block`); a UTC day overlaps at most two server-local days.
+MAX_DAYS_PER_INSERT = 50
+DAY_S = 86_400
+# A SELECT must fit the server's `max_query_size` (256 KiB by default, chDB's too), values and
+# all: an `IN` list of ids gets half of it.
+IN_LIST_BYTES = 128 * 1024
+
+
+def in_chunks(values: Iterable[str]) -> Iterator[tuple[str, ...]]:
+    """`values` in tuples small enough for one `IN %(ids)s` list, however long each id is: a
+    batch of 512-character ids must not make every look-up fail (and a worker retry forever)."""
+    chunk: list[str] = []
+    size = 0
+    for value in values:
+        # Escaping at most doubles a byte; quotes and the separator add four.
+        cost = 2 * len(value.encode("utf-8", "surrogatepass")) + 4
+        if chunk and size + cost > IN_LIST_BYTES:
+            yield tuple(chunk)
+            chunk, size = [], 0
+        chunk.append(value)
+        size += cost
+    if chunk:
+        yield tuple(chunk)
 
 
 def default_for(ch_type: str) -> Any:
@@ -73,6 +113,24 @@ def complete_rows(table: Table, rows: Iterable[Row]) -> list[Row]:
     return completed
 
 
+def _partition_blocks(table: Table, rows: list[Row]) -> Iterator[list[Row]]:
+    """`rows` in blocks of at most `MAX_DAYS_PER_INSERT` days of the partition column, so a
+    backfill spanning months is not refused as "too many partitions for single INSERT"."""
+    column = table.partition_time_column
+    if column is None or len(rows) <= MAX_DAYS_PER_INSERT:
+        yield rows
+        return
+    days: dict[int, list[Row]] = {}
+    for row in rows:
+        days.setdefault(row[column] // DAY_S, []).append(row)
+    if len(days) <= MAX_DAYS_PER_INSERT:
+        yield rows
+        return
+    groups = list(days.values())
+    for start in range(0, len(groups), MAX_DAYS_PER_INSERT):
+        yield [row for group in groups[start : start + MAX_DAYS_PER_INSERT] for row in group]
+
+
 class Store(ABC):
     """One ClickHouse database holding DistillGuard's tables, on a server or embedded."""
 
@@ -94,7 +152,8 @@ class Store(ABC):
 
     @abstractmethod
     def _insert_rows(self, table: Table, rows: list[Row]) -> None:
-        """Insert complete rows (every column present, `DateTime` as epoch seconds)."""
+        """Insert complete rows (every column present, `DateTime` as epoch seconds); raise
+        `RowsRejected` when the rows' values, not the store, are the problem."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""
@@ -117,14 +176,15 @@ class Store(ABC):
             raise StoreError(f"unknown table {name!r}")
         return f"{self.database}.{name}"
 
-    def migrate(self) -> list[int]:
-        """Create the database and apply pending migrations; returns the numbers applied."""
+    def migrate(self, upto: int | None = None) -> list[int]:
+        """Create the database and apply pending migrations (up to number `upto`, as an older
+        release would have: tests of a migration use it); returns the numbers applied."""
         self.execute("CREATE DATABASE IF NOT EXISTS {db}")
         self.execute(SCHEMA_MIGRATIONS.create_sql("{db}"))
         done = set(self.applied_migrations())
         applied = []
         for migration in MIGRATIONS:
-            if migration.number in done:
+            if migration.number in done or (upto is not None and migration.number > upto):
                 continue
             for statement in migration.statements:
                 self.execute(statement)
@@ -145,15 +205,58 @@ class Store(ABC):
         rows = self.query("SELECT migration FROM {db}.schema_migrations FINAL ORDER BY migration")
         return [int(r["migration"]) for r in rows]
 
-    def insert(self, table_name: str, rows: Sequence[Row], batch_size: int = 10_000) -> int:
-        """Insert rows in batches; writing the same natural ids again is idempotent."""
+    def _schema(self, table_name: str) -> Table:
         table = TABLES.get(table_name)
         if table is None:
             raise StoreError(f"unknown table {table_name!r}")
+        return table
+
+    def insert(self, table_name: str, rows: Sequence[Row], batch_size: int = 10_000) -> int:
+        """Insert rows in batches; writing the same natural ids again is idempotent."""
+        table = self._schema(table_name)
         complete = complete_rows(table, rows)
         for start in range(0, len(complete), batch_size):
-            self._insert_rows(table, complete[start : start + batch_size])
+            self._insert_block(table, complete[start : start + batch_size])
         return len(complete)
+
+    def insert_valid(
+        self, table_name: str, rows: Sequence[Row], batch_size: int = 10_000
+    ) -> list[Rejection]:
+        """Insert every row the store can hold and return the others with the reason, so one
+        bad row never holds up its batch. Rows are checked against the column types first; a
+        block the backend still refuses is split in halves until the refused rows are alone.
+        Failures of the store itself (down, full) raise `StoreError` as `insert` does."""
+        table = self._schema(table_name)
+        rejected: list[Rejection] = []
+        valid: list[Row] = []
+        positions: list[int] = []
+        for index, row in enumerate(rows):
+            problem = table.row_problem(row)
+            if problem is None:
+                valid.append(row)
+                positions.append(index)
+            else:
+                rejected.append(Rejection(index, problem))
+        complete = complete_rows(table, valid)
+
+        def write(start: int, end: int) -> None:
+            try:
+                self._insert_block(table, complete[start:end])
+            except RowsRejected as exc:
+                if end - start == 1:
+                    rejected.append(Rejection(positions[start], str(exc)))
+                    return
+                middle = (start + end) // 2
+                write(start, middle)
+                write(middle, end)
+
+        for start in range(0, len(complete), batch_size):
+            write(start, min(start + batch_size, len(complete)))
+        return sorted(rejected, key=lambda r: r.index)
+
+    def _insert_block(self, table: Table, rows: list[Row]) -> None:
+        for block in _partition_blocks(table, rows):
+            self._insert_rows(table, block)
 
     def revise(self, table_name: str, row: Row, **changes: Any) -> Row:
         """Change a row read back with its `version`: write the changed copy one version up,

@@ -8,9 +8,7 @@ from collections.abc import Sequence
 import orjson
 
 from core.batch import GLOBAL_STATE_ID, AccountState
-from storage.base import Store
-
-CHUNK = 5000  # account ids per query: keeps the IN list well below the server's query size limit
+from storage.base import Store, in_chunks
 
 
 def _state(row: dict, detector: str) -> AccountState:
@@ -28,12 +26,12 @@ def account_states(
 ) -> dict[str, AccountState]:
     """The latest checkpoint of each account that has one."""
     saved: dict[str, AccountState] = {}
-    for start in range(0, len(account_ids), CHUNK):
+    for ids in in_chunks(account_ids):
         rows = store.query(
             "SELECT account_id, requests_seen, state_json, updated_ms "
             "FROM {db}.account_state FINAL "
             "WHERE detector = %(detector)s AND account_id IN %(ids)s",
-            {"detector": detector, "ids": tuple(account_ids[start : start + CHUNK])},
+            {"detector": detector, "ids": ids},
         )
         saved.update({row["account_id"]: _state(row, detector) for row in rows})
     return saved

@@ -14,7 +14,8 @@ import pyarrow as pa
 from chdb import session as chdb_session
 from clickhouse_driver.util.escape import escape_params
 
-from storage.base import Row, Store, StoreError
+from core.files import private_folder
+from storage.base import Row, RowsRejected, Store, StoreError
 from storage.schema import Table
 
 _SESSIONS: dict[Path, tuple[Any, int]] = {}
@@ -55,8 +56,8 @@ class EmbeddedClickHouse(Store):
 
     def __init__(self, path: str | Path, database: str = "distillguard") -> None:
         super().__init__(database)
-        self.path = Path(path).resolve()
-        self.path.mkdir(parents=True, exist_ok=True)
+        # Private (0700): chDB writes its files with the process umask, often world-readable.
+        self.path = private_folder(Path(path).resolve())
         with _SESSIONS_LOCK:
             if _SESSIONS and self.path not in _SESSIONS:
                 other = next(iter(_SESSIONS))
@@ -92,7 +93,10 @@ class EmbeddedClickHouse(Store):
                 for n in names
             ]
         )
-        tbl = pa.Table.from_pylist(rows, schema=schema)  # noqa: F841 - read by chDB's Python()
+        try:
+            tbl = pa.Table.from_pylist(rows, schema=schema)  # noqa: F841 - read by chDB's Python()
+        except (pa.ArrowException, TypeError, ValueError, OverflowError) as exc:
+            raise RowsRejected(f"{table.name}: {exc}") from exc
         sql = table.insert_sql(self.database, "SELECT * FROM Python(tbl)")
         with _SESSIONS_LOCK:
             try:

@@ -12,8 +12,16 @@ from core.batch import AccountState, IngestedEvent, ResponseFingerprint
 from core.events import DeadLetter, Event
 from core.hashing import prompt_hash
 from core.verdicts import ClusterVerdict, Verdict
+from storage.schema import EVENTS
 
 RedactPolicy = Literal["none", "hash", "truncate"]
+# Events are append-only evidence: under FINAL the highest version wins, so an event's version
+# falls as its ingest time rises and the first write of a request_id stays even when two writers
+# race past the pipeline's look-up. Rows written before this rule carry their ingest time as
+# version (about 1.8e12), below every row written since (about 9.2e18): were one of those ids
+# written again, the new row would win, but the pipeline's look-up refuses such a write first
+# (identical: skipped; different: a `conflict` dead letter).
+FIRST_WRITE_WINS = 2**63 - 1
 
 
 def redact(text: str, policy: RedactPolicy, truncate_chars: int = 200) -> str:
@@ -33,6 +41,11 @@ def redact_for_display(text: str, policy: RedactPolicy, truncate_chars: int = 20
 
 def _json(value: object) -> str:
     return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+
+
+def event_version(ingested_ms: int) -> int:
+    """The `events` version of a row ingested at `ingested_ms`: earlier ingest, higher version."""
+    return FIRST_WRITE_WINS - ingested_ms
 
 
 def event_row(
@@ -71,7 +84,23 @@ def event_row(
         "source": source,
         "source_offset": -1 if offset is None else offset,
         "ingested_ms": ingested_ms,
+        "content_hash": event.content_hash,
+        "version": event_version(ingested_ms),
     }
+
+
+def storable_event_row(event: Event) -> dict:
+    """The event's row (unredacted: redaction only shortens text), or a `ValueError` saying which
+    value the `events` table cannot hold: the pipeline checks this before an event is taken in,
+    so the rows a sink writes later are known to fit."""
+    try:
+        row = event_row(event)
+    except (TypeError, ValueError, OverflowError, RecursionError) as exc:
+        raise ValueError(f"row: {exc}") from exc
+    problem = EVENTS.row_problem(row)
+    if problem is not None:
+        raise ValueError(problem)
+    return row
 
 
 def dead_letter_row(letter: DeadLetter) -> dict:

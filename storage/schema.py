@@ -2,14 +2,99 @@
 both accept (no DateTime64, Map, JSON, TTL, CODEC or LowCardinality).
 
 Every table is a ReplacingMergeTree ordered by its natural id with a `version` column, so writing a
-row twice leaves one row under `FINAL`. Time-series tables are partitioned by day
+row twice leaves one row under `FINAL` (the latest; `events` keep the first, see
+`storage.rows.event_version`). Time-series tables are partitioned by day
 (`toYYYYMMDD`), so retention is a partition drop. Timestamps are `DateTime` (seconds, UTC) plus an
 epoch-millisecond `UInt64` where precision matters.
 """
 
 from __future__ import annotations
 
+import math
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
+from functools import cached_property
+from typing import Any
+
+# What each column type holds: one place for the ranges the rows are checked against.
+INT_RANGES: dict[str, tuple[int, int]] = {
+    "UInt8": (0, 2**8 - 1),
+    "UInt16": (0, 2**16 - 1),
+    "UInt32": (0, 2**32 - 1),
+    "UInt64": (0, 2**64 - 1),
+    "Int64": (-(2**63), 2**63 - 1),
+    "DateTime": (0, 2**32 - 1),  # epoch seconds
+}
+FLOAT_MAX = {"Float32": 3.4028234663852886e38, "Float64": sys.float_info.max}
+ValueCheck = Callable[[Any], str | None]  # a value → what is wrong with it, or None
+
+
+def _check_string(value: Any) -> str | None:
+    if not isinstance(value, str):
+        return f"expected a string, got {type(value).__name__}"
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            return f"not encodable as UTF-8 ({exc.reason} at {exc.start})"
+    return None
+
+
+def _int_check(ch_type: str) -> ValueCheck:
+    low, high = INT_RANGES[ch_type]
+
+    def check(value: Any) -> str | None:
+        if ch_type == "DateTime" and isinstance(value, datetime):
+            value = int(value.timestamp())
+        if not isinstance(value, int):
+            return f"expected an integer, got {type(value).__name__}"
+        if not low <= value <= high:
+            return f"{value} outside {ch_type} range {low}..{high}"
+        return None
+
+    return check
+
+
+def _float_check(ch_type: str) -> ValueCheck:
+    largest = FLOAT_MAX[ch_type]
+
+    def check(value: Any) -> str | None:
+        if not isinstance(value, int | float):
+            return f"expected a number, got {type(value).__name__}"
+        if not (math.isfinite(value) and abs(value) <= largest):
+            return f"{value} is not a finite {ch_type}"
+        return None
+
+    return check
+
+
+def value_check(ch_type: str) -> ValueCheck:
+    """The check of one column type: whether a Python value can be stored in it as it is."""
+    if ch_type.startswith("Nullable("):
+        inner = value_check(ch_type[len("Nullable(") : -1])
+        return lambda value: None if value is None else inner(value)
+    if ch_type.startswith("Array("):
+        element = value_check(ch_type[len("Array(") : -1])
+
+        def check_array(value: Any) -> str | None:
+            if not isinstance(value, list | tuple):
+                return f"expected a list, got {type(value).__name__}"
+            for item in value:
+                problem = element(item)
+                if problem is not None:
+                    return f"element {problem}"
+            return None
+
+        return check_array
+    if ch_type == "String":
+        return _check_string
+    if ch_type in INT_RANGES:
+        return _int_check(ch_type)
+    if ch_type in FLOAT_MAX:
+        return _float_check(ch_type)
+    raise ValueError(f"no value check for column type {ch_type}")
 
 
 @dataclass(frozen=True)
@@ -30,6 +115,24 @@ class Table:
     def column_types(self) -> dict[str, str]:
         return dict(self.columns)
 
+    @cached_property
+    def _checks(self) -> dict[str, ValueCheck]:
+        return {name: value_check(ch_type) for name, ch_type in self.columns}
+
+    def row_problem(self, row: dict[str, Any]) -> str | None:
+        """What keeps `row` out of this table ("column: why"), or None when every value fits its
+        column. Omitted and None values are fine: they take the column's default."""
+        checks = self._checks
+        for name, value in row.items():
+            check = checks.get(name)
+            if check is None:
+                return f"{name}: no such column in {self.name}"
+            if value is not None:
+                problem = check(value)
+                if problem is not None:
+                    return f"{name}: {problem}"
+        return None
+
     def insert_sql(self, database: str, tail: str) -> str:
         """`INSERT INTO db.table (columns) <tail>`; identifiers come from this fixed schema."""
         columns = ", ".join(self.column_names)
@@ -49,34 +152,41 @@ class Table:
         )
 
 
+_EVENT_COLUMNS_V1 = (
+    ("request_id", "String"),
+    ("account_id", "String"),
+    ("event_time", "DateTime"),
+    ("event_ms", "UInt64"),
+    ("model", "String"),
+    ("endpoint", "String"),
+    ("prompt_hash", "String"),
+    ("prompt_text", "String"),
+    ("prompt_chars", "UInt32"),
+    ("turn_count", "UInt16"),
+    ("response_text", "String"),
+    ("prompt_tokens", "Nullable(UInt32)"),
+    ("completion_tokens", "Nullable(UInt32)"),
+    ("params_json", "String"),
+    ("client_ip", "String"),
+    ("user_agent", "String"),
+    ("api_key_id", "String"),
+    ("org_id", "String"),
+    ("extra_json", "String"),
+    ("embedding", "Array(Float32)"),
+    ("source", "String"),
+    ("source_offset", "Int64"),
+    ("ingested_ms", "UInt64"),
+    ("version", "UInt64"),
+)
+# sha256 of the validated event (`Event.content_hash`): an identical resend is told from a
+# conflicting one. Rows stored before migration 5 hold "".
+_EVENT_COLUMNS_V5 = (("content_hash", "String"),)
+EVENTS_V1 = Table(
+    "events", _EVENT_COLUMNS_V1, order_by=("request_id",), partition_time_column="event_time"
+)
 EVENTS = Table(
     "events",
-    (
-        ("request_id", "String"),
-        ("account_id", "String"),
-        ("event_time", "DateTime"),
-        ("event_ms", "UInt64"),
-        ("model", "String"),
-        ("endpoint", "String"),
-        ("prompt_hash", "String"),
-        ("prompt_text", "String"),
-        ("prompt_chars", "UInt32"),
-        ("turn_count", "UInt16"),
-        ("response_text", "String"),
-        ("prompt_tokens", "Nullable(UInt32)"),
-        ("completion_tokens", "Nullable(UInt32)"),
-        ("params_json", "String"),
-        ("client_ip", "String"),
-        ("user_agent", "String"),
-        ("api_key_id", "String"),
-        ("org_id", "String"),
-        ("extra_json", "String"),
-        ("embedding", "Array(Float32)"),
-        ("source", "String"),
-        ("source_offset", "Int64"),
-        ("ingested_ms", "UInt64"),
-        ("version", "UInt64"),
-    ),
+    _EVENT_COLUMNS_V1[:-1] + _EVENT_COLUMNS_V5 + _EVENT_COLUMNS_V1[-1:],
     order_by=("request_id",),
     partition_time_column="event_time",
 )
@@ -272,12 +382,24 @@ class Migration:
     statements: tuple[str, ...]  # may contain `{db}`
 
 
+def _add_columns(table: str, columns: tuple[tuple[str, str], ...], after: str) -> tuple[str, ...]:
+    """`ALTER TABLE ... ADD COLUMN` statements putting `columns`, in order, after `after`."""
+    statements = []
+    for name, ch_type in columns:
+        statements.append(f"ALTER TABLE {{db}}.{table} ADD COLUMN {name} {ch_type} AFTER {after}")
+        after = name
+    return tuple(statements)
+
+
+# Tables as migration 1 created them; later migrations add the columns the rest have.
+_INITIAL = {ALERTS: ALERTS_V1, EVENTS: EVENTS_V1}
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
         "initial tables",
         tuple(
-            (ALERTS_V1 if table is ALERTS else table).create_sql("{db}")
+            _INITIAL.get(table, table).create_sql("{db}")
             for table in TABLES.values()
             if table not in (SCHEMA_MIGRATIONS, API_TOKENS, AUDIT_LOG, WEBHOOKS)
         ),
@@ -291,11 +413,11 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         4,
         "alerts: webhook and acknowledgement",
-        tuple(
-            f"ALTER TABLE {{db}}.alerts ADD COLUMN {name} {ch_type} AFTER {after}"
-            for (name, ch_type), after in zip(
-                _ALERT_COLUMNS_V4, ("last_error", "webhook_id", "acknowledged_by"), strict=True
-            )
-        ),
+        _add_columns("alerts", _ALERT_COLUMNS_V4, after="last_error"),
+    ),
+    Migration(
+        5,
+        "events: content hash (first write wins)",
+        _add_columns("events", _EVENT_COLUMNS_V5, after="ingested_ms"),
     ),
 )

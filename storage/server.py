@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 import threading
 from datetime import UTC, datetime
 from typing import Any
@@ -9,9 +10,13 @@ from urllib.parse import unquote, urlsplit
 
 from clickhouse_driver import Client
 from clickhouse_driver.errors import Error as DriverError
+from clickhouse_driver.errors import TypeMismatchError
 
-from storage.base import Row, Store, StoreError
+from storage.base import Row, RowsRejected, Store, StoreError
 from storage.schema import Table
+
+# What clickhouse-driver's encoders raise for a value that does not fit its column.
+_ENCODING_ERRORS = (TypeError, ValueError, OverflowError, AttributeError, struct.error)
 
 
 def _plain(value: Any) -> Any:
@@ -60,9 +65,19 @@ class ClickHouseServer(Store):
         with self._lock:
             try:
                 return self._client.execute(sql, params, **kwargs)
+            except TypeMismatchError as exc:
+                self._client.disconnect()
+                raise RowsRejected(f"clickhouse server {self.url}: {exc}") from exc
             except (DriverError, OSError, EOFError) as exc:
                 self._client.disconnect()
                 raise StoreError(f"clickhouse server {self.url}: {exc}") from exc
+            except _ENCODING_ERRORS as exc:
+                if params is None or not kwargs.get("columnar"):
+                    raise
+                # The driver encodes an INSERT's values on this side: one that does not fit its
+                # column fails here, the INSERT is cut short and the server stores none of it.
+                self._client.disconnect()
+                raise RowsRejected(f"clickhouse server {self.url}: {exc!r}") from exc
 
     def _query(self, sql: str, params: dict[str, Any] | None) -> list[Row]:
         rows, columns = self._run(sql, params or {}, with_column_types=True)

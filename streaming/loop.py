@@ -84,6 +84,7 @@ class Totals:
     events: int = 0
     dead_letters: int = 0
     replayed: int = 0
+    duplicates: int = 0
     verdicts: list[Verdict] = field(default_factory=list)
 
     def add(self, batch: Batch) -> None:
@@ -92,4 +93,5 @@ class Totals:
         self.events += len(batch.events)
         self.dead_letters += len(batch.dead_letters)
         self.replayed += batch.replayed
+        self.duplicates += batch.duplicates
         self.verdicts.extend(batch.verdicts)

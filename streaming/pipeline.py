@@ -1,8 +1,10 @@
 """The one pipeline every entry point drives: Kafka worker, file replay, offline scoring, demo.
 
-batch of raw records → parse/validate (dead letters out) → embed → response fingerprints →
-detectors → one `Batch` written to every sink; a checkpoint writes the account states and
-flushes the sinks (Quix Streams' split: offsets are committed only after every flush succeeded).
+batch of raw records → parse/validate, check each row fits the store (dead letters out) →
+first write wins (`streaming.evidence`: resends skipped, conflicts dead-lettered) → embed →
+response fingerprints → detectors → one `Batch` written to every sink; a checkpoint writes the
+account states and flushes the sinks (Quix Streams' split: offsets are committed only after every
+flush succeeded).
 
 Exactly-once detector state on an at-least-once stream: each account's checkpoint records, per
 source partition, the last offset its detector consumed. A replayed record (a crash before the
@@ -29,7 +31,9 @@ from detectors.base import (
 from detectors.fingerprints import response_fingerprints
 from storage import Store
 from storage.checkpoints import account_states, global_state
-from streaming.sinks import Sink
+from storage.rows import storable_event_row
+from streaming.evidence import Evidence
+from streaming.sinks import Sink, is_transient
 
 GLOBAL_CHECKPOINT_MS = 60_000  # cross-account state is large: checkpoint it once a minute
 
@@ -43,6 +47,18 @@ class AccountCursor:
     last_label: str | None = None
     last_score: float = 0.0
     cluster_id: str | None = None
+
+
+def _storable(event: Event, record: SourceRecord) -> Event | DeadLetter:
+    """The event, or its dead letter when its row cannot be built or does not fit the store:
+    whatever fails on one event's row is that event's problem, never its batch's."""
+    try:
+        storable_event_row(event)
+    except Exception as exc:  # noqa: BLE001 - any failure here is this one event's
+        return DeadLetter.from_bytes(
+            record.value, f"unstorable: {exc}", record.stream, record.offset, event.request_id
+        )
+    return event
 
 
 class Pipeline:
@@ -66,6 +82,7 @@ class Pipeline:
         self._dirty: set[str] = set()
         self._global_restored = store is None
         self._global_saved_ms = 0
+        self.evidence = Evidence(store)
 
     # --- state --------------------------------------------------------------------------------
     def _restore(self, account_ids: Iterable[str]) -> None:
@@ -140,33 +157,39 @@ class Pipeline:
     def process(self, records: Sequence[SourceRecord]) -> Batch:
         """Run one batch through parse → embed → fingerprint → detect and write the result to
         every sink (response fingerprints too, so every entry point can attribute a suspect
-        model); returns it."""
+        model); returns it. A store failure raises before any state changed (retry freely)."""
         parsed: list[tuple[Event, SourceRecord]] = []
         dead: list[DeadLetter] = []
         for record in records:
             item = parse_event(record.value, record.stream, record.offset, self.max_event_bytes)
             if isinstance(item, Event):
+                item = _storable(item, record)
+            if isinstance(item, Event):
                 parsed.append((item, record))
             else:
                 dead.append(item)
+        sorted_ = self.evidence.sort(parsed)
+        admitted = sorted_.admitted
 
-        embeddings: list[list[float] | None] = [None] * len(parsed)
-        if self.embedder is not None and parsed:
-            embeddings = list(self.embedder([e.prompt_text for e, _ in parsed]))
+        embeddings: list[list[float] | None] = [None] * len(admitted)
+        if self.embedder is not None and admitted:
+            embeddings = list(self.embedder([e.prompt_text for e, _ in admitted]))
 
         ingested = now_ms()
         events = [
             IngestedEvent(event, record, ingested, vector)
-            for (event, record), vector in zip(parsed, embeddings, strict=True)
+            for (event, record), vector in zip(admitted, embeddings, strict=True)
         ]
         # From the raw responses: the events row may redact them, attribution needs the text.
-        fingerprints = response_fingerprints(event for event, _ in parsed)
-        verdicts, replayed = self._detect(parsed)
+        fingerprints = response_fingerprints(event for event, _ in admitted)
+        verdicts, replayed = self._detect(admitted)
+        self.evidence.remember(sorted_.new)
         batch = Batch(
             records=len(records),
             replayed=replayed,
+            duplicates=sorted_.duplicates,
             events=events,
-            dead_letters=dead,
+            dead_letters=dead + sorted_.conflicts,
             verdicts=verdicts,
             clusters=drain_clusters(self.detector),
             fingerprints=fingerprints,
@@ -233,12 +256,20 @@ class Pipeline:
         so offsets stay uncommitted.
 
         A retry after a failure flushes the same buffered data again: sinks keep their buffers
-        until they succeed, and the states were written to the sinks before the first attempt.
+        until they succeed while a service is unavailable, and the states were written to the
+        sinks before the first attempt. A sink that failed on the data itself dropped its
+        buffer (see `streaming.sinks`), so it cannot fail every later checkpoint too.
         """
         states = self._checkpoint_states()
         if states:
             batch = Batch(states=states)
             for sink in self.sinks:
                 sink.write(batch)
-        for sink in self.sinks:
-            sink.flush()
+        try:
+            for sink in self.sinks:
+                sink.flush()
+        except Exception as exc:
+            if not is_transient(exc):
+                self.evidence.forget()  # the failing sink dropped its buffer
+            raise
+        self.evidence.settled()

@@ -1,18 +1,25 @@
 """Sinks, Quix-Streams style: `write(batch)` per pipeline step, `flush()` at a checkpoint.
 
 A flush that fails raises, and the checkpoint is aborted: offsets are committed only when every
-sink has the data. A failed flush keeps its buffer, so retrying the flush loses nothing.
+sink has the data. A flush that failed because a service is unavailable (`is_transient`) keeps
+its buffer, so retrying it loses nothing; one that failed for any other reason drops it, since
+the same data would fail again and hold up every later batch. Rows the store refuses for their
+values never fail a flush: the store sink writes the rest and dead-letters those events.
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import IO, Protocol
 
 import orjson
+from kafka.errors import KafkaError, MessageSizeTooLargeError
 
-from core.batch import Batch
-from storage import Store
+from core.batch import Batch, IngestedEvent
+from core.events import DeadLetter
+from storage import Store, StoreError
+from storage.base import Rejection, Row, RowsRejected
 from storage.rows import (
     RedactPolicy,
     account_state_row,
@@ -22,6 +29,16 @@ from storage.rows import (
     ingested_event_row,
     verdict_row,
 )
+
+log = logging.getLogger("distillguard.sinks")
+
+
+def is_transient(error: BaseException) -> bool:
+    """Whether `error` says a service is unavailable (store down, broker unreachable, disk
+    full), so the same step may work later, rather than that the data itself is unwritable."""
+    if isinstance(error, RowsRejected | MessageSizeTooLargeError):
+        return False
+    return isinstance(error, StoreError | KafkaError | OSError)
 
 
 class Sink(Protocol):
@@ -50,7 +67,22 @@ class BufferedSink:
         self.pending.extend(batch)
 
     def flush(self) -> None:
-        self._write(self.pending)
+        try:
+            self._write(self.pending)
+        except Exception as exc:
+            if not is_transient(exc):
+                pending = self.pending
+                log.error(
+                    "%s: dropped a batch it cannot write (%d events, %d dead letters, %d "
+                    "verdicts): %r",
+                    self.name,
+                    len(pending.events),
+                    len(pending.dead_letters),
+                    len(pending.verdicts),
+                    exc,
+                )
+                self.pending = Batch()
+            raise
         self.pending = Batch()
 
     def _write(self, batch: Batch) -> None:
@@ -84,13 +116,32 @@ class StoreSink(BufferedSink):
             ingested_event_row(e, self.redact_policy, self.redact_truncate_chars)
             for e in batch.events
         ]
-        self.store.insert("events", events, self.batch_size)
-        fingerprints = [fingerprint_row(f) for f in batch.fingerprints]
-        self.store.insert("response_fingerprints", fingerprints, self.batch_size)
-        self.store.insert("dead_letters", [dead_letter_row(d) for d in batch.dead_letters])
-        self.store.insert("verdicts", [verdict_row(v) for v in batch.verdicts])
-        self.store.insert("clusters", [cluster_row(c) for c in batch.clusters])
-        self.store.insert("account_state", [account_state_row(s) for s in batch.states])
+        refused = self.store.insert_valid("events", events, self.batch_size)
+        letters = batch.dead_letters + [_refused(batch.events[r.index], r) for r in refused]
+        self._insert("response_fingerprints", [fingerprint_row(f) for f in batch.fingerprints])
+        self._insert("dead_letters", [dead_letter_row(d) for d in letters])
+        self._insert("verdicts", [verdict_row(v) for v in batch.verdicts])
+        self._insert("clusters", [cluster_row(c) for c in batch.clusters])
+        self._insert("account_state", [account_state_row(s) for s in batch.states])
+
+    def _insert(self, table: str, rows: list[Row]) -> None:
+        """Rows derived by the pipeline, not taken from input: one the store refuses is a bug,
+        logged, and never allowed to hold up the rest."""
+        for rejection in self.store.insert_valid(table, rows, self.batch_size):
+            log.error("%s: row %d refused: %s", table, rejection.index, rejection.reason)
+
+
+def _refused(item: IngestedEvent, rejection: Rejection) -> DeadLetter:
+    """The dead letter of an event whose row the store refused (the pipeline's check at parse
+    time should have caught it; this is the backstop)."""
+    record = item.record
+    return DeadLetter.from_bytes(
+        record.value,
+        f"unstorable: {rejection.reason}",
+        record.stream,
+        record.offset,
+        item.event.request_id,
+    )
 
 
 class VerdictFileSink(BufferedSink):
@@ -113,23 +164,47 @@ class VerdictFileSink(BufferedSink):
         self._handle.close()
 
 
+# Below the broker's default `message.max.bytes` (1 MiB) with room for the record's overhead.
+DLQ_MAX_BYTES = 900_000
+
+
+def dlq_value(letter: DeadLetter, max_bytes: int = DLQ_MAX_BYTES) -> bytes:
+    """The dead letter as the DLQ topic's JSON, its `raw` cut short (`raw_truncated`, with the
+    original `raw_length`) when the whole would not fit one message: escaping can make a 200 KB
+    message six times longer, and a letter the broker refuses would be retried forever. The
+    `dead_letters` table keeps the whole of it."""
+    document = letter.model_dump(mode="json")
+    value = orjson.dumps(document)
+    raw = document["raw"]
+    keep = len(raw)
+    while len(value) > max_bytes and keep > 0:
+        keep = keep * max_bytes // len(value) * 9 // 10
+        keep -= keep % 4  # base64 stays decodable
+        document.update(raw=raw[:keep], raw_truncated=True, raw_length=len(raw))
+        value = orjson.dumps(document)
+    return value
+
+
 class DeadLetterTopicSink(BufferedSink):
     """Dead letters to the Kafka topic `api-requests.dlq` (JSON, keyed by source position)."""
 
     name = "dlq-topic"
 
-    def __init__(self, producer, topic: str, timeout_s: float = 30.0) -> None:
+    def __init__(
+        self, producer, topic: str, timeout_s: float = 30.0, max_bytes: int = DLQ_MAX_BYTES
+    ) -> None:
         super().__init__()
         self.producer = producer
         self.topic = topic
         self.timeout_s = timeout_s
+        self.max_bytes = max_bytes
 
     def _write(self, batch: Batch) -> None:
         futures = [
             self.producer.send(
                 self.topic,
                 key=f"{letter.source}@{letter.offset}".encode(),
-                value=orjson.dumps(letter.model_dump(mode="json")),
+                value=dlq_value(letter, self.max_bytes),
                 headers=[("reason", letter.reason.split(":")[0].encode())],
             )
             for letter in batch.dead_letters

@@ -17,17 +17,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from kafka.errors import KafkaError
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exponential_jitter
+from tenacity import RetryCallState, Retrying, retry_if_exception, wait_exponential_jitter
 
 from core.batch import Batch
 from core.records import SourceRecord
 from core.timeutil import now_ms
-from storage import StoreError
 from streaming.kafka import KafkaSource
 from streaming.loop import run
 from streaming.pipeline import Pipeline
+from streaming.sinks import is_transient
 
 log = logging.getLogger("distillguard.worker")
 T = TypeVar("T")
@@ -104,9 +103,11 @@ class Worker:
 
     def _until_durable(self, step: Callable[[], T]) -> tuple[bool, T | None]:
         """Run a step that needs the sinks, retrying with backoff until it works (True, value) or
-        a stop is requested (False: the batch's offsets stay uncommitted; it is redelivered)."""
+        a stop is requested (False: the batch's offsets stay uncommitted; it is redelivered).
+        Only unavailability is retried (`is_transient`): data the store refuses never reaches
+        this far (the pipeline dead-letters it), so no message can hold the worker here."""
         retrying = Retrying(
-            retry=retry_if_exception_type((StoreError, KafkaError, OSError)),
+            retry=retry_if_exception(is_transient),
             wait=wait_exponential_jitter(initial=0.5, max=self.max_backoff_s),
             stop=lambda _state: self.stop.is_set(),
             before_sleep=self._log_failure,
@@ -115,7 +116,9 @@ class Worker:
         )
         try:
             value = retrying(step)
-        except (StoreError, KafkaError, OSError):
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
             log.warning("stopping with an unflushed batch; its offsets stay uncommitted")
             return False, None
         if self._down_since is not None:

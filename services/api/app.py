@@ -1,15 +1,15 @@
 """`create_app`: the API's parts on `app.state`, one router per resource, the error handlers, and
-the edge every response passes (request size limit, security headers, request metrics)."""
+the edge every request passes (`services.api.edge`: token before body, body size, failed-token
+limit, client address, audit with the real status, security headers, request metrics)."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import RedirectResponse
 from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry, Counter
@@ -18,18 +18,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 import dashboards
 from core import __version__
 from core.settings import Settings
-from services.api.errors import error_response, http_error, invalid_request
+from services.api.edge import Edge
+from services.api.errors import http_error, invalid_request, server_error
 from services.api.routers import ROUTERS
 from services.auth import TokenVerifier
 from services.ingest import Ingestor
 from storage import Store
 
 DASHBOARD = Path(dashboards.__file__).parent / "web"
-SECURITY_HEADERS = {
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
-}
 
 
 def operation_id(route: APIRoute) -> str:
@@ -61,22 +57,16 @@ def create_app(settings: Settings, store: Store, ingestor: Ingestor | None = Non
 
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(RequestValidationError, invalid_request)
-
-    @app.middleware("http")
-    async def edge(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > settings.max_request_bytes:
-            response: Response = error_response(
-                413, f"request body over {settings.max_request_bytes} bytes"
-            )
-        else:
-            response = await call_next(request)
-        response.headers.update(SECURITY_HEADERS)
-        route = request.scope.get("route")
-        requests_total.labels(getattr(route, "path", "unmatched"), str(response.status_code)).inc()
-        return response
+    app.add_exception_handler(Exception, server_error)  # a failure of the edge itself
+    app.add_middleware(
+        Edge,
+        store=store,
+        verify=app.state.verify,
+        max_request_bytes=settings.max_request_bytes,
+        trusted_proxies=settings.trusted_proxies,
+        auth_failures_per_minute=settings.auth_failures_per_minute,
+        requests_total=requests_total,
+    )
 
     for router in ROUTERS:
         app.include_router(router)

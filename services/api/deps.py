@@ -14,9 +14,9 @@ from fastapi import Depends, HTTPException, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from core.settings import Settings
-from core.timeutil import END_OF_TIME_MS
-from services.api.schemas import millis
-from services.auth import Principal, Role, audit
+from services.api.edge import Exchange, exchange_of
+from services.api.schemas import window_ms
+from services.auth import Principal, Role
 from services.ingest import Ingestor
 from storage import Store
 
@@ -45,24 +45,32 @@ IngestorDep = Annotated[Ingestor, Depends(app_ingestor)]
 
 
 # --- who is calling ---------------------------------------------------------------------------
+# Declares the bearer scheme in the OpenAPI document; the edge has checked the token already.
 _bearer = HTTPBearer(auto_error=False)
 
 
+def current_exchange(request: Request) -> Exchange:
+    """This request as the edge saw it: client address, caller, audit notes."""
+    return exchange_of(request.scope)
+
+
+ExchangeDep = Annotated[Exchange, Depends(current_exchange)]
+
+
 def principal(
-    request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    exchange: ExchangeDep,
+    _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
-    if credentials is None or credentials.scheme.lower() != "bearer":
+    """The caller the edge authenticated before the body was read."""
+    if exchange.principal is None:  # only on a route the edge leaves public
         raise HTTPException(401, "a bearer token is required")
-    who = request.app.state.verify(credentials.credentials)
-    if who is None:
-        raise HTTPException(401, "unknown or revoked token")
-    return who
+    return exchange.principal
 
 
 def requires(role: Role) -> Callable[..., Principal]:
-    def check(who: Annotated[Principal, Depends(principal)]) -> Principal:
+    def check(who: Annotated[Principal, Depends(principal)], exchange: ExchangeDep) -> Principal:
         if not who.can(role):
+            exchange.note("forbidden")  # audited with the 403
             raise HTTPException(403, f"this route needs the {role!r} role")
         return who
 
@@ -74,25 +82,9 @@ Analyst = Annotated[Principal, Depends(requires("analyst"))]
 Admin = Annotated[Principal, Depends(requires("admin"))]
 Ingest = Annotated[Principal, Depends(requires("ingest"))]
 
-
-# --- the audit trail --------------------------------------------------------------------------
-@dataclass(frozen=True)
-class AuditTrail:
-    """Appends what a caller did on this request to the append-only audit log."""
-
-    store: Store
-    resource: str
-    client_ip: str
-
-    def __call__(self, who: Principal, action: str, **subject: str) -> None:
-        audit(self.store, who, action, self.resource, 200, self.client_ip, **subject)
-
-
-def audit_trail(request: Request, store: StoreDep) -> AuditTrail:
-    return AuditTrail(store, request.url.path, request.client.host if request.client else "")
-
-
-Audit = Annotated[AuditTrail, Depends(audit_trail)]
+# The audit trail: `audit.note("view_account", account_id=...)` before the data is read; the
+# edge writes the row with the response's real status before the response leaves.
+Audit = ExchangeDep
 
 
 # --- shared query parameters ------------------------------------------------------------------
@@ -111,7 +103,7 @@ class TimeRange:
 
 
 def time_range(since: datetime | None = None, until: datetime | None = None) -> TimeRange:
-    return TimeRange(millis(since) or 0, millis(until) or END_OF_TIME_MS)
+    return TimeRange(*window_ms(since, until))
 
 
 Window = Annotated[TimeRange, Depends(time_range)]
@@ -131,19 +123,10 @@ def request_lines(body: bytes, content_type: str) -> list[bytes]:
     return [line for line in body.split(b"\n") if line.strip()]
 
 
-async def event_lines(request: Request, settings: SettingsDep) -> list[bytes]:
-    """The posted batch, read no further than the size limit (a body without a declared
-    length is cut off as it streams in)."""
-    limit = settings.max_request_bytes
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise HTTPException(413, f"request body over {limit} bytes; send smaller batches")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise HTTPException(413, f"request body over {limit} bytes; send smaller batches")
-    return request_lines(bytes(body), request.headers.get("content-type", ""))
+async def event_lines(request: Request) -> list[bytes]:
+    """The posted batch; the edge refuses a body past the size limit as it streams in."""
+    body = await request.body()
+    return request_lines(body, request.headers.get("content-type", ""))
 
 
 EventLines = Annotated[list[bytes], Depends(event_lines)]

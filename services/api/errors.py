@@ -21,6 +21,7 @@ ERROR_CODES = {
     405: "method_not_allowed",
     413: "payload_too_large",
     422: "invalid_request",
+    429: "too_many_requests",
 }
 WHEN = {
     400: "The body is not what the route takes.",
@@ -29,36 +30,53 @@ WHEN = {
     404: "No such resource.",
     413: "The request body is over the size limit.",
     422: "A parameter or the body is invalid; `message` lists each problem.",
+    429: "Too many failed authentications from this address; retry after `Retry-After` s.",
     503: "The service cannot do this now.",
 }
+# What the client is told about a failure the server did not expect (the log has the rest).
+UNEXPECTED = "internal server error"
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
+_HEADERS = {
+    401: {"WWW-Authenticate": {"description": "`Bearer`", "schema": {"type": "string"}}},
+    429: {"Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer"}}},
+}
 
 
-def error_response(status: int, message: Any) -> JSONResponse:
+def error_response(
+    status: int, message: Any, headers: dict[str, str] | None = None
+) -> JSONResponse:
     code = ERROR_CODES.get(status, "server_error" if status >= 500 else "error")
     return JSONResponse(
         {"error": {"status": status, "code": code, "message": message}},
         status_code=status,
-        headers=_CHALLENGE if status == 401 else None,
+        headers=(_CHALLENGE if status == 401 else {}) | (headers or {}),
     )
 
 
 def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """The OpenAPI `responses` entries for these error statuses, all with `ErrorResponse`."""
+    """The OpenAPI `responses` entries for these error statuses, all with `ErrorResponse`.
+    A route that can answer 401 can also answer 429: the failed-authentication limit is
+    checked before the token."""
+    if 401 in statuses:
+        statuses = (*statuses, 429)
     documented: dict[int | str, dict[str, Any]] = {}
     for status in statuses:
         entry: dict[str, Any] = {"model": ErrorResponse, "description": WHEN[status]}
-        if status == 401:
-            entry["headers"] = {
-                "WWW-Authenticate": {"description": "`Bearer`", "schema": {"type": "string"}}
-            }
+        if status in _HEADERS:
+            entry["headers"] = _HEADERS[status]
         documented[status] = entry
     return documented
 
 
 async def http_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    return error_response(exc.status_code, exc.detail)
+    return error_response(exc.status_code, exc.detail, exc.headers)
+
+
+async def server_error(_request: Request, _exc: Exception) -> JSONResponse:
+    """An unexpected failure: the one error shape with a generic message, never a traceback
+    or plain text (the server's log keeps the exception)."""
+    return error_response(500, UNEXPECTED)
 
 
 async def invalid_request(_request: Request, exc: Exception) -> JSONResponse:

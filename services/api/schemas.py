@@ -30,8 +30,13 @@ from storage.rows import redact_for_display
 T = TypeVar("T")
 
 
-def millis(moment: datetime | None) -> int | None:
-    return None if moment is None else int(moment.timestamp() * 1000)
+def window_ms(since: datetime | None, until: datetime | None) -> tuple[int, int]:
+    """Inclusive bounds in epoch milliseconds. Only a missing end is open: `until=0` (the
+    epoch) is a bound like any other, and excludes everything after it."""
+    return (
+        0 if since is None else int(since.timestamp() * 1000),
+        END_OF_TIME_MS if until is None else int(until.timestamp() * 1000),
+    )
 
 
 # --- errors -----------------------------------------------------------------------------------
@@ -245,8 +250,13 @@ class Rejected(BaseModel):
 
 
 class IngestReceipt(BaseModel):
-    accepted: int
+    accepted: int = Field(description="Events taken in, resends of stored events included.")
     dead_letters: list[Rejected]
+    duplicates: int = Field(
+        0,
+        description="Accepted events already taken in with the same content: stored and counted"
+        " once. Through Kafka the worker drops them later, so this is 0 there.",
+    )
 
 
 # --- reports ----------------------------------------------------------------------------------
@@ -258,12 +268,7 @@ class ReportRequest(BaseModel):
     pdf: bool = True
 
     def subject(self) -> Subject:
-        return Subject(
-            self.account_id,
-            self.cluster_id,
-            millis(self.since) or 0,
-            millis(self.until) or END_OF_TIME_MS,
-        )
+        return Subject(self.account_id, self.cluster_id, *window_ms(self.since, self.until))
 
 
 class ReportCreated(BaseModel):
@@ -353,3 +358,8 @@ class TokenCreated(BaseModel):
     token: str = Field(description="Shown once: only its hash is stored.")
     token_id: str
     role: Role
+
+
+class TokenRevoked(BaseModel):
+    token_id: str
+    revoked: Literal[True] = True

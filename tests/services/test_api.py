@@ -63,7 +63,14 @@ def api(store: Store) -> Iterator[tuple[TestClient, dict[str, str], Store]]:
     )
     store.insert("events", [_event("acct-high", i, f"prompt {i} <script>") for i in range(3)])
     tokens = {role: create_token(store, role, f"test-{role}")[0] for role in ("analyst", "admin")}
-    app = create_app(Settings(redact_prompts="none"), store)
+    # This module fails authentication on purpose, route after route: above the 30-a-minute
+    # limit (tests/services/test_api_edge.py tests the limit itself).
+    settings = Settings(
+        redact_prompts="none",
+        auth_failures_per_minute=1_000,
+        webhook_allow_networks=["127.0.0.0/8"],
+    )
+    app = create_app(settings, store)
     with TestClient(app) as client:
         yield client, tokens, store
 
@@ -258,7 +265,7 @@ def test_webhooks_and_alert_acknowledgement(api) -> None:
     from services.webhooks import AlertSink
 
     client, tokens, store = api
-    hook = {"url": "https://hooks.example.test/dg", "format": "slack"}
+    hook = {"url": "http://127.0.0.1:9/dg", "format": "slack"}  # allowlisted: see `api`
     assert (
         client.post("/v1/webhooks", json=hook, headers=auth(tokens["analyst"])).status_code == 403
     )

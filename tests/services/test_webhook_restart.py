@@ -17,7 +17,7 @@ import pytest
 from services.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, add_webhook, verify
 from storage import ClickHouseServer
 from tests.conftest import CLICKHOUSE_URL, unique_database
-from tests.services.test_webhooks import Receiver, _queue, _verdict
+from tests.services.test_webhooks import LOOPBACK, Receiver, _queue, _verdict
 
 pytestmark = pytest.mark.integration
 SECRET = "restart-secret"
@@ -31,6 +31,7 @@ def _dispatcher(database: str) -> subprocess.Popen:
         "DG_DATABASE": database,
         "DG_WEBHOOK_SECRET": SECRET,
         "DG_WEBHOOK_RETRY_BASE_S": "0.2",
+        "DG_WEBHOOK_ALLOW_NETWORKS": orjson.dumps(LOOPBACK).decode(),  # the loopback receiver
     }
     command = [sys.executable, "-m", "distillguard.cli", "alerts", "dispatch"]
     return subprocess.Popen(command, env=env, cwd=Path(__file__).resolve().parents[2])
@@ -49,7 +50,7 @@ def test_every_alert_arrives_across_a_killed_dispatcher() -> None:
     store.migrate()
     receiver = Receiver(refuse=4)
     try:
-        add_webhook(store, receiver.url)
+        add_webhook(store, receiver.url, allow_networks=LOOPBACK)
         _queue(store, [_verdict(f"acct-{i}") for i in range(3)])
         first = _dispatcher(store.database)
         _wait(lambda: len(receiver.received) >= 2)  # refused attempts under way

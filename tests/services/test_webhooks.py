@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import orjson
 import pytest
@@ -26,6 +27,8 @@ from services.webhooks import (
 from storage import Store
 
 SECRET = b"test-webhook-secret"
+# The receivers listen on loopback, which webhooks may only reach when allowlisted (SSRF).
+LOOPBACK = ["127.0.0.0/8", "::1/128"]
 
 
 class Receiver:
@@ -83,6 +86,11 @@ def _queue(
     sink.flush()
 
 
+def _dispatcher(store: Store, **options: Any) -> Dispatcher:
+    """A dispatcher that may reach the loopback receivers."""
+    return Dispatcher(store, SECRET, allow_networks=LOOPBACK, **options)
+
+
 def _drain(dispatcher: Dispatcher, rounds: int) -> None:
     for _ in range(rounds):
         dispatcher.run_once()
@@ -92,7 +100,7 @@ def _drain(dispatcher: Dispatcher, rounds: int) -> None:
 def test_every_alert_arrives_signed_once_per_key_across_a_restart(
     store: Store, receiver: Receiver
 ) -> None:
-    add_webhook(store, receiver.url)
+    add_webhook(store, receiver.url, allow_networks=LOOPBACK)
     campaign = ClusterVerdict(
         cluster_id="c-1",
         updated=datetime(2026, 11, 20, 12, tzinfo=UTC),
@@ -104,11 +112,11 @@ def test_every_alert_arrives_signed_once_per_key_across_a_restart(
         store, [_verdict("acct-1"), _verdict("acct-2"), _verdict("acct-3", "benign")], [campaign]
     )
     _queue(store, [_verdict("acct-1")])  # a later extraction verdict: no second alert
-    first = Dispatcher(store, SECRET, base_delay_s=0.01, max_delay_s=0.02, seed=1)
+    first = _dispatcher(store, base_delay_s=0.01, max_delay_s=0.02, seed=1)
     first.run_once()  # refused (503) ...
     first.run_once()
     del first  # ... and the service stops in the middle of retrying
-    restarted = Dispatcher(store, SECRET, base_delay_s=0.01, max_delay_s=0.02, seed=2)
+    restarted = _dispatcher(store, base_delay_s=0.01, max_delay_s=0.02, seed=2)
     _drain(restarted, 10)
 
     keys = [headers["Idempotency-Key"] for headers, _ in receiver.received]
@@ -137,23 +145,24 @@ def test_signatures_reject_tampering_and_replays() -> None:
 def test_slack_format_escapes_and_unreachable_hooks_back_off(store: Store) -> None:
     slack = Receiver(refuse=0)
     try:
-        add_webhook(store, slack.url, "slack")
+        add_webhook(store, slack.url, "slack", allow_networks=LOOPBACK)
         _queue(store, [_verdict("<!channel> & <https://evil>")])
-        Dispatcher(store, SECRET, base_delay_s=0.01).run_once()
+        _dispatcher(store, base_delay_s=0.01).run_once()
         ((_, body),) = slack.received
         text = orjson.loads(body)["text"]
         assert "&lt;!channel&gt; &amp; &lt;https://evil&gt;" in text and "<!channel>" not in text
     finally:
         slack.close()
-    dead = add_webhook(store, "http://127.0.0.1:9/unreachable")
+    dead = add_webhook(store, "http://127.0.0.1:9/unreachable", allow_networks=LOOPBACK)
     _queue(store, [_verdict("acct-9")])
-    dispatcher = Dispatcher(store, SECRET, base_delay_s=60.0, seed=0)
+    dispatcher = _dispatcher(store, base_delay_s=60.0, seed=0)
     dispatcher.run_once()
     (row,) = store.query(
         "SELECT status, attempts, next_attempt_ms, last_error FROM {db}.alerts FINAL "
         "WHERE webhook_id = %(w)s",
         {"w": dead},
     )
-    assert row["status"] == "pending" and row["attempts"] == 1 and row["last_error"]
+    assert row["status"] == "pending" and row["attempts"] == 1
+    assert row["last_error"] == "connection failed"
     assert row["next_attempt_ms"] >= time.time() * 1000 + 29_000  # backoff: 30-60 s
     assert dispatcher.run_once() == 0  # not due yet

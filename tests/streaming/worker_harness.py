@@ -40,6 +40,7 @@ class WorkerRun:
     tmp: Path
     partitions: int = 4
     name: str = field(default_factory=lambda: uuid.uuid4().hex[:10])
+    extra_env: dict[str, str] = field(default_factory=dict)  # e.g. a faster detector
     processes: list[subprocess.Popen] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -52,19 +53,23 @@ class WorkerRun:
         self.store.migrate()
 
     def env(self, metrics_port: int = 0) -> dict[str, str]:
-        return os.environ | {
-            "DG_STORE": "server",
-            "DG_CLICKHOUSE_URL": CLICKHOUSE_URL,
-            "DG_DATABASE": self.database,
-            "DG_KAFKA_BOOTSTRAP": KAFKA_BOOTSTRAP,
-            "DG_TOPIC": self.topic,
-            "DG_DLQ_TOPIC": self.dlq_topic,
-            "DG_CONSUMER_GROUP": f"group-{self.name}",
-            "DG_METRICS_PORT": str(metrics_port),
-            "DG_BATCH_SIZE": "1000",
-            "DG_EMBEDDING_TIER": "off",  # delivery semantics; MiniLM would only slow it
-            "PYTHONUNBUFFERED": "1",
-        }
+        return (
+            os.environ
+            | {
+                "DG_STORE": "server",
+                "DG_CLICKHOUSE_URL": CLICKHOUSE_URL,
+                "DG_DATABASE": self.database,
+                "DG_KAFKA_BOOTSTRAP": KAFKA_BOOTSTRAP,
+                "DG_TOPIC": self.topic,
+                "DG_DLQ_TOPIC": self.dlq_topic,
+                "DG_CONSUMER_GROUP": f"group-{self.name}",
+                "DG_METRICS_PORT": str(metrics_port),
+                "DG_BATCH_SIZE": "1000",
+                "DG_EMBEDDING_TIER": "off",  # delivery semantics; MiniLM would only slow it
+                "PYTHONUNBUFFERED": "1",
+            }
+            | self.extra_env
+        )
 
     def start_worker(self, metrics_port: int = 0) -> subprocess.Popen:
         log = (self.tmp / f"worker-{len(self.processes)}.log").open("wb")

@@ -1,4 +1,5 @@
-"""Accounts ranked by risk, and one account's verdicts and activity (an audited view)."""
+"""Accounts ranked by risk, and one account's verdicts and activity (both audited: each shows
+accounts' data)."""
 
 from __future__ import annotations
 
@@ -14,16 +15,23 @@ router = APIRouter(tags=["accounts"])
 
 @router.get("/v1/accounts", responses=errors(401, 403, 422))
 def list_accounts(
-    _who: Analyst, store: StoreDep, label: LabelFilter = None, limit: Limit = 50, offset: Offset = 0
+    _who: Analyst,
+    store: StoreDep,
+    audit: Audit,
+    label: LabelFilter = None,
+    limit: Limit = 50,
+    offset: Offset = 0,
 ) -> Page[AccountSummary]:
     """Accounts ranked by risk: each account's latest score, highest first."""
+    audit.note("list_accounts")
     page = queries.ranked_accounts(store, label, limit, offset)
     return Page[AccountSummary].of(page, AccountSummary.from_row)
 
 
 @router.get("/v1/accounts/{account_id}", responses=errors(401, 403, 404, 422))
-def get_account(account_id: str, who: Analyst, store: StoreDep, audit: Audit) -> AccountDetail:
+def get_account(account_id: str, _who: Analyst, store: StoreDep, audit: Audit) -> AccountDetail:
     """An account's latest verdict with its signals, its verdict history and activity."""
+    audit.note("view_account", account_id=account_id)  # a 404 is audited too: a probe
     detail = AccountDetail.from_rows(
         account_id,
         queries.account_verdicts(store, account_id),
@@ -31,5 +39,4 @@ def get_account(account_id: str, who: Analyst, store: StoreDep, audit: Audit) ->
     )
     if not detail.known:
         raise HTTPException(404, f"no account {account_id!r}")
-    audit(who, "view_account", account_id=account_id)
     return detail

@@ -3,16 +3,23 @@ API tokens."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, HTTPException, Path, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from core import __version__
 from services import auth
 from services.api.deps import Admin, Analyst, Audit, Limit, Offset, StoreDep
 from services.api.errors import errors
-from services.api.schemas import AuditRecord, Health, Page, TokenCreated, TokenRequest
+from services.api.schemas import (
+    AuditRecord,
+    Health,
+    Page,
+    TokenCreated,
+    TokenRequest,
+    TokenRevoked,
+)
 from storage import queries
 
 router = APIRouter()
@@ -60,8 +67,26 @@ def list_audit_log(
 
 
 @router.post("/v1/tokens", tags=["admin"], status_code=201, responses=errors(401, 403, 413, 422))
-def create_token(body: TokenRequest, who: Admin, store: StoreDep, audit: Audit) -> TokenCreated:
+def create_token(body: TokenRequest, _who: Admin, store: StoreDep, audit: Audit) -> TokenCreated:
     """A new token; it is shown once, only its hash is stored."""
     token, created = auth.create_token(store, body.role, body.name)
-    audit(who, f"create_token:{created.token_id}")
+    audit.note(f"create_token:{created.token_id}")
     return TokenCreated(token=token, token_id=created.token_id, role=created.role)
+
+
+@router.delete("/v1/tokens/{token_id}", tags=["admin"], responses=errors(401, 403, 404, 422))
+def revoke_token(
+    token_id: Annotated[str, Path(min_length=1, max_length=64)],
+    request: Request,
+    _who: Admin,
+    store: StoreDep,
+    audit: Audit,
+) -> TokenRevoked:
+    """Revoke a token by id. This API process refuses it from the next request on; other
+    processes serving the same store within their token cache's lifetime
+    (`services.auth.TOKEN_CACHE_SECONDS`, 30 s)."""
+    audit.note(f"revoke_token:{token_id}")
+    if not auth.revoke_token(store, token_id):
+        raise HTTPException(404, f"no token {token_id!r}")
+    request.app.state.verify.forget(token_id)
+    return TokenRevoked(token_id=token_id)

@@ -6,7 +6,16 @@ import time
 
 from fastapi import APIRouter, HTTPException
 
-from services.api.deps import Admin, AlertStatusFilter, Analyst, Audit, Limit, Offset, StoreDep
+from services.api.deps import (
+    Admin,
+    AlertStatusFilter,
+    Analyst,
+    Audit,
+    Limit,
+    Offset,
+    SettingsDep,
+    StoreDep,
+)
 from services.api.errors import errors
 from services.api.schemas import (
     Acknowledgement,
@@ -16,7 +25,7 @@ from services.api.schemas import (
     WebhookRemoved,
     WebhookRequest,
 )
-from services.webhooks import add_webhook, remove_webhook, webhooks
+from services.webhooks import WebhookURLError, add_webhook, remove_webhook, webhooks
 from storage import queries
 
 router = APIRouter()
@@ -26,11 +35,13 @@ router = APIRouter()
 def list_alerts(
     _who: Analyst,
     store: StoreDep,
+    audit: Audit,
     status: AlertStatusFilter = None,
     limit: Limit = 50,
     offset: Offset = 0,
 ) -> Page[Alert]:
-    """Alerts, newest first, with their delivery state."""
+    """Alerts, newest first, with their delivery state (their payloads: an audited view)."""
+    audit.note("list_alerts")
     return Page[Alert].of(queries.alert_page(store, status, limit, offset), Alert.from_row)
 
 
@@ -43,7 +54,7 @@ def acknowledge_alert(
     row = queries.acknowledge_alert(store, alert_id, who.token_id, now_ms)
     if row is None:
         raise HTTPException(404, f"no alert {alert_id!r}")
-    audit(who, "acknowledge_alert", account_id=row["account_id"])
+    audit.note("acknowledge_alert", account_id=row["account_id"])
     return Acknowledgement(alert_id=alert_id, acknowledged_by=who.token_id, acknowledged_ms=now_ms)
 
 
@@ -54,16 +65,23 @@ def list_webhooks(_who: Admin, store: StoreDep) -> Page[Webhook]:
 
 
 @router.post("/v1/webhooks", tags=["admin"], status_code=201, responses=errors(401, 403, 413, 422))
-def create_webhook(body: WebhookRequest, who: Admin, store: StoreDep, audit: Audit) -> Webhook:
-    """Alerts go to this URL from now on, signed with the deployment's webhook secret."""
-    webhook_id = add_webhook(store, body.url, body.format)
-    audit(who, f"add_webhook:{webhook_id}")
+def create_webhook(
+    body: WebhookRequest, _who: Admin, store: StoreDep, settings: SettingsDep, audit: Audit
+) -> Webhook:
+    """Alerts go to this URL from now on, signed with the deployment's webhook secret. Its host
+    must resolve to public addresses only, unless `webhook_allow_networks` lists the network."""
+    try:
+        webhook_id = add_webhook(store, body.url, body.format, settings.webhook_allow_networks)
+    except WebhookURLError as refused:
+        audit.note("add_webhook")  # audited with the 422
+        raise HTTPException(422, str(refused)) from None
+    audit.note(f"add_webhook:{webhook_id}")
     return Webhook(webhook_id=webhook_id, url=body.url, format=body.format)
 
 
 @router.delete("/v1/webhooks/{webhook_id}", tags=["admin"], responses=errors(401, 403, 404, 422))
-def delete_webhook(webhook_id: str, who: Admin, store: StoreDep, audit: Audit) -> WebhookRemoved:
+def delete_webhook(webhook_id: str, _who: Admin, store: StoreDep, audit: Audit) -> WebhookRemoved:
+    audit.note(f"remove_webhook:{webhook_id}")
     if not remove_webhook(store, webhook_id):
         raise HTTPException(404, f"no webhook {webhook_id!r}")
-    audit(who, f"remove_webhook:{webhook_id}")
     return WebhookRemoved(webhook_id=webhook_id)

@@ -28,7 +28,7 @@ router = APIRouter()
 
 @router.get("/v1/events", tags=["events"], responses=errors(401, 403, 422))
 def list_events(
-    who: Analyst,
+    _who: Analyst,
     store: StoreDep,
     settings: SettingsDep,
     audit: Audit,
@@ -38,10 +38,10 @@ def list_events(
     offset: Offset = 0,
 ) -> Page[LoggedEvent]:
     """An account's requests; prompt text as the redaction setting allows."""
+    audit.note("view_events", account_id=account_id)
     page = queries.account_event_page(
         store, account_id, window.since_ms, window.until_ms, limit, offset
     )
-    audit(who, "view_events", account_id=account_id)
     return Page[LoggedEvent].of(page, lambda row: LoggedEvent.from_row(row, settings))
 
 
@@ -55,4 +55,5 @@ async def ingest_events(_who: Ingest, lines: EventLines, ingestor: IngestorDep) 
     return IngestReceipt(
         accepted=result.accepted,
         dead_letters=[Rejected.model_validate(d) for d in result.dead_letters],
+        duplicates=result.duplicates,
     )

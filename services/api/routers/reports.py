@@ -10,9 +10,19 @@ from fastapi.responses import FileResponse
 from services.api.deps import Analyst, Audit, SettingsDep, StoreDep
 from services.api.errors import errors
 from services.api.schemas import ReportCreated, ReportRequest
-from services.reports import NoSuchReport, listed_files, publish_report, published_file
+from services.reports import (
+    NoSuchReport,
+    ReportError,
+    ReportUnavailable,
+    listed_files,
+    publish_report,
+    published_file,
+)
 
 router = APIRouter(tags=["reports"])
+# What the client is told when a report fails; the server's log has the cause.
+PDF_UNAVAILABLE = "PDF rendering is unavailable on this server; ask for the report with pdf=false"
+NOT_WRITTEN = "the report could not be written on this server"
 BINARY = {"schema": {"type": "string", "format": "binary"}}
 REPORT_FILE: dict[int | str, dict[str, Any]] = {
     200: {
@@ -28,18 +38,21 @@ REPORT_FILE: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.post("/v1/reports", status_code=201, responses=errors(401, 403, 413, 422))
+@router.post("/v1/reports", status_code=201, responses=errors(401, 403, 413, 422, 503))
 def create_report(
-    body: ReportRequest, who: Analyst, store: StoreDep, settings: SettingsDep, audit: Audit
+    body: ReportRequest, _who: Analyst, store: StoreDep, settings: SettingsDep, audit: Audit
 ) -> ReportCreated:
-    """Generate a forensic report (PDF, HTML, JSON, CSV, charts, SHA-256 manifest)."""
-    report_id, manifest = publish_report(store, settings, body.subject(), body.pdf)
-    audit(
-        who,
-        f"generate_report:{report_id}",
-        account_id=body.account_id or "",
-        cluster_id=body.cluster_id or "",
-    )
+    """Generate a forensic report (PDF, HTML, JSON, CSV, charts, SHA-256 manifest). 503 when
+    this server cannot render the PDF (`pdf: false` still works) or write the report; nothing
+    of a failed report is kept."""
+    subject = {"account_id": body.account_id or "", "cluster_id": body.cluster_id or ""}
+    try:
+        report_id, manifest = publish_report(store, settings, body.subject(), body.pdf)
+    except ReportError as failure:
+        audit.note("generate_report", **subject)  # audited with the 503
+        unavailable = isinstance(failure, ReportUnavailable)
+        raise HTTPException(503, PDF_UNAVAILABLE if unavailable else NOT_WRITTEN) from failure
+    audit.note(f"generate_report:{report_id}", **subject)
     return ReportCreated(
         report_id=report_id,
         report_sha256=manifest["report_sha256"],
@@ -53,15 +66,14 @@ def create_report(
     responses=REPORT_FILE | errors(401, 403, 404, 422),
 )
 def get_report_file(
-    report_id: str, name: str, who: Analyst, settings: SettingsDep, audit: Audit
+    report_id: str, name: str, _who: Analyst, settings: SettingsDep, audit: Audit
 ) -> FileResponse:
     """Download one file of a report (only files its manifest lists)."""
     try:
         path, subject = published_file(settings, report_id, name)
     except NoSuchReport as missing:
         raise HTTPException(404, str(missing)) from None
-    audit(
-        who,
+    audit.note(
         f"export_report:{report_id}/{name}",
         account_id=subject.get("account_id") or "",
         cluster_id=subject.get("cluster_id") or "",
