@@ -17,9 +17,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from core.settings import Settings
-from distillguard.wiring import build_api
+from distillguard.wiring import build_api, store_pipeline
 from services.auth import create_token
 from storage import ClickHouseServer, Store
+from streaming.files import run_file
 from tests.conftest import CLICKHOUSE_URL, KAFKA_BOOTSTRAP, unique_database
 from tests.hostile.catalogue import CATALOGUE, Entry, kinds_for
 from tests.hostile.checks import Expected, eventually, expect, verify
@@ -100,6 +101,20 @@ def test_http_ingest_on_the_embedded_store(embedded: Store, tmp_path: Path) -> N
         assert _post_all(client, token, expected.first_pass) == 1  # `identical_resend`
         # every stored event again, the conflicts' originals and the resend's copy included
         assert _post_all(client, token, expected.second_pass) == len(expected.stored) + 1
+    verify(embedded, expected)
+
+
+@pytest.mark.models
+def test_the_default_detector_takes_every_kind(embedded: Store, tmp_path: Path) -> None:
+    """The fused `extraction` detector with every prompt embedded (MiniLM): no hostile text or
+    number makes a feature, the embedder or the campaign linker raise (a detector that raised
+    would stop the worker on that message after every restart)."""
+    expected = _expected("replay")
+    settings = Settings(data_dir=tmp_path, detector="extraction", embedding_tier="full")
+    for name, lines in (("first", expected.first_pass), ("second", expected.second_pass)):
+        path = tmp_path / f"{name}.jsonl"
+        path.write_bytes(b"\n".join(lines) + b"\n")
+        run_file(store_pipeline(settings, embedded), path, batch_size=7, show_progress=False)
     verify(embedded, expected)
 
 
