@@ -35,6 +35,12 @@ MODELS_DIR = TEST_CACHE / "models"  # the reasoning classifier
 SHARED = {"teacher": TEACHER_DIR, "models": MODELS_DIR}
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """`overlap` tests first, so a parallel run (scripts/pytest-in-phases) starts the longest
+    one at once and the other worker takes the rest meanwhile."""
+    items.sort(key=lambda item: item.get_closest_marker("overlap") is None)
+
+
 def data_folder(path: Path) -> Path:
     """A fresh data folder whose model caches (`teacher/`, `models/`) are the test cache's, so
     a command given `DG_DATA_DIR=path` finds them built."""

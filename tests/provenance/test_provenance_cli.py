@@ -48,6 +48,7 @@ def distillguard(
 # 7.0e-08 after 125, 3.6e-06 after 100 (the test needs < 1e-6). So no fewer epochs, and the
 # limit allows for a cold teacher cache on a busy machine.
 @pytest.mark.models
+@pytest.mark.overlap  # 16 min in CI's fresh clone: it runs beside the tests that mostly wait
 @pytest.mark.timeout(1800)
 def test_quick_experiment_on_real_students(tmp_path: Path) -> None:
     """The fully watermarked student is caught and its harvesters named; clean students are

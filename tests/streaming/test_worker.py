@@ -73,6 +73,7 @@ def test_kill_9_three_times_loses_and_duplicates_nothing(
     assert_exactly_once(run, EVENTS)
 
 
+@pytest.mark.serial  # stops the ClickHouse server every other test is using
 def test_clickhouse_outage_of_30_s_loses_nothing(run: WorkerRun, lines: list[bytes]) -> None:
     run.produce(lines)
     run.start_worker()
