@@ -166,6 +166,17 @@ class Store(ABC):
         """
         return self._query(sql.replace("{db}", self.database), params)
 
+    def query_in(
+        self, sql: str, values: Iterable[str], params: dict[str, Any] | None = None
+    ) -> list[Row]:
+        """Run a SELECT whose `%(values)s` is an `IN` list of `values`, once per chunk small
+        enough for the server's query size limit (`in_chunks`); the rows of every chunk, in no
+        particular order (sort them, and apply any LIMIT, after)."""
+        rows: list[Row] = []
+        for chunk in in_chunks(sorted(set(values))):
+            rows.extend(self.query(sql, {**(params or {}), "values": chunk}))
+        return rows
+
     def execute(self, sql: str, params: dict[str, Any] | None = None) -> None:
         """Run a statement that returns nothing (DDL, ALTER, OPTIMIZE); same placeholders."""
         self._execute(sql.replace("{db}", self.database), params)

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import orjson
 
 from core.batch import GLOBAL_STATE_ID, AccountState
-from storage.base import Store, in_chunks
+from storage.base import Store
 
 
 def _state(row: dict, detector: str) -> AccountState:
@@ -25,16 +25,13 @@ def account_states(
     store: Store, detector: str, account_ids: Sequence[str]
 ) -> dict[str, AccountState]:
     """The latest checkpoint of each account that has one."""
-    saved: dict[str, AccountState] = {}
-    for ids in in_chunks(account_ids):
-        rows = store.query(
-            "SELECT account_id, requests_seen, state_json, updated_ms "
-            "FROM {db}.account_state FINAL "
-            "WHERE detector = %(detector)s AND account_id IN %(ids)s",
-            {"detector": detector, "ids": ids},
-        )
-        saved.update({row["account_id"]: _state(row, detector) for row in rows})
-    return saved
+    rows = store.query_in(
+        "SELECT account_id, requests_seen, state_json, updated_ms FROM {db}.account_state FINAL "
+        "WHERE detector = %(detector)s AND account_id IN %(values)s",
+        account_ids,
+        {"detector": detector},
+    )
+    return {row["account_id"]: _state(row, detector) for row in rows}
 
 
 def global_state(store: Store, detector: str) -> AccountState | None:

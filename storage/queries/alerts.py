@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TypedDict, cast
 
-from storage.base import Store, in_chunks
+from storage.base import Store
 from storage.queries.paging import RowPage, fetch_page
 
 
@@ -71,13 +71,10 @@ def acknowledge_alert(store: Store, alert_id: str, by: str, at_ms: int) -> Alert
 
 def existing_alert_ids(store: Store, alert_ids: Sequence[str]) -> set[str]:
     """Which of these alerts are already in the outbox, in any status."""
-    found: set[str] = set()
-    for chunk in in_chunks(sorted(set(alert_ids))):
-        rows = store.query(
-            "SELECT alert_id FROM {db}.alerts WHERE alert_id IN %(ids)s", {"ids": chunk}
-        )
-        found.update(r["alert_id"] for r in rows)
-    return found
+    rows = store.query_in(
+        "SELECT alert_id FROM {db}.alerts WHERE alert_id IN %(values)s", alert_ids
+    )
+    return {r["alert_id"] for r in rows}
 
 
 def due_alerts(store: Store, now_ms: int, limit: int) -> list[AlertRow]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import TypedDict, cast
 
-from storage.base import Store, in_chunks
+from storage.base import Store
 from storage.queries.paging import RowPage, fetch_page
 
 
@@ -79,60 +79,49 @@ def events_of(
     store: Store, accounts: Sequence[str], since_ms: int, until_ms: int
 ) -> list[ReportEventRow]:
     """The accounts' requests in `[since_ms, until_ms]`, oldest first (a report's evidence)."""
-    rows: list[ReportEventRow] = []
-    for chunk in in_chunks(sorted(set(accounts))):
-        found = store.query(
-            "SELECT request_id, account_id, event_ms, model, prompt_text, prompt_tokens,"
-            " completion_tokens, params_json, client_ip, user_agent FROM {db}.events FINAL"
-            " WHERE account_id IN %(accounts)s AND event_ms >= %(since)s"
-            " AND event_ms <= %(until)s",
-            {"accounts": chunk, "since": since_ms, "until": until_ms},
-        )
-        rows.extend(cast(list[ReportEventRow], found))
-    return sorted(rows, key=lambda r: (r["event_ms"], r["request_id"]))
+    rows = store.query_in(
+        "SELECT request_id, account_id, event_ms, model, prompt_text, prompt_tokens,"
+        " completion_tokens, params_json, client_ip, user_agent FROM {db}.events FINAL"
+        " WHERE account_id IN %(values)s AND event_ms >= %(since)s AND event_ms <= %(until)s",
+        accounts,
+        {"since": since_ms, "until": until_ms},
+    )
+    rows.sort(key=lambda r: (r["event_ms"], r["request_id"]))
+    return cast(list[ReportEventRow], rows)
 
 
 def answered_prompts(store: Store, accounts: Sequence[str], limit: int) -> list[tuple[str, str]]:
     """(prompt, response) of the accounts' requests that have a response, oldest first."""
-    rows: list[dict] = []
-    for chunk in in_chunks(sorted(set(accounts))):
-        rows.extend(
-            store.query(
-                "SELECT event_ms, request_id, prompt_text, response_text FROM {db}.events FINAL"
-                " WHERE account_id IN %(accounts)s AND response_text != ''"
-                " ORDER BY event_ms, request_id LIMIT %(limit)s",
-                {"accounts": chunk, "limit": limit},
-            )
-        )
+    rows = store.query_in(
+        "SELECT event_ms, request_id, prompt_text, response_text FROM {db}.events FINAL"
+        " WHERE account_id IN %(values)s AND response_text != ''"
+        " ORDER BY event_ms, request_id LIMIT %(limit)s",  # per chunk; the first `limit` of all
+        accounts,
+        {"limit": limit},
+    )
     rows.sort(key=lambda r: (r["event_ms"], r["request_id"]))
     return [(r["prompt_text"], r["response_text"]) for r in rows[:limit]]
 
 
 def response_texts(store: Store, request_ids: Sequence[str]) -> dict[str, str]:
     """The stored response text of each request id that exists (missing ids are left out)."""
-    texts: dict[str, str] = {}
-    for ids in in_chunks(sorted(set(request_ids))):
-        rows = store.query(
-            "SELECT request_id, response_text FROM {db}.events FINAL WHERE request_id IN %(ids)s",
-            {"ids": ids},
-        )
-        texts.update({r["request_id"]: r["response_text"] for r in rows})
-    return texts
+    rows = store.query_in(
+        "SELECT request_id, response_text FROM {db}.events FINAL WHERE request_id IN %(values)s",
+        request_ids,
+    )
+    return {r["request_id"]: r["response_text"] for r in rows}
 
 
 def event_identities(store: Store, request_ids: Iterable[str]) -> list[EventIdentityRow]:
     """What tells each stored one of `request_ids` apart (account, content hash, where it came
     from), as first written: whether a new write of the id is a resend, a redelivery or a
     conflict. Ids not stored are left out."""
-    found: list[EventIdentityRow] = []
-    for ids in in_chunks(sorted(set(request_ids))):
-        rows = store.query(
-            "SELECT request_id, account_id, content_hash, prompt_hash, event_ms, source,"
-            " source_offset FROM {db}.events FINAL WHERE request_id IN %(ids)s",
-            {"ids": ids},
-        )
-        found.extend(cast(list[EventIdentityRow], rows))
-    return found
+    rows = store.query_in(
+        "SELECT request_id, account_id, content_hash, prompt_hash, event_ms, source,"
+        " source_offset FROM {db}.events FINAL WHERE request_id IN %(values)s",
+        request_ids,
+    )
+    return cast(list[EventIdentityRow], rows)
 
 
 def fingerprints_after(

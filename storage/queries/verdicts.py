@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TypedDict, cast
 
-from storage.base import Store, in_chunks
+from storage.base import Store
 from storage.queries.paging import RowPage, fetch_page
 
 
@@ -65,17 +65,15 @@ def verdicts_of(
     store: Store, accounts: Sequence[str], since_ms: int, until_ms: int
 ) -> list[ReportVerdictRow]:
     """The accounts' verdicts in `[since_ms, until_ms]`, oldest first (a report's timeline)."""
-    rows: list[ReportVerdictRow] = []
-    for chunk in in_chunks(sorted(set(accounts))):
-        found = store.query(
-            "SELECT account_id, cluster_id, verdict_ms, requests_seen, score, label,"
-            " reasons_json, detector_version FROM {db}.verdicts FINAL"
-            " WHERE account_id IN %(accounts)s"
-            " AND verdict_ms >= %(since)s AND verdict_ms <= %(until)s",
-            {"accounts": chunk, "since": since_ms, "until": until_ms},
-        )
-        rows.extend(cast(list[ReportVerdictRow], found))
-    return sorted(rows, key=lambda r: (r["verdict_ms"], r["account_id"]))
+    rows = store.query_in(
+        "SELECT account_id, cluster_id, verdict_ms, requests_seen, score, label, reasons_json,"
+        " detector_version FROM {db}.verdicts FINAL WHERE account_id IN %(values)s"
+        " AND verdict_ms >= %(since)s AND verdict_ms <= %(until)s",
+        accounts,
+        {"since": since_ms, "until": until_ms},
+    )
+    rows.sort(key=lambda r: (r["verdict_ms"], r["account_id"]))
+    return cast(list[ReportVerdictRow], rows)
 
 
 def extraction_accounts(store: Store, since_ms: int, until_ms: int) -> list[str]:

@@ -118,14 +118,6 @@ def test_the_default_detector_takes_every_kind(embedded: Store, tmp_path: Path) 
     verify(embedded, expected)
 
 
-@pytest.fixture
-def worker_run(tmp_path: Path) -> Iterator[WorkerRun]:
-    run = WorkerRun(tmp_path, partitions=2)
-    run.start_worker()
-    yield run
-    run.close()
-
-
 def _settle(run: WorkerRun, expected: Expected) -> None:
     """The worker has consumed everything, and what it stored is right."""
     eventually(lambda: verify(run.store, expected), timeout_s=180)

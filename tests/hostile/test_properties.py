@@ -112,14 +112,6 @@ def test_http_ingest(http, batch) -> None:
     verify(store, expected, scope=prefix)
 
 
-@pytest.fixture
-def worker_run(tmp_path: Path) -> Iterator[WorkerRun]:
-    run = WorkerRun(tmp_path, partitions=2)
-    run.start_worker()
-    yield run
-    run.close()
-
-
 @pytest.mark.integration
 @settings(RELAXED, max_examples=8)
 @given(batch=hostile_batch())
