@@ -1,27 +1,45 @@
-"""Detection-quality benchmark: DistillGuard's detector beside clean-room baselines, same traffic.
+"""Detection-quality benchmark, leave one world out: DistillGuard's detector beside clean-room
+baselines, on traffic worlds it was not tuned on.
 
-    python -m bench.detection [--small] [--detectors ours,ours_full,prada,mmd,volume_z]
-                              [--large-batch 5000]
+    python -m bench.detection [--small] [--worlds sharegpt-chat,...] [--calibrations own,transfer]
+                              [--detectors ours,ours_full,prada,mmd,volume_z] [--large-batch 5000]
 
-Each detector is fitted on the scenario's benign calibration traffic (never on attack labels),
-then the evaluation log runs through the real `Pipeline`, in time order, in small batches. Per
-detector and attack strategy the table gives account-level ROC AUC (the strategy's accounts
-against every honest account, hard negatives included), TPR with no and with 1% of honest
-accounts flagged (thresholds from honest accounts' scores), the share flagged at the detector's
-own threshold, median and p90 queries before detection (an account never flagged counts as
-never), recall of the multi-account campaign, and per detector the hard negatives flagged and
-events/s. Results also go to JSON and markdown under `.distillguard/bench/`, and the README's
-one-row-per-detector table to `bench/results/detection.md` (full scenario; `bench/readme.py`).
+A detector tuned to one generator's traffic looks good on that generator and fails elsewhere
+(issue 16: AUC 0.996 here, 0.936 and no verdict at all on an independent benchmark). So every
+world of `bench.worlds.WORLDS` (each with its own prompts, population, attack implementations and
+log shape) is held out in turn, and each detector is calibrated (`fit`, benign history only,
+never attack labels) two ways before it reads the held-out world's log:
+
+- `own`: the held-out world's own benign calibration history. That is what a provider deploying
+  DistillGuard does, so it is the figure an analyst would see.
+- `transfer`: the other selected worlds' benign histories only (account and request ids
+  prefixed with their world, so two worlds' accounts never merge into one history). Nothing of
+  the held-out world enters calibration: a threshold that only holds on its own population
+  shows up as a gap between the two rows.
+
+The log then runs through the real `Pipeline` in time order, in small batches. Label metrics at
+the detector's default threshold come first, because they are what an analyst sees: attacker
+accounts flagged (a `suspicious` or `extraction` verdict), benign accounts flagged, the share of
+each campaign's accounts in its largest flagged cluster, median queries before the first flag,
+hard negatives (`power:*` actors) flagged. Account-level ROC AUC of the highest score comes
+second, then events/s. Per strategy, per world, per detector and calibration; the headline is the
+worst held-out world for each metric, against issue 16's targets (`LOWO_METRICS`).
+
+Results go to JSON and markdown under `.distillguard/bench/`, the LOWO table to
+`bench/results/detection-lowo.md` (`-small` for `--small`), and, when `sharegpt-chat` is held
+out with its own history, the single-scenario table the README quoted before to
+`bench/results/detection.md` (`bench/readme.py`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import platform
 import time
-from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, is_dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Self
@@ -35,12 +53,13 @@ from rich.table import Table
 
 from bench.pipeline import CACHE
 from bench.readme import result_path
-from bench.scenario import CAMPAIGN, FULL, HARD_NEGATIVES, SMALL, Scenario, build
+from bench.scenario import ALL_STRATEGIES, CAMPAIGN, Scenario
+from bench.worlds import WORLDS, World
 from core.batch import Batch
 from core.events import Event
 from core.hashing import prompt_key
 from core.settings import Settings
-from core.verdicts import Assessment, first_flags
+from core.verdicts import Assessment, ClusterVerdict, first_flags
 from detectors.base import Detector
 from detectors.baselines import BASELINES
 from detectors.features import PROMPT_CHARS
@@ -54,14 +73,42 @@ from students.measured import measured_by, write_table
 # tiered mode gives up for its speed.
 OURS = {"ours": "tiered", "ours_full": "full"}
 DETECTORS = (*OURS, *BASELINES)
-TARGETS = {
-    "roc_auc": 0.98,
-    "tpr_at_1pct": 0.90,
-    "median_queries": 50,
-    "campaign_recall": 0.90,
-    "events_per_s": 2000,
-}
-console = Console(width=140)
+# How each detector is calibrated before it reads a held-out world (see the module docstring).
+CALIBRATIONS = ("own", "transfer")
+CALIBRATION_NAMES = {"own": "own history", "transfer": "other worlds"}
+FLAGGED = ("suspicious", "extraction")  # what an analyst sees flagged at the default threshold
+console = Console(width=160)
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One headline measure of a held-out world: which way is better and issue 16's target.
+    The worst held-out world is the one furthest on the wrong side."""
+
+    key: str
+    header: str
+    higher_is_better: bool
+    target: float
+
+    def meets(self, value: float) -> bool:
+        return value >= self.target if self.higher_is_better else value <= self.target
+
+    def worse(self, a: float, b: float) -> bool:
+        """`a` is strictly worse than `b` (ties keep the first world found)."""
+        return a < b if self.higher_is_better else a > b
+
+
+# Label metrics first (what an analyst sees), then the score's ranking, then the cost. The
+# campaign target is 36 of 40 accounts; events/s is tiered mode's target (2-core machine).
+LOWO_METRICS = (
+    Metric("attackers_flagged", "attackers flagged", True, 0.90),
+    Metric("benign_flagged", "benign flagged", False, 0.01),
+    Metric("campaign_in_cluster", "campaign in one flagged cluster", True, 36 / 40),
+    Metric("median_queries", "median queries", False, 50),
+    Metric("hard_negatives_flagged", "hard negatives flagged", False, 1),
+    Metric("roc_auc", "ROC AUC", True, 0.98),
+    Metric("events_per_s", "events/s", True, 2000),
+)
 
 
 # --- running a detector -----------------------------------------------------------------------
@@ -154,16 +201,20 @@ class ScoreRecorder(Detector):
 
 
 class VerdictCollector(BufferedSink):
-    """Keeps the verdicts of every successful flush; drops event rows and states."""
+    """Keeps the verdicts and campaign (cluster) verdicts of every successful flush; drops event
+    rows and states. Cluster verdicts carry their members, which is how the campaign metric
+    knows how many of a campaign's accounts one flagged cluster held."""
 
     name = "collector"
 
     def __init__(self) -> None:
         super().__init__()
         self.collected: list = []
+        self.clusters: list[ClusterVerdict] = []
 
     def _write(self, batch: Batch) -> None:
         self.collected.extend(batch.verdicts)
+        self.clusters.extend(batch.clusters)
 
 
 def batches(lines: list[bytes], size: int, per_account: int) -> list[tuple[int, list[bytes]]]:
@@ -186,7 +237,7 @@ def batches(lines: list[bytes], size: int, per_account: int) -> list[tuple[int, 
 
 @dataclass
 class Run:
-    """One detector over the scenario: what each account got."""
+    """One detector over one world's log: what each account got."""
 
     name: str
     version: str
@@ -194,9 +245,12 @@ class Run:
     seconds: float
     events: int
     max_score: dict[str, float]
-    first_flag: dict[str, int]  # account -> requests_seen at its first `extraction` verdict
+    # account -> requests_seen at its first `extraction` / `suspicious`-or-graver verdict
+    first_flag_extraction: dict[str, int] = field(default_factory=dict)
+    first_flag_any: dict[str, int] = field(default_factory=dict)
     clusters: dict[str, set[str]] = field(default_factory=dict)  # account -> its cluster ids
-    flagged_clusters: set[str] = field(default_factory=set)
+    flagged_clusters: set[str] = field(default_factory=set)  # with an `extraction` verdict
+    cluster_verdicts: list[ClusterVerdict] = field(default_factory=list)  # with their members
 
     @property
     def events_per_s(self) -> float:
@@ -204,7 +258,7 @@ class Run:
 
 
 def warm(embedder: CachedEmbedder, prompts: list[str], chunk: int = 2000) -> tuple[int, float]:
-    """Embed every prompt of the scenario before any detector runs, in large batches and saved
+    """Embed every prompt of the worlds before any detector runs, in large batches and saved
     as it goes: the baselines' events/s then measure the detectors, not MiniLM (which
     `embedding` in the report measures). Returns (prompts embedded, seconds)."""
     misses, started = embedder.misses, time.perf_counter()
@@ -231,6 +285,7 @@ def run_detector(
     calibration: list[Event],
     work: list[tuple[int, list[bytes]]],
     checkpoint_every: int = 5000,
+    label: str | None = None,
 ) -> Run:
     """Fit on benign calibration traffic, then the evaluation log through the real pipeline
     (checkpointing every `checkpoint_every` records, as a worker would)."""
@@ -241,7 +296,7 @@ def run_detector(
     pipeline = Pipeline(recorder, [sink])
     since_checkpoint, events = 0, 0
     with Progress(console=console, transient=True) as progress:
-        task = progress.add_task(f"{name}", total=sum(len(lines) for _, lines in work))
+        task = progress.add_task(label or name, total=sum(len(lines) for _, lines in work))
         started = time.perf_counter()
         for start, lines in work:
             events += len(pipeline.process(records_from_lines(lines, "scenario", start)).events)
@@ -252,14 +307,61 @@ def run_detector(
             progress.advance(task, len(lines))
         pipeline.checkpoint()
         seconds = time.perf_counter() - started
-    flags = {a: v.requests_seen for a, v in first_flags(sink.collected).items()}
-    run = Run(name, detector.version, fit_seconds, seconds, events, recorder.max_score, flags)
+    extraction = {a: v.requests_seen for a, v in first_flags(sink.collected).items()}
+    flagged = {a: v.requests_seen for a, v in first_flags(sink.collected, "suspicious").items()}
+    run = Run(name, detector.version, fit_seconds, seconds, events, recorder.max_score)
+    run.first_flag_extraction, run.first_flag_any = extraction, flagged
+    run.cluster_verdicts = sink.clusters
     for verdict in sink.collected:
         if verdict.cluster_id is not None:
             run.clusters.setdefault(verdict.account_id, set()).add(verdict.cluster_id)
             if verdict.label == "extraction":
                 run.flagged_clusters.add(verdict.cluster_id)
     return run
+
+
+# --- which benign history a detector is calibrated on -----------------------------------------
+@dataclass
+class Calibration:
+    """The benign history a detector is fitted on before it reads a held-out world."""
+
+    mode: str  # "own" | "transfer"
+    worlds: tuple[str, ...]  # whose benign calibration files
+    events: list[Event]
+
+
+def from_world(event: Event, world: str) -> Event:
+    """`event` with its account and request ids prefixed by its world: pooled histories of
+    several worlds must not merge two worlds' `user-0001` into one account (or one request)."""
+    return event.model_copy(
+        update={
+            "account_id": f"{world}/{event.account_id}",
+            "request_id": f"{world}/{event.request_id}",
+        }
+    )
+
+
+def calibration_for(
+    mode: str, held_out: str, scenarios: Mapping[str, Scenario]
+) -> Calibration | None:
+    """`own`: the held-out world's benign calibration file (a provider calibrating on its own
+    history). `transfer`: every other world's benign calibration file, ids prefixed, and nothing
+    of the held-out world. None when there is no other world to transfer from."""
+    if mode == "own":
+        path = scenarios[held_out].calibration_path
+        return Calibration(mode, (held_out,), list(events_in_file(path)))
+    if mode != "transfer":
+        raise ValueError(f"unknown calibration {mode!r}: one of {', '.join(CALIBRATIONS)}")
+    others = tuple(name for name in scenarios if name != held_out)
+    if not others:
+        return None
+    events = [
+        from_world(event, name)
+        for name in others
+        for event in events_in_file(scenarios[name].calibration_path)
+    ]
+    events.sort(key=lambda event: event.timestamp_ms)  # one benign stream, as a worker sees it
+    return Calibration(mode, others, events)
 
 
 # --- metrics ----------------------------------------------------------------------------------
@@ -277,45 +379,106 @@ def queries_quantile(values: list[float], q: float) -> float:
     return float(np.quantile(values, q, method="inverted_cdf")) if values else math.inf
 
 
-def strategy_row(strategy: str, positives: list[str], honest: list[str], run: Run) -> dict:
+def largest_flagged_cluster(
+    members: Iterable[str], clusters: Iterable[ClusterVerdict]
+) -> tuple[int, str | None]:
+    """How many of a campaign's accounts the largest flagged cluster (a `suspicious` or
+    `extraction` campaign verdict) held at one moment, and its id: a campaign split over many
+    small clusters is not caught as one actor, however many of them are flagged."""
+    wanted, best, best_id = set(members), 0, None
+    for cluster in clusters:
+        if cluster.label in FLAGGED:
+            held = len(wanted.intersection(cluster.members))
+            if held > best:
+                best, best_id = held, cluster.cluster_id
+    return best, best_id
+
+
+def campaign_result(name: str, members: Sequence[str], run: Run) -> dict:
+    held, cluster_id = largest_flagged_cluster(members, run.cluster_verdicts)
+    return {
+        "campaign": name,
+        "accounts": len(members),
+        "largest_flagged_cluster": held,
+        "cluster_id": cluster_id,
+        "share": held / len(members) if members else 0.0,
+    }
+
+
+def strategy_row(
+    strategy: str,
+    positives: list[str],
+    honest: list[str],
+    run: Run,
+    campaigns: Sequence[dict] = (),
+) -> dict:
+    """One strategy's accounts against every honest account. `flagged_any` and the `_any`
+    queries count `suspicious` or `extraction` verdicts (what an analyst sees); `flagged_extraction`
+    and the plain queries count `extraction` only (the earlier benchmark's figures). `campaigns`:
+    the campaign results whose members are these accounts."""
     from sklearn.metrics import roc_auc_score
 
     pos = np.array([run.max_score.get(a, 0.0) for a in positives])
     neg = np.array([run.max_score.get(a, 0.0) for a in honest])
     labels = np.r_[np.ones(len(pos)), np.zeros(len(neg))]
-    queries = [float(run.first_flag.get(a, math.inf)) for a in positives]
+    queries_any = [float(run.first_flag_any.get(a, math.inf)) for a in positives]
+    queries = [float(run.first_flag_extraction.get(a, math.inf)) for a in positives]
     row = {
         "strategy": strategy,
         "accounts": len(positives),
-        "roc_auc": float(roc_auc_score(labels, np.r_[pos, neg])),
-        "tpr_at_0": tpr_at(pos, neg, 0.0),
-        "tpr_at_1pct": tpr_at(pos, neg, 0.01),
-        "flagged_default": float(np.mean([a in run.first_flag for a in positives])),
+        "flagged_any": float(np.mean([a in run.first_flag_any for a in positives])),
+        "flagged_extraction": float(np.mean([a in run.first_flag_extraction for a in positives])),
+        "median_queries_any": queries_quantile(queries_any, 0.5),
+        "p90_queries_any": queries_quantile(queries_any, 0.9),
         "median_queries": queries_quantile(queries, 0.5),
         "p90_queries": queries_quantile(queries, 0.9),
+        "roc_auc": float(roc_auc_score(labels, np.r_[pos, neg])) if len(neg) else None,
+        "tpr_at_0": tpr_at(pos, neg, 0.0),
+        "tpr_at_1pct": tpr_at(pos, neg, 0.01),
+        "campaign_in_cluster": None,
         "campaign_recall": None,
     }
-    if strategy == CAMPAIGN:
+    if campaigns:
+        row["campaign_in_cluster"] = min(campaign["share"] for campaign in campaigns)
         caught = [
-            a in run.first_flag or bool(run.clusters.get(a, set()) & run.flagged_clusters)
+            a in run.first_flag_extraction
+            or bool(run.clusters.get(a, set()) & run.flagged_clusters)
             for a in positives
         ]
         row["campaign_recall"] = float(np.mean(caught))
     return row
 
 
+def strategies_of(scenario: Scenario) -> list[str]:
+    """The attack strategies present in a world: the companion's in its order, then any other
+    name a world's own implementation uses."""
+    present = {
+        actor.removeprefix("attack:")
+        for actor in scenario.actors.values()
+        if actor.startswith("attack:")
+    }
+    known = [name for name in ALL_STRATEGIES if name in present]
+    return known + sorted(present - set(known))
+
+
 def evaluate(run: Run, scenario: Scenario) -> dict:
+    """A run's figures on a world: per strategy and pooled rows, the honest and hard-negative
+    accounts flagged (both thresholds), each campaign's largest flagged cluster, and the
+    headline `metrics` (`lowo_metrics`)."""
     honest = scenario.benign
+    hard = scenario.accounts(lambda actor: actor.startswith("power:"))
+    ordinary = sorted(set(honest) - set(hard))
     attackers = scenario.accounts(lambda actor: actor.startswith("attack:"))
-    rows = [
-        strategy_row(
-            name, scenario.accounts(lambda actor, n=name: actor == f"attack:{n}"), honest, run
-        )
-        for name in scenario.strategies
+    campaigns = [
+        campaign_result(name, members, run) for name, members in sorted(scenario.campaigns.items())
     ]
+    rows = []
+    for name in strategies_of(scenario):
+        accounts = scenario.accounts(lambda actor, n=name: actor == f"attack:{n}")
+        theirs = [c for c in campaigns if set(scenario.campaigns[c["campaign"]]) & set(accounts)]
+        rows.append(strategy_row(name, accounts, honest, run, theirs))
     rows.append(strategy_row("all attacks", attackers, honest, run))
-    hard = scenario.accounts(lambda actor: actor in HARD_NEGATIVES)
-    return {
+    result = {
         "detector": run.name,
         "version": run.version,
         "fit_seconds": run.fit_seconds,
@@ -323,44 +486,94 @@ def evaluate(run: Run, scenario: Scenario) -> dict:
         "events": run.events,
         "events_per_s": run.events_per_s,
         "honest_accounts": len(honest),
-        "honest_flagged": sorted(a for a in honest if a in run.first_flag),
+        "honest_flagged": sorted(a for a in honest if a in run.first_flag_extraction),
         "honest_in_flagged_clusters": sorted(
             a
             for a in honest
-            if a not in run.first_flag and run.clusters.get(a, set()) & run.flagged_clusters
+            if a not in run.first_flag_extraction
+            and run.clusters.get(a, set()) & run.flagged_clusters
         ),
         "hard_negatives": hard,
-        "hard_negatives_flagged": sorted(a for a in hard if a in run.first_flag),
+        "hard_negatives_flagged": sorted(a for a in hard if a in run.first_flag_extraction),
+        "hard_negatives_flagged_any": sorted(a for a in hard if a in run.first_flag_any),
+        "benign_accounts": len(ordinary),
+        "benign_flagged_any": sorted(a for a in ordinary if a in run.first_flag_any),
+        "benign_flagged_extraction": sorted(a for a in ordinary if a in run.first_flag_extraction),
+        "campaigns": campaigns,
         "rows": rows,
     }
+    result["metrics"] = lowo_metrics(result)
+    return result
 
 
-def meets_targets(result: dict) -> dict[str, bool]:
-    """The issue's targets, read from the pooled row, the worst strategy and the campaign."""
+def lowo_metrics(result: dict) -> dict[str, float | None]:
+    """The headline measures of one run (`LOWO_METRICS`), from `evaluate`'s result; events/s is
+    the large-batch timing on ordinary benign traffic when there is one. None: not measurable
+    in this world (no campaign)."""
     pooled = result["rows"][-1]
-    campaign = next((r for r in result["rows"] if r["strategy"] == CAMPAIGN), None)
+    campaigns = result["campaigns"]
+    benign = result["benign_accounts"]
     return {
-        "roc_auc": min(r["roc_auc"] for r in result["rows"]) >= TARGETS["roc_auc"],
-        "tpr_at_1pct": pooled["tpr_at_1pct"] >= TARGETS["tpr_at_1pct"],
-        "median_queries": pooled["median_queries"] <= TARGETS["median_queries"],
-        "campaign_recall": bool(campaign)
-        and (campaign["campaign_recall"] or 0) >= TARGETS["campaign_recall"],
-        "hard_negatives": not result["hard_negatives_flagged"],
-        "events_per_s": result.get("events_per_s_benign", result["events_per_s"])
-        >= TARGETS["events_per_s"],
+        "attackers_flagged": pooled["flagged_any"],
+        "benign_flagged": len(result["benign_flagged_any"]) / benign if benign else 0.0,
+        "campaign_in_cluster": min(c["share"] for c in campaigns) if campaigns else None,
+        "median_queries": pooled["median_queries_any"],
+        "hard_negatives_flagged": float(len(result["hard_negatives_flagged_any"])),
+        "roc_auc": pooled["roc_auc"],
+        "events_per_s": result.get("events_per_s_benign", result["events_per_s"]),
     }
+
+
+def worst_worlds(results: Sequence[dict]) -> list[dict]:
+    """The headline: per detector and calibration, for each metric the held-out world where
+    it is worst, that value and whether it meets the target. Worlds where a metric is not
+    measurable (None) are left out of it; a metric no world measures is None."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for result in results:
+        groups.setdefault((result["detector"], result["calibration"]), []).append(result)
+    headline = []
+    for (detector, calibration), group in groups.items():
+        entry: dict[str, Any] = {
+            "detector": detector,
+            "calibration": calibration,
+            "worlds": [r["world"] for r in group],
+            "metrics": {},
+        }
+        for metric in LOWO_METRICS:
+            measured = [
+                (r["world"], r["metrics"][metric.key])
+                for r in group
+                if r["metrics"][metric.key] is not None
+            ]
+            if not measured:
+                entry["metrics"][metric.key] = None
+                continue
+            world, value = measured[0]
+            for other, candidate in measured[1:]:
+                if metric.worse(candidate, value):
+                    world, value = other, candidate
+            entry["metrics"][metric.key] = {
+                "value": value,
+                "world": world,
+                "meets": metric.meets(value),
+            }
+        headline.append(entry)
+    return headline
 
 
 # --- output -----------------------------------------------------------------------------------
 COLUMNS = (
     ("strategy", "strategy"),
     ("accounts", "accounts"),
+    ("flagged_any", "flagged"),
+    ("flagged_extraction", "extraction flagged"),
+    ("median_queries_any", "median queries"),
+    ("p90_queries_any", "p90 queries"),
+    ("median_queries", "extraction median queries"),
     ("roc_auc", "ROC AUC"),
     ("tpr_at_0", "TPR @0 FP"),
     ("tpr_at_1pct", "TPR @1% FP"),
-    ("flagged_default", "flagged @default"),
-    ("median_queries", "median queries"),
-    ("p90_queries", "p90 queries"),
+    ("campaign_in_cluster", "campaign in one flagged cluster"),
     ("campaign_recall", "campaign recall"),
 )
 
@@ -368,86 +581,261 @@ COLUMNS = (
 def _cell(key: str, value: Any) -> str:
     if value is None:
         return "—"
-    if key.endswith("queries"):
+    if key.endswith("queries") or key.endswith("queries_any"):
         return "never" if math.isinf(value) else f"{value:.0f}"
     if isinstance(value, float):
         return f"{value:.3f}"
     return str(value)
 
 
+def _percent(share: float) -> str:
+    return f"{100 * share:.1f} %"
+
+
+def metric_cell(key: str, result: dict) -> str:
+    """One headline measure of one run, as the tables print it (with its counts)."""
+    value = result["metrics"][key]
+    pooled = result["rows"][-1]
+    if key == "attackers_flagged":
+        flagged = round(value * pooled["accounts"])
+        return f"{_percent(value)} ({flagged}/{pooled['accounts']})"
+    if key == "benign_flagged":
+        flagged, benign = len(result["benign_flagged_any"]), result["benign_accounts"]
+        return f"{_percent(value)} ({flagged}/{benign})"
+    if key == "campaign_in_cluster":
+        worst = min(result["campaigns"], key=lambda c: c["share"], default=None)
+        return "—" if worst is None else f"{worst['largest_flagged_cluster']}/{worst['accounts']}"
+    if key == "median_queries":
+        return _cell("median_queries", value)
+    if key == "hard_negatives_flagged":
+        return f"{value:.0f}/{len(result['hard_negatives'])}"
+    if key == "roc_auc":
+        return _cell("roc_auc", value)
+    return f"{value:,.0f}"
+
+
 def _headline(result: dict) -> str:
     benign = result.get("events_per_s_benign")
+    calibrated = ", ".join(result.get("calibrated_on", [])) or "?"
     return (
-        f"{result['detector']} ({result['version']}): {result['events_per_s']:,.0f} events/s"
+        f"{result['detector']} ({result['version']}) on {result.get('world', '?')}, calibrated on "
+        f"{calibrated} ({result.get('calibration_events', 0):,} benign requests): "
+        f"{result['events_per_s']:,.0f} events/s"
         + (
-            f" on this scenario, {benign:,.0f} on ordinary benign traffic in batches of "
+            f" on this world, {benign:,.0f} on its ordinary benign traffic in batches of "
             f"{result['large_batch']:,}"
             if benign
             else ""
         )
-        + f", fit {result['fit_seconds']:.1f} s, honest accounts flagged "
-        f"{len(result['honest_flagged'])}/{result['honest_accounts']}"
+        + f", fit {result['fit_seconds']:.1f} s, benign accounts flagged "
+        f"{len(result['benign_flagged_any'])}/{result['benign_accounts']}"
         + (
-            f" (+{len(result['honest_in_flagged_clusters'])} in flagged clusters)"
+            f" (+{len(result['honest_in_flagged_clusters'])} honest in flagged clusters)"
             if result["honest_in_flagged_clusters"]
             else ""
         )
-        + f", hard negatives flagged {len(result['hard_negatives_flagged'])}/"
-        f"{len(result['hard_negatives'])} {result['hard_negatives_flagged'] or ''}"
+        + f", hard negatives flagged {len(result['hard_negatives_flagged_any'])}/"
+        f"{len(result['hard_negatives'])} {result['hard_negatives_flagged_any'] or ''}"
     )
 
 
 def rich_table(result: dict) -> Table:
     table = Table(title=_headline(result), title_justify="left")
-    for _, header in COLUMNS:
-        table.add_column(header, justify="right")
+    for key, header in COLUMNS:
+        wide = key == "strategy"  # strategy names stay whole, the figures' headers wrap
+        table.add_column(header, justify="right", no_wrap=wide, min_width=22 if wide else None)
     for row in result["rows"]:
         table.add_row(*(_cell(key, row[key]) for key, _ in COLUMNS))
     return table
 
 
-def summary_table(results: list[dict]) -> Table:
-    table = Table(title="Targets (ROC AUC: worst strategy; TPR, median queries: all attacks)")
-    names = list(meets_targets(results[0])) if results else []
-    table.add_column("detector")
-    for name in names:
-        table.add_column(name, justify="center")
-    for result in results:
-        checks = meets_targets(result)
-        table.add_row(result["detector"], *("pass" if checks[n] else "FAIL" for n in names))
-    return table
-
-
-def markdown(report: dict) -> str:
-    lines = [
-        f"# Detection benchmark ({report['generated_at']})",
-        "",
-        f"Scenario `{report['scenario']}`, {report['events']} events, {report['machine']}. "
-        f"Wall time {report['wall_seconds']:.0f} s.",
-    ]
-    for result in report["results"]:
-        lines += [
-            "",
-            f"## {_headline(result)}",
-            "",
-            "| " + " | ".join(header for _, header in COLUMNS) + " |",
-            "|" + "---|" * len(COLUMNS),
-        ]
-        lines += [
-            "| " + " | ".join(_cell(key, row[key]) for key, _ in COLUMNS) + " |"
-            for row in result["rows"]
-        ]
-    return "\n".join(lines) + "\n"
-
-
-# The README's table: one row per detector, worst strategy and pooled figures.
-README_NAMES = {
+# The LOWO tables (README file, cache report, console).
+DETECTOR_NAMES = {
     "ours": "ours (tiered)",
     "ours_full": "ours, full embeddings",
     "prada": "PRADA",
     "mmd": "per-account MMD",
     "volume_z": "volume z-score",
 }
+METRIC_HEADERS = [metric.header for metric in LOWO_METRICS]
+
+
+def headline_rows(report: dict) -> list[list[str]]:
+    """Per detector and calibration: each metric's worst world, as 'value ✓|✗ (world)'."""
+    by_key = {(r["detector"], r["calibration"], r["world"]): r for r in report["results"]}
+    rows = []
+    for entry in report["headline"]:
+        cells = [
+            DETECTOR_NAMES.get(entry["detector"], entry["detector"]),
+            CALIBRATION_NAMES[entry["calibration"]],
+        ]
+        for metric in LOWO_METRICS:
+            worst = entry["metrics"][metric.key]
+            if worst is None:
+                cells.append("—")
+                continue
+            result = by_key[(entry["detector"], entry["calibration"], worst["world"])]
+            mark = "✓" if worst["meets"] else "✗"
+            cells.append(f"{metric_cell(metric.key, result)} {mark} ({worst['world']})")
+        rows.append(cells)
+    return rows
+
+
+def world_rows(report: dict) -> list[list[str]]:
+    """One row per held-out world, detector and calibration."""
+    return [
+        [
+            result["world"],
+            DETECTOR_NAMES.get(result["detector"], result["detector"]),
+            CALIBRATION_NAMES[result["calibration"]],
+            *(metric_cell(metric.key, result) for metric in LOWO_METRICS),
+        ]
+        for result in report["results"]
+    ]
+
+
+def strategy_rows(report: dict) -> tuple[list[str], list[list[str]]]:
+    """Per strategy and detector, one column per world: attackers flagged (median queries
+    before the first flag) under each calibration, 'own / transfer'."""
+    worlds = list(report["worlds"])
+    calibrations = report["calibrations"]
+    found: dict[tuple[str, str, str, str], dict] = {}
+    strategies: list[str] = []
+    for result in report["results"]:
+        for row in result["rows"]:
+            key = (row["strategy"], result["detector"], result["world"], result["calibration"])
+            found[key] = row
+            if row["strategy"] not in strategies and row["strategy"] != "all attacks":
+                strategies.append(row["strategy"])
+    ordered = [s for s in ALL_STRATEGIES if s in strategies]
+    ordered += [s for s in strategies if s not in ordered] + ["all attacks"]
+    detectors = list(dict.fromkeys(result["detector"] for result in report["results"]))
+
+    def cell(strategy: str, detector: str, world: str) -> str:
+        parts = []
+        for calibration in calibrations:
+            row = found.get((strategy, detector, world, calibration))
+            parts.append(
+                "—"
+                if row is None
+                else f"{100 * row['flagged_any']:.0f} % "
+                f"({_cell('median_queries', row['median_queries_any'])})"
+            )
+        return " / ".join(parts)
+
+    rows = [
+        [strategy, DETECTOR_NAMES.get(detector, detector)]
+        + [cell(strategy, detector, world) for world in worlds]
+        for strategy in ordered
+        for detector in detectors
+        if any((strategy, detector, w, c) in found for w in worlds for c in calibrations)
+    ]
+    return ["strategy", "detector", *worlds], rows
+
+
+def _markdown_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(row) + " |" for row in rows]
+
+
+def _targets_sentence() -> str:
+    return (
+        "attackers flagged ≥ 90 %, benign flagged ≤ 1 %, ≥ 36 of 40 campaign accounts in one "
+        "flagged cluster, median queries ≤ 50, ≤ 1 hard negative flagged, ROC AUC ≥ 0.98, "
+        "≥ 2,000 events/s (tiered mode)"
+    )
+
+
+def lowo_table(report: dict) -> str:
+    """The README's file: the worst-world headline, the per-world rows, the per-strategy rows."""
+    calibrations = " / ".join(CALIBRATION_NAMES[c] for c in report["calibrations"])
+    worlds = ", ".join(
+        f"`{name}` ({info['events']:,} requests)" for name, info in report["worlds"].items()
+    )
+    header, rows = strategy_rows(report)
+    lines = [
+        f"Held-out worlds: {worlds}. Flagged: a `suspicious` or `extraction` verdict at the "
+        "default threshold. Calibration: the held-out world's own benign history, or the other "
+        "worlds' benign histories only. Events/s: "
+        + (
+            f"ordinary benign traffic in batches of {report['large_batch']:,}."
+            if report.get("large_batch")
+            else "the world's log in the benchmark's small batches."
+        ),
+        "",
+        f"**Worst held-out world** (✓/✗ against the target; targets: {_targets_sentence()}):",
+        "",
+        *_markdown_table(["detector", "calibration", *METRIC_HEADERS], headline_rows(report)),
+        "",
+        "**Per held-out world:**",
+        "",
+        *_markdown_table(["world", "detector", "calibration", *METRIC_HEADERS], world_rows(report)),
+        "",
+        f"**Per strategy:** attackers flagged (median queries before the first flag), "
+        f"{calibrations}:",
+        "",
+        *_markdown_table(header, rows),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def markdown(report: dict) -> str:
+    """The cache report: the LOWO tables, what each world is, then every run's strategy table."""
+    lines = [
+        f"# Detection benchmark, leave one world out ({report['generated_at']})",
+        "",
+        f"{report['machine']}. Wall time {report['wall_seconds']:.0f} s.",
+        "",
+    ]
+    for name, info in report["worlds"].items():
+        lines.append(
+            f"- `{name}`: {info['population']}; prompts: {info['prompt_sources']}; log: "
+            f"{info['log_shape']}; {info['events']:,} requests, {info['calibration_events']:,} "
+            f"benign calibration requests"
+        )
+    lines += ["", lowo_table(report)]
+    for skipped in report.get("skipped", []):
+        lines.append(f"- skipped: {skipped}")
+    for result in report["results"]:
+        lines += ["", f"## {_headline(result)}", ""]
+        lines += _markdown_table(
+            [header for _, header in COLUMNS],
+            ([_cell(key, row[key]) for key, _ in COLUMNS] for row in result["rows"]),
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _rich(title: str, header: Sequence[str], rows: Iterable[Sequence[str]]) -> Table:
+    table = Table(title=title, title_justify="left")
+    for name in header:
+        table.add_column(name)
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+def print_lowo(report: dict) -> None:
+    header, rows = strategy_rows(report)
+    console.print(_rich("Per strategy: flagged (median queries), own / transfer", header, rows))
+    console.print(
+        _rich(
+            "Per held-out world",
+            ["world", "detector", "calibration", *METRIC_HEADERS],
+            world_rows(report),
+        )
+    )
+    console.print(
+        _rich(
+            f"Worst held-out world (targets: {_targets_sentence()})",
+            ["detector", "calibration", *METRIC_HEADERS],
+            headline_rows(report),
+        )
+    )
+
+
+# The single-scenario table the README quoted before the worlds (`detection`): one row per
+# detector, worst strategy and pooled figures, `extraction` verdicts only. Written for the
+# `sharegpt-chat` world calibrated on its own history, which is that scenario's earlier run.
 README_COLUMNS = (
     "detector",
     "worst-strategy ROC AUC",
@@ -458,6 +846,7 @@ README_COLUMNS = (
     "hard negatives flagged",
     "events/s (ordinary benign traffic)",
 )
+SINGLE_SCENARIO_WORLD = "sharegpt-chat"
 
 
 def readme_row(result: dict) -> list[str]:
@@ -467,7 +856,7 @@ def readme_row(result: dict) -> list[str]:
     recall = campaign["campaign_recall"] if campaign else None
     queries = [_cell(key, pooled[key]) for key in ("median_queries", "p90_queries")]
     return [
-        README_NAMES.get(result["detector"], result["detector"]),
+        DETECTOR_NAMES.get(result["detector"], result["detector"]),
         f"{worst['roc_auc']:.3f} ({worst['strategy']})",
         f"{pooled['roc_auc']:.3f}",
         f"{pooled['tpr_at_1pct']:.3f}",
@@ -488,10 +877,177 @@ def machine() -> str:
     return f"{platform.node()}: {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
+# --- the run ----------------------------------------------------------------------------------
+def _describe(world: World, scenario: Scenario) -> dict[str, Any]:
+    config = scenario.config
+    return {
+        "population": world.population,
+        "prompt_sources": world.prompt_sources,
+        "log_shape": world.log_shape,
+        "events_file": scenario.events_path.name,
+        "calibration_file": scenario.calibration_path.name,
+        "config": asdict(config) if is_dataclass(config) and not isinstance(config, type) else {},
+        "events": sum(1 for _ in scenario.events_path.open("rb")),
+        "calibration_events": sum(1 for _ in scenario.calibration_path.open("rb")),
+        "accounts": len(scenario.actors),
+    }
+
+
+def run_lowo(
+    worlds: Mapping[str, World],
+    detectors: Sequence[str],
+    calibrations: Sequence[str] = CALIBRATIONS,
+    *,
+    make: Callable[[str], Detector],
+    small: bool = False,
+    rebuild: bool = False,
+    batch: int = 200,
+    per_account: int = 5,
+    large_batch: int = 0,
+    embedder: CachedEmbedder | None = None,
+) -> dict:
+    """Hold out each world in turn; per detector and calibration (`calibration_for`), fit,
+    run the held-out world's log through the pipeline, evaluate. `make(name)` builds a fresh
+    detector (no state survives from one run to the next). Returns the report (no files)."""
+    scenarios = {name: world.build(small, rebuild, console.print) for name, world in worlds.items()}
+    report: dict[str, Any] = {
+        "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "small": small,
+        "machine": machine(),
+        "worlds": {name: _describe(worlds[name], s) for name, s in scenarios.items()},
+        "detectors": list(detectors),
+        "calibrations": list(calibrations),
+        "batch": batch,
+        "per_account": per_account,
+        "large_batch": large_batch,
+        "targets": {metric.key: metric.target for metric in LOWO_METRICS},
+        "embedding": {},
+        "skipped": [],
+        "results": [],
+    }
+    warmed = False
+    for held_out, scenario in scenarios.items():
+        lines = scenario.events_path.read_bytes().splitlines()
+        work = batches(lines, batch, per_account)
+        ordinary = {
+            account
+            for account, actor in scenario.actors.items()
+            if not actor.startswith(("attack:", "power:"))
+        }
+        benign_lines = [line for line in lines if orjson.loads(line)["account_id"] in ordinary]
+        plans = {mode: calibration_for(mode, held_out, scenarios) for mode in calibrations}
+        for mode, plan in plans.items():
+            if plan is None:
+                report["skipped"].append(f"{held_out}, {mode}: no other world to calibrate on")
+        for name in detectors:
+            for mode, plan in plans.items():
+                if plan is None:
+                    continue
+                detector = make(name)
+                if (
+                    embedder is not None
+                    and not warmed
+                    and getattr(detector, "embedder", None) is embedder
+                ):
+                    prompts = [
+                        event.prompt_text[:PROMPT_CHARS]
+                        for s in scenarios.values()
+                        for path in (s.calibration_path, s.events_path)
+                        for event in events_in_file(path)
+                    ]
+                    count, seconds = warm(embedder, prompts)
+                    report["embedding"] = {"prompts_embedded": count, "seconds": seconds}
+                    console.print(f"MiniLM: {count} new prompts embedded in {seconds:.0f} s")
+                    warmed = True
+                label = f"{name} on {held_out}, {CALIBRATION_NAMES[mode]}"
+                run = run_detector(name, detector, plan.events, work, label=label)
+                result = evaluate(run, scenario) | {
+                    "world": held_out,
+                    "calibration": mode,
+                    "calibrated_on": list(plan.worlds),
+                    "calibration_events": len(plan.events),
+                    "calibration_accounts": len({event.account_id for event in plan.events}),
+                }
+                if large_batch and benign_lines:
+                    timed = run_detector(
+                        name,
+                        make(name),
+                        plan.events,
+                        batches(benign_lines, large_batch, 0),
+                        label=f"{label}, benign traffic in batches of {large_batch}",
+                    )
+                    result |= {
+                        "events_per_s_benign": timed.events_per_s,
+                        "large_batch": large_batch,
+                    }
+                    result["metrics"] = lowo_metrics(result)
+                report["results"].append(result)
+                console.print(rich_table(result))
+    report["headline"] = worst_worlds(report["results"])
+    return report
+
+
+def write_outputs(
+    report: dict, cache: Path, table_path: Callable[[str], Path] | None = None
+) -> dict[str, Path]:
+    """The JSON and markdown reports under `cache` (keyed by the worlds' built files), the LOWO
+    table for the README (`table_path(name)`, default `bench.readme.result_path`), and the
+    single-scenario table when `sharegpt-chat` ran on its own history. Returns what was
+    written, by kind."""
+    table_path = table_path or result_path
+    files = sorted((name, info["events_file"]) for name, info in report["worlds"].items())
+    digest = hashlib.sha256(orjson.dumps(files)).hexdigest()[:12]
+    stem = cache / f"detection-lowo-{digest}"
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    written = {"json": stem.with_suffix(".json"), "markdown": stem.with_suffix(".md")}
+    written["json"].write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
+    written["markdown"].write_text(markdown(report))
+    header = measured_by(seconds=report["wall_seconds"])
+    suffix = "-small" if report["small"] else ""
+    written["table"] = write_table(
+        table_path(f"detection-lowo{suffix}"), lowo_table(report), header
+    )
+    single = [
+        result
+        for result in report["results"]
+        if result["world"] == SINGLE_SCENARIO_WORLD and result["calibration"] == "own"
+    ]
+    if single:
+        written["single_scenario_table"] = write_table(
+            table_path(f"detection{suffix}"), readme_table(single), header
+        )
+    return written
+
+
+def _names(value: str | None, known: Sequence[str], what: str) -> list[str]:
+    if value is None:
+        return list(known)
+    names = [name.strip() for name in value.split(",") if name.strip()]
+    unknown = [name for name in names if name not in known]
+    if unknown or not names:
+        raise typer.BadParameter(f"unknown {what} {unknown}: one of {', '.join(known)}")
+    return list(dict.fromkeys(names))
+
+
+app = typer.Typer(add_completion=False)
+
+
+@app.command()
 def main(
-    small: Annotated[bool, typer.Option(help="The small scenario (no teacher).")] = False,
+    small: Annotated[bool, typer.Option(help="The worlds' small variants.")] = False,
+    worlds: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated worlds to hold out and transfer from (default all)."),
+    ] = None,
     detectors: Annotated[str, typer.Option(help="Comma-separated.")] = ",".join(DETECTORS),
-    rebuild: Annotated[bool, typer.Option(help="Rebuild the scenario.")] = False,
+    calibrations: Annotated[
+        str,
+        typer.Option(
+            help="Comma-separated: own (the held-out world's benign history), transfer (the "
+            "other worlds' benign histories only)."
+        ),
+    ] = ",".join(CALIBRATIONS),
+    rebuild: Annotated[bool, typer.Option(help="Rebuild the worlds.")] = False,
     batch: Annotated[int, typer.Option(help="Records per pipeline batch, at most.")] = 200,
     per_account: Annotated[
         int, typer.Option(help="Cut a batch when one account has this many requests in it.")
@@ -499,63 +1055,40 @@ def main(
     large_batch: Annotated[
         int,
         typer.Option(
-            help="Also time each detector on the scenario's ordinary benign users' traffic (as "
+            help="Also time each detector on the world's ordinary benign users' traffic (as "
             "production traffic is: nearly all honest) in batches this large, as a worker "
             "runs (0: skip)."
         ),
     ] = 0,
 ) -> None:
+    """Leave-one-world-out detection benchmark (see the module docstring)."""
     wall = time.perf_counter()
-    scenario = build(SMALL if small else FULL, rebuild=rebuild, log=console.print)
-    lines = scenario.events_path.read_bytes().splitlines()
-    work = batches(lines, batch, per_account)
-    calibration = list(events_in_file(scenario.calibration_path))
+    chosen = _names(worlds, list(WORLDS), "world")
+    names = _names(detectors, DETECTORS, "detector")
+    modes = _names(calibrations, CALIBRATIONS, "calibration")
     embedder = CachedEmbedder(CACHE / "embeddings-minilm.npz")
-    embedding: dict[str, float] = {}
-    results = []
-    for name in [d.strip() for d in detectors.split(",") if d.strip()]:
-        detector = make_detector(name, embedder)
-        if getattr(detector, "embedder", None) is embedder and not embedding:
-            events = [*calibration, *events_in_file(scenario.events_path)]
-            count, seconds = warm(embedder, [e.prompt_text[:PROMPT_CHARS] for e in events])
-            embedding = {"prompts_embedded": count, "seconds": seconds}
-            console.print(f"MiniLM: {count} new prompts embedded in {seconds:.0f} s")
-        run = run_detector(name, detector, calibration, work)
-        results.append(evaluate(run, scenario))
-        if large_batch:
-            ordinary = set(scenario.accounts(lambda actor: actor == "benign"))
-            benign_lines = [line for line in lines if orjson.loads(line)["account_id"] in ordinary]
-            timed = run_detector(
-                name,
-                make_detector(name, embedder),
-                calibration,
-                batches(benign_lines, large_batch, 0),
-            )
-            results[-1] |= {"events_per_s_benign": timed.events_per_s, "large_batch": large_batch}
-        console.print(rich_table(results[-1]))
-    console.print(summary_table(results))
-    report = {
-        "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "scenario": scenario.config.key,
-        "config": asdict(scenario.config),
-        "events": len(lines),
-        "batches": len(work),
-        "machine": machine(),
-        "wall_seconds": time.perf_counter() - wall,
-        "targets": TARGETS,
-        "embedding": embedding,
-        "results": results,
-    }
-    stem = CACHE / f"detection-{scenario.config.key}"
-    stem.with_suffix(".json").write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
-    stem.with_suffix(".md").write_text(markdown(report))
-    table = result_path("detection" if scenario.config == FULL else "detection-small")
-    write_table(table, readme_table(results), measured_by(seconds=report["wall_seconds"]))
+    report = run_lowo(
+        {name: WORLDS[name] for name in chosen},
+        names,
+        modes,
+        make=lambda name: make_detector(name, embedder),
+        small=small,
+        rebuild=rebuild,
+        batch=batch,
+        per_account=per_account,
+        large_batch=large_batch,
+        embedder=embedder,
+    )
+    report["wall_seconds"] = time.perf_counter() - wall
+    print_lowo(report)
+    for skipped in report["skipped"]:
+        console.print(f"skipped: {skipped}")
+    written = write_outputs(report, CACHE)
     console.print(
-        f"wall time {report['wall_seconds']:.0f} s; report: {stem}.json, {stem}.md; "
-        f"README table: {table}"
+        f"wall time {report['wall_seconds']:.0f} s; "
+        + "; ".join(f"{kind}: {path}" for kind, path in written.items())
     )
 
 
 if __name__ == "__main__":
-    typer.run(main)
+    app()
