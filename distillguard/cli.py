@@ -392,7 +392,7 @@ def _serve(settings: Settings, host: str, port: int, print_token: bool) -> None:
 
     import uvicorn
 
-    from distillguard.wiring import build_api, uvicorn_proxy_options
+    from distillguard.wiring import UVICORN_OPTIONS, build_api
     from services.auth import create_token
     from storage import open_store
 
@@ -408,9 +408,7 @@ def _serve(settings: Settings, host: str, port: int, print_token: bool) -> None:
         threading.Thread(target=dispatcher.run, args=(stop,), daemon=True).start()
     console.print(f"DistillGuard API on http://{host}:{port} (OpenAPI at /openapi.json)")
     try:
-        uvicorn.run(
-            api, host=host, port=port, log_level="warning", **uvicorn_proxy_options(settings)
-        )
+        uvicorn.run(api, host=host, port=port, log_level="warning", **UVICORN_OPTIONS)
     finally:
         stop.set()
 

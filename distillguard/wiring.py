@@ -38,7 +38,7 @@ __all__ = [
     "store_pipeline",
     "store_sink",
     "store_sinks",
-    "uvicorn_proxy_options",
+    "UVICORN_OPTIONS",
 ]
 
 
@@ -136,10 +136,8 @@ def build_api(settings: Settings, store: Store) -> FastAPI:
     return create_app(settings, store, LazyIngestor(partial(build_ingestor, settings, store)))
 
 
-def uvicorn_proxy_options(settings: Settings) -> dict[str, Any]:
-    """uvicorn never rewrites the client address from `X-Forwarded-For` (its default believes
-    loopback, so anything on the host could claim any address in the audit log and dodge the
-    failed-token limit). The app alone decides, from `settings.trusted_proxies`
-    (`services.api.edge.client_address`), so one rule serves audit and limit alike."""
-    del settings  # the app reads it; uvicorn must not act on it too
-    return {"proxy_headers": False}
+# uvicorn never rewrites the client address from `X-Forwarded-For` (its default believes
+# loopback, so anything on the host could claim any address in the audit log and dodge the
+# failed-token limit). The app alone decides, from `settings.trusted_proxies`
+# (`services.api.edge.client_address`), so one rule serves audit and limit alike.
+UVICORN_OPTIONS: dict[str, Any] = {"proxy_headers": False}

@@ -17,9 +17,9 @@ import pytest
 import uvicorn
 from typer.testing import CliRunner
 
-from core.settings import Settings, get_settings
+from core.settings import get_settings
 from distillguard.cli import app, mask_credentials, retention_tables
-from distillguard.wiring import uvicorn_proxy_options
+from distillguard.wiring import UVICORN_OPTIONS
 from storage import open_store
 from tests.distillguard.test_cli import request_log, volume_detector  # noqa: F401 - fixtures
 
@@ -162,7 +162,7 @@ def _client_app():
 def serve() -> Iterator:
     servers: list[uvicorn.Server] = []
 
-    def start(settings: Settings) -> str:
+    def start() -> str:
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
@@ -171,7 +171,7 @@ def serve() -> Iterator:
             host="127.0.0.1",
             port=port,
             log_level="warning",
-            **uvicorn_proxy_options(settings),
+            **UVICORN_OPTIONS,
         )
         server = uvicorn.Server(config)
         servers.append(server)
@@ -187,9 +187,8 @@ def serve() -> Iterator:
 
 
 def test_uvicorn_never_rewrites_the_client_address(serve) -> None:
-    """The server hands the app the TCP peer whatever the settings: the app alone reads
+    """The server, run as `serve` runs it, hands the app the TCP peer: the app alone reads
     `X-Forwarded-For`, and only from `trusted_proxies` (tests/services/test_api_edge.py)."""
     spoofed = {"X-Forwarded-For": "203.0.113.9"}
     with httpx.Client(trust_env=False) as client:
-        for settings in (Settings(), Settings(trusted_proxies=["127.0.0.0/8"])):
-            assert client.get(serve(settings), headers=spoofed).text == "127.0.0.1"
+        assert client.get(serve(), headers=spoofed).text == "127.0.0.1"

@@ -16,6 +16,7 @@ import orjson
 import uvicorn
 
 from core.settings import Settings
+from distillguard.wiring import UVICORN_OPTIONS
 from services.api import create_app
 from services.auth import create_token
 from storage import EmbeddedClickHouse
@@ -31,7 +32,7 @@ def serve(data_dir: Path, max_request_bytes: int) -> None:
     listener.listen(128)  # connections queue until uvicorn accepts them
     port = listener.getsockname()[1]
     print(orjson.dumps({"port": port, "admin": admin}).decode(), flush=True)
-    config = uvicorn.Config(app, log_level="warning", proxy_headers=False, access_log=False)
+    config = uvicorn.Config(app, log_level="warning", access_log=False, **UVICORN_OPTIONS)
     uvicorn.Server(config).run(sockets=[listener])
 
 
