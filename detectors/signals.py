@@ -17,6 +17,11 @@ reference), oriented so that *larger is more extraction-like*. Signals are weak 
 | dispersion | prompts spread far apart in embedding space |
 | mmd | the account's prompt distribution differs from benign traffic |
 | prada | PRADA's minimum-distance statistic departs from normal (Juuti et al. 2019) |
+| lifetime_distinct_prompts | a harvest is many distinct prompts, however slowly they are sent |
+| lifetime_topic_breadth | a harvest covers many topics over the whole history |
+
+The two `lifetime` signals read the account's whole history (`detectors/sketches.py`), not
+the window: they are compared with benign accounts' whole histories, not window by window.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import numpy as np
 from detectors.features import EventFeatures
 from detectors.index import window_duplicate_rate
 from detectors.language import switch_rate
+from detectors.sketches import Lifetime
 
 NEAR_DUPLICATE_BITS = 8  # SimHash Hamming radius; unrelated prompts sit ~32 bits apart
 SESSION_GAP_MS = 30 * 60_000
@@ -47,9 +53,10 @@ class Window:
     reasoning: np.ndarray
     languages: list[str]
     embeddings: np.ndarray  # (m, d) of the embedded events only
+    lifetime: Lifetime  # the account's whole history (the window included)
 
     @classmethod
-    def of(cls, features: list[EventFeatures]) -> Window:
+    def of(cls, features: list[EventFeatures], lifetime: Lifetime | None = None) -> Window:
         vectors = [f.embedding for f in features if f.embedding is not None]
         return cls(
             timestamps=np.fromiter((f.timestamp_ms for f in features), np.int64, len(features)),
@@ -63,6 +70,7 @@ class Window:
             embeddings=np.stack(vectors).astype(np.float32)
             if vectors
             else np.zeros((0, 0), np.float32),
+            lifetime=lifetime or Lifetime(),
         )
 
     @property
@@ -124,6 +132,10 @@ def reasoning_share(window: Window) -> float:
 
 def language_switch_rate(window: Window) -> float:
     return switch_rate(window.languages)
+
+
+def lifetime_distinct_prompts(window: Window) -> float:
+    return window.lifetime.distinct_prompts()
 
 
 @dataclass
@@ -191,6 +203,17 @@ def prada(window: Window, reference: Reference) -> float:
     return float(1.0 - shapiro(nearest).statistic)
 
 
+def lifetime_topic_breadth(window: Window, reference: Reference) -> float:
+    """Distinct benign topics among every prompt ever embedded: those that left the window
+    (counted by the sketch) and those still in it."""
+    if len(reference.centroids) == 0:
+        return 0.0
+    topics = set(window.lifetime.topics)
+    if len(window.embeddings):
+        topics.update(np.argmax(window.embeddings @ reference.centroids.T, axis=1).tolist())
+    return float(len(topics))
+
+
 @dataclass(frozen=True)
 class Signal:
     """`content` signals say *what* an account asks, the others *how* it asks. Signals of one
@@ -202,6 +225,7 @@ class Signal:
     explanation: str = ""
     content: bool = False
     family: str = ""
+    lifetime: bool = False  # reads the whole history: compared with benign whole histories
 
     @property
     def group(self) -> str:
@@ -239,4 +263,21 @@ SIGNALS: tuple[Signal, ...] = (
     Signal("dispersion", dispersion, True, "prompts far apart from each other", True),
     Signal("mmd", mmd, True, "prompt distribution differs from benign traffic", True),
     Signal("prada", prada, True, "PRADA nearest-distance statistic is not normal", True),
+    Signal(
+        "lifetime_distinct_prompts",
+        lifetime_distinct_prompts,
+        False,
+        "many distinct prompts over the account's whole history",
+        False,
+        VOLUME,
+        lifetime=True,
+    ),
+    Signal(
+        "lifetime_topic_breadth",
+        lifetime_topic_breadth,
+        True,
+        "covers many benign topics over the account's whole history",
+        True,
+        lifetime=True,
+    ),
 )

@@ -1,7 +1,9 @@
 """`distillguard worker`: the Kafka consumer-group worker.
 
 The one loop (`streaming.loop.run`): poll a batch → pipeline.process → checkpoint (every sink
-flushed, state last) → commit the offsets. The worker adds metrics and, when a sink fails
+flushed, state last) → commit the offsets. The worker adds metrics (among them calibration
+drift: the live share of flagged accounts against the calibration's held-out benign rate, with
+a rate-limited warning line; see `detectors.drift.DriftMonitor`) and, when a sink fails
 (ClickHouse down), stops consuming and retries the same checkpoint with exponential backoff,
 logging one line when it goes down and one when it is back. SIGTERM finishes the batch in
 flight, then leaves the group.
@@ -23,6 +25,8 @@ from tenacity import RetryCallState, Retrying, retry_if_exception, wait_exponent
 from core.batch import Batch
 from core.records import SourceRecord
 from core.timeutil import now_ms
+from detectors.base import calibration_of
+from detectors.drift import DriftMonitor
 from streaming.kafka import KafkaSource
 from streaming.loop import run
 from streaming.pipeline import Pipeline
@@ -46,6 +50,19 @@ EVENT_TO_VERDICT = Histogram(
 )
 LAG = Gauge("distillguard_consumer_lag", "Messages behind the end of assigned partitions")
 SINKS_UP = Gauge("distillguard_sinks_up", "1 when the last checkpoint succeeded, 0 while retrying")
+CALIBRATION_DRIFT = Gauge(
+    "distillguard_calibration_drift",
+    "Signed -log10 p of the live flagged-account share under the calibration's held-out benign "
+    "rate: > 0 more accounts flagged than calibrated, < 0 fewer, 0 within its 95% interval",
+)
+LIVE_FLAG_RATE = Gauge(
+    "distillguard_live_flag_rate",
+    "Share of recently active accounts flagged suspicious or above (sliding window of accounts)",
+)
+CALIBRATED_FLAG_RATE = Gauge(
+    "distillguard_calibrated_flag_rate",
+    "Share of held-out benign accounts the calibration flags suspicious or above",
+)
 
 
 @dataclass
@@ -77,6 +94,10 @@ class Worker:
         self._down_since: float | None = None
         self._next_lag = 0.0
         self.on_batch = on_batch  # (records, batch, durable_ms): benchmarks measure latency
+        # None for a detector without a false-positive calibration (volume).
+        self.drift = DriftMonitor.from_calibration(calibration_of(pipeline.detector))
+        if self.drift is not None:
+            CALIBRATED_FLAG_RATE.set(self.drift.expected)
 
     def install_signal_handlers(self) -> None:
         def request_stop(signum: int, _frame: object) -> None:
@@ -150,6 +171,25 @@ class Worker:
         self.stats.consumed += batch.records
         self.stats.dead_letters += len(batch.dead_letters)
         self.stats.verdicts += len(batch.verdicts)
+        self._watch_drift(batch)
+
+    def _watch_drift(self, batch: Batch) -> None:
+        """Feed the drift monitor this batch's active accounts and new labels; set the gauges
+        and log its warning line when it has one (at most every `warn_every_s`)."""
+        if self.drift is None:
+            return
+        labels = {verdict.account_id: verdict.label for verdict in batch.verdicts}
+        cursors = self.pipeline.cursors
+        active = {
+            account_id: cursors[account_id].requests_seen if account_id in cursors else 0
+            for account_id in {item.event.account_id for item in batch.events} | set(labels)
+        }
+        status = self.drift.observe(active, labels)
+        LIVE_FLAG_RATE.set(status.rate)
+        CALIBRATION_DRIFT.set(status.drift)
+        line = self.drift.alert(time.monotonic())
+        if line is not None:
+            log.warning(line)
 
     def run(self) -> WorkerStats:
         """Consume until `stop` is set; never lets a poison message or an outage end the loop."""

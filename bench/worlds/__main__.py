@@ -32,7 +32,7 @@ def main(
         by_actor: dict[str, list[int]] = {}
         for account, actor in scenario.actors.items():
             by_actor.setdefault(actor, []).append(counts[account])
-        table = Table(title=f"{name} ({scenario.config.key}): {world.log_shape}")
+        table = Table(title=f"{name} ({scenario.events_path.stem}): {world.log_shape}")
         for column in ("actor", "accounts", "requests", "max per account"):
             table.add_column(column, justify="right")
         for actor, sizes in sorted(by_actor.items()):

@@ -21,6 +21,7 @@ from typing import Any
 
 import orjson
 
+from bench.pipeline import CACHE
 from bench.scenario import Log, Scenario
 from core.timeutil import DAY_MS, HOUR_MS
 
@@ -187,19 +188,42 @@ def check_span(name: str, requests: Iterable[Request], start_ms: int, days: int)
         )
 
 
+@dataclass(frozen=True)
+class Generator:
+    """How one world is generated: its name and version, its two sizes, what is sent (`make`)
+    and how the gateway logs it (`shape`). Every world keys, builds and caches its files here,
+    the same way."""
+
+    name: str
+    version: int
+    module_file: str  # the world's module: its code is part of the cache key
+    start_ms: int
+    small: Any  # the world's Config (which has `days`) for `--small`
+    full: Any
+    make: Callable[[Any], Traffic]
+    shape: Shape
+
+    def key(self, config: Any) -> str:
+        return config_key(self.name, self.version, config, self.module_file)
+
+    def build(self, small: bool, rebuild: bool, log: Log) -> Scenario:
+        """`World.build`: the small or the full variant."""
+        return self.build_config(self.small if small else self.full, rebuild=rebuild, log=log)
+
+    def build_config(
+        self, config: Any, cache_dir: Path = CACHE, rebuild: bool = False, log: Log = print
+    ) -> Scenario:
+        """The world's files for `config`, from the cache when it was built before."""
+        return build_world(self, config, cache_dir, rebuild, log)
+
+
 def build_world(
-    name: str,
-    config: Any,
-    make: Callable[[Any], Traffic],
-    shape: Shape,
-    cache_dir: Path,
-    rebuild: bool,
-    log: Log,
-    start_ms: int,
+    generator: Generator, config: Any, cache_dir: Path, rebuild: bool, log: Log
 ) -> Scenario:
-    """The world's files for `config` (which has `days`), from the cache when it was built
-    before."""
-    stem = cache_dir / f"world-{name}-{config.key}"
+    """Build (or read back) one world's log, calibration history and truth file."""
+    name, key, start_ms = generator.name, generator.key(config), generator.start_ms
+    make, shape = generator.make, generator.shape
+    stem = cache_dir / f"world-{name}-{key}"
     events, calibration, truth = (
         stem.with_suffix(".jsonl"),
         stem.with_suffix(".calibration.jsonl"),
@@ -230,7 +254,7 @@ def build_world(
             orjson.dumps(document, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
         )
         partial.replace(truth)
-        log(f"world {name} {config.key}: {len(traffic.events)} requests -> {events}")
+        log(f"world {name} {key}: {len(traffic.events)} requests -> {events}")
     document = orjson.loads(truth.read_bytes())
     return Scenario(config, events, calibration, document["actors"], document["campaigns"])
 

@@ -26,19 +26,15 @@ import random
 import re
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 
-from bench.pipeline import CACHE
-from bench.scenario import Log, Scenario
 from bench.worlds import sources
 from bench.worlds.base import (
     CAMPAIGN,
     SINGLE_ACCOUNT,
+    Generator,
     Request,
     Traffic,
     World,
-    build_world,
-    config_key,
     day_moment,
     digest,
     epoch_ms,
@@ -111,10 +107,6 @@ class Config:
     helpdesk_threads: int = 600
     librarian_prompts: int = 400
     analyst_items: int = 400
-
-    @property
-    def key(self) -> str:
-        return config_key(NAME, VERSION, self, __file__)
 
 
 SMALL = Config(
@@ -732,14 +724,7 @@ def make(config: Config) -> Traffic:
     return Traffic(events, calibration, {f"{CAMPAIGN}-{NAME}-{config.seed}": sorted(members)})
 
 
-def build_config(
-    config: Config, cache_dir: Path = CACHE, rebuild: bool = False, log: Log = print
-) -> Scenario:
-    return build_world(NAME, config, make, shape, cache_dir, rebuild, log, START_MS)
-
-
-def build(small: bool, rebuild: bool, log: Log) -> Scenario:
-    return build_config(SMALL if small else FULL, rebuild=rebuild, log=log)
+GENERATOR = Generator(NAME, VERSION, __file__, START_MS, SMALL, FULL, make, shape)
 
 
 WORLD = World(
@@ -757,5 +742,5 @@ WORLD = World(
     log_shape=(
         "full message history (user and assistant turns); shared NAT IP and UI user agent; epoch ms"
     ),
-    build=build,
+    build=GENERATOR.build,
 )

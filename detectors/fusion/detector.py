@@ -19,7 +19,7 @@ from detectors.features import EventFeatures, SimHasher, featurize
 from detectors.fusion import benign, persistence, pooling, tiering
 from detectors.fusion.benign import BUCKETS, BenignValues, IsolationSurprise, Snapshot
 from detectors.fusion.explanation import reasons, with_examples
-from detectors.fusion.scoring import fused, score_and_label
+from detectors.fusion.scoring import distinct_prompts, fused, score_and_label
 from detectors.fusion.window import AccountWindow
 from detectors.signals import SIGNALS, Reference, Window
 
@@ -32,7 +32,7 @@ class ExtractionDetector(Detector):
     """All per-account signals, benign-calibrated and fused; see the package docstring."""
 
     name = "extraction"
-    version = "fusion-1"
+    version = "fusion-2"
 
     def __init__(
         self,
@@ -115,10 +115,14 @@ class ExtractionDetector(Detector):
             tiering.embed(self.embedder, chosen)
         return by_account
 
+    def _centroids(self) -> np.ndarray | None:
+        """Benign topic centroids, which lifetime topic breadth counts in."""
+        return None if self.reference_ is None else self.reference_.centroids
+
     # --- signals -------------------------------------------------------------------------------
     def _values(self, account: AccountWindow) -> tuple[dict[str, float], int, int]:
         """Signal values of the account's window, its size and its embedded size."""
-        window = Window.of(list(account.features))
+        window = Window.of(list(account.features), account.lifetime)
         values = {s.name: s.compute(window) for s in SIGNALS if not s.needs_embeddings}
         embedded = len(window.embeddings)
         if self.reference_ is not None and embedded and (account.deep or not self.tiered):
@@ -150,7 +154,7 @@ class ExtractionDetector(Detector):
         """Fused score without the forest (a lower bound, and much cheaper): used for the
         intermediate steps of a burst."""
         surprises = self._surprises(values, count, embedded)
-        return float(fused(surprises, np.float64(0.0)))
+        return float(fused(surprises, np.float64(0.0), distinct_prompts(values, count)))
 
     # --- calibration ---------------------------------------------------------------------------
     def fit(self, benign_events: Iterable[Event]) -> Self:
@@ -174,8 +178,7 @@ class ExtractionDetector(Detector):
             account = self._account(account_id)
             account.deep = True  # calibration scores benign windows with every signal
             for item in items:
-                account.features.append(item)
-                account.seen += 1
+                account.extend([item], self._centroids())
                 account.embeddings_stale |= item.embedding is not None
                 if account.seen >= BUCKETS[0]:
                     snapshots.append((account_id, *self._values(account)))
@@ -187,16 +190,23 @@ class ExtractionDetector(Detector):
             return self
         vectors = np.stack([self._surprises(v, c, e) for _, v, c, e in snapshots])
         self.isolation_ = IsolationSurprise.fit(vectors, self.seed)
-        raw = fused(vectors, self._isolation_surprise(vectors))
+        distinct = np.array([distinct_prompts(v, c) for _, v, c, _ in snapshots])
+        raw = fused(vectors, self._isolation_surprise(vectors), distinct)
         accounts = [account_id for account_id, *_ in snapshots]
-        peaks = np.asarray(list(benign.lifetime_maxima(accounts, raw).values()))
+        in_sample = benign.lifetime_maxima(accounts, raw)
         cheap_peaks = benign.lifetime_maxima(accounts, tiering.cheap_surprises(vectors))
         sizes = {a: len(events) for a, events in by_account.items()}
         self.deep_threshold_ = tiering.deep_threshold(cheap_peaks, sizes, self.deep_share)
-        self.thresholds_ = {
-            "suspicious": benign.tail_threshold(peaks, self.suspicious_fpr),
-            "extraction": benign.tail_threshold(peaks, self.target_fpr),
-        }
+        # Thresholds from out-of-fold peaks: each account scored against the other accounts
+        # only, as a new honest account will be (see `calibration`).
+        from detectors.fusion import calibration
+
+        peaks, folds = calibration.cross_fitted_peaks(snapshots, self.seed)
+        fprs = {"suspicious": self.suspicious_fpr, "extraction": self.target_fpr}
+        self.thresholds_ = calibration.thresholds(peaks, fprs)
+        self.calibration_report_ = calibration.calibration_report(
+            peaks, in_sample, folds, fprs, sizes, calibration.history_days(by_account.values())
+        )
         return self
 
     # --- streaming -----------------------------------------------------------------------------
@@ -217,8 +227,7 @@ class ExtractionDetector(Detector):
                 chunk = items[start : start + BURST_STEP]
                 if account.deep:  # gone deep earlier in this batch
                     tiering.embed_missing(self.embedder, chunk)
-                account.features.extend(chunk)
-                account.seen += len(chunk)
+                account.extend(chunk, self._centroids())
                 account.embeddings_stale |= any(f.embedding is not None for f in chunk)
                 values, count, embedded = self._values(account)
                 if self.tiered and not account.deep and self._suspected(values, count):
@@ -310,7 +319,11 @@ class ExtractionDetector(Detector):
     ) -> Assessment:
         if isinstance(account, str):
             account = self.accounts[account]
-        raw = float(fused(surprises, np.float64(forest))) if count >= BUCKETS[0] else 0.0
+        raw = (
+            float(fused(surprises, np.float64(forest), distinct_prompts(values, count)))
+            if count >= BUCKETS[0]
+            else 0.0
+        )
         score, label = score_and_label(raw, self.thresholds_)
         account.label = label
         found = reasons(values, surprises, forest, score, count, embedded)

@@ -58,7 +58,13 @@ def reasons(
                 evidence={
                     "explanation": signal.explanation,
                     "benign_tail_probability": round(p, 5),
-                    "compared_at_requests": embedded if signal.needs_embeddings else count,
+                    **(
+                        {"compared_with": "benign accounts' whole histories"}
+                        if signal.lifetime
+                        else {
+                            "compared_at_requests": embedded if signal.needs_embeddings else count
+                        }
+                    ),
                 },
             )
         )

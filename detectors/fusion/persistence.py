@@ -1,6 +1,8 @@
 """The fused detector's calibration file (`calibrate --out`): benign distributions, thresholds,
-the forest's training sample, the benign embedding reference and the linker's calibration. The
-layout is the one saved files already hold: change it only with a migration."""
+the forest's training sample, the benign embedding reference, the linker's calibration and the
+calibration report (held-out false-positive rates and warnings, `calibration.calibration_report`).
+The layout is the one saved files already hold: change it only with a migration (files saved
+before the report existed load without one: `report` is None)."""
 
 from __future__ import annotations
 
@@ -20,12 +22,14 @@ def calibration_to_json(detector: ExtractionDetector) -> dict[str, Any]:
     isolation = detector.isolation_
     training = isolation.training if isolation is not None else np.zeros((0, len(SIGNALS)))
     return {
+        "signals": [s.name for s in SIGNALS],
         "target_fpr": detector.target_fpr,
         "suspicious_fpr": detector.suspicious_fpr,
         "thresholds": detector.thresholds_,
         "deep_share": detector.deep_share,
         "deep_threshold": detector.deep_threshold_,
         "fitted_accounts": detector.fitted_accounts_,
+        "report": getattr(detector, "calibration_report_", None),
         "benign_values": {
             signal: {str(b): v.round(6).tolist() for b, v in buckets.items()}
             for signal, buckets in detector.benign_values_.items()
@@ -43,10 +47,20 @@ def calibration_to_json(detector: ExtractionDetector) -> dict[str, Any]:
 
 
 def load_calibration_json(detector: ExtractionDetector, calibration: dict[str, Any]) -> None:
+    """Restore a saved calibration; one made for another set of signals (an older version)
+    cannot score this version's accounts, so it is refused with what to do instead."""
+    signals = calibration.get("signals", [])
+    if signals != [s.name for s in SIGNALS]:
+        raise ValueError(
+            f"this calibration was made for {len(signals) or 'an older set of'} signals, the "
+            f"detector ({detector.version}) has {len(SIGNALS)}: run `distillguard calibrate` "
+            "again on the benign history"
+        )
     detector.target_fpr = calibration["target_fpr"]
     detector.suspicious_fpr = calibration["suspicious_fpr"]
     detector.thresholds_ = dict(calibration["thresholds"])
     detector.fitted_accounts_ = calibration["fitted_accounts"]
+    detector.calibration_report_ = calibration.get("report")
     detector.deep_share = calibration["deep_share"]
     detector.deep_threshold_ = calibration["deep_threshold"]
     detector.benign_values_ = {

@@ -25,6 +25,7 @@ from core.verdicts import Assessment
 from detectors.campaigns import Cluster
 from detectors.fusion.explanation import campaign_reason
 from detectors.fusion.window import AccountWindow
+from detectors.sketches import merged
 
 
 def pooled_window(members: list[str], accounts: Mapping[str, AccountWindow]) -> AccountWindow:
@@ -38,6 +39,7 @@ def pooled_window(members: list[str], accounts: Mapping[str, AccountWindow]) -> 
         ),
         seen=sum(accounts[m].seen for m in members),
         deep=True,
+        lifetime=merged(accounts[m].lifetime for m in members),
     )
 
 

@@ -1,6 +1,7 @@
 """Fusion: signal surprises into one raw score, then a score in [0, 1] and a label.
 
-The raw score is 2·√(content surprise · behaviour surprise) (see `fused`); calibration puts the
+The raw score is 2·√(content surprise · behaviour surprise), weighed by how many distinct prompts
+the account sent (see `fused`); calibration puts the
 extraction threshold at the benign accounts' (1 − target_fpr) quantile of their lifetime peak,
 and `score = 1 − 2^(−raw / extraction_threshold)`: 0.5 is exactly the extraction threshold.
 
@@ -21,15 +22,35 @@ GROUP_MEMBERS = np.array([[s.group == g for s in SIGNALS] for g in GROUPS])  # (
 GROUP_CONTENT = np.array([next(s.content for s in SIGNALS if s.group == g) for g in GROUPS])
 
 
-def fused(surprises: np.ndarray, forest: np.ndarray | float) -> np.ndarray:
-    """2·√(content · behaviour): an account must be unusual both in *what* it asks and in *how*
-    it asks. Harvest parameters alone (a researcher at temperature 0 with logprobs) or unusual
-    topics alone (a specialist) are not enough. The forest's surprise (an unusual combination,
-    in practice of behaviour signals) counts as behaviour: it must not stand in for content."""
+CREDIBLE_PROMPTS = 32  # distinct prompts from which a score counts in full
+
+
+def credibility(distinct_prompts: np.ndarray | float) -> np.ndarray:
+    """How much of its fused surprise an account's score keeps: √(distinct prompts / 32), at
+    most 1. Extraction is a harvest; an account with a handful of distinct prompts cannot have
+    taken much, and its window statistics are the noisiest (honest accounts with 8 requests were
+    the highest-scoring honest accounts on every traffic world). A campaign is scored pooled, so
+    its members' small histories add up."""
+    return np.sqrt(np.minimum(1.0, np.asarray(distinct_prompts, np.float64) / CREDIBLE_PROMPTS))
+
+
+def distinct_prompts(values: dict[str, float], count: int) -> float:
+    """The account's distinct prompts over its whole history (its window size when unknown)."""
+    return values.get("lifetime_distinct_prompts", float(count))
+
+
+def fused(
+    surprises: np.ndarray, forest: np.ndarray | float, distinct: np.ndarray | float
+) -> np.ndarray:
+    """2·√(content · behaviour) · credibility(distinct prompts): an account must be unusual
+    both in *what* it asks and in *how* it asks, and have asked enough for it to matter.
+    Harvest parameters alone (a researcher at temperature 0 with logprobs) or unusual topics
+    alone (a specialist) are not enough. The forest's surprise (an unusual combination, in
+    practice of behaviour signals) counts as behaviour: it must not stand in for content."""
     by_group = np.where(GROUP_MEMBERS, surprises[..., None, :], 0.0).max(axis=-1)
     content = by_group[..., GROUP_CONTENT].sum(axis=-1)
     behaviour = by_group[..., ~GROUP_CONTENT].sum(axis=-1) + forest
-    return 2 * np.sqrt(content * behaviour)
+    return 2 * np.sqrt(content * behaviour) * credibility(distinct)
 
 
 def score_and_label(raw: float, thresholds: dict[str, float]) -> tuple[float, Label]:

@@ -12,8 +12,11 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from core.verdicts import Label
 from detectors.features import EventFeatures
+from detectors.sketches import Lifetime
 
 
 @dataclass
@@ -26,6 +29,22 @@ class AccountWindow:
     embedding_values: dict[str, float] = field(default_factory=dict)
     embeddings_stale: bool = True
     deep: bool = False  # under suspicion: every request embedded, embedding signals computed
+    lifetime: Lifetime = field(default_factory=Lifetime)  # the whole history, beyond the window
+
+    def extend(self, items: list[EventFeatures], centroids: np.ndarray | None) -> None:
+        """Append requests; the lifetime sketch absorbs them, and the topics (nearest benign
+        centroid) of embedded requests the window is about to drop."""
+        overflow = len(self.features) + len(items) - (self.features.maxlen or 10**9)
+        leaving = [self.features[i] for i in range(max(0, min(overflow, len(self.features))))]
+        embedded = [f.embedding for f in leaving if f.embedding is not None]
+        topics = (
+            np.argmax(np.stack(embedded) @ centroids.T, axis=1).tolist()
+            if embedded and centroids is not None and len(centroids)
+            else []
+        )
+        self.lifetime.add((f.prompt_key for f in items), (f.timestamp_ms for f in items), topics)
+        self.features.extend(items)
+        self.seen += len(items)
 
     def embedded_count(self) -> int:
         return sum(1 for f in self.features if f.embedding is not None)
@@ -36,6 +55,7 @@ class AccountWindow:
             "seen": self.seen,
             "label": self.label,
             "deep": self.deep,
+            "lifetime": self.lifetime.to_state(),
             "window": [f.to_state() for f in self.features],
         }
 
@@ -49,4 +69,5 @@ class AccountWindow:
             seen=int(state.get("seen", 0)),
             label=state.get("label", "benign"),
             deep=bool(state.get("deep", False)),
+            lifetime=Lifetime.from_state(state.get("lifetime")),
         )

@@ -37,7 +37,7 @@ def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def built(cache: Path) -> dict[str, Scenario]:
     return {
-        name: module.build_config(module.SMALL, cache_dir=cache, log=lambda _: None)
+        name: module.GENERATOR.build_config(module.SMALL, cache_dir=cache, log=lambda _: None)
         for name, module in MODULES.items()
     }
 
@@ -55,7 +55,7 @@ def prompt_of(record: dict) -> str:
 def test_registry_lists_four_worlds_with_distinct_sources() -> None:
     assert list(WORLDS) == ["sharegpt-chat", *MODULES]
     for name, module in MODULES.items():
-        assert WORLDS[name] is module.WORLD and WORLDS[name].build is module.build
+        assert WORLDS[name] is module.WORLD and WORLDS[name].build == module.GENERATOR.build
     assert len({w.prompt_sources for w in WORLDS.values()}) == len(WORLDS)
     assert len({w.log_shape for w in WORLDS.values()}) == len(WORLDS)
 
@@ -194,16 +194,20 @@ def test_rebuild_with_the_same_seed_gives_the_same_bytes(
     built: dict[str, Scenario], tmp_path: Path, name: str
 ) -> None:
     module, first = MODULES[name], built[name]
-    again = module.build_config(module.SMALL, cache_dir=tmp_path, rebuild=True, log=lambda _: None)
+    again = module.GENERATOR.build_config(
+        module.SMALL, cache_dir=tmp_path, rebuild=True, log=lambda _: None
+    )
     for path in (first.events_path, first.calibration_path):
         assert (tmp_path / path.name).read_bytes() == path.read_bytes()
     truth = path.name.replace(".calibration.jsonl", ".truth.json")
     assert (tmp_path / truth).read_bytes() == (path.parent / truth).read_bytes()
     assert again.actors == first.actors and again.campaigns == first.campaigns
-    cached = module.build_config(module.SMALL, cache_dir=tmp_path, log=pytest.fail)
+    cached = module.GENERATOR.build_config(module.SMALL, cache_dir=tmp_path, log=pytest.fail)
     assert cached.actors == first.actors  # from the cache, without building (nor logging)
 
 
 def test_config_keys_differ_by_world_and_size() -> None:
-    keys = {m.SMALL.key for m in MODULES.values()} | {m.FULL.key for m in MODULES.values()}
+    keys = {m.GENERATOR.key(m.SMALL) for m in MODULES.values()} | {
+        m.GENERATOR.key(m.FULL) for m in MODULES.values()
+    }
     assert len(keys) == 2 * len(MODULES)
