@@ -81,26 +81,39 @@ def pool(snapshots: Iterable[Snapshot]) -> BenignValues:
     }
 
 
-def surprise(benign: BenignValues, signal: str, count: int, value: float) -> tuple[float, float]:
-    """(−log10 p, p) of `value` against benign values at a comparable window size. Beyond
-    the largest benign value the tail is extended exponentially (scale: the larger of the benign
-    top decile's range and the benign standard deviation), so far-out values count more
-    than barely-out ones, up to a cap."""
-    by_bucket = benign.get(signal, {})
+def reference_bucket(by_bucket: dict[int, np.ndarray], count: int) -> int | None:
+    """The bucket a value at window size `count` is compared in: its own, or the largest
+    smaller one with enough benign values (None: no comparison possible)."""
     bucket = bucket_of(count)
     while bucket is not None and len(by_bucket.get(bucket, ())) < MIN_BUCKET_VALUES:
         bucket = bucket_of(bucket - 1)
+    return bucket
+
+
+def tail_p(reference: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Benign tail probability of each of `values` against sorted benign `reference` values.
+    Beyond the largest benign value the tail is extended exponentially (scale: the larger of the
+    benign top decile's range and the benign standard deviation), so far-out values count more
+    than barely-out ones, down to a floor of 10^−MAX_SURPRISE."""
+    values = np.asarray(values, dtype=np.float64)
+    tail = len(reference) - np.searchsorted(reference, values, side="left")
+    p = (tail + 1) / (len(reference) + 1)
+    beyond = tail == 0
+    if beyond.any():
+        top = reference[int(0.9 * len(reference)) :]
+        spread = max(float(top[-1] - top[0]), float(reference.std()))
+        scale = max(spread, 0.05 * max(abs(float(top[-1])), 1e-3))
+        p = np.where(beyond, p * np.exp(-(values - float(reference[-1])) / scale), p)
+    return np.maximum(p, 10.0**-MAX_SURPRISE)
+
+
+def surprise(benign: BenignValues, signal: str, count: int, value: float) -> tuple[float, float]:
+    """(−log10 p, p) of `value` against benign values at a comparable window size (`tail_p`)."""
+    by_bucket = benign.get(signal, {})
+    bucket = reference_bucket(by_bucket, count)
     if bucket is None:
         return 0.0, 1.0
-    values = by_bucket[bucket]
-    tail = len(values) - int(np.searchsorted(values, value, side="left"))
-    p = (tail + 1) / (len(values) + 1)
-    if tail == 0:
-        top = values[int(0.9 * len(values)) :]
-        spread = max(float(top[-1] - top[0]), float(values.std()))
-        scale = max(spread, 0.05 * max(abs(float(top[-1])), 1e-3))
-        p *= math.exp(-(value - float(values[-1])) / scale)
-    p = max(p, 10.0**-MAX_SURPRISE)
+    p = float(tail_p(by_bucket[bucket], np.array([value]))[0])
     return -math.log10(p), p
 
 

@@ -42,7 +42,6 @@ from detectors.drift import percent, wilson
 from detectors.fusion import benign
 from detectors.fusion.benign import (
     BUCKETS,
-    MAX_SURPRISE,
     MIN_BUCKET_ACCOUNTS,
     MIN_BUCKET_VALUES,
     BenignValues,
@@ -147,31 +146,19 @@ def surprise_matrix(pooled: BenignValues, table: SnapshotTable, rows: np.ndarray
         present = ~np.isnan(values)
         index = _bucket_index(sizes)
         for size_bucket in {benign.bucket_of(int(n)) for n in np.unique(sizes[present])}:
-            bucket = size_bucket
-            while bucket is not None and len(by_bucket.get(bucket, ())) < MIN_BUCKET_VALUES:
-                bucket = benign.bucket_of(bucket - 1)
-            if bucket is None or size_bucket is None:
+            if size_bucket is None:
+                continue
+            bucket = benign.reference_bucket(by_bucket, size_bucket)
+            if bucket is None:
                 continue
             chosen = present & (index == BUCKETS.index(size_bucket))
-            out[chosen, column] = _surprise_of(by_bucket[bucket], values[chosen])
+            out[chosen, column] = -np.log10(benign.tail_p(by_bucket[bucket], values[chosen]))
     return out
 
 
 def _bucket_index(sizes: np.ndarray) -> np.ndarray:
     """Index in BUCKETS of `bucket_of` each size (−1 below the smallest)."""
     return np.searchsorted(np.asarray(BUCKETS), sizes, side="right") - 1
-
-
-def _surprise_of(reference: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """−log10 p of each value against sorted benign `reference` values (`benign.surprise`)."""
-    tail = len(reference) - np.searchsorted(reference, values, side="left")
-    p = (tail + 1) / (len(reference) + 1)
-    top = reference[int(0.9 * len(reference)) :]
-    spread = max(float(top[-1] - top[0]), float(reference.std()))
-    scale = max(spread, 0.05 * max(abs(float(top[-1])), 1e-3))
-    beyond = tail == 0
-    p[beyond] *= np.exp(-(values[beyond] - float(reference[-1])) / scale)
-    return -np.log10(np.maximum(p, 10.0**-MAX_SURPRISE))
 
 
 def thresholds(peaks: Mapping[str, float], fprs: Mapping[str, float]) -> dict[str, float]:
