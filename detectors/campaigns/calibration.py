@@ -26,18 +26,20 @@ import numpy as np
 
 from detectors.campaigns.evidence import PIECES, Pair, PieceValues, pair
 from detectors.campaigns.profiles import client_context, param_signature
+from detectors.campaigns.skeletons import skeleton_keys
 from detectors.features import EventFeatures
 from detectors.index import RecentPromptIndex, SimhashSet
 
 
 class Common(NamedTuple):
-    """Prompts, near-duplicate prompts, client contexts and parameter signatures that several
-    benign accounts share: honest overlap, not evidence."""
+    """Prompts, near-duplicate prompts, client contexts, parameter signatures and prompt
+    skeletons that several benign accounts share: honest overlap, not evidence."""
 
     keys: set[str]
     contexts: set[str]
     simhashes: SimhashSet
     param_rarity: dict[str, float]  # signature -> −log10 of its benign share (0: common)
+    skeletons: set[str]
 
 
 def fit_common(
@@ -50,8 +52,14 @@ def fit_common(
     key_accounts: dict[str, set[str]] = defaultdict(set)
     context_accounts: dict[str, set[str]] = defaultdict(set)
     signature_accounts: dict[str, set[str]] = defaultdict(set)
+    skeleton_accounts: dict[str, set[str]] = defaultdict(set)
+    skeletons: dict[str, list[str]] = {}  # prompt key -> its skeleton keys (computed once)
     for f in features:
         key_accounts[f.prompt_key].add(f.account_id)
+        if f.prompt_key not in skeletons:
+            skeletons[f.prompt_key] = skeleton_keys(f.prompt)
+        for skeleton in skeletons[f.prompt_key]:
+            skeleton_accounts[skeleton].add(f.account_id)
         context = client_context(f)
         if context is not None:
             context_accounts[context].add(f.account_id)
@@ -65,6 +73,7 @@ def fit_common(
         {c for c, a in context_accounts.items() if len(a) >= common_accounts},
         SimhashSet(common_simhashes(features, common_accounts, max_hamming)),
         rarity,
+        {s for s, a in skeleton_accounts.items() if len(a) >= common_accounts},
     )
 
 

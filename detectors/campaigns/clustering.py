@@ -10,6 +10,10 @@ so alerts, reports and the `clusters` table follow one campaign as it grows.
 (['c'], True)
 >>> components([("a", "b"), ("c", "d"), ("b", "c")])
 [['a', 'b', 'c', 'd']]
+>>> strong = [("a1", "a2"), ("a2", "a3"), ("b1", "b2"), ("b2", "b3"), ("x", "y")]
+>>> weak = [("a1", "b1"), ("a2", "b2"), ("a3", "b3"), ("x", "a1"), ("y", "a2")]
+>>> sorted(merged_links(strong, weak, min_pairs=3))  # x-y reach two of the a's only
+[('a1', 'b1'), ('a2', 'b2'), ('a3', 'b3')]
 """
 
 from __future__ import annotations
@@ -65,6 +69,36 @@ def components(edges: Iterable[Pair]) -> list[list[str]]:
     for a, b in edges:
         union.union(a, b)
     return union.groups()
+
+
+def merged_links(strong: Iterable[Pair], weak: Iterable[Pair], min_pairs: int) -> list[Pair]:
+    """Weak links that join two clusters into one actor: between two components of the strong
+    links, weak links that reach `min_pairs` distinct accounts on each side (so at least that
+    many disjoint member pairs: improbable between unrelated groups, and never one account
+    alone). Merges are repeated until none is left."""
+    union = UnionFind()
+    for a, b in strong:
+        union.union(a, b)
+    weak = list(weak)
+    used: list[Pair] = []
+    while True:
+        between: dict[tuple[str, str], list[Pair]] = defaultdict(list)
+        for a, b in weak:
+            root_a, root_b = union.find(a), union.find(b)
+            if root_a != root_b:
+                between[(root_a, root_b) if root_a < root_b else (root_b, root_a)].append((a, b))
+        joined = False
+        for (root_a, root_b), links in sorted(between.items()):
+            if union.find(root_a) == union.find(root_b):
+                continue
+            ends = {x for link in links for x in link}
+            side_a = sum(1 for x in ends if union.find(x) == union.find(root_a))
+            if min(side_a, len(ends) - side_a) >= min_pairs:
+                union.union(root_a, root_b)
+                used.extend(links)
+                joined = True
+        if not joined:
+            return used
 
 
 class ClusterIds:

@@ -1,14 +1,21 @@
 """Evidence that two accounts are one harvest, and how surprising it is among honest accounts.
 
-Each piece is one number, larger = more shared: client infrastructure, active hours,
-near-duplicate prompts, parameter profile, topics. Weak alone, and some are common among honest
-users, so each is scored by its benign tail probability as a surprise in decades (−log10 p) and
-an edge needs both a total above the benign-calibrated threshold and `min_pieces` rare pieces.
+Each piece is one number, larger = more shared: client infrastructure, active hours (the same
+hours of the same days), schedule (the same unusual hours of the day or minute of the hour, on
+any days), near-duplicate prompts, templates (benign-rare skeletons filled differently),
+parameter profile, topics. Weak alone, and some are common among honest users, so each is scored
+by its benign tail probability as a surprise in decades (−log10 p). Pieces that measure one
+thing twice form a family (hours and schedule are time; near-duplicates and templates are text)
+and a family counts once, with its strongest piece: an edge needs both a total above the
+benign-calibrated threshold and `min_pieces` rare families.
 
 >>> tail = Tail.fit([0.0] * 990 + [0.5] * 9 + [0.9])
->>> tail.p_value(0.0), round(tail.p_value(0.6), 4), round(tail.p_value(2.0), 4)
-(1.0, 0.011, 0.001)
+>>> tail.p_value(0.0), round(tail.p_value(0.6), 4), round(tail.p_value(2.0), 4)  # 1 pair ≥ 0.6
+(1.0, 0.002, 0.001)
 >>> round(strength({"infra": tail}, {"infra": 0.9})[0], 2)
+2.7
+>>> both = {"timing": tail, "rhythm": tail}
+>>> round(strength(both, {"timing": 0.9, "rhythm": 0.9})[0], 2)  # one family: counted once
 2.7
 """
 
@@ -16,7 +23,7 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -26,7 +33,8 @@ import numpy as np
 from detectors.campaigns.profiles import AccountProfile
 from detectors.features import EventFeatures
 
-PIECES = ("infra", "timing", "prompts", "params", "topics")
+PIECES = ("infra", "timing", "prompts", "params", "topics", "templates", "rhythm")
+FAMILY = {"rhythm": "timing", "templates": "prompts"}  # piece -> the family it belongs to
 EXAMPLE_CHARS = 160
 MAX_SHARED_PER_PAIR = 64
 Pair = tuple[str, str]
@@ -80,6 +88,35 @@ def params_overlap(a: AccountProfile, b: AccountProfile, rarity: Mapping[str, fl
     )
 
 
+def template_overlap(
+    a: AccountProfile, b: AccountProfile, prior: float, min_share: float = 0.0
+) -> float:
+    """Share of each account's requests sent through skeletons both used as templates (each
+    filled it at least twice, and not with the same prompts: one shared line of a replayed
+    conversation is not a template), the smaller share; skeletons of one kind (whole prompt,
+    first or last line) at a time, shrunk by `prior` requests so that one shared template
+    proves little for a quiet account; below `min_share` (a coincidence of two busy accounts)
+    it is 0."""
+    used_a: Counter[str] = Counter()
+    used_b: Counter[str] = Counter()
+    for key in a.templates.keys() & b.templates.keys():
+        mine, theirs = a.templates[key], b.templates[key]
+        if (
+            key.startswith("p|")
+            or min(len(mine.fillings), len(theirs.fillings)) < 2
+            or mine.fillings == theirs.fillings
+        ):
+            continue
+        used_a[key[0]] += mine.count
+        used_b[key[0]] += theirs.count
+    if not used_a:
+        return 0.0
+    share_a = min(1.0, max(used_a.values()) / (a.requests + prior))
+    share_b = min(1.0, max(used_b.values()) / (b.requests + prior))
+    share = min(share_a, share_b)
+    return share if share >= min_share else 0.0
+
+
 def topic_overlap(a: AccountProfile, b: AccountProfile, min_prompts: int) -> float | None:
     """Histogram intersection of benign topic centroids; None when either has too few."""
     total_a, total_b = sum(a.topics.values()), sum(b.topics.values())
@@ -130,12 +167,16 @@ class SharedPrompts:
 # --- how rare among honest account pairs --------------------------------------------------
 @dataclass
 class Tail:
-    """Empirical P(value ≥ x) over benign account pairs, kept as a few dozen points (one per
-    halving of the tail count, plus the top values exactly) so calibration files stay small."""
+    """Empirical P(value ≥ x) over benign account pairs, kept as a few dozen points (the first
+    and last value of each halving of the tail count, plus the top values exactly) so
+    calibration files stay small. `gapless`: the last value of each halving is kept too, so a
+    value between two halvings is known to be above every benign value of the first (files
+    written before it was kept are read conservatively)."""
 
     pairs: int
     values: list[float]  # ascending
     at_least: list[int]  # benign pairs with value ≥ values[i]
+    gapless: bool = False
 
     @classmethod
     def fit(cls, samples: Sequence[float], exact_top: int = 64) -> Tail:
@@ -145,8 +186,10 @@ class Tail:
         octave = np.floor(np.log2(np.maximum(at_least, 1)))
         keep = np.ones(len(values), dtype=bool)
         keep[1:] = octave[1:] != octave[:-1]
+        keep[:-1] |= octave[:-1] != octave[1:]
         keep[-exact_top:] = True
-        return cls(len(ordered), values[keep].tolist(), at_least[keep].astype(int).tolist())
+        kept = at_least[keep].astype(int).tolist()
+        return cls(len(ordered), values[keep].tolist(), kept, gapless=True)
 
     def p_value(self, value: float) -> float:
         """Conservative tail probability (add-one smoothed, so never 0)."""
@@ -155,19 +198,39 @@ class Tail:
         if value > self.values[-1]:
             return 1.0 / (self.pairs + 1)
         index = bisect.bisect_right(self.values, value) - 1
+        if (
+            self.values[index] < value
+            and self.gapless
+            and _octave(self.at_least[index]) != (_octave(self.at_least[index + 1]))
+        ):
+            index += 1  # nothing benign between the last value of a halving and the next
         return (self.at_least[index] + 1) / (self.pairs + 1)
+
+
+def _octave(count: int) -> int:
+    return max(count, 1).bit_length()
 
 
 def strength(
     tails: Mapping[str, Tail], values: Mapping[str, float | None]
 ) -> tuple[float, dict[str, float]]:
-    """Total surprise (−log10 of each piece's benign tail probability) and the pieces."""
+    """Total surprise (each family's strongest piece: −log10 of its benign tail probability)
+    and the pieces. A piece the calibration has no tail for (an older file) adds nothing."""
     surprise = {
         piece: -math.log10(tails[piece].p_value(value))
         for piece, value in values.items()
-        if value is not None and tails[piece].pairs
+        if value is not None and piece in tails and tails[piece].pairs
     }
-    return sum(surprise.values()), surprise
+    return sum(families(surprise).values()), surprise
+
+
+def families(surprise: Mapping[str, float]) -> dict[str, float]:
+    """Each family's strongest surprise."""
+    strongest: dict[str, float] = {}
+    for piece, value in surprise.items():
+        family = FAMILY.get(piece, piece)
+        strongest[family] = max(value, strongest.get(family, 0.0))
+    return strongest
 
 
 def rare_surprise(tail: Tail, piece_alpha: float) -> float:
@@ -184,9 +247,15 @@ def edge(
     min_pieces: int,
 ) -> dict[str, Any] | None:
     """The link between two accounts with these piece values, or None when the evidence is
-    too weak in total or rests on fewer than `min_pieces` rare pieces."""
+    too weak in total or rests on fewer than `min_pieces` rare families."""
     total, surprise = strength(tails, values)
-    rare = sum(1 for piece, s in surprise.items() if s >= rare_surprise(tails[piece], piece_alpha))
+    rare = len(
+        {
+            FAMILY.get(piece, piece)
+            for piece, s in surprise.items()
+            if s >= rare_surprise(tails[piece], piece_alpha)
+        }
+    )
     if total >= threshold and rare >= min_pieces:
         return {
             "strength": round(total, 3),

@@ -2,12 +2,13 @@
 and clusters.
 
 In the stream, candidate pairs come from inverted indexes (same client context, same user agent
-in the same hour, near-duplicate prompts in the global `RecentPromptIndex`, existing links),
-never from all pairs.
+in the same hour, the same benign-rare prompt skeleton or parameter signature, near-duplicate
+prompts in the global `RecentPromptIndex`, existing links), never from all pairs.
 """
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any, Self
@@ -21,7 +22,9 @@ from detectors.campaigns.clustering import Cluster
 from detectors.campaigns.evidence import PIECES, Pair, PieceValues, Tail, pair
 from detectors.campaigns.params import LinkerParams
 from detectors.campaigns.persistence import LinkState
-from detectors.campaigns.profiles import AccountProfile
+from detectors.campaigns.profiles import AccountProfile, param_signature
+from detectors.campaigns.rhythm import Rhythm
+from detectors.campaigns.skeletons import skeleton_keys
 from detectors.features import EventFeatures
 from detectors.index import BenignReference, SimhashSet
 
@@ -48,8 +51,11 @@ class CampaignLinker:
     common_contexts_: set[str]
     common_simhashes_: SimhashSet
     param_rarity_: dict[str, float]
+    common_skeletons_: set[str]
+    rhythm_: Rhythm
     tails_: dict[str, Tail]
     threshold_: float
+    weak_threshold_: float
     benign_pairs_: int
     reference_: BenignReference | None
 
@@ -82,6 +88,7 @@ class CampaignLinker:
         threshold at `false_link_rate`."""
         features = sorted(benign_features, key=lambda f: f.timestamp_ms)
         self._fit_topics(features, reference)
+        self.rhythm_ = Rhythm.fit(features)
         samples = self._cross_fitted_samples(features)
         self._fit_common(features)
         self.tails_ = {
@@ -91,6 +98,7 @@ class CampaignLinker:
         strengths = sorted(evidence.strength(self.tails_, v)[0] for v in samples.values())
         self.benign_pairs_ = len(strengths)
         self.threshold_ = calibration.edge_threshold(strengths, self.params.false_link_rate)
+        self.weak_threshold_ = calibration.edge_threshold(strengths, self.params.weak_link_rate)
         self._reset_stream()
         return self
 
@@ -109,6 +117,7 @@ class CampaignLinker:
         )
         self.common_keys_, self.common_contexts_ = common.keys, common.contexts
         self.common_simhashes_, self.param_rarity_ = common.simhashes, common.param_rarity
+        self.common_skeletons_ = common.skeletons
 
     def _cross_fitted_samples(self, features: Sequence[EventFeatures]) -> dict[Pair, PieceValues]:
         """Benign pair evidence measured the way the stream will see it: what counts as common
@@ -155,7 +164,22 @@ class CampaignLinker:
         touched = self._ingest(sorted(features, key=lambda f: f.timestamp_ms))
         changed = self._update_edges(self._evaluate(touched))
         stream = self._stream
-        return stream.ids.relabel(stream.edges, self._first_seen) if changed else set()
+        return stream.ids.relabel(self._links(), self._first_seen) if changed else set()
+
+    @property
+    def merge_pairs(self) -> int:
+        """Disjoint weak links that make two clusters one: as improbable between unrelated
+        groups as one edge between benign accounts (`false_link_rate`)."""
+        p = self.params
+        return max(2, math.ceil(math.log(p.false_link_rate) / math.log(p.weak_link_rate)))
+
+    def _merging(self) -> list[Pair]:
+        stream = self._stream
+        return clustering.merged_links(stream.edges, stream.weak, self.merge_pairs)
+
+    def _links(self) -> list[Pair]:
+        """Edges, and the weak links that merge clusters."""
+        return [*self._stream.edges, *self._merging()]
 
     def _first_seen(self, account_id: str) -> int:
         return self.profiles[account_id].first_seen_ms
@@ -165,15 +189,36 @@ class CampaignLinker:
         with the partners worth comparing it with."""
         stream = self._stream
         hour_keys: dict[str, set[tuple[str, int]]] = defaultdict(set)
+        posted: dict[str, set[str]] = defaultdict(set)
+        skeletons: dict[str, list[str]] = {}  # prompt key -> evidence keys, once per batch
         for f, topic in zip(features, self._topics_of(features), strict=True):
-            hour_keys[f.account_id].add(stream.profiles.observe(f, topic))
+            if f.prompt_key not in skeletons:
+                skeletons[f.prompt_key] = self._skeletons(f)
+            keys = skeletons[f.prompt_key] + self._signature_key(f)
+            hour_keys[f.account_id].add(stream.profiles.observe(f, topic, keys))
+            posted[f.account_id].update(keys)
         stream.now_ms = max(stream.now_ms, features[-1].timestamp_ms)
         stream.prompt_index.add(features)
         partners = self._link_prompts(features)
         stream.profiles.prune(hour_keys, stream.now_ms - self.params.window_ms)
         for account, keys in hour_keys.items():
-            partners[account] |= stream.profiles.partners(account, keys, self.params.max_posting)
+            partners[account] |= stream.profiles.partners(
+                account, keys, self.params.max_posting, posted[account]
+            )
         return partners
+
+    def _skeletons(self, f: EventFeatures) -> list[str]:
+        """The prompt's skeleton keys that several benign accounts do not share."""
+        if len(f.prompt.strip()) < self.params.min_prompt_chars:
+            return []
+        return [k for k in skeleton_keys(f.prompt) if k not in self.common_skeletons_]
+
+    def _signature_key(self, f: EventFeatures) -> list[str]:
+        """The request's parameter signature as a posting key, when benign accounts seldom
+        use it."""
+        signature = param_signature(f)
+        rarity = self.param_rarity_.get(signature, self.param_rarity_.get("", 0.0))
+        return [f"p|{signature}"] if rarity > 0 else []
 
     def _topics_of(self, features: Sequence[EventFeatures]) -> list[int | None]:
         topics: list[int | None] = [None] * len(features)
@@ -218,7 +263,7 @@ class CampaignLinker:
     def _evaluate(self, partners: Mapping[str, set[str]]) -> dict[Pair, PieceValues]:
         """Pieces for each touched account with its partners and its current links."""
         linked: dict[str, set[str]] = defaultdict(set)
-        for a, b in self._stream.edges:
+        for a, b in [*self._stream.edges, *self._stream.weak]:
             linked[a].add(b)
             linked[b].add(a)
         pairs = {
@@ -237,19 +282,29 @@ class CampaignLinker:
             "prompts": evidence.prompt_overlap(self._stream.shared.count(pair(a, b)), pa, pb),
             "params": evidence.params_overlap(pa, pb, self.param_rarity_),
             "topics": evidence.topic_overlap(pa, pb, p.min_topic_prompts),
+            "templates": evidence.template_overlap(pa, pb, p.template_prior, p.min_template_share),
+            "rhythm": self.rhythm_.overlap(pa.minutes, pb.minutes, p.rhythm_prior),
         }
 
     def _update_edges(self, evaluated: Mapping[Pair, PieceValues]) -> bool:
-        p, edges = self.params, self._stream.edges
+        """Each evaluated pair becomes an edge, a weak link or nothing; True when any edge or
+        weak link appeared or went."""
+        p, edges, weak = self.params, self._stream.edges, self._stream.weak
         changed = False
         for both, values in evaluated.items():
             link = evidence.edge(values, self.tails_, self.threshold_, p.piece_alpha, p.min_pieces)
-            if link is not None:
-                changed |= both not in edges
-                edges[both] = link
-            elif both in edges:
-                del edges[both]
-                changed = True
+            faint = None
+            if link is None:
+                faint = evidence.edge(
+                    values, self.tails_, self.weak_threshold_, p.weak_piece_alpha, p.min_pieces
+                )
+            for links, found in ((edges, link), (weak, faint)):
+                if found is not None:
+                    changed |= both not in links
+                    links[both] = found
+                elif both in links:
+                    del links[both]
+                    changed = True
         return changed
 
     # -- clusters -----------------------------------------------------------------------------
@@ -259,8 +314,9 @@ class CampaignLinker:
     def clusters(self) -> list[Cluster]:
         """Current clusters (two or more linked accounts), largest first."""
         stream = self._stream
+        links = {**stream.edges, **{both: stream.weak[both] for both in self._merging()}}
         found = [
-            clustering.describe(cluster_id, members, stream.edges, stream.profiles, stream.shared)
+            clustering.describe(cluster_id, members, links, stream.profiles, stream.shared)
             for cluster_id, members in stream.ids.groups().items()
         ]
         return sorted(found, key=lambda c: (-len(c.members), c.cluster_id))

@@ -20,7 +20,10 @@ class LinkerParams:
     window_ms: int = 7 * DAY_MS  # profiles remember this much event time
     false_link_rate: float = 1e-5  # share of benign account pairs an edge may join
     piece_alpha: float = 0.001  # a piece is "rare" at this benign tail probability
-    min_pieces: int = 2  # an edge needs at least this many rare pieces
+    min_pieces: int = 2  # an edge needs at least this many rare pieces (families)
+    # -- weak links: two clusters are one actor when several disjoint member pairs are unusual
+    weak_link_rate: float = 0.01  # share of benign account pairs a weak link may join
+    weak_piece_alpha: float = 0.05  # a piece of a weak link is "unusual" at this tail
     # -- near-duplicate prompts
     max_hamming: int = 6  # SimHash distance of a near-duplicate
     min_cosine: float = 0.92  # embedding similarity of a near-duplicate
@@ -33,6 +36,9 @@ class LinkerParams:
     max_posting: int = 256  # partners taken from one crowded posting
     timing_prior: float = 2.0  # shrinks shared-hour overlap of quiet accounts
     min_topic_prompts: int = 8  # topic overlap needs this many embedded prompts each
+    template_prior: float = 2.0  # requests added to each account's count for template share
+    min_template_share: float = 0.05  # a template this small a share of traffic proves nothing
+    rhythm_prior: float = 4.0  # population pseudo-counts in each account's schedule
     topic_k: int = 32  # benign topic centroids when none are given
     # -- calibration
     calibration_batch_ms: int = HOUR_MS  # benign traffic is replayed in batches this long

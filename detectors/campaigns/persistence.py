@@ -4,7 +4,7 @@ files and `account_state` rows already hold: change them only with a migration.
 
 >>> state = LinkState.empty(window_ms=3_600_000)
 >>> sorted(state.to_json())
-['cluster_born', 'cluster_of', 'edges', 'examples', 'index', 'now_ms', 'profiles', 'shared']
+['cluster_born', 'cluster_of', 'edges', 'examples', 'index', 'now_ms', 'profiles', 'shared', 'weak']
 >>> LinkState.from_json(state.to_json(), window_ms=3_600_000).now_ms
 0
 """
@@ -20,6 +20,7 @@ from detectors.campaigns.clustering import ClusterIds
 from detectors.campaigns.evidence import Pair, SharedPrompts, Tail
 from detectors.campaigns.params import LinkerParams
 from detectors.campaigns.profiles import Profiles
+from detectors.campaigns.rhythm import Rhythm
 from detectors.index import BenignReference, RecentPromptIndex, SimhashSet
 
 if TYPE_CHECKING:
@@ -34,6 +35,7 @@ class LinkState:
     profiles: Profiles = field(default_factory=Profiles)
     shared: SharedPrompts = field(default_factory=SharedPrompts)
     edges: dict[Pair, dict[str, Any]] = field(default_factory=dict)
+    weak: dict[Pair, dict[str, Any]] = field(default_factory=dict)  # weak links
     ids: ClusterIds = field(default_factory=ClusterIds)
     now_ms: int = 0
 
@@ -48,6 +50,7 @@ class LinkState:
             "profiles": self.profiles.to_json(),
             **self.shared.to_json(),
             "edges": [[*both, edge] for both, edge in self.edges.items()],
+            "weak": [[*both, link] for both, link in self.weak.items()],
             "cluster_of": self.ids.of,
             "cluster_born": self.ids.born,
             "index": base64.b64encode(self.prompt_index.snapshot()).decode("ascii"),
@@ -61,6 +64,7 @@ class LinkState:
             Profiles.from_json(data["profiles"]),
             SharedPrompts.from_json(data),
             {(a, b): edge for a, b, edge in data["edges"]},
+            {(a, b): link for a, b, link in data.get("weak", [])},  # absent in older states
             ClusterIds(data["cluster_of"], data["cluster_born"]),
             data["now_ms"],
         )
@@ -76,8 +80,11 @@ def calibration_to_json(linker: CampaignLinker) -> dict[str, Any]:
         "common_contexts": sorted(linker.common_contexts_),
         "common_simhashes": [str(s) for s in linker.common_simhashes_.simhashes],
         "param_rarity": linker.param_rarity_,
+        "common_skeletons": sorted(linker.common_skeletons_),
+        "rhythm": linker.rhythm_.to_json(),
         "tails": {piece: asdict(tail) for piece, tail in linker.tails_.items()},
         "threshold": linker.threshold_,
+        "weak_threshold": linker.weak_threshold_,
         "benign_pairs": linker.benign_pairs_,
         "reference": linker.reference_.to_dict() if linker.reference_ is not None else None,
     }
@@ -90,8 +97,11 @@ def load_calibration_json(linker: CampaignLinker, data: Mapping[str, Any]) -> No
     linker.common_contexts_ = set(data["common_contexts"])
     linker.common_simhashes_ = SimhashSet(int(s) for s in data["common_simhashes"])
     linker.param_rarity_ = dict(data["param_rarity"])
+    linker.common_skeletons_ = set(data.get("common_skeletons", ()))  # absent in older files
+    linker.rhythm_ = Rhythm.from_json(data.get("rhythm"))
     linker.tails_ = {piece: Tail(**tail) for piece, tail in data["tails"].items()}
     linker.threshold_ = data["threshold"]
+    linker.weak_threshold_ = data.get("weak_threshold", float("inf"))  # older files: none
     linker.benign_pairs_ = data["benign_pairs"]
     reference = data["reference"]
     linker.reference_ = BenignReference.from_dict(reference) if reference else None

@@ -16,7 +16,7 @@ import pytest
 
 from core.events import Event
 from core.timeutil import HOUR_MS
-from detectors.campaigns import CampaignLinker, param_signature, time_batches
+from detectors.campaigns import PIECES, CampaignLinker, param_signature, time_batches
 from detectors.features import EventFeatures, SimHasher, featurize
 from storage.base import complete_rows
 from storage.rows import cluster_row
@@ -265,4 +265,5 @@ def test_calibration_sees_only_benign_traffic_and_ignores_what_honest_users_shar
     signatures = Counter(param_signature(f) for f in calibration)
     assert fitted.param_rarity_[signatures.most_common(1)[0][0]] == 0.0
     assert fitted.benign_pairs_ > 1000 and fitted.threshold_ > 0
-    assert set(fitted.tails_) == {"infra", "timing", "prompts", "params", "topics"}
+    assert set(fitted.tails_) == set(PIECES)
+    assert {"templates", "rhythm"} <= set(PIECES)

@@ -1,0 +1,117 @@
+"""Synchronised schedules: accounts that keep the same unusual hours of the day, or fire at the
+same minute of the hour (one scheduler behind many accounts), even on different days.
+
+Each account's activity is a histogram over the hours of the day (one count per active hour of
+the window) and over the minutes of the hour (one count per active minute), smoothed over
+neighbouring bins and shrunk towards the benign population's histogram (`prior` pseudo-counts,
+so a quiet account looks like everyone). Two accounts' *lift* is how much more often they share
+a bin than two random draws from the population would: Σ pa·pb/q, 1 for accounts that look like
+everyone, large for two accounts crowded into the same bins that honest users seldom use. The
+evidence is log10 of the hour lift plus log10 of the minute lift (each at least 0); what counts
+as unusual comes from the benign calibration traffic.
+
+>>> from core.timeutil import HOUR_MS, MINUTE_MS
+>>> rhythm = Rhythm.uniform()
+>>> def active(*moments):
+...     buckets: dict[int, set[int]] = {}
+...     for ms in moments:
+...         buckets.setdefault(ms // HOUR_MS, set()).add(ms % HOUR_MS // MINUTE_MS)
+...     return buckets
+>>> night = [day * 24 * HOUR_MS + 3 * HOUR_MS + 17 * MINUTE_MS for day in range(6)]
+>>> a, b = active(*night), active(*[ms + 20 * 24 * HOUR_MS for ms in night])
+>>> round(rhythm.overlap(a, b, prior=4.0), 2), rhythm.overlap(a, active(), prior=4.0)
+(1.35, 0.0)
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from core.timeutil import HOUR_MS, MINUTE_MS
+from detectors.features import EventFeatures
+
+HOURS, MINUTES = 24, 60
+HOUR_KERNEL = (0.25, 0.5, 0.25)  # a shared window may straddle an hour boundary
+MINUTE_KERNEL = (1 / 9, 2 / 9, 3 / 9, 2 / 9, 1 / 9)  # schedulers jitter by a minute or two
+UNIFORM_SHARE = 0.1  # population histograms are mixed with this much of the uniform one
+
+
+def _smooth(counts: np.ndarray, kernel: tuple[float, ...]) -> np.ndarray:
+    """Circular smoothing (hour 23 neighbours hour 0)."""
+    shifts = range(-(len(kernel) // 2), len(kernel) // 2 + 1)
+    return sum(w * np.roll(counts, shift) for shift, w in zip(shifts, kernel, strict=True))
+
+
+def histograms(buckets: Mapping[int, Iterable[int]]) -> tuple[np.ndarray, np.ndarray]:
+    """Hours of the day of the active hour buckets, and minutes of the hour of the active
+    minutes, as counts."""
+    hours, minutes = np.zeros(HOURS), np.zeros(MINUTES)
+    for bucket, active in buckets.items():
+        hours[bucket % HOURS] += 1
+        for minute in active:
+            minutes[minute] += 1
+    return hours, minutes
+
+
+@dataclass
+class Rhythm:
+    """The benign population's hour-of-day and minute-of-hour histograms (shares)."""
+
+    hours: list[float]
+    minutes: list[float]
+
+    @classmethod
+    def uniform(cls) -> Rhythm:
+        return cls([1 / HOURS] * HOURS, [1 / MINUTES] * MINUTES)
+
+    @classmethod
+    def fit(cls, features: Iterable[EventFeatures]) -> Rhythm:
+        """Population histograms from benign traffic: each account's active hours and minutes
+        count once, however many requests it sent in them."""
+        active: dict[str, dict[int, set[int]]] = defaultdict(lambda: defaultdict(set))
+        for f in features:
+            bucket = f.timestamp_ms // HOUR_MS
+            active[f.account_id][bucket].add(f.timestamp_ms % HOUR_MS // MINUTE_MS)
+        hours, minutes = np.zeros(HOURS), np.zeros(MINUTES)
+        for buckets in active.values():
+            h, m = histograms(buckets)
+            hours, minutes = hours + h, minutes + m
+        return cls(_population(hours).tolist(), _population(minutes).tolist())
+
+    def overlap(
+        self, a: Mapping[int, Iterable[int]], b: Mapping[int, Iterable[int]], prior: float
+    ) -> float:
+        """log10 hour lift + log10 minute lift (each ≥ 0) of two accounts' active minutes
+        (hour bucket -> minutes of the hour)."""
+        if not a or not b:
+            return 0.0
+        (hours_a, minutes_a), (hours_b, minutes_b) = histograms(a), histograms(b)
+        return _log_lift(hours_a, hours_b, np.asarray(self.hours), HOUR_KERNEL, prior) + (
+            _log_lift(minutes_a, minutes_b, np.asarray(self.minutes), MINUTE_KERNEL, prior)
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {"hours": self.hours, "minutes": self.minutes}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | None) -> Rhythm:
+        return cls(list(data["hours"]), list(data["minutes"])) if data else cls.uniform()
+
+
+def _population(counts: np.ndarray) -> np.ndarray:
+    share = counts / counts.sum() if counts.sum() else np.full(len(counts), 1 / len(counts))
+    return (1 - UNIFORM_SHARE) * share + UNIFORM_SHARE / len(counts)
+
+
+def _log_lift(
+    a: np.ndarray, b: np.ndarray, population: np.ndarray, kernel: tuple[float, ...], prior: float
+) -> float:
+    q = _smooth(population, kernel)
+    pa = (_smooth(a, kernel) + prior * q) / (a.sum() + prior)
+    pb = (_smooth(b, kernel) + prior * q) / (b.sum() + prior)
+    return max(0.0, float(np.log10(np.sum(pa * pb / q))))
