@@ -275,38 +275,24 @@ def warm(embedder: CachedEmbedder, prompts: list[str], chunk: int = 2000) -> tup
     return embedder.misses - misses, time.perf_counter() - started
 
 
-@dataclass
-class Embedders:
-    """The cached MiniLM vectors: at the baselines' truncation (256 tokens) and at ours
-    (`Settings.embedding_max_tokens`)."""
-
-    baselines: CachedEmbedder
-    ours: CachedEmbedder
-
-    @classmethod
-    def under(cls, cache: Path) -> Embedders:
-        ours = Settings().embedding_max_tokens
-        return cls(
-            CachedEmbedder(cache / "embeddings-minilm.npz"),
-            CachedEmbedder(cache / f"embeddings-minilm-{ours}.npz", max_seq_length=ours),
-        )
-
-    def used_by(self, detector: Detector) -> CachedEmbedder | None:
-        found = getattr(detector, "embedder", None)
-        return next((e for e in (self.baselines, self.ours) if e is found), None)
+def cached_embedder(cache: Path) -> CachedEmbedder:
+    """The benchmark's MiniLM vectors, at the truncation a deployment uses
+    (`Settings.embedding_max_tokens`), for ours and the baselines alike."""
+    tokens = Settings().embedding_max_tokens
+    return CachedEmbedder(cache / f"embeddings-minilm-{tokens}.npz", max_seq_length=tokens)
 
 
-def make_detector(name: str, embedders: Embedders, timed: bool = False) -> Detector:
-    """A fresh detector. Ours reads the cached vectors of its own truncation, except when it is
-    `timed`: then it embeds with the model, as a worker does."""
+def make_detector(name: str, embedder: CachedEmbedder, timed: bool = False) -> Detector:
+    """A fresh detector on the cached vectors; ours, when `timed`, embeds with the model
+    itself, as a worker does."""
     if name in OURS:
         from detectors.registry import build_detector
 
         detector = build_detector(Settings(embedding_tier=OURS[name]))
         if not timed and getattr(detector, "embedder", None) is not None:
-            detector.embedder = embedders.ours  # type: ignore[attr-defined]
+            detector.embedder = embedder  # type: ignore[attr-defined]
         return detector
-    return BASELINES[name](embedders.baselines)
+    return BASELINES[name](embedder)
 
 
 def run_detector(
@@ -938,7 +924,7 @@ def run_lowo(
     batch: int = 200,
     per_account: int = 5,
     large_batch: int = 0,
-    embedders: Embedders | None = None,
+    embedder: CachedEmbedder | None = None,
 ) -> dict:
     """Hold out each world in turn; per detector and calibration (`calibration_for`), fit,
     run the held-out world's log through the pipeline, evaluate. `make(name, timed=False)`
@@ -961,7 +947,7 @@ def run_lowo(
         "skipped": [],
         "results": [],
     }
-    warmed: set[int] = set()
+    warmed = False
     for held_out, scenario in scenarios.items():
         lines = scenario.events_path.read_bytes().splitlines()
         work = batches(lines, batch, per_account)
@@ -980,23 +966,21 @@ def run_lowo(
                 if plan is None:
                     continue
                 detector = make(name)
-                cached = None if embedders is None else embedders.used_by(detector)
-                if cached is not None and id(cached) not in warmed:
+                cached = getattr(detector, "embedder", None)
+                if cached is embedder and embedder is not None and not warmed:
                     prompts = [
                         event.prompt_text[:PROMPT_CHARS]
                         for s in scenarios.values()
                         for path in (s.calibration_path, s.events_path)
                         for event in events_in_file(path)
                     ]
-                    count, seconds = warm(cached, prompts)
-                    embedded = report["embedding"]
-                    embedded["prompts_embedded"] = embedded.get("prompts_embedded", 0) + count
-                    embedded["seconds"] = embedded.get("seconds", 0.0) + seconds
+                    count, seconds = warm(embedder, prompts)
+                    report["embedding"] = {"prompts_embedded": count, "seconds": seconds}
                     console.print(
-                        f"MiniLM ({cached.max_seq_length} tokens): {count} new prompts "
+                        f"MiniLM ({embedder.max_seq_length} tokens): {count} new prompts "
                         f"embedded in {seconds:.0f} s"
                     )
-                    warmed.add(id(cached))
+                    warmed = True
                 label = f"{name} on {held_out}, {CALIBRATION_NAMES[mode]}"
                 run = run_detector(name, detector, plan.events, work, label=label)
                 result = evaluate(run, scenario) | {
@@ -1104,18 +1088,18 @@ def main(
     chosen = _names(worlds, list(WORLDS), "world")
     names = _names(detectors, DETECTORS, "detector")
     modes = _names(calibrations, CALIBRATIONS, "calibration")
-    embedders = Embedders.under(CACHE)
+    embedder = cached_embedder(CACHE)
     report = run_lowo(
         {name: WORLDS[name] for name in chosen},
         names,
         modes,
-        make=lambda name, timed=False: make_detector(name, embedders, timed),
+        make=lambda name, timed=False: make_detector(name, embedder, timed),
         small=small,
         rebuild=rebuild,
         batch=batch,
         per_account=per_account,
         large_batch=large_batch,
-        embedders=embedders,
+        embedder=embedder,
     )
     report["wall_seconds"] = time.perf_counter() - wall
     print_lowo(report)
