@@ -8,33 +8,24 @@ import numpy as np
 import orjson
 import pytest
 
-from core.events import Event, parse_event
+from core.events import Event
 from detectors.drift import wilson
 from detectors.fusion import ExtractionDetector, benign, calibration
 from detectors.fusion.benign import IsolationSurprise, Snapshot
 from detectors.fusion.scoring import distinct_prompts, fused
 from detectors.registry import load_calibration, save_calibration
 from detectors.signals import SIGNALS
-from students.actors import benign_users, request_record
+from students.actors import benign_users
+from tests.planned import events_of
 
 WINDOW_SIGNALS = [s for s in SIGNALS if not s.needs_embeddings and not s.lifetime]
 CONTENT = next(s.name for s in WINDOW_SIGNALS if s.content)
 BEHAVIOUR = next(s.name for s in WINDOW_SIGNALS if not s.content)
 
 
-def to_events(plans, prefix: str) -> list[Event]:
-    ordered = sorted(plans, key=lambda p: p.timestamp_ms)
-    events = [
-        parse_event(orjson.dumps(request_record(p, f"{prefix}-{i}")), "test")
-        for i, p in enumerate(ordered)
-    ]
-    assert all(isinstance(e, Event) for e in events)
-    return events  # type: ignore[return-value]
-
-
 @pytest.fixture(scope="module")
 def history() -> list[Event]:
-    return to_events(benign_users(150, 600, 7, seed=4), "cal")
+    return events_of(benign_users(150, 600, 7, seed=4), "cal")
 
 
 @pytest.fixture(scope="module")
@@ -205,7 +196,7 @@ def test_live_traffic_like_the_history_does_not_move_and_shifted_traffic_does(
     same = calibration.compare_live(fitted, history)
     assert same["accounts"] >= 50 and max(same["psi"].values()) < 0.01
     assert not any("differs" in w for w in same["warnings"])
-    other = calibration.compare_live(fitted, to_events(benign_users(150, 600, 7, seed=9), "o"))
+    other = calibration.compare_live(fitted, events_of(benign_users(150, 600, 7, seed=9), "o"))
     assert max(other["psi"].values()) < calibration.PSI_SHIFT  # other honest users: no shift
     snapshots = calibration.live_snapshots(fitted, history)
     top = max(v[-1] for v in fitted.benign_values_[BEHAVIOUR].values())

@@ -20,7 +20,7 @@ import orjson
 import pytest
 
 from core.embedder import Embedder
-from core.events import Event, group_by_account, parse_event
+from core.events import Event, group_by_account
 from core.verdicts import Assessment
 from detectors.base import (
     CalibratedDetector,
@@ -40,11 +40,10 @@ from detectors.volume import VolumeDetector
 from students.actors import (
     STRATEGIES,
     AttackConfig,
-    PlannedRequest,
     benign_users,
     multi_account_campaign,
-    request_record,
 )
+from tests.planned import events_of
 
 LABELS = {"benign", "suspicious", "extraction"}
 BATCH = 50
@@ -83,23 +82,13 @@ PARAMS = [
 ]
 
 
-def as_events(plans: list[PlannedRequest], prefix: str) -> list[Event]:
-    ordered = sorted(plans, key=lambda p: p.timestamp_ms)
-    events = [
-        parse_event(orjson.dumps(request_record(p, f"{prefix}-{i}")), "contract")
-        for i, p in enumerate(ordered)
-    ]
-    assert all(isinstance(e, Event) for e in events)
-    return events  # type: ignore[return-value]
-
-
 def json_round_trip(value: Any) -> Any:
     return orjson.loads(orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY))
 
 
 @pytest.fixture(scope="module")
 def calibration() -> list[Event]:
-    return as_events(benign_users(60, 200, 7, seed=41), "cal")
+    return events_of(benign_users(60, 200, 7, seed=41), "cal", "contract")
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +98,7 @@ def traffic() -> list[Event]:
     plans += multi_account_campaign(
         AttackConfig(budget=120, seed=4, start_day=1, extra={"accounts": 4, "cover_ratio": 1.0})
     )
-    return as_events(plans, "live")
+    return events_of(plans, "live", "contract")
 
 
 @pytest.fixture(scope="module")

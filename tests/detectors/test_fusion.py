@@ -9,7 +9,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from core.events import Event, parse_event
+from core.events import Event
 from core.verdicts import Assessment
 from detectors.campaigns import CampaignLinker
 from detectors.embedding import PromptEmbedder
@@ -18,23 +18,12 @@ from detectors.registry import load_calibration, save_calibration
 from students.actors import (
     STRATEGIES,
     AttackConfig,
-    PlannedRequest,
     benign_users,
     multi_account_campaign,
-    request_record,
 )
+from tests.planned import events_of
 
 pytestmark = pytest.mark.models
-
-
-def to_events(plans: list[PlannedRequest], prefix: str) -> list[Event]:
-    ordered = sorted(plans, key=lambda p: p.timestamp_ms)
-    events = [
-        parse_event(orjson.dumps(request_record(p, f"{prefix}-{i}")), "test")
-        for i, p in enumerate(ordered)
-    ]
-    assert all(isinstance(e, Event) for e in events)
-    return events  # type: ignore[return-value]
 
 
 def stream(detector: ExtractionDetector, events: list[Event], batch: int = 100):
@@ -66,7 +55,7 @@ def embedder() -> PromptEmbedder:
 
 @pytest.fixture(scope="module")
 def fitted(embedder: PromptEmbedder) -> ExtractionDetector:
-    calibration = to_events(benign_users(80, 260, 14, seed=1, max_tokens=(128, 256)), "cal")
+    calibration = events_of(benign_users(80, 260, 14, seed=1, max_tokens=(128, 256)), "cal")
     return ExtractionDetector(embedder=embedder, linker=CampaignLinker()).fit(calibration)
 
 
@@ -93,7 +82,7 @@ def evaluation(saved: Path, embedder: PromptEmbedder):
     )
     actors = {p.account_id: p.actor for p in plans}
     detector = fresh(saved, embedder)
-    return actors, stream(detector, to_events(plans, "eval")), detector
+    return actors, stream(detector, events_of(plans, "eval")), detector
 
 
 def test_calibration_comes_from_benign_accounts_only(fitted: ExtractionDetector) -> None:
@@ -137,7 +126,7 @@ def test_verdicts_explain_themselves(evaluation) -> None:
 
 
 def test_checkpointed_state_resumes_identically(saved: Path, embedder: PromptEmbedder) -> None:
-    events = to_events(STRATEGIES["dataset_replay"](AttackConfig(budget=40, seed=9)), "state")
+    events = events_of(STRATEGIES["dataset_replay"](AttackConfig(budget=40, seed=9)), "state")
     first, rest = events[:25], events[25:]
     original = fresh(saved, embedder)
     original.update("replay-9", first)
@@ -152,7 +141,7 @@ def test_saved_calibration_scores_the_same(
 ) -> None:
     loaded = fresh(saved, embedder)
     assert loaded.thresholds_ == fitted.thresholds_
-    events = to_events(STRATEGIES["templated_enumeration"](AttackConfig(budget=40, seed=4)), "c")
+    events = events_of(STRATEGIES["templated_enumeration"](AttackConfig(budget=40, seed=4)), "c")
     a = fitted.update("enum-4", events)  # the only account this test adds to `fitted`
     b = loaded.update("enum-4", events)
     assert a.label == b.label and a.score == pytest.approx(b.score, abs=0.02)
@@ -177,7 +166,7 @@ def test_tiered_mode_embeds_suspects_not_everyone(saved: Path, embedder: PromptE
     assert isinstance(detector, ExtractionDetector) and detector.deep_threshold_ >= 1.0
     plans = benign_users(50, 160, 14, seed=3, max_tokens=(128, 256))
     plans += STRATEGIES["dataset_replay"](AttackConfig(budget=100, seed=8, start_day=2))
-    events = to_events(plans, "tier")
+    events = events_of(plans, "tier")
     history = stream(detector, events)
     benign_events = sum(1 for e in events if e.account_id != "replay-8")
     benign_embedded = counting.prompts - 100  # the attacker's window is embedded in full

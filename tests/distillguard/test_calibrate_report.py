@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from core.settings import get_settings
 from distillguard.cli import app
 from students.actors import PlannedRequest, benign_users, request_record
+from tests.planned import harvesters
 
 pytestmark = pytest.mark.models  # the fused detector loads the reasoning classifier
 
@@ -33,22 +34,6 @@ def write(path: Path, plans: list[PlannedRequest], prefix: str) -> Path:
     lines = [orjson.dumps(request_record(p, f"{prefix}-{i}")) for i, p in enumerate(ordered)]
     path.write_bytes(b"\n".join(lines) + b"\n")
     return path
-
-
-def harvesters(accounts: int, per_account: int) -> list[PlannedRequest]:
-    return [
-        PlannedRequest(
-            "attack",
-            f"harvester-{a}",
-            1_800_000_000_000 + a * 7 + n * 2000,
-            (("user", f"Write a short story about topic number {n} for account {a}."),),
-            temperature=0.0,
-            logprobs=True,
-            top_logprobs=5,
-        )
-        for a in range(accounts)
-        for n in range(per_account)
-    ]
 
 
 def test_calibrate_prints_and_saves_the_held_out_report(tmp_path: Path) -> None:

@@ -18,34 +18,13 @@ from detectors.fusion import ExtractionDetector
 from streaming.files import FileSource
 from streaming.pipeline import Pipeline
 from streaming.worker import Worker
-from students.actors import PlannedRequest, benign_users, request_record
-
-
-def records(plans: list[PlannedRequest], prefix: str) -> list[dict]:
-    ordered = sorted(plans, key=lambda p: p.timestamp_ms)
-    return [request_record(p, f"{prefix}-{i}") for i, p in enumerate(ordered)]
-
-
-def harvesters(accounts: int, per_account: int, start_ms: int) -> list[PlannedRequest]:
-    """Greedy, logprob-hungry, clockwork accounts sending templated prompts."""
-    return [
-        PlannedRequest(
-            "attack",
-            f"harvester-{a}",
-            start_ms + a * 7 + n * 2000,
-            (("user", f"Write a short story about topic number {n} for account {a}."),),
-            temperature=0.0,
-            logprobs=True,
-            top_logprobs=5,
-        )
-        for a in range(accounts)
-        for n in range(per_account)
-    ]
+from students.actors import benign_users
+from tests.planned import harvesters, records_of
 
 
 @pytest.fixture(scope="module")
 def detector() -> ExtractionDetector:
-    history = records(benign_users(120, 500, 7, seed=1), "cal")
+    history = records_of(benign_users(120, 500, 7, seed=1), "cal")
     events = [parse_event(orjson.dumps(r), "test") for r in history]
     assert all(isinstance(e, Event) for e in events)
     return ExtractionDetector().fit(events)  # type: ignore[arg-type]
@@ -89,13 +68,13 @@ def test_a_shifted_flag_rate_moves_the_gauge_and_logs_once(
     worker.drift = DriftMonitor.from_calibration(calibration_of(detector), min_accounts=60)
     caplog.set_level(logging.WARNING, logger="distillguard.worker")
 
-    feed(worker, write(tmp_path / "benign.jsonl", records(benign_users(300, 600, 7, 2), "b")))
+    feed(worker, write(tmp_path / "benign.jsonl", records_of(benign_users(300, 600, 7, 2), "b")))
     assert worker.drift is not None and worker.drift.status.accounts >= 60
     assert gauge("distillguard_calibration_drift") < worker.drift.alarm
     assert gauge("distillguard_live_flag_rate") <= worker.drift.high
     assert not [r for r in caplog.records if "calibration drift" in r.getMessage()]
 
-    attack = records(harvesters(200, 24, 1_800_000_000_000), "h")
+    attack = records_of(harvesters(200, 24, 1_800_000_000_000), "h")
     feed(worker, write(tmp_path / "attack.jsonl", attack))
     assert gauge("distillguard_live_flag_rate") > 0.3
     assert gauge("distillguard_calibration_drift") >= worker.drift.alarm
