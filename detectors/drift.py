@@ -107,8 +107,8 @@ class DriftMonitor:
             low, high = level["interval"]
             expected = float(level["measured_fpr"])
             return cls(expected, min(low, target), max(high, target), **options)
-        if calibration.get("suspicious_fpr") is None:
-            return None
+        if calibration.get("suspicious_fpr") is None or not calibration.get("fitted_accounts"):
+            return None  # nothing calibrated (an uncalibrated worker scores every account 0)
         fpr = float(calibration["suspicious_fpr"])
         accounts = int(calibration.get("fitted_accounts") or 0)
         low, high = wilson(round(fpr * accounts), accounts)

@@ -328,9 +328,14 @@ class CampaignLinker:
         return clustering.scored(self.clusters(), scores)
 
     # -- persistence --------------------------------------------------------------------------
-    def calibration(self) -> dict[str, Any]:
-        """Fitted parameters (JSON), for `calibrate --out`."""
-        return persistence.calibration_to_json(self)
+    @property
+    def fitted(self) -> bool:
+        """Calibrated on benign history (an unfitted linker links nothing)."""
+        return hasattr(self, "threshold_")
+
+    def calibration(self) -> dict[str, Any] | None:
+        """Fitted parameters (JSON), for `calibrate --out`; None before `fit`."""
+        return persistence.calibration_to_json(self) if self.fitted else None
 
     def load_calibration(self, data: Mapping[str, Any]) -> Self:
         persistence.load_calibration_json(self, data)

@@ -266,7 +266,7 @@ class ExtractionDetector(Detector):
     def _linking(self) -> bool:
         """Campaign linking runs once the linker is calibrated (an uncalibrated worker, which
         logs a warning at start, scores accounts alone)."""
-        return self.linker is not None and hasattr(self.linker, "threshold_")
+        return self.linker is not None and self.linker.fitted
 
     def _assess_campaigns(self, assessments: dict[str, Assessment], touched: set[str]) -> None:
         """Score each campaign touched by this batch as one account (its members' windows

@@ -108,3 +108,8 @@ def test_a_detector_without_an_fpr_calibration_gets_no_monitor() -> None:
     assert DriftMonitor.from_calibration({"threshold": 11}) is None
     legacy = DriftMonitor.from_calibration({"suspicious_fpr": 0.01, "fitted_accounts": 500})
     assert legacy is not None and legacy.low <= 0.01 <= legacy.high
+
+
+def test_an_uncalibrated_detector_gets_no_monitor_and_does_not_fail() -> None:
+    """A worker started before `calibrate` has run (every account scores 0) must start."""
+    assert DriftMonitor.from_calibration(calibration_of(ExtractionDetector())) is None
