@@ -341,15 +341,7 @@ def live_snapshots(
     moments = sum(max(0, len(items) - BUCKETS[0] + 1) for items in prepared.values())
     keep = min(1.0, most / max(moments, 1))
     rng = np.random.default_rng(seed)
-    snapshots: list[Snapshot] = []
-    for account_id, items in prepared.items():
-        account = live._account(account_id)
-        for item in items:
-            account.extend([item], live._centroids())  # as `fit` replays benign history
-            if account.seen >= BUCKETS[0] and (keep >= 1.0 or rng.random() < keep):
-                values, count, _ = live._values(account)
-                snapshots.append((account_id, values, count, 0))
-    return snapshots
+    return live.replay(prepared, None if keep >= 1.0 else lambda: bool(rng.random() < keep))
 
 
 def _mid_ranks(reference: np.ndarray, values: np.ndarray) -> np.ndarray:

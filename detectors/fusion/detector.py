@@ -173,15 +173,7 @@ class ExtractionDetector(Detector):
         if self.linker is not None:
             self.linker.fit(sorted(everything, key=lambda f: f.timestamp_ms), reference=topics)
 
-        snapshots: list[Snapshot] = []
-        for account_id, items in prepared.items():
-            account = self._account(account_id)
-            account.deep = True  # calibration scores benign windows with every signal
-            for item in items:
-                account.extend([item], self._centroids())
-                account.embeddings_stale |= item.embedding is not None
-                if account.seen >= BUCKETS[0]:
-                    snapshots.append((account_id, *self._values(account)))
+        snapshots = self.replay(prepared)
         self.accounts = {}
 
         self.benign_values_ = benign.pool(snapshots)
@@ -208,6 +200,24 @@ class ExtractionDetector(Detector):
             peaks, in_sample, folds, fprs, sizes, calibration.history_days(by_account.values())
         )
         return self
+
+    def replay(
+        self, prepared: dict[str, list[EventFeatures]], sample: Callable[[], bool] | None = None
+    ) -> list[Snapshot]:
+        """Replay histories through the accounts' windows as the stream would, with every
+        signal (deep): a snapshot after each request from the BUCKETS[0]-th on, or after those
+        `sample()` keeps. Calibration reads benign history this way, `calibrate --live` a
+        live sample."""
+        snapshots: list[Snapshot] = []
+        for account_id, items in prepared.items():
+            account = self._account(account_id)
+            account.deep = True
+            for item in items:
+                account.extend([item], self._centroids())
+                account.embeddings_stale |= item.embedding is not None
+                if account.seen >= BUCKETS[0] and (sample is None or sample()):
+                    snapshots.append((account_id, *self._values(account)))
+        return snapshots
 
     # --- streaming -----------------------------------------------------------------------------
     def update(self, account_id: str, events: list[Event]) -> Assessment:
