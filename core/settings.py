@@ -34,6 +34,11 @@ class Settings(BaseSettings):
     data_dir: Path = Path(".distillguard")
     clickhouse_url: str = "clickhouse://127.0.0.1:19000"
     clickhouse_password: SecretStr | None = None
+    # A ClickHouse cluster (the name in its servers' `remote_servers`; needs `store = "server"`):
+    # the schema is created ON CLUSTER, each table a ReplicatedReplacingMergeTree per shard under
+    # a Distributed table sharded by account. `clickhouse_url` may then list several of its
+    # servers (`clickhouse://h1:9000,h2:9000`) to fail over. Unset: one server.
+    clickhouse_cluster: str | None = None
     database: str = "distillguard"
     kafka_bootstrap: str = "127.0.0.1:19092"
     topic: str = "api-requests"

@@ -8,6 +8,16 @@ attempt is recorded in the row (a newer version), so a restarted service resumes
 one stopped. Retries back off exponentially with jitter for up to 24 hours, then the row is
 `expired`.
 
+Sent once by any number of dispatchers (API replicas, `alerts dispatch` processes): ClickHouse
+has no transactions or compare-and-set, so a dispatcher claims an alert's current attempt by
+inserting a row into `alert_claims` with a lease. It waits `settle_s` for concurrent claims to
+land, reads the unexpired claims back, and sends only when its own is the earliest (ties: the
+smaller token); every claimant reads the same rows, so they agree on one winner. A claim is used
+only while enough of its lease is left to send and record the attempt. A dispatcher killed
+mid-send leaves its claim to expire, then another one retries: the receiver may get that alert
+twice and de-duplicates on `Idempotency-Key`. Assumes the dispatchers' clocks agree to within
+`settle_s / 2` (NTP) and that a read sees every insert completed before it (one server, chDB).
+
 Signature: `X-DistillGuard-Signature: sha256=<hex HMAC-SHA256(secret, "<timestamp>." + body)>`
 with `X-DistillGuard-Timestamp: <unix seconds>`; receivers reject stale timestamps (`verify`).
 
@@ -25,14 +35,15 @@ import hashlib
 import hmac
 import ipaddress
 import logging
+import os
 import random
 import socket
 import threading
 import time
 import unicodedata
 import uuid
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import httpx
@@ -48,6 +59,11 @@ RETRY_WINDOW_MS = 24 * 3_600_000
 SIGNATURE_HEADER = "X-DistillGuard-Signature"
 TIMESTAMP_HEADER = "X-DistillGuard-Timestamp"
 MAX_URL_CHARS = 2000
+LEASE_S = 30.0  # how long a claim holds an alert; a dead dispatcher's alerts wait this long
+SETTLE_S = 0.5  # how long a claimant waits for concurrent claims before reading them back
+SEND_TIMEOUT_S = 10.0  # per phase of one send (connect, then the response's headers)
+RECORD_S = 2.0  # allowance for recording an attempt after its send
+CLAIM_BATCH = 10  # alerts claimed at once; a send starts only while a full send fits the lease
 log = logging.getLogger(__name__)
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -343,9 +359,36 @@ def slack_text(payload: dict) -> str:
     )
 
 
+@dataclass(frozen=True)
+class Claim:
+    """This dispatcher's claim on one attempt of an alert (its `attempts` when claimed)."""
+
+    alert: dict
+    token: str
+    claimed_ms: int
+    lease_until_ms: int
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return self.alert["alert_id"], int(self.alert["attempts"])
+
+
+def claim_winners(claims: Iterable[Mapping[str, Any]]) -> dict[tuple[str, int], str]:
+    """The winning token of each (alert, attempt): the earliest claim, ties by the smaller
+    token. A pure function of the rows, so every claimant that reads them picks the same one."""
+    best: dict[tuple[str, int], tuple[int, str]] = {}
+    for claim in claims:
+        key = (claim["alert_id"], int(claim["attempt"]))
+        candidate = (int(claim["claimed_ms"]), claim["token"])
+        if key not in best or candidate < best[key]:
+            best[key] = candidate
+    return {key: token for key, (_, token) in best.items()}
+
+
 class Dispatcher:
-    """Sends due outbox rows; safe to stop and restart at any point. One alert's failure, whatever
-    it is, is recorded on that alert and never stops the others."""
+    """Sends due outbox rows; safe to stop and restart at any point, and to run in any number of
+    processes on one store (each alert is claimed first, see the module's docstring). One alert's
+    failure, whatever it is, is recorded on that alert and never stops the others."""
 
     def __init__(
         self,
@@ -357,9 +400,24 @@ class Dispatcher:
         clock: Callable[[], float] = time.time,
         seed: int | None = None,
         allow_networks: Sequence[str] = (),
+        lease_s: float = LEASE_S,
+        settle_s: float = SETTLE_S,
+        send_timeout_s: float = SEND_TIMEOUT_S,
+        name: str | None = None,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         if not secret:
             raise ValueError("webhooks are always signed: set DG_WEBHOOK_SECRET")
+        # A send may take a connect and a read timeout (the small body's write does not wait on
+        # the receiver); with the recording after it, it must end inside the lease, or another
+        # dispatcher could retry the alert meanwhile. (A host with several addresses may try
+        # each; the receiver's de-duplication covers that rare overrun.)
+        self.send_budget_ms = int((2 * send_timeout_s + RECORD_S) * 1000)
+        if lease_s * 1000 < settle_s * 1000 + self.send_budget_ms:
+            raise ValueError(
+                f"lease_s={lease_s} is too short for settle_s={settle_s} and a send of up to "
+                f"2 x {send_timeout_s} s plus {RECORD_S} s to record it"
+            )
         allowed_networks(allow_networks)  # a bad setting fails at start, not on every send
         self.store = store
         self.secret = secret
@@ -368,7 +426,7 @@ class Dispatcher:
         # redirects (they could lead anywhere), no kept connections (each send is TLS-checked
         # against its own host name).
         self.client = client or httpx.Client(
-            timeout=10.0,
+            timeout=send_timeout_s,
             trust_env=False,
             follow_redirects=False,
             limits=httpx.Limits(max_keepalive_connections=0),
@@ -377,14 +435,93 @@ class Dispatcher:
         self.max_delay_s = max_delay_s
         self.clock = clock
         self.random = random.Random(seed)
+        self.lease_ms = int(lease_s * 1000)
+        self.settle_s = settle_s
+        self.name = name or f"{socket.gethostname()}:{os.getpid()}"
+        self.sleep = sleep
 
     def backoff_s(self, attempts: int) -> float:
         """Exponential backoff with equal jitter: half the step fixed, half random."""
         step = min(self.max_delay_s, self.base_delay_s * 2 ** max(0, attempts - 1))
         return step / 2 + self.random.uniform(0, step / 2)
 
+    def _now_ms(self) -> int:
+        return int(self.clock() * 1000)
+
     def due(self, limit: int = 100) -> list[dict]:
-        return [dict(r) for r in queries.due_alerts(self.store, int(self.clock() * 1000), limit)]
+        return [dict(r) for r in queries.due_alerts(self.store, self._now_ms(), limit)]
+
+    def claim(self, alerts: list[dict]) -> list[Claim]:
+        """The alerts this dispatcher won and may send now, as fresh rows: it claims each one no
+        live claim holds, waits `settle_s` so near-simultaneous claims all land, then keeps the
+        ones whose earliest claim is its own."""
+        staked = self._stake(self._unclaimed(alerts))
+        if not staked:
+            return []
+        self.sleep(self.settle_s)
+        return self._winners(staked)
+
+    def _unclaimed(self, alerts: list[dict]) -> list[dict]:
+        """The alerts whose current attempt no unexpired claim holds (only an optimisation: the
+        winner rule alone keeps sends single)."""
+        if not alerts:
+            return []
+        live = queries.live_alert_claims(
+            self.store, [a["alert_id"] for a in alerts], self._now_ms()
+        )
+        held = {(c["alert_id"], int(c["attempt"])) for c in live}
+        return [a for a in alerts if (a["alert_id"], int(a["attempts"])) not in held]
+
+    def _stake(self, alerts: list[dict]) -> list[Claim]:
+        """Insert a claim per alert. A claim that took over half the settle time to land is not
+        used: a rival may have decided without it, and its stamp no longer orders it after theirs
+        (it blocks the attempt until its lease expires, then the alert is retried)."""
+        if not alerts:
+            return []
+        now_ms = self._now_ms()
+        claims = [
+            Claim(alert, f"{self.name}/{uuid.uuid4().hex}", now_ms, now_ms + self.lease_ms)
+            for alert in alerts
+        ]
+        rows = [
+            {
+                "alert_id": c.alert["alert_id"],
+                "attempt": c.key[1],
+                "token": c.token,
+                "dispatcher": self.name,
+                "claimed_time": now_ms // 1000,
+                "claimed_ms": now_ms,
+                "lease_until_ms": c.lease_until_ms,
+            }
+            for c in claims
+        ]
+        started = time.monotonic()
+        self.store.insert("alert_claims", rows)
+        if time.monotonic() - started > self.settle_s / 2:
+            log.warning("claiming %d alerts was too slow to rely on; they wait", len(rows))
+            return []
+        return claims
+
+    def _winners(self, claims: list[Claim]) -> list[Claim]:
+        """The claims that won, each with the alert's current row; one whose alert has moved on
+        (delivered, or attempted again since it was read) is dropped."""
+        live = queries.live_alert_claims(
+            self.store, [c.alert["alert_id"] for c in claims], self._now_ms()
+        )
+        winners = claim_winners(live)
+        won = [c for c in claims if winners.get(c.key) == c.token]
+        if not won:
+            return []
+        fresh: dict[str, dict] = {
+            r["alert_id"]: dict(r)
+            for r in queries.alert_rows(self.store, [c.alert["alert_id"] for c in won])
+        }
+        current = []
+        for claim in won:
+            row = fresh.get(claim.alert["alert_id"])
+            if row and row["status"] == "pending" and int(row["attempts"]) == claim.key[1]:
+                current.append(replace(claim, alert=row))
+        return current
 
     def _request(self, alert: dict, fmt: str) -> tuple[bytes, dict[str, str]]:
         payload = orjson.loads(alert["payload_json"])
@@ -460,14 +597,22 @@ class Dispatcher:
         )
 
     def run_once(self) -> int:
-        """Attempt every due alert once; returns how many were delivered."""
+        """Attempt every due alert this dispatcher wins a claim on, once; returns how many were
+        delivered. Alerts another dispatcher holds are left to it."""
         hooks = {h["webhook_id"]: h for h in webhooks(self.store)}
         delivered = 0
-        for alert in self.due():
-            try:
-                delivered += self.attempt(alert, hooks.get(alert["webhook_id"]))
-            except Exception:  # noqa: BLE001 - recording one alert failed; the others go on
-                log.exception("webhook alert %s: the attempt was not recorded", alert["alert_id"])
+        due = self.due()
+        for start in range(0, len(due), CLAIM_BATCH):
+            for claim in self.claim(due[start : start + CLAIM_BATCH]):
+                alert = claim.alert
+                if self._now_ms() + self.send_budget_ms > claim.lease_until_ms:
+                    continue  # too little lease left to send and record: it lapses, then retried
+                try:
+                    delivered += self.attempt(alert, hooks.get(alert["webhook_id"]))
+                except Exception:  # noqa: BLE001 - recording one alert failed; the others go on
+                    log.exception(
+                        "webhook alert %s: the attempt was not recorded", alert["alert_id"]
+                    )
         return delivered
 
     def run(self, stop: threading.Event, interval_s: float = 1.0) -> None:

@@ -24,7 +24,10 @@ def open_store(settings: Settings, database: str | None = None, migrate: bool = 
             settings.clickhouse_url,
             database=database,
             password=password.get_secret_value() if password else None,
+            cluster=settings.clickhouse_cluster,
         )
+    elif settings.clickhouse_cluster:
+        raise StoreError("DG_CLICKHOUSE_CLUSTER needs the server store (DG_STORE=server)")
     else:
         store = EmbeddedClickHouse(settings.data_dir / "chdb", database=database)
     if migrate:

@@ -190,15 +190,15 @@ class Store(ABC):
     def migrate(self, upto: int | None = None) -> list[int]:
         """Create the database and apply pending migrations (up to number `upto`, as an older
         release would have: tests of a migration use it); returns the numbers applied."""
-        self.execute("CREATE DATABASE IF NOT EXISTS {db}")
-        self.execute(SCHEMA_MIGRATIONS.create_sql("{db}"))
+        self._ddl("CREATE DATABASE IF NOT EXISTS {db}")
+        self._ddl(SCHEMA_MIGRATIONS.create_sql("{db}"))
         done = set(self.applied_migrations())
         applied = []
         for migration in MIGRATIONS:
             if migration.number in done or (upto is not None and migration.number > upto):
                 continue
             for statement in migration.statements:
-                self.execute(statement)
+                self._ddl(statement)
             self.insert(
                 "schema_migrations",
                 [
@@ -211,6 +211,11 @@ class Store(ABC):
             )
             applied.append(migration.number)
         return applied
+
+    def _ddl(self, statement: str) -> None:
+        """Run one schema statement as written for a single server (`{db}` unexpanded); a
+        backend on a cluster runs its `ON CLUSTER` form (`storage.schema.cluster_statements`)."""
+        self.execute(statement)
 
     def applied_migrations(self) -> list[int]:
         rows = self.query("SELECT migration FROM {db}.schema_migrations FINAL ORDER BY migration")
@@ -304,11 +309,14 @@ class Store(ABC):
         dropped = []
         for partition in self.partitions(table_name):
             if partition.isdigit() and int(partition) < cutoff:
-                # A partition is an identifier-like literal, validated as digits above.
-                statement = "ALTER TABLE {table} DROP PARTITION " + partition
-                self.execute(statement.replace("{table}", self.table(table_name)))
+                self._drop_partition(table_name, partition)
                 dropped.append(partition)
         return dropped
+
+    def _drop_partition(self, table_name: str, partition: str) -> None:
+        # A partition is an identifier-like literal, validated as digits by the caller.
+        statement = "ALTER TABLE {table} DROP PARTITION " + partition
+        self.execute(statement.replace("{table}", self.table(table_name)))
 
     def ping(self) -> bool:
         try:

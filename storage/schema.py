@@ -6,17 +6,23 @@ row twice leaves one row under `FINAL` (the latest; `events` keep the first, see
 `storage.rows.event_version`). Time-series tables are partitioned by day
 (`toYYYYMMDD`), so retention is a partition drop. Timestamps are `DateTime` (seconds, UTC) plus an
 epoch-millisecond `UInt64` where precision matters.
+
+On a cluster (`DG_CLICKHOUSE_CLUSTER`) each table `t` is `t_local`, a ReplicatedReplacingMergeTree
+on every server, under a Distributed `t` sharded by account (`Table.sharding_key`), so every
+version of a row, and every row of an account, is on one shard, where `FINAL` collapses them;
+the migrations' statements are rewritten by `cluster_statements`.
 """
 
 from __future__ import annotations
 
 import math
+import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
-from typing import Any
+from typing import Any, NamedTuple
 
 # What each column type holds: one place for the ranges the rows are checked against.
 INT_RANGES: dict[str, tuple[int, int]] = {
@@ -151,6 +157,118 @@ class Table:
             f"{partition}ORDER BY ({', '.join(self.order_by)})"
         )
 
+    # --- on a cluster (`DG_CLICKHOUSE_CLUSTER`) ------------------------------------------------
+    @property
+    def local_name(self) -> str:
+        """The per-shard table under a cluster's `Distributed` table of this name."""
+        return self.name + LOCAL_SUFFIX
+
+    @property
+    def sharding_key(self) -> str:
+        """Which shard a row goes to: its account's (one account's rows live on one shard), or,
+        in tables without an account, its entity's (the first key column). Either way every
+        version of one row lands on the same shard, where `FINAL` collapses them."""
+        column = "account_id" if "account_id" in self.column_types else self.order_by[0]
+        return f"cityHash64({column})"
+
+    def replicated_create_sql(self, database: str, cluster: str) -> str:
+        """This table as `<name>_local` on every server of `cluster`: a
+        `ReplicatedReplacingMergeTree` whose replicas share the ZooKeeper path of their shard
+        (the servers' `{shard}` and `{replica}` macros).
+
+        Block de-duplication is off (`replicated_deduplication_window = 0`), as on one server:
+        rows written again are collapsed by `FINAL` like anywhere else, and a block written
+        again after retention dropped its day (a replay) is stored, not silently skipped."""
+        columns = ",\n  ".join(f"{name} {ch_type}" for name, ch_type in self.columns)
+        partition = (
+            f"PARTITION BY toYYYYMMDD({self.partition_time_column})\n"
+            if self.partition_time_column
+            else ""
+        )
+        path = f"/clickhouse/tables/{{shard}}/{database}/{self.local_name}"
+        return (
+            f"CREATE TABLE IF NOT EXISTS {database}.{self.local_name} ON CLUSTER {cluster} (\n"
+            f"  {columns}\n)\n"
+            f"ENGINE = ReplicatedReplacingMergeTree('{path}', '{{replica}}', "
+            f"{self.version_column})\n"
+            f"{partition}ORDER BY ({', '.join(self.order_by)})\n"
+            "SETTINGS replicated_deduplication_window = 0"
+        )
+
+    def distributed_create_sql(self, database: str, cluster: str) -> str:
+        """`<name>` on every server of `cluster`: a `Distributed` table over `<name>_local`
+        with its columns, sharded by `sharding_key`. Reads and writes go through it."""
+        return (
+            f"CREATE TABLE IF NOT EXISTS {database}.{self.name} ON CLUSTER {cluster} "
+            f"AS {database}.{self.local_name}\n"
+            f"ENGINE = Distributed({cluster}, {database}, {self.local_name}, {self.sharding_key})"
+        )
+
+
+# On a cluster each table `t` is `t_local` (replicated, per shard) under a Distributed `t`.
+LOCAL_SUFFIX = "_local"
+_CLUSTER_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+_ALTER = re.compile(r"^ALTER TABLE \{db\}\.(\w+) (.+)$", re.DOTALL)
+
+
+class ClusterStep(NamedTuple):
+    """One statement of a schema change on a cluster, and where it runs: `ON CLUSTER` (in the
+    SQL, through the servers' distributed DDL queue), or, `each_shard`, on one replica of every
+    shard, which passes it on to the shard's other replicas (a replicated table's ALTER)."""
+
+    sql: str
+    each_shard: bool = False
+
+
+def cluster_statements(statement: str, cluster: str) -> tuple[ClusterStep, ...]:
+    """What one schema statement written for a single server (`{db}` unexpanded: a migration
+    step, the database or `schema_migrations`) becomes on the cluster named `cluster`:
+
+    - `CREATE DATABASE`: the same `ON CLUSTER`;
+    - a table's `create_sql`: its `replicated_create_sql`, then its `distributed_create_sql`;
+    - `ALTER TABLE t ...`: the same on `t_local`, on each shard, then `t` re-created over it.
+      Not `ALTER ... ON CLUSTER`: ClickHouse 18.16 refuses it on a Distributed table when the
+      shards replicate internally, and on a replicated table two replicas of a shard can both
+      take the task, after which the second one's DDL worker stops for good ("Node exists:
+      .../shards/.../executed"). A Distributed table holds no data: re-creating it loses none.
+
+    Anything else raises `ValueError`: a new kind of migration step needs its cluster form here.
+    """
+    checked_cluster_name(cluster)
+    if statement == "CREATE DATABASE IF NOT EXISTS {db}":
+        return (ClusterStep(f"{statement} ON CLUSTER {cluster}"),)
+    table = _table_created_by(statement)
+    if table is not None:
+        return (
+            ClusterStep(table.replicated_create_sql("{db}", cluster)),
+            ClusterStep(table.distributed_create_sql("{db}", cluster)),
+        )
+    alter = _ALTER.match(statement)
+    if alter is not None and alter.group(1) in TABLES:
+        current = TABLES[alter.group(1)]
+        return (
+            ClusterStep(f"ALTER TABLE {{db}}.{current.local_name} {alter.group(2)}", True),
+            ClusterStep(f"DROP TABLE IF EXISTS {{db}}.{current.name} ON CLUSTER {cluster}"),
+            ClusterStep(current.distributed_create_sql("{db}", cluster)),
+        )
+    raise ValueError(f"no cluster form for the schema statement {statement[:200]!r}")
+
+
+def checked_cluster_name(cluster: str) -> str:
+    """`cluster` if it can be a cluster's name in SQL (it is written into statements)."""
+    if not _CLUSTER_NAME.match(cluster):
+        raise ValueError(f"invalid cluster name {cluster!r}")
+    return cluster
+
+
+def _table_created_by(statement: str) -> Table | None:
+    """The table (in any version a migration creates) whose `create_sql("{db}")` is
+    `statement`."""
+    for table in (*TABLES.values(), *_INITIAL.values()):
+        if table.create_sql("{db}") == statement:
+            return table
+    return None
+
 
 _EVENT_COLUMNS_V1 = (
     ("request_id", "String"),
@@ -265,6 +383,25 @@ ALERTS = Table(
     partition_time_column="created_time",
 )
 
+# Leases on alerts (`services.webhooks`): one row per claim, never revised. Among the unexpired
+# claims on one attempt of an alert, the earliest (then the smallest token) sends it; each retry
+# is a new attempt, so a claim never blocks the next one. Day partitions: retention drops them.
+ALERT_CLAIMS = Table(
+    "alert_claims",
+    (
+        ("alert_id", "String"),
+        ("attempt", "UInt32"),  # the alert's `attempts` when claimed
+        ("token", "String"),  # unique per claim: the dispatcher's name and a random suffix
+        ("dispatcher", "String"),
+        ("claimed_time", "DateTime"),
+        ("claimed_ms", "UInt64"),
+        ("lease_until_ms", "UInt64"),
+        ("version", "UInt64"),
+    ),
+    order_by=("alert_id", "attempt", "token"),
+    partition_time_column="claimed_time",
+)
+
 DEAD_LETTERS = Table(
     "dead_letters",
     (
@@ -363,6 +500,7 @@ TABLES: dict[str, Table] = {
         ACCOUNT_STATE,
         CLUSTERS,
         ALERTS,
+        ALERT_CLAIMS,
         DEAD_LETTERS,
         RESPONSE_FINGERPRINTS,
         API_TOKENS,
@@ -401,7 +539,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         tuple(
             _INITIAL.get(table, table).create_sql("{db}")
             for table in TABLES.values()
-            if table not in (SCHEMA_MIGRATIONS, API_TOKENS, AUDIT_LOG, WEBHOOKS)
+            if table not in (SCHEMA_MIGRATIONS, API_TOKENS, AUDIT_LOG, WEBHOOKS, ALERT_CLAIMS)
         ),
     ),
     Migration(
@@ -420,4 +558,5 @@ MIGRATIONS: tuple[Migration, ...] = (
         "events: content hash (first write wins)",
         _add_columns("events", _EVENT_COLUMNS_V5, after="ingested_ms"),
     ),
+    Migration(6, "alert claims (leases: each alert sent once)", (ALERT_CLAIMS.create_sql("{db}"),)),
 )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import struct
 import threading
+import time
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -13,10 +14,44 @@ from clickhouse_driver.errors import Error as DriverError
 from clickhouse_driver.errors import TypeMismatchError
 
 from storage.base import Row, RowsRejected, Store, StoreError
-from storage.schema import Table
+from storage.schema import TABLES, Table, checked_cluster_name, cluster_statements
 
 # What clickhouse-driver's encoders raise for a value that does not fit its column.
 _ENCODING_ERRORS = (TypeError, ValueError, OverflowError, AttributeError, struct.error)
+
+DROP_PARTITION_WAIT_S = 60.0  # for every replica to drop a partition (retention) on a cluster
+# Query settings on a cluster, so that it keeps the contract of one server:
+CLUSTER_SETTINGS: dict[str, Any] = {
+    # an INSERT into a Distributed table returns once every shard stored its rows (by default
+    # it returns at once and forwards them later): what was written can be read back;
+    "insert_distributed_sync": 1,
+    # every client reads and writes the first live replica of each shard, whichever server it
+    # is connected to, so it reads what it (or another client) wrote there, not a replica that
+    # may still be fetching it.
+    "load_balancing": "in_order",
+    "prefer_localhost_replica": 0,
+}
+
+
+def split_url(url: str) -> tuple[str, list[tuple[str, int]], str, str]:
+    """`clickhouse://[user[:password]@]host[:port][,host[:port]...]` → (scheme, [(host, port)],
+    user, password). More than one host: the others are tried, in order, when one is down."""
+    parts = urlsplit(url)
+    userinfo, _, hostlist = parts.netloc.rpartition("@")
+    if parts.scheme not in ("clickhouse", "tcp") or not hostlist:
+        raise ValueError(f"expected clickhouse://host:port[,host:port...], got {url!r}")
+    hosts = []
+    for item in hostlist.split(","):
+        one = urlsplit(f"//{item}")
+        try:
+            port = one.port or 9000
+        except ValueError:
+            port = 0
+        if not one.hostname or not port:
+            raise ValueError(f"expected clickhouse://host:port[,host:port...], got {url!r}")
+        hosts.append((one.hostname, port))
+    user, _, password = userinfo.partition(":")
+    return parts.scheme, hosts, unquote(user or "default"), unquote(password)
 
 
 def _plain(value: Any) -> Any:
@@ -33,7 +68,10 @@ def _plain(value: Any) -> Any:
 
 
 class ClickHouseServer(Store):
-    """A ClickHouse server (18.16 or current) reached at a `clickhouse://host:port` URL."""
+    """A ClickHouse server (18.16 or current) reached at a `clickhouse://host:port` URL, or a
+    cluster of them (`cluster`, the name in the servers' `remote_servers`): then each table is
+    a Distributed table over replicated per-shard tables (`storage.schema.cluster_statements`),
+    and the URL may name several of its servers (`clickhouse://h1:p1,h2:p2`) to fail over."""
 
     backend = "server"
 
@@ -44,20 +82,29 @@ class ClickHouseServer(Store):
         password: str | None = None,
         connect_timeout: float = 5.0,
         send_receive_timeout: float = 60.0,
+        cluster: str | None = None,
     ) -> None:
         super().__init__(database)
-        parts = urlsplit(url)
-        if parts.scheme not in ("clickhouse", "tcp") or not parts.hostname:
-            raise ValueError(f"expected clickhouse://host:port, got {url!r}")
-        self.url = f"{parts.scheme}://{parts.hostname}:{parts.port or 9000}"  # no credentials
+        scheme, hosts, user, url_password = split_url(url)
+        addresses = [f"{host}:{port}" for host, port in hosts]
+        self.url = f"{scheme}://{','.join(addresses)}"  # no credentials
+        self.cluster = checked_cluster_name(cluster) if cluster else None
+        settings: dict[str, Any] = {"use_client_time_zone": False}
+        if self.cluster is not None:
+            settings.update(CLUSTER_SETTINGS)
+        # (kept for the per-shard connections of schema changes on a cluster)
+        self._connection = {
+            "user": user,
+            "password": password or url_password,
+            "connect_timeout": connect_timeout,
+            "send_receive_timeout": send_receive_timeout,
+            "settings": settings,
+        }
         self._client = Client(
-            host=parts.hostname,
-            port=parts.port or 9000,
-            user=unquote(parts.username or "default"),
-            password=password or unquote(parts.password or ""),
-            connect_timeout=connect_timeout,
-            send_receive_timeout=send_receive_timeout,
-            settings={"use_client_time_zone": False},
+            host=hosts[0][0],
+            port=hosts[0][1],
+            alt_hosts=",".join(addresses[1:]) or None,
+            **self._connection,
         )
         self._lock = threading.Lock()
 
@@ -91,6 +138,99 @@ class ClickHouseServer(Store):
         # Columnar, with DateTime as raw epoch seconds: the driver's fastest insert path.
         columns = [[row[name] for row in rows] for name in table.column_names]
         self._run(table.insert_sql(self.database, "VALUES"), columns, columnar=True)
+
+    # --- on a cluster: DDL ON CLUSTER, partitions of the per-shard tables ---------------------
+    def _ddl(self, statement: str) -> None:
+        if self.cluster is None:
+            super()._ddl(statement)
+            return
+        for step in cluster_statements(statement, self.cluster):
+            if step.each_shard:
+                self._on_each_shard(step.sql.replace("{db}", self.database))
+            else:
+                self.execute(step.sql)
+
+    def _servers(self) -> list[tuple[int, str]]:
+        """(shard, "host:port") of every server of the cluster, replicas in their order."""
+        rows = self.query(
+            "SELECT shard_num, host_address, port FROM system.clusters "
+            "WHERE cluster = %(cluster)s ORDER BY shard_num, replica_num",
+            {"cluster": self.cluster},
+        )
+        if not rows:
+            raise StoreError(f"{self.url}: the server knows no cluster {self.cluster!r}")
+        return [
+            (
+                int(r["shard_num"]),
+                f"[{r['host_address']}]:{r['port']}"
+                if ":" in r["host_address"]
+                else f"{r['host_address']}:{r['port']}",
+            )
+            for r in rows
+        ]
+
+    def _on_each_shard(self, sql: str) -> None:
+        """Run `sql` (a replicated table's ALTER) on the first replica of every shard that
+        answers; the shard's other replicas apply it from the replication log."""
+        shards: dict[int, list[str]] = {}
+        for shard, address in self._servers():
+            shards.setdefault(shard, []).append(address)
+        for shard, addresses in shards.items():
+            errors = []
+            for address in addresses:
+                _, [(host, port)], _, _ = split_url(f"clickhouse://{address}")
+                client = Client(host=host, port=port, **self._connection)
+                try:
+                    client.execute(sql)
+                    break
+                except (DriverError, OSError, EOFError) as exc:
+                    errors.append(f"{address}: {exc}")
+                finally:
+                    client.disconnect()
+            else:
+                raise StoreError(f"cluster {self.cluster} shard {shard}: {'; '.join(errors)}")
+
+    def partitions(self, table_name: str) -> list[str]:
+        if self.cluster is None:
+            return super().partitions(table_name)
+        self.table(table_name)
+        rows = self.query(
+            "SELECT DISTINCT partition FROM cluster(%(cluster)s, system, parts) "
+            "WHERE database = %(db)s AND table = %(table)s AND active ORDER BY partition",
+            {"cluster": self.cluster, "db": self.database, "table": TABLES[table_name].local_name},
+        )
+        return [str(r["partition"]).strip("'") for r in rows]
+
+    def _drop_partition(self, table_name: str, partition: str) -> None:
+        if self.cluster is None:
+            super()._drop_partition(table_name, partition)
+            return
+        # One replica of each shard drops it (not ON CLUSTER: see `cluster_statements`), the
+        # others follow from the replication log: return once no replica holds it, so no read
+        # sees the dropped days. (Making the ALTER wait for every replica,
+        # replication_alter_partitions_sync = 2, can deadlock 18.16 with a replica fetching a
+        # part of that partition from the one dropping it.)
+        local = TABLES[table_name].local_name
+        self._on_each_shard(f"ALTER TABLE {self.database}.{local} DROP PARTITION {partition}")
+        replicas = ",".join(address for _, address in self._servers())
+        deadline = time.monotonic() + DROP_PARTITION_WAIT_S
+        while True:
+            # every server (each address its own "shard" here); one that is down is skipped:
+            # it drops the partition from the replication log when it is back.
+            (left,) = self.query(
+                "SELECT count() AS n FROM remote(%(replicas)s, system, parts) "
+                "WHERE database = %(db)s AND table = %(table)s AND partition_id = %(partition)s "
+                "AND active SETTINGS skip_unavailable_shards = 1",
+                {"replicas": replicas, "db": self.database, "table": local, "partition": partition},
+            )
+            if not left["n"]:
+                return
+            if time.monotonic() > deadline:
+                raise StoreError(
+                    f"{self.url}: partition {partition} of {table_name} still on "
+                    f"{left['n']} part(s) {DROP_PARTITION_WAIT_S:.0f} s after it was dropped"
+                )
+            time.sleep(0.1)
 
     def close(self) -> None:
         self._client.disconnect()

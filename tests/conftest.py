@@ -14,6 +14,7 @@ The server backend talks to the real ClickHouse server that `scripts/clickhouse-
 from __future__ import annotations
 
 import os
+import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +28,12 @@ CLICKHOUSE_URL = os.environ.get("DG_CLICKHOUSE_URL", "clickhouse://127.0.0.1:190
 KAFKA_BOOTSTRAP = os.environ.get("DG_KAFKA_BOOTSTRAP", "127.0.0.1:19092")
 # The services the test scripts start: the only `DG_*` variables a test inherits.
 KEPT_ENVIRONMENT = ("DG_CLICKHOUSE_URL", "DG_KAFKA_BOOTSTRAP", "DG_TEST_CACHE")
+# The local ClickHouse cluster (scripts/clickhouse-cluster-up, 2 shards x 2 replicas): its store
+# URL when already started, and the variables its scripts read (kept before the session's
+# hermetic environment clears every `DG_*`).
+CLICKHOUSE_CLUSTER = "distillguard"
+CLICKHOUSE_CLUSTER_URL = os.environ.get("DG_CLICKHOUSE_CLUSTER_URL")
+CLUSTER_SCRIPT_ENV = {n: os.environ[n] for n in ("DG_RUN_DIR", "DG_CACHE_DIR") if n in os.environ}
 
 ROOT = Path(__file__).resolve().parents[1]
 TEST_CACHE = Path(os.environ.get("DG_TEST_CACHE", ROOT / ".test-cache")).resolve()
@@ -123,3 +130,35 @@ def embedded(chdb_path: Path) -> Iterator[Store]:
     yield backend
     backend.execute("DROP DATABASE IF EXISTS {db}")
     backend.close()
+
+
+def cluster_script(name: str, *args: str) -> str:
+    """Run scripts/clickhouse-cluster-NAME (up, down) with the caller's DG_RUN_DIR and
+    DG_CACHE_DIR; its last stdout line. Fails the test, with the script's log, when it fails."""
+    done = subprocess.run(
+        [str(ROOT / "scripts" / f"clickhouse-cluster-{name}"), *args],
+        env={**os.environ, **CLUSTER_SCRIPT_ENV},
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    if done.returncode != 0:
+        pytest.fail(
+            f"scripts/clickhouse-cluster-{name} {' '.join(args)} exited {done.returncode}:\n"
+            f"{done.stderr[-4000:]}",
+            pytrace=False,
+        )
+    lines = done.stdout.strip().splitlines()
+    return lines[-1] if lines else ""
+
+
+@pytest.fixture(scope="session")
+def clickhouse_cluster() -> str:
+    """The store URL (every server's address) of the local ClickHouse cluster named
+    `CLICKHOUSE_CLUSTER`: `DG_CLICKHOUSE_CLUSTER_URL`, or started by scripts/clickhouse-cluster-up
+    (idempotent; `make test` stops it at the end, scripts/clickhouse-cluster-down otherwise).
+    Fails rather than skips when it cannot be started."""
+    if CLICKHOUSE_CLUSTER_URL:
+        return CLICKHOUSE_CLUSTER_URL
+    return "clickhouse://" + cluster_script("up")

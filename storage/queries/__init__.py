@@ -21,8 +21,10 @@ from storage.queries.alerts import (
     acknowledge_alert,
     alert,
     alert_page,
+    alert_rows,
     due_alerts,
     existing_alert_ids,
+    live_alert_claims,
     webhook_rows,
 )
 from storage.queries.benchmarks import drop_database, fill_synthetic, recreate, server_version
@@ -52,6 +54,7 @@ __all__ = [
     "acknowledge_alert",
     "alert",
     "alert_page",
+    "alert_rows",
     "answered_prompts",
     "audit_page",
     "busiest_accounts",
@@ -68,6 +71,7 @@ __all__ = [
     "fill_synthetic",
     "fingerprints_after",
     "flagged_accounts",
+    "live_alert_claims",
     "ranked_accounts",
     "recreate",
     "response_texts",

@@ -29,6 +29,15 @@ class AlertRow(AlertSummaryRow):
     version: int
 
 
+class AlertClaimRow(TypedDict):
+    alert_id: str
+    attempt: int
+    token: str
+    dispatcher: str
+    claimed_ms: int
+    lease_until_ms: int
+
+
 class WebhookRow(TypedDict):
     webhook_id: str
     url: str
@@ -85,6 +94,24 @@ def due_alerts(store: Store, now_ms: int, limit: int) -> list[AlertRow]:
         {"now": now_ms, "limit": limit},
     )
     return cast(list[AlertRow], rows)
+
+
+def alert_rows(store: Store, alert_ids: Sequence[str]) -> list[AlertRow]:
+    """The current version of each of these alerts (for a re-check just before a send)."""
+    rows = store.query_in("SELECT * FROM {db}.alerts FINAL WHERE alert_id IN %(values)s", alert_ids)
+    return cast(list[AlertRow], rows)
+
+
+def live_alert_claims(store: Store, alert_ids: Sequence[str], now_ms: int) -> list[AlertClaimRow]:
+    """The claims on these alerts whose lease has not expired at `now_ms`, any attempt. Claim
+    rows are never revised, so no `FINAL`: a repeated insert only repeats a token."""
+    rows = store.query_in(
+        "SELECT alert_id, attempt, token, dispatcher, claimed_ms, lease_until_ms"
+        " FROM {db}.alert_claims WHERE alert_id IN %(values)s AND lease_until_ms > %(now)s",
+        alert_ids,
+        {"now": now_ms},
+    )
+    return cast(list[AlertClaimRow], rows)
 
 
 def webhook_rows(store: Store) -> list[WebhookRow]:

@@ -117,7 +117,7 @@ def test_migration_5_adds_the_content_hash_to_an_existing_events_table(store: St
     assert store.migrate(upto=4) == [1, 2, 3, 4]
     old = {k: v for k, v in event_row(event("old")).items() if k in EVENTS_V1.column_types}
     store._insert_rows(EVENTS_V1, complete_rows(EVENTS_V1, [old]))
-    assert store.migrate() == [5]
+    assert store.migrate(upto=5) == [5]
     store.insert("events", [event_row(event("new"))])
     rows = store.query("SELECT request_id, content_hash FROM {db}.events FINAL ORDER BY request_id")
     assert rows == [
