@@ -54,6 +54,11 @@ def split_url(url: str) -> tuple[str, list[tuple[str, int]], str, str]:
     return parts.scheme, hosts, unquote(user or "default"), unquote(password)
 
 
+def _address(host: str, port: int) -> str:
+    """`host:port` as `remote()` and messages write it (an IPv6 host in brackets)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def _plain(value: Any) -> Any:
     """Driver values to the shapes both backends return (DateTime → epoch seconds)."""
     if isinstance(value, datetime):
@@ -150,8 +155,8 @@ class ClickHouseServer(Store):
             else:
                 self.execute(step.sql)
 
-    def _servers(self) -> list[tuple[int, str]]:
-        """(shard, "host:port") of every server of the cluster, replicas in their order."""
+    def _servers(self) -> list[tuple[int, str, int]]:
+        """(shard, host, port) of every server of the cluster, replicas in their order."""
         rows = self.query(
             "SELECT shard_num, host_address, port FROM system.clusters "
             "WHERE cluster = %(cluster)s ORDER BY shard_num, replica_num",
@@ -159,32 +164,23 @@ class ClickHouseServer(Store):
         )
         if not rows:
             raise StoreError(f"{self.url}: the server knows no cluster {self.cluster!r}")
-        return [
-            (
-                int(r["shard_num"]),
-                f"[{r['host_address']}]:{r['port']}"
-                if ":" in r["host_address"]
-                else f"{r['host_address']}:{r['port']}",
-            )
-            for r in rows
-        ]
+        return [(int(r["shard_num"]), r["host_address"], int(r["port"])) for r in rows]
 
     def _on_each_shard(self, sql: str) -> None:
         """Run `sql` (a replicated table's ALTER) on the first replica of every shard that
         answers; the shard's other replicas apply it from the replication log."""
-        shards: dict[int, list[str]] = {}
-        for shard, address in self._servers():
-            shards.setdefault(shard, []).append(address)
-        for shard, addresses in shards.items():
+        shards: dict[int, list[tuple[str, int]]] = {}
+        for shard, host, port in self._servers():
+            shards.setdefault(shard, []).append((host, port))
+        for shard, replicas in shards.items():
             errors = []
-            for address in addresses:
-                _, [(host, port)], _, _ = split_url(f"clickhouse://{address}")
+            for host, port in replicas:
                 client = Client(host=host, port=port, **self._connection)
                 try:
                     client.execute(sql)
                     break
                 except (DriverError, OSError, EOFError) as exc:
-                    errors.append(f"{address}: {exc}")
+                    errors.append(f"{_address(host, port)}: {exc}")
                 finally:
                     client.disconnect()
             else:
@@ -212,7 +208,7 @@ class ClickHouseServer(Store):
         # part of that partition from the one dropping it.)
         local = TABLES[table_name].local_name
         self._on_each_shard(f"ALTER TABLE {self.database}.{local} DROP PARTITION {partition}")
-        replicas = ",".join(address for _, address in self._servers())
+        replicas = ",".join(_address(host, port) for _, host, port in self._servers())
         deadline = time.monotonic() + DROP_PARTITION_WAIT_S
         while True:
             # every server (each address its own "shard" here); one that is down is skipped:
