@@ -65,7 +65,9 @@ class ClusterVerdict(BaseModel):
     updated: datetime  # the latest member activity the link rests on
     members: list[str]
     score: float = Field(ge=0.0, le=1.0)
-    label: str  # a verdict label, or "unscored" before fusion has scored the campaign
+    # a verdict label, "unscored" before fusion has scored the campaign, or "dissolved" once the
+    # linker no longer links its members (the row keeps its last members as history)
+    label: str
     evidence: dict[str, Any] = Field(default_factory=dict)
 
 

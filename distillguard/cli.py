@@ -313,6 +313,43 @@ def worker(
 
 
 @app.command()
+def linker(
+    client_id: Annotated[str, typer.Option(help="Kafka client id of this linker.")] = "",
+    idle_s: Annotated[
+        float, typer.Option(help="Quiet seconds, every partition caught up, before a final link.")
+    ] = 5.0,
+) -> None:
+    """The campaign linker: every worker's profile updates → clusters and member verdicts in the
+    store. Exactly one is active per consumer group; start another as a standby."""
+    import logging
+    import os
+    import signal
+
+    from distillguard.wiring import build_linker
+    from storage import open_store
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("kafka").setLevel(logging.ERROR)
+    settings = get_settings()
+    store = open_store(settings)
+    role = build_linker(settings, store, client_id or f"distillguard-linker-{os.getpid()}")
+    role.idle_s = idle_s
+
+    def request_stop(_signum: int, _frame: object) -> None:
+        role.stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    logging.getLogger("distillguard.linker").info(
+        "linking profiles of %s → %s store %s", settings.topic, store.backend, store.database
+    )
+    try:
+        role.run()
+    finally:
+        store.close()
+
+
+@app.command()
 def produce(
     events: Annotated[Path, typer.Argument(help="JSONL request log.", exists=True, dir_okay=False)],
     topic: Annotated[str | None, typer.Option(help="Topic (default DG_TOPIC).")] = None,

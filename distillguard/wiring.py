@@ -25,6 +25,7 @@ from streaming.sinks import DeadLetterTopicSink, Sink, StoreSink
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
+    from streaming.linker import Linker
     from streaming.worker import Worker
 
 __all__ = [
@@ -32,9 +33,11 @@ __all__ = [
     "build_detector",
     "build_dispatcher",
     "build_ingestor",
+    "build_linker",
     "build_pipeline",
     "build_worker",
     "calibrated_detector",
+    "profiles_topic",
     "store_pipeline",
     "store_sink",
     "store_sinks",
@@ -102,9 +105,18 @@ def build_ingestor(settings: Settings, store: Store) -> Ingestor:
 def build_worker(settings: Settings, store: Store, producer, client_id: str) -> Worker:
     """The Kafka worker: topic → pipeline → store, alert outbox and dead-letter topic."""
     from streaming.kafka import KafkaSource
+    from streaming.profiles import KafkaProfilePublisher, ensure_profiles_topic
     from streaming.worker import Worker
 
-    pipeline = store_pipeline(settings, store, DeadLetterTopicSink(producer, settings.dlq_topic))
+    topic = profiles_topic(settings)
+    ensure_profiles_topic(settings.kafka_bootstrap, topic)
+    pipeline = Pipeline(
+        calibrated_detector(settings),
+        [*store_sinks(settings, store), DeadLetterTopicSink(producer, settings.dlq_topic)],
+        store=store,
+        max_event_bytes=settings.max_event_bytes,
+        publisher=KafkaProfilePublisher(producer, topic),
+    )
     source = KafkaSource(
         settings.kafka_bootstrap,
         settings.topic,
@@ -113,6 +125,36 @@ def build_worker(settings: Settings, store: Store, producer, client_id: str) -> 
         client_id=client_id,
     )
     return Worker(pipeline, source)
+
+
+def profiles_topic(settings: Settings) -> str:
+    """The compacted topic where workers publish profile updates for the campaign linker."""
+    return f"{settings.topic}.profiles"
+
+
+def build_linker(settings: Settings, store: Store, client_id: str) -> Linker:
+    """The campaign linker role: profiles topic → one campaign view → clusters and member
+    verdicts in the store (and the alert outbox)."""
+    from streaming.linker import Linker
+    from streaming.profiles import ensure_profiles_topic
+
+    detector = calibrated_detector(settings)
+    from detectors.fusion import ExtractionDetector
+
+    if not isinstance(detector, ExtractionDetector) or detector.linker is None:
+        raise ValueError("the campaign linker needs the fused detector (DG_DETECTOR=fusion)")
+    topic = profiles_topic(settings)
+    ensure_profiles_topic(settings.kafka_bootstrap, topic)
+    return Linker(
+        detector,
+        store,
+        store_sinks(settings, store),
+        settings.kafka_bootstrap,
+        topic,
+        settings.topic,
+        f"{settings.consumer_group}.linker",
+        client_id=client_id,
+    )
 
 
 def build_dispatcher(settings: Settings, store: Store) -> Dispatcher | None:

@@ -83,9 +83,13 @@ def produce_lines(
     return sent
 
 
-class _Rebalance(ConsumerRebalanceListener):
-    def __init__(self, hooks: list[Revoked]) -> None:
+class Rebalance(ConsumerRebalanceListener):
+    """Logs assignments; runs `hooks` with the streams a rebalance takes away and `assigned`
+    with the streams it gives (the consumer's own `assignment()` lags behind both)."""
+
+    def __init__(self, hooks: list[Revoked], assigned: Revoked | None = None) -> None:
         self.hooks = hooks
+        self.assigned = assigned
 
     def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
         streams = {stream_name(tp.topic, tp.partition) for tp in revoked}
@@ -97,6 +101,8 @@ class _Rebalance(ConsumerRebalanceListener):
     def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
         streams = sorted(stream_name(tp.topic, tp.partition) for tp in assigned)
         log.info("partitions assigned: %s", ", ".join(streams) or "none")
+        if self.assigned is not None:
+            self.assigned(set(streams))
 
 
 class KafkaSource:
@@ -137,7 +143,7 @@ class KafkaSource:
         # Fetch the topic's metadata before joining: a metadata refresh that lands mid-join can
         # strand a group member in some kafka-python releases.
         self.consumer.partitions_for_topic(topic)
-        self.consumer.subscribe([topic], listener=_Rebalance(self._revoked_hooks))
+        self.consumer.subscribe([topic], listener=Rebalance(self._revoked_hooks))
 
     def on_revoked(self, callback: Revoked) -> None:
         """Revocations happen inside `poll`, so a hook added before the first poll sees all."""

@@ -55,7 +55,11 @@ def run(
     try:
         while stop is None or not stop.is_set():
             records = next(batches, None)
-            if records is None:
+            if records is None:  # the input ended (a file): conclude what was held back
+                finished, batch = durably(pipeline.finish)
+                if finished and durably(pipeline.checkpoint)[0] and on_batch is not None:
+                    assert batch is not None
+                    on_batch([], batch, 0.0)
                 break
             if on_poll is not None:
                 on_poll()

@@ -21,18 +21,20 @@ from core.embedder import Embedder
 from core.events import DeadLetter, Event, parse_event
 from core.records import SourceRecord
 from core.timeutil import now_ms
-from core.verdicts import Verdict, is_material
+from core.verdicts import Assessment, Verdict, is_material
 from detectors.base import (
     Detector,
     cross_account_state,
     drain_clusters,
     load_cross_account_state,
 )
+from detectors.campaigns.feed import ProfileUpdate, StreamProgress
 from detectors.fingerprints import response_fingerprints
 from storage import Store
 from storage.checkpoints import account_states, global_state
 from storage.rows import storable_event_row
 from streaming.evidence import Evidence
+from streaming.profiles import ProfilePublisher
 from streaming.sinks import Sink, is_transient
 
 GLOBAL_CHECKPOINT_MS = 60_000  # cross-account state is large: checkpoint it once a minute
@@ -72,8 +74,14 @@ class Pipeline:
         store: Store | None = None,
         embedder: Embedder | None = None,
         max_event_bytes: int = 8 * 1024 * 1024,
+        publisher: ProfilePublisher | None = None,
     ) -> None:
         self.detector = detector
+        # A worker publishes its accounts' profile updates for the one campaign linker and
+        # keeps no cross-account state; without a publisher the detector links in-process.
+        self.publisher = publisher
+        if publisher is not None and hasattr(detector, "publish_profiles"):
+            detector.publish_profiles = True
         self.sinks = list(sinks)
         self.store = store  # where checkpoints are read back from (None: start fresh)
         self.embedder = embedder
@@ -183,6 +191,7 @@ class Pipeline:
         # From the raw responses: the events row may redact them, attribution needs the text.
         fingerprints = response_fingerprints(event for event, _ in admitted)
         verdicts, replayed = self._detect(admitted)
+        self._publish(records, admitted)
         self.evidence.remember(sorted_.new)
         batch = Batch(
             records=len(records),
@@ -220,6 +229,13 @@ class Pipeline:
                 fresh_by_account[account_id] = fresh
                 cursor.requests_seen += len(fresh)
         assessments = self.detector.update_batch(fresh_by_account) if fresh_by_account else {}
+        return self._verdicts(assessments, fresh_by_account), replayed
+
+    def _verdicts(
+        self, assessments: dict[str, Assessment], fresh_by_account: dict[str, list[Event]]
+    ) -> list[Verdict]:
+        """Verdicts for the assessments that changed materially (campaign members outside the
+        batch come with `observed_at`)."""
         self._restore(assessments)  # campaign members outside this batch
         verdicts: list[Verdict] = []
         for account_id, assessment in assessments.items():
@@ -249,7 +265,37 @@ class Pipeline:
                         detector_version=self.detector.version,
                     )
                 )
-        return verdicts, replayed
+        return verdicts
+
+    def _publish(
+        self, records: Sequence[SourceRecord], admitted: list[tuple[Event, SourceRecord]]
+    ) -> None:
+        """Hand the detector's profile updates and each stream's progress (the newest event
+        time and the last offset read) to the publisher."""
+        if self.publisher is None:
+            return
+        drain = getattr(self.detector, "drain_profiles", None)
+        updates: list[ProfileUpdate] = drain() if drain is not None else []
+        progress: dict[str, StreamProgress] = {}
+        for record in records:
+            mark = progress.setdefault(record.stream, StreamProgress(record.stream, 0, -1))
+            mark.offset = max(mark.offset, record.offset)
+        for event, record in admitted:
+            mark = progress[record.stream]
+            mark.event_ms = max(mark.event_ms, event.timestamp_ms)
+        self.publisher.add(updates, list(progress.values()))
+
+    def finish(self) -> Batch:
+        """The input has ended (a file): the detector concludes what it held back (campaigns
+        waiting for the watermark); the result goes to every sink like any step's."""
+        finish = getattr(self.detector, "finish", None)
+        assessments = finish() if finish is not None else {}
+        batch = Batch(
+            verdicts=self._verdicts(assessments, {}), clusters=drain_clusters(self.detector)
+        )
+        for sink in self.sinks:
+            sink.write(batch)
+        return batch
 
     def checkpoint(self) -> None:
         """Write the account states (last), then flush every sink; raises if any sink failed,
@@ -268,6 +314,9 @@ class Pipeline:
         try:
             for sink in self.sinks:
                 sink.flush()
+            # After the store has the account states: the linker reads member windows there.
+            if self.publisher is not None:
+                self.publisher.flush()
         except Exception as exc:
             if not is_transient(exc):
                 self.evidence.forget()  # the failing sink dropped its buffer

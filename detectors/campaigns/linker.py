@@ -16,10 +16,11 @@ from typing import Any, Self
 import numpy as np
 
 from core.verdicts import ClusterVerdict
-from detectors.campaigns import calibration, clustering, evidence, persistence
+from detectors.campaigns import calibration, clustering, evidence, persistence, rhythm
 from detectors.campaigns.calibration import time_batches
 from detectors.campaigns.clustering import Cluster
 from detectors.campaigns.evidence import PIECES, Pair, PieceValues, Tail, pair
+from detectors.campaigns.feed import LinkEvent
 from detectors.campaigns.params import LinkerParams
 from detectors.campaigns.persistence import LinkState
 from detectors.campaigns.profiles import AccountProfile, param_signature
@@ -152,16 +153,23 @@ class CampaignLinker:
         since = self.now_ms - self.params.window_ms
         active = sorted(a for a, p in self.profiles.items() if p.last_seen_ms >= since)
         pairs = calibration.sample_pairs(active, self.params.max_calibration_pairs)
-        return {both: self._pieces(*both) for both in pairs}
+        schedules: dict[str, rhythm.Histograms] = {}
+        return {both: self._pieces(*both, schedules) for both in pairs}
 
     # -- streaming ----------------------------------------------------------------------------
-    def observe(self, features: Sequence[EventFeatures]) -> set[str]:
-        """Consume a batch from any accounts; returns accounts whose cluster may have changed."""
+    def observe(
+        self,
+        features: Sequence[EventFeatures],
+        skeletons: Mapping[str, Sequence[str]] | None = None,
+    ) -> set[str]:
+        """Consume a batch from any accounts; returns accounts whose cluster may have changed.
+        `skeletons`: each prompt key's skeleton keys when the worker computed them from the
+        whole prompt (the features then carry only a snippet)."""
         if not hasattr(self, "threshold_"):
             raise RuntimeError("CampaignLinker needs fit() or load_calibration() first")
         if not features:
             return set()
-        touched = self._ingest(sorted(features, key=lambda f: f.timestamp_ms))
+        touched = self._ingest(sorted(features, key=lambda f: f.timestamp_ms), skeletons)
         changed = self._update_edges(self._evaluate(touched))
         stream = self._stream
         return stream.ids.relabel(self._links(), self._first_seen) if changed else set()
@@ -184,7 +192,17 @@ class CampaignLinker:
     def _first_seen(self, account_id: str) -> int:
         return self.profiles[account_id].first_seen_ms
 
-    def _ingest(self, features: Sequence[EventFeatures]) -> dict[str, set[str]]:
+    def observe_events(self, events: Sequence[LinkEvent]) -> set[str]:
+        """`observe` for requests from the profiles feed (one event-time slice)."""
+        return self.observe(
+            [e.features for e in events], {e.features.prompt_key: e.skeletons for e in events}
+        )
+
+    def _ingest(
+        self,
+        features: Sequence[EventFeatures],
+        given: Mapping[str, Sequence[str]] | None = None,
+    ) -> dict[str, set[str]]:
         """Update profiles, postings and the prompt index; returns each account of the batch
         with the partners worth comparing it with."""
         stream = self._stream
@@ -193,7 +211,9 @@ class CampaignLinker:
         skeletons: dict[str, list[str]] = {}  # prompt key -> evidence keys, once per batch
         for f, topic in zip(features, self._topics_of(features), strict=True):
             if f.prompt_key not in skeletons:
-                skeletons[f.prompt_key] = self._skeletons(f)
+                skeletons[f.prompt_key] = self._skeletons(
+                    f, None if given is None else given.get(f.prompt_key)
+                )
             keys = skeletons[f.prompt_key] + self._signature_key(f)
             hour_keys[f.account_id].add(stream.profiles.observe(f, topic, keys))
             posted[f.account_id].update(keys)
@@ -201,17 +221,19 @@ class CampaignLinker:
         stream.prompt_index.add(features)
         partners = self._link_prompts(features)
         stream.profiles.prune(hour_keys, stream.now_ms - self.params.window_ms)
-        for account, keys in hour_keys.items():
+        for account, hours in hour_keys.items():
             partners[account] |= stream.profiles.partners(
-                account, keys, self.params.max_posting, posted[account]
+                account, hours, self.params.max_posting, posted[account]
             )
         return partners
 
-    def _skeletons(self, f: EventFeatures) -> list[str]:
-        """The prompt's skeleton keys that several benign accounts do not share."""
+    def _skeletons(self, f: EventFeatures, keys: Sequence[str] | None = None) -> list[str]:
+        """The prompt's skeleton keys (`keys` when computed already) that several benign
+        accounts do not share."""
         if len(f.prompt.strip()) < self.params.min_prompt_chars:
             return []
-        return [k for k in skeleton_keys(f.prompt) if k not in self.common_skeletons_]
+        found = skeleton_keys(f.prompt) if keys is None else keys
+        return [k for k in found if k not in self.common_skeletons_]
 
     def _signature_key(self, f: EventFeatures) -> list[str]:
         """The request's parameter signature as a posting key, when benign accounts seldom
@@ -271,11 +293,15 @@ class CampaignLinker:
             for account, others in partners.items()
             for other in others | linked[account]
         }
-        return {both: self._pieces(*both) for both in pairs}
+        schedules: dict[str, rhythm.Histograms] = {}  # each account's, once per evaluation
+        return {both: self._pieces(*both, schedules) for both in pairs}
 
-    def _pieces(self, a: str, b: str) -> PieceValues:
+    def _pieces(self, a: str, b: str, schedules: dict[str, rhythm.Histograms]) -> PieceValues:
         profiles, p = self._stream.profiles, self.params
         pa, pb = profiles[a], profiles[b]
+        for account, profile in ((a, pa), (b, pb)):
+            if account not in schedules:
+                schedules[account] = rhythm.histograms(profile.minutes)
         return {
             "infra": evidence.infra_overlap(pa, pb, self.common_contexts_),
             "timing": evidence.timing_overlap(pa, pb, profiles.active_hours, p.timing_prior),
@@ -283,7 +309,7 @@ class CampaignLinker:
             "params": evidence.params_overlap(pa, pb, self.param_rarity_),
             "topics": evidence.topic_overlap(pa, pb, p.min_topic_prompts),
             "templates": evidence.template_overlap(pa, pb, p.template_prior, p.min_template_share),
-            "rhythm": self.rhythm_.overlap(pa.minutes, pb.minutes, p.rhythm_prior),
+            "rhythm": self.rhythm_.lift(schedules[a], schedules[b], p.rhythm_prior),
         }
 
     def _update_edges(self, evaluated: Mapping[Pair, PieceValues]) -> bool:

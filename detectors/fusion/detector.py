@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterable
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
 
@@ -14,9 +14,11 @@ from core.embedder import Embedder
 from core.events import Event, account_histories
 from core.verdicts import Assessment, ClusterVerdict
 from detectors.base import Detector
-from detectors.campaigns import CampaignLinker
+from detectors.campaigns import CampaignLinker, feed
+from detectors.campaigns.feed import ProfileUpdate
+from detectors.campaigns.skeletons import skeleton_keys
 from detectors.features import EventFeatures, SimHasher, featurize
-from detectors.fusion import benign, persistence, pooling, tiering
+from detectors.fusion import benign, persistence, tiering
 from detectors.fusion.benign import BUCKETS, BenignValues, IsolationSurprise, Snapshot
 from detectors.fusion.explanation import reasons, with_examples
 from detectors.fusion.scoring import distinct_prompts, fused, score_and_label
@@ -26,6 +28,9 @@ from detectors.signals import SIGNALS, Reference, Window
 BURST_STEP = 16
 
 Scorer = Callable[[list[str]], Any]
+
+if TYPE_CHECKING:
+    from detectors.fusion.campaigns import CampaignUpdate, CampaignView
 
 
 class ExtractionDetector(Detector):
@@ -72,6 +77,12 @@ class ExtractionDetector(Detector):
         self.thresholds_: dict[str, float] = {"suspicious": 1.0, "extraction": 2.0}
         self.fitted_accounts_ = 0
         self.cluster_verdicts_: list[ClusterVerdict] = []
+        # Campaign linking: a worker publishes its accounts' profile updates for the one
+        # `distillguard linker` (`publish_profiles`); an in-process run links them itself, in
+        # the same `CampaignView` the linker role runs, fed the same encoded updates.
+        self.publish_profiles = False
+        self._profile_updates: list[ProfileUpdate] = []
+        self._view: CampaignView | None = None
 
     # --- features ------------------------------------------------------------------------------
     def _account(self, account_id: str) -> AccountWindow:
@@ -265,52 +276,71 @@ class ExtractionDetector(Detector):
             if assessments[account_id].label == "extraction":
                 assessments[account_id].requests_at_label = flagged_after
         if self._linking():
-            assert self.linker is not None
-            features = sorted(
-                (f for items in prepared.values() for f in items), key=lambda f: f.timestamp_ms
-            )
-            changed = self.linker.observe(features)
-            self._assess_campaigns(assessments, set(prepared) | changed)
+            profiles = self._profiles(prepared, assessments)
+            if self.publish_profiles:
+                self._profile_updates += profiles
+            else:  # the same encoded updates the linker role reads
+                decoded = [feed.decode(*profile.message()) for profile in profiles]
+                view = self.campaign_view()
+                view.ingest(m for m in decoded if m is not None)
+                self._merge_campaigns(assessments, view.advance())
         return assessments
+
+    def _profiles(
+        self, prepared: dict[str, list[EventFeatures]], assessments: dict[str, Assessment]
+    ) -> list[ProfileUpdate]:
+        """What the linker needs of this batch: each account's new requests (with their
+        skeleton keys, from the whole prompt) and where the account stands."""
+        skeletons: dict[str, list[str]] = {}
+        updates = []
+        for account_id, items in prepared.items():
+            events = []
+            for f in items:
+                if f.prompt_key not in skeletons:
+                    skeletons[f.prompt_key] = skeleton_keys(f.prompt)
+                events.append(feed.LinkEvent(f, skeletons[f.prompt_key]))
+            own = assessments[account_id]
+            seen = self.accounts[account_id].seen
+            updates.append(ProfileUpdate(account_id, seen, own.score, own.label, events))
+        return updates
+
+    def campaign_view(self) -> CampaignView:
+        """The in-process campaign view (scoring with this detector's own windows)."""
+        if self._view is None:
+            from detectors.fusion.campaigns import CampaignView
+
+            self._view = CampaignView(self, lambda members: self.accounts)
+        return self._view
+
+    def drain_profiles(self) -> list[ProfileUpdate]:
+        """Profile updates since the last call (`publish_profiles`: for the linker topic)."""
+        updates, self._profile_updates = self._profile_updates, []
+        return updates
+
+    def finish(self) -> dict[str, Assessment]:
+        """The end of an in-process input: link what the watermark still holds and score every
+        campaign; returns the members' campaign assessments."""
+        if not self._linking() or self.publish_profiles:
+            return {}
+        assessments: dict[str, Assessment] = {}
+        self._merge_campaigns(assessments, self.campaign_view().advance(final=True))
+        return assessments
+
+    def _merge_campaigns(self, assessments: dict[str, Assessment], update: CampaignUpdate) -> None:
+        """Each member's campaign assessment replaces its own when graver (the view decided
+        that from the standing the member last published; this batch's is fresher)."""
+        self.cluster_verdicts_ += update.clusters
+        for member, campaign in update.members.items():
+            own = assessments.get(member)
+            if own is None or campaign.score > own.score:
+                assessments[member] = campaign
+            else:
+                assessments[member] = own.model_copy(update={"cluster_id": campaign.cluster_id})
 
     def _linking(self) -> bool:
         """Campaign linking runs once the linker is calibrated (an uncalibrated worker, which
         logs a warning at start, scores accounts alone)."""
         return self.linker is not None and self.linker.fitted
-
-    def _assess_campaigns(self, assessments: dict[str, Assessment], touched: set[str]) -> None:
-        """Score each campaign touched by this batch as one account (its members' windows
-        pooled) and give every member the campaign's verdict when it is the graver one."""
-        assert self.linker is not None
-        clusters = {c.cluster_id: c for c in self.linker.clusters()}
-        pooled_rows = []
-        linked = {c for a in touched if (c := self.linker.cluster_of(a)) is not None}
-        for cluster_id in sorted(linked):
-            members = [m for m in clusters[cluster_id].members if m in self.accounts]
-            for member in members:
-                if self.tiered and not self.accounts[member].deep:
-                    self._deepen(self.accounts[member])
-            pooled = pooling.pooled_window(members, self.accounts)
-            values, count, embedded = self._values(pooled)
-            pooled_rows.append((cluster_id, members, pooled, values, count, embedded))
-        if not pooled_rows:
-            return
-        vectors = np.stack([self._surprises(v, c, e) for *_, v, c, e in pooled_rows])
-        forests = self._isolation_surprise(vectors)  # one forest call for every campaign
-        for (cluster_id, members, pooled, values, count, embedded), surprises, forest in zip(
-            pooled_rows, vectors, forests, strict=True
-        ):
-            verdict = self._assess(values, count, embedded, surprises, float(forest), pooled)
-            self.cluster_verdicts_ += [
-                scored
-                for scored in self.linker.cluster_verdicts(
-                    {cluster_id: (verdict.score, verdict.label)}
-                )
-                if scored.cluster_id == cluster_id
-            ]
-            pooling.share_verdict(
-                assessments, members, verdict, clusters[cluster_id], self.accounts
-            )
 
     def drain_clusters(self) -> list[ClusterVerdict]:
         """Campaigns scored since the last call, the latest of each."""
@@ -351,12 +381,15 @@ class ExtractionDetector(Detector):
         self.accounts.pop(account_id, None)
 
     def global_state(self) -> dict[str, Any] | None:
-        """Cross-account state (the campaign linker), checkpointed apart from accounts."""
-        return self.linker.state() if self.linker is not None and self._linking() else None
+        """Cross-account state of an in-process run (its campaign view), checkpointed apart
+        from accounts; None for a worker, which publishes profiles and links nothing itself."""
+        if not self._linking() or self.publish_profiles:
+            return None
+        return self.campaign_view().state()
 
     def load_global_state(self, state: dict[str, Any]) -> None:
-        if self.linker is not None:
-            self.linker.load(state)
+        if self._linking() and not self.publish_profiles and "event_time" in state:
+            self.campaign_view().load(state)
 
     def calibration(self) -> dict[str, Any]:
         return persistence.calibration_to_json(self)

@@ -72,16 +72,18 @@ class WorkerRun:
         )
 
     def start_worker(self, metrics_port: int = 0) -> subprocess.Popen:
-        log = (self.tmp / f"worker-{len(self.processes)}.log").open("wb")
+        return self.start("worker", metrics_port)
+
+    def start_linker(self, *args: str) -> subprocess.Popen:
+        """A `distillguard linker` (the campaign view) of this deployment."""
+        return self.start("linker", 0, *args)
+
+    def start(self, role: str, metrics_port: int, *args: str) -> subprocess.Popen:
+        number = len(self.processes)
+        log = (self.tmp / f"{role}-{number}.log").open("wb")
         process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "distillguard.cli",
-                "worker",
-                "--client-id",
-                f"w{len(self.processes)}",
-            ],
+            [sys.executable, "-m", "distillguard.cli", role, "--client-id", f"{role[0]}{number}"]
+            + list(args),
             cwd=ROOT,
             env=self.env(metrics_port),
             stdout=log,
@@ -91,9 +93,10 @@ class WorkerRun:
         self.processes.append(process)
         return process
 
-    def produce(self, lines: list[bytes]) -> None:
+    def produce(self, lines: list[bytes], rate: float | None = None) -> None:
+        """Publish `lines` (at most `rate` per second when given: a live stream)."""
         producer = make_producer(KAFKA_BOOTSTRAP)
-        produce_lines(producer, self.topic, lines)
+        produce_lines(producer, self.topic, lines, rate=rate)
         producer.close()
 
     def count(self, table: str) -> int:

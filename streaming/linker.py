@@ -1,0 +1,236 @@
+"""`distillguard linker`: the one campaign view across workers.
+
+Reads every worker's profile updates from the single-partition profiles topic as one consumer
+group: Kafka gives the partition to exactly one member, so one linker is active and any other
+started with the same group waits as a standby that takes over when the active one dies (session
+timeout). The active linker feeds the updates to a `CampaignView` (event time: the watermark
+follows the slowest source partition; a partition read to its end holds nothing back), scores
+the clusters with member windows read from the workers' `account_state` checkpoints, and writes
+clusters and member verdicts to the store. Its own state (links, the event-time buffer, what it
+emitted) is checkpointed to one `account_state` row that only the active linker writes, before
+its offsets are committed; a replayed update is recognised by its request ids, so a linker killed
+-9 and restarted (or replaced) resumes without losing or double-counting anything. When every
+source partition is caught up and no update has come for `idle_s`, everything held back is
+linked and every cluster rescored (the end of a backlog).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from kafka import KafkaConsumer, TopicPartition
+from kafka.errors import CommitFailedError, RebalanceInProgressError
+
+from core.batch import AccountState, Batch
+from core.timeutil import now_ms
+from core.verdicts import Verdict, is_material
+from detectors.campaigns.eventtime import EventTime
+from detectors.campaigns.feed import ProfileUpdate, StreamProgress, decode
+from detectors.fusion import AccountWindow, ExtractionDetector
+from detectors.fusion.campaigns import CampaignUpdate, CampaignView
+from storage import Store
+from storage.checkpoints import account_states
+from streaming.kafka import Rebalance, stream_name
+from streaming.sinks import Sink
+
+log = logging.getLogger("distillguard.linker")
+LINKER_STATE_ID = "\x00linker"  # the active linker's checkpoint row (one writer at a time)
+
+
+def store_windows(store: Store, detector: ExtractionDetector):
+    """Member windows from the workers' account checkpoints."""
+
+    def windows(members: Sequence[str]) -> dict[str, AccountWindow]:
+        saved = account_states(store, detector.name, list(members)) if members else {}
+        return {
+            account: AccountWindow.from_state(account, state.state["detector"], detector.window)
+            for account, state in saved.items()
+        }
+
+    return windows
+
+
+class Linker:
+    """The linker role: profiles topic → campaign view → clusters and member verdicts."""
+
+    def __init__(
+        self,
+        detector: ExtractionDetector,
+        store: Store,
+        sinks: Sequence[Sink],
+        bootstrap: str,
+        profiles_topic: str,
+        source_topic: str,
+        group: str,
+        idle_s: float = 5.0,
+        client_id: str = "distillguard-linker",
+    ) -> None:
+        self.detector = detector
+        self.store = store
+        self.sinks = list(sinks)
+        self.source_topic = source_topic
+        self.idle_s = idle_s
+        self.stop = threading.Event()
+        self.consumer = KafkaConsumer(
+            bootstrap_servers=bootstrap,
+            group_id=group,
+            client_id=client_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=2000,
+            max_poll_interval_ms=30 * 60 * 1000,
+            session_timeout_ms=10_000,
+            heartbeat_interval_ms=3_000,
+            fetch_max_bytes=64 * 1024 * 1024,
+            max_partition_fetch_bytes=32 * 1024 * 1024,
+            receive_message_max_bytes=80 * 1024 * 1024,
+        )
+        self.consumer.partitions_for_topic(profiles_topic)
+        # Losing the partition drops the view: whoever gets it next (this linker again, after
+        # another held it) restores from the checkpoint the last holder wrote.
+        self.consumer.subscribe(
+            [profiles_topic], listener=Rebalance([self._revoked], assigned=self._assigned)
+        )
+        self.active = False  # holds the profiles partition (from the rebalance callbacks)
+        self.view: CampaignView | None = None
+        self.offsets: dict[str, int] = {}  # source stream -> last offset the workers reported
+        self.emitted: dict[str, tuple[str, float]] = {}  # member -> last (label, score) written
+        self.clusters_written = 0
+
+    # -- state --------------------------------------------------------------------------------
+    def _revoked(self, _streams: set[str]) -> None:
+        if self.active:
+            log.info("standby: the profiles partition is no longer this linker's")
+        self.active = False
+        self.view = None
+
+    def _assigned(self, streams: set[str]) -> None:
+        self.active = bool(streams)
+
+    def _streams(self) -> list[str]:
+        partitions = self.consumer.partitions_for_topic(self.source_topic) or set()
+        return [stream_name(self.source_topic, p) for p in sorted(partitions)]
+
+    def _restore(self) -> CampaignView:
+        """A fresh view from the last checkpoint (on start and whenever the partition comes)."""
+        view = CampaignView(
+            self.detector,
+            store_windows(self.store, self.detector),
+            EventTime(streams=self._streams()),
+        )
+        saved = account_states(self.store, self.detector.name, [LINKER_STATE_ID])
+        checkpoint = saved.get(LINKER_STATE_ID)
+        self.offsets, self.emitted = {}, {}
+        if checkpoint is not None:
+            view.load(checkpoint.state["view"])
+            self.offsets = dict(checkpoint.state["offsets"])
+            self.emitted = {a: (label, s) for a, (label, s) in checkpoint.state["emitted"].items()}
+            log.info("resumed from the checkpoint of %d accounts", len(view.standing))
+        return view
+
+    def _checkpoint(self) -> AccountState:
+        assert self.view is not None
+        state: dict[str, Any] = {
+            "view": self.view.state(),
+            "offsets": self.offsets,
+            "emitted": {a: list(v) for a, v in self.emitted.items()},
+        }
+        return AccountState(LINKER_STATE_ID, self.detector.name, 0, state, now_ms())
+
+    # -- the loop -----------------------------------------------------------------------------
+    def _caught_up(self) -> bool:
+        """Mark the source streams the workers have read to the end; True when all are."""
+        assert self.view is not None
+        streams = self._streams()
+        ends = self.consumer.end_offsets(
+            [TopicPartition(self.source_topic, int(s.rsplit("/", 1)[1])) for s in streams]
+        )
+        every = True
+        for tp, end in ends.items():
+            stream = stream_name(tp.topic, tp.partition)
+            done = self.offsets.get(stream, -1) + 1 >= end
+            if stream in self.view.event_time.marks or end == 0:
+                self.view.event_time.mark(stream, self.view.event_time.marks.get(stream, 0), done)
+            if end == 0:
+                self.view.event_time.caught_up.add(stream)
+            every &= done
+        return every
+
+    def _verdicts(self, update: CampaignUpdate) -> list[Verdict]:
+        verdicts = []
+        for member, assessment in sorted(update.members.items()):
+            previous = self.emitted.get(member)
+            if not is_material(previous, assessment):
+                continue
+            self.emitted[member] = (assessment.label, assessment.score)
+            assert assessment.observed_at is not None
+            verdicts.append(
+                Verdict(
+                    account_id=member,
+                    cluster_id=assessment.cluster_id,
+                    timestamp=assessment.observed_at,
+                    requests_seen=update.requests_seen.get(member, 0),
+                    score=assessment.score,
+                    label=assessment.label,
+                    reasons=assessment.reasons,
+                    detector_version=self.detector.version,
+                )
+            )
+        return verdicts
+
+    def _write(self, update: CampaignUpdate) -> None:
+        batch = Batch(verdicts=self._verdicts(update), clusters=update.clusters)
+        self.clusters_written += len(update.clusters)
+        state = Batch(states=[self._checkpoint()])  # last: a crash before it replays the step
+        for sink in self.sinks:
+            sink.write(batch)
+            sink.write(state)
+        for sink in self.sinks:
+            sink.flush()
+        try:
+            self.consumer.commit()
+        except (CommitFailedError, RebalanceInProgressError) as exc:
+            # A standby joining (or the group changing) mid-commit. The checkpoint is written:
+            # if the partition moves, its next holder restores it and recognises the replay.
+            log.info("offset commit deferred by a rebalance: %s", exc)
+
+    def run(self) -> None:
+        quiet_since = time.monotonic()
+        settled = False
+        try:
+            while not self.stop.is_set():
+                polled = self.consumer.poll(timeout_ms=500)
+                if not self.active:
+                    self.view = None  # a standby: the active linker has the partition
+                    continue
+                if self.view is None:
+                    self.view = self._restore()
+                    settled = False
+                    log.info("active: this linker has the profiles partition")
+                messages = [decode(m.key, m.value) for ms in polled.values() for m in ms]
+                for message in messages:
+                    if isinstance(message, StreamProgress):
+                        self.offsets[message.stream] = max(
+                            message.offset, self.offsets.get(message.stream, -1)
+                        )
+                updates = [m for m in messages if isinstance(m, ProfileUpdate | StreamProgress)]
+                if updates:
+                    quiet_since = time.monotonic()
+                    settled = False
+                    self.view.ingest(updates)
+                    self._caught_up()
+                    self._write(self.view.advance())
+                elif (
+                    not settled
+                    and time.monotonic() - quiet_since >= self.idle_s
+                    and self._caught_up()
+                ):
+                    self._write(self.view.advance(final=True))
+                    settled = True
+                    log.info("caught up: %d clusters", len(self.view.linker.clusters()))
+        finally:
+            self.consumer.close(autocommit=False)

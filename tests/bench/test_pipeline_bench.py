@@ -1,0 +1,61 @@
+"""The pure parts of `bench.pipeline` and `bench.deployment`: how latency quantiles come out of
+the workers' histograms, when the linker has settled, and how the campaign cell reads."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+
+import pytest
+
+from bench.deployment import linker_settled_at
+from bench.pipeline import consumed, histogram_quantile, largest_flagged, merge_buckets
+
+INF = float("inf")
+
+
+def test_quantile_interpolates_inside_its_bucket() -> None:
+    buckets = {0.5: 0.0, 1.0: 50.0, 2.0: 100.0, INF: 100.0}
+    assert histogram_quantile(0.5, buckets) == pytest.approx(1.0)
+    assert histogram_quantile(0.25, buckets) == pytest.approx(0.75)
+    assert histogram_quantile(0.99, buckets) == pytest.approx(1.98)
+
+
+def test_quantile_in_the_inf_bucket_is_the_highest_finite_bound() -> None:
+    assert histogram_quantile(0.99, {1.0: 10.0, 300.0: 10.0, INF: 20.0}) == 300.0
+
+
+def test_quantile_without_observations_is_nan() -> None:
+    assert math.isnan(histogram_quantile(0.5, {1.0: 0.0, INF: 0.0}))
+    assert math.isnan(histogram_quantile(0.5, {}))
+
+
+def test_buckets_of_several_workers_add_up() -> None:
+    merged = merge_buckets([{1.0: 2.0, INF: 3.0}, {1.0: 1.0, INF: 1.0}])
+    assert merged == {1.0: 3.0, INF: 4.0}
+
+
+def test_linker_settled_is_its_last_caught_up_line() -> None:
+    log = (
+        "2026-12-03 05:46:13,549 distillguard.linker active: this linker has the partition\n"
+        "2026-12-03 05:47:00,000 distillguard.linker caught up: 1 clusters\n"
+        "2026-12-03 05:47:20,644 distillguard.linker caught up: 2 clusters\n"
+    )
+    expected = datetime(2026, 12, 3, 5, 47, 20, 644000).timestamp()
+    assert linker_settled_at(log) == pytest.approx(expected)
+    assert linker_settled_at(log.splitlines()[0]) is None
+
+
+def test_largest_flagged_cluster_counts_campaign_members() -> None:
+    campaign = {"c1", "c2", "c3"}
+    rows = [
+        {"members": ["c1", "c2", "u1"], "label": "extraction"},
+        {"members": ["c1", "c2", "c3"], "label": "benign"},
+    ]
+    assert largest_flagged(rows, campaign) == "2/3 extraction"
+    assert largest_flagged(rows[1:], campaign) == "0/3 (largest: 3, benign)"
+
+
+def test_consumed_reads_the_workers_last_line() -> None:
+    assert consumed("... worker stopped: batches=12, consumed=2865, dead_letters=0") == 2865
+    assert consumed("killed before its last line") == 0
