@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -27,6 +28,23 @@ from storage import ClickHouseServer, queries
 from streaming.kafka import ensure_topic
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def start_role(
+    role: str, client_id: str, args: Sequence[str], env: Mapping[str, str], log_path: Path
+) -> subprocess.Popen:
+    """`distillguard ROLE --client-id ID ARGS` from the repository root, output to `log_path`
+    (the bench and the real-service tests start workers and linkers this way)."""
+    with log_path.open("wb") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "distillguard.cli", role, "--client-id", client_id, *args],
+            cwd=ROOT,
+            env=dict(env),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+
 LOG_TIME = "%Y-%m-%d %H:%M:%S,%f"  # logging's default asctime, as the CLI's roles log it
 SETTLED = "caught up: "  # the linker's line once everything held back is linked
 
@@ -111,15 +129,7 @@ class Deployment:
         number = len(self.processes)
         port = free_port() if role == "worker" else 0
         path = self.log_dir / f"{self.name}-{role}-{number}.log"
-        with path.open("wb") as log:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "distillguard.cli", role, "--client-id", f"{role}{number}"]
-                + list(args),
-                cwd=ROOT,
-                env=self.env(port),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
+        process = start_role(role, f"{role}{number}", args, self.env(port), path)
         self.processes.append(process)
         self.logs[process.pid] = path
         if port:

@@ -83,6 +83,28 @@ def produce_lines(
     return sent
 
 
+def group_consumer(
+    bootstrap: str, group: str, client_id: str, max_records: int, fetch_mib: int = 32
+) -> KafkaConsumer:
+    """A consumer-group member that commits only when told (after the sinks have the data),
+    starts from the earliest offset, and may stop polling for long (backpressure) without
+    losing its partitions; fetches up to `fetch_mib` MiB."""
+    return KafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=group,
+        client_id=client_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_poll_records=max_records,
+        max_poll_interval_ms=30 * 60 * 1000,
+        session_timeout_ms=10_000,
+        heartbeat_interval_ms=3_000,
+        fetch_max_bytes=fetch_mib * 1024 * 1024,
+        max_partition_fetch_bytes=fetch_mib // 2 * 1024 * 1024,
+        receive_message_max_bytes=(fetch_mib + fetch_mib // 4) * 1024 * 1024,  # > one fetch
+    )
+
+
 class Rebalance(ConsumerRebalanceListener):
     """Logs assignments; runs `hooks` with the streams a rebalance takes away and `assigned`
     with the streams it gives (the consumer's own `assignment()` lags behind both)."""
@@ -126,20 +148,7 @@ class KafkaSource:
         self.max_records = max_records
         self.poll_timeout_ms = poll_timeout_ms
         self._revoked_hooks: list[Revoked] = []
-        self.consumer = KafkaConsumer(
-            bootstrap_servers=bootstrap,
-            group_id=group,
-            client_id=client_id,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            max_poll_records=max_records,
-            max_poll_interval_ms=30 * 60 * 1000,
-            session_timeout_ms=10_000,
-            heartbeat_interval_ms=3_000,
-            fetch_max_bytes=32 * 1024 * 1024,
-            max_partition_fetch_bytes=16 * 1024 * 1024,
-            receive_message_max_bytes=40 * 1024 * 1024,  # must exceed a whole fetch response
-        )
+        self.consumer = group_consumer(bootstrap, group, client_id, max_records)
         # Fetch the topic's metadata before joining: a metadata refresh that lands mid-join can
         # strand a group member in some kafka-python releases.
         self.consumer.partitions_for_topic(topic)

@@ -22,7 +22,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from kafka import KafkaConsumer, TopicPartition
+from kafka import TopicPartition
 from kafka.errors import CommitFailedError, RebalanceInProgressError
 
 from core.batch import AccountState, Batch
@@ -34,7 +34,7 @@ from detectors.fusion import AccountWindow, ExtractionDetector
 from detectors.fusion.campaigns import CampaignUpdate, CampaignView
 from storage import Store
 from storage.checkpoints import account_states
-from streaming.kafka import Rebalance, stream_name
+from streaming.kafka import Rebalance, group_consumer, stream_name
 from streaming.sinks import Sink
 
 log = logging.getLogger("distillguard.linker")
@@ -75,20 +75,7 @@ class Linker:
         self.source_topic = source_topic
         self.idle_s = idle_s
         self.stop = threading.Event()
-        self.consumer = KafkaConsumer(
-            bootstrap_servers=bootstrap,
-            group_id=group,
-            client_id=client_id,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            max_poll_records=2000,
-            max_poll_interval_ms=30 * 60 * 1000,
-            session_timeout_ms=10_000,
-            heartbeat_interval_ms=3_000,
-            fetch_max_bytes=64 * 1024 * 1024,
-            max_partition_fetch_bytes=32 * 1024 * 1024,
-            receive_message_max_bytes=80 * 1024 * 1024,
-        )
+        self.consumer = group_consumer(bootstrap, group, client_id, 2000, fetch_mib=64)
         self.consumer.partitions_for_topic(profiles_topic)
         # Losing the partition drops the view: whoever gets it next (this linker again, after
         # another held it) restores from the checkpoint the last holder wrote.
@@ -226,6 +213,7 @@ class Linker:
                     self._write(self.view.advance())
                 elif (
                     not settled
+                    and self.offsets  # a worker has reported: not an empty topic at start
                     and time.monotonic() - quiet_since >= self.idle_s
                     and self._caught_up()
                 ):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -15,6 +14,7 @@ from pathlib import Path
 import orjson
 from kafka import KafkaConsumer, TopicPartition
 
+from bench.deployment import start_role
 from storage import ClickHouseServer
 from streaming.kafka import ensure_topic, make_producer, produce_lines
 from students.traffic import benign_requests
@@ -80,16 +80,9 @@ class WorkerRun:
 
     def start(self, role: str, metrics_port: int, *args: str) -> subprocess.Popen:
         number = len(self.processes)
-        log = (self.tmp / f"{role}-{number}.log").open("wb")
-        process = subprocess.Popen(
-            [sys.executable, "-m", "distillguard.cli", role, "--client-id", f"{role[0]}{number}"]
-            + list(args),
-            cwd=ROOT,
-            env=self.env(metrics_port),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        process.log_path = log.name  # type: ignore[attr-defined]
+        log_path = self.tmp / f"{role}-{number}.log"
+        process = start_role(role, f"{role[0]}{number}", args, self.env(metrics_port), log_path)
+        process.log_path = str(log_path)  # type: ignore[attr-defined]
         self.processes.append(process)
         return process
 
