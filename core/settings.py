@@ -68,6 +68,11 @@ class Settings(BaseSettings):
     webhook_allow_networks: list[str] = []
     webhook_secret: SecretStr | None = None
     webhook_retry_base_s: float = 2.0  # first retry after 1-2 s, doubling up to an hour
+    # Alerts sent once (services/webhooks.py): how long a dispatcher's claim holds an alert (a
+    # dead dispatcher's alerts wait this long), and how long a claimant waits for concurrent
+    # claims before reading them back (dispatcher clocks must agree within half of it).
+    alert_lease_s: float = 30.0
+    alert_settle_s: float = 0.5
     watermark_key: SecretStr | None = None  # provenance: the serving watermark's secret
     watermark_gamma: float = 0.25  # green share of the vocabulary
     watermark_delta: float = 2.0  # logit bonus of green tokens

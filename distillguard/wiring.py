@@ -167,6 +167,8 @@ def build_dispatcher(settings: Settings, store: Store) -> Dispatcher | None:
         secret,
         base_delay_s=settings.webhook_retry_base_s,
         allow_networks=settings.webhook_allow_networks,
+        lease_s=settings.alert_lease_s,
+        settle_s=settings.alert_settle_s,
     )
 
 

@@ -50,6 +50,7 @@ import httpx
 import orjson
 
 from core.batch import Batch
+from core.settings import Settings
 from core.verdicts import ClusterVerdict, Verdict
 from storage import Store, queries
 from streaming.sinks import BufferedSink
@@ -59,8 +60,10 @@ RETRY_WINDOW_MS = 24 * 3_600_000
 SIGNATURE_HEADER = "X-DistillGuard-Signature"
 TIMESTAMP_HEADER = "X-DistillGuard-Timestamp"
 MAX_URL_CHARS = 2000
-LEASE_S = 30.0  # how long a claim holds an alert; a dead dispatcher's alerts wait this long
-SETTLE_S = 0.5  # how long a claimant waits for concurrent claims before reading them back
+# How long a claim holds an alert, and how long a claimant waits for concurrent claims before
+# reading them back: the settings' defaults (DG_ALERT_LEASE_S, DG_ALERT_SETTLE_S).
+LEASE_S = Settings.model_fields["alert_lease_s"].default
+SETTLE_S = Settings.model_fields["alert_settle_s"].default
 SEND_TIMEOUT_S = 10.0  # per phase of one send (connect, then the response's headers)
 RECORD_S = 2.0  # allowance for recording an attempt after its send
 CLAIM_BATCH = 10  # alerts claimed at once; a send starts only while a full send fits the lease

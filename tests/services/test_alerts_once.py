@@ -543,3 +543,19 @@ def _run_dispatcher(url: str, database: str, name: str) -> None:
 
 if __name__ == "__main__":
     _run_dispatcher(*sys.argv[1:4])
+
+
+def test_lease_and_settle_come_from_the_settings(embedded: Store) -> None:
+    """`DG_ALERT_LEASE_S` and `DG_ALERT_SETTLE_S` reach every dispatcher `serve` or `alerts
+    dispatch` builds; a lease too short to settle and send fails at start, with the reason."""
+    from core.settings import Settings
+    from distillguard.wiring import build_dispatcher
+
+    settings = Settings(webhook_secret="s", alert_lease_s=45.0, alert_settle_s=0.25)
+    dispatcher = build_dispatcher(settings, embedded)
+    assert dispatcher is not None
+    assert (dispatcher.lease_ms, dispatcher.settle_s) == (45_000, 0.25)
+    with pytest.raises(ValueError, match="lease_s=20.0 is too short"):
+        build_dispatcher(
+            Settings(webhook_secret="s", alert_lease_s=20.0, alert_settle_s=0.5), embedded
+        )
