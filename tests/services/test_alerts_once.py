@@ -306,8 +306,36 @@ def test_a_claim_that_lands_late_is_not_used(
 def test_two_dispatchers_in_one_process_send_each_alert_once(store: Store, chdb_path: Path) -> None:
     """Two dispatchers (each with its own connection on the server) poll together and both
     claim the same alerts: each alert is still sent once."""
-    receiver = CountingReceiver()
     second = open_backend(store.backend, chdb_path, store.database)
+    try:
+        two_dispatchers_send_each_alert_once(store, second)
+    finally:
+        second.close()
+
+
+@pytest.mark.integration
+def test_two_dispatchers_on_the_clickhouse_cluster_send_each_alert_once(
+    clickhouse_cluster: str,
+) -> None:
+    """The same race on the 2x2 cluster (`DG_CLICKHOUSE_CLUSTER`): claims go through the
+    Distributed table (synchronous inserts, replicas read in order), so the read-back sees
+    both claims and one dispatcher sends."""
+    from tests.storage.test_clickhouse_cluster import drop_database, open_cluster_store
+
+    first = open_cluster_store(clickhouse_cluster)
+    first.migrate()
+    second = open_cluster_store(clickhouse_cluster, first.database)
+    try:
+        two_dispatchers_send_each_alert_once(first, second)
+    finally:
+        second.close()
+        drop_database(first)
+        first.close()
+
+
+def two_dispatchers_send_each_alert_once(store: Store, second: Store) -> None:
+    """Two dispatcher threads, one connection each, poll at the same moments on 12 alerts."""
+    receiver = CountingReceiver()
     try:
         add_webhook(store, receiver.url, allow_networks=LOOPBACK)
         dispatchers = [
@@ -353,7 +381,6 @@ def test_two_dispatchers_in_one_process_send_each_alert_once(store: Store, chdb_
         assert _raced(store) > 0  # the claims did race
     finally:
         receiver.close()
-        second.close()
 
 
 # --- two dispatcher processes on the ClickHouse server ------------------------------------------
