@@ -30,6 +30,12 @@ from streaming.kafka import ensure_topic
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def consumed(log_text: str) -> int:
+    """Messages a worker consumed, from its `worker stopped: ..., consumed=N` line."""
+    tail = log_text.rsplit("consumed=", 1)
+    return int(tail[1].split(",", 1)[0]) if len(tail) == 2 else 0
+
+
 def start_role(
     role: str, client_id: str, args: Sequence[str], env: Mapping[str, str], log_path: Path
 ) -> subprocess.Popen:

@@ -70,7 +70,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Console
 from rich.table import Table
 
-from bench.deployment import Deployment, linker_settled_at
+from bench.deployment import Deployment, consumed, linker_settled_at
 from bench.readme import result_path
 from core.settings import Settings
 from storage import ClickHouseServer, queries
@@ -300,12 +300,6 @@ def run_deployment(
     finally:
         deployment.close()
     return run
-
-
-def consumed(log_text: str) -> int:
-    """Messages a worker consumed, from its `worker stopped: ..., consumed=N` line."""
-    tail = log_text.rsplit("consumed=", 1)
-    return int(tail[1].split(",", 1)[0]) if len(tail) == 2 else 0
 
 
 # --- profile ----------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
 
     from streaming.linker import Linker
+    from streaming.profiles import ProfilePublisher
     from streaming.worker import Worker
 
 __all__ = [
@@ -66,22 +67,29 @@ def build_pipeline(
     store: Store | None = None,
     detector: Detector | None = None,
     embedder: Embedder | None = None,
+    publisher: ProfilePublisher | None = None,
 ) -> Pipeline:
     """The pipeline every entry point runs; the saved calibration's detector unless given one.
-    With a `store` it resumes from the checkpoints there."""
+    With a `store` it resumes from the checkpoints there; with a `publisher` (a worker) it
+    publishes profile updates for the campaign linker instead of linking in process."""
     return Pipeline(
         detector or calibrated_detector(settings),
         sinks,
         store=store,
         embedder=embedder,
         max_event_bytes=settings.max_event_bytes,
+        publisher=publisher,
     )
 
 
-def store_pipeline(settings: Settings, store: Store, *extra: Sink) -> Pipeline:
+def store_pipeline(
+    settings: Settings, store: Store, *extra: Sink, publisher: ProfilePublisher | None = None
+) -> Pipeline:
     """The pipeline into the store and the alert outbox (replay, demo, in-process ingest, and
-    with the dead-letter topic the worker)."""
-    return build_pipeline(settings, [*store_sinks(settings, store), *extra], store)
+    with the dead-letter topic and the profiles publisher the worker)."""
+    return build_pipeline(
+        settings, [*store_sinks(settings, store), *extra], store, publisher=publisher
+    )
 
 
 def build_ingestor(settings: Settings, store: Store) -> Ingestor:
@@ -110,11 +118,10 @@ def build_worker(settings: Settings, store: Store, producer, client_id: str) -> 
 
     topic = profiles_topic(settings)
     ensure_profiles_topic(settings.kafka_bootstrap, topic)
-    pipeline = Pipeline(
-        calibrated_detector(settings),
-        [*store_sinks(settings, store), DeadLetterTopicSink(producer, settings.dlq_topic)],
-        store=store,
-        max_event_bytes=settings.max_event_bytes,
+    pipeline = store_pipeline(
+        settings,
+        store,
+        DeadLetterTopicSink(producer, settings.dlq_topic),
         publisher=KafkaProfilePublisher(producer, topic),
     )
     source = KafkaSource(
@@ -142,7 +149,7 @@ def build_linker(settings: Settings, store: Store, client_id: str) -> Linker:
     from detectors.fusion import ExtractionDetector
 
     if not isinstance(detector, ExtractionDetector) or detector.linker is None:
-        raise ValueError("the campaign linker needs the fused detector (DG_DETECTOR=fusion)")
+        raise ValueError("the campaign linker needs the fused detector (DG_DETECTOR=extraction)")
     topic = profiles_topic(settings)
     ensure_profiles_topic(settings.kafka_bootstrap, topic)
     return Linker(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 import orjson
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
@@ -36,11 +36,23 @@ def make_producer(bootstrap: str, **overrides) -> KafkaProducer:
     return KafkaProducer(**(config | overrides))
 
 
-def ensure_topic(bootstrap: str, topic: str, partitions: int = 4) -> None:
-    """Create the topic if it does not exist yet (idempotent)."""
+def ensure_topic(
+    bootstrap: str, topic: str, partitions: int = 4, configs: Mapping[str, str] | None = None
+) -> None:
+    """Create the topic (with topic `configs`, e.g. compaction) if it does not exist yet
+    (idempotent)."""
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="distillguard-admin")
     try:
-        admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])
+        admin.create_topics(
+            [
+                NewTopic(
+                    topic,
+                    num_partitions=partitions,
+                    replication_factor=1,
+                    topic_configs=dict(configs or {}),
+                )
+            ]
+        )
     except TopicAlreadyExistsError:
         pass
     finally:

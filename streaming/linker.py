@@ -86,7 +86,6 @@ class Linker:
         self.view: CampaignView | None = None
         self.offsets: dict[str, int] = {}  # source stream -> last offset the workers reported
         self.emitted: dict[str, tuple[str, float]] = {}  # member -> last (label, score) written
-        self.clusters_written = 0
 
     # -- state --------------------------------------------------------------------------------
     def _revoked(self, _streams: set[str]) -> None:
@@ -98,16 +97,18 @@ class Linker:
     def _assigned(self, streams: set[str]) -> None:
         self.active = bool(streams)
 
-    def _streams(self) -> list[str]:
+    def _source_partitions(self) -> list[TopicPartition]:
         partitions = self.consumer.partitions_for_topic(self.source_topic) or set()
-        return [stream_name(self.source_topic, p) for p in sorted(partitions)]
+        return [TopicPartition(self.source_topic, p) for p in sorted(partitions)]
 
     def _restore(self) -> CampaignView:
         """A fresh view from the last checkpoint (on start and whenever the partition comes)."""
         view = CampaignView(
             self.detector,
             store_windows(self.store, self.detector),
-            EventTime(streams=self._streams()),
+            EventTime(
+                streams=[stream_name(tp.topic, tp.partition) for tp in self._source_partitions()]
+            ),
         )
         saved = account_states(self.store, self.detector.name, [LINKER_STATE_ID])
         checkpoint = saved.get(LINKER_STATE_ID)
@@ -132,18 +133,13 @@ class Linker:
     def _caught_up(self) -> bool:
         """Mark the source streams the workers have read to the end; True when all are."""
         assert self.view is not None
-        streams = self._streams()
-        ends = self.consumer.end_offsets(
-            [TopicPartition(self.source_topic, int(s.rsplit("/", 1)[1])) for s in streams]
-        )
+        ends = self.consumer.end_offsets(self._source_partitions())
         every = True
         for tp, end in ends.items():
             stream = stream_name(tp.topic, tp.partition)
             done = self.offsets.get(stream, -1) + 1 >= end
             if stream in self.view.event_time.marks or end == 0:
                 self.view.event_time.mark(stream, self.view.event_time.marks.get(stream, 0), done)
-            if end == 0:
-                self.view.event_time.caught_up.add(stream)
             every &= done
         return every
 
@@ -171,7 +167,6 @@ class Linker:
 
     def _write(self, update: CampaignUpdate) -> None:
         batch = Batch(verdicts=self._verdicts(update), clusters=update.clusters)
-        self.clusters_written += len(update.clusters)
         state = Batch(states=[self._checkpoint()])  # last: a crash before it replays the step
         for sink in self.sinks:
             sink.write(batch)

@@ -15,10 +15,9 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from kafka import KafkaProducer
-from kafka.admin import KafkaAdminClient, NewTopic
-from kafka.errors import TopicAlreadyExistsError
 
 from detectors.campaigns.feed import ProfileUpdate, StreamProgress
+from streaming.kafka import ensure_topic
 
 COMPACTION = {
     "cleanup.policy": "compact",
@@ -39,28 +38,27 @@ class ProfilePublisher(Protocol):
 
 def ensure_profiles_topic(bootstrap: str, topic: str) -> None:
     """Create the compacted single-partition profiles topic if it does not exist (idempotent)."""
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="distillguard-admin")
-    try:
-        admin.create_topics(
-            [NewTopic(topic, num_partitions=1, replication_factor=1, topic_configs=COMPACTION)]
-        )
-    except TopicAlreadyExistsError:
-        pass
-    finally:
-        admin.close()
+    ensure_topic(bootstrap, topic, 1, COMPACTION)
 
 
-class KafkaProfilePublisher:
-    """Profile updates to the profiles topic through the worker's producer."""
+class _Buffered:
+    """A step's messages, as the topic carries them, held until `flush`."""
 
-    def __init__(self, producer: KafkaProducer, topic: str) -> None:
-        self.producer = producer
-        self.topic = topic
+    def __init__(self) -> None:
         self._pending: list[tuple[bytes, bytes]] = []
 
     def add(self, updates: Sequence[ProfileUpdate], progress: Sequence[StreamProgress]) -> None:
         self._pending += [u.message() for u in updates]
         self._pending += [p.message() for p in progress]
+
+
+class KafkaProfilePublisher(_Buffered):
+    """Profile updates to the profiles topic through the worker's producer."""
+
+    def __init__(self, producer: KafkaProducer, topic: str) -> None:
+        super().__init__()
+        self.producer = producer
+        self.topic = topic
 
     def flush(self) -> None:
         futures = [
@@ -72,16 +70,12 @@ class KafkaProfilePublisher:
         self._pending = []
 
 
-class MemoryPublisher:
+class MemoryPublisher(_Buffered):
     """Updates kept in memory as the messages Kafka would carry (tests, in-process fan-in)."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.messages: list[tuple[bytes, bytes]] = []
-        self._pending: list[tuple[bytes, bytes]] = []
-
-    def add(self, updates: Sequence[ProfileUpdate], progress: Sequence[StreamProgress]) -> None:
-        self._pending += [u.message() for u in updates]
-        self._pending += [p.message() for p in progress]
 
     def flush(self) -> None:
         self.messages += self._pending

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from core.verdicts import Assessment, ClusterVerdict
-from detectors.campaigns import CampaignLinker
+from detectors.campaigns import CampaignLinker, clustering
 from detectors.campaigns.eventtime import EventTime
 from detectors.campaigns.feed import ProfileUpdate, StreamProgress
 from detectors.fusion import pooling
@@ -173,13 +173,10 @@ class CampaignView:
             rows, vectors, forests, strict=True
         ):
             verdict = detector._assess(values, count, embedded, surprises, float(forest), pooled)
-            update.clusters += [
-                scored
-                for scored in self.linker.cluster_verdicts(
-                    {cluster_id: (verdict.score, verdict.label)}
-                )
-                if scored.cluster_id == cluster_id
-            ]
+            # This cluster only, from the clusters `advance` read (not all of them again).
+            update.clusters += clustering.scored(
+                [clusters[cluster_id]], {cluster_id: (verdict.score, verdict.label)}
+            )
             own = {
                 m: Assessment(score=s.score, label=s.label, reasons=[])  # type: ignore[arg-type]
                 for m in members

@@ -291,13 +291,16 @@ class ExtractionDetector(Detector):
     ) -> list[ProfileUpdate]:
         """What the linker needs of this batch: each account's new requests (with their
         skeleton keys, from the whole prompt) and where the account stands."""
+        assert self.linker is not None
+        shortest = self.linker.params.min_prompt_chars  # the linker ignores shorter prompts
         skeletons: dict[str, list[str]] = {}
         updates = []
         for account_id, items in prepared.items():
             events = []
             for f in items:
                 if f.prompt_key not in skeletons:
-                    skeletons[f.prompt_key] = skeleton_keys(f.prompt)
+                    long_enough = len(f.prompt.strip()) >= shortest
+                    skeletons[f.prompt_key] = skeleton_keys(f.prompt) if long_enough else []
                 events.append(feed.LinkEvent(f, skeletons[f.prompt_key]))
             own = assessments[account_id]
             seen = self.accounts[account_id].seen

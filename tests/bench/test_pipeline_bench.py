@@ -8,8 +8,8 @@ from datetime import datetime
 
 import pytest
 
-from bench.deployment import linker_settled_at
-from bench.pipeline import consumed, histogram_quantile, largest_flagged, merge_buckets
+from bench.deployment import consumed, linker_settled_at
+from bench.pipeline import histogram_quantile, largest_flagged, merge_buckets
 
 INF = float("inf")
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from bench.deployment import consumed
 from core.events import Event
 from core.settings import Settings
 from detectors.registry import build_detector, calibration_dir, save_calibration
@@ -163,10 +164,8 @@ def test_more_workers_link_the_same(
     deployment.produce(lines)
     wait_until_linked(deployment, lines, linker)
     assert deployment.stop_all() == [0] * (workers + 1)
-    consumed = [
-        int(Path(p.log_path).read_text().rsplit("consumed=", 1)[1].split(",")[0]) for p in started
-    ]
-    assert sum(consumed) >= len(lines) and min(consumed) > 0, consumed  # each did its share
+    counts = [consumed(Path(p.log_path).read_text()) for p in started]
+    assert sum(counts) >= len(lines) and min(counts) > 0, counts  # each did its share
     assert_same_view(campaign_view(deployment), one_worker)
 
 

@@ -11,6 +11,7 @@ import httpx
 import orjson
 import pytest
 
+from bench.deployment import consumed
 from streaming.malformed import interleave_malformed
 from tests.streaming.worker_harness import ROOT, WorkerRun, real_prompt_lines
 
@@ -126,10 +127,10 @@ def test_two_workers_split_the_partitions(run: WorkerRun, lines: list[bytes]) ->
     run.wait_for(lambda: run.count("events") == EVENTS, 240, "all events with two workers")
     run.wait_for(run.committed_equals_end, 60, "offsets committed")
     assert run.stop_all() == [0, 0]
-    consumed = []
+    counts = []
     for process in (first, second):
         text = Path(process.log_path).read_text()
         assert "partitions assigned: kafka:" in text
-        consumed.append(int(text.rsplit("consumed=", 1)[1].split(",")[0]))
-    assert min(consumed) > 0 and sum(consumed) == EVENTS
+        counts.append(consumed(text))
+    assert min(counts) > 0 and sum(counts) == EVENTS
     assert_exactly_once(run, EVENTS)
