@@ -14,11 +14,21 @@ so alerts, reports and the `clusters` table follow one campaign as it grows.
 >>> weak = [("a1", "b1"), ("a2", "b2"), ("a3", "b3"), ("x", "a1"), ("y", "a2")]
 >>> sorted(merged_links(strong, weak, min_pairs=3))  # x-y reach two of the a's only
 [('a1', 'b1'), ('a2', 'b2'), ('a3', 'b3')]
+>>> coordination_surprise({("a", "b"): 9.0}, chance=5.0)
+4.0
+>>> chain = {("a", "b"): 9.0, ("b", "c"): 9.5, ("c", "d"): 8.0}  # b-c, then a and d are left
+>>> coordination_surprise(chain, chance=5.0)
+4.5
+>>> round(coordination_surprise({("a", "b"): 9.0, ("c", "d"): 8.0}, chance=5.0), 3)
+7.301
+>>> coordination_surprise({("a", "b"): 4.0}, chance=5.0)  # no stronger than chance
+0.0
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import statistics
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -99,6 +109,21 @@ def merged_links(strong: Iterable[Pair], weak: Iterable[Pair], min_pairs: int) -
                 joined = True
         if not joined:
             return used
+
+
+def coordination_surprise(strengths: Mapping[Pair, float], chance: float) -> float:
+    """Decades of evidence that linked accounts are not independent honest accounts, from their
+    links' strengths (each a surprise among benign pairs, in decades). Links between disjoint
+    pairs are independent under that null, so a greedy matching of the strongest links adds up:
+    each counts what it exceeds `chance` (log10 of the pairs searched), and log10(m!) is added
+    back because m links can be found in any order."""
+    used: set[str] = set()
+    excess: list[float] = []
+    for (a, b), strength in sorted(strengths.items(), key=lambda item: (-item[1], item[0])):
+        if a not in used and b not in used and strength > chance:
+            used |= {a, b}
+            excess.append(strength - chance)
+    return sum(excess) + math.lgamma(len(excess) + 1) / math.log(10) if excess else 0.0
 
 
 class ClusterIds:

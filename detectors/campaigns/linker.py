@@ -340,12 +340,30 @@ class CampaignLinker:
     def clusters(self) -> list[Cluster]:
         """Current clusters (two or more linked accounts), largest first."""
         stream = self._stream
-        links = {**stream.edges, **{both: stream.weak[both] for both in self._merging()}}
+        links = self.link_evidence()
         found = [
             clustering.describe(cluster_id, members, links, stream.profiles, stream.shared)
             for cluster_id, members in stream.ids.groups().items()
         ]
         return sorted(found, key=lambda c: (-len(c.members), c.cluster_id))
+
+    def link_evidence(self) -> dict[Pair, dict[str, Any]]:
+        """Every link that holds a cluster together (edges and merging weak links), with its
+        evidence."""
+        stream = self._stream
+        return {**stream.edges, **{both: stream.weak[both] for both in self._merging()}}
+
+    def coordination(self, cluster: Cluster, links: Mapping[Pair, Mapping[str, Any]]) -> float:
+        """How improbable the cluster is among independent honest accounts, in decades
+        (`clustering.coordination_surprise`), with chance set by the pairs searched: those of the
+        accounts active in the window, at least as many as calibration compared. Scoring a
+        cluster as one actor counts it as behaviour: acting as one of many accounts is how the
+        actor asks (`CampaignView`). `links`: from `link_evidence`, read once per scoring."""
+        members = set(cluster.members)
+        strengths = {both: float(e["strength"]) for both, e in links.items() if both[0] in members}
+        active = len(self.profiles)
+        chance = math.log10(max(self.benign_pairs_, active * (active - 1) // 2, 1))
+        return clustering.coordination_surprise(strengths, chance)
 
     def cluster_verdicts(
         self, scores: Mapping[str, tuple[float, str]] | None = None

@@ -9,7 +9,10 @@ Requests reach the linker through `EventTime` (watermark, allowed lateness, fixe
 arrival order does not change what is linked.
 
 A cluster is scored by pooling its members' scoring windows (`windows`: the in-process
-detector's own, or the workers' `account_state` checkpoints for the linker role); each member
+detector's own, or the workers' `account_state` checkpoints for the linker role), with the
+cluster's coordination (`CampaignLinker.coordination`: how improbable such links are among honest
+accounts) counted as behaviour: pooled alone, a campaign of 40 quiet accounts looks like one
+heavy honest user, and the coordination is what sets it apart. Each member
 gets the campaign's verdict when it is graver than the member's own (the score and label its
 worker last published).
 """
@@ -169,10 +172,14 @@ class CampaignView:
             return update
         vectors = np.stack([detector._surprises(v, c, e) for *_, v, c, e in rows])
         forests = detector._isolation_surprise(vectors)  # one forest call for every campaign
+        links = self.linker.link_evidence()
         for (cluster_id, members, pooled, values, count, embedded), surprises, forest in zip(
             rows, vectors, forests, strict=True
         ):
-            verdict = detector._assess(values, count, embedded, surprises, float(forest), pooled)
+            coordination = self.linker.coordination(clusters[cluster_id], links)
+            verdict = detector._assess(
+                values, count, embedded, surprises, float(forest), pooled, coordination
+            )
             # This cluster only, from the clusters `advance` read (not all of them again).
             update.clusters += clustering.scored(
                 [clusters[cluster_id]], {cluster_id: (verdict.score, verdict.label)}

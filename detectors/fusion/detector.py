@@ -359,17 +359,21 @@ class ExtractionDetector(Detector):
         surprises: np.ndarray,
         forest: float,
         account: str | AccountWindow,
+        coordination: float = 0.0,
     ) -> Assessment:
+        """The verdict on one window; `coordination` (a linked cluster's, in decades) counts as
+        behaviour beside the forest."""
         if isinstance(account, str):
             account = self.accounts[account]
+        behaviour = np.float64(forest + coordination)
         raw = (
-            float(fused(surprises, np.float64(forest), distinct_prompts(values, count)))
+            float(fused(surprises, behaviour, distinct_prompts(values, count)))
             if count >= BUCKETS[0]
             else 0.0
         )
         score, label = score_and_label(raw, self.thresholds_)
         account.label = label
-        found = reasons(values, surprises, forest, score, count, embedded)
+        found = reasons(values, surprises, forest, score, count, embedded, coordination)
         with_examples(found, account.features)
         return Assessment(score=min(1.0, max(0.0, score)), label=label, reasons=found)
 

@@ -25,6 +25,7 @@ from detectors.features import EventFeatures
 from detectors.signals import SIGNALS
 
 ISOLATION = "isolation_forest"
+COORDINATION = "coordination"
 EXAMPLES = 3
 MIN_SURPRISE = 0.5  # a signal below this (p > 0.32) is not a reason
 
@@ -41,10 +42,11 @@ def reasons(
     score: float,
     count: int,
     embedded: int,
+    coordination: float = 0.0,
 ) -> list[Reason]:
-    """The signals (and the forest) that say something, largest contribution first; each
-    contributes its share of the total surprise times the score."""
-    share = float(surprises.sum() + forest) or 1.0
+    """The signals (and the forest, and a cluster's coordination) that say something, largest
+    contribution first; each contributes its share of the total surprise times the score."""
+    share = float(surprises.sum() + forest + coordination) or 1.0
     found = []
     for signal, surprise in zip(SIGNALS, surprises, strict=True):
         if signal.name not in values or surprise < MIN_SURPRISE:
@@ -75,6 +77,20 @@ def reasons(
                 value=round(float(forest), 4),
                 contribution=_floor4(score * float(forest) / share),
                 evidence={"explanation": "unusual combination of signals for benign accounts"},
+            )
+        )
+    if coordination >= MIN_SURPRISE:
+        found.append(
+            Reason(
+                signal=COORDINATION,
+                value=round(float(coordination), 4),
+                contribution=_floor4(score * float(coordination) / share),
+                evidence={
+                    "explanation": "linked accounts acting as one: their typical link is this "
+                    "many decades rarer among honest account pairs than chance over every "
+                    "pair compared",
+                    "benign_tail_probability": round(10 ** (-float(coordination)), 5),
+                },
             )
         )
     found.sort(key=lambda r: r.contribution, reverse=True)

@@ -110,8 +110,10 @@ def test_campaign_members_share_a_cluster_and_its_verdict(evaluation) -> None:
     assert len(clusters) == 1 and None not in clusters
     flagged = [m for m in members if first_flag(history[m]) is not None]
     assert len(flagged) >= 0.9 * len(members)
-    campaign_reasons = [r for r in history[members[0]][-1][1].reasons if r.signal == "campaign"]
-    assert campaign_reasons and campaign_reasons[0].evidence["cluster_id"] in clusters
+    reasons = {r.signal: r for r in history[members[0]][-1][1].reasons}
+    assert reasons["campaign"].evidence["cluster_id"] in clusters
+    # Twelve accounts linked far beyond chance: the coordination is part of the verdict.
+    assert reasons["coordination"].value > 10 and reasons["coordination"].contribution > 0
     clusters = detector.drain_clusters()
     assert any(set(cluster.members) >= set(flagged) for cluster in clusters)
 

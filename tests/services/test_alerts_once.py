@@ -391,6 +391,7 @@ def _environment(database: str) -> dict[str, str]:
         **os.environ,
         "DG_STORE": "server",
         "DG_CLICKHOUSE_URL": CLICKHOUSE_URL,
+        "DG_CLICKHOUSE_CLUSTER": "",
         "DG_DATABASE": database,
         "DG_WEBHOOK_SECRET": SECRET,
         "DG_WEBHOOK_RETRY_BASE_S": "0.2",
@@ -486,13 +487,35 @@ def test_a_dispatcher_killed_mid_send_loses_nothing_and_sends_nothing_twice(
     """The receiver holds the first request open; its sender is killed with SIGKILL. Its lease
     expires and the other dispatcher retries: the receiver sees that one alert twice (it was
     processed once), every other alert once, and every alert is delivered."""
-    store = server_store
+    dispatcher_killed_mid_send(server_store, CLICKHOUSE_URL, tmp_path)
+
+
+@pytest.mark.integration
+def test_a_dispatcher_killed_mid_send_on_the_clickhouse_cluster(
+    clickhouse_cluster: str, tmp_path: Path
+) -> None:
+    """The same kill on the 2x2 cluster: claims and alert rows go through the Distributed
+    tables, and the lease still holds the retry back until the dead sender's claim expires."""
+    from tests.storage.test_clickhouse_cluster import drop_database, open_cluster_store
+
+    store = open_cluster_store(clickhouse_cluster)
+    store.migrate()
+    try:
+        dispatcher_killed_mid_send(store, clickhouse_cluster, tmp_path)
+    finally:
+        drop_database(store)
+        store.close()
+
+
+def dispatcher_killed_mid_send(store: ClickHouseServer, url: str, tmp_path: Path) -> None:
+    """Two dispatcher processes on `store` (at `url`, on its cluster if any); the one sending
+    the held request is killed -9 (see the tests above)."""
     receiver = CountingReceiver(hold_first=True)
     names = ("dispatcher-a", "dispatcher-b")
-    command = [sys.executable, "-m", "tests.services.test_alerts_once", CLICKHOUSE_URL]
+    command = [sys.executable, "-m", "tests.services.test_alerts_once", url]
     processes = {
         name: subprocess.Popen(
-            [*command, store.database, name],
+            [*command, store.database, name, store.cluster or ""],
             env=_environment(store.database),
             cwd=ROOT,
             stdout=subprocess.PIPE,
@@ -549,10 +572,10 @@ def test_a_dispatcher_killed_mid_send_loses_nothing_and_sends_nothing_twice(
         receiver.close()
 
 
-def _run_dispatcher(url: str, database: str, name: str) -> None:
+def _run_dispatcher(url: str, database: str, name: str, cluster: str = "") -> None:
     """A dispatcher process with a short lease (the kill test's), slow to claim so that both
     processes claim the same alerts: prints "ready", then polls."""
-    store = ClickHouseServer(url, database=database)
+    store = ClickHouseServer(url, database=database, cluster=cluster or None)
     dispatcher = SlowToClaim(
         store,
         SECRET.encode(),
@@ -569,7 +592,7 @@ def _run_dispatcher(url: str, database: str, name: str) -> None:
 
 
 if __name__ == "__main__":
-    _run_dispatcher(*sys.argv[1:4])
+    _run_dispatcher(*sys.argv[1:5])
 
 
 def test_lease_and_settle_come_from_the_settings(embedded: Store) -> None:
