@@ -16,6 +16,11 @@ for any other source). Per student:
 
 Clean students (never trained on watermarked text) give the false-accusation rate: the share of
 them with p < 0.01, over `clean_seeds` seeds, and over `null_keys` further keys each.
+
+Students train with a trimmed vocabulary (students/vocabulary.py): their softmax covers the
+tokens of their own training set, several times cheaper per step than all 49k, and they still
+answer and predict in the teacher's token ids. A clean student's vocabulary comes from plain
+answers alone, so it cannot carry the key.
 """
 
 from __future__ import annotations
@@ -249,7 +254,9 @@ def run_experiment(
                 range(len(pool)), config.training_pairs
             )
             pairs = [Pair(pool[i], plain_pool[i]) for i in drawn]
-        model = train_student(tokenizer, pairs, config.epochs, seed=seed, base_embeddings=base)
+        model = train_student(
+            tokenizer, pairs, config.epochs, seed=seed, base_embeddings=base, trim_vocabulary=True
+        )
         asked = [prompts[i] for i in sorted(harvested_ids)] if count else [p.prompt for p in pairs]
         outputs = answer(tokenizer, model, asked, config.max_tokens)
         closed = closed_model_test(greens, tokenizer, outputs)
