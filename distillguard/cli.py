@@ -1,25 +1,135 @@
 """The `distillguard` command line (typer). Commands are thin: they parse options and call
-the library, so every entry point shares the same code paths."""
+the library, so every entry point shares the same code paths.
+
+Conventions (README, "Commands"): a command's result goes to stdout (`--json`: one JSON document
+and nothing else); progress bars, warnings and errors go to stderr. A store or Kafka that cannot
+be reached ends the command with one line on stderr and its exit code (`ExitCode`), never a
+traceback: `_Commands.invoke` maps those errors once, for every command."""
 
 from __future__ import annotations
 
+import logging
+import math
 import os
 import re
+import sys
+from collections.abc import Iterator
 from datetime import date
+from enum import IntEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
+import click
 import typer
 from rich.console import Console
+from typer.core import TyperGroup
 
 from core import __version__
+from core.progress import steps
 from core.settings import Settings, get_settings
 from core.timeutil import END_OF_TIME_MS
 
+
+class ExitCode(IntEnum):
+    """What `distillguard` exits with (documented in the README and `--help`)."""
+
+    OK = 0
+    FAILED = 1  # the command could not do its work (e.g. no data for a report)
+    USAGE = 2  # bad options or arguments (click's own code), or invalid DG_* configuration
+    STORE_UNAVAILABLE = 3  # ClickHouse (or the embedded chDB store) unreachable or failing
+    KAFKA_UNAVAILABLE = 4  # no Kafka broker reachable, or Kafka refused or timed out
+
+
+EXIT_CODES_HELP = (
+    "Exit codes: 0 ok; 1 failed; 2 usage or configuration error; "
+    "3 store (ClickHouse) unavailable; 4 Kafka unavailable."
+)
+
+
+class ConfigurationError(ValueError):
+    """DG_* settings that name no usable service (e.g. a malformed DG_CLICKHOUSE_URL)."""
+
+
+def _open_store(settings: Settings, **options: Any):
+    """`storage.open_store`, with a refused setting reported as a configuration error."""
+    from storage import open_store
+
+    try:
+        return open_store(settings, **options)
+    except ValueError as error:
+        raise ConfigurationError(str(error)) from error
+
+
+def service_failure(error: BaseException) -> tuple[str, ExitCode] | None:
+    """One line and an exit code for an error that means a service is down or misconfigured
+    (the error itself or what it was raised from); None for anything else (a bug: traceback)."""
+    from storage.base import StoreError
+
+    for cause in (error, error.__cause__):
+        if isinstance(cause, ConfigurationError):
+            return f"invalid configuration: {_one_line(cause)}", ExitCode.USAGE
+        if isinstance(cause, StoreError):
+            return f"store unavailable: {_one_line(cause)}", ExitCode.STORE_UNAVAILABLE
+        # Only a command that used Kafka has imported it: no import cost for the others.
+        kafka_errors = sys.modules.get("kafka.errors")
+        if kafka_errors is not None and isinstance(cause, kafka_errors.KafkaError):
+            return (
+                f"Kafka unavailable at {_bootstrap()}: {_one_line(cause)}",
+                ExitCode.KAFKA_UNAVAILABLE,
+            )
+        pydantic_core = sys.modules.get("pydantic_core")
+        if (
+            pydantic_core is not None
+            and isinstance(cause, pydantic_core.ValidationError)
+            and cause.title == "Settings"
+        ):
+            # The fields and what is wrong with them; never the input (it may be a secret).
+            problems = "; ".join(
+                f"{'.'.join(map(str, problem['loc'])) or 'settings'}: {problem['msg']}"
+                for problem in cause.errors()
+            )
+            return f"invalid configuration: {_one_line(problems)}", ExitCode.USAGE
+    return None
+
+
+def _one_line(error: object) -> str:
+    """The error's message on one line, any credentials in it masked."""
+    return str(mask_credentials(" ".join(str(error).split()) or type(error).__name__))
+
+
+def _bootstrap() -> str:
+    try:
+        return get_settings().kafka_bootstrap
+    except Exception:  # the settings are broken too: the Kafka error still says enough
+        return "the configured bootstrap servers"
+
+
+class _Commands(TyperGroup):
+    """The root group: every command runs inside `invoke`, so a service that is down is mapped
+    to one stderr line and an exit code here, once."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except Exception as error:
+            failure = service_failure(error)
+            if failure is None:
+                raise
+            message, code = failure
+            print(f"distillguard: {message}", file=sys.stderr, flush=True)
+            raise typer.Exit(code) from None
+
+
 app = typer.Typer(
-    help="DistillGuard: catch and prove model-extraction attacks.", no_args_is_help=True
+    cls=_Commands,
+    help="DistillGuard: catch and prove model-extraction attacks.",
+    epilog=EXIT_CODES_HELP,
+    no_args_is_help=True,
 )
 console = Console(stderr=True)
+JsonOption = Annotated[
+    bool, typer.Option("--json", help="Print the result as one JSON document on stdout.")
+]
 # The audit log is the evidence of who read what: retention never drops it.
 RETENTION_PROTECTED = frozenset({"audit_log"})
 # scheme://userinfo@ (userinfo up to the last "@" of the word, so a password with "@" is masked
@@ -31,13 +141,34 @@ _URL_SECRET_PARAMETER = re.compile(
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        print(__version__)
+        raise typer.Exit()
+
+
 @app.callback()
-def _main(ctx: typer.Context) -> None:
-    """Settings come from DG_* environment variables and an optional distillguard.toml."""
+def _main(
+    ctx: typer.Context,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="Print the DistillGuard version and exit.",
+        ),
+    ] = False,
+) -> None:
+    """Settings come from DG_* environment variables and an optional distillguard.toml.
+    Results go to stdout (--json where a script reads them); progress and errors to stderr."""
     # Everything a command writes (the data folder, the embedded store, reports, calibrations)
     # holds prompts and evidence: private to the user (0700 folders, 0600 files) while it runs.
     previous = os.umask(0o077)
     ctx.call_on_close(lambda: os.umask(previous))
+    # The driver logs each refused connection with a traceback; the store's own error (one
+    # line, mapped to exit code 3) already names the server.
+    logging.getLogger("clickhouse_driver.connection").setLevel(logging.ERROR)
 
 
 @app.command()
@@ -47,11 +178,10 @@ def version() -> None:
 
 
 @app.command("config")
-def show_config() -> None:
+def show_config(as_json: JsonOption = False) -> None:
     """Print the effective settings (secrets masked)."""
-    settings = get_settings()
-    for key, value in settings.model_dump().items():
-        print(f"{key} = {mask_credentials(value)}")
+    settings = {key: mask_credentials(value) for key, value in get_settings().model_dump().items()}
+    emit(as_json, settings, *(f"{key} = {value}" for key, value in settings.items()))
 
 
 def mask_credentials(value: object) -> object:
@@ -69,20 +199,48 @@ def mask_credentials(value: object) -> object:
     return _URL_SECRET_PARAMETER.sub(r"\g<key>***", _URL_USERINFO.sub(userinfo, value))
 
 
-@app.command()
-def migrate() -> None:
-    """Create the database and apply pending schema migrations."""
-    from storage import open_store
+def emit(as_json: bool, document: object, *lines: str) -> None:
+    """A command's result on stdout: `document` as one JSON document with --json, else the
+    human `lines`."""
+    if as_json:
+        import orjson
 
-    store = open_store(get_settings(), migrate=False)
+        options = orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+        print(orjson.dumps(document, option=options, default=str).decode(), flush=True)
+    else:
+        for line in lines:
+            print(line, flush=True)
+
+
+def count_lines(path: Path) -> int:
+    """Lines of a file (a progress bar's total), read in 1 MiB blocks."""
+    with path.open("rb") as handle:
+        return sum(block.count(b"\n") for block in iter(lambda: handle.read(1 << 20), b""))
+
+
+def fit_on_file(detector, path: Path):
+    """`detector.fit` on a JSONL file's events, with a progress bar: reading, then fitting."""
+    from detectors.registry import events_in_file
+
+    with steps(f"reading {path.name}", total=count_lines(path), console=console) as bar:
+        return detector.fit(bar.track(events_in_file(path), then="fitting the detector"))
+
+
+@app.command()
+def migrate(as_json: JsonOption = False) -> None:
+    """Create the database and apply pending schema migrations."""
+    store = _open_store(get_settings(), migrate=False)
     try:
         applied = store.migrate()
-        console.print(
-            f"{store.backend} store {store.database}: applied {applied or 'nothing'}; "
-            f"at migration {max(store.applied_migrations())}"
-        )
+        at = max(store.applied_migrations())
     finally:
         store.close()
+    emit(
+        as_json,
+        {"backend": store.backend, "database": store.database, "applied": applied, "at": at},
+        f"{store.backend} store {store.database}: applied {applied or 'nothing'}; "
+        f"at migration {at}",
+    )
 
 
 @app.command()
@@ -93,11 +251,10 @@ def retention(
     before: Annotated[
         str, typer.Option(help="Drop whole days before this date (YYYY-MM-DD).")
     ] = "",
+    as_json: JsonOption = False,
 ) -> None:
     """Drop daily partitions older than a date (how retention works on every ClickHouse).
     The audit log is never dropped."""
-    from storage import open_store
-
     if table in RETENTION_PROTECTED:
         raise typer.BadParameter(
             f"{table} is evidence of who read what: retention never drops it", param_hint="--table"
@@ -107,15 +264,19 @@ def retention(
     except ValueError:
         raise typer.BadParameter("a date (YYYY-MM-DD) is required", param_hint="--before") from None
     tables = retention_tables() if table == "all" else [table]
-    store = open_store(get_settings())
+    store = _open_store(get_settings())
     try:
-        for name in tables:
-            dropped = store.drop_partitions_before(name, cutoff)
-            console.print(
-                f"dropped {len(dropped)} partitions of {name}: {', '.join(dropped) or '-'}"
-            )
+        dropped = {name: store.drop_partitions_before(name, cutoff) for name in tables}
     finally:
         store.close()
+    emit(
+        as_json,
+        {"before": cutoff.isoformat(), "dropped": dropped},
+        *(
+            f"dropped {len(parts)} partitions of {name}: {', '.join(parts) or '-'}"
+            for name, parts in dropped.items()
+        ),
+    )
 
 
 def retention_tables() -> list[str]:
@@ -133,22 +294,32 @@ def retention_tables() -> list[str]:
 def replay(
     events: Annotated[Path, typer.Argument(help="JSONL request log.", exists=True, dir_okay=False)],
     batch_size: Annotated[int, typer.Option(help="Events per checkpoint.")] = 2000,
+    as_json: JsonOption = False,
 ) -> None:
     """Run a JSONL request log through the pipeline into the store (idempotent: rerun freely)."""
     from distillguard.wiring import store_pipeline
-    from storage import open_store
     from streaming.files import run_file
 
     settings = get_settings()
-    store = open_store(settings)
+    store = _open_store(settings)
     try:
         totals = run_file(store_pipeline(settings, store), events, batch_size)
     finally:
         store.close()
-    console.print(
+    emit(
+        as_json,
+        {
+            "events": totals.events,
+            "dead_letters": totals.dead_letters,
+            "verdicts": len(totals.verdicts),
+            "already_counted": totals.replayed,
+            "duplicates": totals.duplicates,
+            "backend": store.backend,
+            "database": store.database,
+        },
         f"{totals.events} events, {totals.dead_letters} dead letters, "
         f"{len(totals.verdicts)} verdicts, {totals.replayed} already counted, "
-        f"{totals.duplicates} resends of stored events → {store.backend} store {store.database}"
+        f"{totals.duplicates} resends of stored events → {store.backend} store {store.database}",
     )
 
 
@@ -166,6 +337,7 @@ def calibrate(
             dir_okay=False,
         ),
     ] = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Fit detector thresholds on benign history at a target false-positive rate; print the
     false-positive rate they give on held-out benign accounts and what to doubt about it."""
@@ -173,7 +345,7 @@ def calibrate(
     from detectors.registry import events_in_file, save_calibration
     from distillguard.wiring import build_detector
 
-    detector = build_detector(get_settings(), target_fpr).fit(events_in_file(benign))
+    detector = fit_on_file(build_detector(get_settings(), target_fpr), benign)
     report = getattr(detector, "calibration_report_", None)
     if live is not None:
         if report is None:
@@ -183,26 +355,45 @@ def calibrate(
         else:
             from detectors.fusion import calibration
 
-            report["live"] = calibration.compare_live(detector, events_in_file(live))
+            with steps(f"comparing {live.name}", count_lines(live), console=console) as bar:
+                report["live"] = calibration.compare_live(detector, bar.track(events_in_file(live)))
     path = save_calibration(detector, out)
     summary = {
         key: value
         for key, value in calibration_of(detector).items()
         if key == "thresholds" or not isinstance(value, list | dict | None)
     }
-    if report is not None:
-        _print_calibration_report(report)
-    console.print(f"calibrated {detector.name} at FPR {target_fpr}: {summary} → {path}")
+    for warning in _calibration_warnings(report):
+        console.print(f"[yellow]warning:[/] {warning}")
+    emit(
+        as_json,
+        {
+            "detector": detector.name,
+            "target_fpr": target_fpr,
+            "calibration": summary,
+            "model": str(path),
+            "report": report,
+        },
+        *(_calibration_report_lines(report) if report is not None else []),
+        f"calibrated {detector.name} at FPR {target_fpr}: {summary} → {path}",
+    )
 
 
-def _print_calibration_report(report: dict) -> None:
-    """The held-out false-positive rates next to the tail's prediction, then the warnings (one
-    line each: they wrap in a narrow terminal and read the same in a log)."""
+def _calibration_warnings(report: dict | None) -> list[str]:
+    if report is None:
+        return []
+    live = report.get("live")
+    return [*report["warnings"], *(live["warnings"] if live else [])]
+
+
+def _calibration_report_lines(report: dict) -> Iterator[str]:
+    """The held-out false-positive rates next to the tail's prediction (one line each: they
+    read the same in a terminal and a log; the warnings go to stderr)."""
 
     def percent(share: float) -> str:
         return f"{100 * share:.2g}%"
 
-    console.print(
+    yield (
         f"benign history: {report['accounts']:,} accounts with a score, {report['requests']:,} "
         f"requests over {report['history_days']:.1f} days; thresholds from {report['folds']}-fold "
         "held-out peaks"
@@ -210,7 +401,7 @@ def _print_calibration_report(report: dict) -> None:
     for label, level in report["levels"].items():
         low, high = level["interval"]
         per, per_low, per_high = level["per_1000_accounts"]
-        console.print(
+        yield (
             f"  {label}: threshold {level['threshold']:.2f} (in-sample "
             f"{level['in_sample_threshold']:.2f}); FPR target {percent(level['target_fpr'])}, "
             f"tail predicts {percent(level['predicted_fpr'])}, held-out "
@@ -222,9 +413,7 @@ def _print_calibration_report(report: dict) -> None:
     live = report.get("live")
     if live is not None:
         moved = ", ".join(f"{s} {psi:.2f}" for s, psi in sorted(live["psi"].items())) or "-"
-        console.print(f"live sample: {live['accounts']:,} accounts; PSI by signal: {moved}")
-    for warning in [*report["warnings"], *(live["warnings"] if live else [])]:
-        console.print(f"[yellow]warning:[/] {warning}")
+        yield f"live sample: {live['accounts']:,} accounts; PSI by signal: {moved}"
 
 
 @app.command()
@@ -236,10 +425,11 @@ def score(
         typer.Option(help="Benign JSONL to calibrate on, or a folder from `calibrate`."),
     ] = None,
     batch_size: Annotated[int, typer.Option(help="Events per checkpoint.")] = 2000,
+    as_json: JsonOption = False,
 ) -> None:
     """Offline scoring with the same pipeline; without --calibration, self-calibrate on the
     stream (assumes attackers are a small minority of accounts)."""
-    from detectors.registry import events_in_file, load_calibration
+    from detectors.registry import load_calibration
     from distillguard.wiring import build_detector, build_pipeline
     from streaming.files import run_file
     from streaming.sinks import VerdictFileSink
@@ -249,16 +439,24 @@ def score(
     if calibration is not None and calibration.is_dir():
         load_calibration(detector, calibration)
     else:
-        detector.fit(events_in_file(calibration or events))
+        fit_on_file(detector, calibration or events)
     sink = VerdictFileSink(out)
     try:
         totals = run_file(build_pipeline(settings, [sink], detector=detector), events, batch_size)
     finally:
         sink.close()
     flagged = len({v.account_id for v in totals.verdicts if v.label != "benign"})
-    console.print(
+    emit(
+        as_json,
+        {
+            "events": totals.events,
+            "dead_letters": totals.dead_letters,
+            "verdicts": len(totals.verdicts),
+            "accounts_flagged": flagged,
+            "out": str(out),
+        },
         f"{totals.events} events, {totals.dead_letters} dead letters, "
-        f"{len(totals.verdicts)} verdicts ({flagged} accounts flagged) → {out}"
+        f"{len(totals.verdicts)} verdicts ({flagged} accounts flagged) → {out}",
     )
 
 
@@ -270,11 +468,8 @@ def worker(
     client_id: Annotated[str, typer.Option(help="Kafka client id of this worker.")] = "",
 ) -> None:
     """Kafka consumer-group worker: topic DG_TOPIC → pipeline → store; commits after the store."""
-    import logging
-    import os
 
     from distillguard.wiring import build_worker
-    from storage import open_store
     from streaming.kafka import make_producer
     from streaming.worker import serve_metrics
 
@@ -283,7 +478,7 @@ def worker(
     logging.getLogger("kafka").setLevel(logging.ERROR)
     logging.getLogger("clickhouse_driver").setLevel(logging.CRITICAL)
     settings = get_settings()
-    store = open_store(settings)
+    store = _open_store(settings)
     producer = make_producer(settings.kafka_bootstrap)
     runner = build_worker(
         settings, store, producer, client_id or f"distillguard-worker-{os.getpid()}"
@@ -321,17 +516,14 @@ def linker(
 ) -> None:
     """The campaign linker: every worker's profile updates → clusters and member verdicts in the
     store. Exactly one is active per consumer group; start another as a standby."""
-    import logging
-    import os
     import signal
 
     from distillguard.wiring import build_linker
-    from storage import open_store
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("kafka").setLevel(logging.ERROR)
     settings = get_settings()
-    store = open_store(settings)
+    store = _open_store(settings)
     role = build_linker(settings, store, client_id or f"distillguard-linker-{os.getpid()}")
     role.idle_s = idle_s
 
@@ -354,27 +546,27 @@ def produce(
     events: Annotated[Path, typer.Argument(help="JSONL request log.", exists=True, dir_okay=False)],
     topic: Annotated[str | None, typer.Option(help="Topic (default DG_TOPIC).")] = None,
     partitions: Annotated[int, typer.Option(help="Partitions if the topic is created.")] = 4,
+    as_json: JsonOption = False,
 ) -> None:
     """Publish a JSONL request log to Kafka, one message per line, keyed by account_id."""
-    from rich.progress import Progress
-
     from streaming.kafka import ensure_topic, make_producer, produce_lines
 
     settings = get_settings()
     topic = topic or settings.topic
     ensure_topic(settings.kafka_bootstrap, topic, partitions)
     producer = make_producer(settings.kafka_bootstrap)
-    total = sum(1 for _ in events.open("rb"))
-    with Progress(console=console) as progress, events.open("rb") as handle:
-        task = progress.add_task(f"→ {topic}", total=total)
-        sent = produce_lines(
-            producer,
-            topic,
-            (line.rstrip(b"\r\n") for line in handle),
-            on_sent=lambda n: progress.update(task, completed=n),
-        )
-    producer.close()
-    console.print(f"published {sent} messages to {topic} at {settings.kafka_bootstrap}")
+    try:
+        with steps(f"→ {topic}", count_lines(events), console) as bar, events.open("rb") as lines:
+            sent = produce_lines(
+                producer, topic, (line.rstrip(b"\r\n") for line in lines), on_sent=bar.update
+            )
+    finally:
+        producer.close()
+    emit(
+        as_json,
+        {"published": sent, "topic": topic, "bootstrap": settings.kafka_bootstrap},
+        f"published {sent} messages to {topic} at {settings.kafka_bootstrap}",
+    )
 
 
 teacher_app = typer.Typer(help="The companion's teacher model behind an OpenAI-style API.")
@@ -432,6 +624,7 @@ def validate(
     table_out: Annotated[
         Path | None, typer.Option(help="Also write the table the README quotes here.")
     ] = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Real attacks on the real teacher through the pipeline; students trained on what each
     attacker harvested before and after its first flag."""
@@ -440,8 +633,11 @@ def validate(
     from students.validate import FULL, QUICK, markdown, run_validation, write_results
 
     config = replace(QUICK if quick else FULL, seed=seed)
-    report = run_validation(config, get_settings(), out, log=console.print)
-    print(markdown(report))
+    # run_validation logs once for the benign traffic, then per strategy once when its attack
+    # is harvested and once when its students are assessed: one step each.
+    with steps("validation", 1 + 2 * len(config.strategies), console) as bar:
+        report = run_validation(config, get_settings(), out, log=bar.log)
+    emit(as_json, report, markdown(report))
     if table_out:
         write_results(report, table_out)
     console.print(f"wrote {out / 'validation.json'}, validation.md, validation.png")
@@ -485,9 +681,8 @@ def _serve(settings: Settings, host: str, port: int, print_token: bool) -> None:
 
     from distillguard.wiring import UVICORN_OPTIONS, build_api
     from services.auth import create_token
-    from storage import open_store
 
-    store = open_store(settings)
+    store = _open_store(settings)
     api = build_api(settings, store)
     if print_token:
         token, _ = create_token(store, "analyst", "demo")
@@ -521,18 +716,18 @@ app.add_typer(alerts_app, name="alerts")
 @alerts_app.command("dispatch")
 def alerts_dispatch(
     once: Annotated[bool, typer.Option(help="Attempt due alerts once and exit.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Send due webhook alerts (signed), retrying with backoff for up to 24 hours."""
     import threading
 
-    from storage import open_store
-
     settings = get_settings()
-    dispatcher = _dispatcher(settings, open_store(settings))
+    dispatcher = _dispatcher(settings, _open_store(settings))
     if dispatcher is None:
-        raise typer.Exit(1)
+        raise typer.Exit(ExitCode.FAILED)
     if once:
-        console.print(f"delivered {dispatcher.run_once()}")
+        delivered = dispatcher.run_once()
+        emit(as_json, {"delivered": delivered}, f"delivered {delivered}")
         return
     dispatcher.run(threading.Event())
 
@@ -545,27 +740,37 @@ app.add_typer(token_app, name="token")
 def token_create(
     role: Annotated[str, typer.Option(help="analyst (read, acknowledge, reports) or admin.")],
     name: Annotated[str, typer.Option(help="Who or what holds the token.")] = "cli",
+    as_json: JsonOption = False,
 ) -> None:
     """Create a token and print it once (it cannot be shown again)."""
     from services.auth import ROLES, create_token
-    from storage import open_store
 
     if role not in ROLES:
         raise typer.BadParameter(f"role must be one of {', '.join(ROLES)}")
-    token, principal = create_token(open_store(get_settings()), role, name)  # type: ignore[arg-type]
-    console.print(f"token {principal.token_id} ({principal.role}) for {name!r}:")
-    print(token)
+    store = _open_store(get_settings())
+    try:
+        token, principal = create_token(store, role, name)  # type: ignore[arg-type]
+    finally:
+        store.close()
+    if not as_json:
+        console.print(f"token {principal.token_id} ({principal.role}) for {name!r}:")
+    document = {"token": token, "token_id": principal.token_id, "role": principal.role}
+    emit(as_json, document | {"name": name}, token)
 
 
 @token_app.command("revoke")
 def token_revoke(token_id: Annotated[str, typer.Argument(help="The token's id.")]) -> None:
     """Revoke a token by id."""
     from services.auth import revoke_token
-    from storage import open_store
 
-    if not revoke_token(open_store(get_settings()), token_id):
+    store = _open_store(get_settings())
+    try:
+        revoked = revoke_token(store, token_id)
+    finally:
+        store.close()
+    if not revoked:
         raise typer.BadParameter(f"no token {token_id!r}")
-    console.print(f"revoked {token_id}")
+    print(f"revoked {token_id}")
 
 
 provenance_app = typer.Typer(
@@ -605,19 +810,19 @@ def provenance_test(
     import orjson
 
     from provenance.cases import Suspect, radioactivity_case, write_case
-    from storage import open_store
     from students.teacher import teacher_tokenizer
 
     if mode not in ("open", "closed"):
         raise typer.BadParameter("--mode is open or closed")
     suspect = Suspect(model, outputs, endpoint, endpoint_model)
     settings = get_settings()
-    store = open_store(settings)
+    store = _open_store(settings)
     try:
-        tokenizer = teacher_tokenizer(settings.data_dir / "teacher")
-        case = radioactivity_case(
-            settings, store, suspect, account or [], mode, prompts, texts, tokenizer=tokenizer
-        )
+        with steps("radioactivity test", console=console):
+            tokenizer = teacher_tokenizer(settings.data_dir / "teacher")
+            case = radioactivity_case(
+                settings, store, suspect, account or [], mode, prompts, texts, tokenizer=tokenizer
+            )
     except ValueError as error:
         raise typer.BadParameter(str(error)) from None
     finally:
@@ -652,17 +857,23 @@ def provenance_attribute(
     from rich.table import Table
 
     from provenance.cases import attribution_case, write_case
-    from storage import open_store
 
     def moment(value: str | None):
         return datetime.fromisoformat(value) if value else None
 
     settings = get_settings()
-    store = open_store(settings)
+    store = _open_store(settings)
     try:
-        case = attribution_case(
-            settings, store, suspect_outputs, threshold, moment(since), moment(until)
-        )
+        with steps("logged responses compared", console=console) as bar:
+            case = attribution_case(
+                settings,
+                store,
+                suspect_outputs,
+                threshold,
+                moment(since),
+                moment(until),
+                progress=bar.update,
+            )
     except ValueError as error:
         raise typer.BadParameter(str(error)) from None
     finally:
@@ -698,6 +909,7 @@ def provenance_experiment(
     table_out: Annotated[
         Path | None, typer.Option(help="Also write the table the README quotes here.")
     ] = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Real students with 0-100 % watermarked training data: p-values, false accusations and
     attribution precision, as a table."""
@@ -712,11 +924,24 @@ def provenance_experiment(
     )
 
     config = replace(QUICK if quick else FULL, seed=seed)
-    report = run_experiment(config, get_settings(), out, log=console.print, calibrate=not quick)
-    print(markdown(report))
+    with steps("provenance experiment", experiment_steps(config), console) as bar:
+        report = run_experiment(config, get_settings(), out, log=bar.log, calibrate=not quick)
+    emit(as_json, report.to_dict(), markdown(report))
     if table_out:
         write_results(report, table_out)
     console.print(f"wrote {out / 'experiment.json'} and experiment.md")
+
+
+def experiment_steps(config) -> int:
+    """How many lines `run_experiment` logs (its progress bar's total): one for the plan, one per
+    32 teacher answers (plain pool, watermarked, benign), one per student."""
+    batches = [
+        config.training_pairs * config.clean_pool,
+        config.training_pairs,
+        config.benign_accounts * config.benign_requests,
+    ]
+    students = len(config.fractions) + config.clean_seeds
+    return 1 + sum(math.ceil(count / 32) for count in batches) + students
 
 
 @app.command()
@@ -734,13 +959,13 @@ def report(
         list[Path] | None,
         typer.Option(help="Attach a `provenance test|attribute --out` case (repeatable)."),
     ] = None,
+    as_json: JsonOption = False,
 ) -> None:
     """A forensic report (HTML, JSON, events CSV, charts, and PDF unless --format says
     otherwise) with a SHA-256 manifest of every file."""
     from datetime import datetime
 
     from services.reports import ReportError, Subject, write_report
-    from storage import open_store
 
     def ms(value: str | None, default: int) -> int:
         return int(datetime.fromisoformat(value).timestamp() * 1000) if value else default
@@ -752,14 +977,22 @@ def report(
 
     cases = [orjson.loads(path.read_bytes()) for path in provenance or []]
     settings = get_settings()
+    store = _open_store(settings)
     try:
-        manifest = write_report(
-            open_store(settings), settings, subject, out, pdf=fmt == "pdf", provenance=cases
-        )
+        with steps(f"report for {subject.title}", console=console):
+            manifest = write_report(
+                store, settings, subject, out, pdf=fmt == "pdf", provenance=cases
+            )
     except ReportError as error:
         console.print(f"[red]no report:[/] {error}")
-        raise typer.Exit(1) from None
-    console.print(f"report for {subject.title} in {out} (sha256 {manifest['report_sha256']})")
+        raise typer.Exit(ExitCode.FAILED) from None
+    finally:
+        store.close()
+    emit(
+        as_json,
+        {"out": str(out), **manifest},
+        f"report for {subject.title} in {out} (sha256 {manifest['report_sha256']})",
+    )
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ K * pi_a; the rest stay near it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -146,13 +146,15 @@ def attribute(
     until: datetime | None = None,
     evidence_per_account: int = 5,
     accounts_limit: int = 20,
+    progress: Callable[[int], None] | None = None,
 ) -> Attribution:
     """Rank the accounts whose logged responses the suspect's `outputs` match beyond chance.
 
     The LSH index holds the suspect outputs and the stored fingerprints stream past it in
     chunks: band collisions are symmetric, so this finds the same candidate pairs as indexing
     the store, with memory bounded by the outputs rather than by the store. `since`/`until`
-    (inclusive, second resolution) restrict the responses to a time window.
+    (inclusive, second resolution) restrict the responses to a time window. `progress` is
+    called with the number of fingerprints read so far after each chunk.
     """
     if not 0.0 < threshold <= 1.0:
         raise ValueError("threshold must be in (0, 1]")
@@ -167,7 +169,7 @@ def attribute(
     counts: dict[str, int] = {}
     # account → output index → (jaccard, request_id) of its best-matching response
     best: dict[str, dict[int, tuple[float, str]]] = {}
-    skipped, after = 0, ""
+    skipped, after, read = 0, "", 0
     window = _window(since, until)
     while True:
         rows = queries.fingerprints_after(
@@ -193,6 +195,9 @@ def attribute(
                 previous = matches.get(index)
                 if previous is None or jaccard > previous[0]:
                     matches[index] = (jaccard, row["request_id"])
+        read += len(rows)
+        if progress:
+            progress(read)
         if len(rows) < CHUNK_ROWS:
             break
         after = rows[-1]["request_id"]

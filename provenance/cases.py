@@ -5,7 +5,7 @@ report's provenance section renders (with the measured false-accusation rate).""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -144,11 +144,13 @@ def attribution_case(
     since: datetime | None = None,
     until: datetime | None = None,
     examples: int = 3,
+    progress: Callable[[int], None] | None = None,
 ) -> dict:
     """Rank accounts by how far the suspect's outputs match their logged responses beyond
-    chance; the case shows the best match of each of the top accounts side by side."""
+    chance; the case shows the best match of each of the top accounts side by side.
+    `progress`: called with the fingerprints read so far (see `attribute`)."""
     outputs = load_suspect_outputs(outputs_file)
-    result = attribute(store, outputs, threshold, since, until)
+    result = attribute(store, outputs, threshold, since, until, progress=progress)
     best = [(a.account_id, a.evidence[0]) for a in result.accounts[:examples] if a.evidence]
     logged = evidence_texts(store, [e.request_id for _, e in best])
     shown = [

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Generator, Iterator
 from pathlib import Path
 
-from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+from rich.progress import BarColumn, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
 from core.batch import Batch
+from core.progress import progress_bar
 from core.records import SourceRecord
 from streaming.loop import Totals, run
 from streaming.pipeline import Pipeline
@@ -69,7 +70,7 @@ def run_file(
         TextColumn("{task.fields[events]} events, {task.fields[verdicts]} verdicts"),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, disable=not show_progress, transient=False) as progress:
+    with progress_bar(*columns, disable=not show_progress) as progress:
         task = progress.add_task(path.name, total=path.stat().st_size, events=0, verdicts=0)
 
         def advance(_records: list[SourceRecord], batch: Batch, _seconds: float) -> None:
