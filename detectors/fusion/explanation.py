@@ -70,29 +70,27 @@ def reasons(
                 },
             )
         )
-    if forest >= MIN_SURPRISE:
-        found.append(
-            Reason(
-                signal=ISOLATION,
-                value=round(float(forest), 4),
-                contribution=_floor4(score * float(forest) / share),
-                evidence={"explanation": "unusual combination of signals for benign accounts"},
+    beyond_signals = {
+        ISOLATION: (forest, {"explanation": "unusual combination of signals for benign accounts"}),
+        COORDINATION: (
+            coordination,
+            {
+                "explanation": "linked accounts acting as one: their links are this many decades "
+                "rarer among independent honest accounts than chance over every pair compared",
+                "benign_tail_probability": round(10 ** (-float(coordination)), 5),
+            },
+        ),
+    }
+    for name, (surprise, evidence) in beyond_signals.items():
+        if surprise >= MIN_SURPRISE:
+            found.append(
+                Reason(
+                    signal=name,
+                    value=round(float(surprise), 4),
+                    contribution=_floor4(score * float(surprise) / share),
+                    evidence=evidence,
+                )
             )
-        )
-    if coordination >= MIN_SURPRISE:
-        found.append(
-            Reason(
-                signal=COORDINATION,
-                value=round(float(coordination), 4),
-                contribution=_floor4(score * float(coordination) / share),
-                evidence={
-                    "explanation": "linked accounts acting as one: their typical link is this "
-                    "many decades rarer among honest account pairs than chance over every "
-                    "pair compared",
-                    "benign_tail_probability": round(10 ** (-float(coordination)), 5),
-                },
-            )
-        )
     found.sort(key=lambda r: r.contribution, reverse=True)
     return found
 
