@@ -337,10 +337,11 @@ class CampaignLinker:
     def cluster_of(self, account_id: str) -> str | None:
         return self._stream.ids.of.get(account_id)
 
-    def clusters(self) -> list[Cluster]:
-        """Current clusters (two or more linked accounts), largest first."""
+    def clusters(self, links: Mapping[Pair, Mapping[str, Any]] | None = None) -> list[Cluster]:
+        """Current clusters (two or more linked accounts), largest first; `links` from
+        `link_evidence` when the caller has them already."""
         stream = self._stream
-        links = self.link_evidence()
+        links = self.link_evidence() if links is None else links
         found = [
             clustering.describe(cluster_id, members, links, stream.profiles, stream.shared)
             for cluster_id, members in stream.ids.groups().items()

@@ -107,12 +107,13 @@ class CampaignView:
             changed |= self.linker.observe_events(events)
         touched = self._touched | changed
         self._touched = set()
-        clusters = {c.cluster_id: c for c in self.linker.clusters()}
+        links = self.linker.link_evidence()  # merging weak links is not free: once per call
+        clusters = {c.cluster_id: c for c in self.linker.clusters(links)}
         if final:
             linked = set(clusters)
         else:
             linked = {c for a in touched if (c := self.linker.cluster_of(a)) is not None}
-        update = self._score(sorted(linked), clusters)
+        update = self._score(sorted(linked), clusters, links)
         self._dissolve(update, set(clusters))
         for cluster in update.clusters:
             if cluster.label != DISSOLVED:
@@ -151,7 +152,9 @@ class CampaignView:
                 )
                 update.requests_seen[member] = standing.requests_seen
 
-    def _score(self, linked: list[str], clusters: Mapping[str, Any]) -> CampaignUpdate:
+    def _score(
+        self, linked: list[str], clusters: Mapping[str, Any], links: Mapping[Any, Any]
+    ) -> CampaignUpdate:
         update = CampaignUpdate()
         if not linked:
             return update
@@ -172,7 +175,6 @@ class CampaignView:
             return update
         vectors = np.stack([detector._surprises(v, c, e) for *_, v, c, e in rows])
         forests = detector._isolation_surprise(vectors)  # one forest call for every campaign
-        links = self.linker.link_evidence()
         for (cluster_id, members, pooled, values, count, embedded), surprises, forest in zip(
             rows, vectors, forests, strict=True
         ):
