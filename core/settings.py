@@ -2,7 +2,9 @@
 
 Precedence (highest first): explicit arguments, `DG_*` environment variables, the TOML file named by
 `DG_CONFIG` (default `distillguard.toml` in the working directory, when present), built-in defaults.
-Secrets are `SecretStr`, so they never appear in logs, reprs or `distillguard config` output.
+Secrets are `SecretStr`, so they never appear in logs, reprs or `distillguard config` output; each
+can also be read from a file named by `DG_<NAME>_FILE` (`DG_API_TOKEN_FILE`: a mounted secret),
+so it need not sit in the environment or the TOML file.
 """
 
 from __future__ import annotations
@@ -10,19 +12,51 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import SecretStr
+from pydantic import SecretStr, model_validator
+from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
     TomlConfigSettingsSource,
 )
 
 
 def _toml_path() -> Path:
     return Path(os.environ.get("DG_CONFIG", "distillguard.toml"))
+
+
+class SecretFiles(PydanticBaseSettingsSource):
+    """Every secret from the file that `DG_<NAME>_FILE` names (one trailing newline dropped).
+    Setting both `DG_<NAME>` and `DG_<NAME>_FILE` is refused: which one wins would be a guess."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        variable = f"DG_{field_name.upper()}_FILE"
+        path = os.environ.get(variable)
+        if path is None or not _is_secret(field):
+            return None, field_name, False
+        if f"DG_{field_name.upper()}" in os.environ:
+            raise SettingsError(f"set DG_{field_name.upper()} or {variable}, not both")
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as error:
+            raise SettingsError(f"{variable}: cannot read {path}: {error.strerror}") from None
+        return text.removesuffix("\n").removesuffix("\r"), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        values = {}
+        for name, field in self.settings_cls.model_fields.items():
+            value, _, _ = self.get_field_value(field, name)
+            if value is not None:
+                values[name] = value
+        return values
+
+
+def _is_secret(field: FieldInfo) -> bool:
+    return field.annotation in (SecretStr, SecretStr | None)
 
 
 class Settings(BaseSettings):
@@ -32,8 +66,11 @@ class Settings(BaseSettings):
 
     store: Literal["embedded", "server"] = "embedded"
     data_dir: Path = Path(".distillguard")
+    # `clickhouses://host:9440` (the server's tcp_port_secure) for TLS, verified against the
+    # system's CAs or `clickhouse_ca_file`.
     clickhouse_url: str = "clickhouse://127.0.0.1:19000"
     clickhouse_password: SecretStr | None = None
+    clickhouse_ca_file: Path | None = None
     # A ClickHouse cluster (the name in its servers' `remote_servers`; needs `store = "server"`):
     # the schema is created ON CLUSTER, each table a ReplicatedReplacingMergeTree per shard under
     # a Distributed table sharded by account. `clickhouse_url` may then list several of its
@@ -47,12 +84,25 @@ class Settings(BaseSettings):
     # The largest message the topic takes (the broker's default message.max.bytes is 1 MiB; this
     # leaves room for the key and headers). HTTP ingest into Kafka dead-letters bigger events.
     kafka_max_message_bytes: int = 1_000_000
+    # A secured cluster: TLS (`SSL`, `SASL_SSL`) verified against the system's CAs or
+    # `kafka_ssl_cafile` (a client certificate with `kafka_ssl_certfile`/`_keyfile`), and SASL
+    # (`SASL_SSL`, or `SASL_PLAINTEXT` inside a trusted network) with a user and password.
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "SCRAM-SHA-512"
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: Path | None = None
+    kafka_ssl_certfile: Path | None = None
+    kafka_ssl_keyfile: Path | None = None
     redact_prompts: Literal["none", "hash", "truncate"] = "none"
     redact_truncate_chars: int = 200
     max_event_bytes: int = 8 * 1024 * 1024
     max_request_bytes: int = 32 * 1024 * 1024  # HTTP ingest body limit (413 beyond)
     ingest_to: Literal["kafka", "pipeline"] | None = None  # default: kafka with a server store
     batch_size: int = 5000
+    # The Prometheus /metrics and /healthz listener of the worker, linker and alert dispatcher:
+    # loopback unless a scraper elsewhere must reach it (e.g. 0.0.0.0 in a container).
+    metrics_host: str = "127.0.0.1"
     metrics_port: int = 9464
     detector: Literal["extraction", "volume"] = "extraction"
     embedding_tier: Literal["tiered", "full", "off"] = "tiered"
@@ -78,6 +128,17 @@ class Settings(BaseSettings):
     watermark_delta: float = 2.0  # logit bonus of green tokens
     watermark_context: int = 1  # previous tokens that seed each green list
 
+    @model_validator(mode="after")
+    def _sasl_needs_credentials(self) -> Settings:
+        if self.kafka_security_protocol.startswith("SASL_") and not (
+            self.kafka_sasl_username and self.kafka_sasl_password
+        ):
+            raise ValueError(
+                f"kafka_security_protocol {self.kafka_security_protocol} needs "
+                "kafka_sasl_username and kafka_sasl_password"
+            )
+        return self
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -88,7 +149,7 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         toml = TomlConfigSettingsSource(settings_cls, toml_file=_toml_path())
-        return (init_settings, env_settings, toml)
+        return (init_settings, env_settings, SecretFiles(settings_cls), toml)
 
 
 @lru_cache(maxsize=1)

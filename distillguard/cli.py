@@ -13,7 +13,7 @@ import math
 import os
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import date
 from enum import IntEnum
 from pathlib import Path
@@ -77,6 +77,9 @@ def service_failure(error: BaseException) -> tuple[str, ExitCode] | None:
                 f"Kafka unavailable at {_bootstrap()}: {_one_line(cause)}",
                 ExitCode.KAFKA_UNAVAILABLE,
             )
+        settings_error = sys.modules.get("pydantic_settings")
+        if settings_error is not None and isinstance(cause, settings_error.SettingsError):
+            return f"invalid configuration: {_one_line(cause)}", ExitCode.USAGE
         pydantic_core = sys.modules.get("pydantic_core")
         if (
             pydantic_core is not None
@@ -129,6 +132,10 @@ app = typer.Typer(
 console = Console(stderr=True)
 JsonOption = Annotated[
     bool, typer.Option("--json", help="Print the result as one JSON document on stdout.")
+]
+MetricsPortOption = Annotated[
+    int | None,
+    typer.Option(help="Port of /metrics and /healthz (default DG_METRICS_PORT; 0 disables)."),
 ]
 # The audit log is the evidence of who read what: retention never drops it.
 RETENTION_PROTECTED = frozenset({"audit_log"})
@@ -462,16 +469,13 @@ def score(
 
 @app.command()
 def worker(
-    metrics_port: Annotated[
-        int | None, typer.Option(help="Prometheus /metrics port (0 disables).")
-    ] = None,
+    metrics_port: MetricsPortOption = None,
     client_id: Annotated[str, typer.Option(help="Kafka client id of this worker.")] = "",
 ) -> None:
     """Kafka consumer-group worker: topic DG_TOPIC → pipeline → store; commits after the store."""
 
-    from distillguard.wiring import build_worker
+    from distillguard.wiring import build_worker, kafka_connection
     from streaming.kafka import make_producer
-    from streaming.worker import serve_metrics
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     # The worker reports outages itself, one line per state change; drivers would log each retry.
@@ -479,11 +483,11 @@ def worker(
     logging.getLogger("clickhouse_driver").setLevel(logging.CRITICAL)
     settings = get_settings()
     store = _open_store(settings)
-    producer = make_producer(settings.kafka_bootstrap)
+    producer = make_producer(kafka_connection(settings))
     runner = build_worker(
         settings, store, producer, client_id or f"distillguard-worker-{os.getpid()}"
     )
-    serve_metrics(settings.metrics_port if metrics_port is None else metrics_port)
+    _serve_metrics(settings, metrics_port, "worker", runner.healthy)
     runner.install_signal_handlers()
     logging.getLogger("distillguard.worker").info(
         "consuming %s @ %s → %s store %s (group %s)",
@@ -513,6 +517,7 @@ def linker(
     idle_s: Annotated[
         float, typer.Option(help="Quiet seconds, every partition caught up, before a final link.")
     ] = 5.0,
+    metrics_port: MetricsPortOption = None,
 ) -> None:
     """The campaign linker: every worker's profile updates → clusters and member verdicts in the
     store. Exactly one is active per consumer group; start another as a standby."""
@@ -526,6 +531,7 @@ def linker(
     store = _open_store(settings)
     role = build_linker(settings, store, client_id or f"distillguard-linker-{os.getpid()}")
     role.idle_s = idle_s
+    _serve_metrics(settings, metrics_port, "linker", store.ping)
 
     def request_stop(_signum: int, _frame: object) -> None:
         role.stop.set()
@@ -549,12 +555,14 @@ def produce(
     as_json: JsonOption = False,
 ) -> None:
     """Publish a JSONL request log to Kafka, one message per line, keyed by account_id."""
+    from distillguard.wiring import kafka_connection
     from streaming.kafka import ensure_topic, make_producer, produce_lines
 
     settings = get_settings()
     topic = topic or settings.topic
-    ensure_topic(settings.kafka_bootstrap, topic, partitions)
-    producer = make_producer(settings.kafka_bootstrap)
+    kafka = kafka_connection(settings)
+    ensure_topic(kafka, topic, partitions)
+    producer = make_producer(kafka)
     try:
         with steps(f"→ {topic}", count_lines(events), console) as bar, events.open("rb") as lines:
             sent = produce_lines(
@@ -588,13 +596,14 @@ def teacher_serve(
     """Serve SmolLM2 at POST /v1/chat/completions, logging every request as an event."""
     import uvicorn
 
+    from distillguard.wiring import kafka_connection
     from provenance.watermark import WatermarkKey
     from students.gateway import JsonlEventLog, KafkaEventLog, create_gateway
     from students.teacher import Teacher, watermarked
 
     settings = get_settings()
     event_log = (
-        JsonlEventLog(log) if log else KafkaEventLog(settings.kafka_bootstrap, settings.topic)
+        JsonlEventLog(log) if log else KafkaEventLog(kafka_connection(settings), settings.topic)
     )
     teacher = Teacher(settings.data_dir / "teacher")
     if watermark is None:
@@ -699,6 +708,17 @@ def _serve(settings: Settings, host: str, port: int, print_token: bool) -> None:
         stop.set()
 
 
+def _serve_metrics(
+    settings: Settings, port: int | None, role: str, healthy: Callable[[], bool]
+) -> None:
+    """The role's /metrics and /healthz on DG_METRICS_HOST (`core.metrics`)."""
+    from core.metrics import serve_metrics
+
+    serve_metrics(
+        settings.metrics_host, settings.metrics_port if port is None else port, role, healthy
+    )
+
+
 def _dispatcher(settings: Settings, store):
     """The webhook dispatcher, or None (with a warning) when no signing secret is set."""
     from distillguard.wiring import build_dispatcher
@@ -716,19 +736,22 @@ app.add_typer(alerts_app, name="alerts")
 @alerts_app.command("dispatch")
 def alerts_dispatch(
     once: Annotated[bool, typer.Option(help="Attempt due alerts once and exit.")] = False,
+    metrics_port: MetricsPortOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Send due webhook alerts (signed), retrying with backoff for up to 24 hours."""
     import threading
 
     settings = get_settings()
-    dispatcher = _dispatcher(settings, _open_store(settings))
+    store = _open_store(settings)
+    dispatcher = _dispatcher(settings, store)
     if dispatcher is None:
         raise typer.Exit(ExitCode.FAILED)
     if once:
         delivered = dispatcher.run_once()
         emit(as_json, {"delivered": delivered}, f"delivered {delivered}")
         return
+    _serve_metrics(settings, metrics_port, "dispatcher", store.ping)
     dispatcher.run(threading.Event())
 
 
