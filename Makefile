@@ -58,8 +58,7 @@ lint: $(INSTALLED)
 	$(BIN)/mypy
 
 services-up:
-	scripts/clickhouse-up
-	scripts/kafka-up
+	source scripts/secured-listeners && scripts/clickhouse-up && scripts/kafka-up
 
 services-down:
 	-scripts/kafka-down

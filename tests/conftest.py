@@ -26,6 +26,13 @@ from storage import ClickHouseServer, EmbeddedClickHouse, Store
 
 CLICKHOUSE_URL = os.environ.get("DG_CLICKHOUSE_URL", "clickhouse://127.0.0.1:19000")
 KAFKA_BOOTSTRAP = os.environ.get("DG_KAFKA_BOOTSTRAP", "127.0.0.1:19092")
+# The same services' secured listeners (scripts/secured-listeners): ClickHouse over TLS, Kafka
+# over SASL_SSL, their certificate's CA and the Kafka users in TLS_DIR.
+CLICKHOUSE_SECURE_URL = os.environ.get(
+    "DG_TEST_CLICKHOUSE_SECURE_URL", "clickhouses://127.0.0.1:19440"
+)
+KAFKA_SASL_SSL = os.environ.get("DG_TEST_KAFKA_SASL_SSL", "127.0.0.1:19094")
+TLS_DIR = Path(os.environ.get("DG_TEST_TLS_DIR", "/tmp/distillguard-run/tls"))
 # The services the test scripts start: the only `DG_*` variables a test inherits.
 KEPT_ENVIRONMENT = ("DG_CLICKHOUSE_URL", "DG_KAFKA_BOOTSTRAP", "DG_TEST_CACHE")
 # The local ClickHouse cluster (scripts/clickhouse-cluster-up, 2 shards x 2 replicas): its store
