@@ -20,12 +20,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from kafka import KafkaAdminClient
 from kafka.errors import KafkaError
 
 from core.settings import Settings
 from storage import ClickHouseServer, queries
-from streaming.kafka import ensure_topic
+from streaming.kafka import ensure_topic, make_admin
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -156,7 +155,7 @@ class Deployment:
 
     def group_members(self) -> int:
         """Members of the worker group once it is stable (partitions assigned), else 0."""
-        admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, client_id="bench-admin")
+        admin = make_admin(self.bootstrap, client_id="bench-admin")
         try:
             (group,) = admin.describe_consumer_groups([self.group])
         except KafkaError:  # no coordinator yet (a fresh broker's first group): not stable

@@ -25,6 +25,7 @@ from streaming.sinks import DeadLetterTopicSink, Sink, StoreSink
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
+    from streaming.kafka import KafkaConnection
     from streaming.linker import Linker
     from streaming.profiles import ProfilePublisher
     from streaming.worker import Worker
@@ -38,6 +39,7 @@ __all__ = [
     "build_pipeline",
     "build_worker",
     "calibrated_detector",
+    "kafka_connection",
     "profiles_topic",
     "store_pipeline",
     "store_sink",
@@ -99,7 +101,7 @@ def build_ingestor(settings: Settings, store: Store) -> Ingestor:
     if target == "kafka":
         from streaming.kafka import make_producer
 
-        producer = make_producer(settings.kafka_bootstrap)
+        producer = make_producer(kafka_connection(settings))
         return KafkaIngestor(
             producer,
             settings.topic,
@@ -116,8 +118,9 @@ def build_worker(settings: Settings, store: Store, producer, client_id: str) -> 
     from streaming.profiles import KafkaProfilePublisher, ensure_profiles_topic
     from streaming.worker import Worker
 
+    kafka = kafka_connection(settings)
     topic = profiles_topic(settings)
-    ensure_profiles_topic(settings.kafka_bootstrap, topic)
+    ensure_profiles_topic(kafka, topic)
     pipeline = store_pipeline(
         settings,
         store,
@@ -125,13 +128,20 @@ def build_worker(settings: Settings, store: Store, producer, client_id: str) -> 
         publisher=KafkaProfilePublisher(producer, topic),
     )
     source = KafkaSource(
-        settings.kafka_bootstrap,
+        kafka,
         settings.topic,
         settings.consumer_group,
         max_records=settings.batch_size,
         client_id=client_id,
     )
     return Worker(pipeline, source)
+
+
+def kafka_connection(settings: Settings) -> KafkaConnection:
+    """The brokers and, for a secured cluster, TLS and SASL: what every Kafka client gets."""
+    from streaming.kafka import KafkaConnection
+
+    return KafkaConnection.from_settings(settings)
 
 
 def profiles_topic(settings: Settings) -> str:
@@ -150,13 +160,14 @@ def build_linker(settings: Settings, store: Store, client_id: str) -> Linker:
 
     if not isinstance(detector, ExtractionDetector) or detector.linker is None:
         raise ValueError("the campaign linker needs the fused detector (DG_DETECTOR=extraction)")
+    kafka = kafka_connection(settings)
     topic = profiles_topic(settings)
-    ensure_profiles_topic(settings.kafka_bootstrap, topic)
+    ensure_profiles_topic(kafka, topic)
     return Linker(
         detector,
         store,
         store_sinks(settings, store),
-        settings.kafka_bootstrap,
+        kafka,
         topic,
         settings.topic,
         f"{settings.consumer_group}.linker",

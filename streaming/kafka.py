@@ -1,31 +1,153 @@
-"""Kafka source and producer (kafka-python): consumer group on `api-requests`, key = account_id."""
+"""Kafka source and producer (kafka-python): consumer group on `api-requests`, key = account_id.
+
+Every client (producer, consumer, admin) is made by `_client` from a `KafkaConnection`: the
+bootstrap servers and, for a secured cluster, TLS and SASL. A bare bootstrap string is a
+PLAINTEXT connection (tests, benchmarks on the local broker)."""
 
 from __future__ import annotations
 
 import logging
+import socket
+import ssl
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
 
 import orjson
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.conn import BrokerConnection
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
-from kafka.errors import TopicAlreadyExistsError
+from kafka.errors import KafkaConnectionError, TopicAlreadyExistsError
+from pydantic import SecretStr
 
 from core.records import SourceRecord
+from core.settings import Settings
 from streaming.sources import Revoked
 
 log = logging.getLogger("distillguard.kafka")
+C = TypeVar("C", KafkaProducer, KafkaConsumer, KafkaAdminClient)
+CONNECT_TIMEOUT_S = 10.0
+
+
+@dataclass(frozen=True)
+class KafkaConnection:
+    """How to reach the brokers: `bootstrap` (`host:port[,host:port...]`) and, for a secured
+    cluster, the security protocol, SASL user and TLS files (`Settings.kafka_*`)."""
+
+    bootstrap: str
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str = "SCRAM-SHA-512"
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = field(default=None, repr=False)
+    ssl_cafile: Path | None = None
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> KafkaConnection:
+        return cls(
+            settings.kafka_bootstrap,
+            settings.kafka_security_protocol,
+            settings.kafka_sasl_mechanism,
+            settings.kafka_sasl_username,
+            settings.kafka_sasl_password,
+            settings.kafka_ssl_cafile,
+            settings.kafka_ssl_certfile,
+            settings.kafka_ssl_keyfile,
+        )
+
+    @property
+    def secured(self) -> bool:
+        return self.security_protocol != "PLAINTEXT"
+
+    def config(self) -> dict[str, Any]:
+        """kafka-python's options for this connection. TLS always verifies the broker's
+        certificate and name (against `ssl_cafile`, or the system's CAs)."""
+        config: dict[str, Any] = {
+            "bootstrap_servers": self.bootstrap,
+            "security_protocol": self.security_protocol,
+        }
+        if self.security_protocol in ("SSL", "SASL_SSL"):
+            config |= {
+                "ssl_check_hostname": True,
+                "ssl_cafile": _path(self.ssl_cafile),
+                "ssl_certfile": _path(self.ssl_certfile),
+                "ssl_keyfile": _path(self.ssl_keyfile),
+            }
+        if self.security_protocol.startswith("SASL_"):
+            password = self.sasl_password.get_secret_value() if self.sasl_password else None
+            config |= {
+                "sasl_mechanism": self.sasl_mechanism,
+                "sasl_plain_username": self.sasl_username,
+                "sasl_plain_password": password,
+            }
+        return config
+
+
+Kafka = KafkaConnection | str  # a bare bootstrap string: PLAINTEXT
+
+
+def _path(path: Path | None) -> str | None:
+    return str(path) if path is not None else None
+
+
+def connection_of(kafka: Kafka) -> KafkaConnection:
+    return kafka if isinstance(kafka, KafkaConnection) else KafkaConnection(kafka)
+
+
+class _Probe(BrokerConnection):
+    """One broker connection that keeps the first error it was closed with (a refused SASL
+    login is only logged and turned into a disconnect)."""
+
+    error: Exception | None = None
+
+    def close(self, error: Exception | None = None) -> None:
+        if error is not None and self.error is None:
+            self.error = error
+        super().close(error)
+
+
+def check_connection(kafka: Kafka, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
+    """Connect to the first bootstrap server the way every client will (TLS handshake, SASL
+    login) and raise what went wrong: kafka-python's clients retry a refused login or an
+    untrusted certificate silently until some unrelated timeout."""
+    connection = connection_of(kafka)
+    host, _, port = connection.bootstrap.split(",")[0].strip().rpartition(":")
+    where = f"{host}:{port} over {connection.security_protocol}"
+    probe = _Probe(host.strip("[]"), int(port), socket.AF_UNSPEC, **connection.config())
+    quiet = logging.getLogger("kafka.conn")
+    level = quiet.level
+    quiet.setLevel(logging.CRITICAL)  # the error raised below says it once
+    try:
+        if probe.connect_blocking(timeout_s):
+            return
+        raise KafkaConnectionError(f"{where}: {probe.error or 'no connection'}")
+    except ssl.SSLError as error:
+        raise KafkaConnectionError(f"TLS with {where} failed: {error}") from error
+    finally:
+        quiet.setLevel(level)
+        probe.close()
+
+
+def _client(kind: type[C], kafka: Kafka, **options: Any) -> C:
+    """A producer, consumer or admin client on `kafka`; a secured connection is checked first
+    (`check_connection`), so a wrong password or certificate fails here, saying so."""
+    connection = connection_of(kafka)
+    if connection.secured:
+        check_connection(connection)
+    return kind(**(connection.config() | options))
 
 
 def stream_name(topic: str, partition: int) -> str:
     return f"kafka:{topic}/{partition}"
 
 
-def make_producer(bootstrap: str, **overrides) -> KafkaProducer:
+def make_producer(kafka: Kafka, **overrides) -> KafkaProducer:
     """A producer that waits for the broker's acknowledgement of every write."""
     config = {
-        "bootstrap_servers": bootstrap,
         "acks": "all",
         "linger_ms": 20,
         "batch_size": 256 * 1024,
@@ -33,15 +155,24 @@ def make_producer(bootstrap: str, **overrides) -> KafkaProducer:
         "retries": 5,
         "client_id": "distillguard-producer",
     }
-    return KafkaProducer(**(config | overrides))
+    return _client(KafkaProducer, kafka, **(config | overrides))
+
+
+def make_consumer(kafka: Kafka, **options: Any) -> KafkaConsumer:
+    """A consumer with kafka-python's `options` (tools, tests) on `kafka`."""
+    return _client(KafkaConsumer, kafka, **options)
+
+
+def make_admin(kafka: Kafka, client_id: str = "distillguard-admin") -> KafkaAdminClient:
+    return _client(KafkaAdminClient, kafka, client_id=client_id)
 
 
 def ensure_topic(
-    bootstrap: str, topic: str, partitions: int = 4, configs: Mapping[str, str] | None = None
+    kafka: Kafka, topic: str, partitions: int = 4, configs: Mapping[str, str] | None = None
 ) -> None:
     """Create the topic (with topic `configs`, e.g. compaction) if it does not exist yet
     (idempotent)."""
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="distillguard-admin")
+    admin = make_admin(kafka)
     try:
         admin.create_topics(
             [
@@ -96,13 +227,14 @@ def produce_lines(
 
 
 def group_consumer(
-    bootstrap: str, group: str, client_id: str, max_records: int, fetch_mib: int = 32
+    kafka: Kafka, group: str, client_id: str, max_records: int, fetch_mib: int = 32
 ) -> KafkaConsumer:
     """A consumer-group member that commits only when told (after the sinks have the data),
     starts from the earliest offset, and may stop polling for long (backpressure) without
     losing its partitions; fetches up to `fetch_mib` MiB."""
-    return KafkaConsumer(
-        bootstrap_servers=bootstrap,
+    return _client(
+        KafkaConsumer,
+        kafka,
         group_id=group,
         client_id=client_id,
         enable_auto_commit=False,
@@ -149,7 +281,7 @@ class KafkaSource:
 
     def __init__(
         self,
-        bootstrap: str,
+        kafka: Kafka,
         topic: str,
         group: str,
         max_records: int = 2000,
@@ -160,7 +292,7 @@ class KafkaSource:
         self.max_records = max_records
         self.poll_timeout_ms = poll_timeout_ms
         self._revoked_hooks: list[Revoked] = []
-        self.consumer = group_consumer(bootstrap, group, client_id, max_records)
+        self.consumer = group_consumer(kafka, group, client_id, max_records)
         # Fetch the topic's metadata before joining: a metadata refresh that lands mid-join can
         # strand a group member in some kafka-python releases.
         self.consumer.partitions_for_topic(topic)

@@ -34,7 +34,7 @@ from detectors.fusion import AccountWindow, ExtractionDetector
 from detectors.fusion.campaigns import CampaignUpdate, CampaignView
 from storage import Store
 from storage.checkpoints import account_states
-from streaming.kafka import Rebalance, group_consumer, stream_name
+from streaming.kafka import Kafka, Rebalance, group_consumer, stream_name
 from streaming.sinks import Sink
 
 log = logging.getLogger("distillguard.linker")
@@ -62,7 +62,7 @@ class Linker:
         detector: ExtractionDetector,
         store: Store,
         sinks: Sequence[Sink],
-        bootstrap: str,
+        kafka: Kafka,
         profiles_topic: str,
         source_topic: str,
         group: str,
@@ -75,7 +75,7 @@ class Linker:
         self.source_topic = source_topic
         self.idle_s = idle_s
         self.stop = threading.Event()
-        self.consumer = group_consumer(bootstrap, group, client_id, 2000, fetch_mib=64)
+        self.consumer = group_consumer(kafka, group, client_id, 2000, fetch_mib=64)
         self.consumer.partitions_for_topic(profiles_topic)
         # Losing the partition drops the view: whoever gets it next (this linker again, after
         # another held it) restores from the checkpoint the last holder wrote.

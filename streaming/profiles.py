@@ -17,7 +17,7 @@ from typing import Protocol
 from kafka import KafkaProducer
 
 from detectors.campaigns.feed import ProfileUpdate, StreamProgress
-from streaming.kafka import ensure_topic
+from streaming.kafka import Kafka, ensure_topic
 
 COMPACTION = {
     "cleanup.policy": "compact",
@@ -36,9 +36,9 @@ class ProfilePublisher(Protocol):
         ...
 
 
-def ensure_profiles_topic(bootstrap: str, topic: str) -> None:
+def ensure_profiles_topic(kafka: Kafka, topic: str) -> None:
     """Create the compacted single-partition profiles topic if it does not exist (idempotent)."""
-    ensure_topic(bootstrap, topic, 1, COMPACTION)
+    ensure_topic(kafka, topic, 1, COMPACTION)
 
 
 class _Buffered:

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from prometheus_client import Counter, Gauge, Histogram
 from tenacity import RetryCallState, Retrying, retry_if_exception, wait_exponential_jitter
 
 from core.batch import Batch
@@ -98,6 +98,10 @@ class Worker:
         self.drift = DriftMonitor.from_calibration(calibration_of(pipeline.detector))
         if self.drift is not None:
             CALIBRATED_FLAG_RATE.set(self.drift.expected)
+
+    def healthy(self) -> bool:
+        """False while the sinks are down (the worker paused consuming and retries)."""
+        return self._down_since is None
 
     def install_signal_handlers(self) -> None:
         def request_stop(signum: int, _frame: object) -> None:
@@ -204,9 +208,3 @@ class Worker:
             on_batch=self._count,
         )
         return self.stats
-
-
-def serve_metrics(port: int) -> None:
-    """Expose Prometheus metrics on 127.0.0.1:port (0 disables)."""
-    if port:
-        start_http_server(port, addr="127.0.0.1")

@@ -15,13 +15,16 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 from fastapi import FastAPI, Header, HTTPException, Request
 from pydantic import BaseModel, Field
 
 from students.teacher import MODEL_NAME, GenerationSettings, Teacher
+
+if TYPE_CHECKING:
+    from streaming.kafka import Kafka
 
 
 class ChatMessage(BaseModel):
@@ -65,10 +68,10 @@ class JsonlEventLog:
 
 
 class KafkaEventLog:
-    def __init__(self, bootstrap: str, topic: str) -> None:
+    def __init__(self, kafka: Kafka, topic: str) -> None:
         from streaming.kafka import make_producer
 
-        self._producer = make_producer(bootstrap)
+        self._producer = make_producer(kafka)
         self.topic = topic
 
     def write(self, event: dict[str, Any]) -> None:
