@@ -25,6 +25,7 @@ def open_store(settings: Settings, database: str | None = None, migrate: bool = 
             database=database,
             password=password.get_secret_value() if password else None,
             cluster=settings.clickhouse_cluster,
+            ca_file=settings.clickhouse_ca_file,
         )
     elif settings.clickhouse_cluster:
         raise StoreError("DG_CLICKHOUSE_CLUSTER needs the server store (DG_STORE=server)")

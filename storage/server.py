@@ -6,6 +6,7 @@ import struct
 import threading
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -33,22 +34,28 @@ CLUSTER_SETTINGS: dict[str, Any] = {
 }
 
 
+# scheme → (TLS, default port): the native protocol, plain or on the server's tcp_port_secure.
+SCHEMES = {"clickhouse": (False, 9000), "tcp": (False, 9000), "clickhouses": (True, 9440)}
+URL_FORM = "clickhouse://host:port[,host:port...] (clickhouses:// for TLS)"
+
+
 def split_url(url: str) -> tuple[str, list[tuple[str, int]], str, str]:
-    """`clickhouse://[user[:password]@]host[:port][,host[:port]...]` → (scheme, [(host, port)],
-    user, password). More than one host: the others are tried, in order, when one is down."""
+    """`clickhouse[s]://[user[:password]@]host[:port][,host[:port]...]` → (scheme,
+    [(host, port)], user, password); `clickhouses` is TLS. More than one host: the others are
+    tried, in order, when one is down."""
     parts = urlsplit(url)
     userinfo, _, hostlist = parts.netloc.rpartition("@")
-    if parts.scheme not in ("clickhouse", "tcp") or not hostlist:
-        raise ValueError(f"expected clickhouse://host:port[,host:port...], got {url!r}")
+    if parts.scheme not in SCHEMES or not hostlist:
+        raise ValueError(f"expected {URL_FORM}, got {url!r}")
     hosts = []
     for item in hostlist.split(","):
         one = urlsplit(f"//{item}")
         try:
-            port = one.port or 9000
+            port = one.port or SCHEMES[parts.scheme][1]
         except ValueError:
             port = 0
         if not one.hostname or not port:
-            raise ValueError(f"expected clickhouse://host:port[,host:port...], got {url!r}")
+            raise ValueError(f"expected {URL_FORM}, got {url!r}")
         hosts.append((one.hostname, port))
     user, _, password = userinfo.partition(":")
     return parts.scheme, hosts, unquote(user or "default"), unquote(password)
@@ -76,7 +83,9 @@ class ClickHouseServer(Store):
     """A ClickHouse server (18.16 or current) reached at a `clickhouse://host:port` URL, or a
     cluster of them (`cluster`, the name in the servers' `remote_servers`): then each table is
     a Distributed table over replicated per-shard tables (`storage.schema.cluster_statements`),
-    and the URL may name several of its servers (`clickhouse://h1:p1,h2:p2`) to fail over."""
+    and the URL may name several of its servers (`clickhouse://h1:p1,h2:p2`) to fail over.
+    `clickhouses://` speaks TLS, verifying the server's certificate and name against the
+    system's CAs or `ca_file`."""
 
     backend = "server"
 
@@ -88,6 +97,7 @@ class ClickHouseServer(Store):
         connect_timeout: float = 5.0,
         send_receive_timeout: float = 60.0,
         cluster: str | None = None,
+        ca_file: str | Path | None = None,
     ) -> None:
         super().__init__(database)
         scheme, hosts, user, url_password = split_url(url)
@@ -105,6 +115,14 @@ class ClickHouseServer(Store):
             "send_receive_timeout": send_receive_timeout,
             "settings": settings,
         }
+        if SCHEMES[scheme][0]:
+            self._connection |= {
+                "secure": True,
+                "verify": True,
+                "ca_certs": str(ca_file) if ca_file else None,
+            }
+        elif ca_file is not None:
+            raise ValueError(f"a CA file needs a clickhouses:// URL (TLS), got {self.url}")
         self._client = Client(
             host=hosts[0][0],
             port=hosts[0][1],
