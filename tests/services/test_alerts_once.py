@@ -396,6 +396,7 @@ def _environment(database: str) -> dict[str, str]:
         "DG_WEBHOOK_SECRET": SECRET,
         "DG_WEBHOOK_RETRY_BASE_S": "0.2",
         "DG_WEBHOOK_ALLOW_NETWORKS": orjson.dumps(LOOPBACK).decode(),
+        "DG_METRICS_PORT": "0",  # the dispatcher's /metrics and /healthz: not needed here
     }
 
 

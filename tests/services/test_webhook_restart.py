@@ -11,9 +11,12 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import orjson
 import pytest
 
+from bench.deployment import free_port
+from core import __version__
 from services.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, add_webhook, verify
 from storage import ClickHouseServer
 from tests.conftest import CLICKHOUSE_URL, unique_database
@@ -23,7 +26,7 @@ pytestmark = pytest.mark.integration
 SECRET = "restart-secret"
 
 
-def _dispatcher(database: str) -> subprocess.Popen:
+def _dispatcher(database: str, metrics_port: int = 0) -> subprocess.Popen:
     env = {
         **os.environ,
         "DG_STORE": "server",
@@ -32,6 +35,7 @@ def _dispatcher(database: str) -> subprocess.Popen:
         "DG_WEBHOOK_SECRET": SECRET,
         "DG_WEBHOOK_RETRY_BASE_S": "0.2",
         "DG_WEBHOOK_ALLOW_NETWORKS": orjson.dumps(LOOPBACK).decode(),  # the loopback receiver
+        "DG_METRICS_PORT": str(metrics_port),
     }
     command = [sys.executable, "-m", "distillguard.cli", "alerts", "dispatch"]
     return subprocess.Popen(command, env=env, cwd=Path(__file__).resolve().parents[2])
@@ -58,7 +62,8 @@ def test_every_alert_arrives_across_a_killed_dispatcher() -> None:
         first.wait(timeout=10)
         pending = store.query("SELECT count() AS n FROM {db}.alerts FINAL WHERE status = 'pending'")
         assert pending[0]["n"] == 3  # nothing delivered yet, nothing lost
-        second = _dispatcher(store.database)
+        port = free_port()
+        second = _dispatcher(store.database, port)
         try:
             _wait(
                 lambda: (
@@ -68,6 +73,8 @@ def test_every_alert_arrives_across_a_killed_dispatcher() -> None:
                     == 3
                 )
             )
+            health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).json()
+            assert health == {"status": "ok", "role": "dispatcher", "version": __version__}
         finally:
             second.terminate()
             second.wait(timeout=10)

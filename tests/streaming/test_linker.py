@@ -14,10 +14,11 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import orjson
 import pytest
 
-from bench.deployment import consumed
+from bench.deployment import consumed, free_port
 from core.events import Event
 from core.settings import Settings
 from detectors.registry import build_detector, calibration_dir, save_calibration
@@ -130,9 +131,12 @@ def one_worker(tmp_path_factory: pytest.TempPathFactory, data_dir: Path, lines: 
     )
     try:
         run.produce(lines)
-        linker = run.start_linker("--idle-s", "3")
+        port = free_port()
+        linker = run.start_linker("--idle-s", "3", metrics_port=port)
         run.start_worker()
         wait_until_linked(run, lines, linker)
+        health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).json()
+        assert health["status"] == "ok" and health["role"] == "linker"
         assert run.stop_all() == [0, 0]
         yield campaign_view(run)
     finally:

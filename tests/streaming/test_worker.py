@@ -49,6 +49,8 @@ def test_every_event_is_stored_once_with_verdicts(run: WorkerRun, lines: list[by
     assert f"distillguard_events_consumed_total {float(EVENTS)}" in metrics
     assert "distillguard_batch_seconds_count" in metrics
     assert "distillguard_consumer_lag 0.0" in metrics or "distillguard_consumer_lag" in metrics
+    health = httpx.get("http://127.0.0.1:19464/healthz", timeout=5).json()
+    assert health["status"] == "ok" and health["role"] == "worker"
     assert run.stop_all() == [0]  # SIGTERM: graceful
     assert "finishing the batch in flight" in run.logs()
     assert_exactly_once(run, EVENTS)

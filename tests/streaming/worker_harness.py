@@ -74,9 +74,9 @@ class WorkerRun:
     def start_worker(self, metrics_port: int = 0) -> subprocess.Popen:
         return self.start("worker", metrics_port)
 
-    def start_linker(self, *args: str) -> subprocess.Popen:
+    def start_linker(self, *args: str, metrics_port: int = 0) -> subprocess.Popen:
         """A `distillguard linker` (the campaign view) of this deployment."""
-        return self.start("linker", 0, *args)
+        return self.start("linker", metrics_port, *args)
 
     def start(self, role: str, metrics_port: int, *args: str) -> subprocess.Popen:
         number = len(self.processes)
