@@ -20,7 +20,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.conn import BrokerConnection
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
-from kafka.errors import KafkaConnectionError, TopicAlreadyExistsError
+from kafka.errors import KafkaConfigurationError, KafkaConnectionError, TopicAlreadyExistsError
 from pydantic import SecretStr
 
 from core.records import SourceRecord
@@ -71,12 +71,7 @@ class KafkaConnection:
             "security_protocol": self.security_protocol,
         }
         if self.security_protocol in ("SSL", "SASL_SSL"):
-            config |= {
-                "ssl_check_hostname": True,
-                "ssl_cafile": _path(self.ssl_cafile),
-                "ssl_certfile": _path(self.ssl_certfile),
-                "ssl_keyfile": _path(self.ssl_keyfile),
-            }
+            config["ssl_context"] = self.tls()
         if self.security_protocol.startswith("SASL_"):
             password = self.sasl_password.get_secret_value() if self.sasl_password else None
             config |= {
@@ -86,12 +81,19 @@ class KafkaConnection:
             }
         return config
 
+    def tls(self) -> ssl.SSLContext:
+        """Python's defaults (TLS 1.2 or later, the certificate and host name verified) with
+        `ssl_cafile` as the only trusted CA when set, and the client certificate when set."""
+        try:
+            context = ssl.create_default_context(cafile=self.ssl_cafile)
+            if self.ssl_certfile is not None:
+                context.load_cert_chain(self.ssl_certfile, self.ssl_keyfile)
+        except (OSError, ValueError) as error:  # (ssl.SSLError is an OSError)
+            raise KafkaConfigurationError(f"cannot load the Kafka TLS files: {error}") from None
+        return context
+
 
 Kafka = KafkaConnection | str  # a bare bootstrap string: PLAINTEXT
-
-
-def _path(path: Path | None) -> str | None:
-    return str(path) if path is not None else None
 
 
 def connection_of(kafka: Kafka) -> KafkaConnection:
@@ -111,25 +113,34 @@ class _Probe(BrokerConnection):
 
 
 def check_connection(kafka: Kafka, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
-    """Connect to the first bootstrap server the way every client will (TLS handshake, SASL
-    login) and raise what went wrong: kafka-python's clients retry a refused login or an
-    untrusted certificate silently until some unrelated timeout."""
+    """Connect to a bootstrap server the way every client will (TLS handshake, SASL login) and
+    raise what went wrong: kafka-python's clients retry a refused login or an untrusted
+    certificate silently until some unrelated timeout. A server that is down is skipped (the
+    next one is tried); a refused login or certificate ends the check at once."""
     connection = connection_of(kafka)
-    host, _, port = connection.bootstrap.split(",")[0].strip().rpartition(":")
-    where = f"{host}:{port} over {connection.security_protocol}"
-    probe = _Probe(host.strip("[]"), int(port), socket.AF_UNSPEC, **connection.config())
+    config = connection.config()
     quiet = logging.getLogger("kafka.conn")
     level = quiet.level
     quiet.setLevel(logging.CRITICAL)  # the error raised below says it once
+    unreachable = []
     try:
-        if probe.connect_blocking(timeout_s):
-            return
-        raise KafkaConnectionError(f"{where}: {probe.error or 'no connection'}")
-    except ssl.SSLError as error:
-        raise KafkaConnectionError(f"TLS with {where} failed: {error}") from error
+        for server in connection.bootstrap.split(","):
+            host, _, port = server.strip().rpartition(":")
+            where = f"{host}:{port} over {connection.security_protocol}"
+            probe = _Probe(host.strip("[]"), int(port), socket.AF_UNSPEC, **config)
+            try:
+                if probe.connect_blocking(timeout_s):
+                    return
+            except ssl.SSLError as error:
+                raise KafkaConnectionError(f"TLS with {where} failed: {error}") from error
+            finally:
+                probe.close()
+            if probe.error is not None and not isinstance(probe.error, KafkaConnectionError):
+                raise KafkaConnectionError(f"{where}: {probe.error}")  # e.g. the SASL login
+            unreachable.append(f"{where}: {probe.error or 'no connection'}")
     finally:
         quiet.setLevel(level)
-        probe.close()
+    raise KafkaConnectionError("; ".join(unreachable))
 
 
 def _client(kind: type[C], kafka: Kafka, **options: Any) -> C:

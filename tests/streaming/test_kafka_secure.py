@@ -5,17 +5,27 @@ an untrusted certificate is refused at once, saying so, not retried until a time
 
 from __future__ import annotations
 
+import socket
 import time
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 import orjson
 import pytest
-from kafka.errors import KafkaConnectionError
+from kafka.errors import KafkaConfigurationError, KafkaConnectionError
+from typer.testing import CliRunner
 
-from core.settings import Settings
-from distillguard.cli import ExitCode
-from streaming.kafka import KafkaConnection, KafkaSource, ensure_topic, make_producer, produce_lines
+from core.settings import Settings, get_settings
+from distillguard.cli import ExitCode, app
+from streaming.kafka import (
+    KafkaConnection,
+    KafkaSource,
+    check_connection,
+    ensure_topic,
+    make_producer,
+    produce_lines,
+)
 from tests.conftest import KAFKA_SASL_SSL, TLS_DIR
 from tests.distillguard.test_cli import request_log  # noqa: F401 - fixture
 from tests.distillguard.test_cli_conventions import assert_one_line, distillguard
@@ -79,8 +89,25 @@ def test_a_broker_certificate_from_another_ca_is_refused(tmp_path: Path) -> None
         ensure_topic(KafkaConnection.from_settings(secured("SCRAM-SHA-512", ca=other)), "never")
 
 
+def test_a_bootstrap_server_that_is_down_is_skipped_a_missing_ca_file_is_an_error(
+    tmp_path: Path,
+) -> None:
+    with socket.socket() as held:  # bound, not listening: refused
+        held.bind(("127.0.0.1", 0))
+        down = f"127.0.0.1:{held.getsockname()[1]}"
+        settings = secured("SCRAM-SHA-512")
+        good = KafkaConnection.from_settings(settings)
+        check_connection(replace(good, bootstrap=f"{down},{KAFKA_SASL_SSL}"))
+        with pytest.raises(KafkaConnectionError, match="ECONNREFUSED"):
+            check_connection(KafkaConnection(down, "SSL"))
+    missing = settings.model_copy(update={"kafka_ssl_cafile": tmp_path / "absent.crt"})
+    with pytest.raises(KafkaConfigurationError, match="cannot load the Kafka TLS files"):
+        make_producer(KafkaConnection.from_settings(missing))
+
+
 def test_the_cli_reads_the_password_file_and_reports_a_refusal_in_one_line(
     tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
     request_log: Path,  # noqa: F811
 ) -> None:
     name, password = user("SCRAM-SHA-512")
@@ -95,8 +122,11 @@ def test_the_cli_reads_the_password_file_and_reports_a_refusal_in_one_line(
     }
     topic = f"secure-cli-{uuid.uuid4().hex[:8]}"
     secret.write_text(password + "\n")
-    published = distillguard("produce", str(request_log), "--topic", topic, "--json", **env)
-    assert published.returncode == 0, published.stderr[-3000:]
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    published = CliRunner().invoke(app, ["produce", str(request_log), "--topic", topic, "--json"])
+    assert published.exit_code == 0, published.output
     assert orjson.loads(published.stdout)["published"] > 0
     secret.write_text("wrong\n")
     refused = distillguard("produce", str(request_log), "--topic", topic, **env)
