@@ -52,7 +52,8 @@ def test_the_scrape_configuration_is_valid_with_its_rules(tmp_path: Path) -> Non
     token = tmp_path / "api.token"
     token.write_text("a-token\n")
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
-    assert set(jobs) == {"distillguard-worker", "distillguard-api"}
+    roles = {"worker", "api", "linker", "alerts"}  # every role that serves /metrics
+    assert set(jobs) == {f"distillguard-{role}" for role in roles}
     jobs["distillguard-api"]["authorization"]["credentials_file"] = str(token)
     (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
     shutil.copy(RULES, tmp_path / RULES.name)

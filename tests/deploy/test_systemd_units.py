@@ -19,7 +19,7 @@ import typer.main
 
 from core.settings import Settings
 from distillguard.cli import app
-from tests.deploy.ops import DEPLOY, SYSTEMD
+from tests.deploy.ops import DEPLOY, SCRAPE_CONFIG, SYSTEMD, load_yaml
 
 EXECUTABLE = "/opt/distillguard/bin/distillguard"
 SERVICES = {
@@ -133,6 +133,25 @@ def test_units_start_a_command_line_the_cli_accepts(unit: str) -> None:
     for name in names:
         command = command.commands[name]
     command.make_context(" ".join(names), args[len(names) :])
+
+
+def test_each_role_serves_metrics_on_its_own_port_and_prometheus_scrapes_it() -> None:
+    """Roles on one host must not share a metrics port (the second would fail to bind), and
+    the example scrape configuration must reach each of them."""
+    ports = {}
+    for unit, role in SERVICES.items():
+        args = command_of(unit)
+        if "--metrics-port" in args:
+            ports[role] = args[args.index("--metrics-port") + 1]
+    assert set(ports) == {"worker", "linker", "alerts dispatch"}
+    assert len(set(ports.values())) == len(ports)
+    targets = {
+        target.rpartition(":")[2]
+        for job in load_yaml(SCRAPE_CONFIG)["scrape_configs"]
+        for group in job["static_configs"]
+        for target in group["targets"]
+    }
+    assert set(ports.values()) <= targets
 
 
 def test_every_long_running_role_has_a_unit() -> None:
