@@ -11,7 +11,7 @@ import httpx
 import orjson
 import pytest
 
-from bench.deployment import consumed
+from bench.deployment import consumed, free_port
 from streaming.kafka import make_producer
 from streaming.malformed import interleave_malformed
 from tests.conftest import KAFKA_BOOTSTRAP
@@ -105,10 +105,11 @@ def test_malformed_messages_go_to_the_dlq_topic_and_table(run: WorkerRun) -> Non
         event = {**orjson.loads(good[index]), "request_id": f"miskeyed-{index}"}
         producer.send(run.topic, key=key, value=orjson.dumps(event))
     producer.close()
-    run.start_worker(metrics_port=19465)
+    port = free_port()
+    run.start_worker(metrics_port=port)
     run.wait_for(lambda: run.count("dead_letters") == 1_000, 240, "1000 dead letters")
     run.wait_for(lambda: run.count("events") == 5_003, 120, "5003 good events")
-    metrics = httpx.get("http://127.0.0.1:19465/metrics", timeout=5).text
+    metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
     assert "distillguard_miskeyed_messages_total 3.0" in metrics
     assert "keyed by something other than their account_id" in run.logs()
     messages = run.dlq_messages(expected=1_000)

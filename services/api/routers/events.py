@@ -47,7 +47,7 @@ def list_events(
 
 
 @router.post(
-    "/v1/events", tags=["ingest"], status_code=202, responses=errors(400, 401, 403, 413, 503)
+    "/v1/events", tags=["ingest"], status_code=202, responses=errors(400, 401, 403, 413, 422, 503)
 )
 async def ingest_events(
     _who: Ingest, lines: EventLines, log_format: LogFormatDep, ingestor: IngestorDep
