@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from functools import cached_property
 from typing import Annotated, Any, Literal, Protocol, TypeVar
@@ -55,6 +55,27 @@ Count = Annotated[int, Field(ge=0, le=JSON_INT_MAX)]
 JsonInt = Annotated[int, Field(ge=JSON_INT_MIN, le=JSON_INT_MAX)]
 # Unknown fields are kept; numbers must be finite ("inf" and "nan" strings included).
 OPEN_MODEL = ConfigDict(extra="allow", allow_inf_nan=False)
+
+
+def parse_timestamp(value: Any) -> datetime:
+    """RFC3339 string or epoch milliseconds (a number), always normalised to UTC and inside
+    what the store can hold (the schema's `timestamp` rule, also for command-line options)."""
+    try:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            parsed = datetime.fromtimestamp(value / 1000, tz=UTC)
+        elif isinstance(value, str):
+            parsed = datetime.fromisoformat(value.strip())
+        else:
+            raise ValueError("timestamp must be an RFC3339 string or epoch milliseconds")
+    except (OverflowError, OSError) as exc:
+        raise ValueError(f"timestamp out of range: {exc}") from exc
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    elif parsed.tzinfo is not UTC:
+        parsed = parsed.astimezone(UTC)
+    if not EARLIEST_TIMESTAMP <= parsed <= LATEST_TIMESTAMP:
+        raise ValueError("timestamp outside 1970-01-02..2105-12-31 (ClickHouse DateTime range)")
+    return parsed
 
 
 class Message(BaseModel):
@@ -120,23 +141,7 @@ class Event(BaseModel):
     @field_validator("timestamp", mode="before")
     @classmethod
     def _parse_timestamp(cls, value: Any) -> datetime:
-        """RFC3339 string or epoch milliseconds (an integer), always normalised to UTC."""
-        try:
-            if isinstance(value, int | float) and not isinstance(value, bool):
-                parsed = datetime.fromtimestamp(value / 1000, tz=UTC)
-            elif isinstance(value, str):
-                parsed = datetime.fromisoformat(value.strip())
-            else:
-                raise ValueError("timestamp must be an RFC3339 string or epoch milliseconds")
-        except (OverflowError, OSError) as exc:
-            raise ValueError(f"timestamp out of range: {exc}") from exc
-        if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=UTC)
-        elif parsed.tzinfo is not UTC:
-            parsed = parsed.astimezone(UTC)
-        if not EARLIEST_TIMESTAMP <= parsed <= LATEST_TIMESTAMP:
-            raise ValueError("timestamp outside 1970-01-02..2105-12-31 (ClickHouse DateTime range)")
-        return parsed
+        return parse_timestamp(value)
 
     @field_validator("params", "client", mode="before")
     @classmethod
@@ -238,12 +243,42 @@ class DeadLetter(BaseModel):
         return digest.hexdigest()
 
 
-def _describe_validation_error(error: ValidationError) -> str:
+def describe_validation_error(
+    error: ValidationError, origin: Mapping[str, str] | None = None
+) -> str:
+    """The first few failures as `field: message`; `origin` names where an adapter read each
+    schema field from, so a foreign payload's dead letter names the field in its own terms."""
     parts = []
     for item in error.errors(include_url=False)[:5]:
         location = ".".join(str(p) for p in item["loc"]) or "event"
+        source = (origin or {}).get(str(item["loc"][0])) if item["loc"] else None
+        if source:
+            location = f"{location} (from {source})"
         parts.append(f"{location}: {item['msg']}")
     return "; ".join(parts)
+
+
+class Unmappable(ValueError):
+    """A foreign payload that does not map onto schema v1; the message names the field."""
+
+    def __init__(self, message: str, request_id: str | None = None) -> None:
+        super().__init__(message)
+        self.request_id = request_id
+
+
+class Mapper(Protocol):
+    """Turns one foreign log document (LiteLLM, OpenTelemetry, ...) into a schema-v1 document,
+    raising `Unmappable` when a field it needs is missing or of the wrong type."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def origin(self) -> Mapping[str, str]:
+        """Schema-v1 field -> where the mapper reads it (named in dead letters)."""
+        ...
+
+    def __call__(self, document: dict[str, Any]) -> dict[str, Any]: ...
 
 
 def nesting_depth(document: Any) -> int:
@@ -264,6 +299,7 @@ def nesting_depth(document: Any) -> int:
 
 
 def _request_id_of(document: Any) -> str | None:
+    """The document's request id when it names a plausible one (dead letters keep it)."""
     if isinstance(document, dict):
         value = document.get("request_id")
         if isinstance(value, str) and 0 < len(value) <= 512:
@@ -276,8 +312,12 @@ def parse_event(
     source: str,
     offset: int | None = None,
     max_bytes: int = 8 * 1024 * 1024,
+    mapper: Mapper | None = None,
 ) -> Event | DeadLetter:
-    """Parse one raw message; return an `Event`, or a `DeadLetter` saying why not. Never raises."""
+    """Parse one raw message; return an `Event`, or a `DeadLetter` saying why not. Never raises.
+
+    With a `mapper` the message is a foreign log document (`core.formats`): the same byte,
+    JSON and depth checks, then the mapping, then the same schema-v1 validation."""
     data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else bytes(raw)
 
     def dead(reason: str, document: Any = None) -> DeadLetter:
@@ -300,12 +340,31 @@ def parse_event(
     depth = nesting_depth(document)
     if depth > MAX_DEPTH:
         return dead(f"too_deep: nesting {depth} exceeds {MAX_DEPTH}", document)
+    origin: Mapping[str, str] | None = None
+    if mapper is not None:
+        origin = mapper.origin
+        try:
+            document = mapper(document)
+        except Unmappable as exc:
+            return DeadLetter.from_bytes(
+                data, f"unmapped: {mapper.name}: {exc}", source, offset, exc.request_id
+            )
+        except ValidationError as exc:
+            return dead(f"unmapped: {mapper.name}: {describe_validation_error(exc)}")
+        except (ValueError, TypeError, LookupError, RecursionError) as exc:  # defensive
+            return dead(f"unmapped: {mapper.name}: {exc!r}")
     try:
         return Event.model_validate(document)
     except ValidationError as exc:
-        return dead(f"invalid_event: {_describe_validation_error(exc)}", document)
+        return dead(f"invalid_event: {describe_validation_error(exc, origin)}", document)
     except (ValueError, TypeError, RecursionError) as exc:  # defensive: validators of extras
         return dead(f"invalid_event: {exc}", document)
+
+
+def event_json(event: Event) -> bytes:
+    """The event as schema-v1 JSON: what an event mapped from a foreign log is published as,
+    and parses back to an equal event (same `content_hash`)."""
+    return orjson.dumps(event.model_dump(mode="json", exclude_none=True))
 
 
 def group_by_account(items: Iterable[AccountItem]) -> dict[str, list[AccountItem]]:

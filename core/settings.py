@@ -99,6 +99,9 @@ class Settings(BaseSettings):
     max_event_bytes: int = 8 * 1024 * 1024
     max_request_bytes: int = 32 * 1024 * 1024  # HTTP ingest body limit (413 beyond)
     ingest_to: Literal["kafka", "pipeline"] | None = None  # default: kafka with a server store
+    # HTTP ingest's `format=mapping:NAME` reads the field mapping NAME.toml from this folder (a
+    # caller never names a server path); unset: HTTP ingest takes the built-in formats only.
+    mapping_dir: Path | None = None
     batch_size: int = 5000
     # The Prometheus /metrics and /healthz listener of the worker, linker and alert dispatcher:
     # loopback unless a scraper elsewhere must reach it (e.g. 0.0.0.0 in a container).

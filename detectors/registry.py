@@ -9,7 +9,8 @@ from pathlib import Path
 
 import orjson
 
-from core.events import Event, parse_event
+from core.events import Event
+from core.formats import LogFormat
 from core.settings import Settings
 from detectors.base import Detector, calibration_of, load_calibration_into
 from detectors.volume import VolumeDetector
@@ -72,11 +73,13 @@ def calibrated_detector(settings: Settings) -> Detector:
     return detector
 
 
-def events_in_file(path: Path) -> Iterator[Event]:
-    """Valid events of a JSONL file (calibration input; bad lines are skipped here)."""
+def events_in_file(path: Path, log_format: LogFormat | None = None) -> Iterator[Event]:
+    """Valid events of a JSONL file of `log_format` (default schema v1): calibration input;
+    bad lines are skipped here."""
+    log_format = log_format or LogFormat()
     with path.open("rb") as handle:
-        for number, line in enumerate(handle):
-            event = parse_event(line.rstrip(b"\r\n"), f"file:{path.name}", number)
+        for number, unit in enumerate(log_format.units(handle)):
+            event = log_format.parse(unit, f"file:{path.name}", number)
             if isinstance(event, Event):
                 yield event
 

@@ -14,10 +14,10 @@ import os
 import re
 import sys
 from collections.abc import Callable, Iterator
-from datetime import date
+from datetime import UTC, date, datetime
 from enum import IntEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import click
 import typer
@@ -28,6 +28,10 @@ from core import __version__
 from core.progress import steps
 from core.settings import Settings, get_settings
 from core.timeutil import END_OF_TIME_MS
+
+if TYPE_CHECKING:
+    from core.events import DeadLetter
+    from core.formats import LogFormat
 
 
 class ExitCode(IntEnum):
@@ -137,6 +141,25 @@ MetricsPortOption = Annotated[
     int | None,
     typer.Option(help="Port of /metrics and /healthz (default DG_METRICS_PORT; 0 disables)."),
 ]
+FormatOption = Annotated[
+    str,
+    typer.Option(
+        "--format",
+        help="Log format of the input: distillguard (schema v1), litellm, otel, openai-batch "
+        "(needs --account), or mapping:PATH (a TOML field mapping). README: choosing a log format.",
+    ),
+]
+AccountOption = Annotated[
+    str | None,
+    typer.Option(help="Account of events whose payload names none (openai-batch: required)."),
+]
+StartOption = Annotated[
+    str | None,
+    typer.Option(
+        help="openai-batch: when the batch was submitted, every line's timestamp (RFC3339 or "
+        "epoch ms; default: the file's modification time)."
+    ),
+]
 # The audit log is the evidence of who read what: retention never drops it.
 RETENTION_PROTECTED = frozenset({"audit_log"})
 # scheme://userinfo@ (userinfo up to the last "@" of the word, so a password with "@" is masked
@@ -225,12 +248,29 @@ def count_lines(path: Path) -> int:
         return sum(block.count(b"\n") for block in iter(lambda: handle.read(1 << 20), b""))
 
 
-def fit_on_file(detector, path: Path):
+def file_format(path: Path, name: str, account: str | None, start: str | None) -> LogFormat:
+    """The `--format` of one input file; an openai-batch file's lines are timestamped with
+    `--start`, else with the file's modification time (see core/formats/openai_batch.py)."""
+    from core.events import parse_timestamp
+    from core.formats import FormatError, log_format
+
+    try:
+        if start is None:
+            moment = datetime.fromtimestamp(path.stat().st_mtime, UTC)
+        else:
+            moment = parse_timestamp(int(start) if start.isdigit() else start)
+        return log_format(name, account=account, start=moment)
+    except (FormatError, ValueError) as error:
+        raise typer.BadParameter(str(error)) from error
+
+
+def fit_on_file(detector, path: Path, log_format: LogFormat | None = None):
     """`detector.fit` on a JSONL file's events, with a progress bar: reading, then fitting."""
     from detectors.registry import events_in_file
 
     with steps(f"reading {path.name}", total=count_lines(path), console=console) as bar:
-        return detector.fit(bar.track(events_in_file(path), then="fitting the detector"))
+        events = events_in_file(path, log_format)
+        return detector.fit(bar.track(events, then="fitting the detector"))
 
 
 @app.command()
@@ -301,16 +341,21 @@ def retention_tables() -> list[str]:
 def replay(
     events: Annotated[Path, typer.Argument(help="JSONL request log.", exists=True, dir_okay=False)],
     batch_size: Annotated[int, typer.Option(help="Events per checkpoint.")] = 2000,
+    log_format: FormatOption = "distillguard",
+    account: AccountOption = None,
+    start: StartOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Run a JSONL request log through the pipeline into the store (idempotent: rerun freely)."""
     from distillguard.wiring import store_pipeline
     from streaming.files import run_file
 
+    fmt = file_format(events, log_format, account, start)
     settings = get_settings()
     store = _open_store(settings)
     try:
-        totals = run_file(store_pipeline(settings, store), events, batch_size)
+        pipeline = store_pipeline(settings, store)
+        totals = run_file(pipeline, events, batch_size, log_format=fmt)
     finally:
         store.close()
     emit(
@@ -344,15 +389,20 @@ def calibrate(
             dir_okay=False,
         ),
     ] = None,
+    log_format: FormatOption = "distillguard",
+    account: AccountOption = None,
+    start: StartOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Fit detector thresholds on benign history at a target false-positive rate; print the
-    false-positive rate they give on held-out benign accounts and what to doubt about it."""
+    false-positive rate they give on held-out benign accounts and what to doubt about it.
+    --format applies to --benign and --live."""
     from detectors.base import calibration_of
     from detectors.registry import events_in_file, save_calibration
     from distillguard.wiring import build_detector
 
-    detector = fit_on_file(build_detector(get_settings(), target_fpr), benign)
+    fmt = file_format(benign, log_format, account, start)
+    detector = fit_on_file(build_detector(get_settings(), target_fpr), benign, fmt)
     report = getattr(detector, "calibration_report_", None)
     if live is not None:
         if report is None:
@@ -363,7 +413,8 @@ def calibrate(
             from detectors.fusion import calibration
 
             with steps(f"comparing {live.name}", count_lines(live), console=console) as bar:
-                report["live"] = calibration.compare_live(detector, bar.track(events_in_file(live)))
+                live_events = events_in_file(live, file_format(live, log_format, account, start))
+                report["live"] = calibration.compare_live(detector, bar.track(live_events))
     path = save_calibration(detector, out)
     summary = {
         key: value
@@ -432,24 +483,32 @@ def score(
         typer.Option(help="Benign JSONL to calibrate on, or a folder from `calibrate`."),
     ] = None,
     batch_size: Annotated[int, typer.Option(help="Events per checkpoint.")] = 2000,
+    log_format: FormatOption = "distillguard",
+    account: AccountOption = None,
+    start: StartOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Offline scoring with the same pipeline; without --calibration, self-calibrate on the
-    stream (assumes attackers are a small minority of accounts)."""
+    stream (assumes attackers are a small minority of accounts). --format applies to the
+    events and to a --calibration file."""
     from detectors.registry import load_calibration
     from distillguard.wiring import build_detector, build_pipeline
     from streaming.files import run_file
     from streaming.sinks import VerdictFileSink
 
+    fmt = file_format(events, log_format, account, start)
     settings = get_settings()
     detector = build_detector(settings)
     if calibration is not None and calibration.is_dir():
         load_calibration(detector, calibration)
+    elif calibration is not None:
+        fit_on_file(detector, calibration, file_format(calibration, log_format, account, start))
     else:
-        fit_on_file(detector, calibration or events)
+        fit_on_file(detector, events, fmt)
     sink = VerdictFileSink(out)
     try:
-        totals = run_file(build_pipeline(settings, [sink], detector=detector), events, batch_size)
+        pipeline = build_pipeline(settings, [sink], detector=detector)
+        totals = run_file(pipeline, events, batch_size, log_format=fmt)
     finally:
         sink.close()
     flagged = len({v.account_id for v in totals.verdicts if v.label != "benign"})
@@ -552,28 +611,56 @@ def produce(
     events: Annotated[Path, typer.Argument(help="JSONL request log.", exists=True, dir_okay=False)],
     topic: Annotated[str | None, typer.Option(help="Topic (default DG_TOPIC).")] = None,
     partitions: Annotated[int, typer.Option(help="Partitions if the topic is created.")] = 4,
+    log_format: FormatOption = "distillguard",
+    account: AccountOption = None,
+    start: StartOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Publish a JSONL request log to Kafka, one message per line, keyed by account_id."""
+    """Publish a JSONL request log to Kafka as schema v1, one message per event, keyed by
+    account_id. Lines of another --format that do not map go to the dead-letter topic."""
+    from core.batch import Batch
     from distillguard.wiring import kafka_connection
     from streaming.kafka import ensure_topic, make_producer, produce_lines
+    from streaming.sinks import DeadLetterTopicSink
 
+    fmt = file_format(events, log_format, account, start)
     settings = get_settings()
     topic = topic or settings.topic
     kafka = kafka_connection(settings)
     ensure_topic(kafka, topic, partitions)
     producer = make_producer(kafka)
+    dlq = DeadLetterTopicSink(producer, settings.dlq_topic)
+    dead = 0
+
+    def dead_letter(letter: DeadLetter) -> None:
+        nonlocal dead
+        dead += 1
+        dlq.write(Batch(dead_letters=[letter]))
+
     try:
         with steps(f"→ {topic}", count_lines(events), console) as bar, events.open("rb") as lines:
             sent = produce_lines(
-                producer, topic, (line.rstrip(b"\r\n") for line in lines), on_sent=bar.update
+                producer,
+                topic,
+                (line.rstrip(b"\r\n") for line in lines),
+                on_sent=bar.update,
+                log_format=fmt,
+                on_dead=dead_letter,
+                source=f"file:{events.name}",
             )
+        dlq.flush()
     finally:
         producer.close()
     emit(
         as_json,
-        {"published": sent, "topic": topic, "bootstrap": settings.kafka_bootstrap},
-        f"published {sent} messages to {topic} at {settings.kafka_bootstrap}",
+        {
+            "published": sent,
+            "dead_letters": dead,
+            "topic": topic,
+            "bootstrap": settings.kafka_bootstrap,
+        },
+        f"published {sent} messages to {topic} at {settings.kafka_bootstrap}"
+        + (f", {dead} dead letters to {settings.dlq_topic}" if dead else ""),
     )
 
 

@@ -16,13 +16,14 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from core.batch import Batch
-from core.events import DeadLetter, Event, parse_event
-from streaming.kafka import account_key
+from core.events import DeadLetter, Event
+from core.formats import LogFormat
 from streaming.pipeline import Pipeline
 from streaming.sinks import Sink
 from streaming.sources import records_from_lines
 
 STREAM = "http"
+NATIVE = LogFormat()
 
 
 @dataclass
@@ -51,7 +52,9 @@ class HttpOffsets:
 
 
 class Ingestor(Protocol):
-    def ingest(self, lines: list[bytes]) -> IngestResult: ...
+    def ingest(self, lines: list[bytes], log_format: LogFormat = NATIVE) -> IngestResult:
+        """Take a posted batch of `log_format` (its messages: `LogFormat.units`)."""
+        ...
 
 
 def _result(start: int, count: int, dead: list[DeadLetter], duplicates: int = 0) -> IngestResult:
@@ -86,15 +89,18 @@ class KafkaIngestor:
         self._lock = threading.Lock()
         self._offsets = HttpOffsets()
 
-    def ingest(self, lines: list[bytes]) -> IngestResult:
-        start = self._offsets.take(len(lines))
+    def ingest(self, lines: list[bytes], log_format: LogFormat = NATIVE) -> IngestResult:
+        units = list(log_format.units(lines))
+        start = self._offsets.take(len(units))
         items = [
-            parse_event(line, STREAM, start + i, self.max_event_bytes)
-            for i, line in enumerate(lines)
+            log_format.parse(unit, STREAM, start + i, self.max_event_bytes)
+            for i, unit in enumerate(units)
         ]
         futures = [
-            self.producer.send(self.topic, key=account_key(line), value=line)
-            for line, item in zip(lines, items, strict=True)
+            self.producer.send(
+                self.topic, key=item.account_id.encode(), value=log_format.wire(unit, item)
+            )
+            for unit, item in zip(units, items, strict=True)
             if isinstance(item, Event)
         ]
         dead = [item for item in items if isinstance(item, DeadLetter)]
@@ -106,7 +112,7 @@ class KafkaIngestor:
         self.producer.flush(timeout=30)
         for future in futures:
             future.get(timeout=30)  # raises unless the broker acknowledged the event
-        return _result(start, len(lines), dead)
+        return _result(start, len(units), dead)
 
 
 class PipelineIngestor:
@@ -117,15 +123,17 @@ class PipelineIngestor:
         self._lock = threading.Lock()  # the pipeline's detector state is not thread-safe
         self._offsets = HttpOffsets()
 
-    def ingest(self, lines: list[bytes]) -> IngestResult:
+    def ingest(self, lines: list[bytes], log_format: LogFormat = NATIVE) -> IngestResult:
         """Process and checkpoint one batch. When the store is down the call raises and the
         batch stays buffered for the next checkpoint (a resend is then a duplicate); a batch
         the store cannot take for its data never stays (see `streaming.sinks`)."""
-        start = self._offsets.take(len(lines))
+        units = list(log_format.units(lines))
+        start = self._offsets.take(len(units))
         with self._lock:
-            batch = self.pipeline.process(records_from_lines(lines, STREAM, start))
+            records = records_from_lines(units, STREAM, start)
+            batch = self.pipeline.process(records, parse=log_format.parse)
             self.pipeline.checkpoint()
-        return _result(start, len(lines), batch.dead_letters, batch.duplicates)
+        return _result(start, len(units), batch.dead_letters, batch.duplicates)
 
 
 class LazyIngestor:
@@ -137,8 +145,8 @@ class LazyIngestor:
         self._ingestor: Ingestor | None = None
         self._lock = threading.Lock()
 
-    def ingest(self, lines: list[bytes]) -> IngestResult:
+    def ingest(self, lines: list[bytes], log_format: LogFormat = NATIVE) -> IngestResult:
         with self._lock:
             if self._ingestor is None:
                 self._ingestor = self._build()
-        return self._ingestor.ingest(lines)
+        return self._ingestor.ingest(lines, log_format)

@@ -8,22 +8,26 @@ from pathlib import Path
 from rich.progress import BarColumn, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
 from core.batch import Batch
+from core.formats import LogFormat
 from core.progress import progress_bar
 from core.records import SourceRecord
 from streaming.loop import Totals, run
 from streaming.pipeline import Pipeline
 from streaming.sources import Revoked
 
+NATIVE_FORMAT = LogFormat()
+
 
 def file_batches(
-    path: Path, batch_size: int
+    path: Path, batch_size: int, log_format: LogFormat = NATIVE_FORMAT
 ) -> Generator[tuple[list[SourceRecord], int], None, None]:
-    """Batches of records (stream `file:NAME`, offset = line number) and the bytes read so far."""
+    """Batches of records (stream `file:NAME`, offset = message number: the line number, but
+    for a format whose lines hold several messages) and the bytes read so far."""
     stream = f"file:{path.name}"
     batch: list[SourceRecord] = []
     with path.open("rb") as handle:
-        for number, line in enumerate(handle):
-            batch.append(SourceRecord(line.rstrip(b"\r\n"), stream, number))
+        for number, unit in enumerate(log_format.units(handle)):
+            batch.append(SourceRecord(unit, stream, number))
             if len(batch) >= batch_size:
                 yield batch, handle.tell()
                 batch = []
@@ -36,11 +40,13 @@ class FileSource:
     revoked: a rerun reads it again, and the pipeline's per-account offsets skip what its
     checkpoints already counted."""
 
-    def __init__(self, path: Path, batch_size: int = 2000) -> None:
+    def __init__(
+        self, path: Path, batch_size: int = 2000, log_format: LogFormat = NATIVE_FORMAT
+    ) -> None:
         self.path = path
         self.batch_size = batch_size
         self.position = 0  # bytes read so far, for progress bars
-        self._batches = file_batches(path, batch_size)
+        self._batches = file_batches(path, batch_size, log_format)
 
     def batches(self) -> Iterator[list[SourceRecord]]:
         for records, position in self._batches:
@@ -58,11 +64,17 @@ class FileSource:
 
 
 def run_file(
-    pipeline: Pipeline, path: Path, batch_size: int = 2000, show_progress: bool = True
+    pipeline: Pipeline,
+    path: Path,
+    batch_size: int = 2000,
+    show_progress: bool = True,
+    log_format: LogFormat = NATIVE_FORMAT,
 ) -> Totals:
-    """Drive the pipeline over a JSONL file, checkpointing after each batch; returns totals."""
+    """Drive the pipeline over a JSONL file of `log_format` (the pipeline parses with it),
+    checkpointing after each batch; returns totals."""
     totals = Totals()
-    source = FileSource(path, batch_size)
+    source = FileSource(path, batch_size, log_format)
+    pipeline.parse = log_format.parse
     columns = (
         TextColumn("[bold]{task.description}"),
         BarColumn(),

@@ -23,6 +23,8 @@ from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.errors import KafkaConfigurationError, KafkaConnectionError, TopicAlreadyExistsError
 from pydantic import SecretStr
 
+from core.events import DeadLetter
+from core.formats import LogFormat
 from core.records import SourceRecord
 from core.settings import Settings
 from streaming.sources import Revoked
@@ -211,23 +213,49 @@ def account_key(line: bytes) -> bytes | None:
     return account.encode() if isinstance(account, str) else None
 
 
+def keyed_messages(
+    lines: Iterable[bytes], log_format: LogFormat, source: str
+) -> Iterator[tuple[bytes | None, bytes] | DeadLetter]:
+    """(key, value) of each message to publish: schema-v1 lines as they are, keyed by their
+    account (bad ones too: the worker dead-letters them with their bytes); a foreign format's
+    messages parsed here, published as schema v1 keyed by account, or their dead letters."""
+    if log_format.native:
+        yield from ((account_key(line), line) for line in lines)
+        return
+    for offset, unit in enumerate(log_format.units(lines)):
+        item = log_format.parse(unit, source, offset)
+        if isinstance(item, DeadLetter):
+            yield item
+        else:
+            yield item.account_id.encode(), log_format.wire(unit, item)
+
+
 def produce_lines(
     producer: KafkaProducer,
     topic: str,
     lines: Iterable[bytes],
     on_sent: Callable[[int], None] | None = None,
     rate: float | None = None,
+    log_format: LogFormat | None = None,
+    on_dead: Callable[[DeadLetter], None] | None = None,
+    source: str = "produce",
 ) -> int:
-    """Publish raw lines keyed by account (bad lines too: the worker dead-letters them), at
-    most `rate` messages per second when given (load tests)."""
+    """Publish raw lines keyed by account, at most `rate` messages per second when given (load
+    tests). Lines of a foreign `log_format` are mapped to schema v1 first; those that do not
+    map go to `on_dead` (the dead-letter topic) and are not published."""
     sent = 0
     started = time.perf_counter()
-    for line in lines:
+    for message in keyed_messages(lines, log_format or LogFormat(), source):
+        if isinstance(message, DeadLetter):
+            if on_dead is not None:
+                on_dead(message)
+            continue
         if rate is not None:
             delay = started + sent / rate - time.perf_counter()
             if delay > 0:
                 time.sleep(delay)
-        producer.send(topic, key=account_key(line), value=line)
+        key, value = message
+        producer.send(topic, key=key, value=value)
         sent += 1
         if on_sent and sent % 1000 == 0:
             on_sent(sent)

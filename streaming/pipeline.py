@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from core.batch import GLOBAL_STATE_ID, AccountState, Batch, IngestedEvent
 from core.embedder import Embedder
 from core.events import DeadLetter, Event, parse_event
+from core.formats import Parse
 from core.records import SourceRecord
 from core.timeutil import now_ms
 from core.verdicts import Assessment, Verdict, is_material
@@ -75,8 +76,10 @@ class Pipeline:
         embedder: Embedder | None = None,
         max_event_bytes: int = 8 * 1024 * 1024,
         publisher: ProfilePublisher | None = None,
+        parse: Parse = parse_event,
     ) -> None:
         self.detector = detector
+        self.parse = parse  # the input's log format (`core.formats`); Kafka carries schema v1
         # A worker publishes its accounts' profile updates for the one campaign linker and
         # keeps no cross-account state; without a publisher the detector links in-process.
         self.publisher = publisher
@@ -162,14 +165,16 @@ class Pipeline:
         return states
 
     # --- the batch ---------------------------------------------------------------------------
-    def process(self, records: Sequence[SourceRecord]) -> Batch:
+    def process(self, records: Sequence[SourceRecord], parse: Parse | None = None) -> Batch:
         """Run one batch through parse → embed → fingerprint → detect and write the result to
         every sink (response fingerprints too, so every entry point can attribute a suspect
-        model); returns it. A store failure raises before any state changed (retry freely)."""
+        model); returns it. A store failure raises before any state changed (retry freely).
+        `parse` overrides the pipeline's log format for this batch (HTTP ingest's `format=`)."""
+        parse = parse or self.parse
         parsed: list[tuple[Event, SourceRecord]] = []
         dead: list[DeadLetter] = []
         for record in records:
-            item = parse_event(record.value, record.stream, record.offset, self.max_event_bytes)
+            item = parse(record.value, record.stream, record.offset, self.max_event_bytes)
             if isinstance(item, Event):
                 item = _storable(item, record)
             if isinstance(item, Event):

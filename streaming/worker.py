@@ -48,6 +48,12 @@ EVENT_TO_VERDICT = Histogram(
     "From the message's Kafka timestamp to its batch's verdicts being durable",
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300),
 )
+MISKEYED = Counter(
+    "distillguard_miskeyed_messages_total",
+    "Kafka messages keyed by something other than their event's account_id (or by nothing): "
+    "the topic must be keyed by account_id, or one account's requests spread over partitions",
+)
+MISKEYED_WARN_EVERY_S = 60.0
 LAG = Gauge("distillguard_consumer_lag", "Messages behind the end of assigned partitions")
 SINKS_UP = Gauge("distillguard_sinks_up", "1 when the last checkpoint succeeded, 0 while retrying")
 CALIBRATION_DRIFT = Gauge(
@@ -93,6 +99,8 @@ class Worker:
         self.max_backoff_s = max_backoff_s
         self._down_since: float | None = None
         self._next_lag = 0.0
+        self._miskeyed_warned = -MISKEYED_WARN_EVERY_S  # monotonic time of the last warning
+        self._miskeyed_unreported = 0
         self.on_batch = on_batch  # (records, batch, durable_ms): benchmarks measure latency
         # None for a detector without a false-positive calibration (volume).
         self.drift = DriftMonitor.from_calibration(calibration_of(pipeline.detector))
@@ -175,7 +183,36 @@ class Worker:
         self.stats.consumed += batch.records
         self.stats.dead_letters += len(batch.dead_letters)
         self.stats.verdicts += len(batch.verdicts)
+        self._watch_keys(batch)
         self._watch_drift(batch)
+
+    def _watch_keys(self, batch: Batch) -> None:
+        """Count messages not keyed by their account_id, with a warning line at most every
+        `MISKEYED_WARN_EVERY_S`: a producer that keys otherwise splits an account across
+        partitions, so workers see parts of its history and arrival order is lost."""
+        wrong = [
+            item
+            for item in batch.events
+            if item.record.key != item.event.account_id.encode("utf-8", "surrogatepass")
+        ]
+        if not wrong:
+            return
+        MISKEYED.inc(len(wrong))
+        self._miskeyed_unreported += len(wrong)
+        now = time.monotonic()
+        if now - self._miskeyed_warned < MISKEYED_WARN_EVERY_S:
+            return
+        example = wrong[0]
+        log.warning(
+            "%d Kafka messages keyed by something other than their account_id (e.g. %s@%d: "
+            "key %r, account_id %r): key the topic by account_id",
+            self._miskeyed_unreported,
+            example.record.stream,
+            example.record.offset,
+            example.record.key,
+            example.event.account_id,
+        )
+        self._miskeyed_warned, self._miskeyed_unreported = now, 0
 
     def _watch_drift(self, batch: Batch) -> None:
         """Feed the drift monitor this batch's active accounts and new labels; set the gauges

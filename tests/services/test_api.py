@@ -260,6 +260,59 @@ def test_http_ingest_takes_json_arrays_and_refuses_oversized_bodies(store: Store
     assert store.count("events") == 1
 
 
+def test_http_ingest_takes_gateway_log_formats(store: Store) -> None:
+    """`format=` maps LiteLLM, OTLP/JSON, OpenAI batch and mapped logs into schema v1 through
+    the same ingestor; what does not map is a dead letter naming the field."""
+    from tests.core.test_formats import FIXTURES, compact, lines
+
+    token = create_token(store, "ingest", "gateway")[0]
+    ndjson = {**auth(token), "Content-Type": "application/x-ndjson"}
+    with ingest_client(store, mapping_dir=FIXTURES) as client:
+
+        def post(body: bytes, headers=ndjson, **params: str):
+            return client.post("/v1/events", content=body, params=params, headers=headers)
+
+        litellm = post(b"\n".join(lines("litellm.jsonl")), format="litellm")
+        assert litellm.status_code == 202 and litellm.json()["accepted"] == 2, litellm.text
+        # An OTLP/HTTP JSON export is one object: three model-call spans, one without content.
+        otlp = post(
+            compact("otel_traces.json"),
+            {**auth(token), "Content-Type": "application/json"},
+            format="otel",
+        )
+        assert otlp.status_code == 202, otlp.text
+        assert otlp.json()["accepted"] == 2
+        ((letter),) = otlp.json()["dead_letters"]
+        assert letter["index"] == 2 and "gen_ai.input.messages" in letter["reason"]
+        batch = b"\n".join(lines("openai_batch.jsonl"))
+        assert post(batch, format="openai-batch").status_code == 400  # no account
+        started = "2026-11-20T09:30:00Z"
+        taken = post(batch, format="openai-batch", account="acct-batch", start=started)
+        assert taken.json()["accepted"] == 3
+        again = post(batch, format="openai-batch", account="acct-batch", start=started)
+        assert again.json()["duplicates"] == 3  # same batch, same start: same request ids
+        mapped = post(b"\n".join(lines("gateway.jsonl")), format="mapping:gateway")
+        assert mapped.json()["accepted"] == 1
+        assert "account_id (from auth.customer)" in mapped.json()["dead_letters"][0]["reason"]
+        for refused in ("mapping:../gateway", "mapping:/etc/passwd", "splunk"):
+            assert post(b"{}", format=refused).status_code == 400
+        assert post(b"{}", format="litellm", account="").status_code == 422
+    accounts = store.query("SELECT account_id, count() AS n FROM {db}.events GROUP BY account_id")
+    assert {r["account_id"]: r["n"] for r in accounts} == {
+        "user-4242": 1,
+        "1f0e9d8c7b6a5f4e3d2c1b0a9f8e7d6c5b4a3f2e1d0c9b8a7f6e5d4c3b2a1f0e": 1,
+        "acct-span": 1,
+        "acct-resource": 1,
+        "acct-batch": 3,
+        "1017": 1,
+    }
+    with ingest_client(store) as client:  # no mapping_dir: mappings are off
+        response = client.post(
+            "/v1/events", content=b"{}", params={"format": "mapping:gateway"}, headers=ndjson
+        )
+        assert response.status_code == 400
+
+
 def test_webhooks_and_alert_acknowledgement(api) -> None:
     from core.batch import Batch
     from services.webhooks import AlertSink

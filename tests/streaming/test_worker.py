@@ -11,8 +11,10 @@ import httpx
 import orjson
 import pytest
 
-from bench.deployment import consumed
+from bench.deployment import consumed, free_port
+from streaming.kafka import make_producer
 from streaming.malformed import interleave_malformed
+from tests.conftest import KAFKA_BOOTSTRAP
 from tests.streaming.worker_harness import ROOT, WorkerRun, real_prompt_lines
 
 pytestmark = pytest.mark.integration
@@ -99,9 +101,19 @@ def test_malformed_messages_go_to_the_dlq_topic_and_table(run: WorkerRun) -> Non
     good = real_prompt_lines(5_000, seed=9)
     mixed, _ = interleave_malformed(good, 1_000, seed=4)
     run.produce(mixed)
-    run.start_worker()
+    # Three valid events keyed by something else than their account: counted and warned about.
+    producer = make_producer(KAFKA_BOOTSTRAP)
+    for index, key in enumerate((b"gateway-7", b"gateway-7", None)):
+        event = {**orjson.loads(good[index]), "request_id": f"miskeyed-{index}"}
+        producer.send(run.topic, key=key, value=orjson.dumps(event))
+    producer.close()
+    port = free_port()
+    run.start_worker(metrics_port=port)
     run.wait_for(lambda: run.count("dead_letters") == 1_000, 240, "1000 dead letters")
-    run.wait_for(lambda: run.count("events") == 5_000, 120, "5000 good events")
+    run.wait_for(lambda: run.count("events") == 5_003, 120, "5003 good events")
+    metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    assert "distillguard_miskeyed_messages_total 3.0" in metrics
+    assert "keyed by something other than their account_id" in run.logs()
     messages = run.dlq_messages(expected=1_000)
     assert len({m.key for m in messages}) == 1_000
     for message in messages[:50]:

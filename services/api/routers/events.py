@@ -14,6 +14,7 @@ from services.api.deps import (
     Ingest,
     IngestorDep,
     Limit,
+    LogFormatDep,
     Offset,
     SettingsDep,
     StoreDep,
@@ -46,12 +47,16 @@ def list_events(
 
 
 @router.post(
-    "/v1/events", tags=["ingest"], status_code=202, responses=errors(400, 401, 403, 413, 503)
+    "/v1/events", tags=["ingest"], status_code=202, responses=errors(400, 401, 403, 413, 422, 503)
 )
-async def ingest_events(_who: Ingest, lines: EventLines, ingestor: IngestorDep) -> IngestReceipt:
-    """A batch of request events (NDJSON, or a JSON array). Malformed events become dead
-    letters (topic and table) with their reason; the rest go on. 202 once durable."""
-    result = await run_in_threadpool(ingestor.ingest, lines)
+async def ingest_events(
+    _who: Ingest, lines: EventLines, log_format: LogFormatDep, ingestor: IngestorDep
+) -> IngestReceipt:
+    """A batch of request events (NDJSON, or a JSON array) in the log format `format` names.
+    Malformed events become dead letters (topic and table) with their reason; the rest go on.
+    202 once durable. A dead letter's `index` counts the batch's events (an OTLP export holds
+    one per model-call span)."""
+    result = await run_in_threadpool(ingestor.ingest, lines, log_format)
     return IngestReceipt(
         accepted=result.accepted,
         dead_letters=[Rejected.model_validate(d) for d in result.dead_letters],
