@@ -28,7 +28,11 @@ worst held-out world for each metric, against issue 16's targets (`LOWO_METRICS`
 Results go to JSON and markdown under `.distillguard/bench/`, the LOWO table to
 `bench/results/detection-lowo.md` (`-small` for `--small`), and, when `sharegpt-chat` is held
 out with its own history, the single-scenario table the README quoted before to
-`bench/results/detection.md` (`bench/readme.py`).
+`bench/results/detection.md` (`bench/readme.py`). Beside the table, `detection-error-rates.json`
+holds each detector's worst held-out world (benign and attacker accounts flagged, with counts;
+lowest ROC AUC; strategies never flagged): forensic reports quote it in their methodology. The
+committed one was read back from the committed table (`world_figures_from_table`), since the run
+that measured it predates the file.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ import hashlib
 import math
 import os
 import platform
+import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, is_dataclass
@@ -1009,6 +1014,127 @@ def run_lowo(
     return report
 
 
+# The figures forensic reports quote (services/reports.py reads the JSON at render time).
+ERROR_RATES = "detection-error-rates"
+RESULTS_TABLE = "detection-lowo"
+_FLAGGED = re.compile(r"\((?P<flagged>\d+)/(?P<accounts>\d+)\)")
+_SHARE = re.compile(r"(?P<percent>[\d.]+) %")
+
+
+def world_figures(report: dict) -> list[dict]:
+    """Per held-out world, detector and calibration: attacker and benign accounts flagged (as
+    counts), the ROC AUC, and each attack strategy's share of accounts flagged."""
+    figures = []
+    for result in report["results"]:
+        pooled = result["rows"][-1]
+        figures.append(
+            {
+                "world": result["world"],
+                "detector": result["detector"],
+                "calibration": result["calibration"],
+                "attackers": [
+                    round(result["metrics"]["attackers_flagged"] * pooled["accounts"]),
+                    pooled["accounts"],
+                ],
+                "benign": [len(result["benign_flagged_any"]), result["benign_accounts"]],
+                "roc_auc": result["metrics"]["roc_auc"],
+                "strategies": {
+                    row["strategy"]: row["flagged_any"]
+                    for row in result["rows"]
+                    if row["strategy"] != "all attacks"
+                },
+            }
+        )
+    return figures
+
+
+def world_figures_from_table(table: str) -> list[dict]:
+    """`world_figures` read back from a `lowo_table` file (bench/results/detection-lowo.md), for
+    figures measured before the benchmark wrote its error rates (strategy shares are rounded
+    to whole percents there)."""
+    detectors = {name: key for key, name in DETECTOR_NAMES.items()}
+    calibrations = {name: key for key, name in CALIBRATION_NAMES.items()}
+    figures: dict[tuple[str, str, str], dict] = {}
+    section, worlds, order = "", [], []
+    for line in table.splitlines():
+        if line.startswith("**Per held-out world:**"):
+            section = "world"
+        elif line.startswith("**Per strategy:**"):  # "..., own history / other worlds:"
+            section = "strategy"
+            order = [calibrations[n.strip()] for n in line.split(",")[-1].rstrip(":").split("/")]
+        if not line.startswith("| ") or not section:
+            continue
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if cells[0] == "strategy":
+            worlds = cells[2:]
+        elif section == "world" and cells[0] != "world":
+            attackers, benign = (_FLAGGED.search(cell) for cell in cells[3:5])
+            assert attackers and benign, line
+            key = (cells[0], detectors[cells[1]], calibrations[cells[2]])
+            figures[key] = {
+                "world": key[0],
+                "detector": key[1],
+                "calibration": key[2],
+                "attackers": [int(attackers["flagged"]), int(attackers["accounts"])],
+                "benign": [int(benign["flagged"]), int(benign["accounts"])],
+                "roc_auc": None if cells[8] == "—" else float(cells[8]),
+                "strategies": {},
+            }
+        elif section == "strategy" and cells[0] != "all attacks":
+            for world, cell in zip(worlds, cells[2:], strict=True):
+                for calibration, part in zip(order, cell.split(" / "), strict=False):
+                    share = _SHARE.match(part.strip())
+                    entry = figures.get((world, detectors[cells[1]], calibration))
+                    if share and entry is not None:
+                        entry["strategies"][cells[0]] = float(share["percent"]) / 100
+    return list(figures.values())
+
+
+def error_rates(figures: Sequence[dict], measured: str) -> dict:
+    """Per detector and calibration, the worst held-out world's benign and attacker accounts
+    flagged (with their counts), the lowest ROC AUC, and the strategies flagged in no world:
+    what a forensic report states as the detector's measured error rates and limits."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for figure in figures:
+        groups.setdefault((figure["detector"], figure["calibration"]), []).append(figure)
+    detectors: dict[str, dict[str, dict]] = {}
+    for (detector, calibration), group in groups.items():
+
+        def share(pair: list[int]) -> float:
+            return pair[0] / pair[1] if pair[1] else 0.0
+
+        benign = max(group, key=lambda f: share(f["benign"]))  # first world on ties
+        attackers = min(group, key=lambda f: share(f["attackers"]))
+        scored = [f for f in group if f["roc_auc"] is not None]
+        auc = min(scored, key=lambda f: f["roc_auc"]) if scored else None
+        strategies = dict.fromkeys(s for f in group for s in f["strategies"])
+        detectors.setdefault(detector, {})[calibration] = {
+            "benign_flagged": _worst(benign, "benign"),
+            "attackers_flagged": _worst(attackers, "attackers"),
+            "roc_auc": None if auc is None else {"value": auc["roc_auc"], "world": auc["world"]},
+            "strategies_never_flagged": [
+                s for s in strategies if all(f["strategies"].get(s, 0.0) == 0.0 for f in group)
+            ],
+        }
+    return {
+        "measured": measured,
+        "source": f"bench/results/{RESULTS_TABLE}.md",
+        "worlds": list(dict.fromkeys(f["world"] for f in figures)),
+        "detectors": detectors,
+    }
+
+
+def _worst(figure: dict, side: str) -> dict:
+    flagged, accounts = figure[side]
+    return {"flagged": flagged, "accounts": accounts, "world": figure["world"]}
+
+
+def write_error_rates(rates: dict, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(orjson.dumps(rates, option=orjson.OPT_INDENT_2) + b"\n")
+    return path
+
+
 def write_outputs(
     report: dict, cache: Path, table_path: Callable[[str], Path] | None = None
 ) -> dict[str, Path]:
@@ -1027,7 +1153,11 @@ def write_outputs(
     header = measured_by(seconds=report["wall_seconds"])
     suffix = "-small" if report["small"] else ""
     written["table"] = write_table(
-        table_path(f"detection-lowo{suffix}"), lowo_table(report), header
+        table_path(f"{RESULTS_TABLE}{suffix}"), lowo_table(report), header
+    )
+    written["error_rates"] = write_error_rates(
+        error_rates(world_figures(report), header),
+        table_path(f"{ERROR_RATES}{suffix}").with_suffix(".json"),
     )
     single = [
         result

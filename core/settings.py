@@ -126,6 +126,10 @@ class Settings(BaseSettings):
     # claims before reading them back (dispatcher clocks must agree within half of it).
     alert_lease_s: float = 30.0
     alert_settle_s: float = 0.5
+    # Forensic reports: the Ed25519 private key that signs each report's manifest (PKCS#8 PEM,
+    # or the base64 of its 32 raw bytes; `distillguard report keygen` makes one). Unset: reports
+    # are written unsigned and say so (services/signing.py explains why no key is invented).
+    report_signing_key: SecretStr | None = None
     watermark_key: SecretStr | None = None  # provenance: the serving watermark's secret
     watermark_gamma: float = 0.25  # green share of the vocabulary
     watermark_delta: float = 2.0  # logit bonus of green tokens

@@ -24,10 +24,10 @@ import typer
 from rich.console import Console
 from typer.core import TyperGroup
 
-from core import __version__
 from core.progress import steps
 from core.settings import Settings, get_settings
 from core.timeutil import END_OF_TIME_MS
+from core.version import full_version
 
 if TYPE_CHECKING:
     from core.events import DeadLetter
@@ -42,11 +42,14 @@ class ExitCode(IntEnum):
     USAGE = 2  # bad options or arguments (click's own code), or invalid DG_* configuration
     STORE_UNAVAILABLE = 3  # ClickHouse (or the embedded chDB store) unreachable or failing
     KAFKA_UNAVAILABLE = 4  # no Kafka broker reachable, or Kafka refused or timed out
+    REPORT_TAMPERED = 5  # `report verify`: a file, the manifest or the signature changed
+    REPORT_UNSIGNED = 6  # `report verify`: every hash matches, but nothing signs the manifest
 
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 ok; 1 failed; 2 usage or configuration error; "
-    "3 store (ClickHouse) unavailable; 4 Kafka unavailable."
+    "3 store (ClickHouse) unavailable; 4 Kafka unavailable; "
+    "5 report verify: the report was altered; 6 report verify: the report is not signed."
 )
 
 
@@ -173,7 +176,7 @@ _URL_SECRET_PARAMETER = re.compile(
 
 def _print_version(value: bool) -> None:
     if value:
-        print(__version__)
+        print(full_version())
         raise typer.Exit()
 
 
@@ -203,8 +206,8 @@ def _main(
 
 @app.command()
 def version() -> None:
-    """Print the DistillGuard version."""
-    print(__version__)
+    """Print the DistillGuard version (with the commit, in a git checkout)."""
+    print(full_version())
 
 
 @app.command("config")
@@ -919,8 +922,8 @@ def provenance_test(
     """Radioactivity test: a p-value that the suspect learned from our watermarked outputs."""
     import orjson
 
+    from core.tokenizer import teacher_tokenizer
     from provenance.cases import Suspect, radioactivity_case, write_case
-    from students.teacher import teacher_tokenizer
 
     if mode not in ("open", "closed"):
         raise typer.BadParameter("--mode is open or closed")
@@ -1054,9 +1057,20 @@ def experiment_steps(config) -> int:
     return 1 + sum(math.ceil(count / 32) for count in batches) + students
 
 
-@app.command()
+report_app = typer.Typer(
+    help="Forensic reports: `report --account|--cluster|--since ... --out DIR` writes one "
+    "(HTML, JSON, events CSV, charts, PDF unless --format says otherwise) with a signed "
+    "SHA-256 manifest; `report verify DIR` checks it; `report keygen` makes a signing key.",
+    invoke_without_command=True,
+    no_args_is_help=False,
+)
+app.add_typer(report_app, name="report")
+
+
+@report_app.callback()
 def report(
-    out: Annotated[Path, typer.Option(help="Folder to write the report into.")],
+    ctx: typer.Context,
+    out: Annotated[Path | None, typer.Option(help="Folder to write the report into.")] = None,
     account: Annotated[str | None, typer.Option(help="One account.")] = None,
     cluster: Annotated[str | None, typer.Option(help="One campaign (cluster id).")] = None,
     since: Annotated[str | None, typer.Option(help="Start of a time range (ISO 8601).")] = None,
@@ -1072,7 +1086,9 @@ def report(
     as_json: JsonOption = False,
 ) -> None:
     """A forensic report (HTML, JSON, events CSV, charts, and PDF unless --format says
-    otherwise) with a SHA-256 manifest of every file."""
+    otherwise) with a SHA-256 manifest of every file, signed with DG_REPORT_SIGNING_KEY."""
+    if ctx.invoked_subcommand is not None:
+        return
     from datetime import datetime
 
     from services.reports import ReportError, Subject, write_report
@@ -1080,6 +1096,8 @@ def report(
     def ms(value: str | None, default: int) -> int:
         return int(datetime.fromisoformat(value).timestamp() * 1000) if value else default
 
+    if out is None:
+        raise typer.BadParameter("--out is required", param_hint="--out")
     if fmt not in ("pdf", "html", "json"):
         raise typer.BadParameter("--format is pdf, html or json")
     subject = Subject(account, cluster, ms(since, 0), ms(until, END_OF_TIME_MS))
@@ -1098,10 +1116,86 @@ def report(
         raise typer.Exit(ExitCode.FAILED) from None
     finally:
         store.close()
+    signing = manifest["signing"]
+    if not signing["algorithm"]:
+        console.print(f"[yellow]warning:[/] the report is UNSIGNED: {signing['unsigned_reason']}")
     emit(
         as_json,
         {"out": str(out), **manifest},
-        f"report for {subject.title} in {out} (sha256 {manifest['report_sha256']})",
+        f"report for {subject.title} in {out} (sha256 {manifest['report_sha256']}, "
+        + (
+            f"signed by key {signing['public_key_fingerprint']})"
+            if signing["algorithm"]
+            else "unsigned)"
+        ),
+    )
+
+
+@report_app.command("verify")
+def report_verify(
+    folder: Annotated[
+        Path, typer.Argument(help="The report's folder.", exists=True, file_okay=False)
+    ],
+    fingerprint: Annotated[
+        str | None,
+        typer.Option(
+            help="The signing key's published fingerprint (SHA-256 of the raw public key, "
+            "hex): also fail when another key signed, or nothing did."
+        ),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Check a report's signature and every file's SHA-256; name each file modified, added or
+    removed, and any change to the manifest or its signature. Exit 0 only when the report is
+    intact and signed; 5 when anything changed; 6 when intact but unsigned."""
+    from services.signing import verify_report
+
+    result = verify_report(folder, fingerprint)
+    lines = [f"{p['file']}: {p['change']} ({p['detail']})" for p in result.problems]
+    if result.verified:
+        lines.append(
+            f"{folder}: intact; {result.artifacts_checked} files match the manifest, signed by "
+            f"key {result.public_key_fingerprint}"
+        )
+    elif result.intact:
+        lines.append(
+            f"{folder}: {result.artifacts_checked} files match the manifest, but the report is "
+            f"UNSIGNED ({result.unsigned_reason}): nothing shows who wrote it"
+        )
+    else:
+        lines.append(f"{folder}: ALTERED: {len(result.problems)} change(s) found")
+    emit(as_json, result.to_dict(), *lines)
+    if not result.intact:
+        raise typer.Exit(ExitCode.REPORT_TAMPERED)
+    if not result.verified:
+        raise typer.Exit(ExitCode.REPORT_UNSIGNED)
+
+
+@report_app.command("keygen")
+def report_keygen(
+    out: Annotated[Path, typer.Option(help="Write the private key (PEM, mode 0600) here.")],
+    as_json: JsonOption = False,
+) -> None:
+    """A new Ed25519 report signing key. Point DG_REPORT_SIGNING_KEY (or the TOML setting) at
+    its contents and publish the printed fingerprint, so readers can pin it."""
+    from services.signing import load_signing_key, new_signing_key_pem, public_key_info
+
+    pem = new_signing_key_pem()
+    try:
+        descriptor = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise typer.BadParameter(f"{out} exists: a signing key is never overwritten") from None
+    with os.fdopen(descriptor, "wb") as handle:
+        handle.write(pem)
+    from pydantic import SecretStr
+
+    key = load_signing_key(SecretStr(pem.decode()))
+    assert key is not None
+    info = public_key_info(key)
+    emit(
+        as_json,
+        {"key_file": str(out), **info},
+        f"wrote {out}; public key fingerprint {info['public_key_fingerprint']}",
     )
 
 

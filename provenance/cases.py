@@ -13,8 +13,8 @@ from typing import Any, Literal
 
 import orjson
 
-from core import __version__
 from core.settings import Settings
+from core.version import full_version
 from provenance.attribution import attribute, evidence_texts, load_suspect_outputs, read_texts
 from provenance.error_rates import load_error_rates
 from provenance.radioactivity import (
@@ -177,7 +177,7 @@ def _case(kind: str, suspect: Suspect, **body) -> dict:
     return {
         "kind": kind,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "distillguard_version": __version__,
+        "distillguard_version": full_version(),
         "suspect": suspect.describe(),
         **body,
     }

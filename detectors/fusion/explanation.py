@@ -59,7 +59,7 @@ def reasons(
                 contribution=_floor4(score * float(surprise) / share),
                 evidence={
                     "explanation": signal.explanation,
-                    "benign_tail_probability": round(p, 5),
+                    "benign_tail_probability": float(f"{p:.3g}"),  # 1e-6 stays 1e-6
                     **(
                         {"compared_with": "benign accounts' whole histories"}
                         if signal.lifetime
@@ -77,7 +77,7 @@ def reasons(
             {
                 "explanation": "linked accounts acting as one: their links are this many decades "
                 "rarer among independent honest accounts than chance over every pair compared",
-                "benign_tail_probability": round(10 ** (-float(coordination)), 5),
+                "benign_tail_probability": float(f"{10 ** -float(coordination):.3g}"),
             },
         ),
     }

@@ -30,6 +30,7 @@ class ReportEventRow(TypedDict):
     event_ms: int
     model: str
     prompt_text: str
+    response_text: str
     prompt_tokens: int | None
     completion_tokens: int | None
     params_json: str
@@ -80,8 +81,9 @@ def events_of(
 ) -> list[ReportEventRow]:
     """The accounts' requests in `[since_ms, until_ms]`, oldest first (a report's evidence)."""
     rows = store.query_in(
-        "SELECT request_id, account_id, event_ms, model, prompt_text, prompt_tokens,"
-        " completion_tokens, params_json, client_ip, user_agent FROM {db}.events FINAL"
+        "SELECT request_id, account_id, event_ms, model, prompt_text, response_text,"
+        " prompt_tokens, completion_tokens, params_json, client_ip, user_agent"
+        " FROM {db}.events FINAL"
         " WHERE account_id IN %(values)s AND event_ms >= %(since)s AND event_ms <= %(until)s",
         accounts,
         {"since": since_ms, "until": until_ms},

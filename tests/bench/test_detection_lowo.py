@@ -23,17 +23,22 @@ from typer.testing import CliRunner
 import bench.detection as detection
 from bench.detection import (
     CALIBRATIONS,
+    ERROR_RATES,
     LOWO_METRICS,
     Run,
     batches,
     calibration_for,
+    error_rates,
     evaluate,
     lowo_table,
     run_detector,
     run_lowo,
+    world_figures,
+    world_figures_from_table,
     worst_worlds,
     write_outputs,
 )
+from bench.readme import result_path
 from bench.scenario import CAMPAIGN, SMALL, Scenario, build
 from bench.worlds import World
 from core.events import Event
@@ -339,6 +344,39 @@ def test_write_outputs_keys_the_report_by_the_worlds_built_files(
     second = write_outputs(fewer, tmp_path, lambda name: tmp_path / f"{name}.md")
     assert first["json"] != second["json"] and first["json"].exists()
     assert first["table"] == second["table"] == tmp_path / "detection-lowo-small.md"
+    rates = orjson.loads(first["error_rates"].read_bytes())
+    assert first["error_rates"] == tmp_path / "detection-error-rates-small.json"
+    assert rates["measured"].startswith("Measured ") and rates["worlds"] == list(report["worlds"])
+
+
+def _without_auc_values(rates: dict) -> dict:
+    """The table rounds ROC AUC to 3 decimals; which world is worst must still agree."""
+    for calibrations in rates["detectors"].values():
+        for figures in calibrations.values():
+            figures["roc_auc"] = figures["roc_auc"] and figures["roc_auc"]["world"]
+    return rates
+
+
+def test_error_rates_read_from_the_table_match_the_result_structures(
+    lowo: tuple[dict, list[list[Event]]],
+) -> None:
+    report, _ = lowo
+    from_structures = error_rates(world_figures(report), "m")
+    from_table = error_rates(world_figures_from_table(lowo_table(report)), "m")
+    assert _without_auc_values(from_table) == _without_auc_values(from_structures)
+    for calibration, figures in from_structures["detectors"]["volume_z"].items():
+        results = [r for r in report["results"] if r["calibration"] == calibration]
+        worst = max(results, key=lambda r: r["metrics"]["benign_flagged"])
+        assert figures["benign_flagged"]["accounts"] == worst["benign_accounts"]
+        assert figures["benign_flagged"]["flagged"] == len(worst["benign_flagged_any"])
+
+
+def test_the_committed_error_rates_are_the_committed_tables() -> None:
+    """bench/results/detection-error-rates.json (what forensic reports quote) says what the
+    README's LOWO table says: it was generated from it, and a new run rewrites both."""
+    header, _, table = result_path("detection-lowo").read_text().partition("\n\n")
+    committed = orjson.loads(result_path(ERROR_RATES).with_suffix(".json").read_bytes())
+    assert committed == error_rates(world_figures_from_table(table), header)
 
 
 class LinkingVolume(VolumeZScoreDetector):

@@ -15,9 +15,9 @@ import orjson
 import pytest
 from typer.testing import CliRunner
 
-from core import __version__
 from core.progress import steps
 from core.settings import get_settings
+from core.version import full_version
 from distillguard.cli import ExitCode, app
 from tests.distillguard.test_cli import request_log, volume_detector  # noqa: F401 - fixtures
 from tests.streaming.test_pipeline import traffic
@@ -59,14 +59,15 @@ def assert_one_line(result: subprocess.CompletedProcess, code: int, *words: str)
 
 def test_version() -> None:
     result = distillguard("--version")
-    assert result.returncode == 0 and result.stdout == f"{__version__}\n"
+    assert result.returncode == 0 and result.stdout == f"{full_version()}\n"
 
 
 def test_help_documents_the_exit_codes() -> None:
     result = runner.invoke(app, ["--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0
     assert "Exit codes: 0 ok; 1 failed; 2 usage or configuration error" in result.stdout
-    assert [int(code) for code in ExitCode] == [0, 1, 2, 3, 4]
+    assert [int(code) for code in ExitCode] == [0, 1, 2, 3, 4, 5, 6]
+    assert "5 report verify: the report was altered" in result.stdout
 
 
 @pytest.mark.parametrize(

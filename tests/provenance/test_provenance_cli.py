@@ -13,11 +13,12 @@ from pathlib import Path
 import orjson
 import pytest
 
+from core.tokenizer import teacher_tokenizer
 from detectors.corpus import iter_conversations
 from provenance.watermark import WatermarkKey
 from students.distill import new_student
 from students.prompts import attack_pool
-from students.teacher import GenerationSettings, Teacher, teacher_tokenizer, watermarked
+from students.teacher import GenerationSettings, Teacher, watermarked
 from tests.conftest import TEACHER_DIR, data_folder
 
 SECRET = "provenance-cli-test-key"
