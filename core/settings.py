@@ -12,7 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -73,6 +73,10 @@ class Settings(BaseSettings):
     # claims before reading them back (dispatcher clocks must agree within half of it).
     alert_lease_s: float = 30.0
     alert_settle_s: float = 0.5
+    # Alerts start at this label (`suspicious`: the early-warning tier too; an escalation to
+    # `extraction` re-sends the same alert as an update) and link to this dashboard (unset: none).
+    alert_min_label: Literal["suspicious", "extraction"] = "extraction"
+    dashboard_url: str | None = Field(default=None, pattern=r"^https?://[^\s]+$")
     watermark_key: SecretStr | None = None  # provenance: the serving watermark's secret
     watermark_gamma: float = 0.25  # green share of the vocabulary
     watermark_delta: float = 2.0  # logit bonus of green tokens

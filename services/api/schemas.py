@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any, Generic, Literal, TypeVar
 
 import orjson
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SecretStr
 
 from core.settings import Settings
 from core.timeutil import END_OF_TIME_MS
@@ -319,6 +319,11 @@ class Acknowledgement(BaseModel):
 class WebhookRequest(BaseModel):
     url: str = Field(pattern=r"^https?://", max_length=2000)
     format: Format = "json"
+    routing_key: SecretStr | None = Field(
+        None,
+        description="The PagerDuty Events v2 integration key (32 letters and digits): required "
+        "with, and only with, the `pagerduty` format. Stored sealed; never shown again.",
+    )
 
 
 class Webhook(BaseModel):
