@@ -142,7 +142,8 @@ def slack_message(payload: dict, dashboard_url: str | None = None) -> dict[str, 
     """A Block Kit message: header, the facts as section fields, a context line, and a button to
     the dashboard page; `text` is the fallback."""
     subject, ident = _subject(payload)
-    title = f"{'Update: ' if payload.get('update') else ''}{payload['label']} {subject} {ident}"
+    update = "update: " if payload.get("update") else ""
+    title = f"DistillGuard {update}{payload['label']} {subject} {ident}"
     facts = [("Score", f"{payload['score']:.3f}"), ("Label", payload["label"])]
     if subject == "campaign":
         facts.append(("Accounts", payload["member_count"]))

@@ -350,7 +350,7 @@ def campaign_payload(cluster: ClusterVerdict) -> dict:
         "requests": evidence.get("requests"),
         "updated_at": cluster.updated.isoformat(),
         "reasons": [{"signal": s, "share": round(v, 4)} for s, v in shares[:5]],
-        "shared_prefixes": list(evidence.get("shared_prefixes", {}))[:5],
+        "shared_prefixes": [p[:200] for p in list(evidence.get("shared_prefixes", {}))[:5]],
     }
 
 
