@@ -1,8 +1,9 @@
 """Signed webhook alerts through a durable outbox (the `alerts` table).
 
-A new `extraction` verdict for an account, or a campaign scored `extraction`, becomes one
-`alerts` row per active webhook (`AlertSink`, a pipeline sink). The row id is derived from the
-webhook and the subject, so an account or campaign alerts each webhook once, and it is the
+A new `extraction` verdict for an account, or a campaign scored `extraction` (from `suspicious`
+on with `alert_min_label`), becomes one `alerts` row per active webhook (`AlertSink`, a pipeline
+sink). The row id is derived from the webhook and the subject (and, for an update, the state it
+reports), so an account or campaign alerts each webhook once per state, and it is the
 `Idempotency-Key` the receiver sees on every attempt. The `Dispatcher` sends due rows; each
 attempt is recorded in the row (a newer version), so a restarted service resumes where the last
 one stopped. Retries back off exponentially with jitter for up to 24 hours, then the row is

@@ -173,3 +173,31 @@ def test_pagerduty_webhooks_are_registered_with_a_sealed_routing_key(store: Stor
         assert ROUTING_KEY not in created.text + listed.text
     (row,) = store.query("SELECT * FROM {db}.webhooks FINAL")
     assert ROUTING_KEY not in orjson.dumps(row).decode()
+
+
+def test_the_cli_registers_a_pagerduty_webhook_without_the_key_on_the_command_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from typer.testing import CliRunner
+
+    from core.settings import get_settings
+    from distillguard.cli import app
+
+    runner = CliRunner()
+    monkeypatch.setenv("DG_WEBHOOK_SECRET", "s3cret")
+    monkeypatch.setenv("DG_WEBHOOK_ALLOW_NETWORKS", '["127.0.0.0/8"]')
+    get_settings.cache_clear()
+    add = ["webhook", "add", "http://127.0.0.1:9/v2/enqueue", "--format", "pagerduty", "--json"]
+    refused = runner.invoke(app, add, input="not-a-key\n")  # the hidden prompt
+    assert refused.exit_code == 2 and "32 letters" in refused.output
+    monkeypatch.setenv("DG_PAGERDUTY_ROUTING_KEY", ROUTING_KEY)
+    added = runner.invoke(app, add)
+    assert added.exit_code == 0, added.output
+    webhook_id = orjson.loads(added.stdout)["webhook_id"]
+    listed = runner.invoke(app, ["webhook", "list", "--json"])
+    assert orjson.loads(listed.stdout) == [
+        {"webhook_id": webhook_id, "url": "http://127.0.0.1:9/v2/enqueue", "format": "pagerduty"}
+    ]
+    assert ROUTING_KEY not in added.output + listed.output
+    assert runner.invoke(app, ["webhook", "remove", webhook_id]).stdout == f"removed {webhook_id}\n"
+    assert orjson.loads(runner.invoke(app, ["webhook", "list", "--json"]).stdout) == []
