@@ -409,7 +409,6 @@ def enqueue(store: Store, candidates: Sequence[Candidate]) -> int:
     alerted = _alerted(store, gravest.values())
     campaigns = {c.cluster_id for c in gravest.values() if c.kind == "campaign"}
     rows = []
-    now_ms = int(time.time() * 1000)
     for hook in hooks:
         hook_id = hook["webhook_id"]
         for c in gravest.values():
@@ -430,27 +429,58 @@ def enqueue(store: Store, candidates: Sequence[Candidate]) -> int:
                 payload |= {"update": True, "revision": before["alerts"], "previous": previous}
             else:
                 continue
-            rows.append(
-                {
-                    "alert_id": alert_id,
-                    "created_time": now_ms // 1000,
-                    "kind": c.kind,
-                    "account_id": c.account_id,
-                    "cluster_id": c.cluster_id,
-                    "payload_json": orjson.dumps({"alert_id": alert_id, **payload}).decode(),
-                    "status": "pending",
-                    "attempts": 0,
-                    "next_attempt_ms": now_ms,
-                    "webhook_id": hook_id,
-                    "version": 1,
-                }
-            )
+            rows.append(_outbox_row(alert_id, c.kind, c.account_id, c.cluster_id, hook_id, payload))
+    return _insert_fresh(store, rows)
+
+
+def _outbox_row(
+    alert_id: str, kind: str, account_id: str, cluster_id: str, webhook_id: str, payload: dict
+) -> dict:
+    """A pending outbox row, due now."""
+    now_ms = int(time.time() * 1000)
+    return {
+        "alert_id": alert_id,
+        "created_time": now_ms // 1000,
+        "kind": kind,
+        "account_id": account_id,
+        "cluster_id": cluster_id,
+        "payload_json": orjson.dumps({"alert_id": alert_id, **payload}).decode(),
+        "status": "pending",
+        "attempts": 0,
+        "next_attempt_ms": now_ms,
+        "webhook_id": webhook_id,
+        "version": 1,
+    }
+
+
+def _insert_fresh(store: Store, rows: list[dict]) -> int:
+    """Insert the rows whose alert is not in the outbox yet (any status): never sent twice."""
     if not rows:
         return 0
     existing = queries.existing_alert_ids(store, [r["alert_id"] for r in rows])
     fresh = {r["alert_id"]: r for r in rows if r["alert_id"] not in existing}
     store.insert("alerts", list(fresh.values()))
     return len(fresh)
+
+
+def enqueue_acknowledgement(store: Store, alert: Mapping[str, Any]) -> bool:
+    """An analyst acknowledged `alert`: when it went to PagerDuty, queue an `acknowledge` event
+    for its dedup key (once per alert group and webhook), so the incident stops paging."""
+    hook = next((h for h in webhooks(store) if h["webhook_id"] == alert["webhook_id"]), None)
+    if hook is None or hook["format"] != "pagerduty" or alert["kind"] == "acknowledge":
+        return False
+    key = alert_payload(alert)["group_key"]
+    payload = {"kind": "acknowledge", "group_key": key, "event_action": "acknowledge"}
+    alert_id = _alert_id(hook["webhook_id"], "acknowledge", key)
+    row = _outbox_row(
+        alert_id,
+        "acknowledge",
+        alert["account_id"],
+        alert["cluster_id"],
+        hook["webhook_id"],
+        payload,
+    )
+    return _insert_fresh(store, [row]) == 1
 
 
 class AlertSink(BufferedSink):
@@ -658,7 +688,8 @@ class Dispatcher:
             return slack_message(payload, self.dashboard_url)
         if hook["format"] == "pagerduty":
             key = unseal(self.secret, hook["webhook_id"], hook.get("routing_key_sealed") or "")
-            return pagerduty_event(payload, key, self.dashboard_url)
+            action = payload.get("event_action", "trigger")
+            return pagerduty_event(payload, key, self.dashboard_url, action)
         link = dashboard_link(self.dashboard_url, payload)
         return payload | {"dashboard_link": link} if link else payload
 

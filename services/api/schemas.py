@@ -280,7 +280,10 @@ class ReportCreated(BaseModel):
 # --- alerts and webhooks ----------------------------------------------------------------------
 class Alert(BaseModel):
     alert_id: str
-    kind: str = Field(description="`extraction` (an account) or `campaign`.")
+    kind: str = Field(
+        description="`extraction` (an account), `campaign`, or `acknowledge` (PagerDuty hears "
+        "an analyst's acknowledgement)."
+    )
     status: Literal["pending", "delivered", "expired"]
     last_error: str
     webhook_id: str

@@ -149,30 +149,46 @@ def test_an_escalation_updates_the_alert_and_strangers_still_alert(store: Store)
     assert {p.get("account_id") for p in outbox()} == {"acct-1", "m0"}
 
 
-def test_pagerduty_webhooks_are_registered_with_a_sealed_routing_key(store: Store) -> None:
-    admin = create_token(store, "admin", "test-admin")[0]
-    headers = {"Authorization": f"Bearer {admin}"}
-    url = "http://127.0.0.1:9/v2/enqueue"
+def test_pagerduty_webhooks_take_a_sealed_routing_key_and_hear_acknowledgements(
+    store: Store,
+) -> None:
+    tokens = {role: create_token(store, role, f"test-{role}")[0] for role in ("admin", "analyst")}
+    admin, analyst = ({"Authorization": f"Bearer {tokens[r]}"} for r in ("admin", "analyst"))
+    pagerduty = Receiver(refuse=0)
     unsealable = Settings(webhook_allow_networks=LOOPBACK)
-    sealable = Settings(webhook_allow_networks=LOOPBACK, webhook_secret="s3cret")  # type: ignore[arg-type]
-    with TestClient(create_app(unsealable, store)) as client:
-        hook = {"url": url, "format": "pagerduty", "routing_key": ROUTING_KEY}
-        assert client.post("/v1/webhooks", json=hook, headers=headers).status_code == 422
-    with TestClient(create_app(sealable, store)) as client:
-        for bad in (
-            {"url": url, "format": "pagerduty"},
-            {**hook, "routing_key": "short"},
-            {**hook, "format": "json"},
-        ):
-            refused = client.post("/v1/webhooks", json=bad, headers=headers)
-            assert refused.status_code == 422 and ROUTING_KEY not in refused.text
-        created = client.post("/v1/webhooks", json=hook, headers=headers)
-        assert created.status_code == 201 and created.json()["format"] == "pagerduty"
-        listed = client.get("/v1/webhooks", headers=headers)
-        assert [h["format"] for h in listed.json()["items"]] == ["pagerduty"]
-        assert ROUTING_KEY not in created.text + listed.text
-    (row,) = store.query("SELECT * FROM {db}.webhooks FINAL")
-    assert ROUTING_KEY not in orjson.dumps(row).decode()
+    sealable = Settings(webhook_allow_networks=LOOPBACK, webhook_secret=SECRET.decode())  # type: ignore[arg-type]
+    hook = {"url": pagerduty.url, "format": "pagerduty", "routing_key": ROUTING_KEY}
+    try:
+        with TestClient(create_app(unsealable, store)) as client:
+            assert client.post("/v1/webhooks", json=hook, headers=admin).status_code == 422
+        with TestClient(create_app(sealable, store)) as client:
+            for bad in (
+                {"url": pagerduty.url, "format": "pagerduty"},
+                {**hook, "routing_key": "short"},
+                {**hook, "format": "json"},
+            ):
+                refused = client.post("/v1/webhooks", json=bad, headers=admin)
+                assert refused.status_code == 422 and ROUTING_KEY not in refused.text
+            created = client.post("/v1/webhooks", json=hook, headers=admin)
+            assert created.status_code == 201 and created.json()["format"] == "pagerduty"
+            listed = client.get("/v1/webhooks", headers=admin)
+            assert [h["format"] for h in listed.json()["items"]] == ["pagerduty"]
+            assert ROUTING_KEY not in created.text + listed.text
+            (row,) = store.query("SELECT * FROM {db}.webhooks FINAL")
+            assert ROUTING_KEY not in orjson.dumps(row).decode()
+
+            _batch(store, "extraction", [_verdict("acct-1")], [])
+            (alert,) = client.get("/v1/alerts", headers=analyst).json()["items"]
+            for _ in range(2):  # acknowledged twice: PagerDuty hears it once
+                ack = client.post(f"/v1/alerts/{alert['alert_id']}/ack", headers=analyst)
+                assert ack.status_code == 200
+        _drain(_dispatcher(store), 2)
+    finally:
+        pagerduty.close()
+    events = [orjson.loads(body) for _, body in pagerduty.received]
+    assert [e["event_action"] for e in events] == ["trigger", "acknowledge"]
+    assert_pagerduty(events[1], "acknowledge")
+    assert events[0]["dedup_key"] == events[1]["dedup_key"] == alert["payload"]["group_key"]
 
 
 def test_the_cli_registers_a_pagerduty_webhook_without_the_key_on_the_command_line(

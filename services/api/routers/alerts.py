@@ -25,7 +25,7 @@ from services.api.schemas import (
     WebhookRemoved,
     WebhookRequest,
 )
-from services.webhooks import add_webhook, remove_webhook, webhooks
+from services.webhooks import add_webhook, enqueue_acknowledgement, remove_webhook, webhooks
 from storage import queries
 
 router = APIRouter()
@@ -49,12 +49,14 @@ def list_alerts(
 def acknowledge_alert(
     alert_id: str, who: Analyst, store: StoreDep, audit: Audit
 ) -> Acknowledgement:
-    """Mark an alert as seen by the caller; delivery goes on regardless."""
+    """Mark an alert as seen by the caller; delivery goes on regardless. An alert sent to
+    PagerDuty sends it an `acknowledge` event for the alert's group."""
     now_ms = int(time.time() * 1000)
     row = queries.acknowledge_alert(store, alert_id, who.token_id, now_ms)
     if row is None:
         raise HTTPException(404, f"no alert {alert_id!r}")
     audit.note("acknowledge_alert", account_id=row["account_id"])
+    enqueue_acknowledgement(store, row)  # a PagerDuty incident is acknowledged there too
     return Acknowledgement(alert_id=alert_id, acknowledged_by=who.token_id, acknowledged_ms=now_ms)
 
 
