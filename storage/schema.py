@@ -533,8 +533,8 @@ def _add_columns(table: str, columns: tuple[tuple[str, str], ...], after: str) -
     return tuple(statements)
 
 
-# Tables as migration 1 created them; later migrations add the columns the rest have.
-_INITIAL = {ALERTS: ALERTS_V1, EVENTS: EVENTS_V1}
+# Tables as the migration that created them made them; later migrations add the other columns.
+_INITIAL = {ALERTS: ALERTS_V1, EVENTS: EVENTS_V1, WEBHOOKS: WEBHOOKS_V3}
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
