@@ -14,7 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import SecretStr, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -130,6 +130,10 @@ class Settings(BaseSettings):
     # or the base64 of its 32 raw bytes; `distillguard report keygen` makes one). Unset: reports
     # are written unsigned and say so (services/signing.py explains why no key is invented).
     report_signing_key: SecretStr | None = None
+    # Alerts start at this label (`suspicious`: the early-warning tier too; an escalation to
+    # `extraction` re-sends the same alert as an update) and link to this dashboard (unset: none).
+    alert_min_label: Literal["suspicious", "extraction"] = "extraction"
+    dashboard_url: str | None = Field(default=None, pattern=r"^https?://[^\s]+$")
     watermark_key: SecretStr | None = None  # provenance: the serving watermark's secret
     watermark_gamma: float = 0.25  # green share of the vocabulary
     watermark_delta: float = 2.0  # logit bonus of green tokens

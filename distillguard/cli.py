@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime
 from enum import IntEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import click
 import typer
@@ -843,6 +843,75 @@ def alerts_dispatch(
         return
     _serve_metrics(settings, metrics_port, "dispatcher", store.ping)
     dispatcher.run(threading.Event())
+
+
+webhook_app = typer.Typer(help="Where alerts go: JSON, Slack or PagerDuty webhooks.")
+app.add_typer(webhook_app, name="webhook")
+ROUTING_KEY_ENV = "DG_PAGERDUTY_ROUTING_KEY"
+
+
+@webhook_app.command("add")
+def webhook_add(
+    url: Annotated[str, typer.Argument(help="http(s) URL; its host must resolve publicly.")],
+    fmt: Annotated[
+        str, typer.Option("--format", help="json (signed payload), slack or pagerduty.")
+    ] = "json",
+    as_json: JsonOption = False,
+) -> None:
+    """Send alerts to URL from now on. A pagerduty webhook's routing key is read from
+    DG_PAGERDUTY_ROUTING_KEY or a hidden prompt, never from the command line (shell history and
+    `ps` would keep it), and stored sealed under DG_WEBHOOK_SECRET."""
+    from services.webhooks import Format, add_webhook
+
+    if fmt not in ("json", "slack", "pagerduty"):
+        raise typer.BadParameter("json, slack or pagerduty", param_hint="--format")
+    settings = get_settings()
+    routing_key = None
+    if fmt == "pagerduty":
+        routing_key = os.environ.get(ROUTING_KEY_ENV) or typer.prompt(
+            "PagerDuty routing key", hide_input=True, err=True
+        )
+    secret = (
+        settings.webhook_secret.get_secret_value().encode() if settings.webhook_secret else None
+    )
+    store = _open_store(settings)
+    try:
+        webhook_id = add_webhook(
+            store, url, cast(Format, fmt), settings.webhook_allow_networks, routing_key, secret
+        )
+    except ValueError as refused:  # the URL, or the routing key
+        raise typer.BadParameter(str(refused)) from None
+    finally:
+        store.close()
+    emit(as_json, {"webhook_id": webhook_id, "url": url, "format": fmt}, webhook_id)
+
+
+@webhook_app.command("list")
+def webhook_list(as_json: JsonOption = False) -> None:
+    """The active webhooks (routing keys are never shown)."""
+    from services.webhooks import webhooks
+
+    store = _open_store(get_settings())
+    try:
+        hooks = [{k: h[k] for k in ("webhook_id", "url", "format")} for h in webhooks(store)]
+    finally:
+        store.close()
+    emit(as_json, hooks, *(f"{h['webhook_id']}  {h['format']:9}  {h['url']}" for h in hooks))
+
+
+@webhook_app.command("remove")
+def webhook_remove(webhook_id: Annotated[str, typer.Argument(help="The webhook's id.")]) -> None:
+    """Stop sending alerts to a webhook."""
+    from services.webhooks import remove_webhook
+
+    store = _open_store(get_settings())
+    try:
+        removed = remove_webhook(store, webhook_id)
+    finally:
+        store.close()
+    if not removed:
+        raise typer.BadParameter(f"no webhook {webhook_id!r}")
+    print(f"removed {webhook_id}")
 
 
 token_app = typer.Typer(help="API tokens: create and revoke (only their hashes are stored).")

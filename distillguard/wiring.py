@@ -60,7 +60,7 @@ def store_sink(settings: Settings, store: Store) -> StoreSink:
 def store_sinks(settings: Settings, store: Store) -> list[Sink]:
     """What every entry point writes to: the store, then the alert outbox (in that order, so an
     alert never precedes the verdict it reports)."""
-    return [store_sink(settings, store), AlertSink(store)]
+    return [store_sink(settings, store), AlertSink(store, settings.alert_min_label)]
 
 
 def build_pipeline(
@@ -187,6 +187,7 @@ def build_dispatcher(settings: Settings, store: Store) -> Dispatcher | None:
         allow_networks=settings.webhook_allow_networks,
         lease_s=settings.alert_lease_s,
         settle_s=settings.alert_settle_s,
+        dashboard_url=settings.dashboard_url,
     )
 
 

@@ -1,8 +1,9 @@
 """Signed webhook alerts through a durable outbox (the `alerts` table).
 
-A new `extraction` verdict for an account, or a campaign scored `extraction`, becomes one
-`alerts` row per active webhook (`AlertSink`, a pipeline sink). The row id is derived from the
-webhook and the subject, so an account or campaign alerts each webhook once, and it is the
+A new `extraction` verdict for an account, or a campaign scored `extraction` (from `suspicious`
+on with `alert_min_label`), becomes one `alerts` row per active webhook (`AlertSink`, a pipeline
+sink). The row id is derived from the webhook and the subject (and, for an update, the state it
+reports), so an account or campaign alerts each webhook once per state, and it is the
 `Idempotency-Key` the receiver sees on every attempt. The `Dispatcher` sends due rows; each
 attempt is recorded in the row (a newer version), so a restarted service resumes where the last
 one stopped. Retries back off exponentially with jitter for up to 24 hours, then the row is
@@ -18,6 +19,17 @@ mid-send leaves its claim to expire, then another one retries: the receiver may 
 twice and de-duplicates on `Idempotency-Key`. Assumes the dispatchers' clocks agree to within
 `settle_s / 2` (NTP) and that a read sees every insert completed before it (one server, chDB).
 
+Formats (`services.alert_formats`): the JSON payload itself, a Slack Block Kit message, or a
+PagerDuty Events v2 event, whose routing key is the webhook's own secret, stored sealed
+(AES-GCM under a key derived from `webhook_secret`), never returned by the API or logged.
+
+Grouping: one campaign raises one alert. A member account's verdict raises none once its campaign
+has alerted (or alerts in the same batch); when an alerted campaign grows, or an alerted account
+or campaign escalates to a graver label, the same alert is sent again as an update: a new outbox
+row (its own id and `Idempotency-Key`, derived from the state it reports, so a replayed batch
+adds nothing) with the same `group_key` (also `X-DistillGuard-Alert-Group`, and PagerDuty's
+`dedup_key`). Delivery is unchanged: every row, first alert or update, is sent once.
+
 Signature: `X-DistillGuard-Signature: sha256=<hex HMAC-SHA256(secret, "<timestamp>." + body)>`
 with `X-DistillGuard-Timestamp: <unix seconds>`; receivers reject stale timestamps (`verify`).
 
@@ -31,12 +43,14 @@ receiver", "connection failed", "refused: address not allowed"), never what a ta
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import ipaddress
 import logging
 import os
 import random
+import re
 import socket
 import threading
 import time
@@ -48,17 +62,22 @@ from typing import Any, Literal
 
 import httpx
 import orjson
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from core.batch import Batch
 from core.settings import Settings
-from core.verdicts import ClusterVerdict, Verdict
+from core.verdicts import LABEL_RANK, ClusterVerdict, Verdict
+from services.alert_formats import dashboard_link, group_key, pagerduty_event, slack_message
 from storage import Store, queries
 from streaming.sinks import BufferedSink
 
-Format = Literal["json", "slack"]
+Format = Literal["json", "slack", "pagerduty"]
 RETRY_WINDOW_MS = 24 * 3_600_000
 SIGNATURE_HEADER = "X-DistillGuard-Signature"
 TIMESTAMP_HEADER = "X-DistillGuard-Timestamp"
+GROUP_HEADER = "X-DistillGuard-Alert-Group"
+ROUTING_KEY_PATTERN = "^[A-Za-z0-9]{32}$"  # a PagerDuty Events v2 integration key
 MAX_URL_CHARS = 2000
 # How long a claim holds an alert, and how long a claimant waits for concurrent claims before
 # reading them back: the settings' defaults (DG_ALERT_LEASE_S, DG_ALERT_SETTLE_S).
@@ -217,12 +236,53 @@ def check_target(url: str, allow_networks: Sequence[str] = ()) -> Target:
     return Target(parsed, tuple(addresses))
 
 
+class RoutingKeyError(ValueError):
+    """A PagerDuty routing key missing, malformed, or unreadable (sealed under another secret)."""
+
+
+def _sealing_key(secret: bytes) -> bytes:
+    return hmac.new(secret, b"distillguard/webhook-routing-key", hashlib.sha256).digest()
+
+
+def seal(secret: bytes, webhook_id: str, routing_key: str) -> str:
+    """The routing key encrypted for the store (AES-GCM, bound to its webhook's id)."""
+    nonce = os.urandom(12)
+    sealed = AESGCM(_sealing_key(secret)).encrypt(nonce, routing_key.encode(), webhook_id.encode())
+    return base64.b64encode(nonce + sealed).decode()
+
+
+def unseal(secret: bytes, webhook_id: str, sealed: str) -> str:
+    """The routing key back; `RoutingKeyError` when it was sealed under another secret."""
+    try:
+        raw = base64.b64decode(sealed, validate=True)
+        plain = AESGCM(_sealing_key(secret)).decrypt(raw[:12], raw[12:], webhook_id.encode())
+    except (InvalidTag, ValueError):
+        raise RoutingKeyError("routing key unreadable (DG_WEBHOOK_SECRET changed?)") from None
+    return plain.decode()
+
+
 def add_webhook(
-    store: Store, url: str, fmt: Format = "json", allow_networks: Sequence[str] = ()
+    store: Store,
+    url: str,
+    fmt: Format = "json",
+    allow_networks: Sequence[str] = (),
+    routing_key: str | None = None,
+    secret: bytes | None = None,
 ) -> str:
-    """Register a webhook after `check_target` (raises `WebhookURLError`, a ValueError)."""
+    """Register a webhook after `check_target` (raises `WebhookURLError`, a ValueError). A
+    `pagerduty` webhook needs its routing key and the webhook secret that seals it
+    (`RoutingKeyError`, a ValueError, without them); other formats take no routing key."""
     check_target(url, allow_networks)
+    if (fmt == "pagerduty") != (routing_key is not None):
+        raise RoutingKeyError("a routing key goes with the pagerduty format, and only with it")
     webhook_id = uuid.uuid4().hex[:12]
+    sealed = ""
+    if routing_key is not None:
+        if not re.fullmatch(ROUTING_KEY_PATTERN, routing_key):
+            raise RoutingKeyError("a PagerDuty routing key is 32 letters and digits")
+        if not secret:
+            raise RoutingKeyError("set DG_WEBHOOK_SECRET: it seals the routing key")
+        sealed = seal(secret, webhook_id, routing_key)
     store.insert(
         "webhooks",
         [
@@ -230,6 +290,7 @@ def add_webhook(
                 "webhook_id": webhook_id,
                 "url": url,
                 "format": fmt,
+                "routing_key_sealed": sealed,
                 "created_time": int(time.time()),
                 "active": 1,
             }
@@ -277,6 +338,9 @@ def verdict_payload(verdict: Verdict) -> dict:
 
 
 def campaign_payload(cluster: ClusterVerdict) -> dict:
+    """The campaign, with what linked it: the evidence kinds by their share, shared prefixes."""
+    evidence = cluster.evidence
+    shares = sorted(evidence.get("evidence_share", {}).items(), key=lambda kv: (-kv[1], kv[0]))
     return {
         "kind": "campaign",
         "cluster_id": cluster.cluster_id,
@@ -284,33 +348,113 @@ def campaign_payload(cluster: ClusterVerdict) -> dict:
         "label": cluster.label,
         "members": cluster.members[:100],
         "member_count": len(cluster.members),
+        "requests": evidence.get("requests"),
+        "updated_at": cluster.updated.isoformat(),
+        "reasons": [{"signal": s, "share": round(v, 4)} for s, v in shares[:5]],
+        "shared_prefixes": [p[:200] for p in list(evidence.get("shared_prefixes", {}))[:5]],
     }
 
 
-def enqueue(store: Store, alerts: list[tuple[str, str, str, dict]]) -> int:
-    """Outbox rows for (kind, account_id, cluster_id, payload), one per active webhook; an
+@dataclass(frozen=True)
+class Candidate:
+    """An alert the pipeline would raise: an account's verdict (`kind` "extraction") or a
+    campaign, with its payload."""
+
+    kind: str
+    account_id: str
+    cluster_id: str
+    payload: dict
+
+    @property
+    def subject(self) -> str:
+        return self.cluster_id if self.kind == "campaign" else self.account_id
+
+    @property
+    def state(self) -> tuple[int, int]:
+        """How grave it is: the label's rank, then the campaign's size."""
+        return LABEL_RANK.get(self.payload["label"], 0), int(self.payload.get("member_count", 0))
+
+
+def _alerted(store: Store, candidates: Iterable[Candidate]) -> dict[tuple[str, str, str], dict]:
+    """Per (webhook, kind, subject) already in the outbox, any status: the gravest state alerted
+    (`label`, `member_count`, as `rank`) and how many alerts (first and updates) it had."""
+    accounts = {c.account_id for c in candidates if c.kind != "campaign"}
+    clusters = {c.cluster_id for c in candidates if c.cluster_id}
+    seen: dict[tuple[str, str, str], dict] = {}
+    for row in queries.alert_history(store, sorted(accounts), sorted(clusters)):
+        payload = orjson.loads(row["payload_json"])
+        subject = row["cluster_id"] if row["kind"] == "campaign" else row["account_id"]
+        key = (row["webhook_id"], row["kind"], subject)
+        rank = (LABEL_RANK.get(payload.get("label", ""), 0), int(payload.get("member_count", 0)))
+        entry = seen.setdefault(key, {"rank": rank, "payload": payload, "alerts": 0})
+        entry["alerts"] += 1
+        if rank > entry["rank"]:
+            entry.update(rank=rank, payload=payload)
+    return seen
+
+
+def enqueue(store: Store, candidates: Sequence[Candidate]) -> int:
+    """Outbox rows for these alerts, one per active webhook, grouped (see the module's
+    docstring): per account or campaign, the first alert, or an update when it grew or
+    escalated past every alert it already has; a member of an alerted campaign raises none. An
     alert that already exists (any status) is left alone, so it is never sent twice."""
     hooks = webhooks(store)
+    if not hooks or not candidates:
+        return 0
+    gravest: dict[tuple[str, str], Candidate] = {}
+    for candidate in candidates:  # a batch may hold several states of one subject
+        key = (candidate.kind, candidate.subject)
+        if key not in gravest or candidate.state >= gravest[key].state:
+            gravest[key] = candidate
+    alerted = _alerted(store, gravest.values())
+    campaigns = {c.cluster_id for c in gravest.values() if c.kind == "campaign"}
     rows = []
-    now_ms = int(time.time() * 1000)
     for hook in hooks:
-        for kind, account_id, cluster_id, payload in alerts:
-            alert_id = _alert_id(hook["webhook_id"], kind, account_id or cluster_id)
-            rows.append(
-                {
-                    "alert_id": alert_id,
-                    "created_time": now_ms // 1000,
-                    "kind": kind,
-                    "account_id": account_id,
-                    "cluster_id": cluster_id,
-                    "payload_json": orjson.dumps({"alert_id": alert_id, **payload}).decode(),
-                    "status": "pending",
-                    "attempts": 0,
-                    "next_attempt_ms": now_ms,
-                    "webhook_id": hook["webhook_id"],
-                    "version": 1,
-                }
-            )
+        hook_id = hook["webhook_id"]
+        for c in gravest.values():
+            if (
+                c.kind != "campaign"
+                and c.cluster_id
+                and (c.cluster_id in campaigns or (hook_id, "campaign", c.cluster_id) in alerted)
+            ):
+                continue  # the campaign's alert speaks for its members
+            payload = {"group_key": group_key(c.kind, c.subject), **c.payload}
+            before = alerted.get((hook_id, c.kind, c.subject))
+            if before is None:
+                alert_id = _alert_id(hook_id, c.kind, c.subject)
+            elif c.state[0] > before["rank"][0] or c.state[1] > before["rank"][1]:
+                revision = "{}:{}".format(*c.state)
+                alert_id = _alert_id(hook_id, c.kind, f"{c.subject}\x1f{revision}")
+                previous = {k: before["payload"].get(k) for k in ("label", "member_count", "score")}
+                payload |= {"update": True, "revision": before["alerts"], "previous": previous}
+            else:
+                continue
+            rows.append(_outbox_row(alert_id, c.kind, c.account_id, c.cluster_id, hook_id, payload))
+    return _insert_fresh(store, rows)
+
+
+def _outbox_row(
+    alert_id: str, kind: str, account_id: str, cluster_id: str, webhook_id: str, payload: dict
+) -> dict:
+    """A pending outbox row, due now."""
+    now_ms = int(time.time() * 1000)
+    return {
+        "alert_id": alert_id,
+        "created_time": now_ms // 1000,
+        "kind": kind,
+        "account_id": account_id,
+        "cluster_id": cluster_id,
+        "payload_json": orjson.dumps({"alert_id": alert_id, **payload}).decode(),
+        "status": "pending",
+        "attempts": 0,
+        "next_attempt_ms": now_ms,
+        "webhook_id": webhook_id,
+        "version": 1,
+    }
+
+
+def _insert_fresh(store: Store, rows: list[dict]) -> int:
+    """Insert the rows whose alert is not in the outbox yet (any status): never sent twice."""
     if not rows:
         return 0
     existing = queries.existing_alert_ids(store, [r["alert_id"] for r in rows])
@@ -319,47 +463,56 @@ def enqueue(store: Store, alerts: list[tuple[str, str, str, dict]]) -> int:
     return len(fresh)
 
 
+def enqueue_acknowledgement(store: Store, alert: Mapping[str, Any]) -> bool:
+    """An analyst acknowledged `alert`: when it went to PagerDuty, queue an `acknowledge` event
+    for its dedup key (once per alert group and webhook), so the incident stops paging."""
+    hook = next((h for h in webhooks(store) if h["webhook_id"] == alert["webhook_id"]), None)
+    if hook is None or hook["format"] != "pagerduty" or alert["kind"] == "acknowledge":
+        return False
+    key = alert_payload(alert)["group_key"]
+    payload = {"kind": "acknowledge", "group_key": key, "event_action": "acknowledge"}
+    alert_id = _alert_id(hook["webhook_id"], "acknowledge", key)
+    row = _outbox_row(
+        alert_id,
+        "acknowledge",
+        alert["account_id"],
+        alert["cluster_id"],
+        hook["webhook_id"],
+        payload,
+    )
+    return _insert_fresh(store, [row]) == 1
+
+
 class AlertSink(BufferedSink):
-    """Pipeline sink: extraction verdicts and extraction campaigns into the outbox. Listed after
-    the store sink, so an alert never precedes the verdict it reports."""
+    """Pipeline sink: verdicts and campaigns at `min_label` or graver into the outbox, grouped by
+    campaign. Listed after the store sink, so an alert never precedes the verdict it reports."""
 
     name = "alerts"
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, min_label: str = "extraction") -> None:
         super().__init__()
         self.store = store
+        self.min_rank = LABEL_RANK[min_label]
 
     def _write(self, batch: Batch) -> None:
-        alerts = [
-            ("extraction", v.account_id, v.cluster_id or "", verdict_payload(v))
-            for v in batch.verdicts
-            if v.label == "extraction"
-        ]
+        clusters = [c for c in batch.clusters if LABEL_RANK.get(c.label, -1) >= self.min_rank]
+        members = {m for c in clusters for m in c.members}
+        alerts = [Candidate("campaign", "", c.cluster_id, campaign_payload(c)) for c in clusters]
         alerts += [
-            ("campaign", "", cluster.cluster_id, campaign_payload(cluster))
-            for cluster in batch.clusters
-            if cluster.label == "extraction"
+            Candidate("extraction", v.account_id, v.cluster_id or "", verdict_payload(v))
+            for v in batch.verdicts
+            if LABEL_RANK[v.label] >= self.min_rank and v.account_id not in members
         ]
         if alerts:
             enqueue(self.store, alerts)
 
 
-def slack_text(payload: dict) -> str:
-    """Slack mrkdwn: `&`, `<` and `>` are escaped so prompt-derived text cannot inject links."""
-
-    def escape(text: object) -> str:
-        return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-    if payload["kind"] == "campaign":
-        return (
-            f"*DistillGuard*: campaign `{escape(payload['cluster_id'])}` flagged "
-            f"({payload['member_count']} accounts, score {payload['score']})"
-        )
-    reasons = ", ".join(escape(r["signal"]) for r in payload["reasons"][:3])
-    return (
-        f"*DistillGuard*: account `{escape(payload['account_id'])}` flagged as extraction "
-        f"(score {payload['score']}, {payload['requests_seen']} requests; {reasons})"
-    )
+def alert_payload(alert: Mapping[str, Any]) -> dict:
+    """An outbox row's payload; one queued before grouping gets its group key here."""
+    payload = orjson.loads(alert["payload_json"])
+    subject = alert["cluster_id"] if alert["kind"] == "campaign" else alert["account_id"]
+    payload.setdefault("group_key", group_key(alert["kind"], subject))
+    return payload
 
 
 @dataclass(frozen=True)
@@ -408,6 +561,7 @@ class Dispatcher:
         send_timeout_s: float = SEND_TIMEOUT_S,
         name: str | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        dashboard_url: str | None = None,
     ) -> None:
         if not secret:
             raise ValueError("webhooks are always signed: set DG_WEBHOOK_SECRET")
@@ -442,6 +596,7 @@ class Dispatcher:
         self.settle_s = settle_s
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"
         self.sleep = sleep
+        self.dashboard_url = dashboard_url
 
     def backoff_s(self, attempts: int) -> float:
         """Exponential backoff with equal jitter: half the step fixed, half random."""
@@ -526,13 +681,26 @@ class Dispatcher:
                 current.append(replace(claim, alert=row))
         return current
 
-    def _request(self, alert: dict, fmt: str) -> tuple[bytes, dict[str, str]]:
-        payload = orjson.loads(alert["payload_json"])
-        body = orjson.dumps({"text": slack_text(payload)} if fmt == "slack" else payload)
+    def render(self, payload: dict, hook: dict) -> dict:
+        """The body in the webhook's format (`RoutingKeyError` when a PagerDuty webhook's routing
+        key cannot be unsealed)."""
+        if hook["format"] == "slack":
+            return slack_message(payload, self.dashboard_url)
+        if hook["format"] == "pagerduty":
+            key = unseal(self.secret, hook["webhook_id"], hook.get("routing_key_sealed") or "")
+            action = payload.get("event_action", "trigger")
+            return pagerduty_event(payload, key, self.dashboard_url, action)
+        link = dashboard_link(self.dashboard_url, payload)
+        return payload | {"dashboard_link": link} if link else payload
+
+    def _request(self, alert: dict, hook: dict) -> tuple[bytes, dict[str, str]]:
+        payload = alert_payload(alert)
+        body = orjson.dumps(self.render(payload, hook))
         timestamp = int(self.clock())
         headers = {
             "Content-Type": "application/json",
             "Idempotency-Key": alert["alert_id"],
+            GROUP_HEADER: payload["group_key"],
             TIMESTAMP_HEADER: str(timestamp),
             SIGNATURE_HEADER: sign(self.secret, timestamp, body),
         }
@@ -561,9 +729,11 @@ class Dispatcher:
         retrying is pointless."""
         try:
             target = check_target(hook["url"], self.allow_networks)
-            status = self._post(target, *self._request(alert, hook["format"]))
+            status = self._post(target, *self._request(alert, hook))
         except WebhookURLError as refused:
             return refused.reason, refused.permanent
+        except RoutingKeyError:
+            return "routing key unreadable", True
         except httpx.TimeoutException:
             return "timed out", False
         except httpx.ProtocolError:  # its message quotes what the receiver sent

@@ -468,16 +468,20 @@ AUDIT_LOG = Table(
     partition_time_column="audit_time",
 )
 
+_WEBHOOK_COLUMNS_V3 = (
+    ("webhook_id", "String"),
+    ("url", "String"),
+    ("format", "String"),  # "json" (signed DistillGuard payload), "slack" or "pagerduty"
+    ("created_time", "DateTime"),
+    ("active", "UInt8"),
+    ("version", "UInt64"),
+)
+# A pagerduty webhook's routing key, AES-GCM sealed under the webhook secret (services.webhooks).
+_WEBHOOK_COLUMNS_V7 = (("routing_key_sealed", "String"),)
+WEBHOOKS_V3 = Table("webhooks", _WEBHOOK_COLUMNS_V3, order_by=("webhook_id",))
 WEBHOOKS = Table(
     "webhooks",
-    (
-        ("webhook_id", "String"),
-        ("url", "String"),
-        ("format", "String"),  # "json" (signed DistillGuard payload) or "slack"
-        ("created_time", "DateTime"),
-        ("active", "UInt8"),
-        ("version", "UInt64"),
-    ),
+    _WEBHOOK_COLUMNS_V3[:3] + _WEBHOOK_COLUMNS_V7 + _WEBHOOK_COLUMNS_V3[3:],
     order_by=("webhook_id",),
 )
 
@@ -529,8 +533,8 @@ def _add_columns(table: str, columns: tuple[tuple[str, str], ...], after: str) -
     return tuple(statements)
 
 
-# Tables as migration 1 created them; later migrations add the columns the rest have.
-_INITIAL = {ALERTS: ALERTS_V1, EVENTS: EVENTS_V1}
+# Tables as the migration that created them made them; later migrations add the other columns.
+_INITIAL = {ALERTS: ALERTS_V1, EVENTS: EVENTS_V1, WEBHOOKS: WEBHOOKS_V3}
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
@@ -547,7 +551,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         "api tokens and audit log",
         (API_TOKENS.create_sql("{db}"), AUDIT_LOG.create_sql("{db}")),
     ),
-    Migration(3, "webhook subscriptions", (WEBHOOKS.create_sql("{db}"),)),
+    Migration(3, "webhook subscriptions", (WEBHOOKS_V3.create_sql("{db}"),)),
     Migration(
         4,
         "alerts: webhook and acknowledgement",
@@ -559,4 +563,9 @@ MIGRATIONS: tuple[Migration, ...] = (
         _add_columns("events", _EVENT_COLUMNS_V5, after="ingested_ms"),
     ),
     Migration(6, "alert claims (leases: each alert sent once)", (ALERT_CLAIMS.create_sql("{db}"),)),
+    Migration(
+        7,
+        "webhooks: sealed routing key (pagerduty)",
+        _add_columns("webhooks", _WEBHOOK_COLUMNS_V7, after="format"),
+    ),
 )

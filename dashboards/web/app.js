@@ -46,7 +46,17 @@ async function signIn(token) {
   }
   sessionStorage.setItem("dg-token", token);
   $("sign-in").hidden = true; $("app").hidden = false; $("sign-out").hidden = false;
-  await leaderboard();
+  if (!route()) await leaderboard();
+}
+
+// Deep links, as alerts carry them: #/accounts/<id> and #/campaigns/<id> (percent-encoded).
+function route() {
+  const match = /^#\/(accounts|campaigns)\/(.+)$/.exec(location.hash);
+  if (!match) return false;
+  let id;
+  try { id = decodeURIComponent(match[2]); } catch { return false; }
+  if (match[1] === "accounts") openAccount(id); else openCampaign(id);
+  return true;
 }
 function signOut(message) {
   sessionStorage.removeItem("dg-token");
@@ -182,4 +192,5 @@ $("sign-out").addEventListener("click", () => signOut());
 for (const button of document.querySelectorAll("nav button")) {
   button.addEventListener("click", () => (button.dataset.view === "alerts" ? alerts() : leaderboard()));
 }
+window.addEventListener("hashchange", () => { if (state.token) route(); });
 if (state.token) signIn(state.token);

@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any, Generic, Literal, TypeVar
 
 import orjson
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SecretStr
 
 from core.settings import Settings
 from core.timeutil import END_OF_TIME_MS
@@ -280,7 +280,10 @@ class ReportCreated(BaseModel):
 # --- alerts and webhooks ----------------------------------------------------------------------
 class Alert(BaseModel):
     alert_id: str
-    kind: str = Field(description="`extraction` (an account) or `campaign`.")
+    kind: str = Field(
+        description="`extraction` (an account), `campaign`, or `acknowledge` (PagerDuty hears "
+        "an analyst's acknowledgement)."
+    )
     status: Literal["pending", "delivered", "expired"]
     last_error: str
     webhook_id: str
@@ -319,6 +322,11 @@ class Acknowledgement(BaseModel):
 class WebhookRequest(BaseModel):
     url: str = Field(pattern=r"^https?://", max_length=2000)
     format: Format = "json"
+    routing_key: SecretStr | None = Field(
+        None,
+        description="The PagerDuty Events v2 integration key (32 letters and digits): required "
+        "with, and only with, the `pagerduty` format. Stored sealed; never shown again.",
+    )
 
 
 class Webhook(BaseModel):

@@ -20,6 +20,7 @@ from storage.queries.accounts import (
 from storage.queries.alerts import (
     acknowledge_alert,
     alert,
+    alert_history,
     alert_page,
     alert_rows,
     due_alerts,
@@ -54,6 +55,7 @@ __all__ = [
     "acknowledge_alert",
     "alert",
     "alert_page",
+    "alert_history",
     "alert_rows",
     "answered_prompts",
     "audit_page",

@@ -42,6 +42,7 @@ class WebhookRow(TypedDict):
     webhook_id: str
     url: str
     format: str
+    routing_key_sealed: str  # never leaves services.webhooks unsealed
     created_time: int
     active: int
     version: int
@@ -84,6 +85,32 @@ def existing_alert_ids(store: Store, alert_ids: Sequence[str]) -> set[str]:
         "SELECT alert_id FROM {db}.alerts WHERE alert_id IN %(values)s", alert_ids
     )
     return {r["alert_id"] for r in rows}
+
+
+class AlertHistoryRow(TypedDict):
+    webhook_id: str
+    kind: str
+    account_id: str
+    cluster_id: str
+    payload_json: str
+
+
+def alert_history(
+    store: Store, account_ids: Sequence[str], cluster_ids: Sequence[str]
+) -> list[AlertHistoryRow]:
+    """Every alert (first or update, any status) about these accounts or campaigns: what grouping
+    compares a new verdict with. No `FINAL`: a payload never changes between row versions, and
+    the caller counts distinct alert ids."""
+    columns = "SELECT DISTINCT alert_id, webhook_id, kind, account_id, cluster_id, payload_json"
+    rows = store.query_in(
+        columns + " FROM {db}.alerts WHERE kind = 'extraction' AND account_id IN %(values)s",
+        account_ids,
+    )
+    rows += store.query_in(
+        columns + " FROM {db}.alerts WHERE kind = 'campaign' AND cluster_id IN %(values)s",
+        cluster_ids,
+    )
+    return cast(list[AlertHistoryRow], rows)
 
 
 def due_alerts(store: Store, now_ms: int, limit: int) -> list[AlertRow]:

@@ -215,3 +215,21 @@ def test_xss_payloads_stay_inert(page, server) -> None:
     assert page.locator("#events script, #events img, #events svg").count() == 0
     assert page.locator("a[href^='javascript:']").count() == 0
     page.screenshot(path=str(SCREENSHOTS / "xss.png"), full_page=True)
+
+
+def test_an_alerts_link_opens_its_campaign_or_account_after_sign_in(page, server) -> None:
+    """The links Slack and PagerDuty alerts carry (`services.alert_formats.dashboard_link`)."""
+    from services.alert_formats import dashboard_link
+
+    base, token = server
+    campaign = {"kind": "campaign", "cluster_id": "c-42"}
+    page.goto(dashboard_link(f"{base}/dashboard/", campaign))
+    page.fill("#token", token)
+    page.click("#sign-in-form button")
+    page.wait_for_selector("#campaign-members li")
+    assert page.inner_text("#campaign-id") == "c-42"
+    account = {"kind": "extraction", "account_id": XSS_ACCOUNT}
+    page.goto(dashboard_link(f"{base}/dashboard/", account))  # signed in: the hash is followed
+    page.wait_for_selector("#account-id:has-text('onerror')")
+    assert page.inner_text("#account-id") == XSS_ACCOUNT
+    assert page.evaluate("window.__xss") is None

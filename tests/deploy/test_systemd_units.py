@@ -34,7 +34,7 @@ NOT_ROLES = {
     "version", "config", "migrate", "retention", "replay", "calibrate", "score", "produce",
     "report", "report verify", "report keygen", "token create", "token revoke", "provenance test",
     "provenance attribute",
-    "provenance experiment", "validate",
+    "provenance experiment", "validate", "webhook add", "webhook list", "webhook remove",
     "demo",  # the one-command demo on the embedded store
     "teacher serve",  # the companion's test teacher, not part of the product
 }  # fmt: skip

@@ -25,7 +25,7 @@ from services.api.schemas import (
     WebhookRemoved,
     WebhookRequest,
 )
-from services.webhooks import WebhookURLError, add_webhook, remove_webhook, webhooks
+from services.webhooks import add_webhook, enqueue_acknowledgement, remove_webhook, webhooks
 from storage import queries
 
 router = APIRouter()
@@ -49,12 +49,14 @@ def list_alerts(
 def acknowledge_alert(
     alert_id: str, who: Analyst, store: StoreDep, audit: Audit
 ) -> Acknowledgement:
-    """Mark an alert as seen by the caller; delivery goes on regardless."""
+    """Mark an alert as seen by the caller; delivery goes on regardless. An alert sent to
+    PagerDuty sends it an `acknowledge` event for the alert's group."""
     now_ms = int(time.time() * 1000)
     row = queries.acknowledge_alert(store, alert_id, who.token_id, now_ms)
     if row is None:
         raise HTTPException(404, f"no alert {alert_id!r}")
     audit.note("acknowledge_alert", account_id=row["account_id"])
+    enqueue_acknowledgement(store, row)  # a PagerDuty incident is acknowledged there too
     return Acknowledgement(alert_id=alert_id, acknowledged_by=who.token_id, acknowledged_ms=now_ms)
 
 
@@ -69,10 +71,16 @@ def create_webhook(
     body: WebhookRequest, _who: Admin, store: StoreDep, settings: SettingsDep, audit: Audit
 ) -> Webhook:
     """Alerts go to this URL from now on, signed with the deployment's webhook secret. Its host
-    must resolve to public addresses only, unless `webhook_allow_networks` lists the network."""
+    must resolve to public addresses only, unless `webhook_allow_networks` lists the network.
+    A `pagerduty` webhook (`https://events.pagerduty.com/v2/enqueue`) takes its routing key."""
+    routing_key = body.routing_key.get_secret_value() if body.routing_key else None
+    secret = settings.webhook_secret
+    sealing = secret.get_secret_value().encode() if secret else None
     try:
-        webhook_id = add_webhook(store, body.url, body.format, settings.webhook_allow_networks)
-    except WebhookURLError as refused:
+        webhook_id = add_webhook(
+            store, body.url, body.format, settings.webhook_allow_networks, routing_key, sealing
+        )
+    except ValueError as refused:  # the URL (WebhookURLError) or the routing key
         audit.note("add_webhook")  # audited with the 422
         raise HTTPException(422, str(refused)) from None
     audit.note(f"add_webhook:{webhook_id}")
