@@ -44,12 +44,14 @@ class ExitCode(IntEnum):
     KAFKA_UNAVAILABLE = 4  # no Kafka broker reachable, or Kafka refused or timed out
     REPORT_TAMPERED = 5  # `report verify`: a file, the manifest or the signature changed
     REPORT_UNSIGNED = 6  # `report verify`: every hash matches, but nothing signs the manifest
+    ENDPOINT_UNAVAILABLE = 7  # an HTTP endpoint the command calls (a suspect model) unreachable
 
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 ok; 1 failed; 2 usage or configuration error; "
     "3 store (ClickHouse) unavailable; 4 Kafka unavailable; "
-    "5 report verify: the report was altered; 6 report verify: the report is not signed."
+    "5 report verify: the report was altered; 6 report verify: the report is not signed; "
+    "7 an HTTP endpoint (e.g. provenance test --endpoint) unreachable."
 )
 
 
@@ -84,6 +86,10 @@ def service_failure(error: BaseException) -> tuple[str, ExitCode] | None:
                 f"Kafka unavailable at {_bootstrap()}: {_one_line(cause)}",
                 ExitCode.KAFKA_UNAVAILABLE,
             )
+        httpx = sys.modules.get("httpx")
+        if httpx is not None and isinstance(cause, httpx.TransportError):
+            where = cause.request.url if _has_request(cause) else "an HTTP endpoint"
+            return f"{where} unreachable: {_one_line(cause)}", ExitCode.ENDPOINT_UNAVAILABLE
         settings_error = sys.modules.get("pydantic_settings")
         if settings_error is not None and isinstance(cause, settings_error.SettingsError):
             return f"invalid configuration: {_one_line(cause)}", ExitCode.USAGE
@@ -100,6 +106,14 @@ def service_failure(error: BaseException) -> tuple[str, ExitCode] | None:
             )
             return f"invalid configuration: {_one_line(problems)}", ExitCode.USAGE
     return None
+
+
+def _has_request(error: Any) -> bool:
+    """httpx raises RuntimeError on `.request` of an error raised outside a request."""
+    try:
+        return error.request is not None
+    except RuntimeError:
+        return False
 
 
 def _one_line(error: object) -> str:

@@ -66,7 +66,8 @@ def test_help_documents_the_exit_codes() -> None:
     result = runner.invoke(app, ["--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0
     assert "Exit codes: 0 ok; 1 failed; 2 usage or configuration error" in result.stdout
-    assert [int(code) for code in ExitCode] == [0, 1, 2, 3, 4, 5, 6]
+    assert [int(code) for code in ExitCode] == [0, 1, 2, 3, 4, 5, 6, 7]
+    assert "7 an HTTP endpoint" in result.stdout
     assert "5 report verify: the report was altered" in result.stdout
 
 
@@ -113,6 +114,23 @@ def test_the_worker_without_kafka_ends_with_one_line_and_exit_4(closed_port: int
     assert result.returncode == ExitCode.KAFKA_UNAVAILABLE, result.stderr[-3000:]
     assert "Traceback" not in result.stderr
     assert result.stderr.splitlines()[-1].startswith("distillguard: Kafka unavailable at ")
+
+
+@pytest.mark.models  # the watermark's tokenizer loads before the endpoint is called (~20 s)
+def test_an_unreachable_suspect_endpoint_is_one_line_and_exit_7(
+    closed_port: int, tmp_path: Path
+) -> None:
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text('{"prompt": "Explain photosynthesis."}\n')
+    url = f"http://127.0.0.1:{closed_port}/v1/chat/completions"
+    result = distillguard(
+        "provenance", "test", "--out", str(tmp_path / "case.json"), "--endpoint", url,
+        "--prompts", str(prompts), DG_DATA_DIR=str(tmp_path / "data"), DG_WATERMARK_KEY="k",
+    )  # fmt: skip
+    # Its progress bar (stderr) may stand above the line; never a traceback.
+    assert result.returncode == ExitCode.ENDPOINT_UNAVAILABLE, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr and result.stdout == ""
+    assert result.stderr.splitlines()[-1].startswith(f"distillguard: {url} unreachable: ")
 
 
 @pytest.mark.parametrize(
