@@ -40,6 +40,8 @@ from core.verdicts import ClusterVerdict
 from detectors.campaigns.evidence import Pair, SharedPrompts
 from detectors.campaigns.profiles import AccountProfile
 
+MAX_LINKS = 200  # member pairs kept in a campaign's evidence (its graph's edges)
+
 
 @dataclass
 class Cluster:
@@ -208,6 +210,7 @@ def describe(
         "median_hour_overlap": statistics.median(
             e["values"].get("timing", 0.0) for e in inside.values()
         ),
+        "links": _links(inside, shared),
     }
     return Cluster(
         cluster_id,
@@ -241,6 +244,24 @@ def scored(
 def _shared_by_members(values: Iterable[str], top: int = 5) -> dict[str, int]:
     """The most common values used by two or more members, with how many use each."""
     return {value: n for value, n in Counter(values).most_common(top) if n > 1}
+
+
+def _links(
+    inside: Mapping[Pair, Mapping[str, Any]], shared: SharedPrompts, top: int = MAX_LINKS
+) -> list[dict[str, Any]]:
+    """The strongest member pairs and the pieces that tie each (strongest first): the edges an
+    analyst sees in the campaign graph, capped so a large campaign's row stays small."""
+    strongest = sorted(inside.items(), key=lambda item: (-item[1]["strength"], item[0]))[:top]
+    return [
+        {
+            "a": a,
+            "b": b,
+            "strength": e["strength"],
+            "pieces": sorted(e["surprise"], key=lambda piece: -e["surprise"][piece]),
+            "shared_prompts": shared.count((a, b)),
+        }
+        for (a, b), e in strongest
+    ]
 
 
 def _piece_share(edges: Iterable[Mapping[str, Any]]) -> dict[str, float]:

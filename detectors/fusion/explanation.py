@@ -113,6 +113,7 @@ def campaign_reason(cluster: Cluster) -> Reason:
             "explanation": "linked accounts scored together as one campaign",
             "cluster_id": cluster.cluster_id,
             "members": cluster.members[:50],
-            **cluster.evidence,
+            # the pair links stay on the campaign (its graph), not on every member's verdict
+            **{k: v for k, v in cluster.evidence.items() if k != "links"},
         },
     )

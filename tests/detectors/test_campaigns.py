@@ -199,6 +199,15 @@ def test_cluster_evidence_explains_the_link(linked) -> None:
     assert evidence["edges"] >= len(cluster.members) - 1
     assert evidence["edge_strength"]["min"] >= linker.threshold_
     assert 13 in evidence["busiest_hours_utc"] and evidence["hours_with_half_active"] >= 4
+    links = evidence["links"]  # the campaign graph's edges: member pairs, strongest first
+    assert len(links) == min(evidence["edges"], 200)
+    assert {x for link in links for x in (link["a"], link["b"])} <= set(cluster.members)
+    assert [link["strength"] for link in links] == sorted(
+        (link["strength"] for link in links), reverse=True
+    )
+    assert all(
+        link["pieces"] and set(link["pieces"]) <= set(evidence["evidence_share"]) for link in links
+    )
     assert cluster.first_seen_ms < cluster.last_seen_ms
 
 
