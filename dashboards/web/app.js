@@ -65,38 +65,169 @@ function signOut(message) {
   $("sign-in-error").textContent = message || "";
 }
 
+// The leaderboard loads up to one API page (500) of ranked accounts, filtered by label and
+// disposition on the server; search, time range and sorting then work on what is loaded.
+const RANKED = 500;
+const leaderboardState = { accounts: [], sort: { key: "score", dir: -1 } };
+
 async function leaderboard() {
   show("leaderboard");
-  const page = await json("/v1/accounts?limit=100");
+  const query = new URLSearchParams({ limit: String(RANKED) });
+  if ($("label-filter").value) query.set("label", $("label-filter").value);
+  if ($("disposition-filter").value) query.set("disposition", $("disposition-filter").value);
+  leaderboardState.accounts = (await json(`/v1/accounts?${query}`)).items;
+  renderLeaderboard();
+}
+
+function utcInput(id) {  // a datetime-local input read as UTC, like every time the page shows
+  const value = $(id).value;
+  return value ? Date.parse(`${value}Z`) : null;
+}
+
+function renderLeaderboard() {
+  const needle = $("search").value.trim().toLowerCase();
+  const since = utcInput("since"), until = utcInput("until");
+  const { key, dir } = leaderboardState.sort;
+  const rows = leaderboardState.accounts
+    .filter((a) => !needle || a.account_id.toLowerCase().includes(needle))
+    .filter((a) => (since === null || a.last_verdict_ms >= since) && (until === null || a.last_verdict_ms <= until))
+    .sort((a, b) => {
+      const x = a[key] ?? "", y = b[key] ?? "";
+      return (x < y ? -1 : x > y ? 1 : 0) * dir || a.account_id.localeCompare(b.account_id);
+    });
   const body = $("accounts");
   body.replaceChildren();
-  for (const account of page.items) {
+  for (const account of rows) {
     const row = body.insertRow();
     link(cell(row, ""), account.account_id, () => openAccount(account.account_id));
     cell(row, account.score.toFixed(3));
     cell(row, account.label, `label-${account.label}`);
     cell(row, account.requests_seen);
+    cell(row, time(account.last_verdict_ms));
     const campaign = cell(row, account.cluster_id);
     if (account.cluster_id) link(campaign, account.cluster_id, () => openCampaign(account.cluster_id));
   }
+  $("shown-count").textContent = `${rows.length} of ${leaderboardState.accounts.length} accounts`;
+  for (const th of document.querySelectorAll("#accounts-table th[data-sort]")) {
+    const sorted = th.dataset.sort === key;
+    th.setAttribute("aria-sort", sorted ? (dir > 0 ? "ascending" : "descending") : "none");
+  }
 }
+
+function sortBy(key) {
+  const current = leaderboardState.sort;
+  const numeric = ["score", "requests_seen", "last_verdict_ms"].includes(key);
+  leaderboardState.sort = { key, dir: current.key === key ? -current.dir : numeric ? -1 : 1 };
+  renderLeaderboard();
+}
+
+// --- charts: hand-drawn SVG with axes (no library: two small charts, no CDN, CSP-clean) ---
+const SVG_NS = "http://www.w3.org/2000/svg";
+const PLOT = { left: 48, right: 24, top: 14, bottom: 40 };
+
+function svgEl(parent, tag, attributes = {}, text) {
+  const el = document.createElementNS(SVG_NS, tag);
+  for (const [k, v] of Object.entries(attributes)) el.setAttribute(k, String(v));
+  if (text !== undefined) el.textContent = text;
+  parent.appendChild(el);
+  return el;
+}
+
+// Axes for a plot area: ticks on both, labels under and beside; returns the x and y scales.
+function axes(svg, { x: [x0, x1], y: [y0, y1], xTicks, yTicks, xFormat, yFormat, xLabel, yLabel }) {
+  svg.replaceChildren();
+  const width = Number(svg.getAttribute("width")), height = Number(svg.getAttribute("height"));
+  const right = width - PLOT.right, bottom = height - PLOT.bottom;
+  const sx = (v) => PLOT.left + (right - PLOT.left) * (x1 > x0 ? (v - x0) / (x1 - x0) : 0.5);
+  const sy = (v) => bottom - (bottom - PLOT.top) * (y1 > y0 ? (v - y0) / (y1 - y0) : 0);
+  const xAxis = svgEl(svg, "g", { class: "axis x-axis" });
+  svgEl(xAxis, "line", { x1: PLOT.left, x2: right, y1: bottom, y2: bottom });
+  for (const t of xTicks) {
+    svgEl(xAxis, "line", { x1: sx(t), x2: sx(t), y1: bottom, y2: bottom + 4 });
+    svgEl(xAxis, "text", { class: "tick", x: sx(t), y: bottom + 15, "text-anchor": "middle" }, xFormat(t));
+  }
+  svgEl(xAxis, "text", { class: "axis-label", x: (PLOT.left + right) / 2, y: height - 4, "text-anchor": "middle" }, xLabel);
+  const yAxis = svgEl(svg, "g", { class: "axis y-axis" });
+  svgEl(yAxis, "line", { x1: PLOT.left, x2: PLOT.left, y1: PLOT.top, y2: bottom });
+  for (const t of yTicks) {
+    svgEl(svg, "line", { class: "grid", x1: PLOT.left + 1, x2: right, y1: sy(t), y2: sy(t) });
+    svgEl(yAxis, "line", { x1: PLOT.left - 4, x2: PLOT.left, y1: sy(t), y2: sy(t) });
+    svgEl(yAxis, "text", { class: "tick", x: PLOT.left - 6, y: sy(t) + 4, "text-anchor": "end" }, yFormat(t));
+  }
+  svgEl(yAxis, "text", { class: "axis-label", x: 12, y: (PLOT.top + bottom) / 2, "text-anchor": "middle",
+    transform: `rotate(-90 12 ${(PLOT.top + bottom) / 2})` }, yLabel);
+  return { sx, sy, left: PLOT.left, right };
+}
+
+function spread(lo, hi, n) { return Array.from({ length: n }, (_, i) => lo + ((hi - lo) * i) / (n - 1)); }
+function clock(ms, withDate) { const t = time(ms); return withDate ? t.slice(5, 16) : t.slice(11, 16); }
+function daySpan(t0, t1) { return t1 - t0 > 20 * 3600_000; }
+
+// Extraction is at exactly 0.5 by construction (score = 1 − 2^(−raw / extraction threshold));
+// the suspicious threshold is per calibration and not served by the API, so points carry labels.
+const EXTRACTION_THRESHOLD = 0.5;
 
 function drawScores(history) {
   const svg = $("score-chart");
-  svg.replaceChildren();
-  const ns = "http://www.w3.org/2000/svg";
   const points = [...history].reverse();
-  if (!points.length) return;
-  const t0 = points[0].timestamp_ms, t1 = points[points.length - 1].timestamp_ms || t0 + 1;
-  const x = (t) => 20 + 600 * (t1 > t0 ? (t - t0) / (t1 - t0) : 0.5);
-  const y = (s) => 150 - 140 * s;
-  const threshold = document.createElementNS(ns, "line");
-  for (const [k, v] of Object.entries({ x1: 20, x2: 620, y1: y(0.5), y2: y(0.5), stroke: "#b00", "stroke-dasharray": "4" })) threshold.setAttribute(k, v);
-  svg.appendChild(threshold);
-  const line = document.createElementNS(ns, "polyline");
-  line.setAttribute("points", points.map((p) => `${x(p.timestamp_ms)},${y(p.score)}`).join(" "));
-  line.setAttribute("fill", "none"); line.setAttribute("stroke", "#1d5fa8"); line.setAttribute("stroke-width", "2");
-  svg.appendChild(line);
+  const t0 = points.length ? points[0].timestamp_ms : Date.now();
+  const t1 = points.length ? points[points.length - 1].timestamp_ms : t0;
+  const pad = t1 > t0 ? 0 : 1800_000;  // one verdict: half an hour either side
+  const dated = daySpan(t0, t1);
+  const { sx, sy, left, right } = axes(svg, {
+    x: [t0 - pad, t1 + pad], y: [0, 1], xTicks: spread(t0 - pad, t1 + pad, 4), yTicks: spread(0, 1, 5),
+    xFormat: (t) => clock(t, dated), yFormat: (v) => v.toFixed(2),
+    xLabel: dated ? "verdict time (UTC, month-day hour:minute)" : `verdict time (UTC, ${time(t0).slice(0, 10)})`, yLabel: "score",
+  });
+  svgEl(svg, "line", { class: "threshold", x1: left, x2: right, y1: sy(EXTRACTION_THRESHOLD), y2: sy(EXTRACTION_THRESHOLD) });
+  svgEl(svg, "text", { class: "threshold-label", x: right - 2, y: sy(EXTRACTION_THRESHOLD) - 4, "text-anchor": "end" },
+    `extraction threshold ${EXTRACTION_THRESHOLD}`);
+  svgEl(svg, "polyline", { points: points.map((p) => `${sx(p.timestamp_ms)},${sy(p.score)}`).join(" "),
+    fill: "none", stroke: "#1d5fa8", "stroke-width": 1.5 });
+  for (const p of points) {
+    const dot = svgEl(svg, "circle", { class: `point ${p.label}`, cx: sx(p.timestamp_ms), cy: sy(p.score), r: 4 });
+    svgEl(dot, "title", {}, `${time(p.timestamp_ms)}: ${p.score.toFixed(3)} ${p.label} after ${p.requests_seen} requests`);
+  }
+}
+
+function drawHourly(events) {
+  const svg = $("hourly-chart");
+  const counts = new Map();
+  for (const e of events) {
+    const hour = Math.floor(e.timestamp_ms / 3600_000) * 3600_000;
+    counts.set(hour, (counts.get(hour) || 0) + 1);
+  }
+  const hours = [...counts.keys()].sort((a, b) => a - b);
+  const h0 = hours.length ? hours[0] : Math.floor(Date.now() / 3600_000) * 3600_000;
+  const h1 = (hours.length ? hours[hours.length - 1] : h0) + 3600_000;
+  const step = Math.max(1, Math.ceil(Math.max(1, ...counts.values()) / 4));  // whole-number ticks
+  const top = step * Math.ceil(Math.max(1, ...counts.values()) / step);
+  const every = Math.max(1, Math.ceil((h1 - h0) / 3600_000 / 6)) * 3600_000;
+  const dated = daySpan(h0, h1);
+  const { sx, sy } = axes(svg, {
+    x: [h0, h1], y: [0, top], xTicks: spread(0, Math.floor((h1 - h0) / every), Math.floor((h1 - h0) / every) + 1).map((i) => h0 + i * every),
+    yTicks: spread(0, top, top / step + 1), xFormat: (t) => clock(t, dated), yFormat: String,
+    xLabel: dated ? "hour (UTC, month-day hour:00)" : `hour (UTC, ${time(h0).slice(0, 10)})`, yLabel: "requests",
+  });
+  for (const hour of hours) {
+    const x = sx(hour) + 1, width = Math.max(1, sx(hour + 3600_000) - sx(hour) - 2);
+    const bar = svgEl(svg, "rect", { class: "bar", x, y: sy(counts.get(hour)), width, height: sy(0) - sy(counts.get(hour)) });
+    svgEl(bar, "title", {}, `${time(hour).slice(0, 13)}:00 UTC: ${counts.get(hour)} requests`);
+  }
+}
+
+const EVENTS_PAGE = 20, HOURLY_SAMPLE = 500;
+const accountState = { id: "", offset: 0, shared: [] };
+
+// Prompts the campaign evidence shows shared with another member (near-duplicates and
+// templates the linker matched), stored as their first EXAMPLE_CHARS characters.
+const EXAMPLE_CHARS = 160;  // detectors.campaigns.evidence.EXAMPLE_CHARS
+function sharedPrompts(reasons) {
+  return reasons.filter((r) => r.signal === "campaign")
+    .flatMap((r) => ((r.evidence || {}).example_prompts || []).filter((x) => typeof x === "string" && x));
+}
+function sharedWith(prompt, shared) {
+  return shared.includes(prompt.slice(0, EXAMPLE_CHARS));
 }
 
 async function openAccount(accountId) {
@@ -127,15 +258,42 @@ async function openAccount(accountId) {
     cell(row, reason.value);
     cell(row, reason.contribution);
   }
-  const events = await json(`/v1/events?account_id=${encodeURIComponent(accountId)}&limit=50`);
+  Object.assign(accountState, { id: accountId, offset: 0, shared: sharedPrompts(latest.reasons) });
+  $("download-report").onclick = () => downloadReport(accountId);
+  const sample = await json(`/v1/events?account_id=${encodeURIComponent(accountId)}&limit=${HOURLY_SAMPLE}`);
+  $("hourly-sample").textContent = String(sample.items.length);
+  drawHourly(sample.items);
+  await showEvents(0);
+}
+
+async function showEvents(offset) {
+  const { id, shared } = accountState;
+  const page = await json(`/v1/events?account_id=${encodeURIComponent(id)}&limit=${EVENTS_PAGE}&offset=${offset}`);
+  if (id !== accountState.id) return;  // another account was opened meanwhile
+  accountState.offset = offset;
   const rows = $("events");
   rows.replaceChildren();
-  for (const event of events.items) {
+  for (const event of page.items) {
     const row = rows.insertRow();
     cell(row, time(event.timestamp_ms));
-    cell(row, event.prompt_text, "prompt");
+    cell(row, event.request_id);
+    const prompt = cell(row, event.prompt_text, "prompt");
+    const match = sharedWith(event.prompt_text, shared);
+    if (match) {
+      row.className = "matched";
+      row.title = "shared with another campaign member";
+      const badge = document.createElement("span");
+      badge.className = "badge";
+      badge.textContent = "shared";
+      prompt.prepend(badge);
+    }
   }
-  $("download-report").onclick = () => downloadReport(accountId);
+  const first = page.items.length ? offset + 1 : offset;
+  $("events-page").textContent = `requests ${first}–${offset + page.items.length} (oldest first)`;
+  $("events-prev").disabled = offset === 0;
+  $("events-next").disabled = page.next_offset === null;
+  $("events-next").onclick = () => showEvents(page.next_offset);
+  $("events-prev").onclick = () => showEvents(Math.max(0, offset - EVENTS_PAGE));
 }
 
 async function downloadReport(accountId) {
@@ -161,6 +319,58 @@ async function openCampaign(clusterId) {
     const item = document.createElement("li");
     link(item, member, () => openAccount(member));
     list.appendChild(item);
+  }
+  drawCampaign(campaign.members, (campaign.evidence || {}).links || []);
+  showEvidence(campaign.evidence || {});
+}
+
+// Members on a circle, links as lines labelled with the pieces of evidence that tie them.
+function drawCampaign(members, links) {
+  const svg = $("campaign-graph");
+  svg.replaceChildren();
+  const width = Number(svg.getAttribute("width")), height = Number(svg.getAttribute("height"));
+  const cx = width / 2, cy = height / 2, radius = Math.min(cx, cy) - 70;
+  const at = new Map(members.map((m, i) => {
+    const angle = (2 * Math.PI * i) / members.length - Math.PI / 2;
+    return [m, members.length === 1 ? [cx, cy] : [cx + radius * Math.cos(angle), cy + radius * Math.sin(angle)]];
+  }));
+  const drawn = links.filter((l) => at.has(l.a) && at.has(l.b));
+  const strongest = Math.max(1, ...drawn.map((l) => l.strength));
+  const edges = svgEl(svg, "g", { class: "edges" });
+  for (const l of drawn) {
+    const [[x1, y1], [x2, y2]] = [at.get(l.a), at.get(l.b)];
+    const g = svgEl(edges, "g", { class: "link" });
+    svgEl(g, "line", { class: "edge", x1, y1, x2, y2, "stroke-width": 1 + (3 * l.strength) / strongest });
+    const label = l.pieces.slice(0, 3).join(" + ") + (l.shared_prompts ? ` (${l.shared_prompts} prompts)` : "");
+    svgEl(g, "text", { class: "edge-label", x: (x1 + x2) / 2, y: (y1 + y2) / 2 - 3, "text-anchor": "middle" }, label);
+    svgEl(g, "title", {}, `${l.a} — ${l.b}: strength ${l.strength} (${l.pieces.join(", ")})`);
+  }
+  const nodes = svgEl(svg, "g", { class: "nodes" });
+  for (const [member, [x, y]] of at) {
+    const g = svgEl(nodes, "g", { class: "node" });
+    svgEl(g, "circle", { cx: x, cy: y, r: 9 }).addEventListener("click", () => openAccount(member));
+    const outside = x >= cx ? 1 : -1;
+    const name = member.length > 24 ? `${member.slice(0, 23)}…` : member;  // the whole id on hover
+    svgEl(g, "text", { x: x + 13 * outside, y: y + 4, "text-anchor": outside > 0 ? "start" : "end" }, name);
+    svgEl(g, "title", {}, member);
+  }
+}
+
+function showEvidence(evidence) {
+  const list = $("campaign-evidence");
+  list.replaceChildren();
+  const describe = (value) => (Array.isArray(value) ? value.join(" · ")
+    : Object.entries(value).map(([k, v]) => `${k}: ${v}`).join(", "));
+  const shown = { shared_prefixes: "Shared network prefixes (accounts)", user_agents: "Shared user agents (accounts)",
+    evidence_share: "Share of the evidence by piece", example_prompts: "Example shared prompts",
+    busiest_hours_utc: "Busiest hours (UTC)" };
+  for (const [key, title] of Object.entries(shown)) {
+    const value = evidence[key];
+    if (value === undefined || value === null || !Object.keys(value).length) continue;
+    const dt = document.createElement("dt"), dd = document.createElement("dd");
+    dt.textContent = title;
+    dd.textContent = describe(value);
+    list.append(dt, dd);
   }
 }
 
@@ -189,6 +399,12 @@ async function alerts() {
 
 $("sign-in-form").addEventListener("submit", (event) => { event.preventDefault(); signIn($("token").value.trim()); });
 $("sign-out").addEventListener("click", () => signOut());
+for (const th of document.querySelectorAll("#accounts-table th[data-sort]")) {
+  th.addEventListener("click", () => sortBy(th.dataset.sort));
+}
+$("filters").addEventListener("submit", (event) => event.preventDefault());
+for (const id of ["search", "since", "until"]) $(id).addEventListener("input", renderLeaderboard);
+for (const id of ["label-filter", "disposition-filter"]) $(id).addEventListener("change", leaderboard);
 for (const button of document.querySelectorAll("nav button")) {
   button.addEventListener("click", () => (button.dataset.view === "alerts" ? alerts() : leaderboard()));
 }
