@@ -252,16 +252,17 @@ def test_http_ingest_takes_json_arrays_and_refuses_oversized_bodies(store: Store
         ok = client.post("/v1/events", json=[GOOD], headers=auth(token))
         assert ok.status_code == 202 and ok.json()["accepted"] == 1
         big = [{**GOOD, "request_id": f"big-{i}", "prompt": "x" * 500} for i in range(10)]
-        refused = client.post("/v1/events", json=big, headers=auth(token))
-        assert refused.status_code == 413
-        assert refused.json()["error"]["code"] == "payload_too_large"
+        with pytest.raises(InvalidRequest) as refused:  # the typed client, as NDJSON
+            Client(token=token, http=client).ingest_events(big)
+        assert (refused.value.status, refused.value.code) == (413, "payload_too_large")
+        assert Client(token=token, http=client).ingest_events([GOOD]).duplicates == 1
         bad = client.post(
             "/v1/events",
             content=b"{not json",
             headers={**auth(token), "Content-Type": "application/json"},
         )
         assert bad.status_code == 400 and bad.json()["error"]["code"] == "bad_request"
-    assert store.count("events") == 1
+    assert store.count("events") == 1  # the resend was stored once
 
 
 def test_http_ingest_takes_gateway_log_formats(store: Store) -> None:

@@ -40,6 +40,9 @@ def test_the_client_over_a_real_server(server: Server) -> None:
         assert "distillguard_api_requests_total" in admin.get_metrics()
     with Client(base, token=analyst_token.token) as client:
         assert client.list_accounts().items == []
+        assert client.list_clusters().items == [] and client.list_verdicts().next_offset is None
+        with pytest.raises(NotFound):
+            client.get_cluster("c-none")
         with pytest.raises(NotFound):
             client.get_account("nobody/../x")  # one escaped path segment, not a traversal
         with pytest.raises(AuthError) as forbidden:
@@ -52,9 +55,12 @@ def test_the_client_over_a_real_server(server: Server) -> None:
         manifest = ReportManifest.model_validate_json(files["manifest.json"])
         assert manifest.report_sha256 == job.report_sha256
         assert ReportDocument.model_validate_json(files["report.json"]).accounts == ["acct-none"]
-    with Client(base, token="dg_x_forged") as forged, pytest.raises(AuthError) as refused:
-        forged.list_accounts()
-    assert refused.value.status == 401 and refused.value.code == "unauthorized"
+    with Client(base, token=server.admin) as admin:
+        assert admin.revoke_token(analyst_token.token_id).revoked
+    for token in (analyst_token.token, "dg_x_forged"):  # revoked, then never issued
+        with Client(base, token=token) as refused_client, pytest.raises(AuthError) as refused:
+            refused_client.list_accounts()
+        assert refused.value.status == 401 and refused.value.code == "unauthorized"
     assert httpx.get(f"{base}/v1/reports/jobs/{job.job_id}").status_code == 401
 
 
