@@ -609,11 +609,24 @@ def listed_files(manifest: dict) -> list[str]:
     return [a["file"] for a in manifest["artifacts"]] + ["manifest.json"] + [SIGNATURE] * signed
 
 
+def check_ready(settings: Settings, pdf: bool = True) -> None:
+    """Raises what would fail any report at once (no Chromium for a PDF, an unusable signing
+    key), so the API can refuse a report job before queueing it."""
+    if pdf:
+        chromium()
+    _signing_key(settings)
+
+
 def publish_report(
-    store: Store, settings: Settings, subject: Subject, pdf: bool = True
+    store: Store,
+    settings: Settings,
+    subject: Subject,
+    pdf: bool = True,
+    report_id: str | None = None,
 ) -> tuple[str, dict]:
-    """A new report in `reports_dir` under a fresh random id; returns the id and manifest."""
-    report_id = uuid.uuid4().hex
+    """A new report in `reports_dir` under `report_id` (a report job's id) or a fresh random
+    one; returns the id and manifest."""
+    report_id = report_id or uuid.uuid4().hex
     folder = private_folder(reports_dir(settings)) / report_id
     return report_id, write_report(store, settings, subject, folder, pdf)
 

@@ -298,13 +298,19 @@ async function showEvents(offset) {
 
 async function downloadReport(accountId) {
   $("report-status").textContent = "generating …";
-  const created = await json("/v1/reports", { method: "POST", body: JSON.stringify({ account_id: accountId }) });
-  const blob = await (await api(`/v1/reports/${created.report_id}/report.pdf`)).blob();
+  // A report is a job: queued at once, polled until done (Chromium can take a while).
+  let job = await json("/v1/reports", { method: "POST", body: JSON.stringify({ account_id: accountId }) });
+  while (job.status === "queued" || job.status === "running") {
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    job = await json(`/v1/reports/jobs/${job.job_id}`);
+  }
+  if (job.status !== "done") { $("report-status").textContent = `report failed: ${job.error}`; return; }
+  const blob = await (await api(`/v1/reports/${job.report_id}/report.pdf`)).blob();
   const a = document.createElement("a");
   a.href = URL.createObjectURL(blob);
-  a.download = `distillguard-report-${created.report_id}.pdf`;
+  a.download = `distillguard-report-${job.report_id}.pdf`;
   document.body.appendChild(a); a.click(); a.remove();
-  $("report-status").textContent = `report ${created.report_id} (sha256 ${created.report_sha256.slice(0, 16)}…)`;
+  $("report-status").textContent = `report ${job.report_id} (sha256 ${job.report_sha256.slice(0, 16)}…)`;
 }
 
 async function openCampaign(clusterId) {

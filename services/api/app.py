@@ -5,6 +5,8 @@ limit, client address, audit with the real status, security headers, request met
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -23,6 +25,7 @@ from services.api.errors import http_error, invalid_request, server_error
 from services.api.routers import ROUTERS
 from services.auth import TokenVerifier
 from services.ingest import Ingestor
+from services.report_jobs import ReportJobs
 from storage import Store
 
 DASHBOARD = Path(dashboards.__file__).parent / "web"
@@ -31,6 +34,13 @@ DASHBOARD = Path(dashboards.__file__).parent / "web"
 def operation_id(route: APIRoute) -> str:
     """Operation ids are the route functions' names: `list_accounts`, `get_account`, ..."""
     return route.name
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """On a clean stop, report jobs in progress finish before the process exits."""
+    yield
+    app.state.report_jobs.shutdown()
 
 
 def create_app(settings: Settings, store: Store, ingestor: Ingestor | None = None) -> FastAPI:
@@ -44,6 +54,7 @@ def create_app(settings: Settings, store: Store, ingestor: Ingestor | None = Non
         docs_url=None,
         redoc_url=None,
         generate_unique_id_function=operation_id,
+        lifespan=_lifespan,
     )
     app.state.settings = settings
     app.state.store = store
@@ -51,6 +62,7 @@ def create_app(settings: Settings, store: Store, ingestor: Ingestor | None = Non
     app.state.verify = TokenVerifier(store)
     app.state.metrics = CollectorRegistry()
     app.state.started = time.time()
+    app.state.report_jobs = ReportJobs(store, settings)
     requests_total = Counter(
         "distillguard_api_requests", "API requests", ["route", "status"], registry=app.state.metrics
     )

@@ -10,12 +10,13 @@ from datetime import datetime
 from typing import Any, Generic, Literal, TypeVar
 
 import orjson
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, RootModel, SecretStr
 
 from core.settings import Settings
 from core.timeutil import END_OF_TIME_MS
 from core.verdicts import Label
 from services.auth import Role
+from services.report_jobs import JobStatus
 from services.reports import Subject
 from services.webhooks import Format
 from storage.queries import Checkpoint, RowPage
@@ -271,10 +272,65 @@ class ReportRequest(BaseModel):
         return Subject(self.account_id, self.cluster_id, *window_ms(self.since, self.until))
 
 
-class ReportCreated(BaseModel):
-    report_id: str
-    report_sha256: str = Field(description="Binds every file: see the manifest.")
-    files: list[str]
+class ReportJob(BaseModel):
+    """A report being written in the background; poll `GET /v1/reports/jobs/{job_id}`."""
+
+    job_id: str
+    status: JobStatus = Field(description="`queued`, `running`, `done` or `failed`.")
+    error: str | None = Field(description="Why a `failed` job failed.")
+    report_id: str | None = Field(
+        description="Once `done`: download its files from `/v1/reports/{report_id}/{name}`."
+    )
+    report_sha256: str | None = Field(description="Once `done`: binds every file (manifest).")
+    files: list[str] = Field(description="Once `done`: the report's files, manifest last.")
+    created_ms: int
+    finished_ms: int | None
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> ReportJob:
+        return cls.model_validate({k: v for k, v in state.items() if k in cls.model_fields})
+
+
+class ManifestArtifact(BaseModel):
+    file: str
+    sha256: str
+
+
+class ReportDocument(BaseModel):
+    """`report.json`: every figure of the report (`services.reports.gather`, less the events,
+    which are `events.csv`)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    subject: dict[str, Any]
+    generated_at: str
+    distillguard_version: str
+    accounts: list[str]
+    summary: dict[str, Any]
+    signals: list[dict[str, Any]]
+    verdicts: list[dict[str, Any]]
+    harvest: dict[str, Any]
+    methodology: dict[str, Any]
+
+
+class ReportManifest(BaseModel):
+    """`manifest.json`: the SHA-256 of every artifact, the report's own hash over them, the
+    version, configuration and signing key (`services.reports.render` writes it)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    distillguard_version: str
+    generated_at: str
+    generated_unix: int
+    subject: dict[str, Any]
+    configuration: dict[str, Any]
+    artifacts: list[ManifestArtifact]
+    report_sha256: str
+    signing: dict[str, Any]
+
+
+class ReportJSONFile(RootModel[ReportManifest | ReportDocument]):
+    """A report's JSON file: `manifest.json` or `report.json`."""
 
 
 # --- alerts and webhooks ----------------------------------------------------------------------

@@ -3,7 +3,7 @@ and pages, ranked accounts, audited evidence views, redaction, inert injection s
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
 import orjson
@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 from core.events import Event
 from core.settings import Settings
 from core.verdicts import Reason, Verdict
+from distillguard.client import AuthError, Client, InvalidRequest, NotFound
 from distillguard.wiring import build_api
 from services.api import create_app
 from services.api.routers import ROUTERS
@@ -79,6 +80,13 @@ def auth(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
+@pytest.fixture
+def as_role(api) -> Callable[[str], Client]:
+    """The typed client over the `api` fixture's app, holding the given role's token."""
+    http, tokens, _ = api
+    return lambda role: Client(token=tokens[role], http=http)
+
+
 def test_every_route_but_health_needs_a_token(api) -> None:
     client, _, _ = api
     routes = [r for router in ROUTERS for r in router.routes if isinstance(r, APIRoute)]
@@ -96,15 +104,17 @@ def test_every_route_but_health_needs_a_token(api) -> None:
         assert client.request(method, path, headers=auth("dg_x_forged")).status_code == 401
 
 
-def test_admin_routes_refuse_analysts(api) -> None:
-    client, tokens, _ = api
-    response = client.get("/v1/audit", headers=auth(tokens["analyst"]))
-    assert response.status_code == 403 and response.json()["error"]["code"] == "forbidden"
-    body = {"role": "admin", "name": "escalation"}
-    assert client.post("/v1/tokens", json=body, headers=auth(tokens["analyst"])).status_code == 403
-    created = client.post("/v1/tokens", json=body, headers=auth(tokens["admin"]))
-    assert created.status_code == 201
-    assert client.get("/v1/audit", headers=auth(created.json()["token"])).status_code == 200
+def test_admin_routes_refuse_analysts(api, as_role) -> None:
+    http, _, _ = api
+    analyst, admin = as_role("analyst"), as_role("admin")
+    with pytest.raises(AuthError) as refused:
+        analyst.list_audit_log()
+    assert refused.value.status == 403 and refused.value.code == "forbidden"
+    with pytest.raises(AuthError):
+        analyst.create_token("admin", "escalation")
+    created = admin.create_token("admin", "escalation")
+    assert created.role == "admin"
+    assert Client(token=created.token, http=http).list_audit_log().items
 
 
 def test_tokens_are_stored_hashed_and_revocable(api) -> None:
@@ -118,43 +128,34 @@ def test_tokens_are_stored_hashed_and_revocable(api) -> None:
         assert other.get("/v1/accounts", headers=auth(token)).status_code == 401
 
 
-def test_accounts_ranked_by_latest_score_in_pages(api) -> None:
-    client, tokens, _ = api
-    first = client.get("/v1/accounts", params={"limit": 2}, headers=auth(tokens["analyst"]))
-    assert first.status_code == 200
-    page = first.json()
-    assert [a["account_id"] for a in page["items"]] == ["acct-high", "acct-mid"]
-    assert page["items"][0]["label"] == "extraction" and page["items"][0]["requests_seen"] == 40
-    assert page["next_offset"] == 2
-    second = client.get(
-        "/v1/accounts", params={"limit": 2, "offset": 2}, headers=auth(tokens["analyst"])
-    ).json()
-    assert [a["account_id"] for a in second["items"]] == ["acct-low"]
-    assert second["next_offset"] is None
-    flagged = client.get(
-        "/v1/accounts", params={"label": "extraction"}, headers=auth(tokens["analyst"])
-    ).json()
-    assert [a["account_id"] for a in flagged["items"]] == ["acct-high"]
+def test_accounts_ranked_by_latest_score_in_pages(as_role) -> None:
+    client = as_role("analyst")
+    page = client.list_accounts(limit=2)
+    assert [a.account_id for a in page.items] == ["acct-high", "acct-mid"]
+    assert page.items[0].label == "extraction" and page.items[0].requests_seen == 40
+    assert page.next_offset == 2
+    second = client.list_accounts(limit=2, offset=2)
+    assert [a.account_id for a in second.items] == ["acct-low"]
+    assert second.next_offset is None
+    flagged = client.list_accounts(label="extraction")
+    assert [a.account_id for a in flagged.items] == ["acct-high"]
 
 
-def test_evidence_views_are_audited(api) -> None:
-    client, tokens, _ = api
-    detail = client.get("/v1/accounts/acct-high", headers=auth(tokens["analyst"]))
-    assert detail.status_code == 200
-    body = detail.json()
-    assert body["latest"]["label"] == "extraction" and body["requests"] == 40
-    assert body["latest"]["reasons"][0]["signal"] == "greedy_share"
-    events = client.get(
-        "/v1/events", params={"account_id": "acct-high"}, headers=auth(tokens["analyst"])
-    )
-    assert [e["prompt_text"] for e in events.json()["items"]][0] == "prompt 0 <script>"
-    log = client.get("/v1/audit", headers=auth(tokens["admin"])).json()["items"]
-    actions = {(r["action"], r["account_id"], r["role"]) for r in log}
+def test_evidence_views_are_audited(as_role) -> None:
+    client = as_role("analyst")
+    detail = client.get_account("acct-high")
+    assert detail.latest is not None and detail.latest.label == "extraction"
+    assert detail.requests == 40 and detail.latest.reasons[0].signal == "greedy_share"
+    events = client.list_events("acct-high")
+    assert events.items[0].prompt_text == "prompt 0 <script>"
+    log = as_role("admin").list_audit_log().items
+    actions = {(r.action, r.account_id, r.role) for r in log}
     assert {("view_account", "acct-high", "analyst"), ("view_events", "acct-high", "analyst")} <= (
         actions
     )
-    missing = client.get("/v1/accounts/nobody", headers=auth(tokens["analyst"]))
-    assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
+    with pytest.raises(NotFound) as missing:
+        client.get_account("nobody")
+    assert missing.value.code == "not_found" and "nobody" in missing.value.message
 
 
 def test_redaction_setting_applies_to_prompt_text(api) -> None:
@@ -181,13 +182,16 @@ def test_injection_strings_are_inert(api, account: str) -> None:
     assert store.count("verdicts") == 4
 
 
-def test_invalid_filters_get_one_error_shape(api) -> None:
+def test_invalid_filters_get_one_error_shape(api, as_role) -> None:
     client, tokens, _ = api
     for params in ({"label": "evil"}, {"limit": 0}, {"limit": 10_000}, {"since": "yesterday"}):
         response = client.get("/v1/verdicts", params=params, headers=auth(tokens["analyst"]))
         assert response.status_code == 422, params
         error = response.json()["error"]
         assert error["code"] == "invalid_request" and error["message"][0]["location"]
+    with pytest.raises(InvalidRequest) as invalid:  # the typed client's view of the same
+        as_role("analyst").list_verdicts(label="evil")
+    assert invalid.value.status == 422 and invalid.value.message[0]["location"][-1] == "label"
 
 
 def test_openapi_and_metrics_behind_a_token(api) -> None:
@@ -248,16 +252,17 @@ def test_http_ingest_takes_json_arrays_and_refuses_oversized_bodies(store: Store
         ok = client.post("/v1/events", json=[GOOD], headers=auth(token))
         assert ok.status_code == 202 and ok.json()["accepted"] == 1
         big = [{**GOOD, "request_id": f"big-{i}", "prompt": "x" * 500} for i in range(10)]
-        refused = client.post("/v1/events", json=big, headers=auth(token))
-        assert refused.status_code == 413
-        assert refused.json()["error"]["code"] == "payload_too_large"
+        with pytest.raises(InvalidRequest) as refused:  # the typed client, as NDJSON
+            Client(token=token, http=client).ingest_events(big)
+        assert (refused.value.status, refused.value.code) == (413, "payload_too_large")
+        assert Client(token=token, http=client).ingest_events([GOOD]).duplicates == 1
         bad = client.post(
             "/v1/events",
             content=b"{not json",
             headers={**auth(token), "Content-Type": "application/json"},
         )
         assert bad.status_code == 400 and bad.json()["error"]["code"] == "bad_request"
-    assert store.count("events") == 1
+    assert store.count("events") == 1  # the resend was stored once
 
 
 def test_http_ingest_takes_gateway_log_formats(store: Store) -> None:
@@ -313,20 +318,18 @@ def test_http_ingest_takes_gateway_log_formats(store: Store) -> None:
         assert response.status_code == 400
 
 
-def test_webhooks_and_alert_acknowledgement(api) -> None:
+def test_webhooks_and_alert_acknowledgement(api, as_role) -> None:
     from core.batch import Batch
     from services.webhooks import AlertSink
 
-    client, tokens, store = api
+    _, _, store = api
+    analyst, admin = as_role("analyst"), as_role("admin")
     hook = {"url": "http://127.0.0.1:9/dg", "format": "slack"}  # allowlisted: see `api`
-    assert (
-        client.post("/v1/webhooks", json=hook, headers=auth(tokens["analyst"])).status_code == 403
-    )
-    created = client.post("/v1/webhooks", json=hook, headers=auth(tokens["admin"])).json()
-    bad = client.post(
-        "/v1/webhooks", json={"url": "javascript:alert(1)"}, headers=auth(tokens["admin"])
-    )
-    assert bad.status_code == 422
+    with pytest.raises(AuthError):
+        analyst.create_webhook(**hook)
+    created = admin.create_webhook(**hook)
+    with pytest.raises(InvalidRequest):
+        admin.create_webhook("javascript:alert(1)")
     sink = AlertSink(store)
     sink.write(
         Batch(
@@ -344,15 +347,14 @@ def test_webhooks_and_alert_acknowledgement(api) -> None:
         )
     )
     sink.flush()
-    (alert,) = client.get("/v1/alerts", headers=auth(tokens["analyst"])).json()["items"]
-    assert alert["status"] == "pending" and alert["webhook_id"] == created["webhook_id"]
-    acked = client.post(f"/v1/alerts/{alert['alert_id']}/ack", headers=auth(tokens["analyst"]))
-    assert acked.status_code == 200
-    (again,) = client.get("/v1/alerts", headers=auth(tokens["analyst"])).json()["items"]
-    assert again["acknowledged_by"] and again["status"] == "pending"
-    removed = client.delete(f"/v1/webhooks/{created['webhook_id']}", headers=auth(tokens["admin"]))
-    assert removed.status_code == 200
-    assert client.get("/v1/webhooks", headers=auth(tokens["admin"])).json()["items"] == []
+    (alert,) = analyst.list_alerts().items
+    assert alert.status == "pending" and alert.webhook_id == created.webhook_id
+    acked = analyst.acknowledge_alert(alert.alert_id)
+    assert acked.alert_id == alert.alert_id
+    (again,) = analyst.list_alerts().items
+    assert again.acknowledged_by and again.status == "pending"
+    assert admin.delete_webhook(created.webhook_id).active is False
+    assert admin.list_webhooks().items == []
 
 
 def test_oversized_bodies_get_a_clear_413_on_every_route(api) -> None:
@@ -410,3 +412,32 @@ def test_an_api_built_without_an_ingestor_takes_no_events(store: Store) -> None:
         response = client.post("/v1/events", json=[GOOD], headers=auth(token))
     assert response.status_code == 503 and response.json()["error"]["code"] == "server_error"
     assert store.count("events") == 0
+
+
+def _operations(app) -> dict[str, dict]:
+    return {
+        operation["operationId"]: operation
+        for methods in app.openapi()["paths"].values()
+        for operation in methods.values()
+    }
+
+
+def test_every_success_response_has_a_named_schema(store: Store) -> None:
+    """No operation answers a bare `object`: each JSON success references a named component
+    that exists, and every other media type is a documented string (text or binary)."""
+    app = create_app(Settings(), store)
+    components = app.openapi()["components"]["schemas"]
+    for name, operation in _operations(app).items():
+        (success,) = [r for code, r in operation["responses"].items() if code.startswith("2")]
+        for media, content in success["content"].items():
+            schema = content["schema"]
+            if media == "application/json":
+                assert set(schema) == {"$ref"}, (name, schema)
+                assert schema["$ref"].removeprefix("#/components/schemas/") in components
+            else:
+                assert schema.get("type") == "string", (name, media, schema)
+
+
+def test_the_client_has_a_method_for_every_operation(store: Store) -> None:
+    for name in _operations(create_app(Settings(), store)):
+        assert callable(getattr(Client, name, None)), f"distillguard.client lacks {name}()"

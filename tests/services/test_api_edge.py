@@ -14,11 +14,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 from core.settings import Settings
+from distillguard.client import Client
 from services.api import create_app
 from services.api.edge import FailureLimiter, client_address, trusted_networks
-from services.api.routers.reports import PDF_UNAVAILABLE
 from services.api.schemas import ReportRequest
 from services.auth import create_token
+from services.report_jobs import PDF_UNAVAILABLE
 from services.reports import reports_dir
 from storage import Store, queries
 from tests.services.test_api import _event, _verdict, auth
@@ -177,8 +178,11 @@ def test_every_read_of_account_data_is_audited_with_its_status(seeded, tmp_path:
     report = api.post(
         "/v1/reports", json={"account_id": "acct-high", "pdf": False}, headers=analyst
     )
-    assert report.status_code == 201, report.text
-    report_id = report.json()["report_id"]
+    assert report.status_code == 202, report.text
+    assert report.headers["location"] == f"/v1/reports/jobs/{report.json()['job_id']}"
+    job = Client(http=api, token=tokens["analyst"]).wait_for_report(report.json()["job_id"])
+    report_id = job.report_id
+    assert report_id == job.job_id  # the finished report is published under the job's id
     export = api.get(f"/v1/reports/{report_id}/events.csv", headers=analyst)
     assert export.status_code == 200 and "acct-high" in export.text
 
@@ -196,7 +200,7 @@ def test_every_read_of_account_data_is_audited_with_its_status(seeded, tmp_path:
         ("list_clusters", "/v1/clusters", "", "", 200),
         ("view_cluster", "/v1/clusters/c-none", "", "c-none", 404),
         ("list_alerts", "/v1/alerts", "", "", 200),
-        (f"generate_report:{report_id}", "/v1/reports", "acct-high", "", 201),
+        (f"generate_report:{report_id}", "/v1/reports", "acct-high", "", 202),
         (
             f"export_report:{report_id}/events.csv",
             f"/v1/reports/{report_id}/events.csv",

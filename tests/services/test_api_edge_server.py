@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,10 +46,11 @@ class Server:
         Path(f"/proc/{self.pid}/clear_refs").write_text("5")  # VmHWM := VmRSS
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    data = tmp_path_factory.mktemp("edge-server")
-    command = [sys.executable, "-m", "tests.services.serve_api", str(data), str(LIMIT)]
+@contextmanager
+def served(data: Path, limit: int = LIMIT) -> Iterator[Server]:
+    """`tests/services/serve_api.py` on a real uvicorn, answering /healthz, until the block
+    ends (the typed client's tests use it too)."""
+    command = [sys.executable, "-m", "tests.services.serve_api", str(data), str(limit)]
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True)  # noqa: S603
     try:
         assert process.stdout is not None
@@ -62,6 +64,12 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    with served(tmp_path_factory.mktemp("edge-server")) as running:
+        yield running
 
 
 @dataclass(frozen=True)

@@ -128,25 +128,36 @@ def test_campaign_report_covers_its_members(store: Store, tmp_path: Path) -> Non
 
 
 def test_reports_from_the_api_are_audited_downloads(store: Store, tmp_path: Path) -> None:
+    """Through the typed client: a report job is queued (202), polled to `done`, and its files
+    download; names outside the manifest are 404s."""
     from fastapi.testclient import TestClient
 
+    from distillguard.client import Client, NotFound
     from services.api import create_app
+    from services.api.schemas import ReportManifest
     from services.auth import create_token
 
     _seed(store)
     token = create_token(store, "analyst", "legal")[0]
-    headers = {"Authorization": f"Bearer {token}"}
-    with TestClient(create_app(Settings(data_dir=tmp_path), store)) as client:
-        created = client.post(
-            "/v1/reports", json={"account_id": "acct-harvest", "pdf": False}, headers=headers
+    with (
+        TestClient(create_app(Settings(data_dir=tmp_path), store)) as http,
+        Client(token=token, http=http) as client,
+    ):
+        queued = client.create_report(account_id="acct-harvest", pdf=False)
+        assert queued.status in ("queued", "running") and queued.report_id is None
+        job = client.wait_for_report(queued, timeout=120)
+        assert job.report_id == queued.job_id and job.files[-1] == "manifest.json"
+        assert client.get_report_job(job.job_id) == job  # the finished state stays readable
+        manifest = ReportManifest.model_validate_json(
+            client.get_report_file(job.report_id, "manifest.json")
         )
-        assert created.status_code == 201
-        report_id = created.json()["report_id"]
-        manifest = client.get(f"/v1/reports/{report_id}/manifest.json", headers=headers)
-        assert manifest.json()["report_sha256"] == created.json()["report_sha256"]
-        html = client.get(f"/v1/reports/{report_id}/report.html", headers=headers)
-        assert html.status_code == 200 and "acct-harvest" in html.text
+        assert manifest.report_sha256 == job.report_sha256
+        html = client.get_report_file(job.report_id, "report.html")
+        assert b"acct-harvest" in html
         for bad in ("../../etc/passwd", "..%2F..%2Fsecret", "nothing.txt"):
-            assert client.get(f"/v1/reports/{report_id}/{bad}", headers=headers).status_code == 404
+            with pytest.raises(NotFound):
+                client.get_report_file(job.report_id, bad)
+        with pytest.raises(NotFound):
+            client.get_report_job("0" * 32)
     actions = {r["action"].split(":")[0] for r in store.query("SELECT action FROM {db}.audit_log")}
     assert {"generate_report", "export_report"} <= actions

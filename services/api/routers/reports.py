@@ -1,63 +1,93 @@
-"""Forensic reports: generate one, and download its files (both audited)."""
+"""Forensic reports as jobs: ask for one (202 with a job id), poll the job, download the
+finished report's files (asking and downloading are audited). `services.report_jobs` runs the
+jobs in threads of this process and keeps their state on disk."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi.responses import FileResponse
 
-from services.api.deps import Analyst, Audit, SettingsDep, StoreDep
+from services.api.deps import Analyst, Audit, SettingsDep
 from services.api.errors import errors
-from services.api.schemas import ReportCreated, ReportRequest
+from services.api.schemas import ReportJob, ReportJSONFile, ReportRequest
+from services.report_jobs import NOT_WRITTEN, PDF_UNAVAILABLE, ReportJobs
 from services.reports import (
     NoSuchReport,
     ReportError,
     ReportUnavailable,
-    listed_files,
-    publish_report,
+    check_ready,
     published_file,
 )
 
 router = APIRouter(tags=["reports"])
-# What the client is told when a report fails; the server's log has the cause.
-PDF_UNAVAILABLE = "PDF rendering is unavailable on this server; ask for the report with pdf=false"
-NOT_WRITTEN = "the report could not be written on this server"
 BINARY = {"schema": {"type": "string", "format": "binary"}}
 REPORT_FILE: dict[int | str, dict[str, Any]] = {
     200: {
-        "description": "The file, as its type says (the manifest is JSON).",
+        "description": "The file, as its type says (`manifest.json` and `report.json` are JSON).",
+        "model": ReportJSONFile,
         "content": {
             "application/pdf": BINARY,
             "text/html": {"schema": {"type": "string"}},
             "text/csv": {"schema": {"type": "string"}},
             "image/png": BINARY,
-            "application/json": {"schema": {"type": "object"}},
         },
     }
 }
 
 
-@router.post("/v1/reports", status_code=201, responses=errors(401, 403, 413, 422, 503))
+def report_jobs(request: Request) -> ReportJobs:
+    return request.app.state.report_jobs
+
+
+Jobs = Annotated[ReportJobs, Depends(report_jobs)]
+
+
+JOB_LOCATION: dict[int | str, dict[str, Any]] = {
+    202: {
+        "description": "Queued.",
+        "headers": {
+            "Location": {"description": "The job's status route.", "schema": {"type": "string"}}
+        },
+    }
+}
+
+
+@router.post(
+    "/v1/reports", status_code=202, responses=JOB_LOCATION | errors(401, 403, 413, 422, 503)
+)
 def create_report(
-    body: ReportRequest, _who: Analyst, store: StoreDep, settings: SettingsDep, audit: Audit
-) -> ReportCreated:
-    """Generate a forensic report (PDF, HTML, JSON, CSV, charts, SHA-256 manifest). 503 when
-    this server cannot render the PDF (`pdf: false` still works) or write the report; nothing
-    of a failed report is kept."""
+    body: ReportRequest,
+    response: Response,
+    _who: Analyst,
+    settings: SettingsDep,
+    jobs: Jobs,
+    audit: Audit,
+) -> ReportJob:
+    """Ask for a forensic report (PDF, HTML, JSON, CSV, charts, SHA-256 manifest): 202 with a
+    job to poll at `Location`. 503 at once when this server cannot render the PDF (`pdf: false`
+    still works) or sign the report; a job that fails later says why, and keeps nothing."""
     subject = {"account_id": body.account_id or "", "cluster_id": body.cluster_id or ""}
     try:
-        report_id, manifest = publish_report(store, settings, body.subject(), body.pdf)
+        check_ready(settings, body.pdf)
     except ReportError as failure:
         audit.note("generate_report", **subject)  # audited with the 503
         unavailable = isinstance(failure, ReportUnavailable)
         raise HTTPException(503, PDF_UNAVAILABLE if unavailable else NOT_WRITTEN) from failure
-    audit.note(f"generate_report:{report_id}", **subject)
-    return ReportCreated(
-        report_id=report_id,
-        report_sha256=manifest["report_sha256"],
-        files=listed_files(manifest),
-    )
+    state = jobs.submit(body.subject(), body.pdf)
+    audit.note(f"generate_report:{state['job_id']}", **subject)
+    response.headers["Location"] = f"/v1/reports/jobs/{state['job_id']}"
+    return ReportJob.from_state(state)
+
+
+@router.get("/v1/reports/jobs/{job_id}", responses=errors(401, 403, 404, 422))
+def get_report_job(job_id: str, _who: Analyst, jobs: Jobs) -> ReportJob:
+    """A report job's state; once `done`, its report's id and files."""
+    try:
+        return ReportJob.from_state(jobs.status(job_id))
+    except NoSuchReport as missing:
+        raise HTTPException(404, str(missing)) from None
 
 
 @router.get(
@@ -68,7 +98,7 @@ def create_report(
 def get_report_file(
     report_id: str, name: str, _who: Analyst, settings: SettingsDep, audit: Audit
 ) -> FileResponse:
-    """Download one file of a report (only files its manifest lists)."""
+    """Download one file of a finished report (only files its manifest lists)."""
     try:
         path, subject = published_file(settings, report_id, name)
     except NoSuchReport as missing:
