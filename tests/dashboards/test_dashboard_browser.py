@@ -391,5 +391,5 @@ def test_leaderboard_searches_filters_and_sorts(page, server) -> None:
     expect(page.locator("#accounts tr")).to_have_count(1)
     assert _ids(page) == ["acct-calm"]
     page.screenshot(path=str(SCREENSHOTS / "leaderboard-filtered.png"), full_page=True)
-    with page.expect_request(lambda r: "disposition=confirmed" in r.url):
-        page.select_option("#disposition-filter", "confirmed")
+    with page.expect_request(lambda r: "disposition=confirmed_extraction" in r.url):
+        page.select_option("#disposition-filter", "confirmed_extraction")
