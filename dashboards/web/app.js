@@ -67,12 +67,12 @@ function signOut(message) {
 
 // The leaderboard loads up to one API page (500) of ranked accounts, filtered by label and
 // disposition on the server; search, time range and sorting then work on what is loaded.
-const RANKED = 500;
+const MAX_PAGE = 500;  // the API's largest page (services.api.deps.MAX_PAGE)
 const leaderboardState = { accounts: [], sort: { key: "score", dir: -1 } };
 
 async function leaderboard() {
   show("leaderboard");
-  const query = new URLSearchParams({ limit: String(RANKED) });
+  const query = new URLSearchParams({ limit: String(MAX_PAGE) });
   if ($("label-filter").value) query.set("label", $("label-filter").value);
   if ($("disposition-filter").value) query.set("disposition", $("disposition-filter").value);
   leaderboardState.accounts = (await json(`/v1/accounts?${query}`)).items;
@@ -216,7 +216,7 @@ function drawHourly(events) {
   }
 }
 
-const EVENTS_PAGE = 20, HOURLY_SAMPLE = 500;
+const EVENTS_PAGE = 20, HOURLY_PAGES = 4;  // 4 pages of 500: the chart's requests
 const accountState = { id: "", offset: 0, shared: [] };
 
 // Prompts the campaign evidence shows shared with another member (near-duplicates and
@@ -260,9 +260,15 @@ async function openAccount(accountId) {
   }
   Object.assign(accountState, { id: accountId, offset: 0, shared: sharedPrompts(latest.reasons) });
   $("download-report").onclick = () => downloadReport(accountId);
-  const sample = await json(`/v1/events?account_id=${encodeURIComponent(accountId)}&limit=${HOURLY_SAMPLE}`);
-  $("hourly-sample").textContent = String(sample.items.length);
-  drawHourly(sample.items);
+  const counted = [];  // the API lists requests oldest first: up to HOURLY_PAGES pages of them
+  let next = 0;
+  for (let pages = 0; next !== null && pages < HOURLY_PAGES; pages++) {
+    const page = await json(`/v1/events?account_id=${encodeURIComponent(accountId)}&limit=${MAX_PAGE}&offset=${next}`);
+    counted.push(...page.items);
+    next = page.next_offset;
+  }
+  $("hourly-sample").textContent = `${next === null ? "all" : "the first"} ${counted.length} requests`;
+  drawHourly(counted);
   await showEvents(0);
 }
 

@@ -324,7 +324,7 @@ def test_account_charts_draw_one_point_per_verdict_and_requests_per_hour(page, s
     titles = [bars.nth(i).locator("title").text_content() for i in range(3)]
     assert [t.split(": ")[1] for t in titles] == ["15 requests"] * 3
     assert page.locator("#hourly-chart .axis-label").all_text_contents()[1] == "requests"
-    assert page.inner_text("#hourly-sample") == "45"
+    assert page.inner_text("#hourly-sample") == "all 45 requests"
 
 
 def test_account_requests_are_paged_with_shared_prompts_highlighted(page, server) -> None:

@@ -112,10 +112,12 @@ def test_campaign_members_share_a_cluster_and_its_verdict(evaluation) -> None:
     assert len(flagged) >= 0.9 * len(members)
     reasons = {r.signal: r for r in history[members[0]][-1][1].reasons}
     assert reasons["campaign"].evidence["cluster_id"] in clusters
+    assert "links" not in reasons["campaign"].evidence  # the pair links stay on the campaign
     # Twelve accounts linked far beyond chance: the coordination is part of the verdict.
     assert reasons["coordination"].value > 10 and reasons["coordination"].contribution > 0
     clusters = detector.drain_clusters()
     assert any(set(cluster.members) >= set(flagged) for cluster in clusters)
+    assert all(cluster.evidence["links"] for cluster in clusters if cluster.label != "dissolved")
 
 
 def test_verdicts_explain_themselves(evaluation) -> None:
