@@ -38,21 +38,15 @@ def source_commit(root: Path = SOURCE_ROOT) -> str | None:
     git = shutil.which("git")
     if git is None or not (root / ".git").exists() or not (root / "pyproject.toml").exists():
         return None
+
+    def ask(*args: str) -> str:
+        return subprocess.run(  # noqa: S603 - fixed arguments
+            [git, "-C", str(root), *args], check=True, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+
     try:
-        commit = subprocess.run(  # noqa: S603 - fixed arguments
-            [git, "-C", str(root), "rev-parse", "--short=12", "HEAD"],
-            check=True,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        ).stdout.strip()
-        changed = subprocess.run(  # noqa: S603 - fixed arguments
-            [git, "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-            check=True,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        ).stdout.strip()
+        commit = ask("rev-parse", "--short=12", "HEAD")
+        changed = ask("status", "--porcelain", "--untracked-files=no")
     except (OSError, subprocess.SubprocessError):
         return None
     if not commit:
