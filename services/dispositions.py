@@ -13,13 +13,18 @@ What they change downstream:
 
 from __future__ import annotations
 
+import heapq
 import time
 import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Literal
 
+from core.events import Event
 from services.auth import Access, Principal, audit
-from storage import Store
+from storage import Store, queries
 from storage.queries.dispositions import DispositionRow
+from storage.rows import stored_event
 
 SubjectKind = Literal["account", "cluster"]
 Disposition = Literal["confirmed_extraction", "false_positive", "allowlisted", "none"]
@@ -95,3 +100,47 @@ def subject_of(row: DispositionRow) -> dict[str, str]:
     """The audit log's subject fields for a disposition's subject."""
     key = "account_id" if row["subject_kind"] == "account" else "cluster_id"
     return {key: row["subject_id"]}
+
+
+@dataclass
+class BenignEvidence:
+    """The stored requests of the accounts analysts marked `false_positive`, to be added to the
+    benign history a detector is calibrated on: the detector learns that traffic like theirs is
+    honest. `unreadable`: requests whose prompt was hashed at ingest (nothing to learn from)."""
+
+    accounts: list[str]
+    events: list[Event]
+    unreadable: int = 0
+
+    @property
+    def request_ids(self) -> set[str]:
+        return {event.request_id for event in self.events}
+
+    def merged(self, history: Iterable[Event]) -> Iterator[Event]:
+        """`history` (time-ordered) with these events merged in by time; a request already in
+        the history is taken once (the stored copy)."""
+        ids = self.request_ids
+        ordered = sorted(self.events, key=lambda e: (e.timestamp_ms, e.request_id))
+        kept = (event for event in history if event.request_id not in ids)
+        return heapq.merge(kept, ordered, key=lambda e: e.timestamp_ms)
+
+    def summary(self) -> dict[str, int]:
+        return {
+            "accounts": len(self.accounts),
+            "events": len(self.events),
+            "unreadable": self.unreadable,
+        }
+
+
+def false_positive_evidence(store: Store, accounts: Sequence[str] | None = None) -> BenignEvidence:
+    """Benign evidence from the store: the events of `accounts`, by default every account whose
+    current disposition is `false_positive`."""
+    chosen = sorted(accounts) if accounts is not None else queries.false_positive_accounts(store)
+    evidence = BenignEvidence(chosen, [])
+    for row in queries.stored_events(store, chosen):
+        event = stored_event(row)
+        if event is None:
+            evidence.unreadable += 1
+        else:
+            evidence.events.append(event)
+    return evidence
