@@ -25,6 +25,7 @@ from services.auth import Access, Principal, audit
 from storage import Store, queries
 from storage.queries.dispositions import DispositionRow
 from storage.rows import stored_event
+from storage.schema import DISPOSITIONS as DISPOSITIONS_TABLE
 
 SubjectKind = Literal["account", "cluster"]
 Disposition = Literal["confirmed_extraction", "false_positive", "allowlisted", "none"]
@@ -83,7 +84,11 @@ def set_disposition(
         "token_id": who.token_id,
         "at_ms": now_ms,
     }
-    store.insert("dispositions", [{**row, "at_time": now_ms // 1000, "version": 1}])
+    stored = {**row, "at_time": now_ms // 1000, "version": 1}
+    problem = DISPOSITIONS_TABLE.row_problem(stored)
+    if problem is not None:  # text the store cannot hold (a lone surrogate), a date past 2106
+        raise DispositionError(problem)
+    store.insert("dispositions", [stored])
     if audited:
         action, resource = audit_note(row)
         audit(store, Access(who, action, resource, 200, **subject_of(row)))

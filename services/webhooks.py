@@ -396,12 +396,13 @@ def _alerted(store: Store, candidates: Iterable[Candidate]) -> dict[tuple[str, s
 def enqueue(store: Store, candidates: Sequence[Candidate]) -> int:
     """Outbox rows for these alerts, one per active webhook, grouped (see the module's
     docstring): per account or campaign, the first alert, or an update when it grew or
-    escalated past every alert it already has; a member of an alerted campaign raises none. An
+    escalated past every alert it already has; a member of an alerted campaign raises none, nor
+    does an account or campaign an analyst allowlisted (`_not_allowlisted`). An
     alert that already exists (any status) is left alone, so it is never sent twice."""
     hooks = webhooks(store)
-    candidates = _not_allowlisted(store, candidates)
     if not hooks or not candidates:
         return 0
+    candidates = _not_allowlisted(store, candidates)
     gravest: dict[tuple[str, str], Candidate] = {}
     for candidate in candidates:  # a batch may hold several states of one subject
         key = (candidate.kind, candidate.subject)
