@@ -281,13 +281,14 @@ def file_format(path: Path, name: str, account: str | None, start: str | None) -
         raise typer.BadParameter(str(error)) from error
 
 
-def fit_on_file(detector, path: Path, log_format: LogFormat | None = None):
-    """`detector.fit` on a JSONL file's events, with a progress bar: reading, then fitting."""
+def fit_on_file(detector, path: Path, log_format: LogFormat | None = None, evidence=None):
+    """`detector.fit` on a JSONL file's events, with a progress bar: reading, then fitting;
+    with `evidence` (`services.dispositions.BenignEvidence`) merged in by time."""
     from detectors.registry import events_in_file
 
     with steps(f"reading {path.name}", total=count_lines(path), console=console) as bar:
-        events = events_in_file(path, log_format)
-        return detector.fit(bar.track(events, then="fitting the detector"))
+        events = bar.track(events_in_file(path, log_format), then="fitting the detector")
+        return detector.fit(evidence.merged(events) if evidence is not None else events)
 
 
 @app.command()
@@ -409,6 +410,13 @@ def calibrate(
     log_format: FormatOption = "distillguard",
     account: AccountOption = None,
     start: StartOption = None,
+    false_positives_from_store: Annotated[
+        bool,
+        typer.Option(
+            help="Add the stored requests of every account analysts marked false_positive "
+            "(dispositions) to the benign history: traffic like theirs is honest.",
+        ),
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Fit detector thresholds on benign history at a target false-positive rate; print the
@@ -419,7 +427,17 @@ def calibrate(
     from distillguard.wiring import build_detector
 
     fmt = file_format(benign, log_format, account, start)
-    detector = fit_on_file(build_detector(get_settings(), target_fpr), benign, fmt)
+    settings = get_settings()
+    evidence = None
+    if false_positives_from_store:
+        from services.dispositions import false_positive_evidence
+
+        store = _open_store(settings)
+        try:
+            evidence = false_positive_evidence(store)
+        finally:
+            store.close()
+    detector = fit_on_file(build_detector(settings, target_fpr), benign, fmt, evidence)
     report = getattr(detector, "calibration_report_", None)
     if live is not None:
         if report is None:
@@ -448,9 +466,23 @@ def calibrate(
             "calibration": summary,
             "model": str(path),
             "report": report,
+            **({"false_positives": evidence.summary()} if evidence is not None else {}),
         },
         *(_calibration_report_lines(report) if report is not None else []),
+        *([_evidence_line(evidence.summary())] if evidence is not None else []),
         f"calibrated {detector.name} at FPR {target_fpr}: {summary} → {path}",
+    )
+
+
+def _evidence_line(summary: dict[str, int]) -> str:
+    return (
+        f"false positives added as benign evidence: {summary['events']:,} requests of "
+        f"{summary['accounts']:,} accounts"
+        + (
+            f" ({summary['unreadable']:,} hashed at ingest, left out)"
+            if summary["unreadable"]
+            else ""
+        )
     )
 
 

@@ -396,11 +396,13 @@ def _alerted(store: Store, candidates: Iterable[Candidate]) -> dict[tuple[str, s
 def enqueue(store: Store, candidates: Sequence[Candidate]) -> int:
     """Outbox rows for these alerts, one per active webhook, grouped (see the module's
     docstring): per account or campaign, the first alert, or an update when it grew or
-    escalated past every alert it already has; a member of an alerted campaign raises none. An
+    escalated past every alert it already has; a member of an alerted campaign raises none, nor
+    does an account or campaign an analyst allowlisted (`_not_allowlisted`). An
     alert that already exists (any status) is left alone, so it is never sent twice."""
     hooks = webhooks(store)
     if not hooks or not candidates:
         return 0
+    candidates = _not_allowlisted(store, candidates)
     gravest: dict[tuple[str, str], Candidate] = {}
     for candidate in candidates:  # a batch may hold several states of one subject
         key = (candidate.kind, candidate.subject)
@@ -431,6 +433,39 @@ def enqueue(store: Store, candidates: Sequence[Candidate]) -> int:
                 continue
             rows.append(_outbox_row(alert_id, c.kind, c.account_id, c.cluster_id, hook_id, payload))
     return _insert_fresh(store, rows)
+
+
+def _not_allowlisted(store: Store, candidates: Sequence[Candidate]) -> list[Candidate]:
+    """The candidates an analyst's allowlist in force now does not silence
+    (`services.dispositions`): an allowlisted account raises no alert, an allowlisted campaign
+    none for itself or its members' verdicts, and a campaign whose every member is allowlisted
+    none either. An allowlisted member of a campaign that still alerts stays in its member
+    list, marked under `allowlisted_members`."""
+    if not candidates:
+        return []
+    now_ms = int(time.time() * 1000)
+    members = {m for c in candidates for m in c.payload.get("members", ())}
+    accounts = queries.allowlisted(
+        store,
+        "account",
+        sorted(members | {c.account_id for c in candidates if c.account_id}),
+        now_ms,
+    )
+    clusters = queries.allowlisted(
+        store, "cluster", sorted({c.cluster_id for c in candidates if c.cluster_id}), now_ms
+    )
+    kept = []
+    for c in candidates:
+        if c.cluster_id in clusters or (c.kind != "campaign" and c.account_id in accounts):
+            continue
+        if c.kind == "campaign":
+            quiet = sorted(accounts & set(c.payload.get("members", ())))
+            if quiet and len(quiet) == len(c.payload["members"]):
+                continue  # only allowlisted accounts (of those listed) link it
+            if quiet:
+                c = replace(c, payload={**c.payload, "allowlisted_members": quiet})
+        kept.append(c)
+    return kept
 
 
 def _outbox_row(

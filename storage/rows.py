@@ -4,7 +4,8 @@ account state or response fingerprint stores."""
 from __future__ import annotations
 
 import time
-from typing import Literal
+from collections.abc import Mapping
+from typing import Any, Literal
 
 import orjson
 
@@ -87,6 +88,43 @@ def event_row(
         "content_hash": event.content_hash,
         "version": event_version(ingested_ms),
     }
+
+
+def stored_event(row: Mapping[str, Any]) -> Event | None:
+    """The request an `events` row records, as far as the row keeps it: the prompt is the last
+    user turn (earlier turns are stored only as a count, so they come back empty), and text
+    hashed at ingest cannot come back at all (None). Benign evidence for calibration."""
+    prompt = row["prompt_text"]
+    if prompt.startswith("sha256:"):
+        return None
+    turns = max(int(row.get("turn_count") or 1), 1)
+    earlier = [{"role": "user", "content": ""}] * (turns - 1)
+    client = {
+        "ip": row.get("client_ip") or None,
+        "user_agent": row.get("user_agent") or None,
+        "api_key_id": row.get("api_key_id") or None,
+        "org_id": row.get("org_id") or None,
+    }
+    return Event.model_validate(
+        {
+            **orjson.loads(row.get("extra_json") or "{}"),
+            "request_id": row["request_id"],
+            "account_id": row["account_id"],
+            "timestamp": row["event_ms"],
+            **(
+                {"messages": [*earlier, {"role": "user", "content": prompt}]}
+                if earlier
+                else {"prompt": prompt}
+            ),
+            "response": row.get("response_text") or None,
+            "model": row.get("model") or None,
+            "endpoint": row.get("endpoint") or None,
+            "prompt_tokens": row.get("prompt_tokens"),
+            "completion_tokens": row.get("completion_tokens"),
+            "params": orjson.loads(row.get("params_json") or "{}"),
+            "client": {k: v for k, v in client.items() if v is not None},
+        }
+    )
 
 
 def storable_event_row(event: Event) -> dict:

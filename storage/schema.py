@@ -485,6 +485,30 @@ WEBHOOKS = Table(
     order_by=("webhook_id",),
 )
 
+# Analysts' dispositions of an account or a campaign (`services.dispositions`): append-only, one
+# row per change, never revised; a subject's current disposition is its latest row (`at_ms`,
+# then `disposition_id`). Not partitioned: an allowlist outlives any retention window. Sharded by
+# subject, so a subject's history lives on one shard.
+DISPOSITIONS = Table(
+    "dispositions",
+    (
+        ("subject_id", "String"),
+        ("subject_kind", "String"),  # account | cluster
+        ("disposition_id", "String"),
+        ("disposition", "String"),  # confirmed_extraction | false_positive | allowlisted | none
+        ("reason", "String"),
+        ("expires_ms", "UInt64"),  # 0: never (required for allowlisted)
+        ("assignee", "String"),
+        ("note", "String"),
+        ("actor", "String"),  # the token's name
+        ("token_id", "String"),
+        ("at_time", "DateTime"),
+        ("at_ms", "UInt64"),
+        ("version", "UInt64"),
+    ),
+    order_by=("subject_id", "subject_kind", "disposition_id"),
+)
+
 SCHEMA_MIGRATIONS = Table(
     "schema_migrations",
     (
@@ -510,6 +534,7 @@ TABLES: dict[str, Table] = {
         API_TOKENS,
         AUDIT_LOG,
         WEBHOOKS,
+        DISPOSITIONS,
         SCHEMA_MIGRATIONS,
     )
 }
@@ -543,7 +568,8 @@ MIGRATIONS: tuple[Migration, ...] = (
         tuple(
             _INITIAL.get(table, table).create_sql("{db}")
             for table in TABLES.values()
-            if table not in (SCHEMA_MIGRATIONS, API_TOKENS, AUDIT_LOG, WEBHOOKS, ALERT_CLAIMS)
+            if table
+            not in (SCHEMA_MIGRATIONS, API_TOKENS, AUDIT_LOG, WEBHOOKS, ALERT_CLAIMS, DISPOSITIONS)
         ),
     ),
     Migration(
@@ -568,4 +594,5 @@ MIGRATIONS: tuple[Migration, ...] = (
         "webhooks: sealed routing key (pagerduty)",
         _add_columns("webhooks", _WEBHOOK_COLUMNS_V7, after="format"),
     ),
+    Migration(8, "dispositions (analysts' feedback)", (DISPOSITIONS.create_sql("{db}"),)),
 )

@@ -30,6 +30,13 @@ from storage.queries.alerts import (
 )
 from storage.queries.benchmarks import drop_database, fill_synthetic, recreate, server_version
 from storage.queries.clusters import cluster, cluster_members, cluster_page, clusters_touching
+from storage.queries.dispositions import (
+    allowlisted,
+    current_dispositions,
+    disposition_history,
+    false_positive_accounts,
+    stored_events,
+)
 from storage.queries.events import (
     account_event_page,
     answered_prompts,
@@ -57,6 +64,7 @@ __all__ = [
     "alert_page",
     "alert_history",
     "alert_rows",
+    "allowlisted",
     "answered_prompts",
     "audit_page",
     "busiest_accounts",
@@ -64,12 +72,15 @@ __all__ = [
     "cluster_members",
     "cluster_page",
     "clusters_touching",
+    "current_dispositions",
     "dead_letter_reasons",
+    "disposition_history",
     "drop_database",
     "due_alerts",
     "events_of",
     "existing_alert_ids",
     "extraction_accounts",
+    "false_positive_accounts",
     "fill_synthetic",
     "fingerprints_after",
     "flagged_accounts",
@@ -78,6 +89,7 @@ __all__ = [
     "recreate",
     "response_texts",
     "server_version",
+    "stored_events",
     "token_by_hash",
     "token_by_id",
     "verdict_page",

@@ -73,3 +73,56 @@ def test_replay_twice_is_idempotent(
     assert first.exit_code == 0 and second.exit_code == 0, first.output + second.output
     assert "500 events, 10 dead letters" in first.output and "0 already counted" in first.output
     assert "500 already counted" in second.output
+
+
+def test_false_positives_from_the_store_recalibrate_the_detector(
+    request_log: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chdb_path: Path
+) -> None:
+    """An account analysts marked false positive is benign evidence at the next calibration:
+    fitted with its stored traffic, the detector no longer flags it."""
+    from services.auth import create_token
+    from services.dispositions import set_disposition
+    from storage import open_store
+
+    monkeypatch.setenv("DG_DATA_DIR", str(chdb_path.parent / "cli-data"))
+    monkeypatch.setenv("DG_DATABASE", "cli_feedback")
+    get_settings.cache_clear()
+    benign = tmp_path / "benign.jsonl"
+    benign.write_bytes(b"\n".join(traffic(heavy=0)) + b"\n")
+    calibrate = ["calibrate", "--benign", str(benign), "--json"]
+
+    def flagged(model: Path) -> set[str]:
+        out = tmp_path / f"{model.name}.jsonl"
+        args = [
+            "score",
+            "--events",
+            str(request_log),
+            "--out",
+            str(out),
+            "--calibration",
+            str(model),
+        ]
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, result.output
+        verdicts = [orjson.loads(line) for line in out.read_bytes().splitlines()]
+        return {v["account_id"] for v in verdicts if v["label"] == "extraction"}
+
+    try:
+        assert runner.invoke(app, ["replay", str(request_log)]).exit_code == 0
+        before = runner.invoke(app, [*calibrate, "--out", str(tmp_path / "before")])
+        assert before.exit_code == 0, before.output
+        assert flagged(tmp_path / "before") == {"harvester"}
+        store = open_store(get_settings())
+        try:
+            _, analyst = create_token(store, "analyst", "analyst-1")
+            set_disposition(store, "account", "harvester", "false_positive", analyst)
+        finally:
+            store.close()
+        args = [*calibrate, "--false-positives-from-store", "--out", str(tmp_path / "after")]
+        after = runner.invoke(app, args)
+    finally:
+        get_settings.cache_clear()
+    assert after.exit_code == 0, after.output
+    added = orjson.loads(after.stdout)["false_positives"]
+    assert added["accounts"] == 1 and added["events"] > 0 and added["unreadable"] == 0
+    assert flagged(tmp_path / "after") == set()

@@ -8,8 +8,8 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 
 from core.events import DeadLetter, Event, parse_event
-from storage import Store, StoreError
-from storage.rows import dead_letter_row, event_row
+from storage import Store, StoreError, queries
+from storage.rows import dead_letter_row, event_row, stored_event
 from storage.schema import MIGRATIONS, TABLES
 
 HOSTILE = "'; DROP TABLE verdicts; --"
@@ -160,3 +160,80 @@ def test_events_and_dead_letters_from_the_parser(store: Store) -> None:
     assert dead["raw_encoding"] == "base64" and dead["source_offset"] == 8
     restored = DeadLetter(**{**letter.model_dump(), "raw": dead["raw"]})
     assert restored.original_bytes() == b'\xff\xfe{"x":'
+
+
+def _disposition(kind: str, subject: str, disposition: str, at_ms: int, **more: object) -> dict:
+    return {
+        "subject_kind": kind,
+        "subject_id": subject,
+        "disposition_id": f"{at_ms:013d}-{subject}",
+        "disposition": disposition,
+        "at_ms": at_ms,
+        "at_time": at_ms // 1000,
+        "actor": "analyst-1",
+        **more,
+    }
+
+
+def test_dispositions_history_current_and_allowlist(store: Store) -> None:
+    now = 1_800_000_000_000
+    rows = [
+        _disposition("account", "a", "false_positive", now - 5000, reason="honest power user"),
+        _disposition("account", "a", "allowlisted", now - 4000, expires_ms=now + 60_000),
+        _disposition("account", "b", "allowlisted", now - 3000, expires_ms=now - 1),  # expired
+        _disposition("account", "c", "allowlisted", now - 2000, expires_ms=now + 60_000),
+        _disposition("account", "c", "none", now - 1000),  # cleared
+        _disposition("account", "d", "false_positive", now - 900, assignee="eve", note=HOSTILE),
+        _disposition("cluster", "a", "confirmed_extraction", now - 800),  # same id, other kind
+    ]
+    store.insert("dispositions", rows)
+    store.insert("dispositions", rows[:2])  # written twice: still one row each
+    history = queries.disposition_history(store, "account", "a")
+    assert [h["disposition"] for h in history] == ["allowlisted", "false_positive"]
+    assert history[1]["reason"] == "honest power user"
+    current = queries.current_dispositions(store)
+    assert [(r["subject_kind"], r["subject_id"], r["disposition"]) for r in current] == [
+        ("cluster", "a", "confirmed_extraction"),
+        ("account", "d", "false_positive"),
+        ("account", "c", "none"),
+        ("account", "b", "allowlisted"),
+        ("account", "a", "allowlisted"),
+    ]
+    assert current[1]["note"] == HOSTILE and current[1]["assignee"] == "eve"
+    active = queries.current_dispositions(store, "allowlisted", active_at_ms=now)
+    assert [r["subject_id"] for r in active] == ["a"]
+    ids = ["a", "b", "c", "d", "nobody"]
+    assert queries.allowlisted(store, "account", ids, now) == {"a"}
+    assert queries.allowlisted(store, "account", ids, now + 60_000) == set()  # lapsed
+    assert queries.allowlisted(store, "cluster", ids, now) == set()
+    assert queries.false_positive_accounts(store) == ["d"]
+
+
+def test_stored_events_come_back_as_events(store: Store) -> None:
+    events = _events(40)  # acct-0 .. acct-6
+    store.insert("events", [event_row(e) for e in events])
+    raw = parse_event(
+        b'{"request_id":"r1","account_id":"acct-0","timestamp":1700000000000,'
+        b'"messages":[{"role":"user","content":"hi"},{"role":"assistant","content":"hello"},'
+        b'{"role":"user","content":"more"}],"params":{"temperature":0},"tier":"gold"}',
+        "test",
+    )
+    assert isinstance(raw, Event)
+    hashed = raw.model_copy(update={"request_id": "r2", "account_id": "acct-3"})
+    store.insert("events", [event_row(raw), event_row(hashed, redact_policy="hash")])
+    rows = list(queries.stored_events(store, ["acct-0", "acct-3"], page=3))
+    expected = sorted(
+        [e for e in events if e.account_id in ("acct-0", "acct-3")] + [raw, hashed],
+        key=lambda e: (e.account_id, e.timestamp_ms, e.request_id),
+    )
+    assert [r["request_id"] for r in rows] == [e.request_id for e in expected]
+    back = {r["request_id"]: stored_event(r) for r in rows}
+    assert back.pop("r2") is None  # hashed at ingest: nothing to learn from
+    restored = back.pop("r1")
+    assert restored is not None and restored.prompt_text == "more" and restored.turn_count == 2
+    assert restored.params.temperature == 0 and restored.extra_fields == {"tier": "gold"}
+    for event in expected:
+        if event.request_id in back:
+            again = back[event.request_id]
+            assert again is not None and again.prompt_text == event.prompt_text
+            assert (again.account_id, again.timestamp) == (event.account_id, event.timestamp)

@@ -1,0 +1,151 @@
+"""Analysts' dispositions of an account or a campaign: the feedback an alert alone cannot carry.
+
+Each change is one append-only `dispositions` row (who, when, why, until when, assigned to
+whom, with a note) and one audit record; a subject's current disposition is its latest row.
+What they change downstream:
+
+- `allowlisted` (until `expires_at`, always required): the account, or the campaign, raises no
+  alert while it lasts (`services.webhooks.enqueue`); its verdicts are still stored and shown.
+- `false_positive`: the account's stored requests are benign evidence for the next
+  `distillguard calibrate --false-positives-from-store`.
+- `confirmed_extraction`, and `none` (cleared): a record for the analysts and the reports.
+"""
+
+from __future__ import annotations
+
+import heapq
+import time
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from core.events import Event
+from services.auth import Access, Principal, audit
+from storage import Store, queries
+from storage.queries.dispositions import DispositionRow
+from storage.rows import stored_event
+from storage.schema import DISPOSITIONS as DISPOSITIONS_TABLE
+
+SubjectKind = Literal["account", "cluster"]
+Disposition = Literal["confirmed_extraction", "false_positive", "allowlisted", "none"]
+SUBJECT_KINDS: tuple[SubjectKind, ...] = ("account", "cluster")
+DISPOSITIONS: tuple[Disposition, ...] = (
+    "confirmed_extraction",
+    "false_positive",
+    "allowlisted",
+    "none",
+)
+
+
+class DispositionError(ValueError):
+    """A disposition refused for what it says (an allowlist without expiry, an unknown kind)."""
+
+
+def set_disposition(
+    store: Store,
+    subject_kind: str,
+    subject_id: str,
+    disposition: str,
+    who: Principal,
+    *,
+    reason: str = "",
+    expires_ms: int | None = None,
+    assignee: str = "",
+    note: str = "",
+    now_ms: int | None = None,
+    audited: bool = True,
+) -> DispositionRow:
+    """Record a disposition (checked first: `DispositionError`) and, unless the caller audits
+    it itself (`audited=False`: the API's edge does, with the response's status), append an
+    audit record. Returns the stored row."""
+    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    if subject_kind not in SUBJECT_KINDS:
+        raise DispositionError(f"subject_kind must be one of {', '.join(SUBJECT_KINDS)}")
+    if disposition not in DISPOSITIONS:
+        raise DispositionError(f"disposition must be one of {', '.join(DISPOSITIONS)}")
+    if not subject_id:
+        raise DispositionError("subject_id must not be empty")
+    if disposition == "allowlisted" and not expires_ms:
+        raise DispositionError("an allowlist needs expires_at: it must not outlive its reason")
+    if expires_ms is not None and expires_ms <= now_ms:
+        raise DispositionError("expires_at is in the past")
+    row: DispositionRow = {
+        "subject_kind": subject_kind,
+        "subject_id": subject_id,
+        # time first, so ids sort like the changes they name
+        "disposition_id": f"{now_ms:013d}-{uuid.uuid4().hex[:12]}",
+        "disposition": disposition,
+        "reason": reason,
+        "expires_ms": expires_ms or 0,
+        "assignee": assignee,
+        "note": note,
+        "actor": who.name,
+        "token_id": who.token_id,
+        "at_ms": now_ms,
+    }
+    stored = {**row, "at_time": now_ms // 1000, "version": 1}
+    problem = DISPOSITIONS_TABLE.row_problem(stored)
+    if problem is not None:  # text the store cannot hold (a lone surrogate), a date past 2106
+        raise DispositionError(problem)
+    store.insert("dispositions", [stored])
+    if audited:
+        action, resource = audit_note(row)
+        audit(store, Access(who, action, resource, 200, **subject_of(row)))
+    return row
+
+
+def audit_note(row: DispositionRow) -> tuple[str, str]:
+    """(action, resource) of a disposition's audit record."""
+    action = f"set_disposition:{row['disposition_id']}:{row['disposition']}"
+    return action, f"dispositions/{row['subject_kind']}/{row['subject_id']}"
+
+
+def subject_of(row: DispositionRow) -> dict[str, str]:
+    """The audit log's subject fields for a disposition's subject."""
+    key = "account_id" if row["subject_kind"] == "account" else "cluster_id"
+    return {key: row["subject_id"]}
+
+
+@dataclass
+class BenignEvidence:
+    """The stored requests of the accounts analysts marked `false_positive`, to be added to the
+    benign history a detector is calibrated on: the detector learns that traffic like theirs is
+    honest. `unreadable`: requests whose prompt was hashed at ingest (nothing to learn from)."""
+
+    accounts: list[str]
+    events: list[Event]
+    unreadable: int = 0
+
+    @property
+    def request_ids(self) -> set[str]:
+        return {event.request_id for event in self.events}
+
+    def merged(self, history: Iterable[Event]) -> Iterator[Event]:
+        """`history` (time-ordered) with these events merged in by time; a request already in
+        the history is taken once (the stored copy)."""
+        ids = self.request_ids
+        ordered = sorted(self.events, key=lambda e: (e.timestamp_ms, e.request_id))
+        kept = (event for event in history if event.request_id not in ids)
+        return heapq.merge(kept, ordered, key=lambda e: e.timestamp_ms)
+
+    def summary(self) -> dict[str, int]:
+        return {
+            "accounts": len(self.accounts),
+            "events": len(self.events),
+            "unreadable": self.unreadable,
+        }
+
+
+def false_positive_evidence(store: Store, accounts: Sequence[str] | None = None) -> BenignEvidence:
+    """Benign evidence from the store: the events of `accounts`, by default every account whose
+    current disposition is `false_positive`."""
+    chosen = sorted(accounts) if accounts is not None else queries.false_positive_accounts(store)
+    evidence = BenignEvidence(chosen, [])
+    for row in queries.stored_events(store, chosen):
+        event = stored_event(row)
+        if event is None:
+            evidence.unreadable += 1
+        else:
+            evidence.events.append(event)
+    return evidence
