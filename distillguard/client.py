@@ -26,6 +26,7 @@ import httpx
 import orjson
 from pydantic import BaseModel
 
+from services.api.routers.dispositions import DispositionRecord, DispositionRequest
 from services.api.schemas import (
     AccountDetail,
     AccountSummary,
@@ -309,6 +310,38 @@ class Client:
 
     def acknowledge_alert(self, alert_id: str) -> Acknowledgement:
         return self._call(Acknowledgement, "POST", f"/v1/alerts/{_segment(alert_id)}/ack")
+
+    def create_disposition(self, request: DispositionRequest) -> DispositionRecord:
+        """Set an account's or a campaign's disposition (allowlist, false positive, ...)."""
+        body = orjson.loads(request.model_dump_json(exclude_none=True))
+        return self._call(DispositionRecord, "POST", "/v1/dispositions", json=body)
+
+    def account_dispositions(self, account_id: str) -> Page[DispositionRecord]:
+        path = f"/v1/accounts/{_segment(account_id)}/dispositions"
+        return self._call(Page[DispositionRecord], "GET", path)
+
+    def cluster_dispositions(self, cluster_id: str) -> Page[DispositionRecord]:
+        path = f"/v1/clusters/{_segment(cluster_id)}/dispositions"
+        return self._call(Page[DispositionRecord], "GET", path)
+
+    def list_dispositions(
+        self,
+        disposition: str | None = None,
+        subject_kind: str | None = None,
+        active: bool = False,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> Page[DispositionRecord]:
+        params = _query(
+            {
+                "disposition": disposition,
+                "subject_kind": subject_kind,
+                "active": "true" if active else None,
+                "limit": limit,
+                "offset": offset,
+            }
+        )
+        return self._call(Page[DispositionRecord], "GET", "/v1/dispositions", params=params)
 
     def list_webhooks(self) -> Page[Webhook]:
         return self._call(Page[Webhook], "GET", "/v1/webhooks")

@@ -22,7 +22,7 @@ from core import __version__
 from core.settings import Settings
 from services.api.edge import Edge
 from services.api.errors import http_error, invalid_request, server_error
-from services.api.routers import ROUTERS, dispositions
+from services.api.routers import ROUTERS
 from services.auth import TokenVerifier
 from services.ingest import Ingestor
 from services.report_jobs import ReportJobs
@@ -80,7 +80,7 @@ def create_app(settings: Settings, store: Store, ingestor: Ingestor | None = Non
         requests_total=requests_total,
     )
 
-    for router in (*ROUTERS, dispositions.router):
+    for router in ROUTERS:
         app.include_router(router)
     # The dashboard's static files hold no data (every data call needs the token).
     app.mount("/dashboard", StaticFiles(directory=DASHBOARD, html=True), name="dashboard")

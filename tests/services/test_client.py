@@ -8,6 +8,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -16,8 +17,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from core.settings import Settings
-from distillguard.client import AuthError, Client, NotFound, ReportFailed
+from distillguard.client import AuthError, Client, InvalidRequest, NotFound, ReportFailed
 from services.api import create_app
+from services.api.routers.dispositions import DispositionRequest
 from services.api.schemas import ReportDocument, ReportManifest
 from services.auth import create_token
 from services.report_jobs import INTERRUPTED, PDF_UNAVAILABLE, ReportJobs, jobs_dir
@@ -55,6 +57,22 @@ def test_the_client_over_a_real_server(server: Server) -> None:
         manifest = ReportManifest.model_validate_json(files["manifest.json"])
         assert manifest.report_sha256 == job.report_sha256
         assert ReportDocument.model_validate_json(files["report.json"]).accounts == ["acct-none"]
+
+        until = datetime.now(UTC) + timedelta(days=7)
+        request = DispositionRequest(
+            subject_kind="account", subject_id="acct-ci", disposition="allowlisted",
+            reason="nightly CI", expires_at=until,
+        )  # fmt: skip
+        recorded = client.create_disposition(request)
+        assert recorded.active and recorded.actor == "notebook"
+        assert [d.disposition for d in client.account_dispositions("acct-ci").items] == [
+            "allowlisted"
+        ]
+        listed = client.list_dispositions(disposition="allowlisted", active=True).items
+        assert [d.subject_id for d in listed] == ["acct-ci"]
+        assert client.cluster_dispositions("c-none").items == []
+        with pytest.raises(InvalidRequest):  # an allowlist needs an expiry
+            client.create_disposition(request.model_copy(update={"expires_at": None}))
     with Client(base, token=server.admin) as admin:
         assert admin.revoke_token(analyst_token.token_id).revoked
     for token in (analyst_token.token, "dg_x_forged"):  # revoked, then never issued

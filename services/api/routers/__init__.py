@@ -3,7 +3,16 @@ router prefix), which is also the path the request metrics label them with."""
 
 from __future__ import annotations
 
-from services.api.routers import accounts, admin, alerts, clusters, events, reports, verdicts
+from services.api.routers import (
+    accounts,
+    admin,
+    alerts,
+    clusters,
+    dispositions,
+    events,
+    reports,
+    verdicts,
+)
 
 ROUTERS = [
     admin.router,
@@ -13,4 +22,5 @@ ROUTERS = [
     events.router,
     reports.router,
     alerts.router,
+    dispositions.router,
 ]
