@@ -270,6 +270,43 @@ async function openAccount(accountId) {
   $("hourly-sample").textContent = `${next === null ? "all" : "the first"} ${counted.length} requests`;
   drawHourly(counted);
   await showEvents(0);
+  await showDispositions($("account-disposition"), "account", accountId);
+}
+
+// Dispositions (confirmed extraction, false positive, allowlisted until a date, cleared), with
+// their history; the same controls on an account and on a campaign.
+const DISPOSITION_ROUTES = { account: "accounts", cluster: "clusters" };
+async function showDispositions(box, kind, subjectId) {
+  const history = await json(`/v1/${DISPOSITION_ROUTES[kind]}/${encodeURIComponent(subjectId)}/dispositions`);
+  const current = history.items.find((d) => d.active);
+  box.querySelector(".disposition-current").textContent = current ? current.disposition : "none";
+  const rows = box.querySelector(".disposition-history");
+  rows.replaceChildren();
+  for (const d of history.items) {
+    const row = rows.insertRow();
+    for (const text of [d.at.slice(0, 19).replace("T", " "), d.disposition, d.reason,
+      d.expires_at ? d.expires_at.slice(0, 19).replace("T", " ") : "", d.assignee, d.note, d.actor]) cell(row, text);
+  }
+  const form = box.querySelector(".disposition-form");
+  form.onsubmit = async (submitted) => {
+    submitted.preventDefault();
+    const field = (name) => form.elements[name].value;
+    const body = { subject_kind: kind, subject_id: subjectId, disposition: field("disposition"),
+      reason: field("reason"), assignee: field("assignee"), note: field("note") };
+    if (field("expires_at")) body.expires_at = `${field("expires_at")}:00Z`;
+    const status = box.querySelector(".disposition-status");
+    const response = await fetch("/v1/dispositions", { method: "POST", body: JSON.stringify(body),
+      headers: { Authorization: `Bearer ${state.token}`, "Content-Type": "application/json" } });
+    if (response.ok) {
+      status.textContent = "saved";
+      form.reset();
+      await showDispositions(box, kind, subjectId);
+    } else {
+      const error = (await response.json()).error || {};
+      const issues = Array.isArray(error.message) ? error.message.map((m) => m.message).join("; ") : error.message;
+      status.textContent = `not saved: ${issues || response.status}`;
+    }
+  };
 }
 
 async function showEvents(offset) {
@@ -334,6 +371,7 @@ async function openCampaign(clusterId) {
   }
   drawCampaign(campaign.members, (campaign.evidence || {}).links || []);
   showEvidence(campaign.evidence || {});
+  await showDispositions($("campaign-disposition"), "cluster", clusterId);
 }
 
 // Members on a circle, links as lines labelled with the pieces of evidence that tie them.

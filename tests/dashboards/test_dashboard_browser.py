@@ -393,3 +393,36 @@ def test_leaderboard_searches_filters_and_sorts(page, server) -> None:
     page.screenshot(path=str(SCREENSHOTS / "leaderboard-filtered.png"), full_page=True)
     with page.expect_request(lambda r: "disposition=confirmed_extraction" in r.url):
         page.select_option("#disposition-filter", "confirmed_extraction")
+
+
+def test_an_analyst_records_dispositions_on_an_account_and_a_campaign(page, server) -> None:
+    """The form posts to /v1/dispositions and the history shows what was recorded; an allowlist
+    without an expiry is refused with the API's reason, and nothing is recorded for it."""
+    base, token = server
+    sign_in(page, base, token)
+    page.goto(f"{base}/dashboard/#/accounts/acct-calm")
+    box = page.locator("#account-disposition")
+    box.locator(".disposition-current:has-text('none')").wait_for()
+    box.locator("select[name=disposition]").select_option("allowlisted")
+    box.locator("input[name=reason]").fill("<b>internal eval</b>")
+    box.locator("button[type=submit]").click()
+    box.locator(".disposition-status:has-text('not saved')").wait_for()
+    assert "expires_at" in box.locator(".disposition-status").inner_text()
+    assert box.locator(".disposition-history tr").count() == 0
+    box.locator("select[name=disposition]").select_option("false_positive")
+    box.locator("input[name=reason]").fill("<b>internal eval</b>")
+    box.locator("input[name=assignee]").fill("sam")
+    box.locator("button[type=submit]").click()
+    box.locator(".disposition-current:has-text('false_positive')").wait_for()
+    cells = box.locator(".disposition-history tr").first.locator("td").all_inner_texts()
+    assert cells[1:3] == ["false_positive", "<b>internal eval</b>"]  # text, never markup
+    assert cells[4:] == ["sam", "", "browser-test"]
+    assert box.locator(".disposition-history b").count() == 0
+    page.screenshot(path=str(SCREENSHOTS / "account-disposition.png"), full_page=True)
+    page.goto(f"{base}/dashboard/#/campaigns/c-42")
+    campaign = page.locator("#campaign-disposition")
+    campaign.locator(".disposition-current:has-text('none')").wait_for()
+    campaign.locator("select[name=disposition]").select_option("confirmed_extraction")
+    campaign.locator("button[type=submit]").click()
+    campaign.locator(".disposition-current:has-text('confirmed_extraction')").wait_for()
+    assert campaign.locator(".disposition-history tr").count() == 1
