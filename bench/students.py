@@ -94,8 +94,8 @@ def curve(
 ) -> list[Point]:
     """One kind, one seed: students trained for one epoch on n pairs drawn by the seed, for
     each n in `config.sizes`, measured on the held-out pairs. One run over the largest draw
-    gives them all: at a constant rate, its snapshot after n pairs is exactly the student
-    trained on those n pairs alone (`train_student(constant_rate=True)`)."""
+    gives them all: at a constant rate, its snapshot after n pairs is the student trained on
+    those n pairs alone, in that order (`train_student(constant_rate=True)`)."""
     pool, held_out = pairs
     if any(size % config.batch_size for size in config.sizes):
         raise ValueError("every harvest size must be a multiple of the batch size")
