@@ -199,9 +199,10 @@ def _band(values: Sequence[float]) -> str:
     return f"{statistics.mean(values):.3f} ± {spread:.3f} ({min(values):.3f}–{max(values):.3f})"
 
 
-def verdicts(points: Sequence[Point]) -> dict[str, tuple[float, float, bool]]:
+def verdicts(points: Sequence[Point]) -> dict[str, tuple[float, float, bool | None]]:
     """Per kind: (mean agreement gain from the smallest non-zero harvest to the largest, the
-    larger of the two sizes' seed std, whether the gain exceeds twice that noise)."""
+    larger of the two sizes' seed std, whether the gain exceeds twice that noise: None with
+    one seed, which has no noise estimate)."""
     out = {}
     for kind in dict.fromkeys(p.kind for p in points):
         sizes = sorted({p.pairs for p in points if p.kind == kind and p.pairs})
@@ -213,8 +214,15 @@ def verdicts(points: Sequence[Point]) -> dict[str, tuple[float, float, bool]]:
         ]
         gain = statistics.mean(ends[1]) - statistics.mean(ends[0])
         noise = max(statistics.stdev(e) if len(e) > 1 else 0.0 for e in ends)
-        out[kind] = (gain, noise, gain > 2 * noise)
+        out[kind] = (gain, noise, gain > 2 * noise if min(map(len, ends)) > 1 else None)
     return out
+
+
+VERDICT = {
+    True: "rises beyond the noise (gain > 2 std)",
+    False: "within the noise",
+    None: "one seed, no noise estimate",
+}
 
 
 def markdown(points: Sequence[Point], seeds: int) -> str:
@@ -246,7 +254,7 @@ def markdown(points: Sequence[Point], seeds: int) -> str:
         lines.append(
             f"- {kind}: agreement gain from the smallest to the largest harvest "
             f"{gain:+.3f}, seed std {noise:.3f}: "
-            f"{'rises beyond the noise (gain > 2 std)' if met else 'within the noise'}."
+            f"{VERDICT[met]}."
         )
     return "\n".join(lines) + "\n"
 
