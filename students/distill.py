@@ -10,8 +10,9 @@ and ROUGE-L between the student's greedy answer and the teacher's.
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from provenance.chat import (
     PROMPT_TOKENS,
@@ -63,7 +64,7 @@ def _batch(tokenizer, encoded: Sequence[tuple[list[int], int]]):
     return input_ids, attention, labels
 
 
-def new_student(tokenizer, base_embeddings=None, seed: int = 0):
+def new_student(tokenizer, base_embeddings=None, seed: int = 0, hidden: int = 128, layers: int = 2):
     """A fresh student. With `base_embeddings` (the teacher's token embeddings, which an attacker
     can read off any open checkpoint of the same family) its tied input/output embeddings start
     from their top principal components, as attackers start from a pretrained base."""
@@ -71,7 +72,7 @@ def new_student(tokenizer, base_embeddings=None, seed: int = 0):
     from transformers import LlamaForCausalLM
 
     torch.manual_seed(seed)
-    model = LlamaForCausalLM(student_config(len(tokenizer)))
+    model = LlamaForCausalLM(student_config(len(tokenizer), hidden, layers))
     if base_embeddings is not None:
         hidden = model.config.hidden_size
         with torch.no_grad():
@@ -116,15 +117,24 @@ def train_student(
     base_embeddings=None,
     min_steps: int = 0,
     trim_vocabulary: bool = False,
+    model=None,
+    constant_rate: bool = False,
+    after_step: Callable[[Any, int], None] | None = None,
 ):
-    """A student trained on `pairs` (response tokens only); returns the model. `min_steps`
+    """A student trained on `pairs` (response tokens only); returns the model: `model` (e.g. a
+    pruned teacher, students/pruned.py; its frozen parameters stay frozen) or else a new
+    from-scratch student. `constant_rate` warms up over 4 steps then holds the rate instead of
+    a one-cycle schedule over all steps, so that a one-epoch student snapshotted after its first
+    n pairs is the student trained on those n pairs alone; `after_step(model, pairs_seen)` is
+    where such snapshots are measured (it must leave the model in train mode). `min_steps`
     raises the epoch count for small harvests so every student gets a comparable update budget.
     `trim_vocabulary` restricts its softmax to the tokens of `pairs` (students/vocabulary.py:
     several times cheaper per step, same token ids out; not for held-out loss) and trains on one
     thread."""
     import torch
 
-    model = new_student(tokenizer, base_embeddings, seed)
+    if model is None:
+        model = new_student(tokenizer, base_embeddings, seed)
     encoded = [encode(tokenizer, pair) for pair in pairs]
     if trim_vocabulary:
         from students.vocabulary import corpus_ids
@@ -132,13 +142,19 @@ def train_student(
 
         trim(model, corpus_ids(tokenizer, (ids for ids, _ in encoded)))
     model.train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=0.01)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=learning_rate, weight_decay=0.01)
     order = list(range(len(encoded)))
     rng = random.Random(seed)
     per_epoch = max(1, (len(encoded) + batch_size - 1) // batch_size)
     epochs = max(epochs, -(-min_steps // per_epoch))
     steps = epochs * per_epoch
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, learning_rate, total_steps=steps)
+    scheduler: torch.optim.lr_scheduler.LRScheduler = (
+        torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / 4))
+        if constant_rate
+        else torch.optim.lr_scheduler.OneCycleLR(optimizer, learning_rate, total_steps=steps)
+    )
+    seen = 0
     threads = torch.get_num_threads()
     if trim_vocabulary:
         # A trimmed step has no tensor big enough for intra-op threads to pay for their joins; on
@@ -148,15 +164,17 @@ def train_student(
         for _ in range(epochs):
             rng.shuffle(order)
             for start in range(0, len(order), batch_size):
-                input_ids, attention, labels = _batch(
-                    tokenizer, [encoded[i] for i in order[start : start + batch_size]]
-                )
+                chosen = order[start : start + batch_size]
+                input_ids, attention, labels = _batch(tokenizer, [encoded[i] for i in chosen])
                 loss = response_loss(model, input_ids, attention, labels)
                 optimizer.zero_grad()
                 loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                torch.nn.utils.clip_grad_norm_(trainable, 1.0)
                 optimizer.step()
                 scheduler.step()
+                seen += len(chosen)
+                if after_step is not None:
+                    after_step(model, seen)
     finally:
         torch.set_num_threads(threads)
     model.eval()
