@@ -37,14 +37,15 @@ test-fast: $(INSTALLED)
 
 # Long benchmarks (not part of `make test`): real Kafka → worker → ClickHouse server, then
 # detection quality and detector throughput on the companion's real-prompt scenario, then the
-# validation and the provenance experiment on real students (~2.5 h on 2 cores). Each writes
-# its table to bench/results/; the README quotes them.
+# validation, the provenance experiment and the students' learning curves on real students
+# (~3 h on 2 cores). Each writes its table to bench/results/; the README quotes them.
 bench: $(INSTALLED)
 	scripts/with-services $(BIN)/python -m bench.pipeline $(BENCH_ARGS)
 	scripts/with-services $(BIN)/python -m bench.api $(API_BENCH_ARGS)
 	$(BIN)/python -m bench.detection --large-batch 5000 $(DETECTION_ARGS)
 	$(BIN)/distillguard validate --table-out bench/results/validate.md
 	$(BIN)/distillguard provenance experiment --table-out bench/results/provenance.md
+	OMP_NUM_THREADS=1 $(BIN)/python -m bench.students --jobs 2
 	$(MAKE) readme-tables
 
 # The README quotes the measured tables in bench/results/*.md (written by the commands above).
