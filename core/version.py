@@ -46,7 +46,10 @@ def source_commit(root: Path = SOURCE_ROOT) -> str | None:
 
     try:
         commit = ask("rev-parse", "--short=12", "HEAD")
-        changed = ask("status", "--porcelain", "--untracked-files=no")
+        # Test outputs kept in the repository (dashboard screenshots) are not the code.
+        changed = ask(
+            "status", "--porcelain", "--untracked-files=no", "--", ".", ":!test-artifacts"
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     if not commit:
