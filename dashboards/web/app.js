@@ -276,6 +276,9 @@ async function openAccount(accountId) {
 // Dispositions (confirmed extraction, false positive, allowlisted until a date, cleared), with
 // their history; the same controls on an account and on a campaign.
 const DISPOSITION_ROUTES = { account: "accounts", cluster: "clusters" };
+for (const box of document.querySelectorAll(".disposition")) {
+  box.replaceChildren($("disposition-controls").content.cloneNode(true));
+}
 async function showDispositions(box, kind, subjectId) {
   const history = await json(`/v1/${DISPOSITION_ROUTES[kind]}/${encodeURIComponent(subjectId)}/dispositions`);
   const current = history.items.find((d) => d.active);
