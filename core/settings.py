@@ -67,10 +67,15 @@ class Settings(BaseSettings):
     store: Literal["embedded", "server"] = "embedded"
     data_dir: Path = Path(".distillguard")
     # `clickhouses://host:9440` (the server's tcp_port_secure) for TLS, verified against the
-    # system's CAs or `clickhouse_ca_file`.
+    # system's CAs or `clickhouse_ca_file`; a client certificate (mutual TLS) with
+    # `clickhouse_cert_file` and `clickhouse_key_file` (its password, if the key is encrypted,
+    # in `clickhouse_key_password`).
     clickhouse_url: str = "clickhouse://127.0.0.1:19000"
     clickhouse_password: SecretStr | None = None
     clickhouse_ca_file: Path | None = None
+    clickhouse_cert_file: Path | None = None
+    clickhouse_key_file: Path | None = None
+    clickhouse_key_password: SecretStr | None = None
     # A ClickHouse cluster (the name in its servers' `remote_servers`; needs `store = "server"`):
     # the schema is created ON CLUSTER, each table a ReplicatedReplacingMergeTree per shard under
     # a Distributed table sharded by account. `clickhouse_url` may then list several of its

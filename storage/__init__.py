@@ -19,13 +19,16 @@ def open_store(settings: Settings, database: str | None = None, migrate: bool = 
     database = database or settings.database
     store: Store
     if settings.store == "server":
-        password = settings.clickhouse_password
+        password, key_password = settings.clickhouse_password, settings.clickhouse_key_password
         store = ClickHouseServer(
             settings.clickhouse_url,
             database=database,
             password=password.get_secret_value() if password else None,
             cluster=settings.clickhouse_cluster,
             ca_file=settings.clickhouse_ca_file,
+            cert_file=settings.clickhouse_cert_file,
+            key_file=settings.clickhouse_key_file,
+            key_password=key_password.get_secret_value() if key_password else None,
         )
     elif settings.clickhouse_cluster:
         raise StoreError("DG_CLICKHOUSE_CLUSTER needs the server store (DG_STORE=server)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 import struct
 import threading
 import time
@@ -37,6 +38,16 @@ CLUSTER_SETTINGS: dict[str, Any] = {
 # scheme → (TLS, default port): the native protocol, plain or on the server's tcp_port_secure.
 SCHEMES = {"clickhouse": (False, 9000), "tcp": (False, 9000), "clickhouses": (True, 9440)}
 URL_FORM = "clickhouse://host:port[,host:port...] (clickhouses:// for TLS)"
+# What the client reads from a server that requires mutual TLS and refuses its certificate (none,
+# or one from a CA it does not trust): TLS 1.3 refuses after the handshake, so the server's
+# alert, or only an EOF when the server closed the connection before the client read the alert.
+CLIENT_CERTIFICATE_REFUSED = (
+    "CERTIFICATE_REQUIRED",
+    "UNKNOWN_CA",
+    "BAD_CERTIFICATE",
+    "UNSUPPORTED_CERTIFICATE",
+    "EOF occurred in violation of protocol",
+)
 
 
 def split_url(url: str) -> tuple[str, list[tuple[str, int]], str, str]:
@@ -59,6 +70,31 @@ def split_url(url: str) -> tuple[str, list[tuple[str, int]], str, str]:
         hosts.append((one.hostname, port))
     user, _, password = userinfo.partition(":")
     return parts.scheme, hosts, unquote(user or "default"), unquote(password)
+
+
+def _check_client_certificate(
+    cert_file: str | Path, key_file: str | Path | None, key_password: str | None
+) -> None:
+    """Load the client certificate and key once, here, as the driver will: a missing file, a
+    key of another certificate or a wrong password is then a configuration error that says so,
+    not an `[SSL] PEM lib` at the first query (nor OpenSSL's password prompt on a terminal)."""
+    for path in [cert_file] if key_file is None else [cert_file, key_file]:
+        try:
+            Path(path).read_bytes()
+        except OSError as error:
+            raise ValueError(
+                f"cannot read the ClickHouse client certificate or key {path}: {error.strerror}"
+            ) from None
+    try:
+        ssl.create_default_context().load_cert_chain(
+            cert_file, key_file, key_password or (lambda: "")
+        )
+    except ssl.SSLError as error:
+        key = key_file or f"the key in {cert_file}"
+        raise ValueError(
+            f"the ClickHouse client certificate {cert_file} and {key} are not a certificate and "
+            f"its private key, or the key's password is wrong or missing ({error.reason or error})"
+        ) from None
 
 
 def _address(host: str, port: int) -> str:
@@ -85,7 +121,9 @@ class ClickHouseServer(Store):
     a Distributed table over replicated per-shard tables (`storage.schema.cluster_statements`),
     and the URL may name several of its servers (`clickhouse://h1:p1,h2:p2`) to fail over.
     `clickhouses://` speaks TLS, verifying the server's certificate and name against the
-    system's CAs or `ca_file`."""
+    system's CAs or `ca_file`, and presents a client certificate (`cert_file`, its key in
+    `key_file` or in the same PEM, `key_password` if encrypted) to a server that requires
+    mutual TLS."""
 
     backend = "server"
 
@@ -98,6 +136,9 @@ class ClickHouseServer(Store):
         send_receive_timeout: float = 60.0,
         cluster: str | None = None,
         ca_file: str | Path | None = None,
+        cert_file: str | Path | None = None,
+        key_file: str | Path | None = None,
+        key_password: str | None = None,
     ) -> None:
         super().__init__(database)
         scheme, hosts, user, url_password = split_url(url)
@@ -115,14 +156,19 @@ class ClickHouseServer(Store):
             "send_receive_timeout": send_receive_timeout,
             "settings": settings,
         }
+        # clickhouse-driver's names (its ssl.SSLContext: load_verify_locations, load_cert_chain)
+        tls = {"ca_certs": ca_file, "certfile": cert_file, "keyfile": key_file}
+        if not SCHEMES[scheme][0] and any(tls.values()):
+            raise ValueError(
+                f"a CA file or client certificate needs a clickhouses:// URL (TLS), got {self.url}"
+            )
+        if cert_file:
+            _check_client_certificate(cert_file, key_file, key_password)
+        elif key_file or key_password:
+            raise ValueError("a client key needs its certificate (clickhouse_cert_file)")
         if SCHEMES[scheme][0]:
-            self._connection |= {
-                "secure": True,
-                "verify": True,
-                "ca_certs": str(ca_file) if ca_file else None,
-            }
-        elif ca_file is not None:
-            raise ValueError(f"a CA file needs a clickhouses:// URL (TLS), got {self.url}")
+            self._connection |= {"secure": True, "verify": True, "keypass": key_password}
+            self._connection |= {name: str(path) for name, path in tls.items() if path}
         self._client = Client(
             host=hosts[0][0],
             port=hosts[0][1],
@@ -140,7 +186,7 @@ class ClickHouseServer(Store):
                 raise RowsRejected(f"clickhouse server {self.url}: {exc}") from exc
             except (DriverError, OSError, EOFError) as exc:
                 self._client.disconnect()
-                raise StoreError(f"clickhouse server {self.url}: {exc}") from exc
+                raise StoreError(f"clickhouse server {self.url}: {exc}{self._hint(exc)}") from exc
             except _ENCODING_ERRORS as exc:
                 if params is None or not kwargs.get("columnar"):
                     raise
@@ -148,6 +194,17 @@ class ClickHouseServer(Store):
                 # column fails here, the INSERT is cut short and the server stores none of it.
                 self._client.disconnect()
                 raise RowsRejected(f"clickhouse server {self.url}: {exc!r}") from exc
+
+    def _hint(self, error: BaseException) -> str:
+        """What to check when the server may have refused the client's certificate (the
+        driver passes on only the TLS error's message)."""
+        if not self._connection.get("secure") or not any(
+            sign in str(error) for sign in CLIENT_CERTIFICATE_REFUSED
+        ):
+            return ""
+        if "certfile" in self._connection:
+            return " (if the server requires mutual TLS: does it trust clickhouse_cert_file's CA?)"
+        return " (if the server requires mutual TLS: set clickhouse_cert_file)"
 
     def _query(self, sql: str, params: dict[str, Any] | None) -> list[Row]:
         rows, columns = self._run(sql, params or {}, with_column_types=True)
