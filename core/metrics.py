@@ -1,7 +1,8 @@
 """The metrics listener of the long-running roles without an API (worker, linker, alert
 dispatcher): Prometheus `/metrics`, and `/healthz` answering as the API's does
-(`{"status": "ok"|"degraded", "role", "version"}`, 200 while the process serves), so one probe
-shape fits every role."""
+(`{"status": "ok"|"degraded", "role", "version"}`: 200 when ok, 503 when degraded, so that a
+probe that reads only the status code, as Kubernetes', systemd's or a blackbox exporter's does,
+sees it), so one probe shape fits every role."""
 
 from __future__ import annotations
 
@@ -49,9 +50,10 @@ def serve_metrics(host: str, port: int, role: str, healthy: Healthy) -> WSGIServ
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         if environ.get("PATH_INFO") != "/healthz":
             return metrics(environ, start_response)
-        body = orjson.dumps({"status": _status(healthy), "role": role, "version": __version__})
+        status = _status(healthy)
+        body = orjson.dumps({"status": status, "role": role, "version": __version__})
         headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
-        start_response("200 OK", headers)
+        start_response("200 OK" if status == "ok" else "503 Service Unavailable", headers)
         return [body]
 
     family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]

@@ -172,7 +172,17 @@ class Client:
 
     # --- health -----------------------------------------------------------------------------
     def health(self) -> Health:
-        return self._call(Health, "GET", "/healthz")
+        """The API's health: `degraded` (answered 503 with the same body) is returned, not
+        raised; any other error is."""
+        response = self._http.request("GET", "/healthz", headers=self._headers)
+        if response.status_code == 503:
+            try:
+                return Health.model_validate_json(response.content)
+            except ValueError:  # a proxy's 503, not the API's
+                pass
+        if response.status_code >= 400:
+            raise _error(response)
+        return Health.model_validate_json(response.content)
 
     def get_metrics(self) -> str:
         """Prometheus text."""

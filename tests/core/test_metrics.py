@@ -17,13 +17,13 @@ def test_healthz_and_metrics_answer_on_the_configured_address() -> None:
     assert server is not None
     try:
         url = f"http://127.0.0.1:{port}"
-        assert httpx.get(f"{url}/healthz", timeout=5).json() == {
-            "status": "ok",
-            "role": "worker",
-            "version": __version__,
-        }
+        ok = httpx.get(f"{url}/healthz", timeout=5)
+        assert ok.status_code == 200
+        assert ok.json() == {"status": "ok", "role": "worker", "version": __version__}
         healthy[0] = False
-        assert httpx.get(f"{url}/healthz", timeout=5).json()["status"] == "degraded"
+        degraded = httpx.get(f"{url}/healthz", timeout=5)
+        assert degraded.status_code == 503  # what a probe reading only the status sees
+        assert degraded.json() == {"status": "degraded", "role": "worker", "version": __version__}
         metrics = httpx.get(f"{url}/metrics", timeout=5)
         assert metrics.status_code == 200 and "python_info" in metrics.text
     finally:
@@ -41,8 +41,9 @@ def test_a_failing_check_is_degraded_and_port_0_serves_nothing() -> None:
     server = serve_metrics("127.0.0.1", port, "linker", broken)
     assert server is not None
     try:
-        health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).json()
-        assert health["status"] == "degraded" and health["role"] == "linker"
+        health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
+        assert health.status_code == 503
+        assert health.json()["status"] == "degraded" and health.json()["role"] == "linker"
     finally:
         server.shutdown()
         server.server_close()

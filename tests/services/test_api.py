@@ -11,6 +11,7 @@ import pytest
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
+from core import __version__
 from core.events import Event
 from core.settings import Settings
 from core.verdicts import Reason, Verdict
@@ -19,8 +20,9 @@ from distillguard.wiring import build_api
 from services.api import create_app
 from services.api.routers import ROUTERS
 from services.auth import create_token, revoke_token
-from storage import Store
+from storage import ClickHouseServer, Store
 from storage.rows import event_row, verdict_row
+from tests.distillguard.test_cli_conventions import closed_port  # noqa: F401 - a fixture
 
 T0 = datetime(2026, 11, 20, 12, tzinfo=UTC)
 
@@ -87,8 +89,22 @@ def as_role(api) -> Callable[[str], Client]:
     return lambda role: Client(token=tokens[role], http=http)
 
 
+def test_health_is_503_with_its_body_while_the_store_does_not_answer(
+    closed_port: int,  # noqa: F811
+) -> None:
+    """What a probe reading only the status code (Kubernetes, a blackbox exporter) needs; 200
+    while it answers: `test_every_route_but_health_needs_a_token`."""
+    down = ClickHouseServer(f"clickhouse://127.0.0.1:{closed_port}", connect_timeout=1)
+    with TestClient(create_app(Settings(), down)) as client:
+        response = client.get("/healthz")
+        assert response.status_code == 503
+        assert response.json() == {"status": "degraded", "version": __version__}
+        assert Client(http=client).health().status == "degraded"  # a status, not an error
+
+
 def test_every_route_but_health_needs_a_token(api) -> None:
     client, _, _ = api
+    assert Client(http=client).health().status == "ok"
     routes = [r for router in ROUTERS for r in router.routes if isinstance(r, APIRoute)]
     assert len(routes) >= 19
     for route in routes:
@@ -393,7 +409,10 @@ def test_openapi_documents_every_response_as_sent(api) -> None:
         success = [code for code in responses if code.startswith("2")]
         assert len(success) == 1 and responses[success[0]]["content"], (method, path)
         for code, response in responses.items():
-            if code.startswith(("4", "5")):
+            if (path, code) == ("/healthz", "503"):  # degraded: the health body, not an error
+                health_ref = "#/components/schemas/Health"
+                assert response["content"]["application/json"]["schema"] == {"$ref": health_ref}
+            elif code.startswith(("4", "5")):
                 assert response["content"]["application/json"]["schema"] == {"$ref": error_ref}
         if path != "/healthz":
             assert {"401", "403"} <= responses.keys(), (method, path)

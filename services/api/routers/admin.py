@@ -31,10 +31,18 @@ PROMETHEUS_TEXT: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.get("/healthz", tags=["health"])
-def health(store: StoreDep) -> Health:
-    """Liveness and whether the store answers; needs no token."""
-    return Health(status="ok" if store.ping() else "degraded", version=__version__)
+@router.get(
+    "/healthz",
+    tags=["health"],
+    responses={503: {"model": Health, "description": "Degraded: the store does not answer."}},
+)
+def health(store: StoreDep, response: Response) -> Health:
+    """Liveness and whether the store answers; needs no token. Degraded answers 503 (same
+    body), so a probe that reads only the status code sees it."""
+    healthy = store.ping()
+    if not healthy:
+        response.status_code = 503
+    return Health(status="ok" if healthy else "degraded", version=__version__)
 
 
 @router.get(
