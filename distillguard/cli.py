@@ -32,6 +32,7 @@ from core.version import full_version
 if TYPE_CHECKING:
     from core.events import DeadLetter
     from core.formats import LogFormat
+    from storage import Store
 
 
 class ExitCode(IntEnum):
@@ -59,8 +60,9 @@ class ConfigurationError(ValueError):
     """DG_* settings that name no usable service (e.g. a malformed DG_CLICKHOUSE_URL)."""
 
 
-def _open_store(settings: Settings, **options: Any):
-    """`storage.open_store`, with a refused setting reported as a configuration error."""
+def _open_store(settings: Settings, **options: Any) -> Store:
+    """`storage.open_store`, with a refused setting reported as a configuration error; a
+    context manager (`with _open_store(settings) as store:` closes it)."""
     from storage import open_store
 
     try:
@@ -294,12 +296,9 @@ def fit_on_file(detector, path: Path, log_format: LogFormat | None = None, evide
 @app.command()
 def migrate(as_json: JsonOption = False) -> None:
     """Create the database and apply pending schema migrations."""
-    store = _open_store(get_settings(), migrate=False)
-    try:
+    with _open_store(get_settings(), migrate=False) as store:
         applied = store.migrate()
         at = max(store.applied_migrations())
-    finally:
-        store.close()
     emit(
         as_json,
         {"backend": store.backend, "database": store.database, "applied": applied, "at": at},
@@ -329,11 +328,8 @@ def retention(
     except ValueError:
         raise typer.BadParameter("a date (YYYY-MM-DD) is required", param_hint="--before") from None
     tables = retention_tables() if table == "all" else [table]
-    store = _open_store(get_settings())
-    try:
+    with _open_store(get_settings()) as store:
         dropped = {name: store.drop_partitions_before(name, cutoff) for name in tables}
-    finally:
-        store.close()
     emit(
         as_json,
         {"before": cutoff.isoformat(), "dropped": dropped},
@@ -370,12 +366,9 @@ def replay(
 
     fmt = file_format(events, log_format, account, start)
     settings = get_settings()
-    store = _open_store(settings)
-    try:
+    with _open_store(settings) as store:
         pipeline = store_pipeline(settings, store)
         totals = run_file(pipeline, events, batch_size, log_format=fmt)
-    finally:
-        store.close()
     emit(
         as_json,
         {
@@ -432,11 +425,8 @@ def calibrate(
     if false_positives_from_store:
         from services.dispositions import false_positive_evidence
 
-        store = _open_store(settings)
-        try:
+        with _open_store(settings) as store:
             evidence = false_positive_evidence(store)
-        finally:
-            store.close()
     detector = fit_on_file(build_detector(settings, target_fpr), benign, fmt, evidence)
     report = getattr(detector, "calibration_report_", None)
     if live is not None:
@@ -590,26 +580,25 @@ def worker(
     logging.getLogger("kafka").setLevel(logging.ERROR)
     logging.getLogger("clickhouse_driver").setLevel(logging.CRITICAL)
     settings = get_settings()
-    store = _open_store(settings)
-    producer = make_producer(kafka_connection(settings))
-    runner = build_worker(
-        settings, store, producer, client_id or f"distillguard-worker-{os.getpid()}"
-    )
-    _serve_metrics(settings, metrics_port, "worker", runner.healthy)
-    runner.install_signal_handlers()
-    logging.getLogger("distillguard.worker").info(
-        "consuming %s @ %s → %s store %s (group %s)",
-        settings.topic,
-        settings.kafka_bootstrap,
-        store.backend,
-        store.database,
-        settings.consumer_group,
-    )
-    try:
-        stats = runner.run()
-    finally:
-        producer.close()
-        store.close()
+    with _open_store(settings) as store:
+        producer = make_producer(kafka_connection(settings))
+        runner = build_worker(
+            settings, store, producer, client_id or f"distillguard-worker-{os.getpid()}"
+        )
+        _serve_metrics(settings, metrics_port, "worker", runner.healthy)
+        runner.install_signal_handlers()
+        logging.getLogger("distillguard.worker").info(
+            "consuming %s @ %s → %s store %s (group %s)",
+            settings.topic,
+            settings.kafka_bootstrap,
+            store.backend,
+            store.database,
+            settings.consumer_group,
+        )
+        try:
+            stats = runner.run()
+        finally:
+            producer.close()
     logging.getLogger("distillguard.worker").info(
         "worker stopped: batches=%d, consumed=%d, dead_letters=%d, verdicts=%d",
         stats.batches,
@@ -636,23 +625,20 @@ def linker(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("kafka").setLevel(logging.ERROR)
     settings = get_settings()
-    store = _open_store(settings)
-    role = build_linker(settings, store, client_id or f"distillguard-linker-{os.getpid()}")
-    role.idle_s = idle_s
-    _serve_metrics(settings, metrics_port, "linker", store.ping)
+    with _open_store(settings) as store:
+        role = build_linker(settings, store, client_id or f"distillguard-linker-{os.getpid()}")
+        role.idle_s = idle_s
+        _serve_metrics(settings, metrics_port, "linker", store.ping)
 
-    def request_stop(_signum: int, _frame: object) -> None:
-        role.stop.set()
+        def request_stop(_signum: int, _frame: object) -> None:
+            role.stop.set()
 
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
-    logging.getLogger("distillguard.linker").info(
-        "linking profiles of %s → %s store %s", settings.topic, store.backend, store.database
-    )
-    try:
+        signal.signal(signal.SIGTERM, request_stop)
+        signal.signal(signal.SIGINT, request_stop)
+        logging.getLogger("distillguard.linker").info(
+            "linking profiles of %s → %s store %s", settings.topic, store.backend, store.database
+        )
         role.run()
-    finally:
-        store.close()
 
 
 @app.command()
@@ -920,15 +906,13 @@ def webhook_add(
     secret = (
         settings.webhook_secret.get_secret_value().encode() if settings.webhook_secret else None
     )
-    store = _open_store(settings)
-    try:
-        webhook_id = add_webhook(
-            store, url, cast(Format, fmt), settings.webhook_allow_networks, routing_key, secret
-        )
-    except ValueError as refused:  # the URL, or the routing key
-        raise typer.BadParameter(str(refused)) from None
-    finally:
-        store.close()
+    with _open_store(settings) as store:
+        try:
+            webhook_id = add_webhook(
+                store, url, cast(Format, fmt), settings.webhook_allow_networks, routing_key, secret
+            )
+        except ValueError as refused:  # the URL, or the routing key
+            raise typer.BadParameter(str(refused)) from None
     emit(as_json, {"webhook_id": webhook_id, "url": url, "format": fmt}, webhook_id)
 
 
@@ -937,11 +921,8 @@ def webhook_list(as_json: JsonOption = False) -> None:
     """The active webhooks (routing keys are never shown)."""
     from services.webhooks import webhooks
 
-    store = _open_store(get_settings())
-    try:
+    with _open_store(get_settings()) as store:
         hooks = [{k: h[k] for k in ("webhook_id", "url", "format")} for h in webhooks(store)]
-    finally:
-        store.close()
     emit(as_json, hooks, *(f"{h['webhook_id']}  {h['format']:9}  {h['url']}" for h in hooks))
 
 
@@ -950,11 +931,8 @@ def webhook_remove(webhook_id: Annotated[str, typer.Argument(help="The webhook's
     """Stop sending alerts to a webhook."""
     from services.webhooks import remove_webhook
 
-    store = _open_store(get_settings())
-    try:
+    with _open_store(get_settings()) as store:
         removed = remove_webhook(store, webhook_id)
-    finally:
-        store.close()
     if not removed:
         raise typer.BadParameter(f"no webhook {webhook_id!r}")
     print(f"removed {webhook_id}")
@@ -975,11 +953,8 @@ def token_create(
 
     if role not in ROLES:
         raise typer.BadParameter(f"role must be one of {', '.join(ROLES)}")
-    store = _open_store(get_settings())
-    try:
+    with _open_store(get_settings()) as store:
         token, principal = create_token(store, role, name)  # type: ignore[arg-type]
-    finally:
-        store.close()
     if not as_json:
         console.print(f"token {principal.token_id} ({principal.role}) for {name!r}:")
     document = {"token": token, "token_id": principal.token_id, "role": principal.role}
@@ -991,11 +966,8 @@ def token_revoke(token_id: Annotated[str, typer.Argument(help="The token's id.")
     """Revoke a token by id."""
     from services.auth import revoke_token
 
-    store = _open_store(get_settings())
-    try:
+    with _open_store(get_settings()) as store:
         revoked = revoke_token(store, token_id)
-    finally:
-        store.close()
     if not revoked:
         raise typer.BadParameter(f"no token {token_id!r}")
     print(f"revoked {token_id}")
@@ -1044,17 +1016,22 @@ def provenance_test(
         raise typer.BadParameter("--mode is open or closed")
     suspect = Suspect(model, outputs, endpoint, endpoint_model)
     settings = get_settings()
-    store = _open_store(settings)
-    try:
-        with steps("radioactivity test", console=console):
-            tokenizer = teacher_tokenizer(settings.data_dir / "teacher")
-            case = radioactivity_case(
-                settings, store, suspect, account or [], mode, prompts, texts, tokenizer=tokenizer
-            )
-    except ValueError as error:
-        raise typer.BadParameter(str(error)) from None
-    finally:
-        store.close()
+    with _open_store(settings) as store:
+        try:
+            with steps("radioactivity test", console=console):
+                tokenizer = teacher_tokenizer(settings.data_dir / "teacher")
+                case = radioactivity_case(
+                    settings,
+                    store,
+                    suspect,
+                    account or [],
+                    mode,
+                    prompts,
+                    texts,
+                    tokenizer=tokenizer,
+                )
+        except ValueError as error:
+            raise typer.BadParameter(str(error)) from None
     write_case(case, out)
     print(orjson.dumps(case["test"], option=orjson.OPT_INDENT_2).decode())
     score = case["test"]["score"]
@@ -1090,22 +1067,20 @@ def provenance_attribute(
         return datetime.fromisoformat(value) if value else None
 
     settings = get_settings()
-    store = _open_store(settings)
-    try:
-        with steps("logged responses compared", console=console) as bar:
-            case = attribution_case(
-                settings,
-                store,
-                suspect_outputs,
-                threshold,
-                moment(since),
-                moment(until),
-                progress=bar.update,
-            )
-    except ValueError as error:
-        raise typer.BadParameter(str(error)) from None
-    finally:
-        store.close()
+    with _open_store(settings) as store:
+        try:
+            with steps("logged responses compared", console=console) as bar:
+                case = attribution_case(
+                    settings,
+                    store,
+                    suspect_outputs,
+                    threshold,
+                    moment(since),
+                    moment(until),
+                    progress=bar.update,
+                )
+        except ValueError as error:
+            raise typer.BadParameter(str(error)) from None
     if out:
         write_case(case, out)
     table = Table("rank", "account", "responses", "matched", "expected", "p (Bonferroni)")
@@ -1220,17 +1195,15 @@ def report(
 
     cases = [orjson.loads(path.read_bytes()) for path in provenance or []]
     settings = get_settings()
-    store = _open_store(settings)
-    try:
-        with steps(f"report for {subject.title}", console=console):
-            manifest = write_report(
-                store, settings, subject, out, pdf=fmt == "pdf", provenance=cases
-            )
-    except ReportError as error:
-        console.print(f"[red]no report:[/] {error}")
-        raise typer.Exit(ExitCode.FAILED) from None
-    finally:
-        store.close()
+    with _open_store(settings) as store:
+        try:
+            with steps(f"report for {subject.title}", console=console):
+                manifest = write_report(
+                    store, settings, subject, out, pdf=fmt == "pdf", provenance=cases
+                )
+        except ReportError as error:
+            console.print(f"[red]no report:[/] {error}")
+            raise typer.Exit(ExitCode.FAILED) from None
     signing = manifest["signing"]
     if not signing["algorithm"]:
         console.print(f"[yellow]warning:[/] the report is UNSIGNED: {signing['unsigned_reason']}")

@@ -15,7 +15,8 @@ __all__ = ["ClickHouseServer", "EmbeddedClickHouse", "Store", "StoreError", "ope
 
 
 def open_store(settings: Settings, database: str | None = None, migrate: bool = True) -> Store:
-    """The store the settings name (`DG_STORE=embedded|server`), migrated and ready."""
+    """The store the settings name (`DG_STORE=embedded|server`), migrated and ready; a context
+    manager too (`with open_store(settings) as store:` closes it)."""
     database = database or settings.database
     store: Store
     if settings.store == "server":
@@ -35,5 +36,9 @@ def open_store(settings: Settings, database: str | None = None, migrate: bool = 
     else:
         store = EmbeddedClickHouse(settings.data_dir / "chdb", database=database)
     if migrate:
-        store.migrate()
+        try:
+            store.migrate()
+        except BaseException:
+            store.close()  # the caller never gets it to close
+            raise
     return store

@@ -14,7 +14,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, Self
 
 from storage.schema import MIGRATIONS, SCHEMA_MIGRATIONS, TABLES, Table
 
@@ -157,6 +157,13 @@ class Store(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        """`with open_store(settings) as store:` closes the store however the block ends."""
+        self.close()
 
     # --- shared behaviour --------------------------------------------------------------------
     def query(self, sql: str, params: dict[str, Any] | None = None) -> list[Row]:

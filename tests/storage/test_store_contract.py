@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import random
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
 from core.events import DeadLetter, Event, parse_event
-from storage import Store, StoreError, queries
+from storage import EmbeddedClickHouse, Store, StoreError, queries
 from storage.rows import dead_letter_row, event_row, stored_event
 from storage.schema import MIGRATIONS, TABLES
 
@@ -51,6 +52,16 @@ def sample_rows(table_name: str, count: int, seed: int = 0) -> list[dict]:
 def read_all(store: Store, table_name: str) -> list[dict]:
     key = ", ".join(TABLES[table_name].order_by)
     return store.query(f"SELECT * FROM {store.table(table_name)} FINAL ORDER BY {key}")
+
+
+def test_a_store_closes_when_its_with_block_ends(chdb_path: Path) -> None:
+    """`with open_store(settings) as store:` (every CLI command): closed however it ends."""
+    with EmbeddedClickHouse(chdb_path) as store:
+        assert store.ping()
+    assert store._closed
+    with pytest.raises(RuntimeError, match="mid-command"), EmbeddedClickHouse(chdb_path) as failed:
+        raise RuntimeError("mid-command")
+    assert failed._closed
 
 
 def test_migrations_are_recorded_and_idempotent(store: Store) -> None:
