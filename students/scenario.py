@@ -48,6 +48,9 @@ SINGLE_ACCOUNT = tuple(name for name in STRATEGIES if name != CAMPAIGN)
 ALL_STRATEGIES = (*STRATEGIES, *INTERACTIVE_STRATEGIES)
 HARD_NEGATIVES = ("power:benchmark", "power:researcher", "power:writer")
 Log = Callable[[str], None]
+# How a built log is replayed through the pipeline (`batches`): records per batch, at most, and
+# an account's requests per batch, at most.
+REPLAY_BATCH, REPLAY_PER_ACCOUNT = 200, 5
 # Built logs are cached here (the detection benchmark's folder; `distillguard validate` keeps its
 # own under the data folder).
 CACHE = Path(os.environ.get("DG_BENCH_CACHE", ".distillguard/bench"))
@@ -278,3 +281,21 @@ def build(
     truth.write_bytes(orjson.dumps(document, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
     log(f"scenario {config.key}: {len(plans)} requests -> {events}")
     return _load(config, events, calibration, truth)
+
+
+def batches(lines: list[bytes], size: int, per_account: int) -> list[tuple[int, list[bytes]]]:
+    """Consecutive slices of the time-ordered log, cut at `size` records or when one account has
+    `per_account` requests in the slice (0: never): a burst attacker would otherwise fill whole
+    batches, and `requests_seen` at a first flag is exact only to within the account's share of
+    a batch."""
+    cuts: list[tuple[int, list[bytes]]] = []
+    start, counts = 0, {}
+    for offset, line in enumerate(lines):
+        account = orjson.loads(line)["account_id"]
+        counts[account] = counts.get(account, 0) + 1
+        if offset + 1 - start == size or counts[account] == per_account:
+            cuts.append((start, lines[start : offset + 1]))
+            start, counts = offset + 1, {}
+    if start < len(lines):
+        cuts.append((start, lines[start:]))
+    return cuts

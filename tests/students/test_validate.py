@@ -115,3 +115,38 @@ def test_quick_validation_writes_an_honest_report(tmp_path: Path) -> None:
     table = (tmp_path / "validation.md").read_text()
     assert "| dataset_replay |" in table and "| multi_account_campaign |" in table
     assert "t-interval" in table
+
+
+def test_report_of_trained_and_untrained_attackers(tmp_path: Path) -> None:
+    from dataclasses import asdict
+
+    from students.validate import Run, markdown, plot, strategy_rows
+
+    def run(seed: int, before: float) -> Run:
+        curve = {0: 0.0, 3: before, 24: 0.02, 48: 0.04}
+        return Run(seed, 0.0, before, 0.04, curve, dict.fromkeys(curve, 9.0), before / 0.04, 1.0)
+
+    trained = Attacker("dataset_replay", ["r1"], 250, 250, 48, "t", 3, 3, 3, "trained")
+    trained.runs = [run(0, 0.0), run(1, 0.004)]
+    never = Attacker("dataset_replay", ["r2"], 250, 250, 48, None, None, None, 48, NEVER)
+    rows = strategy_rows([trained, never], QUICK)
+    (row,) = rows
+    assert row["samples"] == 4 and row["students"] == 2 and row["flagged"] == 1
+    assert row["leaked_mean"] == pytest.approx((0.0 + 0.1 + 1.0 + 1.0) / 4)
+    report = {
+        "generated_at": "now",
+        "config": asdict(QUICK),
+        "student": "pruned",
+        "detector": {"version": "v"},
+        "traffic": {"scenario": "k", "requests": 10, "benign_accounts": 3, "attacker_accounts": 2},
+        "benign_accounts": 3,
+        "benign_accounts_flagged": [],
+        "strategies": rows,
+        "attackers": [asdict(trained), asdict(never)],
+    }
+    table = markdown(report)
+    assert (
+        "| dataset_replay | 1/2 | 3 | 3, 48 / 48, 48 | 2 | 0.000 → 0.002 → 0.040 | 52% [" in table
+    )
+    plot(report, tmp_path / "v.png")
+    assert (tmp_path / "v.png").stat().st_size > 1000
