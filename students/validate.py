@@ -29,6 +29,7 @@ requests ask for: the CPU teacher answers thousands of prompts in minutes this w
 from __future__ import annotations
 
 import math
+import os
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -360,7 +361,7 @@ def strategy_rows(attackers: Sequence[Attacker], config: ValidationConfig) -> li
 
 
 def run_validation(config: ValidationConfig, settings: Settings, out_dir: Path, log=print) -> dict:
-    started = time.perf_counter()
+    started, load = time.perf_counter(), os.getloadavg()[0]
     out_dir.mkdir(parents=True, exist_ok=True)
     teacher = Teacher(settings.data_dir / "teacher")
     scenario = build(config.traffic, settings.data_dir / "bench", log=log)
@@ -437,6 +438,7 @@ def run_validation(config: ValidationConfig, settings: Settings, out_dir: Path, 
         "strategies": strategy_rows(attackers, config),
         "attackers": [asdict(a) for a in attackers],
         "seconds": round(time.perf_counter() - started),
+        "load_average": [round(load, 1), round(os.getloadavg()[0], 1)],
     }
     (out_dir / "validation.json").write_bytes(
         orjson.dumps(report, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS)
@@ -505,8 +507,10 @@ def write_results(report: dict, path: Path, command: str | None = None) -> Path:
     """The table the README quotes (`bench/results/validate.md`), headed by how it was measured."""
     from students.measured import measured_by, write_table
 
+    start, end = report["load_average"]
+    note = f"load average {start} at start, {end} at end (a machine shared with other work)"
     return write_table(
-        path, markdown(report), measured_by(command=command, seconds=report["seconds"])
+        path, markdown(report), measured_by(command=command, seconds=report["seconds"], note=note)
     )
 
 
