@@ -62,7 +62,6 @@ from bench.scenario import ALL_STRATEGIES, CAMPAIGN, Scenario
 from bench.worlds import WORLDS, World
 from core.batch import Batch
 from core.events import Event
-from core.hashing import prompt_key
 from core.settings import Settings
 from core.verdicts import Assessment, ClusterVerdict, first_flags
 from detectors.base import Detector
@@ -72,7 +71,9 @@ from detectors.registry import events_in_file
 from streaming.pipeline import Pipeline
 from streaming.sinks import BufferedSink
 from streaming.sources import records_from_lines
+from students.embeddings import CachedEmbedder, cached_embedder
 from students.measured import measured_by, write_table
+from students.scenario import REPLAY_BATCH, REPLAY_PER_ACCOUNT, batches
 
 # Ours in the default tiered mode and with every prompt embedded: the difference is what the
 # tiered mode gives up for its speed.
@@ -117,50 +118,6 @@ LOWO_METRICS = (
 
 
 # --- running a detector -----------------------------------------------------------------------
-class CachedEmbedder:
-    """MiniLM (`PromptEmbedder`, truncated at `max_seq_length` tokens) behind a disk cache keyed
-    by prompt hash, so vectors survive between benchmark runs (MiniLM embeds ~70 prompts/s on
-    this CPU). The model is loaded only when a prompt is missing; `misses` counts the prompts it
-    had to embed. The vectors are the model's own, so a detector reading them decides exactly
-    as with the model; only its events/s would be wrong, which is why the timed runs use the
-    model itself (`make_detector(..., timed=True)`)."""
-
-    def __init__(self, path: Path, max_seq_length: int = 256) -> None:
-        self.path = path
-        self.max_seq_length = max_seq_length
-        self.misses = 0
-        self._model = None
-        self._vectors: dict[str, np.ndarray] = {}
-        if path.exists():
-            with np.load(path) as stored:
-                self._vectors = dict(zip(stored["keys"].tolist(), stored["vectors"], strict=True))
-        self._saved = len(self._vectors)
-
-    def __call__(self, prompts: list[str]) -> list[np.ndarray]:
-        keys = [prompt_key(p) for p in prompts]
-        missing = {k: p for k, p in zip(keys, prompts, strict=True) if k not in self._vectors}
-        if missing:
-            if self._model is None:
-                from detectors.embedding import PromptEmbedder
-
-                self._model = PromptEmbedder(max_seq_length=self.max_seq_length)
-            vectors = np.asarray(self._model(list(missing.values())), dtype=np.float32)
-            self._vectors.update(zip(missing, vectors, strict=True))
-            self.misses += len(missing)
-        return [self._vectors[k] for k in keys]
-
-    def save(self) -> None:
-        if len(self._vectors) == self._saved:
-            return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        partial = self.path.with_suffix(".partial.npz")
-        np.savez(
-            partial, keys=np.array(list(self._vectors)), vectors=np.stack([*self._vectors.values()])
-        )
-        partial.replace(self.path)
-        self._saved = len(self._vectors)
-
-
 class ScoreRecorder(Detector):
     """Passes everything to the detector under test and keeps each account's highest score: the
     pipeline emits a verdict only on a material change, so verdicts alone would round scores."""
@@ -226,24 +183,6 @@ class VerdictCollector(BufferedSink):
         self.clusters.extend(batch.clusters)
 
 
-def batches(lines: list[bytes], size: int, per_account: int) -> list[tuple[int, list[bytes]]]:
-    """Consecutive slices of the time-ordered log, cut at `size` records or when one account has
-    `per_account` requests in the slice (0: never): a burst attacker would otherwise fill whole
-    batches, and `requests_seen` at a first flag is exact only to within the account's share of
-    a batch."""
-    cuts: list[tuple[int, list[bytes]]] = []
-    start, counts = 0, {}
-    for offset, line in enumerate(lines):
-        account = orjson.loads(line)["account_id"]
-        counts[account] = counts.get(account, 0) + 1
-        if offset + 1 - start == size or counts[account] == per_account:
-            cuts.append((start, lines[start : offset + 1]))
-            start, counts = offset + 1, {}
-    if start < len(lines):
-        cuts.append((start, lines[start:]))
-    return cuts
-
-
 @dataclass
 class Run:
     """One detector over one world's log: what each account got."""
@@ -278,13 +217,6 @@ def warm(embedder: CachedEmbedder, prompts: list[str], chunk: int = 2000) -> tup
             embedder.save()
             progress.advance(task, len(prompts[start : start + chunk]))
     return embedder.misses - misses, time.perf_counter() - started
-
-
-def cached_embedder(cache: Path) -> CachedEmbedder:
-    """The benchmark's MiniLM vectors, at the truncation a deployment uses
-    (`Settings.embedding_max_tokens`), for ours and the baselines alike."""
-    tokens = Settings().embedding_max_tokens
-    return CachedEmbedder(cache / f"embeddings-minilm-{tokens}.npz", max_seq_length=tokens)
 
 
 def make_detector(name: str, embedder: CachedEmbedder, timed: bool = False) -> Detector:
@@ -926,8 +858,8 @@ def run_lowo(
     make: Callable[..., Detector],
     small: bool = False,
     rebuild: bool = False,
-    batch: int = 200,
-    per_account: int = 5,
+    batch: int = REPLAY_BATCH,
+    per_account: int = REPLAY_PER_ACCOUNT,
     large_batch: int = 0,
     embedder: CachedEmbedder | None = None,
 ) -> dict:

@@ -76,6 +76,7 @@ from core.settings import Settings
 from storage import ClickHouseServer, queries
 from streaming.kafka import make_producer, produce_lines
 from students.measured import measured_by, write_table
+from students.scenario import CACHE
 
 if TYPE_CHECKING:  # bench.scenario and bench.worlds import CACHE from here: import them late
     from bench.scenario import Scenario
@@ -83,7 +84,6 @@ if TYPE_CHECKING:  # bench.scenario and bench.worlds import CACHE from here: imp
 console = Console(width=150)
 CLICKHOUSE_URL = os.environ.get("DG_CLICKHOUSE_URL", "clickhouse://127.0.0.1:19000")
 KAFKA = os.environ.get("DG_KAFKA_BOOTSTRAP", "127.0.0.1:19092")
-CACHE = Path(os.environ.get("DG_BENCH_CACHE", ".distillguard/bench"))
 LATENCY_METRIC = "distillguard_event_to_verdict_seconds"
 FLAGGED = ("suspicious", "extraction")
 STORED_POLL_S, CLUSTER_POLL_S = 0.25, 0.5

@@ -1,276 +1,44 @@
-"""Detection-benchmark traffic: a seeded request log with its ground truth.
+"""Detection-benchmark traffic: a seeded request log with its ground truth
+(`students.scenario`, which `distillguard validate` shares), printed by actor.
 
     python -m bench.scenario [--small] [--rebuild]
-
-Benign users replay real ShareGPT sessions over two simulated weeks; three hard negatives look
-like attackers on volume, parameters or timing but are honest; every attack strategy of the
-companion runs under several seeds, plus one 40-account campaign that hides half of each
-account's requests in cover traffic. Calibration traffic comes from other seeds and accounts, for
-detectors' `fit`. Detectors read requests, not answers, so non-interactive actors are written to
-the log directly (`request_record`); the interactive strategies react to answers, so they run
-through the gateway and the real teacher, whose response cache makes a rebuild fast. Built files
-are cached under `.distillguard/bench/`, keyed by the parameters.
 """
 
 from __future__ import annotations
 
-import hashlib
-import time
 from collections import Counter
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Annotated, Protocol
+from typing import Annotated
 
 import orjson
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from bench.pipeline import CACHE
-from core.settings import Settings
-from students.actors import (
-    HUMANEVAL_FORMATS,
-    STRATEGIES,
-    AttackConfig,
-    PlannedRequest,
-    batch_writer,
-    benchmark_runner,
-    benign_users,
-    request_record,
-    researcher,
+from students.scenario import (
+    ALL_STRATEGIES,
+    CAMPAIGN,
+    FULL,
+    SINGLE_ACCOUNT,
+    SMALL,
+    Log,
+    Scenario,
+    ScenarioConfig,
+    build,
 )
-from students.interactive import INTERACTIVE_STRATEGIES
 
-SCENARIO_VERSION = 1
-CAMPAIGN = "multi_account_campaign"
-SINGLE_ACCOUNT = tuple(name for name in STRATEGIES if name != CAMPAIGN)
-ALL_STRATEGIES = (*STRATEGIES, *INTERACTIVE_STRATEGIES)
-HARD_NEGATIVES = ("power:benchmark", "power:researcher", "power:writer")
-Log = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class ScenarioConfig:
-    """Sizes and seeds; every field is part of the cache key."""
-
-    seed: int = 0
-    days: int = 14
-    benign_accounts: int = 800  # an account pool: heavy-tailed activity leaves ~360 active
-    benign_sessions: int = 1600
-    calibration_accounts: int = 800
-    calibration_sessions: int = 1600
-    strategy_seeds: int = 3  # accounts per single-account strategy
-    budget: int = 250
-    interactive_seeds: int = 1  # the CPU teacher makes these the slow part of a cold build
-    interactive_budget: int = 24
-    interactive_max_tokens: int = 24
-    campaign_accounts: int = 40
-    campaign_requests: int = 80  # per account: half harvest, half cover traffic
-    benchmark_tasks: int = 150  # x two prompt formats = a 300-prompt run
-    researcher_questions: int = 200
-    writer_requests: int = 360
-
-    @property
-    def key(self) -> str:
-        document = {"version": SCENARIO_VERSION, **asdict(self)}
-        encoded = orjson.dumps(document, option=orjson.OPT_SORT_KEYS)
-        return hashlib.sha256(encoded).hexdigest()[:12]
-
-
-SMALL = ScenarioConfig(
-    benign_accounts=150,
-    benign_sessions=400,
-    calibration_accounts=150,
-    calibration_sessions=400,
-    strategy_seeds=1,
-    budget=120,
-    interactive_seeds=0,
-    campaign_requests=40,
-)
-FULL = ScenarioConfig()
-
-
-class BuildConfig(Protocol):
-    """What a built log needs of its configuration: a cache key (a dataclass, so reports can
-    show its fields). `ScenarioConfig` and each world's config (`bench.worlds`) are one."""
-
-    @property
-    def key(self) -> str: ...
-
-
-@dataclass
-class Scenario:
-    """A built scenario: its request logs and who is who (ground truth never enters the log)."""
-
-    config: BuildConfig
-    events_path: Path
-    calibration_path: Path
-    actors: dict[str, str]  # account_id -> "benign" | "power:<kind>" | "attack:<strategy>"
-    campaigns: dict[str, list[str]] = field(default_factory=dict)  # campaign -> its accounts
-
-    def accounts(self, predicate: Callable[[str], bool]) -> list[str]:
-        return sorted(a for a, actor in self.actors.items() if predicate(actor))
-
-    @property
-    def benign(self) -> list[str]:
-        """Every honest account, hard negatives included."""
-        return self.accounts(lambda actor: not actor.startswith("attack:"))
-
-    @property
-    def strategies(self) -> list[str]:
-        present = set(self.actors.values())
-        return [name for name in ALL_STRATEGIES if f"attack:{name}" in present]
-
-
-# --- who sends what ---------------------------------------------------------------------------
-def _attack_config(
-    config: ScenarioConfig, strategy: str, replica: int, budget: int, max_tokens: int = 256, **extra
-) -> AttackConfig:
-    """Distinct seeds per (strategy, replica), so no two attackers draw the same prompts, and
-    start days spread over the first half of the scenario."""
-    index = ALL_STRATEGIES.index(strategy)
-    start_day = (2 * index + 5 * replica) % max(1, config.days // 2)
-    return AttackConfig(
-        budget=budget,
-        seed=config.seed * 1000 + 10 * index + replica + 1,
-        start_day=start_day,
-        max_tokens=max_tokens,
-        extra={"weeks": max(1, (config.days - start_day) // 7), "days": 7, **extra},
-    )
-
-
-def benign_plans(config: ScenarioConfig) -> list[PlannedRequest]:
-    seed = config.seed + 1
-    return benign_users(config.benign_accounts, config.benign_sessions, config.days, seed)
-
-
-def calibration_plans(config: ScenarioConfig) -> list[PlannedRequest]:
-    """Other seed, other accounts: the benign history detectors calibrate on."""
-    return benign_users(
-        config.calibration_accounts, config.calibration_sessions, config.days, config.seed + 2
-    )
-
-
-def hard_negative_plans(config: ScenarioConfig) -> list[PlannedRequest]:
-    """A developer's 300-prompt benchmark in an hour, a researcher's 200 factual questions over
-    the scenario's days, a writer's overnight batch."""
-    seed = config.seed + 3
-    return (
-        benchmark_runner(
-            1,
-            config.days,
-            seed,
-            tasks=config.benchmark_tasks,
-            formats=HUMANEVAL_FORMATS,
-            gap_s=(6.0, 15.0),
-        )
-        + researcher(config.researcher_questions, config.days, seed, questions=True)
-        + batch_writer(config.writer_requests, 1, seed, start_day=config.days // 2)
-    )
-
-
-def attack_plans(config: ScenarioConfig) -> list[PlannedRequest]:
-    """Every non-interactive strategy under `strategy_seeds` seeds, and the campaign."""
-    plans = [
-        plan
-        for name in SINGLE_ACCOUNT
-        for replica in range(config.strategy_seeds)
-        for plan in STRATEGIES[name](_attack_config(config, name, replica, config.budget))
-    ]
-    harvest = config.campaign_accounts * config.campaign_requests // 2
-    campaign = _attack_config(
-        config, CAMPAIGN, 0, harvest, accounts=config.campaign_accounts, cover_ratio=1.0
-    )
-    return plans + STRATEGIES[CAMPAIGN](campaign)
-
-
-def interactive_plans(config: ScenarioConfig, gateway_log: Path, log: Log) -> list[PlannedRequest]:
-    """The strategies that read the teacher's answers, through the gateway and the real teacher
-    (small `max_tokens`: the CPU teacher is the bottleneck of a cold build)."""
-    if not config.interactive_seeds:
-        return []
-    from students.gateway import Gateway, JsonlEventLog
-    from students.teacher import Teacher
-
-    gateway_log.unlink(missing_ok=True)
-    gateway = Gateway(Teacher(Settings().data_dir / "teacher"), JsonlEventLog(gateway_log))
-    plans: list[PlannedRequest] = []
-    try:
-        for name, strategy in INTERACTIVE_STRATEGIES.items():
-            for replica in range(config.interactive_seeds):
-                started = time.perf_counter()
-                attack = _attack_config(
-                    config,
-                    name,
-                    replica,
-                    config.interactive_budget,
-                    max_tokens=config.interactive_max_tokens,
-                )
-                exchanges = strategy(gateway, attack)
-                plans += [plan for plan, _ in exchanges]
-                log(
-                    f"{name} #{replica}: {len(exchanges)} requests through the teacher "
-                    f"in {time.perf_counter() - started:.0f} s"
-                )
-    finally:
-        gateway.log.close()
-    return plans
-
-
-# --- files ------------------------------------------------------------------------------------
-def write_log(plans: list[PlannedRequest], path: Path) -> None:
-    """Time-sorted schema-v1 requests; ids number each account's requests in time order. Written
-    beside the target and renamed, so an interrupted build leaves no half file behind."""
-    counts: Counter[str] = Counter()
-    partial = path.with_suffix(".partial")
-    with partial.open("wb") as handle:
-        for plan in sorted(plans, key=lambda p: (p.timestamp_ms, p.account_id)):
-            counts[plan.account_id] += 1
-            request_id = f"{plan.account_id}-{counts[plan.account_id]:05d}"
-            handle.write(orjson.dumps(request_record(plan, request_id)) + b"\n")
-    partial.replace(path)
-
-
-def _paths(config: ScenarioConfig, cache_dir: Path) -> tuple[Path, Path, Path, Path]:
-    stem = cache_dir / f"scenario-{config.key}"
-    return (
-        stem.with_suffix(".jsonl"),
-        stem.with_suffix(".calibration.jsonl"),
-        stem.with_suffix(".truth.json"),
-        stem.with_suffix(".gateway.jsonl"),
-    )
-
-
-def _load(config: ScenarioConfig, events: Path, calibration: Path, truth: Path) -> Scenario:
-    document = orjson.loads(truth.read_bytes())
-    return Scenario(config, events, calibration, document["actors"], document["campaigns"])
-
-
-def build(
-    config: ScenarioConfig, cache_dir: Path = CACHE, rebuild: bool = False, log: Log = print
-) -> Scenario:
-    """The scenario for `config`, from the cache when built before (the truth file is written
-    last, so its presence means the build finished)."""
-    events, calibration, truth, gateway_log = _paths(config, cache_dir)
-    if truth.exists() and not rebuild:
-        return _load(config, events, calibration, truth)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    plans = (
-        benign_plans(config)
-        + hard_negative_plans(config)
-        + attack_plans(config)
-        + interactive_plans(config, gateway_log, log)
-    )
-    write_log(plans, events)
-    write_log(calibration_plans(config), calibration)
-    actors = {plan.account_id: plan.actor for plan in plans}
-    members = sorted(a for a, actor in actors.items() if actor == f"attack:{CAMPAIGN}")
-    campaigns = {f"{CAMPAIGN}-{config.seed}": members} if members else {}
-    document = {"config": asdict(config), "actors": actors, "campaigns": campaigns}
-    truth.write_bytes(orjson.dumps(document, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
-    log(f"scenario {config.key}: {len(plans)} requests -> {events}")
-    return _load(config, events, calibration, truth)
+__all__ = [
+    "ALL_STRATEGIES",
+    "CAMPAIGN",
+    "FULL",
+    "SINGLE_ACCOUNT",
+    "SMALL",
+    "Log",
+    "Scenario",
+    "ScenarioConfig",
+    "build",
+    "requests_per_account",
+]
 
 
 def requests_per_account(path: Path) -> Counter[str]:

@@ -747,26 +747,45 @@ def teacher_serve(
 
 @app.command()
 def validate(
-    quick: Annotated[bool, typer.Option(help="Two strategies, small budgets (≤ 5 min).")] = False,
+    quick: Annotated[
+        bool, typer.Option(help="Small traffic, two strategies, 16 pairs (about a minute).")
+    ] = False,
     out: Annotated[Path, typer.Option(help="Folder for JSON, markdown and PNG.")] = Path(
         ".distillguard/validation"
     ),
-    seed: Annotated[int, typer.Option(help="Seed of every actor.")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the traffic (every actor).")] = 0,
+    student: Annotated[
+        str, typer.Option(help="pruned (the teacher, every k-th block) or scratch (6.7M).")
+    ] = "pruned",
+    every: Annotated[int, typer.Option(help="Pruned student: keep every k-th block.")] = 6,
+    harvest_cap: Annotated[
+        int, typer.Option(help="Harvested pairs per attacker a student trains on; 0: default.")
+    ] = 0,
+    seeds: Annotated[int, typer.Option(help="Training seeds per attacker; 0: default.")] = 0,
     table_out: Annotated[
         Path | None, typer.Option(help="Also write the table the README quotes here.")
     ] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Real attacks on the real teacher through the pipeline; students trained on what each
-    attacker harvested before and after its first flag."""
+    """The detection benchmark's traffic through the pipeline; students trained on what each
+    attacker harvested, read at its first flag: capability leaked before detection."""
     from dataclasses import replace
 
-    from students.validate import FULL, QUICK, markdown, run_validation, write_results
+    from students.pruned import StudentSpec
+    from students.validate import DEFAULT, QUICK, markdown, run_validation, write_results
 
-    config = replace(QUICK if quick else FULL, seed=seed)
-    # run_validation logs once for the benign traffic, then per strategy once when its attack
-    # is harvested and once when its students are assessed: one step each.
-    with steps("validation", 1 + 2 * len(config.strategies), console) as bar:
+    if student not in ("pruned", "scratch"):
+        raise typer.BadParameter("pruned or scratch", param_hint="--student")
+    config = QUICK if quick else DEFAULT
+    config = replace(
+        config,
+        traffic=replace(config.traffic, seed=seed),
+        student=StudentSpec(student, every=every),  # type: ignore[arg-type]
+        harvest_cap=harvest_cap or config.harvest_cap,
+        seeds=seeds or config.seeds,
+    )
+    # run_validation logs one line per stage (traffic, detection, ...) and per attacker.
+    with steps("validation", console=console) as bar:
         report = run_validation(config, get_settings(), out, log=bar.log)
     emit(as_json, report, markdown(report))
     if table_out:

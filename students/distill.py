@@ -120,6 +120,7 @@ def train_student(
     model=None,
     constant_rate: bool = False,
     after_step: Callable[[Any, int], None] | None = None,
+    segments: Sequence[int] = (),
 ):
     """A student trained on `pairs` (response tokens only); returns the model: `model` (e.g. a
     pruned teacher, students/pruned.py; its frozen parameters stay frozen) or else a new
@@ -128,6 +129,9 @@ def train_student(
     n pairs is the student trained on those n pairs alone; `after_step(model, pairs_seen)` is
     where such snapshots are measured (it must leave the model in train mode). `min_steps`
     raises the epoch count for small harvests so every student gets a comparable update budget.
+    `segments` (pair indices) split `pairs` into runs that are shuffled among themselves only,
+    and no batch spans two: with one epoch at a constant rate, the snapshot at a segment's start
+    is the student trained on exactly the pairs before it (an attacker's pre-detection harvest).
     `trim_vocabulary` restricts its softmax to the tokens of `pairs` (students/vocabulary.py:
     several times cheaper per step, same token ids out; not for held-out loss) and trains on one
     thread."""
@@ -146,7 +150,9 @@ def train_student(
     optimizer = torch.optim.AdamW(trainable, lr=learning_rate, weight_decay=0.01)
     order = list(range(len(encoded)))
     rng = random.Random(seed)
-    per_epoch = max(1, (len(encoded) + batch_size - 1) // batch_size)
+    cuts = [0, *sorted({c for c in segments if 0 < c < len(encoded)}), len(encoded)]
+    spans = list(zip(cuts, cuts[1:], strict=False))
+    per_epoch = max(1, sum(-(-(hi - lo) // batch_size) for lo, hi in spans))
     epochs = max(epochs, -(-min_steps // per_epoch))
     steps = epochs * per_epoch
     scheduler: torch.optim.lr_scheduler.LRScheduler = (
@@ -162,9 +168,13 @@ def train_student(
         torch.set_num_threads(1)
     try:
         for _ in range(epochs):
-            rng.shuffle(order)
-            for start in range(0, len(order), batch_size):
-                chosen = order[start : start + batch_size]
+            batches = []
+            for lo, hi in spans:
+                part = order[lo:hi]
+                rng.shuffle(part)  # one span: the same draws as shuffling `order` in place
+                order[lo:hi] = part
+                batches += [part[s : s + batch_size] for s in range(0, len(part), batch_size)]
+            for chosen in batches:
                 input_ids, attention, labels = _batch(tokenizer, [encoded[i] for i in chosen])
                 loss = response_loss(model, input_ids, attention, labels)
                 optimizer.zero_grad()
@@ -185,7 +195,8 @@ def measure_fidelity(
     tokenizer, model, held_out: Sequence[Pair], pairs_trained: int, generate_tokens: int = 32
 ) -> Fidelity:
     """Next-token agreement (teacher-forced on the teacher's answers) and ROUGE-L of greedy
-    student answers against the teacher's, on held-out prompts."""
+    student answers against the teacher's, on held-out prompts (`generate_tokens=0`: no
+    generation, ROUGE-L reads 0; agreement alone is several times cheaper)."""
     import torch
     from rouge_score import rouge_scorer
 
@@ -204,6 +215,8 @@ def measure_fidelity(
             mask = target != -100
             agree += int((predicted[mask] == target[mask]).sum())
             total += int(mask.sum())
+            if not generate_tokens:
+                continue
             texts = greedy(tokenizer, model, chunk, generate_tokens)
             for pair, text in zip(pairs, texts, strict=True):
                 rouges.append(scorer.score(pair.response, text)["rougeL"].fmeasure)

@@ -1,0 +1,63 @@
+"""MiniLM prompt vectors cached on disk, shared by the detection benchmark (`bench.detection`)
+and `distillguard validate`, which read the same scenario's prompts: a run after the other
+embeds nothing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from core.hashing import prompt_key
+from core.settings import Settings
+
+
+class CachedEmbedder:
+    """MiniLM (`PromptEmbedder`, truncated at `max_seq_length` tokens) behind a disk cache keyed
+    by prompt hash, so vectors survive between benchmark runs (MiniLM embeds ~70 prompts/s on
+    this CPU). The model is loaded only when a prompt is missing; `misses` counts the prompts it
+    had to embed. The vectors are the model's own, so a detector reading them decides exactly
+    as with the model; only its events/s would be wrong, which is why the timed runs use the
+    model itself (`make_detector(..., timed=True)`)."""
+
+    def __init__(self, path: Path, max_seq_length: int = 256) -> None:
+        self.path = path
+        self.max_seq_length = max_seq_length
+        self.misses = 0
+        self._model = None
+        self._vectors: dict[str, np.ndarray] = {}
+        if path.exists():
+            with np.load(path) as stored:
+                self._vectors = dict(zip(stored["keys"].tolist(), stored["vectors"], strict=True))
+        self._saved = len(self._vectors)
+
+    def __call__(self, prompts: list[str]) -> list[np.ndarray]:
+        keys = [prompt_key(p) for p in prompts]
+        missing = {k: p for k, p in zip(keys, prompts, strict=True) if k not in self._vectors}
+        if missing:
+            if self._model is None:
+                from detectors.embedding import PromptEmbedder
+
+                self._model = PromptEmbedder(max_seq_length=self.max_seq_length)
+            vectors = np.asarray(self._model(list(missing.values())), dtype=np.float32)
+            self._vectors.update(zip(missing, vectors, strict=True))
+            self.misses += len(missing)
+        return [self._vectors[k] for k in keys]
+
+    def save(self) -> None:
+        if len(self._vectors) == self._saved:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        partial = self.path.with_suffix(".partial.npz")
+        np.savez(
+            partial, keys=np.array(list(self._vectors)), vectors=np.stack([*self._vectors.values()])
+        )
+        partial.replace(self.path)
+        self._saved = len(self._vectors)
+
+
+def cached_embedder(cache: Path, settings: Settings | None = None) -> CachedEmbedder:
+    """The benchmark's MiniLM vectors, at the truncation a deployment uses
+    (`Settings.embedding_max_tokens`), for ours and the baselines alike."""
+    tokens = (settings or Settings()).embedding_max_tokens
+    return CachedEmbedder(cache / f"embeddings-minilm-{tokens}.npz", max_seq_length=tokens)
