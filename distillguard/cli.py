@@ -283,12 +283,16 @@ def file_format(path: Path, name: str, account: str | None, start: str | None) -
 
 def fit_on_file(detector, path: Path, log_format: LogFormat | None = None, evidence=None):
     """`detector.fit` on a JSONL file's events, with a progress bar: reading, then fitting;
-    with `evidence` (`services.dispositions.BenignEvidence`) merged in by time."""
+    with `evidence` (`services.dispositions.BenignEvidence`) merged in by time, its accounts
+    benign evidence that sets no threshold (`detectors.base.fit_with_reviewed`)."""
+    from detectors.base import fit_with_reviewed
     from detectors.registry import events_in_file
 
     with steps(f"reading {path.name}", total=count_lines(path), console=console) as bar:
         events = bar.track(events_in_file(path, log_format), then="fitting the detector")
-        return detector.fit(evidence.merged(events) if evidence is not None else events)
+        if evidence is None:
+            return detector.fit(events)
+        return fit_with_reviewed(detector, evidence.merged(events), evidence.accounts)
 
 
 @app.command()

@@ -5,7 +5,7 @@ one account (`pooling`); see the package docstring for how a score comes about."
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
@@ -76,6 +76,7 @@ class ExtractionDetector(Detector):
         self.isolation_: IsolationSurprise | None = None
         self.thresholds_: dict[str, float] = {"suspicious": 1.0, "extraction": 2.0}
         self.fitted_accounts_ = 0
+        self.reviewed_accounts_: list[str] = []
         self.cluster_verdicts_: list[ClusterVerdict] = []
         # Campaign linking: a worker publishes its accounts' profile updates for the one
         # `distillguard linker` (`publish_profiles`); an in-process run links them itself, in
@@ -171,6 +172,13 @@ class ExtractionDetector(Detector):
     def fit(self, benign_events: Iterable[Event]) -> Self:
         """Replay benign history through the detector; learn per-signal benign distributions,
         the IsolationForest and the account-level thresholds."""
+        return self.fit_reviewed(benign_events, ())
+
+    def fit_reviewed(self, benign_events: Iterable[Event], reviewed: Collection[str]) -> Self:
+        """`fit`, with the `reviewed` accounts (analysts' false positives) as evidence for the
+        benign distributions, the forest, the reference and the linker, but not for the
+        thresholds or their report: those are the ordinary benign accounts' quantiles
+        (`detectors.base.ReviewedCalibration` says why)."""
         by_account = account_histories(benign_events)
         self.accounts = {}
         self.reference_ = None
@@ -205,11 +213,25 @@ class ExtractionDetector(Detector):
         from detectors.fusion import calibration
 
         peaks, folds = calibration.cross_fitted_peaks(snapshots, self.seed)
+        reviewed = set(reviewed) & set(by_account)
+        self.reviewed_accounts_ = sorted(reviewed)
+        # (a history of reviewed accounts only has nothing else to set thresholds on)
+        ordinary = [a for a in peaks if a not in reviewed] or list(peaks)
+        peaks, in_sample = (
+            {a: peaks[a] for a in ordinary},
+            {a: in_sample[a] for a in ordinary},
+        )
         fprs = {"suspicious": self.suspicious_fpr, "extraction": self.target_fpr}
         self.thresholds_ = calibration.thresholds(peaks, fprs)
         self.calibration_report_ = calibration.calibration_report(
-            peaks, in_sample, folds, fprs, sizes, calibration.history_days(by_account.values())
+            peaks,
+            in_sample,
+            folds,
+            fprs,
+            {a: n for a, n in sizes.items() if a not in reviewed},
+            calibration.history_days(by_account.values()),
         )
+        self.calibration_report_["reviewed_accounts"] = len(self.reviewed_accounts_)
         return self
 
     def replay(

@@ -9,13 +9,14 @@ import orjson
 import pytest
 
 from core.events import Event
+from detectors.base import fit_with_reviewed
 from detectors.drift import wilson
 from detectors.fusion import ExtractionDetector, benign, calibration
 from detectors.fusion.benign import IsolationSurprise, Snapshot
 from detectors.fusion.scoring import distinct_prompts, fused
 from detectors.registry import load_calibration, save_calibration
 from detectors.signals import SIGNALS
-from students.actors import benign_users
+from students.actors import benchmark_runner, benign_users
 from tests.planned import events_of
 
 WINDOW_SIGNALS = [s for s in SIGNALS if not s.needs_embeddings and not s.lifetime]
@@ -206,3 +207,25 @@ def test_live_traffic_like_the_history_does_not_move_and_shifted_traffic_does(
     warnings = calibration.live_warnings(psi, live_accounts=80)
     assert len(warnings) == 1 and BEHAVIOUR in warnings[0] and CONTENT not in warnings[0]
     assert "too few" in calibration.live_warnings({}, live_accounts=3)[0]
+
+
+def test_reviewed_false_positives_teach_the_distributions_but_set_no_threshold(
+    history: list[Event],
+) -> None:
+    """A power user marked false positive joins the benign distributions (in-sample it scores
+    low) but not the threshold quantiles: counted as an ordinary account it would raise them,
+    since it was reviewed for scoring highest."""
+    runner = events_of(benchmark_runner(1, 1, seed=9), "runner")
+    power = runner[0].account_id
+    merged = sorted([*history, *runner], key=lambda e: e.timestamp_ms)
+    counted = ExtractionDetector().fit(merged)
+    reviewed = ExtractionDetector()
+    assert fit_with_reviewed(reviewed, merged, [power, "never-seen"]) is reviewed
+    assert reviewed.reviewed_accounts_ == [power]
+    report = reviewed.calibration_report_
+    assert report["reviewed_accounts"] == 1
+    assert report["accounts"] == counted.calibration_report_["accounts"] - 1
+    for label, threshold in reviewed.thresholds_.items():
+        assert threshold < counted.thresholds_[label]
+    # the power user's own traffic now reads as ordinary
+    assert reviewed.update(power, runner).label == "benign"
