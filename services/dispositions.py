@@ -18,6 +18,7 @@ import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Literal
 
 from core.events import Event
@@ -93,6 +94,64 @@ def set_disposition(
         action, resource = audit_note(row)
         audit(store, Access(who, action, resource, 200, **subject_of(row)))
     return row
+
+
+EXPORT_FIELDS = (
+    "disposition_id",
+    "subject_kind",
+    "subject_id",
+    "disposition",
+    "reason",
+    "expires_at",
+    "assignee",
+    "note",
+    "actor",
+    "token_id",
+    "at",
+    "active",
+)
+
+
+def exported(
+    store: Store,
+    *,
+    current: bool = False,
+    disposition: str | None = None,
+    subject_kind: str | None = None,
+    now_ms: int | None = None,
+) -> list[dict[str, str | bool | None]]:
+    """Dispositions as records for people and other systems (`distillguard dispositions
+    export`), oldest first: every change recorded (the audit trail), or with `current` each
+    subject's latest one. Times are ISO 8601 UTC; `active`: in force at `now_ms` (the subject's
+    latest, not cleared, not expired), as the API says it."""
+    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    latest = queries.current_dispositions(store)  # which row of each subject is its latest
+    latest_ids = {row["disposition_id"] for row in latest}
+    if current:
+        rows = sorted(
+            (
+                row
+                for row in latest
+                if disposition in (None, row["disposition"])
+                and subject_kind in (None, row["subject_kind"])
+            ),
+            key=lambda row: (row["at_ms"], row["disposition_id"]),
+        )
+    else:
+        rows = queries.every_disposition(store, disposition, subject_kind)
+    return [_record(row, row["disposition_id"] in latest_ids, now_ms) for row in rows]
+
+
+def _record(row: DispositionRow, latest: bool, now_ms: int) -> dict[str, str | bool | None]:
+    expires = int(row["expires_ms"])
+    times = {"expires_at": _iso(expires) if expires else None, "at": _iso(int(row["at_ms"]))}
+    active = latest and row["disposition"] != "none" and (expires == 0 or expires > now_ms)
+    values: dict[str, str | bool | None] = {**row, **times, "active": active}  # type: ignore[dict-item]
+    return {key: values[key] for key in EXPORT_FIELDS}
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds")
 
 
 def audit_note(row: DispositionRow) -> tuple[str, str]:

@@ -61,6 +61,21 @@ def disposition_history(store: Store, subject_kind: str, subject_id: str) -> lis
     return cast(list[DispositionRow], rows)
 
 
+def every_disposition(
+    store: Store, disposition: str | None = None, subject_kind: str | None = None
+) -> list[DispositionRow]:
+    """Every disposition ever recorded, oldest first (the order to replay them in elsewhere);
+    optionally only `disposition`s, of `subject_kind`."""
+    rows = store.query(
+        f"SELECT {_COLUMNS} FROM {{db}}.dispositions FINAL"  # noqa: S608 - fixed columns
+        " WHERE (%(disposition)s = '' OR disposition = %(disposition)s)"
+        " AND (%(kind)s = '' OR subject_kind = %(kind)s)"
+        " ORDER BY at_ms, disposition_id",
+        {"disposition": disposition or "", "kind": subject_kind or ""},
+    )
+    return cast(list[DispositionRow], rows)
+
+
 def current_dispositions(
     store: Store,
     disposition: str | None = None,

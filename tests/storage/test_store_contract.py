@@ -207,6 +207,10 @@ def test_dispositions_history_current_and_allowlist(store: Store) -> None:
     assert queries.allowlisted(store, "account", ids, now + 60_000) == set()  # lapsed
     assert queries.allowlisted(store, "cluster", ids, now) == set()
     assert queries.false_positive_accounts(store) == ["d"]
+    every = queries.every_disposition(store)  # oldest first, each change once
+    assert [r["disposition_id"] for r in every] == [r["disposition_id"] for r in rows]
+    chosen = queries.every_disposition(store, "false_positive", "account")
+    assert [(r["subject_id"], r["note"]) for r in chosen] == [("a", ""), ("d", HOSTILE)]
 
 
 def test_ranked_accounts_filter_by_the_disposition_in_force(store: Store) -> None:
