@@ -9,10 +9,11 @@ marked `false_positive` through the real store functions (`services.dispositions
 embedded store holding their requests, as an analyst would from the API; their stored requests
 are added as benign evidence (`false_positive_evidence`, as `distillguard calibrate
 --false-positives-from-store` does), a fresh detector is fitted on that, with them as
-reviewed accounts (benign evidence that sets no threshold: `detectors.base.ReviewedCalibration`),
-and reads the same log again. The table (`bench/results/feedback.md`, `-small` for `--small`):
-hard negatives, attackers and other benign accounts flagged before and after. The target: no
-marked hard negative flagged again and no attacker lost; the command exits 1 if either fails.
+reviewed accounts (each gets a ceiling of its own; thresholds, distributions and forest stay the
+ordinary accounts': `detectors.base.ReviewedCalibration`), and reads the same log again. The
+table (`bench/results/feedback.md`, `-small` for `--small`): hard negatives, attackers and other
+benign accounts flagged before and after. The target: no marked hard negative flagged again and
+no attacker lost; the command exits 1 if either fails.
 
 The evidence is the flagged accounts' own traffic from this log, so "after" is in-sample for
 them: it shows the feedback loop works end to end, not how it generalises to the next power user.

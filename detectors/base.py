@@ -100,15 +100,18 @@ class CalibratedDetector(Protocol):
 
 @runtime_checkable
 class ReviewedCalibration(Protocol):
-    """A detector that learns from analysts' false positives without letting them set its
-    thresholds: their traffic joins the benign evidence (what honest traffic looks like), but a
-    threshold is a quantile of the peaks of the ordinary benign population. The reviewed accounts
-    were picked *because* they scored highest, so they are no exchangeable sample of new honest
-    accounts; counting them would raise the threshold for everyone, attackers included."""
+    """A detector that learns from analysts' false positives without letting them move what it
+    does for everyone else: each reviewed account's traffic sets that account's own ceiling (its
+    score is vouched for up to there; it is flagged again only when its behaviour changes
+    materially), while thresholds, benign distributions and forest stay the ordinary benign
+    population's. The reviewed accounts were picked *because* they scored highest, so they are
+    no exchangeable sample of new honest accounts: counted in the conformal quantiles they raise
+    the thresholds for everyone, and pooled into the distributions they make rare behaviour
+    look ordinary; either way attackers are lost (measured: `bench.feedback`)."""
 
     def fit_reviewed(self, benign_events: Iterable[Event], reviewed: Collection[str]) -> Any:
-        """`fit` on `benign_events`, of which `reviewed` accounts' events are benign evidence
-        only (no part of the threshold quantiles)."""
+        """`fit` on `benign_events` less the `reviewed` accounts' events, which set those
+        accounts' ceilings instead."""
         ...
 
 

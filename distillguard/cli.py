@@ -284,7 +284,7 @@ def file_format(path: Path, name: str, account: str | None, start: str | None) -
 def fit_on_file(detector, path: Path, log_format: LogFormat | None = None, evidence=None):
     """`detector.fit` on a JSONL file's events, with a progress bar: reading, then fitting;
     with `evidence` (`services.dispositions.BenignEvidence`) merged in by time, its accounts
-    benign evidence that sets no threshold (`detectors.base.fit_with_reviewed`)."""
+    the reviewed ones (`detectors.base.fit_with_reviewed`)."""
     from detectors.base import fit_with_reviewed
     from detectors.registry import events_in_file
 
@@ -418,7 +418,8 @@ def calibrate(
         bool,
         typer.Option(
             help="Add the stored requests of every account analysts marked false_positive "
-            "(dispositions) to the benign history: traffic like theirs is honest.",
+            "(dispositions) to the benign history: the detector does not flag them again unless "
+            "their behaviour changes materially.",
         ),
     ] = False,
     as_json: JsonOption = False,

@@ -7,7 +7,9 @@ What they change downstream:
 - `allowlisted` (until `expires_at`, always required): the account, or the campaign, raises no
   alert while it lasts (`services.webhooks.enqueue`); its verdicts are still stored and shown.
 - `false_positive`: the account's stored requests are benign evidence for the next
-  `distillguard calibrate --false-positives-from-store`.
+  `distillguard calibrate --false-positives-from-store`: the recalibrated detector does not
+  flag the account again unless its behaviour changes materially
+  (`detectors.base.ReviewedCalibration`).
 - `confirmed_extraction`, and `none` (cleared): a record for the analysts and the reports.
 """
 
@@ -169,8 +171,9 @@ def subject_of(row: DispositionRow) -> dict[str, str]:
 @dataclass
 class BenignEvidence:
     """The stored requests of the accounts analysts marked `false_positive`, to be added to the
-    benign history a detector is calibrated on: the detector learns that traffic like theirs is
-    honest. `unreadable`: requests whose prompt was hashed at ingest (nothing to learn from)."""
+    benign history a detector is calibrated on (`detectors.base.fit_with_reviewed`, with
+    `accounts` as the reviewed ones): the detector learns that this traffic of theirs is honest.
+    `unreadable`: requests whose prompt was hashed at ingest (nothing to learn from)."""
 
     accounts: list[str]
     events: list[Event]
