@@ -43,7 +43,7 @@ import os
 import platform
 import re
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, is_dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -64,7 +64,7 @@ from core.batch import Batch
 from core.events import Event
 from core.settings import Settings
 from core.verdicts import Assessment, ClusterVerdict, first_flags
-from detectors.base import Detector
+from detectors.base import Detector, fit_with_reviewed
 from detectors.baselines import BASELINES
 from detectors.features import PROMPT_CHARS
 from detectors.registry import events_in_file
@@ -239,15 +239,17 @@ def run_detector(
     work: list[tuple[int, list[bytes]]],
     checkpoint_every: int = 5000,
     label: str | None = None,
+    reviewed: Collection[str] = (),
 ) -> Run:
     """Fit on benign calibration traffic (or load a saved calibration), then the evaluation
     log through the real pipeline (checkpointing every `checkpoint_every` records, as a worker
-    would)."""
+    would). `reviewed`: accounts of the calibration traffic that analysts marked false positive
+    (`detectors.base.fit_with_reviewed`)."""
     started = time.perf_counter()
     if isinstance(calibration, dict):
         detector.load_calibration(calibration)
     else:
-        detector.fit(calibration)
+        fit_with_reviewed(detector, calibration, reviewed)
     fit_seconds = time.perf_counter() - started
     recorder, sink = ScoreRecorder(detector), VerdictCollector()
     pipeline = Pipeline(recorder, [sink])
@@ -690,7 +692,7 @@ def strategy_rows(report: dict) -> tuple[list[str], list[list[str]]]:
     return ["strategy", "detector", *worlds], rows
 
 
-def _markdown_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     return lines + ["| " + " | ".join(row) + " |" for row in rows]
 
@@ -722,16 +724,16 @@ def lowo_table(report: dict) -> str:
         "",
         f"**Worst held-out world** (✓/✗ against the target; targets: {_targets_sentence()}):",
         "",
-        *_markdown_table(["detector", "calibration", *METRIC_HEADERS], headline_rows(report)),
+        *markdown_table(["detector", "calibration", *METRIC_HEADERS], headline_rows(report)),
         "",
         "**Per held-out world:**",
         "",
-        *_markdown_table(["world", "detector", "calibration", *METRIC_HEADERS], world_rows(report)),
+        *markdown_table(["world", "detector", "calibration", *METRIC_HEADERS], world_rows(report)),
         "",
         f"**Per strategy:** attackers flagged (median queries before the first flag), "
         f"{calibrations}:",
         "",
-        *_markdown_table(header, rows),
+        *markdown_table(header, rows),
     ]
     return "\n".join(lines) + "\n"
 
@@ -755,7 +757,7 @@ def markdown(report: dict) -> str:
         lines.append(f"- skipped: {skipped}")
     for result in report["results"]:
         lines += ["", f"## {_headline(result)}", ""]
-        lines += _markdown_table(
+        lines += markdown_table(
             [header for _, header in COLUMNS],
             ([_cell(key, row[key]) for key, _ in COLUMNS] for row in result["rows"]),
         )

@@ -8,9 +8,12 @@ world's log (`bench.detection`'s functions, same batches). The hard negatives it
 marked `false_positive` through the real store functions (`services.dispositions`) in an
 embedded store holding their requests, as an analyst would from the API; their stored requests
 are added as benign evidence (`false_positive_evidence`, as `distillguard calibrate
---false-positives-from-store` does), a fresh detector is fitted on that and reads the same log
-again. The table: hard negatives, attackers and other benign accounts flagged before and after.
-No attacker may be lost: the command exits 1 if one is.
+--false-positives-from-store` does), a fresh detector is fitted on that, with them as
+reviewed accounts (each gets a ceiling of its own; thresholds, distributions and forest stay the
+ordinary accounts': `detectors.base.ReviewedCalibration`), and reads the same log again. The
+table (`bench/results/feedback.md`, `-small` for `--small`): hard negatives, attackers and other
+benign accounts flagged before and after. The target: no marked hard negative flagged again and
+no attacker lost; the command exits 1 if either fails.
 
 The evidence is the flagged accounts' own traffic from this log, so "after" is in-sample for
 them: it shows the feedback loop works end to end, not how it generalises to the next power user.
@@ -36,9 +39,11 @@ from bench.detection import (
     calibration_for,
     evaluate,
     make_detector,
+    markdown_table,
     run_detector,
 )
 from bench.pipeline import CACHE
+from bench.readme import result_path
 from bench.scenario import Scenario
 from bench.worlds import WORLDS
 from core.events import Event
@@ -47,8 +52,10 @@ from services.auth import create_token
 from services.dispositions import BenignEvidence, false_positive_evidence, set_disposition
 from storage import EmbeddedClickHouse, Store
 from storage.rows import event_row
+from students.measured import measured_by, write_table
 
 console = Console(width=140)
+COLUMNS = ("accounts", "flagged before", "flagged after", "extraction before", "after")
 
 
 def flagged(run: Run, accounts: list[str]) -> tuple[list[str], list[str]]:
@@ -84,12 +91,17 @@ def mark_false_positives(scenario: Scenario, accounts: list[str], folder: Path) 
 
 
 def one_run(
-    name: str, embedder: CachedEmbedder, calibration: list[Event], scenario: Scenario, label: str
+    name: str,
+    embedder: CachedEmbedder,
+    calibration: list[Event],
+    scenario: Scenario,
+    label: str,
+    reviewed: list[str] | None = None,
 ) -> tuple[Run, dict]:
     lines = scenario.events_path.read_bytes().splitlines()
-    run = run_detector(
-        name, make_detector(name, embedder), calibration, batches(lines, 200, 5), label=label
-    )
+    detector = make_detector(name, embedder)
+    work = batches(lines, 200, 5)
+    run = run_detector(name, detector, calibration, work, label=label, reviewed=reviewed or ())
     return run, evaluate(run, scenario)
 
 
@@ -114,11 +126,12 @@ def main(
     with tempfile.TemporaryDirectory(prefix="dg-feedback-") as folder:
         evidence = mark_false_positives(scenario, marked, Path(folder))
     history = list(evidence.merged(plan.events))
-    after, _ = one_run(detector, embedder, history, scenario, "after feedback")
+    after, _ = one_run(detector, embedder, history, scenario, "after feedback", evidence.accounts)
 
     table = Table(title=f"False-positive feedback: {detector} on {world} ({result['version']})")
-    for column in ("accounts", "flagged before", "flagged after", "extraction before", "after"):
+    for column in COLUMNS:
         table.add_column(column, justify="left" if column == "accounts" else "right")
+    rows: list[list[str]] = []
     for label, accounts in (
         (f"hard negatives ({len(hard)})", hard),
         (f"attackers ({len(attackers)})", attackers),
@@ -128,7 +141,9 @@ def main(
             flagged(before, accounts),
             flagged(after, accounts),
         )
-        table.add_row(label, *(str(len(x)) for x in (any_before, any_after, ext_before, ext_after)))
+        counts = [str(len(x)) for x in (any_before, any_after, ext_before, ext_after)]
+        table.add_row(label, *counts)
+        rows.append([label, *counts])
     console.print(table)
     summary = evidence.summary()
     console.print(
@@ -139,8 +154,22 @@ def main(
     lost = sorted(set(flagged(before, attackers)[0]) - set(flagged(after, attackers)[0]))
     still = flagged(after, marked)[0]
     console.print(f"hard negatives still flagged after: {still or 'none'}")
-    console.print(f"attackers lost: {lost or 'none'}; wall time {time.perf_counter() - wall:.0f} s")
-    if lost:
+    seconds = time.perf_counter() - wall
+    console.print(f"attackers lost: {lost or 'none'}; wall time {seconds:.0f} s")
+    notes = [
+        f"Marked false positive: {', '.join(f'`{a}`' for a in marked) or 'none'}; "
+        f"benign evidence added: {summary['events']:,} requests of {summary['accounts']} "
+        f"accounts; calibration {len(plan.events):,} → {len(history):,} requests. "
+        f"Still flagged after: {', '.join(f'`{a}`' for a in still) or 'none'}. "
+        f"Attackers lost: {', '.join(f'`{a}`' for a in lost) or 'none'}.",
+    ]
+    written = write_table(
+        result_path("feedback-small" if small else "feedback"),
+        "\n".join([*markdown_table(COLUMNS, rows), "", *notes]),
+        measured_by(seconds=seconds, note=f"detector `{detector}`, world `{world}`"),
+    )
+    console.print(f"table → {written}")
+    if lost or still:  # the target: no hard negative flagged again, no attacker lost
         raise typer.Exit(1)
 
 

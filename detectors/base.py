@@ -7,6 +7,8 @@ optional ones a detector may add.
 - `CrossAccountDetector`: state shared by all accounts (campaign links), checkpointed apart,
   and the campaigns scored since the last batch.
 - `CalibratedDetector`: fitted parameters as JSON (`calibrate --out`, reports).
+- `ReviewedCalibration`: calibration that can tell analysts' reviewed false positives from the
+  rest of the benign history (`fit_reviewed`).
 
 Callers that use an optional protocol go through the helpers below, which do nothing for a
 detector without it.
@@ -24,7 +26,7 @@ False
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import Any, Protocol, Self, runtime_checkable
 
 from core.events import Event
@@ -94,6 +96,33 @@ class CalibratedDetector(Protocol):
     def load_calibration(self, calibration: dict[str, Any]) -> Any:
         """Restore fitted parameters saved by `calibration`."""
         ...
+
+
+@runtime_checkable
+class ReviewedCalibration(Protocol):
+    """A detector that learns from analysts' false positives without letting them move what it
+    does for everyone else: each reviewed account's traffic sets that account's own ceiling (its
+    score is vouched for up to there; it is flagged again only when its behaviour changes
+    materially), while thresholds, benign distributions and forest stay the ordinary benign
+    population's. The reviewed accounts were picked *because* they scored highest, so they are
+    no exchangeable sample of new honest accounts: counted in the conformal quantiles they raise
+    the thresholds for everyone, and pooled into the distributions they make rare behaviour
+    look ordinary; either way attackers are lost (measured: `bench.feedback`)."""
+
+    def fit_reviewed(self, benign_events: Iterable[Event], reviewed: Collection[str]) -> Any:
+        """`fit` on `benign_events` less the `reviewed` accounts' events, which set those
+        accounts' ceilings instead."""
+        ...
+
+
+def fit_with_reviewed(
+    detector: Detector, events: Iterable[Event], reviewed: Collection[str]
+) -> Any:
+    """Fit `detector` on benign `events` that include the `reviewed` false positives' traffic;
+    a detector without `ReviewedCalibration` counts them as ordinary benign accounts."""
+    if reviewed and isinstance(detector, ReviewedCalibration):
+        return detector.fit_reviewed(events, reviewed)
+    return detector.fit(events)
 
 
 def cross_account_state(detector: object) -> dict[str, Any] | None:

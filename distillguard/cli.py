@@ -285,12 +285,16 @@ def file_format(path: Path, name: str, account: str | None, start: str | None) -
 
 def fit_on_file(detector, path: Path, log_format: LogFormat | None = None, evidence=None):
     """`detector.fit` on a JSONL file's events, with a progress bar: reading, then fitting;
-    with `evidence` (`services.dispositions.BenignEvidence`) merged in by time."""
+    with `evidence` (`services.dispositions.BenignEvidence`) merged in by time, its accounts
+    the reviewed ones (`detectors.base.fit_with_reviewed`)."""
+    from detectors.base import fit_with_reviewed
     from detectors.registry import events_in_file
 
     with steps(f"reading {path.name}", total=count_lines(path), console=console) as bar:
         events = bar.track(events_in_file(path, log_format), then="fitting the detector")
-        return detector.fit(evidence.merged(events) if evidence is not None else events)
+        if evidence is None:
+            return detector.fit(events)
+        return fit_with_reviewed(detector, evidence.merged(events), evidence.accounts)
 
 
 @app.command()
@@ -407,7 +411,8 @@ def calibrate(
         bool,
         typer.Option(
             help="Add the stored requests of every account analysts marked false_positive "
-            "(dispositions) to the benign history: traffic like theirs is honest.",
+            "(dispositions) to the benign history: the detector does not flag them again unless "
+            "their behaviour changes materially.",
         ),
     ] = False,
     as_json: JsonOption = False,
@@ -990,6 +995,87 @@ def token_revoke(token_id: Annotated[str, typer.Argument(help="The token's id.")
     if not revoked:
         raise typer.BadParameter(f"no token {token_id!r}")
     print(f"revoked {token_id}")
+
+
+dispositions_app = typer.Typer(help="Analysts' dispositions of accounts and campaigns.")
+app.add_typer(dispositions_app, name="dispositions")
+
+
+@dispositions_app.command("export")
+def dispositions_export(
+    out: Annotated[
+        Path | None, typer.Option(help="File to write (default: stdout).", dir_okay=False)
+    ] = None,
+    fmt: Annotated[
+        str, typer.Option("--format", help="jsonl (exact: for re-import) or csv (spreadsheets).")
+    ] = "jsonl",
+    current: Annotated[
+        bool,
+        typer.Option(
+            "--current/--history", help="Each subject's current disposition, or every change."
+        ),
+    ] = False,
+    disposition: Annotated[
+        str | None, typer.Option(help="Only this disposition (e.g. false_positive).")
+    ] = None,
+    subject_kind: Annotated[str | None, typer.Option(help="Only account or cluster.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Export the audited dispositions (subject, disposition, reason, expiry, assignee, note,
+    who and when, whether in force now), oldest first, for a legal team or another system.
+    CSV cells a spreadsheet would run as formulas get a leading ' (OWASP); JSONL is exact.
+    With --out, a new file is private (0600) and a summary goes to stdout (--json)."""
+    from services.dispositions import DISPOSITIONS, SUBJECT_KINDS, exported
+
+    if fmt not in ("jsonl", "csv"):
+        raise typer.BadParameter("jsonl or csv", param_hint="--format")
+    if disposition is not None and disposition not in DISPOSITIONS:
+        raise typer.BadParameter(", ".join(DISPOSITIONS), param_hint="--disposition")
+    if subject_kind is not None and subject_kind not in SUBJECT_KINDS:
+        raise typer.BadParameter(", ".join(SUBJECT_KINDS), param_hint="--subject-kind")
+    if as_json and out is None:
+        raise typer.BadParameter(
+            "needs --out: without it, stdout is the export", param_hint="--json"
+        )
+    store = _open_store(get_settings())
+    try:
+        records = exported(
+            store, current=current, disposition=disposition, subject_kind=subject_kind
+        )
+    finally:
+        store.close()
+    text = _dispositions_text(records, fmt)
+    if out is None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return
+    out.write_text(text, encoding="utf-8")  # 0600: the command runs under umask 077
+    what = "current dispositions" if current else "disposition changes"
+    emit(
+        as_json,
+        {"records": len(records), "format": fmt, "current": current, "out": str(out)},
+        f"{len(records)} {what} → {out}",
+    )
+
+
+def _dispositions_text(records: list[dict[str, Any]], fmt: str) -> str:
+    """JSONL (one record a line), or CSV with a header and formula-safe cells."""
+    import csv
+    import io
+
+    import orjson
+
+    from services.dispositions import EXPORT_FIELDS
+    from services.reports import csv_cell
+
+    if fmt == "jsonl":
+        return "".join(orjson.dumps(record).decode() + "\n" for record in records)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, quoting=csv.QUOTE_ALL, lineterminator="\n")
+    writer.writerow(EXPORT_FIELDS)
+    for record in records:
+        writer.writerow([csv_cell(record[field]) for field in EXPORT_FIELDS])
+    return buffer.getvalue()
 
 
 provenance_app = typer.Typer(

@@ -190,9 +190,17 @@ class Client:
 
     # --- accounts, verdicts, campaigns, events ----------------------------------------------
     def list_accounts(
-        self, label: str | None = None, limit: int = 50, offset: int = 0
+        self,
+        label: str | None = None,
+        disposition: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
     ) -> Page[AccountSummary]:
-        params = _query({"label": label, "limit": limit, "offset": offset})
+        """Accounts by risk; `disposition`: only those whose disposition in force is this one
+        (`none`: those without one)."""
+        params = _query(
+            {"label": label, "disposition": disposition, "limit": limit, "offset": offset}
+        )
         return self._call(Page[AccountSummary], "GET", "/v1/accounts", params=params)
 
     def get_account(self, account_id: str) -> AccountDetail:

@@ -7,7 +7,9 @@ What they change downstream:
 - `allowlisted` (until `expires_at`, always required): the account, or the campaign, raises no
   alert while it lasts (`services.webhooks.enqueue`); its verdicts are still stored and shown.
 - `false_positive`: the account's stored requests are benign evidence for the next
-  `distillguard calibrate --false-positives-from-store`.
+  `distillguard calibrate --false-positives-from-store`: the recalibrated detector does not
+  flag the account again unless its behaviour changes materially
+  (`detectors.base.ReviewedCalibration`).
 - `confirmed_extraction`, and `none` (cleared): a record for the analysts and the reports.
 """
 
@@ -18,6 +20,7 @@ import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Literal
 
 from core.events import Event
@@ -95,6 +98,64 @@ def set_disposition(
     return row
 
 
+EXPORT_FIELDS = (
+    "disposition_id",
+    "subject_kind",
+    "subject_id",
+    "disposition",
+    "reason",
+    "expires_at",
+    "assignee",
+    "note",
+    "actor",
+    "token_id",
+    "at",
+    "active",
+)
+
+
+def exported(
+    store: Store,
+    *,
+    current: bool = False,
+    disposition: str | None = None,
+    subject_kind: str | None = None,
+    now_ms: int | None = None,
+) -> list[dict[str, str | bool | None]]:
+    """Dispositions as records for people and other systems (`distillguard dispositions
+    export`), oldest first: every change recorded (the audit trail), or with `current` each
+    subject's latest one. Times are ISO 8601 UTC; `active`: in force at `now_ms` (the subject's
+    latest, not cleared, not expired), as the API says it."""
+    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    latest = queries.current_dispositions(store)  # which row of each subject is its latest
+    latest_ids = {row["disposition_id"] for row in latest}
+    if current:
+        rows = sorted(
+            (
+                row
+                for row in latest
+                if disposition in (None, row["disposition"])
+                and subject_kind in (None, row["subject_kind"])
+            ),
+            key=lambda row: (row["at_ms"], row["disposition_id"]),
+        )
+    else:
+        rows = queries.every_disposition(store, disposition, subject_kind)
+    return [_record(row, row["disposition_id"] in latest_ids, now_ms) for row in rows]
+
+
+def _record(row: DispositionRow, latest: bool, now_ms: int) -> dict[str, str | bool | None]:
+    expires = int(row["expires_ms"])
+    times = {"expires_at": _iso(expires) if expires else None, "at": _iso(int(row["at_ms"]))}
+    active = latest and row["disposition"] != "none" and (expires == 0 or expires > now_ms)
+    values: dict[str, str | bool | None] = {**row, **times, "active": active}  # type: ignore[dict-item]
+    return {key: values[key] for key in EXPORT_FIELDS}
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds")
+
+
 def audit_note(row: DispositionRow) -> tuple[str, str]:
     """(action, resource) of a disposition's audit record."""
     action = f"set_disposition:{row['disposition_id']}:{row['disposition']}"
@@ -110,8 +171,9 @@ def subject_of(row: DispositionRow) -> dict[str, str]:
 @dataclass
 class BenignEvidence:
     """The stored requests of the accounts analysts marked `false_positive`, to be added to the
-    benign history a detector is calibrated on: the detector learns that traffic like theirs is
-    honest. `unreadable`: requests whose prompt was hashed at ingest (nothing to learn from)."""
+    benign history a detector is calibrated on (`detectors.base.fit_with_reviewed`, with
+    `accounts` as the reviewed ones): the detector learns that this traffic of theirs is honest.
+    `unreadable`: requests whose prompt was hashed at ingest (nothing to learn from)."""
 
     accounts: list[str]
     events: list[Event]

@@ -5,7 +5,7 @@ one account (`pooling`); see the package docstring for how a score comes about."
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
@@ -26,6 +26,9 @@ from detectors.fusion.window import AccountWindow
 from detectors.signals import SIGNALS, Reference, Window
 
 BURST_STEP = 16
+# How far (in decades of surprise, the raw score's unit) a reviewed false positive's score must
+# rise above its reviewed peak to be flagged again: ten times rarer behaviour than was vouched for.
+REVIEW_MARGIN = 1.0
 
 Scorer = Callable[[list[str]], Any]
 
@@ -76,6 +79,8 @@ class ExtractionDetector(Detector):
         self.isolation_: IsolationSurprise | None = None
         self.thresholds_: dict[str, float] = {"suspicious": 1.0, "extraction": 2.0}
         self.fitted_accounts_ = 0
+        # analysts' false positives: the peak raw score of their reviewed traffic
+        self.reviewed_peaks_: dict[str, float] = {}
         self.cluster_verdicts_: list[ClusterVerdict] = []
         # Campaign linking: a worker publishes its accounts' profile updates for the one
         # `distillguard linker` (`publish_profiles`); an in-process run links them itself, in
@@ -171,9 +176,40 @@ class ExtractionDetector(Detector):
     def fit(self, benign_events: Iterable[Event]) -> Self:
         """Replay benign history through the detector; learn per-signal benign distributions,
         the IsolationForest and the account-level thresholds."""
+        self._fit(account_histories(benign_events))
+        return self
+
+    def fit_reviewed(self, benign_events: Iterable[Event], reviewed: Collection[str]) -> Self:
+        """`fit` on the ordinary accounts of `benign_events`; each `reviewed` account (analysts'
+        false positives) gets a ceiling instead: the lifetime peak the fitted detector gives its
+        traffic. It is not flagged again below that peak plus `REVIEW_MARGIN` (its behaviour
+        must change materially first); the thresholds, the distributions and the forest stay
+        the ordinary benign population's (`detectors.base.ReviewedCalibration` says why)."""
         by_account = account_histories(benign_events)
+        chosen = set(reviewed) & set(by_account)
+        reviewed_histories = {a: by_account.pop(a) for a in sorted(chosen)}
+        self._fit(by_account)
+        self.reviewed_peaks_ = self._peaks(reviewed_histories) if self.isolation_ else {}
+        if getattr(self, "calibration_report_", None) is not None:
+            self.calibration_report_["reviewed_accounts"] = len(self.reviewed_peaks_)
+        return self
+
+    def _peaks(self, histories: dict[str, list[Event]]) -> dict[str, float]:
+        """Each account's lifetime peak raw score under this (fitted) detector, replayed as
+        calibration replays benign history."""
+        snapshots = self.replay(self._prepare(histories, embed_all=True))
+        self.accounts = {}
+        if not snapshots:
+            return {}
+        vectors = np.stack([self._surprises(v, c, e) for _, v, c, e in snapshots])
+        distinct = np.array([distinct_prompts(v, c) for _, v, c, _ in snapshots])
+        raw = fused(vectors, self._isolation_surprise(vectors), distinct)
+        return benign.lifetime_maxima([a for a, *_ in snapshots], raw)
+
+    def _fit(self, by_account: dict[str, list[Event]]) -> None:
         self.accounts = {}
         self.reference_ = None
+        self.reviewed_peaks_ = {}
         prepared = self._prepare(by_account, embed_all=True)
         everything = [f for items in prepared.values() for f in items]
         topics = None
@@ -190,7 +226,7 @@ class ExtractionDetector(Detector):
         self.benign_values_ = benign.pool(snapshots)
         self.fitted_accounts_ = len(by_account)
         if not snapshots:
-            return self
+            return
         vectors = np.stack([self._surprises(v, c, e) for _, v, c, e in snapshots])
         self.isolation_ = IsolationSurprise.fit(vectors, self.seed)
         distinct = np.array([distinct_prompts(v, c) for _, v, c, _ in snapshots])
@@ -210,7 +246,14 @@ class ExtractionDetector(Detector):
         self.calibration_report_ = calibration.calibration_report(
             peaks, in_sample, folds, fprs, sizes, calibration.history_days(by_account.values())
         )
-        return self
+
+    def thresholds_for(self, account_id: str) -> dict[str, float]:
+        """The account's thresholds: the calibrated ones, raised for a reviewed false positive
+        to its ceiling (its reviewed peak plus `REVIEW_MARGIN`)."""
+        peak = self.reviewed_peaks_.get(account_id)
+        if peak is None:
+            return self.thresholds_
+        return {label: max(t, peak + REVIEW_MARGIN) for label, t in self.thresholds_.items()}
 
     def replay(
         self, prepared: dict[str, list[EventFeatures]], sample: Callable[[], bool] | None = None
@@ -258,7 +301,8 @@ class ExtractionDetector(Detector):
                 if (
                     burst_continues
                     and account_id not in first_flags
-                    and self._raw_score(values, count, embedded) >= self.thresholds_["extraction"]
+                    and self._raw_score(values, count, embedded)
+                    >= self.thresholds_for(account_id)["extraction"]
                 ):
                     first_flags[account_id] = start + len(chunk)
             rows.append((account_id, values, count, embedded))
@@ -363,7 +407,9 @@ class ExtractionDetector(Detector):
     ) -> Assessment:
         """The verdict on one window; `coordination` (a linked cluster's, in decades) counts as
         behaviour beside the forest."""
-        if isinstance(account, str):
+        thresholds = self.thresholds_
+        if isinstance(account, str):  # an account of its own (a campaign: its members' evidence)
+            thresholds = self.thresholds_for(account)
             account = self.accounts[account]
         behaviour = np.float64(forest + coordination)
         raw = (
@@ -371,7 +417,7 @@ class ExtractionDetector(Detector):
             if count >= BUCKETS[0]
             else 0.0
         )
-        score, label = score_and_label(raw, self.thresholds_)
+        score, label = score_and_label(raw, thresholds)
         account.label = label
         found = reasons(values, surprises, forest, score, count, embedded, coordination)
         with_examples(found, account.features)

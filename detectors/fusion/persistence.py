@@ -29,6 +29,7 @@ def calibration_to_json(detector: ExtractionDetector) -> dict[str, Any]:
         "deep_share": detector.deep_share,
         "deep_threshold": detector.deep_threshold_,
         "fitted_accounts": detector.fitted_accounts_,
+        "reviewed_peaks": detector.reviewed_peaks_,
         "report": getattr(detector, "calibration_report_", None),
         "benign_values": {
             signal: {str(b): v.round(6).tolist() for b, v in buckets.items()}
@@ -60,6 +61,7 @@ def load_calibration_json(detector: ExtractionDetector, calibration: dict[str, A
     detector.suspicious_fpr = calibration["suspicious_fpr"]
     detector.thresholds_ = dict(calibration["thresholds"])
     detector.fitted_accounts_ = calibration["fitted_accounts"]
+    detector.reviewed_peaks_ = dict(calibration.get("reviewed_peaks", {}))
     detector.calibration_report_ = calibration.get("report")
     detector.deep_share = calibration["deep_share"]
     detector.deep_threshold_ = calibration["deep_threshold"]

@@ -34,6 +34,7 @@ from storage.queries.dispositions import (
     allowlisted,
     current_dispositions,
     disposition_history,
+    every_disposition,
     false_positive_accounts,
     stored_events,
 )
@@ -78,6 +79,7 @@ __all__ = [
     "drop_database",
     "due_alerts",
     "events_of",
+    "every_disposition",
     "existing_alert_ids",
     "extraction_accounts",
     "false_positive_accounts",

@@ -3,9 +3,11 @@ checkpoint, and its activity."""
 
 from __future__ import annotations
 
+import time
 from typing import NamedTuple, TypedDict, cast
 
 from storage.base import Store
+from storage.queries.dispositions import IN_FORCE_ACCOUNTS
 from storage.queries.paging import RowPage, fetch_page
 
 
@@ -43,21 +45,34 @@ class Checkpoint(NamedTuple):
 
 
 def ranked_accounts(
-    store: Store, label: str | None, limit: int, offset: int
+    store: Store,
+    label: str | None,
+    limit: int,
+    offset: int,
+    disposition: str | None = None,
+    now_ms: int | None = None,
 ) -> RowPage[AccountRiskRow]:
-    """Accounts by their latest score, highest first, optionally only those with `label`."""
+    """Accounts by their latest score, highest first, optionally only those with `label`, and
+    only those whose disposition in force at `now_ms` is `disposition` (`none`: those without
+    one in force: never disposed, cleared or expired)."""
     return fetch_page(
         store,
-        "SELECT account_id, latest_score, latest_label, most_seen, latest_cluster, last_ms"
+        "SELECT account_id, latest_score, latest_label, most_seen, latest_cluster, last_ms"  # noqa: S608 - fixed SQL
         " FROM (SELECT account_id, argMax(score, verdict_ms) AS latest_score,"
         " argMax(label, verdict_ms) AS latest_label, max(requests_seen) AS most_seen,"
         " argMax(cluster_id, verdict_ms) AS latest_cluster, max(verdict_ms) AS last_ms"
         # No FINAL: a replayed verdict is an identical row, so argMax/max are unchanged,
         # and skipping the merge-on-read keeps the ranking fast at 100k accounts.
         " FROM {db}.verdicts GROUP BY account_id)"
-        " WHERE %(label)s = '' OR latest_label = %(label)s"
+        " WHERE (%(label)s = '' OR latest_label = %(label)s)"
+        " AND (%(disposition)s = ''"
+        f" OR (account_id IN ({IN_FORCE_ACCOUNTS})) = (%(disposition)s != 'none'))"
         " ORDER BY latest_score DESC, account_id",
-        {"label": label or ""},
+        {
+            "label": label or "",
+            "disposition": disposition or "",
+            "at_ms": int(time.time() * 1000) if now_ms is None else now_ms,
+        },
         limit,
         offset,
     )

@@ -39,6 +39,17 @@ _LATEST = (
 )
 
 
+# A subquery: the accounts whose disposition in force at `%(at_ms)s` (their current one, not
+# cleared, not expired) is `%(disposition)s`, or any one when that is '' or 'none'. A subquery
+# rather than a list of ids, so that a filter on it pages in one query.
+IN_FORCE_ACCOUNTS = (
+    f"SELECT subject_id FROM ({_LATEST})"  # noqa: S608 - fixed SQL
+    " WHERE subject_kind = 'account' AND disposition != 'none'"
+    " AND (expires_ms = 0 OR expires_ms > %(at_ms)s)"
+    " AND (%(disposition)s IN ('', 'none') OR disposition = %(disposition)s)"
+)
+
+
 def disposition_history(store: Store, subject_kind: str, subject_id: str) -> list[DispositionRow]:
     """Every disposition of one account or campaign, newest first (the first is current)."""
     rows = store.query(
@@ -46,6 +57,21 @@ def disposition_history(store: Store, subject_kind: str, subject_id: str) -> lis
         " WHERE subject_kind = %(kind)s AND subject_id = %(id)s"
         " ORDER BY at_ms DESC, disposition_id DESC",
         {"kind": subject_kind, "id": subject_id},
+    )
+    return cast(list[DispositionRow], rows)
+
+
+def every_disposition(
+    store: Store, disposition: str | None = None, subject_kind: str | None = None
+) -> list[DispositionRow]:
+    """Every disposition ever recorded, oldest first (the order to replay them in elsewhere);
+    optionally only `disposition`s, of `subject_kind`."""
+    rows = store.query(
+        f"SELECT {_COLUMNS} FROM {{db}}.dispositions FINAL"  # noqa: S608 - fixed columns
+        " WHERE (%(disposition)s = '' OR disposition = %(disposition)s)"
+        " AND (%(kind)s = '' OR subject_kind = %(kind)s)"
+        " ORDER BY at_ms, disposition_id",
+        {"disposition": disposition or "", "kind": subject_kind or ""},
     )
     return cast(list[DispositionRow], rows)
 

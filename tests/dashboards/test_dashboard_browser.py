@@ -391,8 +391,9 @@ def test_leaderboard_searches_filters_and_sorts(page, server) -> None:
     expect(page.locator("#accounts tr")).to_have_count(1)
     assert _ids(page) == ["acct-calm"]
     page.screenshot(path=str(SCREENSHOTS / "leaderboard-filtered.png"), full_page=True)
-    with page.expect_request(lambda r: "disposition=confirmed_extraction" in r.url):
+    with page.expect_response(lambda r: "disposition=confirmed_extraction" in r.url):
         page.select_option("#disposition-filter", "confirmed_extraction")
+    expect(page.locator("#accounts tr")).to_have_count(0)  # no account is confirmed
 
 
 def test_an_analyst_records_dispositions_on_an_account_and_a_campaign(page, server) -> None:
@@ -419,6 +420,11 @@ def test_an_analyst_records_dispositions_on_an_account_and_a_campaign(page, serv
     assert cells[4:] == ["sam", "", "browser-test"]
     assert box.locator(".disposition-history b").count() == 0
     page.screenshot(path=str(SCREENSHOTS / "account-disposition.png"), full_page=True)
+    page.click("nav button[data-view=leaderboard]")
+    with page.expect_response(lambda r: "disposition=false_positive" in r.url):
+        page.select_option("#disposition-filter", "false_positive")
+    expect(page.locator("#accounts tr")).to_have_count(1)
+    assert _ids(page) == ["acct-calm"]
     page.goto(f"{base}/dashboard/#/campaigns/c-42")
     campaign = page.locator("#campaign-disposition")
     campaign.locator(".disposition-current:has-text('none')").wait_for()

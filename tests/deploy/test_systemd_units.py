@@ -35,6 +35,7 @@ NOT_ROLES = {
     "report", "report verify", "report keygen", "token create", "token revoke", "provenance test",
     "provenance attribute",
     "provenance experiment", "validate", "webhook add", "webhook list", "webhook remove",
+    "dispositions export",  # an analyst's or a lawyer's one-off
     "demo",  # the one-command demo on the embedded store
     "teacher serve",  # the companion's test teacher, not part of the product
 }  # fmt: skip

@@ -9,14 +9,16 @@ import orjson
 import pytest
 
 from core.events import Event
+from detectors.base import fit_with_reviewed
 from detectors.drift import wilson
 from detectors.fusion import ExtractionDetector, benign, calibration
 from detectors.fusion.benign import IsolationSurprise, Snapshot
+from detectors.fusion.detector import REVIEW_MARGIN
 from detectors.fusion.scoring import distinct_prompts, fused
 from detectors.registry import load_calibration, save_calibration
 from detectors.signals import SIGNALS
 from students.actors import benign_users
-from tests.planned import events_of
+from tests.planned import events_of, harvesters
 
 WINDOW_SIGNALS = [s for s in SIGNALS if not s.needs_embeddings and not s.lifetime]
 CONTENT = next(s.name for s in WINDOW_SIGNALS if s.content)
@@ -206,3 +208,30 @@ def test_live_traffic_like_the_history_does_not_move_and_shifted_traffic_does(
     warnings = calibration.live_warnings(psi, live_accounts=80)
     assert len(warnings) == 1 and BEHAVIOUR in warnings[0] and CONTENT not in warnings[0]
     assert "too few" in calibration.live_warnings({}, live_accounts=3)[0]
+
+
+def test_a_reviewed_false_positive_gets_a_ceiling_and_moves_no_threshold(
+    history: list[Event], fitted: ExtractionDetector, tmp_path
+) -> None:
+    """An internal batch job marked false positive is not flagged again for the same traffic,
+    while the same traffic from an account nobody reviewed still is; the thresholds, the
+    distributions and the forest stay those of the ordinary accounts (counted in, the job
+    would raise the thresholds for everyone)."""
+    job = events_of(harvesters(1, 300), "job")
+    account = job[0].account_id
+    merged = sorted([*history, *job], key=lambda e: e.timestamp_ms)
+    reviewed = ExtractionDetector()
+    assert fit_with_reviewed(reviewed, merged, [account, "never-seen"]) is reviewed
+    assert reviewed.thresholds_ == fitted.thresholds_  # the ordinary population's, unchanged
+    assert set(reviewed.reviewed_peaks_) == {account}
+    assert reviewed.calibration_report_["reviewed_accounts"] == 1
+    peak = reviewed.reviewed_peaks_[account]
+    assert peak > fitted.thresholds_["extraction"]  # the job is what the detector flags
+    assert reviewed.thresholds_for(account) == {"suspicious": peak + 1, "extraction": peak + 1}
+    assert REVIEW_MARGIN == 1 and reviewed.thresholds_for("anyone") == reviewed.thresholds_
+    stranger = [e.model_copy(update={"account_id": "stranger"}) for e in job]
+    assert reviewed.update("stranger", stranger).label == "extraction"  # the same, unvouched
+    assert reviewed.update(account, job).label == "benign"
+    save_calibration(reviewed, tmp_path)
+    restored = load_calibration(ExtractionDetector(), tmp_path)
+    assert restored.reviewed_peaks_ == pytest.approx(reviewed.reviewed_peaks_, abs=1e-6)

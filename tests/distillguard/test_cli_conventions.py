@@ -77,8 +77,13 @@ def test_help_documents_the_exit_codes() -> None:
 
 @pytest.mark.parametrize(
     "args",
-    [["migrate"], ["replay", "REQUESTS"], ["token", "create", "--role", "analyst"]],
-    ids=["migrate", "replay", "token"],
+    [
+        ["migrate"],
+        ["replay", "REQUESTS"],
+        ["token", "create", "--role", "analyst"],
+        ["dispositions", "export"],
+    ],
+    ids=["migrate", "replay", "token", "dispositions"],
 )
 def test_a_store_that_is_down_is_one_line_and_exit_3(
     args: list[str],

@@ -3,6 +3,7 @@ and pages, ranked accounts, audited evidence views, redaction, inert injection s
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
@@ -458,5 +459,11 @@ def test_every_success_response_has_a_named_schema(store: Store) -> None:
 
 
 def test_the_client_has_a_method_for_every_operation(store: Store) -> None:
-    for name in _operations(create_app(Settings(), store)):
-        assert callable(getattr(Client, name, None)), f"distillguard.client lacks {name}()"
+    """One method per operation, taking every path and query parameter the route takes."""
+    for name, operation in _operations(create_app(Settings(), store)).items():
+        method = getattr(Client, name, None)
+        assert callable(method), f"distillguard.client lacks {name}()"
+        taken = inspect.signature(method).parameters
+        for parameter in operation.get("parameters", []):
+            if parameter["in"] in ("path", "query"):
+                assert parameter["name"] in taken, f"{name}() lacks {parameter['name']}"

@@ -42,6 +42,9 @@ def test_the_client_over_a_real_server(server: Server) -> None:
         assert "distillguard_api_requests_total" in admin.get_metrics()
     with Client(base, token=analyst_token.token) as client:
         assert client.list_accounts().items == []
+        assert client.list_accounts(disposition="false_positive", label="extraction").items == []
+        with pytest.raises(InvalidRequest):
+            client.list_accounts(disposition="maybe")
         assert client.list_clusters().items == [] and client.list_verdicts().next_offset is None
         with pytest.raises(NotFound):
             client.get_cluster("c-none")

@@ -17,6 +17,7 @@ from services.api import create_app
 from services.auth import create_token
 from services.dispositions import set_disposition
 from storage import Store, queries
+from tests.services.test_api import _verdict as _account_verdict
 from tests.services.test_api import auth
 from tests.services.test_webhooks import LOOPBACK, Receiver, _dispatcher, _drain, _queue, _verdict
 
@@ -110,6 +111,33 @@ def test_analysts_set_dispositions_and_read_the_history(api) -> None:
         ("acct-1", "", 201),
     ]
     assert changes[1]["action"].endswith(":allowlisted")
+
+
+def test_the_leaderboard_filters_by_disposition(api) -> None:
+    client, tokens, store = api
+    analyst = auth(tokens["analyst"])
+    store.insert(
+        "verdicts",
+        [_account_verdict(a, s, "suspicious", 40) for a, s in (("a", 0.9), ("b", 0.8), ("c", 0.7))],
+    )
+    _set(client, tokens["analyst"], subject_kind="account", subject_id="a",
+         disposition="false_positive")  # fmt: skip
+    _set(client, tokens["analyst"], subject_kind="account", subject_id="b",
+         disposition="allowlisted", expires_at=SOON)  # fmt: skip
+
+    def listed(**params: str) -> list[str]:
+        response = client.get("/v1/accounts", params=params, headers=analyst)
+        assert response.status_code == 200, response.text
+        return [item["account_id"] for item in response.json()["items"]]
+
+    assert listed() == ["a", "b", "c"]
+    assert listed(disposition="false_positive") == ["a"]
+    assert listed(disposition="allowlisted", label="suspicious") == ["b"]
+    assert listed(disposition="allowlisted", label="extraction") == []
+    assert listed(disposition="none") == ["c"]
+    assert listed(disposition="confirmed_extraction") == []
+    refused = client.get("/v1/accounts", params={"disposition": "maybe"}, headers=analyst)
+    assert refused.status_code == 422 and "disposition" in refused.text
 
 
 @pytest.mark.parametrize(

@@ -218,6 +218,55 @@ def test_dispositions_history_current_and_allowlist(store: Store) -> None:
     assert queries.allowlisted(store, "account", ids, now + 60_000) == set()  # lapsed
     assert queries.allowlisted(store, "cluster", ids, now) == set()
     assert queries.false_positive_accounts(store) == ["d"]
+    every = queries.every_disposition(store)  # oldest first, each change once
+    assert [r["disposition_id"] for r in every] == [r["disposition_id"] for r in rows]
+    chosen = queries.every_disposition(store, "false_positive", "account")
+    assert [(r["subject_id"], r["note"]) for r in chosen] == [("a", ""), ("d", HOSTILE)]
+
+
+def test_ranked_accounts_filter_by_the_disposition_in_force(store: Store) -> None:
+    now = 1_800_000_000_000
+    scores = {"a": 0.9, "b": 0.8, "c": 0.7, "d": 0.6, "e": 0.5, HOSTILE: 0.4}
+    store.insert(
+        "verdicts",
+        [
+            {
+                "verdict_id": f"v-{a}",
+                "account_id": a,
+                "score": s,
+                "label": "suspicious",
+                "verdict_ms": now - 10_000,
+                "verdict_time": DAY,
+            }
+            for a, s in scores.items()
+        ],
+    )
+    store.insert(
+        "dispositions",
+        [
+            _disposition("account", "a", "false_positive", now - 5000),
+            _disposition("account", "b", "allowlisted", now - 3000, expires_ms=now + 60_000),
+            _disposition("account", "c", "allowlisted", now - 3000, expires_ms=now - 1),  # lapsed
+            _disposition("account", "d", "false_positive", now - 2000),
+            _disposition("account", "d", "none", now - 1000),  # cleared
+            _disposition("cluster", "e", "false_positive", now - 900),  # a campaign, not e
+            _disposition("account", HOSTILE, "confirmed_extraction", now - 800),
+        ],
+    )
+
+    def ranked(disposition: str | None, limit: int = 10, offset: int = 0) -> list[str]:
+        page = queries.ranked_accounts(store, None, limit, offset, disposition, now_ms=now)
+        return [r["account_id"] for r in page.rows]
+
+    assert ranked(None) == list(scores)
+    assert ranked("false_positive") == ["a"]
+    assert ranked("allowlisted") == ["b"]
+    assert ranked("confirmed_extraction") == [HOSTILE]
+    assert ranked("none") == ["c", "d", "e"]
+    assert ranked("none", limit=1, offset=1) == ["d"]  # pages in the database
+    assert ranked(HOSTILE) == []  # not a disposition: nothing, not an error
+    later = queries.ranked_accounts(store, "suspicious", 10, 0, "allowlisted", now + 60_000)
+    assert later.rows == []  # the allowlist has lapsed by then
 
 
 def test_stored_events_come_back_as_events(store: Store) -> None:

@@ -3,11 +3,14 @@ accounts' data)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query
 
 from services.api.deps import Analyst, Audit, LabelFilter, Limit, Offset, StoreDep
 from services.api.errors import errors
 from services.api.schemas import AccountDetail, AccountSummary, Page
+from services.dispositions import Disposition
 from storage import queries
 
 router = APIRouter(tags=["accounts"])
@@ -19,12 +22,19 @@ def list_accounts(
     store: StoreDep,
     audit: Audit,
     label: LabelFilter = None,
+    disposition: Annotated[
+        Disposition | None,
+        Query(
+            description="Only accounts whose disposition in force is this one (`none`: "
+            "accounts without one: never set, cleared or expired)."
+        ),
+    ] = None,
     limit: Limit = 50,
     offset: Offset = 0,
 ) -> Page[AccountSummary]:
     """Accounts ranked by risk: each account's latest score, highest first."""
     audit.note("list_accounts")
-    page = queries.ranked_accounts(store, label, limit, offset)
+    page = queries.ranked_accounts(store, label, limit, offset, disposition)
     return Page[AccountSummary].of(page, AccountSummary.from_row)
 
 
