@@ -1037,13 +1037,10 @@ def dispositions_export(
         raise typer.BadParameter(
             "needs --out: without it, stdout is the export", param_hint="--json"
         )
-    store = _open_store(get_settings())
-    try:
+    with _open_store(get_settings()) as store:
         records = exported(
             store, current=current, disposition=disposition, subject_kind=subject_kind
         )
-    finally:
-        store.close()
     text = _dispositions_text(records, fmt)
     if out is None:
         sys.stdout.write(text)
