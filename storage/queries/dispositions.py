@@ -12,6 +12,7 @@ from collections.abc import Iterator, Sequence
 from typing import TypedDict, cast
 
 from storage.base import Store
+from storage.queries.paging import fetch_page
 
 
 class DispositionRow(TypedDict):
@@ -144,18 +145,15 @@ def stored_events(
 ) -> Iterator[StoredEventRow]:
     """Every stored request of these accounts, per account oldest first (benign evidence to
     calibrate on), read a page at a time so a busy account does not fill memory at once."""
+    sql = (
+        "SELECT request_id, account_id, event_ms, model, endpoint, prompt_text,"
+        " turn_count, response_text, prompt_tokens, completion_tokens, params_json,"
+        " client_ip, user_agent, api_key_id, org_id, extra_json"
+        " FROM {db}.events FINAL WHERE account_id = %(account)s ORDER BY event_ms, request_id"
+    )
     for account in sorted(set(accounts)):
-        offset = 0
-        while True:
-            rows = store.query(
-                "SELECT request_id, account_id, event_ms, model, endpoint, prompt_text,"
-                " turn_count, response_text, prompt_tokens, completion_tokens, params_json,"
-                " client_ip, user_agent, api_key_id, org_id, extra_json"
-                " FROM {db}.events FINAL WHERE account_id = %(account)s"
-                " ORDER BY event_ms, request_id LIMIT %(offset)s, %(limit)s",
-                {"account": account, "limit": page, "offset": offset},
-            )
-            yield from cast(list[StoredEventRow], rows)
-            if len(rows) < page:
-                break
-            offset += page
+        offset: int | None = 0
+        while offset is not None:
+            rows = fetch_page(store, sql, {"account": account}, page, offset)
+            yield from cast(list[StoredEventRow], rows.rows)
+            offset = rows.next_offset
