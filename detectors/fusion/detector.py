@@ -201,10 +201,17 @@ class ExtractionDetector(Detector):
         self.accounts = {}
         if not snapshots:
             return {}
-        vectors = np.stack([self._surprises(v, c, e) for _, v, c, e in snapshots])
-        distinct = np.array([distinct_prompts(v, c) for _, v, c, _ in snapshots])
-        raw = fused(vectors, self._isolation_surprise(vectors), distinct)
+        raw = self._fused_scores(snapshots, self._snapshot_surprises(snapshots))
         return benign.lifetime_maxima([a for a, *_ in snapshots], raw)
+
+    def _snapshot_surprises(self, snapshots: list[Snapshot]) -> np.ndarray:
+        """One row of per-signal surprises per replayed snapshot."""
+        return np.stack([self._surprises(v, c, e) for _, v, c, e in snapshots])
+
+    def _fused_scores(self, snapshots: list[Snapshot], vectors: np.ndarray) -> np.ndarray:
+        """The fused raw score of each snapshot, under the fitted isolation forest."""
+        distinct = np.array([distinct_prompts(v, c) for _, v, c, _ in snapshots])
+        return fused(vectors, self._isolation_surprise(vectors), distinct)
 
     def _fit(self, by_account: dict[str, list[Event]]) -> None:
         self.accounts = {}
@@ -227,10 +234,9 @@ class ExtractionDetector(Detector):
         self.fitted_accounts_ = len(by_account)
         if not snapshots:
             return
-        vectors = np.stack([self._surprises(v, c, e) for _, v, c, e in snapshots])
+        vectors = self._snapshot_surprises(snapshots)
         self.isolation_ = IsolationSurprise.fit(vectors, self.seed)
-        distinct = np.array([distinct_prompts(v, c) for _, v, c, _ in snapshots])
-        raw = fused(vectors, self._isolation_surprise(vectors), distinct)
+        raw = self._fused_scores(snapshots, vectors)
         accounts = [account_id for account_id, *_ in snapshots]
         in_sample = benign.lifetime_maxima(accounts, raw)
         cheap_peaks = benign.lifetime_maxima(accounts, tiering.cheap_surprises(vectors))
