@@ -23,6 +23,7 @@ from detectors.campaigns.evidence import PIECES, Pair, PieceValues, Tail, pair
 from detectors.campaigns.feed import LinkEvent
 from detectors.campaigns.params import LinkerParams
 from detectors.campaigns.persistence import LinkState
+from detectors.campaigns.population import LiveCounts
 from detectors.campaigns.profiles import AccountProfile, param_signature
 from detectors.campaigns.rhythm import Rhythm
 from detectors.campaigns.skeletons import skeleton_keys
@@ -154,7 +155,8 @@ class CampaignLinker:
         active = sorted(a for a, p in self.profiles.items() if p.last_seen_ms >= since)
         pairs = calibration.sample_pairs(active, self.params.max_calibration_pairs)
         schedules: dict[str, rhythm.Histograms] = {}
-        return {both: self._pieces(*both, schedules) for both in pairs}
+        live = LiveCounts(self.profiles, self._stream.ids.of, self.params.max_posting)
+        return {both: self._pieces(*both, schedules, live) for both in pairs}
 
     # -- streaming ----------------------------------------------------------------------------
     def observe(
@@ -294,19 +296,40 @@ class CampaignLinker:
             for other in others | linked[account]
         }
         schedules: dict[str, rhythm.Histograms] = {}  # each account's, once per evaluation
-        return {both: self._pieces(*both, schedules) for both in pairs}
+        live = LiveCounts(
+            self.profiles, self._stream.ids.of, self.params.max_posting, self._in_step
+        )
+        return {both: self._pieces(*both, schedules, live) for both in pairs}
 
-    def _pieces(self, a: str, b: str, schedules: dict[str, rhythm.Histograms]) -> PieceValues:
+    def _in_step(self, a: str, b: str) -> bool:
+        """Active in the same hours beyond what honest pairs reach (a rare timing piece)."""
+        profiles, p, tail = self.profiles, self.params, self.tails_["timing"]
+        value = evidence.timing_overlap(
+            profiles[a], profiles[b], profiles.active_hours, p.timing_prior
+        )
+        return tail.pairs > 0 and tail.p_value(value) <= max(p.piece_alpha, 1 / (tail.pairs + 1))
+
+    def _pieces(
+        self, a: str, b: str, schedules: dict[str, rhythm.Histograms], live: LiveCounts
+    ) -> PieceValues:
+        """The pair's evidence. Contexts and parameter signatures count as the calibration or
+        the live population finds them, whichever says more common."""
         profiles, p = self._stream.profiles, self.params
         pa, pb = profiles[a], profiles[b]
         for account, profile in ((a, pa), (b, pb)):
             if account not in schedules:
                 schedules[account] = rhythm.histograms(profile.minutes)
+        common = live.common_contexts(a, b, p.common_accounts, self.common_contexts_)
+        unseen = self.param_rarity_.get("", 0.0)
+        rarity = {
+            s: min(self.param_rarity_.get(s, unseen), r)
+            for s, r in live.param_rarity(a, b, p.rare_signature_share).items()
+        }
         return {
-            "infra": evidence.infra_overlap(pa, pb, self.common_contexts_),
+            "infra": evidence.infra_overlap(pa, pb, common),
             "timing": evidence.timing_overlap(pa, pb, profiles.active_hours, p.timing_prior),
             "prompts": evidence.prompt_overlap(self._stream.shared.count(pair(a, b)), pa, pb),
-            "params": evidence.params_overlap(pa, pb, self.param_rarity_),
+            "params": evidence.params_overlap(pa, pb, rarity),
             "topics": evidence.topic_overlap(pa, pb, p.min_topic_prompts),
             "templates": evidence.template_overlap(pa, pb, p.template_prior, p.min_template_share),
             "rhythm": self.rhythm_.lift(schedules[a], schedules[b], p.rhythm_prior),

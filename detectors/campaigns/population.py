@@ -1,0 +1,106 @@
+"""What the live population shares: a client context or a parameter signature that many
+independent live accounts use is common, whatever the calibration traffic saw.
+
+Calibration learns what honest accounts share from a benign history. A population it never saw
+(a company behind one NAT, a popular client's default sampling parameters) looks rare there, and
+sharing it would look like coordination. So the linker also counts, among the accounts it is
+scoring, the users of each context and signature that are independent of the pair under test:
+not the pair itself (as cross-fitted calibration leaves the measured pair out of what counts as
+common), nor accounts otherwise alike to either of them, which may be the same actor: linked into
+the same cluster, filling the same benign-rare template, or (`related`: the linker asks whether
+their active hours coincide beyond chance) active in step on the same context. Many independent
+users make a context common and a signature's share large; a campaign's own accounts do not.
+Evidence takes the more common of the calibration's and the live estimate.
+
+>>> from detectors.campaigns.profiles import Profiles
+>>> from detectors.features import EventFeatures
+>>> profiles = Profiles()
+>>> for account in ("a", "b", "c", "d"):
+...     _ = profiles.observe(EventFeatures(
+...         request_id=account, account_id=account, timestamp_ms=0, prompt="hi", prompt_key="k",
+...         simhash=0, temperature=0.0, max_tokens=256, n=1, logprobs=False, followup=False,
+...         ip_prefix="10.0.0.0/24", user_agent="ua"), topic=None)
+>>> sorted(LiveCounts(profiles, {}).common_contexts("a", "b", min_accounts=2))  # c and d
+['10.0.0.0/24 ua']
+>>> LiveCounts(profiles, {"a": "x", "c": "x"}).common_contexts("a", "b", min_accounts=2)
+set()
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Set
+
+from detectors.campaigns.calibration import rarity
+from detectors.campaigns.profiles import Profiles
+
+
+class LiveCounts:
+    """Independent live users per context and signature, for one evaluation of pairs (what
+    each account is alike to is cached: build one per batch, after the batch is ingested)."""
+
+    def __init__(
+        self,
+        profiles: Profiles,
+        cluster_of: Mapping[str, str],
+        max_posting: int = 256,
+        related: Callable[[str, str], bool] | None = None,
+    ) -> None:
+        self._profiles = profiles
+        self._cluster_of = cluster_of
+        self._members: dict[str, set[str]] = defaultdict(set)
+        for account, cluster in cluster_of.items():
+            self._members[cluster].add(account)
+        self._max_posting = max_posting
+        self._related = related
+        self._alike: dict[str, set[str]] = {}
+
+    def alike(self, account: str) -> set[str]:
+        """The account, its cluster, the accounts that filled one of its benign-rare templates
+        too (each at least twice), and those on one of its contexts that are `related` to it.
+        A posting of more than `max_posting` accounts is a popular format or network, not one
+        actor's, and is not searched."""
+        found = self._alike.get(account)
+        if found is not None:
+            return found
+        profiles = self._profiles
+        found = {account} | self._members.get(self._cluster_of.get(account, ""), set())
+        for key, template in profiles[account].templates.items():
+            users = profiles.key_users(key)
+            if key.startswith("p|") or template.count < 2 or len(users) > self._max_posting:
+                continue
+            found.update(u for u in users if (t := profiles[u].templates.get(key)) and t.count >= 2)
+        for context in profiles[account].contexts if self._related is not None else ():
+            users = profiles.context_users(context)
+            if len(users) <= self._max_posting:
+                found.update(u for u in users - found if self._related(account, u))
+        self._alike[account] = found
+        return found
+
+    def _others(self, users: Set[str], a: str, b: str) -> int:
+        """Users independent of `a` and `b`."""
+        alike = self.alike(a) | self.alike(b)
+        return len(users) - sum(1 for u in alike if u in users)
+
+    def common_contexts(
+        self, a: str, b: str, min_accounts: int, known: Set[str] = frozenset()
+    ) -> set[str]:
+        """Client contexts of `a` or `b` that are `known` to be common or that `min_accounts`
+        independent live accounts use too."""
+        profiles = self._profiles
+        contexts = profiles[a].contexts.keys() | profiles[b].contexts.keys()
+        return {
+            c
+            for c in contexts
+            if c in known or self._others(profiles.context_users(c), a, b) >= min_accounts
+        }
+
+    def param_rarity(self, a: str, b: str, rare_share: float) -> dict[str, float]:
+        """Each signature `a` and `b` share, with its rarity among the independent live
+        accounts."""
+        profiles = self._profiles
+        population = self._others(profiles.keys(), a, b)
+        return {
+            s: rarity(self._others(profiles.signature_users(s), a, b), population, rare_share)
+            for s in profiles[a].params.keys() & profiles[b].params.keys()
+        }
