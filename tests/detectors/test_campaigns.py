@@ -168,6 +168,22 @@ def test_office_sharing_a_prefix_and_user_agent_is_not_linked_to_the_campaign(li
     assert not {linker.cluster_of(a) for a in office} & campaign_ids
 
 
+def test_office_on_its_own_client_defaults_is_not_linked_by_what_it_shares(fitted) -> None:
+    """Issue 16: calibration never saw the office's network nor its chat UI's sampling
+    parameters, so both look rare to it; the live population shows many unrelated accounts
+    sharing them, which makes them common, while the campaign on its own /24 still links."""
+    office = [
+        dataclasses.replace(p, temperature=0.85, max_tokens=1536) if in_office(p.account_id) else p
+        for p in with_office(honest(seed=505))
+    ]
+    linker = fresh(fitted)
+    for batch in batches(features_of(office + campaign(seed=9), "office")):
+        linker.observe(batch)
+    clusters = [c.members for c in linker.clusters()]
+    assert all(sum(map(in_office, members)) <= 1 for members in clusters)
+    assert sum(map(is_campaign, clusters[0])) >= 0.9 * CAMPAIGN_ACCOUNTS
+
+
 def test_campaign_rotating_prefixes_and_user_agents_still_links(fitted) -> None:
     """No single piece carries the link: without shared infrastructure, coordinated hours, the
     temperature-0 harvest profile and shared prompts still do."""
