@@ -155,7 +155,7 @@ class CampaignLinker:
         active = sorted(a for a, p in self.profiles.items() if p.last_seen_ms >= since)
         pairs = calibration.sample_pairs(active, self.params.max_calibration_pairs)
         schedules: dict[str, rhythm.Histograms] = {}
-        live = LiveCounts(self.profiles, self._stream.ids.of, self.params.max_posting)
+        live = LiveCounts(self._stream.profiles, self._stream.ids.of, self.params.max_posting)
         return {both: self._pieces(*both, schedules, live) for both in pairs}
 
     # -- streaming ----------------------------------------------------------------------------
@@ -296,14 +296,19 @@ class CampaignLinker:
             for other in others | linked[account]
         }
         schedules: dict[str, rhythm.Histograms] = {}  # each account's, once per evaluation
+        unseen = self.param_rarity_.get("", 0.0)
         live = LiveCounts(
-            self.profiles, self._stream.ids.of, self.params.max_posting, self._in_step
+            self._stream.profiles,
+            self._stream.ids.of,
+            self.params.max_posting,
+            self._in_step,
+            lambda signature: self.param_rarity_.get(signature, unseen) > 0,
         )
         return {both: self._pieces(*both, schedules, live) for both in pairs}
 
     def _in_step(self, a: str, b: str) -> bool:
         """Active in the same hours beyond what honest pairs reach (a rare timing piece)."""
-        profiles, p, tail = self.profiles, self.params, self.tails_["timing"]
+        profiles, p, tail = self._stream.profiles, self.params, self.tails_["timing"]
         value = evidence.timing_overlap(
             profiles[a], profiles[b], profiles.active_hours, p.timing_prior
         )

@@ -8,7 +8,8 @@ scoring, the users of each context and signature that are independent of the pai
 not the pair itself (as cross-fitted calibration leaves the measured pair out of what counts as
 common), nor accounts otherwise alike to either of them, which may be the same actor: linked into
 the same cluster, filling the same benign-rare template, or (`related`: the linker asks whether
-their active hours coincide beyond chance) active in step on the same context. Many independent
+their active hours coincide beyond chance) active in step on the same context or the same
+calibration-rare signature. Many independent
 users make a context common and a signature's share large; a campaign's own accounts do not.
 Evidence takes the more common of the calibration's and the live estimate.
 
@@ -28,6 +29,7 @@ set()
 
 from __future__ import annotations
 
+import heapq
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Set
 
@@ -45,6 +47,7 @@ class LiveCounts:
         cluster_of: Mapping[str, str],
         max_posting: int = 256,
         related: Callable[[str, str], bool] | None = None,
+        scanned: Callable[[str], bool] = lambda signature: False,
     ) -> None:
         self._profiles = profiles
         self._cluster_of = cluster_of
@@ -53,13 +56,13 @@ class LiveCounts:
             self._members[cluster].add(account)
         self._max_posting = max_posting
         self._related = related
+        self._scan = scanned
         self._alike: dict[str, set[str]] = {}
 
     def alike(self, account: str) -> set[str]:
         """The account, its cluster, the accounts that filled one of its benign-rare templates
-        too (each at least twice), and those on one of its contexts that are `related` to it.
-        A posting of more than `max_posting` accounts is a popular format or network, not one
-        actor's, and is not searched."""
+        too (each at least twice; a template of more than `max_posting` accounts is a popular
+        format, not one actor's), and those `related` to it (`_in_step`)."""
         found = self._alike.get(account)
         if found is not None:
             return found
@@ -70,12 +73,25 @@ class LiveCounts:
             if key.startswith("p|") or template.count < 2 or len(users) > self._max_posting:
                 continue
             found.update(u for u in users if (t := profiles[u].templates.get(key)) and t.count >= 2)
-        for context in profiles[account].contexts if self._related is not None else ():
-            users = profiles.context_users(context)
-            if len(users) <= self._max_posting:
-                found.update(u for u in users - found if self._related(account, u))
+        if self._related is not None:
+            found |= self._in_step(account, found)
         self._alike[account] = found
         return found
+
+    def _in_step(self, account: str, found: set[str]) -> set[str]:
+        """Accounts on the account's contexts and on its `scanned` parameter signatures that are
+        `related` to it (the first `max_posting` of a crowded posting)."""
+        profiles, related = self._profiles, self._related
+        postings = [profiles.context_users(c) for c in profiles[account].contexts]
+        postings += [profiles.signature_users(s) for s in profiles[account].params if self._scan(s)]
+        step: set[str] = set()
+        for users in postings:
+            if len(users) > self._max_posting:
+                users = set(heapq.nsmallest(self._max_posting, users))
+            step.update(
+                u for u in users - found - step if related is not None and related(account, u)
+            )
+        return step
 
     def _others(self, users: Set[str], a: str, b: str) -> int:
         """Users independent of `a` and `b`."""
