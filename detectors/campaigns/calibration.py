@@ -65,25 +65,16 @@ def fit_common(
             context_accounts[context].add(f.account_id)
         signature_accounts[param_signature(f)].add(f.account_id)
     accounts = len({f.account_id for f in features})
-    rare = {
-        s: rarity(len(a), accounts, rare_signature_share) for s, a in signature_accounts.items()
-    }
-    rare[""] = math.log10(accounts + 1)  # a signature no benign account used
+    share = {s: (len(a) + 1) / (accounts + 1) for s, a in signature_accounts.items()}
+    rarity = {s: -math.log10(p) if p <= rare_signature_share else 0.0 for s, p in share.items()}
+    rarity[""] = math.log10(accounts + 1)  # a signature no benign account used
     return Common(
         {k for k, a in key_accounts.items() if len(a) >= common_accounts},
         {c for c, a in context_accounts.items() if len(a) >= common_accounts},
         SimhashSet(common_simhashes(features, common_accounts, max_hamming)),
-        rare,
+        rarity,
         {s for s, a in skeleton_accounts.items() if len(a) >= common_accounts},
     )
-
-
-def rarity(users: int, population: int, rare_share: float) -> float:
-    """A parameter signature's weight as evidence: −log10 of its add-one share among
-    `population` accounts (`users` of them use it; the pair sharing it is the one added), 0 when
-    that share is above `rare_share` (common: a client library's defaults)."""
-    share = (users + 1) / (max(population, 0) + 1)
-    return -math.log10(share) if share <= rare_share else 0.0
 
 
 def common_simhashes(

@@ -296,45 +296,49 @@ class CampaignLinker:
             for other in others | linked[account]
         }
         schedules: dict[str, rhythm.Histograms] = {}  # each account's, once per evaluation
-        unseen = self.param_rarity_.get("", 0.0)
         live = LiveCounts(
             self._stream.profiles,
             self._stream.ids.of,
             self.params.max_posting,
-            self._in_step,
-            lambda signature: self.param_rarity_.get(signature, unseen) > 0,
+            lambda a, b: self._in_step(a, b, schedules),
         )
         return {both: self._pieces(*both, schedules, live) for both in pairs}
 
-    def _in_step(self, a: str, b: str) -> bool:
-        """Active in the same hours beyond what honest pairs reach (a rare timing piece)."""
-        profiles, p, tail = self._stream.profiles, self.params, self.tails_["timing"]
-        value = evidence.timing_overlap(
-            profiles[a], profiles[b], profiles.active_hours, p.timing_prior
+    def _in_step(self, a: str, b: str, schedules: dict[str, rhythm.Histograms]) -> bool:
+        """Active in the same hours, or on the same schedule, beyond what honest pairs reach (a
+        rare timing family)."""
+        profiles, p = self._stream.profiles, self.params
+        for account in (a, b):
+            if account not in schedules:
+                schedules[account] = rhythm.histograms(profiles[account].minutes)
+        values = {
+            "timing": evidence.timing_overlap(
+                profiles[a], profiles[b], profiles.active_hours, p.timing_prior
+            ),
+            "rhythm": self.rhythm_.lift(schedules[a], schedules[b], p.rhythm_prior),
+        }
+        return any(
+            (tail := self.tails_[piece]).pairs > 0
+            and tail.p_value(value) <= max(p.piece_alpha, 1 / (tail.pairs + 1))
+            for piece, value in values.items()
         )
-        return tail.pairs > 0 and tail.p_value(value) <= max(p.piece_alpha, 1 / (tail.pairs + 1))
 
     def _pieces(
         self, a: str, b: str, schedules: dict[str, rhythm.Histograms], live: LiveCounts
     ) -> PieceValues:
-        """The pair's evidence. Contexts and parameter signatures count as the calibration or
-        the live population finds them, whichever says more common."""
+        """The pair's evidence. A client context counts as common when the calibration or the
+        live population finds it so (`LiveCounts`)."""
         profiles, p = self._stream.profiles, self.params
         pa, pb = profiles[a], profiles[b]
         for account, profile in ((a, pa), (b, pb)):
             if account not in schedules:
                 schedules[account] = rhythm.histograms(profile.minutes)
         common = live.common_contexts(a, b, p.common_accounts, self.common_contexts_)
-        unseen = self.param_rarity_.get("", 0.0)
-        rarity = {
-            s: min(self.param_rarity_.get(s, unseen), r)
-            for s, r in live.param_rarity(a, b, p.rare_signature_share).items()
-        }
         return {
             "infra": evidence.infra_overlap(pa, pb, common),
             "timing": evidence.timing_overlap(pa, pb, profiles.active_hours, p.timing_prior),
             "prompts": evidence.prompt_overlap(self._stream.shared.count(pair(a, b)), pa, pb),
-            "params": evidence.params_overlap(pa, pb, rarity),
+            "params": evidence.params_overlap(pa, pb, self.param_rarity_),
             "topics": evidence.topic_overlap(pa, pb, p.min_topic_prompts),
             "templates": evidence.template_overlap(pa, pb, p.template_prior, p.min_template_share),
             "rhythm": self.rhythm_.lift(schedules[a], schedules[b], p.rhythm_prior),

@@ -1,17 +1,15 @@
-"""What the live population shares: a client context or a parameter signature that many
-independent live accounts use is common, whatever the calibration traffic saw.
+"""What the live population shares: a client context that several independent live accounts use
+is common, whatever the calibration traffic saw.
 
 Calibration learns what honest accounts share from a benign history. A population it never saw
-(a company behind one NAT, a popular client's default sampling parameters) looks rare there, and
-sharing it would look like coordination. So the linker also counts, among the accounts it is
-scoring, the users of each context and signature that are independent of the pair under test:
-not the pair itself (as cross-fitted calibration leaves the measured pair out of what counts as
-common), nor accounts otherwise alike to either of them, which may be the same actor: linked into
-the same cluster, filling the same benign-rare template, or (`related`: the linker asks whether
-their active hours coincide beyond chance) active in step on the same context or the same
-calibration-rare signature. Many independent
-users make a context common and a signature's share large; a campaign's own accounts do not.
-Evidence takes the more common of the calibration's and the live estimate.
+(a company behind one NAT) looks rare there, and sharing it would look like coordination. So the
+linker also counts, among the accounts it is scoring, the users of each context that are
+independent of the pair under test: not the pair itself (as cross-fitted calibration leaves the
+measured pair out of what counts as common), nor accounts otherwise alike to either of them,
+which may be the same actor: linked into the same cluster, filling the same benign-rare
+template, or active in step on the same context (`related`: the linker asks whether their hours
+coincide beyond chance). `common_accounts` independent users make a context common, as that many
+benign accounts do in calibration; a campaign's own accounts do not.
 
 >>> from detectors.campaigns.profiles import Profiles
 >>> from detectors.features import EventFeatures
@@ -33,12 +31,11 @@ import heapq
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Set
 
-from detectors.campaigns.calibration import rarity
 from detectors.campaigns.profiles import Profiles
 
 
 class LiveCounts:
-    """Independent live users per context and signature, for one evaluation of pairs (what
+    """Independent live users per context, for one evaluation of pairs (what
     each account is alike to is cached: build one per batch, after the batch is ingested)."""
 
     def __init__(
@@ -47,7 +44,6 @@ class LiveCounts:
         cluster_of: Mapping[str, str],
         max_posting: int = 256,
         related: Callable[[str, str], bool] | None = None,
-        scanned: Callable[[str], bool] = lambda signature: False,
     ) -> None:
         self._profiles = profiles
         self._cluster_of = cluster_of
@@ -56,7 +52,6 @@ class LiveCounts:
             self._members[cluster].add(account)
         self._max_posting = max_posting
         self._related = related
-        self._scan = scanned
         self._alike: dict[str, set[str]] = {}
 
     def alike(self, account: str) -> set[str]:
@@ -79,13 +74,11 @@ class LiveCounts:
         return found
 
     def _in_step(self, account: str, found: set[str]) -> set[str]:
-        """Accounts on the account's contexts and on its `scanned` parameter signatures that are
-        `related` to it (the first `max_posting` of a crowded posting)."""
+        """Accounts on the account's contexts that are `related` to it (the first `max_posting`
+        of a crowded context)."""
         profiles, related = self._profiles, self._related
-        postings = [profiles.context_users(c) for c in profiles[account].contexts]
-        postings += [profiles.signature_users(s) for s in profiles[account].params if self._scan(s)]
         step: set[str] = set()
-        for users in postings:
+        for users in map(profiles.context_users, profiles[account].contexts):
             if len(users) > self._max_posting:
                 users = set(heapq.nsmallest(self._max_posting, users))
             step.update(
@@ -109,14 +102,4 @@ class LiveCounts:
             c
             for c in contexts
             if c in known or self._others(profiles.context_users(c), a, b) >= min_accounts
-        }
-
-    def param_rarity(self, a: str, b: str, rare_share: float) -> dict[str, float]:
-        """Each signature `a` and `b` share, with its rarity among the independent live
-        accounts."""
-        profiles = self._profiles
-        population = self._others(profiles.keys(), a, b)
-        return {
-            s: rarity(self._others(profiles.signature_users(s), a, b), population, rare_share)
-            for s in profiles[a].params.keys() & profiles[b].params.keys()
         }

@@ -167,7 +167,6 @@ class Profiles(Mapping[str, AccountProfile]):
     def __init__(self) -> None:
         self._profiles: dict[str, AccountProfile] = {}
         self._context_accounts: dict[str, set[str]] = defaultdict(set)
-        self._signature_accounts: dict[str, set[str]] = defaultdict(set)
         self._key_accounts: dict[str, set[str]] = defaultdict(set)
         self._hour_accounts: dict[int, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
 
@@ -187,10 +186,6 @@ class Profiles(Mapping[str, AccountProfile]):
         """Accounts that used this client context in the window (the live population's
         share of it, `population.LiveCounts`)."""
         return self._context_accounts.get(context, set())
-
-    def signature_users(self, signature: str) -> set[str]:
-        """Accounts that used this parameter signature."""
-        return self._signature_accounts.get(signature, set())
 
     def key_users(self, key: str) -> set[str]:
         """Accounts that used this benign-rare skeleton (or, keyed "p|…", signature)."""
@@ -217,7 +212,6 @@ class Profiles(Mapping[str, AccountProfile]):
         context = client_context(f)
         if context is not None:
             self._context_accounts[context].add(f.account_id)
-        self._signature_accounts[param_signature(f)].add(f.account_id)
         hour = f.timestamp_ms // HOUR_MS
         self._hour_accounts[hour][f.user_agent].add(f.account_id)
         return f.user_agent, hour
@@ -272,8 +266,6 @@ class Profiles(Mapping[str, AccountProfile]):
             profile = profiles._profiles[account] = AccountProfile.from_json(saved)
             for context in profile.contexts:
                 profiles._context_accounts[context].add(account)
-            for signature in profile.params:
-                profiles._signature_accounts[signature].add(account)
             for agent, hours in profile.agent_hours.items():
                 for hour in hours:
                     profiles._hour_accounts[hour][agent].add(account)
