@@ -9,7 +9,7 @@ prompts in the global `RecentPromptIndex`, existing links), never from all pairs
 from __future__ import annotations
 
 import math
-from collections import defaultdict
+from collections import ChainMap, defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any, Self
 
@@ -326,19 +326,21 @@ class CampaignLinker:
     def _pieces(
         self, a: str, b: str, schedules: dict[str, rhythm.Histograms], live: LiveCounts
     ) -> PieceValues:
-        """The pair's evidence. A client context counts as common when the calibration or the
-        live population finds it so (`LiveCounts`)."""
+        """The pair's evidence. A client context, or a parameter signature, counts as common
+        when the calibration or the live population finds it so (`LiveCounts`)."""
         profiles, p = self._stream.profiles, self.params
         pa, pb = profiles[a], profiles[b]
         for account, profile in ((a, pa), (b, pb)):
             if account not in schedules:
                 schedules[account] = rhythm.histograms(profile.minutes)
         common = live.common_contexts(a, b, p.common_accounts, self.common_contexts_)
+        ordinary = live.common_signatures(a, b, p.common_accounts)
+        rarity = ChainMap(dict.fromkeys(ordinary, 0.0), self.param_rarity_)
         return {
             "infra": evidence.infra_overlap(pa, pb, common),
             "timing": evidence.timing_overlap(pa, pb, profiles.active_hours, p.timing_prior),
             "prompts": evidence.prompt_overlap(self._stream.shared.count(pair(a, b)), pa, pb),
-            "params": evidence.params_overlap(pa, pb, self.param_rarity_),
+            "params": evidence.params_overlap(pa, pb, rarity),
             "topics": evidence.topic_overlap(pa, pb, p.min_topic_prompts),
             "templates": evidence.template_overlap(pa, pb, p.template_prior, p.min_template_share),
             "rhythm": self.rhythm_.lift(schedules[a], schedules[b], p.rhythm_prior),

@@ -1,5 +1,5 @@
 """What the live population shares: a client context that several independent live accounts use
-is common, whatever the calibration traffic saw.
+is common, whatever the calibration traffic saw, and so are the parameter signatures they send.
 
 Calibration learns what honest accounts share from a benign history. A population it never saw
 (a company behind one NAT) looks rare there, and sharing it would look like coordination. So the
@@ -9,7 +9,8 @@ measured pair out of what counts as common), nor accounts otherwise alike to eit
 which may be the same actor: linked into the same cluster, filling the same benign-rare
 template, or active in step on the same context (`related`: the linker asks whether their hours
 coincide beyond chance). `common_accounts` independent users make a context common, as that many
-benign accounts do in calibration; a campaign's own accounts do not.
+benign accounts do in calibration, and make common a parameter signature they send on the pair's
+contexts (a client's defaults across one network); a campaign's own accounts do neither.
 
 >>> from detectors.campaigns.profiles import Profiles
 >>> from detectors.features import EventFeatures
@@ -102,4 +103,23 @@ class LiveCounts:
             c
             for c in contexts
             if c in known or self._others(profiles.context_users(c), a, b) >= min_accounts
+        }
+
+    def common_signatures(self, a: str, b: str, min_accounts: int) -> set[str]:
+        """Parameter signatures `a` and `b` share that `min_accounts` independent accounts on
+        their contexts use too: the defaults of a client that a whole network runs (the first
+        `max_posting` accounts of a crowded context are asked)."""
+        profiles = self._profiles
+        shared = profiles[a].params.keys() & profiles[b].params.keys()
+        if not shared:
+            return set()
+        neighbours: set[str] = set()
+        for context in profiles[a].contexts.keys() | profiles[b].contexts.keys():
+            users = profiles.context_users(context)
+            if len(users) > self._max_posting:
+                users = set(heapq.nsmallest(self._max_posting, users))
+            neighbours |= users
+        neighbours -= self.alike(a) | self.alike(b)
+        return {
+            s for s in shared if sum(s in profiles[u].params for u in neighbours) >= min_accounts
         }
