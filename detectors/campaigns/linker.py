@@ -155,7 +155,7 @@ class CampaignLinker:
         active = sorted(a for a, p in self.profiles.items() if p.last_seen_ms >= since)
         pairs = calibration.sample_pairs(active, self.params.max_calibration_pairs)
         schedules: dict[str, rhythm.Histograms] = {}
-        live = LiveCounts(self._stream.profiles, self._stream.ids.of, self.params.max_posting)
+        live = LiveCounts(self._stream.profiles, self.params.max_posting)
         return {both: self._pieces(*both, schedules, live) for both in pairs}
 
     # -- streaming ----------------------------------------------------------------------------
@@ -298,7 +298,6 @@ class CampaignLinker:
         schedules: dict[str, rhythm.Histograms] = {}  # each account's, once per evaluation
         live = LiveCounts(
             self._stream.profiles,
-            self._stream.ids.of,
             self.params.max_posting,
             lambda a, b: self._in_step(a, b, schedules),
         )

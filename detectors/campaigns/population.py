@@ -5,12 +5,14 @@ Calibration learns what honest accounts share from a benign history. A populatio
 (a company behind one NAT) looks rare there, and sharing it would look like coordination. So the
 linker also counts, among the accounts it is scoring, the users of each context that are
 independent of the pair under test: not the pair itself (as cross-fitted calibration leaves the
-measured pair out of what counts as common), nor accounts otherwise alike to either of them,
-which may be the same actor: linked into the same cluster, filling the same benign-rare
-template, or active in step on the same context (`related`: the linker asks whether their hours
-coincide beyond chance). `common_accounts` independent users make a context common, as that many
-benign accounts do in calibration, and make common a parameter signature they send on the pair's
-contexts (a client's defaults across one network); a campaign's own accounts do neither.
+measured pair out of what counts as common), nor accounts alike to either of them in evidence
+that no network explains, which may be the same actor: filling the same benign-rare template, or
+active in step on the same context (`related`: the linker asks whether their hours coincide
+beyond chance). Links do not make accounts alike: a link that rests on the shared context
+itself would keep the context looking rare. `common_accounts` independent users make a context
+common, as that many benign accounts do in calibration, and make common a parameter signature
+they send on the pair's contexts (a client's defaults across one network); a campaign's own
+accounts do neither.
 
 >>> from detectors.campaigns.profiles import Profiles
 >>> from detectors.features import EventFeatures
@@ -20,17 +22,17 @@ contexts (a client's defaults across one network); a campaign's own accounts do 
 ...         request_id=account, account_id=account, timestamp_ms=0, prompt="hi", prompt_key="k",
 ...         simhash=0, temperature=0.0, max_tokens=256, n=1, logprobs=False, followup=False,
 ...         ip_prefix="10.0.0.0/24", user_agent="ua"), topic=None)
->>> sorted(LiveCounts(profiles, {}).common_contexts("a", "b", min_accounts=2))  # c and d
+>>> sorted(LiveCounts(profiles).common_contexts("a", "b", min_accounts=2))  # c and d
 ['10.0.0.0/24 ua']
->>> LiveCounts(profiles, {"a": "x", "c": "x"}).common_contexts("a", "b", min_accounts=2)
+>>> in_step = LiveCounts(profiles, related=lambda one, other: {one, other} == {"a", "c"})
+>>> in_step.common_contexts("a", "b", min_accounts=2)  # c may be a's accomplice: d alone
 set()
 """
 
 from __future__ import annotations
 
 import heapq
-from collections import defaultdict
-from collections.abc import Callable, Mapping, Set
+from collections.abc import Callable, Set
 
 from detectors.campaigns.profiles import Profiles
 
@@ -42,28 +44,23 @@ class LiveCounts:
     def __init__(
         self,
         profiles: Profiles,
-        cluster_of: Mapping[str, str],
         max_posting: int = 256,
         related: Callable[[str, str], bool] | None = None,
     ) -> None:
         self._profiles = profiles
-        self._cluster_of = cluster_of
-        self._members: dict[str, set[str]] = defaultdict(set)
-        for account, cluster in cluster_of.items():
-            self._members[cluster].add(account)
         self._max_posting = max_posting
         self._related = related
         self._alike: dict[str, set[str]] = {}
 
     def alike(self, account: str) -> set[str]:
-        """The account, its cluster, the accounts that filled one of its benign-rare templates
+        """The account, the accounts that filled one of its benign-rare templates
         too (each at least twice; a template of more than `max_posting` accounts is a popular
         format, not one actor's), and those `related` to it (`_in_step`)."""
         found = self._alike.get(account)
         if found is not None:
             return found
         profiles = self._profiles
-        found = {account} | self._members.get(self._cluster_of.get(account, ""), set())
+        found = {account}
         for key, template in profiles[account].templates.items():
             users = profiles.key_users(key)
             if key.startswith("p|") or template.count < 2 or len(users) > self._max_posting:
