@@ -32,14 +32,16 @@ set()
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Set
+from collections.abc import Callable, Iterable, Set
 
 from detectors.campaigns.profiles import Profiles
 
 
 class LiveCounts:
-    """Independent live users per context, for one evaluation of pairs (what
-    each account is alike to is cached: build one per batch, after the batch is ingested)."""
+    """Independent live users per context, for one evaluation of pairs (build one per batch,
+    after the batch is ingested: what it learns of accounts is cached). Counting stops at the
+    `min_accounts` asked for, so an office of hundreds costs a few `related` tests per pair,
+    not one per colleague."""
 
     def __init__(
         self,
@@ -50,13 +52,16 @@ class LiveCounts:
         self._profiles = profiles
         self._max_posting = max_posting
         self._related = related
-        self._alike: dict[str, set[str]] = {}
+        self._templated: dict[str, set[str]] = {}
+        self._asked: dict[str, set[str]] = {}
+        self._near: dict[str, set[str]] = {}
+        self._in_step: dict[tuple[str, str], bool] = {}
 
-    def alike(self, account: str) -> set[str]:
-        """The account, the accounts that filled one of its benign-rare templates
-        too (each at least twice; a template of more than `max_posting` accounts is a popular
-        format, not one actor's), and those `related` to it (`_in_step`)."""
-        found = self._alike.get(account)
+    def templated(self, account: str) -> set[str]:
+        """The account and the accounts that filled one of its benign-rare templates too (each
+        at least twice; a template of more than `max_posting` accounts is a popular format, not
+        one actor's)."""
+        found = self._templated.get(account)
         if found is not None:
             return found
         profiles = self._profiles
@@ -66,28 +71,51 @@ class LiveCounts:
             if key.startswith("p|") or template.count < 2 or len(users) > self._max_posting:
                 continue
             found.update(u for u in users if (t := profiles[u].templates.get(key)) and t.count >= 2)
-        if self._related is not None:
-            found |= self._in_step(account, found)
-        self._alike[account] = found
+        self._templated[account] = found
         return found
 
-    def _in_step(self, account: str, found: set[str]) -> set[str]:
-        """Accounts on the account's contexts that are `related` to it (the first `max_posting`
-        of a crowded context)."""
-        profiles, related = self._profiles, self._related
-        step: set[str] = set()
-        for users in map(profiles.context_users, profiles[account].contexts):
+    def asked(self, context: str) -> set[str]:
+        """The context's users, or the first `max_posting` of a crowded one (those whose
+        timing is asked about)."""
+        users = self._asked.get(context)
+        if users is None:
+            users = self._profiles.context_users(context)
             if len(users) > self._max_posting:
                 users = set(heapq.nsmallest(self._max_posting, users))
-            step.update(
-                u for u in users - found - step if related is not None and related(account, u)
-            )
-        return step
+            self._asked[context] = users
+        return users
 
-    def _others(self, users: Set[str], a: str, b: str) -> int:
-        """Users independent of `a` and `b`."""
-        alike = self.alike(a) | self.alike(b)
-        return len(users) - sum(1 for u in alike if u in users)
+    def near(self, account: str) -> set[str]:
+        """The accounts `asked` about on any of the account's contexts."""
+        found = self._near.get(account)
+        if found is None:
+            found = set().union(*map(self.asked, self._profiles[account].contexts))
+            self._near[account] = found
+        return found
+
+    def alike(self, account: str, other: str) -> bool:
+        """Whether `other` may be the same actor as `account`: it is the account, filled one of
+        its `templated` forms, or is `near` it and `related` to it (active in step)."""
+        if other in self.templated(account):
+            return True
+        if self._related is None or other not in self.near(account):
+            return False
+        key = (account, other)
+        found = self._in_step.get(key)
+        if found is None:
+            found = self._in_step[key] = self._related(account, other)
+        return found
+
+    def _independent(self, users: Iterable[str], a: str, b: str, needed: int) -> bool:
+        """Whether at least `needed` of `users` are alike to neither `a` nor `b`."""
+        if needed <= 0:
+            return True
+        for user in users:
+            if not (self.alike(a, user) or self.alike(b, user)):
+                needed -= 1
+                if not needed:
+                    return True
+        return False
 
     def common_contexts(
         self, a: str, b: str, min_accounts: int, known: Set[str] = frozenset()
@@ -99,7 +127,7 @@ class LiveCounts:
         return {
             c
             for c in contexts
-            if c in known or self._others(profiles.context_users(c), a, b) >= min_accounts
+            if c in known or self._independent(profiles.context_users(c), a, b, min_accounts)
         }
 
     def common_signatures(self, a: str, b: str, min_accounts: int) -> set[str]:
@@ -110,13 +138,11 @@ class LiveCounts:
         shared = profiles[a].params.keys() & profiles[b].params.keys()
         if not shared:
             return set()
-        neighbours: set[str] = set()
-        for context in profiles[a].contexts.keys() | profiles[b].contexts.keys():
-            users = profiles.context_users(context)
-            if len(users) > self._max_posting:
-                users = set(heapq.nsmallest(self._max_posting, users))
-            neighbours |= users
-        neighbours -= self.alike(a) | self.alike(b)
+        neighbours = self.near(a) | self.near(b)
         return {
-            s for s in shared if sum(s in profiles[u].params for u in neighbours) >= min_accounts
+            s
+            for s in shared
+            if self._independent(
+                (u for u in neighbours if s in profiles[u].params), a, b, min_accounts
+            )
         }
