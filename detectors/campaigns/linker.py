@@ -154,7 +154,7 @@ class CampaignLinker:
         since = self.now_ms - self.params.window_ms
         active = sorted(a for a, p in self.profiles.items() if p.last_seen_ms >= since)
         pairs = calibration.sample_pairs(active, self.params.max_calibration_pairs)
-        schedules: dict[str, rhythm.Histograms] = {}
+        schedules: dict[str, rhythm.Shrunk | None] = {}
         live = LiveCounts(self._stream.profiles, self.params.max_posting)
         return {both: self._pieces(*both, schedules, live) for both in pairs}
 
@@ -295,7 +295,7 @@ class CampaignLinker:
             for account, others in partners.items()
             for other in others | linked[account]
         }
-        schedules: dict[str, rhythm.Histograms] = {}  # each account's, once per evaluation
+        schedules: dict[str, rhythm.Shrunk | None] = {}  # each account's, once per evaluation
         live = LiveCounts(
             self._stream.profiles,
             self.params.max_posting,
@@ -303,18 +303,26 @@ class CampaignLinker:
         )
         return {both: self._pieces(*both, schedules, live) for both in pairs}
 
-    def _in_step(self, a: str, b: str, schedules: dict[str, rhythm.Histograms]) -> bool:
+    def _schedule(
+        self, account: str, schedules: dict[str, rhythm.Shrunk | None]
+    ) -> rhythm.Shrunk | None:
+        """The account's `Rhythm.shrunk` histograms, once per evaluation."""
+        if account not in schedules:
+            counts = rhythm.histograms(self._stream.profiles[account].minutes)
+            schedules[account] = self.rhythm_.shrunk(counts, self.params.rhythm_prior)
+        return schedules[account]
+
+    def _in_step(self, a: str, b: str, schedules: dict[str, rhythm.Shrunk | None]) -> bool:
         """Active in the same hours, or on the same schedule, beyond what honest pairs reach (a
         rare timing family)."""
         profiles, p = self._stream.profiles, self.params
-        for account in (a, b):
-            if account not in schedules:
-                schedules[account] = rhythm.histograms(profiles[account].minutes)
         values = {
             "timing": evidence.timing_overlap(
                 profiles[a], profiles[b], profiles.active_hours, p.timing_prior
             ),
-            "rhythm": self.rhythm_.lift(schedules[a], schedules[b], p.rhythm_prior),
+            "rhythm": self.rhythm_.shrunk_lift(
+                self._schedule(a, schedules), self._schedule(b, schedules)
+            ),
         }
         return any(
             (tail := self.tails_[piece]).pairs > 0
@@ -323,15 +331,12 @@ class CampaignLinker:
         )
 
     def _pieces(
-        self, a: str, b: str, schedules: dict[str, rhythm.Histograms], live: LiveCounts
+        self, a: str, b: str, schedules: dict[str, rhythm.Shrunk | None], live: LiveCounts
     ) -> PieceValues:
         """The pair's evidence. A client context, or a parameter signature, counts as common
         when the calibration or the live population finds it so (`LiveCounts`)."""
         profiles, p = self._stream.profiles, self.params
         pa, pb = profiles[a], profiles[b]
-        for account, profile in ((a, pa), (b, pb)):
-            if account not in schedules:
-                schedules[account] = rhythm.histograms(profile.minutes)
         common = live.common_contexts(a, b, p.common_accounts, self.common_contexts_)
         ordinary = live.common_signatures(a, b, p.common_accounts)
         rarity = ChainMap(dict.fromkeys(ordinary, 0.0), self.param_rarity_)
@@ -342,7 +347,9 @@ class CampaignLinker:
             "params": evidence.params_overlap(pa, pb, rarity),
             "topics": evidence.topic_overlap(pa, pb, p.min_topic_prompts),
             "templates": evidence.template_overlap(pa, pb, p.template_prior, p.min_template_share),
-            "rhythm": self.rhythm_.lift(schedules[a], schedules[b], p.rhythm_prior),
+            "rhythm": self.rhythm_.shrunk_lift(
+                self._schedule(a, schedules), self._schedule(b, schedules)
+            ),
         }
 
     def _update_edges(self, evaluated: Mapping[Pair, PieceValues]) -> bool:
