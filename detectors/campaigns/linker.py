@@ -241,8 +241,11 @@ class CampaignLinker:
         """The request's parameter signature as a posting key, when benign accounts seldom
         use it."""
         signature = param_signature(f)
-        rarity = self.param_rarity_.get(signature, self.param_rarity_.get("", 0.0))
-        return [f"p|{signature}"] if rarity > 0 else []
+        return [f"p|{signature}"] if self._rare_signature(signature) else []
+
+    def _rare_signature(self, signature: str) -> bool:
+        """Whether sharing the parameter signature is evidence (benign accounts seldom use it)."""
+        return self.param_rarity_.get(signature, self.param_rarity_.get("", 0.0)) > 0
 
     def _topics_of(self, features: Sequence[EventFeatures]) -> list[int | None]:
         topics: list[int | None] = [None] * len(features)
@@ -338,7 +341,7 @@ class CampaignLinker:
         profiles, p = self._stream.profiles, self.params
         pa, pb = profiles[a], profiles[b]
         common = live.common_contexts(a, b, p.common_accounts, self.common_contexts_)
-        ordinary = live.common_signatures(a, b, p.common_accounts)
+        ordinary = live.common_signatures(a, b, p.common_accounts, self._rare_signature)
         rarity = ChainMap(dict.fromkeys(ordinary, 0.0), self.param_rarity_)
         return {
             "infra": evidence.infra_overlap(pa, pb, common),

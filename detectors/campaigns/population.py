@@ -32,7 +32,7 @@ set()
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Iterable, Set
+from collections.abc import Callable, Set
 
 from detectors.campaigns.profiles import Profiles
 
@@ -56,6 +56,7 @@ class LiveCounts:
         self._asked: dict[str, set[str]] = {}
         self._near: dict[str, set[str]] = {}
         self._in_step: dict[tuple[str, str], bool] = {}
+        self._stepped: dict[str, set[str]] = {}  # the accounts found `related` to each
 
     def templated(self, account: str) -> set[str]:
         """The account and the accounts that filled one of its benign-rare templates too (each
@@ -104,13 +105,26 @@ class LiveCounts:
         found = self._in_step.get(key)
         if found is None:
             found = self._in_step[key] = self._related(account, other)
+            if found:
+                self._stepped.setdefault(account, set()).add(other)
         return found
 
-    def _independent(self, users: Iterable[str], a: str, b: str, needed: int) -> bool:
-        """Whether at least `needed` of `users` are alike to neither `a` nor `b`."""
+    def _independent(
+        self, users: set[str], a: str, b: str, needed: int, sending: str | None = None
+    ) -> bool:
+        """Whether at least `needed` of `users` (those `sending` a parameter signature, when
+        given) are alike to neither `a` nor `b`. Those known alike are set aside at once: each
+        of a campaign's pairs meets the whole campaign."""
         if needed <= 0:
             return True
-        for user in users:
+        known = (self.templated(a), self.templated(b), *(self._stepped.get(x, ()) for x in (a, b)))
+        rest = users.difference(*known)
+        if len(rest) < needed:
+            return False
+        profiles = self._profiles
+        for user in rest:
+            if sending is not None and sending not in profiles[user].params:
+                continue
             if not (self.alike(a, user) or self.alike(b, user)):
                 needed -= 1
                 if not needed:
@@ -130,19 +144,18 @@ class LiveCounts:
             if c in known or self._independent(profiles.context_users(c), a, b, min_accounts)
         }
 
-    def common_signatures(self, a: str, b: str, min_accounts: int) -> set[str]:
-        """Parameter signatures `a` and `b` share that `min_accounts` independent accounts on
-        their contexts use too: the defaults of a client that a whole network runs (the first
-        `max_posting` accounts of a crowded context are asked)."""
+    def common_signatures(
+        self, a: str, b: str, min_accounts: int, asked: Callable[[str], bool] | None = None
+    ) -> set[str]:
+        """Parameter signatures `a` and `b` share, of those `asked` about, that `min_accounts`
+        independent accounts on their contexts use too: the defaults of a client that a whole
+        network runs (the first `max_posting` accounts of a crowded context are asked; `asked`:
+        all shared signatures when None)."""
         profiles = self._profiles
         shared = profiles[a].params.keys() & profiles[b].params.keys()
+        if asked is not None:
+            shared = {s for s in shared if asked(s)}
         if not shared:
             return set()
         neighbours = self.near(a) | self.near(b)
-        return {
-            s
-            for s in shared
-            if self._independent(
-                (u for u in neighbours if s in profiles[u].params), a, b, min_accounts
-            )
-        }
+        return {s for s in shared if self._independent(neighbours, a, b, min_accounts, sending=s)}
