@@ -9,7 +9,7 @@ prompts in the global `RecentPromptIndex`, existing links), never from all pairs
 from __future__ import annotations
 
 import math
-from collections import defaultdict
+from collections import ChainMap, defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any, Self
 
@@ -23,6 +23,7 @@ from detectors.campaigns.evidence import PIECES, Pair, PieceValues, Tail, pair
 from detectors.campaigns.feed import LinkEvent
 from detectors.campaigns.params import LinkerParams
 from detectors.campaigns.persistence import LinkState
+from detectors.campaigns.population import LiveCounts
 from detectors.campaigns.profiles import AccountProfile, param_signature
 from detectors.campaigns.rhythm import Rhythm
 from detectors.campaigns.skeletons import skeleton_keys
@@ -153,8 +154,9 @@ class CampaignLinker:
         since = self.now_ms - self.params.window_ms
         active = sorted(a for a, p in self.profiles.items() if p.last_seen_ms >= since)
         pairs = calibration.sample_pairs(active, self.params.max_calibration_pairs)
-        schedules: dict[str, rhythm.Histograms] = {}
-        return {both: self._pieces(*both, schedules) for both in pairs}
+        schedules: dict[str, rhythm.Shrunk | None] = {}
+        live = LiveCounts(self._stream.profiles, self.params.max_posting)
+        return {both: self._pieces(*both, schedules, live) for both in pairs}
 
     # -- streaming ----------------------------------------------------------------------------
     def observe(
@@ -239,8 +241,11 @@ class CampaignLinker:
         """The request's parameter signature as a posting key, when benign accounts seldom
         use it."""
         signature = param_signature(f)
-        rarity = self.param_rarity_.get(signature, self.param_rarity_.get("", 0.0))
-        return [f"p|{signature}"] if rarity > 0 else []
+        return [f"p|{signature}"] if self._rare_signature(signature) else []
+
+    def _rare_signature(self, signature: str) -> bool:
+        """Whether sharing the parameter signature is evidence (benign accounts seldom use it)."""
+        return self.param_rarity_.get(signature, self.param_rarity_.get("", 0.0)) > 0
 
     def _topics_of(self, features: Sequence[EventFeatures]) -> list[int | None]:
         topics: list[int | None] = [None] * len(features)
@@ -293,23 +298,61 @@ class CampaignLinker:
             for account, others in partners.items()
             for other in others | linked[account]
         }
-        schedules: dict[str, rhythm.Histograms] = {}  # each account's, once per evaluation
-        return {both: self._pieces(*both, schedules) for both in pairs}
+        schedules: dict[str, rhythm.Shrunk | None] = {}  # each account's, once per evaluation
+        live = LiveCounts(
+            self._stream.profiles,
+            self.params.max_posting,
+            lambda a, b: self._in_step(a, b, schedules),
+        )
+        return {both: self._pieces(*both, schedules, live) for both in pairs}
 
-    def _pieces(self, a: str, b: str, schedules: dict[str, rhythm.Histograms]) -> PieceValues:
+    def _schedule(
+        self, account: str, schedules: dict[str, rhythm.Shrunk | None]
+    ) -> rhythm.Shrunk | None:
+        """The account's `Rhythm.shrunk` histograms, once per evaluation."""
+        if account not in schedules:
+            counts = rhythm.histograms(self._stream.profiles[account].minutes)
+            schedules[account] = self.rhythm_.shrunk(counts, self.params.rhythm_prior)
+        return schedules[account]
+
+    def _in_step(self, a: str, b: str, schedules: dict[str, rhythm.Shrunk | None]) -> bool:
+        """Active in the same hours, or on the same schedule, beyond what honest pairs reach (a
+        rare timing family)."""
+        profiles, p = self._stream.profiles, self.params
+        values = {
+            "timing": evidence.timing_overlap(
+                profiles[a], profiles[b], profiles.active_hours, p.timing_prior
+            ),
+            "rhythm": self.rhythm_.shrunk_lift(
+                self._schedule(a, schedules), self._schedule(b, schedules)
+            ),
+        }
+        return any(
+            (tail := self.tails_[piece]).pairs > 0
+            and tail.p_value(value) <= max(p.piece_alpha, 1 / (tail.pairs + 1))
+            for piece, value in values.items()
+        )
+
+    def _pieces(
+        self, a: str, b: str, schedules: dict[str, rhythm.Shrunk | None], live: LiveCounts
+    ) -> PieceValues:
+        """The pair's evidence. A client context, or a parameter signature, counts as common
+        when the calibration or the live population finds it so (`LiveCounts`)."""
         profiles, p = self._stream.profiles, self.params
         pa, pb = profiles[a], profiles[b]
-        for account, profile in ((a, pa), (b, pb)):
-            if account not in schedules:
-                schedules[account] = rhythm.histograms(profile.minutes)
+        common = live.common_contexts(a, b, p.common_accounts, self.common_contexts_)
+        ordinary = live.common_signatures(a, b, p.common_accounts, self._rare_signature)
+        rarity = ChainMap(dict.fromkeys(ordinary, 0.0), self.param_rarity_)
         return {
-            "infra": evidence.infra_overlap(pa, pb, self.common_contexts_),
+            "infra": evidence.infra_overlap(pa, pb, common),
             "timing": evidence.timing_overlap(pa, pb, profiles.active_hours, p.timing_prior),
             "prompts": evidence.prompt_overlap(self._stream.shared.count(pair(a, b)), pa, pb),
-            "params": evidence.params_overlap(pa, pb, self.param_rarity_),
+            "params": evidence.params_overlap(pa, pb, rarity),
             "topics": evidence.topic_overlap(pa, pb, p.min_topic_prompts),
             "templates": evidence.template_overlap(pa, pb, p.template_prior, p.min_template_share),
-            "rhythm": self.rhythm_.lift(schedules[a], schedules[b], p.rhythm_prior),
+            "rhythm": self.rhythm_.shrunk_lift(
+                self._schedule(a, schedules), self._schedule(b, schedules)
+            ),
         }
 
     def _update_edges(self, evaluated: Mapping[Pair, PieceValues]) -> bool:

@@ -182,6 +182,15 @@ class Profiles(Mapping[str, AccountProfile]):
     def __contains__(self, account_id: object) -> bool:
         return account_id in self._profiles
 
+    def context_users(self, context: str) -> set[str]:
+        """Accounts that used this client context in the window (the live population's
+        share of it, `population.LiveCounts`)."""
+        return self._context_accounts.get(context, set())
+
+    def key_users(self, key: str) -> set[str]:
+        """Accounts that used this benign-rare skeleton (or, keyed "p|…", signature)."""
+        return self._key_accounts.get(key, set())
+
     @property
     def active_hours(self) -> int:
         """Hours of the window in which any account was active."""

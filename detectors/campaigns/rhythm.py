@@ -60,6 +60,7 @@ def _smoothing(size: int, kernel: tuple[float, ...]) -> np.ndarray:
 
 
 Histograms = tuple[np.ndarray, np.ndarray]  # hours of the day, minutes of the hour
+Shrunk = Histograms  # the same, smoothed and shrunk towards the population (`Rhythm.shrunk`)
 
 
 def histograms(buckets: Mapping[int, Iterable[int]]) -> Histograms:
@@ -105,18 +106,29 @@ class Rhythm:
         (hour bucket -> minutes of the hour)."""
         if not a or not b:
             return 0.0
-        return self.lift(histograms(a), histograms(b), prior)
+        return self.shrunk_lift(
+            self.shrunk(histograms(a), prior), self.shrunk(histograms(b), prior)
+        )
 
-    def lift(self, a: Histograms, b: Histograms, prior: float) -> float:
-        """`overlap` from the two accounts' `histograms` (computed once per account when one
-        account is compared with many)."""
-        (hours_a, minutes_a), (hours_b, minutes_b) = a, b
-        if not hours_a.any() or not hours_b.any():
+    def shrunk(self, counts: Histograms, prior: float) -> Shrunk | None:
+        """An account's smoothed histograms shrunk towards the population (`prior`
+        pseudo-counts), as `shrunk_lift` compares them: once per account when the linker
+        compares it with many. None for an account never active."""
+        hours, minutes = counts
+        if not hours.any():
+            return None
+        smoothed_hours, smoothed_minutes = self._smoothed_population
+        return (
+            (_smooth(hours, HOUR_KERNEL) + prior * smoothed_hours) / (hours.sum() + prior),
+            (_smooth(minutes, MINUTE_KERNEL) + prior * smoothed_minutes) / (minutes.sum() + prior),
+        )
+
+    def shrunk_lift(self, a: Shrunk | None, b: Shrunk | None) -> float:
+        """`lift` of two `shrunk` accounts."""
+        if a is None or b is None:
             return 0.0
         smoothed_hours, smoothed_minutes = self._smoothed_population
-        return _log_lift(hours_a, hours_b, smoothed_hours, HOUR_KERNEL, prior) + (
-            _log_lift(minutes_a, minutes_b, smoothed_minutes, MINUTE_KERNEL, prior)
-        )
+        return _log_lift(a[0], b[0], smoothed_hours) + _log_lift(a[1], b[1], smoothed_minutes)
 
     @functools.cached_property
     def _smoothed_population(self) -> tuple[np.ndarray, np.ndarray]:
@@ -139,10 +151,6 @@ def _population(counts: np.ndarray) -> np.ndarray:
     return (1 - UNIFORM_SHARE) * share + UNIFORM_SHARE / len(counts)
 
 
-def _log_lift(
-    a: np.ndarray, b: np.ndarray, q: np.ndarray, kernel: tuple[float, ...], prior: float
-) -> float:
-    """`q`: the population's histogram, smoothed with `kernel`."""
-    pa = (_smooth(a, kernel) + prior * q) / (a.sum() + prior)
-    pb = (_smooth(b, kernel) + prior * q) / (b.sum() + prior)
+def _log_lift(pa: np.ndarray, pb: np.ndarray, q: np.ndarray) -> float:
+    """log10 Σ pa·pb/q, at least 0 (`q`: the population's smoothed histogram)."""
     return max(0.0, float(np.log10(np.sum(pa * pb / q))))

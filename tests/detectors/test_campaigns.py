@@ -8,6 +8,7 @@ import dataclasses
 import doctest
 import importlib
 import pkgutil
+import random
 from collections import Counter
 from collections.abc import Iterator
 
@@ -17,6 +18,8 @@ import pytest
 from core.events import Event
 from core.timeutil import HOUR_MS
 from detectors.campaigns import PIECES, CampaignLinker, param_signature, time_batches
+from detectors.campaigns.population import LiveCounts
+from detectors.campaigns.profiles import Profiles
 from detectors.features import EventFeatures, SimHasher, featurize
 from storage.base import complete_rows
 from storage.rows import cluster_row
@@ -168,6 +171,71 @@ def test_office_sharing_a_prefix_and_user_agent_is_not_linked_to_the_campaign(li
     assert not {linker.cluster_of(a) for a in office} & campaign_ids
 
 
+def test_office_on_its_own_client_defaults_is_not_linked_by_what_it_shares(fitted) -> None:
+    """Issue 16: calibration never saw the office's network nor its chat UI's sampling
+    parameters, so both look rare to it; the live population shows many unrelated accounts
+    sharing them, which makes them common, while the campaign on its own /24 still links."""
+    office = [
+        dataclasses.replace(p, temperature=0.85, max_tokens=1536) if in_office(p.account_id) else p
+        for p in with_office(honest(seed=505))
+    ]
+    linker = fresh(fitted)
+    for batch in batches(features_of(office + campaign(seed=9), "office")):
+        linker.observe(batch)
+    clusters = [c.members for c in linker.clusters()]
+    assert all(sum(map(in_office, members)) <= 1 for members in clusters)
+    assert sum(map(is_campaign, clusters[0])) >= 0.9 * CAMPAIGN_ACCOUNTS
+
+
+def test_live_counts_stop_at_the_independent_users_needed() -> None:
+    """Issue 16: a NAT of hundreds must cost a few timing tests per pair, not one per colleague;
+    and stopping early must count exactly what testing everyone would."""
+    rng = random.Random(16)
+    profiles = Profiles()
+    for i in range(300):
+        prefix = "10.0.0.0/24" if i < 280 else f"10.0.{i}.0/24"
+        for hour in range(2):
+            profiles.observe(
+                EventFeatures(
+                    request_id=f"{i}-{hour}",
+                    account_id=f"u{i:03d}",
+                    timestamp_ms=hour * HOUR_MS,
+                    prompt="hi",
+                    prompt_key="k",
+                    simhash=0,
+                    temperature=rng.choice([0.0, 0.7]),
+                    max_tokens=256,
+                    n=1,
+                    logprobs=False,
+                    followup=False,
+                    ip_prefix=prefix,
+                    user_agent=rng.choice(["ua", "ub"]),
+                ),
+                topic=None,
+            )
+    in_step = {frozenset(rng.sample(sorted(profiles), 2)) for _ in range(20_000)}
+    asked: list[tuple[str, str]] = []
+
+    def related(one: str, other: str) -> bool:
+        asked.append((one, other))
+        return frozenset((one, other)) in in_step
+
+    for a, b in [("u000", "u001"), ("u005", "u290"), ("u291", "u299")]:
+        live, asked[:] = LiveCounts(profiles, max_posting=64, related=related), []
+        contexts = live.common_contexts(a, b, min_accounts=2)
+        assert len(asked) <= 40
+        for context in profiles[a].contexts.keys() | profiles[b].contexts.keys():
+            users = profiles.context_users(context)
+            independent = [u for u in users if not (live.alike(a, u) or live.alike(b, u))]
+            assert (context in contexts) == (len(independent) >= 2)
+        signatures = live.common_signatures(a, b, min_accounts=2)
+        near = live.near(a) | live.near(b)
+        for signature in profiles[a].params.keys() & profiles[b].params.keys():
+            senders = [u for u in near if signature in profiles[u].params]
+            independent = [u for u in senders if not (live.alike(a, u) or live.alike(b, u))]
+            assert (signature in signatures) == (len(independent) >= 2)
+
+
 def test_campaign_rotating_prefixes_and_user_agents_still_links(fitted) -> None:
     """No single piece carries the link: without shared infrastructure, coordinated hours, the
     temperature-0 harvest profile and shared prompts still do."""
@@ -212,10 +280,15 @@ def test_cluster_evidence_explains_the_link(linked) -> None:
 
 
 def test_cluster_id_is_stable_as_members_join(linked) -> None:
+    """The campaign's first batch may show it in pieces (its /24 looks shared by independent
+    accounts until their hours are seen to move in step); once it holds most of the campaign,
+    its id never changes and the pieces' ids merge into it."""
     linker, history = linked
     ids = [
         cluster_id
         for _, _, after in history
+        if max(Counter(c for a, c in after.items() if is_campaign(a) and c).values(), default=0)
+        >= CAMPAIGN_ACCOUNTS // 2
         for account, cluster_id in after.items()
         if is_campaign(account) and cluster_id
     ]
