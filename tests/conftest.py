@@ -20,9 +20,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt
 
 from core.settings import get_settings
-from storage import ClickHouseServer, EmbeddedClickHouse, Store
+from storage import ClickHouseServer, EmbeddedClickHouse, Store, StoreError
 
 CLICKHOUSE_URL = os.environ.get("DG_CLICKHOUSE_URL", "clickhouse://127.0.0.1:19000")
 KAFKA_BOOTSTRAP = os.environ.get("DG_KAFKA_BOOTSTRAP", "127.0.0.1:19092")
@@ -113,6 +114,21 @@ def open_backend(backend: str, chdb_path: Path, database: str) -> Store:
     return ClickHouseServer(CLICKHOUSE_URL, database=database)
 
 
+def drop_database(store: Store) -> None:
+    """Drop a test's database and close its store. Under the load of the rest of `make test` a
+    server can take longer than one query's timeout to drop a database (seen: 60 s in the
+    teardown of a worker test), which failed a test that had passed; the drop is idempotent
+    (`IF EXISTS`), so it is retried on a fresh connection before the test is failed."""
+    try:
+        for attempt in Retrying(
+            retry=retry_if_exception_type(StoreError), stop=stop_after_attempt(3), reraise=True
+        ):
+            with attempt:
+                store.execute("DROP DATABASE IF EXISTS {db}")
+    finally:
+        store.close()
+
+
 @pytest.fixture(
     params=[
         "embedded",
@@ -124,8 +140,7 @@ def store(request: pytest.FixtureRequest, chdb_path: Path) -> Iterator[Store]:
     backend = open_backend(request.param, chdb_path, unique_database())
     backend.migrate()
     yield backend
-    backend.execute(f"DROP DATABASE IF EXISTS {backend.database}")
-    backend.close()
+    drop_database(backend)
 
 
 @pytest.fixture
@@ -135,8 +150,7 @@ def embedded(chdb_path: Path) -> Iterator[Store]:
     backend = EmbeddedClickHouse(chdb_path, database=unique_database())
     backend.migrate()
     yield backend
-    backend.execute("DROP DATABASE IF EXISTS {db}")
-    backend.close()
+    drop_database(backend)
 
 
 def cluster_script(name: str, *args: str) -> str:

@@ -21,7 +21,7 @@ from distillguard.wiring import build_api, store_pipeline
 from services.auth import create_token
 from storage import ClickHouseServer, Store
 from streaming.files import run_file
-from tests.conftest import CLICKHOUSE_URL, KAFKA_BOOTSTRAP, unique_database
+from tests.conftest import CLICKHOUSE_URL, KAFKA_BOOTSTRAP, drop_database, unique_database
 from tests.hostile.catalogue import CATALOGUE, Entry, kinds_for
 from tests.hostile.checks import Expected, eventually, expect, verify
 from tests.streaming.worker_harness import WorkerRun
@@ -89,8 +89,7 @@ def test_replay_into_the_server(tmp_path: Path) -> None:
             assert result.returncode == 0, result.stderr[-3000:]
         verify(store, expected)
     finally:
-        store.execute("DROP DATABASE IF EXISTS {db}")
-        store.close()
+        drop_database(store)
 
 
 def test_http_ingest_on_the_embedded_store(embedded: Store, tmp_path: Path) -> None:

@@ -37,7 +37,7 @@ from services.webhooks import (
     verify,
 )
 from storage import ClickHouseServer, Store, queries
-from tests.conftest import CLICKHOUSE_URL, open_backend, unique_database
+from tests.conftest import CLICKHOUSE_URL, drop_database, open_backend, unique_database
 from tests.services.test_webhooks import LOOPBACK, _queue, _verdict
 
 SECRET = "alerts-once-secret"
@@ -411,8 +411,7 @@ def server_store() -> Iterator[Store]:
     store = ClickHouseServer(CLICKHOUSE_URL, database=unique_database())
     store.migrate()
     yield store
-    store.execute("DROP DATABASE IF EXISTS {db}")
-    store.close()
+    drop_database(store)
 
 
 def _stop(processes: list[subprocess.Popen]) -> None:

@@ -15,7 +15,7 @@ from core.settings import Settings
 from distillguard.wiring import build_api
 from services.auth import create_token
 from storage import ClickHouseServer
-from tests.conftest import CLICKHOUSE_URL, KAFKA_BOOTSTRAP, unique_database
+from tests.conftest import CLICKHOUSE_URL, KAFKA_BOOTSTRAP, drop_database, unique_database
 
 pytestmark = pytest.mark.integration
 
@@ -90,5 +90,4 @@ def test_ingest_produces_to_kafka_and_dead_letters() -> None:
     finally:
         admin.delete_topics([topic, dlq], timeout_ms=10_000)
         admin.close()
-        store.execute(f"DROP DATABASE IF EXISTS {store.database}")
-        store.close()
+        drop_database(store)

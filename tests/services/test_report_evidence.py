@@ -32,7 +32,7 @@ from services.reports import ReportError, Subject, chart_figures, listed_files, 
 from services.signing import new_signing_key_pem, sign_manifest, signing_block, verify_report
 from storage import EmbeddedClickHouse, Store
 from storage.rows import event_row, verdict_row
-from tests.conftest import data_folder, unique_database
+from tests.conftest import data_folder, drop_database, unique_database
 from tests.services.test_api import T0
 
 runner = CliRunner()
@@ -115,8 +115,7 @@ def reports(chdb_path: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[s
             write_report(store, Settings(report_signing_key=bad), subject, base / "bad", False)
         assert not (base / "bad").exists()
     finally:
-        store.execute("DROP DATABASE IF EXISTS {db}")
-        store.close()
+        drop_database(store)
     return {"signed": base / "signed", "unsigned": base / "unsigned", "data": settings.data_dir}
 
 

@@ -19,7 +19,7 @@ from bench.deployment import free_port
 from core import __version__
 from services.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, add_webhook, verify
 from storage import ClickHouseServer
-from tests.conftest import CLICKHOUSE_URL, unique_database
+from tests.conftest import CLICKHOUSE_URL, drop_database, unique_database
 from tests.services.test_webhooks import LOOPBACK, Receiver, _queue, _verdict
 
 pytestmark = pytest.mark.integration
@@ -89,5 +89,4 @@ def test_every_alert_arrives_across_a_killed_dispatcher() -> None:
             assert orjson.loads(body)["alert_id"] == headers["Idempotency-Key"]
     finally:
         receiver.close()
-        store.execute(f"DROP DATABASE IF EXISTS {store.database}")
-        store.close()
+        drop_database(store)

@@ -18,7 +18,7 @@ from distillguard.cli import ExitCode
 from storage import StoreError, open_store
 from storage.schema import TABLES
 from storage.server import ClickHouseServer, split_url
-from tests.conftest import CLICKHOUSE_SECURE_URL, ROOT, TLS_DIR, unique_database
+from tests.conftest import CLICKHOUSE_SECURE_URL, ROOT, TLS_DIR, drop_database, unique_database
 from tests.distillguard.test_cli_conventions import assert_one_line, distillguard
 from tests.storage.test_store_contract import read_all, sample_rows
 
@@ -107,8 +107,7 @@ def test_the_store_round_trips_over_mutual_tls() -> None:
             key = TABLES[table].order_by
             assert read_all(store, table) == sorted(rows, key=lambda r: [r[k] for k in key])
     finally:
-        store.execute("DROP DATABASE IF EXISTS {db}")
-        store.close()
+        drop_database(store)
 
 
 # TLS 1.3 refuses a client certificate after the handshake: the client reads the server's alert,
@@ -184,5 +183,4 @@ def test_the_cli_connects_with_an_encrypted_key_and_says_in_one_line_when_refuse
         store = ClickHouseServer(
             CLICKHOUSE_SECURE_URL, env["DG_DATABASE"], ca_file=CA, cert_file=CERT, key_file=KEY
         )
-        store.execute("DROP DATABASE IF EXISTS {db}")
-        store.close()
+        drop_database(store)

@@ -26,7 +26,7 @@ from storage.schema import EVENTS_V1
 from streaming.pipeline import Pipeline
 from streaming.sinks import BufferedSink, StoreSink, dlq_value, is_transient
 from streaming.sources import records_from_lines
-from tests.conftest import unique_database
+from tests.conftest import drop_database, unique_database
 
 T0 = 1_795_000_000_000
 
@@ -258,8 +258,7 @@ def legacy_store(chdb_path: Path) -> Iterator[Store]:
     store._insert_rows(EVENTS_V1, complete_rows(EVENTS_V1, [old]))
     store.migrate()
     yield store
-    store.execute("DROP DATABASE IF EXISTS {db}")
-    store.close()
+    drop_database(store)
 
 
 def test_events_stored_before_content_hashes_are_still_recognised(legacy_store: Store) -> None:

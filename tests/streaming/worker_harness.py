@@ -18,7 +18,7 @@ from bench.deployment import start_role
 from storage import ClickHouseServer
 from streaming.kafka import ensure_topic, make_producer, produce_lines
 from students.traffic import benign_requests
-from tests.conftest import CLICKHOUSE_URL, KAFKA_BOOTSTRAP, unique_database
+from tests.conftest import CLICKHOUSE_URL, KAFKA_BOOTSTRAP, drop_database, unique_database
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -153,5 +153,4 @@ class WorkerRun:
 
     def close(self) -> None:
         self.stop_all(signal.SIGKILL)
-        self.store.execute("DROP DATABASE IF EXISTS {db}")
-        self.store.close()
+        drop_database(self.store)
