@@ -3,6 +3,7 @@ baselines, on traffic worlds it was not tuned on.
 
     python -m bench.detection [--small] [--worlds sharegpt-chat,...] [--calibrations own,transfer]
                               [--detectors ours,ours_full,prada,mmd,volume_z] [--large-batch 5000]
+    python -m bench.detection --combine REPORT.json --combine REPORT.json
 
 A detector tuned to one generator's traffic looks good on that generator and fails elsewhere
 (issue 16: AUC 0.996 here, 0.936 and no verdict at all on an independent benchmark). So every
@@ -33,6 +34,10 @@ holds each detector's worst held-out world (benign and attacker accounts flagged
 lowest ROC AUC; strategies never flagged): forensic reports quote it in their methodology. The
 committed one was read back from the committed table (`world_figures_from_table`), since the run
 that measured it predates the file.
+
+`--combine A.json --combine B.json` runs nothing: it writes the same files from saved reports of
+the same worlds and batch sizes, each detector's latest run winning (`combine_reports`), so a
+change to our detector is re-measured without re-running the peers; the header names every run.
 """
 
 from __future__ import annotations
@@ -72,7 +77,7 @@ from streaming.pipeline import Pipeline
 from streaming.sinks import BufferedSink
 from streaming.sources import records_from_lines
 from students.embeddings import CachedEmbedder, cached_embedder
-from students.measured import measured_by, write_table
+from students.measured import command_line, duration, measured_by, write_table
 from students.scenario import REPLAY_BATCH, REPLAY_PER_ACCOUNT, batches
 
 # Ours in the default tiered mode and with every prompt embedded: the difference is what the
@@ -945,7 +950,76 @@ def run_lowo(
                 report["results"].append(result)
                 console.print(rich_table(result))
     report["headline"] = worst_worlds(report["results"])
+    report["command"] = command_line()
     return report
+
+
+# Settings that change what a result means: runs combined into one table must share them.
+_COMPARABLE = ("small", "batch", "per_account", "large_batch")
+
+
+def combine_reports(reports: Sequence[dict]) -> dict:
+    """One report from several runs on the same worlds, so that re-running one detector after a
+    change does not mean re-running every peer (`--combine`). For each detector, held-out world
+    and calibration the latest run's result wins; the headline is recomputed; `sources` says
+    which run (command, date, wall time) measured which detectors."""
+    ordered = sorted(reports, key=lambda report: report["generated_at"])
+    for key in ("worlds", *_COMPARABLE):
+        values = {orjson.dumps(report[key], option=orjson.OPT_SORT_KEYS) for report in ordered}
+        if len(values) > 1:
+            raise typer.BadParameter(f"the reports differ in {key}: they cannot share a table")
+    latest: dict[tuple[str, str, str], dict] = {}
+    for report in ordered:
+        for result in report["results"]:
+            latest[result["detector"], result["world"], result["calibration"]] = result
+    worlds = list(ordered[-1]["worlds"])
+    results = sorted(
+        latest.values(),
+        key=lambda r: (
+            worlds.index(r["world"]),
+            DETECTORS.index(r["detector"]),
+            CALIBRATIONS.index(r["calibration"]),
+        ),
+    )
+    return {
+        **ordered[-1],
+        "detectors": [name for name in DETECTORS if any(k[0] == name for k in latest)],
+        "calibrations": [mode for mode in CALIBRATIONS if any(k[2] == mode for k in latest)],
+        "skipped": sorted({s for report in ordered for s in report["skipped"]}),
+        "results": results,
+        "headline": worst_worlds(results),
+        "wall_seconds": sum(report["wall_seconds"] for report in ordered),
+        "sources": [
+            {
+                "generated_at": report["generated_at"],
+                "command": _command_of(report),
+                "detectors": sorted({r["detector"] for r in report["results"]}),
+                "wall_seconds": report["wall_seconds"],
+            }
+            for report in ordered
+        ],
+    }
+
+
+def _command_of(report: dict) -> str:
+    """The command that produced a report (reports from before it was recorded: rebuilt from
+    the detectors and calibrations it ran)."""
+    return report.get("command") or (
+        f"python -m bench.detection --detectors {','.join(report['detectors'])} "
+        f"--calibrations {','.join(report['calibrations'])}"
+    )
+
+
+def _header(report: dict) -> str:
+    """The results files' header line: the command and wall time, or each combined run's."""
+    if "sources" not in report:
+        return measured_by(seconds=report["wall_seconds"])
+    runs = "; ".join(
+        f"`{source['command']}` ({source['generated_at'][:10]}, wall "
+        f"{duration(source['wall_seconds'])})"
+        for source in report["sources"]
+    )
+    return measured_by(note=f"combining the runs {runs}")
 
 
 # The figures forensic reports quote (services/reports.py reads the JSON at render time).
@@ -1084,7 +1158,7 @@ def write_outputs(
     written = {"json": stem.with_suffix(".json"), "markdown": stem.with_suffix(".md")}
     written["json"].write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
     written["markdown"].write_text(markdown(report))
-    header = measured_by(seconds=report["wall_seconds"])
+    header = _header(report)
     suffix = "-small" if report["small"] else ""
     written["table"] = write_table(
         table_path(f"{RESULTS_TABLE}{suffix}"), lowo_table(report), header
@@ -1146,8 +1220,21 @@ def main(
             "runs (0: skip)."
         ),
     ] = 0,
+    combine: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="Run nothing: write the tables from these saved reports (JSON, same worlds), "
+            "the latest run's result winning per detector, world and calibration. Repeatable."
+        ),
+    ] = None,
 ) -> None:
     """Leave-one-world-out detection benchmark (see the module docstring)."""
+    if combine:
+        report = combine_reports([orjson.loads(path.read_bytes()) for path in combine])
+        print_lowo(report)
+        written = write_outputs(report, CACHE)
+        console.print("; ".join(f"{kind}: {path}" for kind, path in written.items()))
+        return
     wall = time.perf_counter()
     chosen = _names(worlds, list(WORLDS), "world")
     names = _names(detectors, DETECTORS, "detector")

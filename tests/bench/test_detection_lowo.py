@@ -28,6 +28,7 @@ from bench.detection import (
     Run,
     batches,
     calibration_for,
+    combine_reports,
     error_rates,
     evaluate,
     lowo_table,
@@ -347,6 +348,41 @@ def test_write_outputs_keys_the_report_by_the_worlds_built_files(
     rates = orjson.loads(first["error_rates"].read_bytes())
     assert first["error_rates"] == tmp_path / "detection-error-rates-small.json"
     assert rates["measured"].startswith("Measured ") and rates["worlds"] == list(report["worlds"])
+
+
+def test_combined_reports_keep_each_detectors_latest_run_and_say_which_run_measured_it(
+    lowo: tuple[dict, list[list[Event]]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Re-running one detector after a change, then combining with the earlier run of the
+    others: the re-run's results replace the earlier ones, the others stay, the header names
+    both runs, and runs on other worlds or batch sizes are refused."""
+    report, _ = lowo
+    earlier = report | {"generated_at": "2026-12-01T00:00:00+00:00", "wall_seconds": 60.0}
+    earlier["results"] = [r | {"detector": "prada"} for r in report["results"]] + [
+        r | {"metrics": r["metrics"] | {"attackers_flagged": 0.0}} for r in report["results"]
+    ]
+    later = report | {"generated_at": "2026-12-02T00:00:00+00:00", "command": "rerun volume"}
+    combined = combine_reports([later, earlier])  # in any order: the later run wins
+    assert combined["detectors"] == ["prada", "volume_z"]
+    volume = [r for r in combined["results"] if r["detector"] == "volume_z"]
+    assert volume == report["results"]  # not the earlier run's zeroed metrics
+    assert len(combined["results"]) == 2 * len(report["results"])
+    assert [s["command"] for s in combined["sources"]][1] == "rerun volume"
+    assert combined["sources"][0]["detectors"] == ["prada", "volume_z"]
+    assert combined["wall_seconds"] == 61.0
+
+    monkeypatch.setattr(detection, "CACHE", tmp_path / "cache")
+    monkeypatch.setattr(detection, "result_path", lambda name: tmp_path / f"{name}.md")
+    paths = []
+    for name, part in (("a", earlier), ("b", later)):
+        paths += ["--combine", str(tmp_path / f"{name}.json")]
+        (tmp_path / f"{name}.json").write_bytes(orjson.dumps(part))
+    outcome = CliRunner().invoke(detection.app, paths)
+    assert outcome.exit_code == 0, outcome.output
+    header = (tmp_path / "detection-lowo-small.md").read_text().splitlines()[0]
+    assert "combining the runs" in header and "`rerun volume` (2026-12-02" in header
+    with pytest.raises(Exception, match="differ in large_batch"):
+        combine_reports([later, earlier | {"large_batch": 5000}])
 
 
 def _without_auc_values(rates: dict) -> dict:
