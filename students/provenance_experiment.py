@@ -351,7 +351,13 @@ def run_experiment(
     # one generator per draw, so changing one size leaves the other draws (and caches) alone.
     # The first `training_pairs` prompts are the attacker's; clean students draw theirs from all
     # of them, so that they are not all copies of one chance draw of plain answers.
-    pool = random.Random(config.seed).sample(list(attack_pool(PROMPT_CHARS)), config.pool_size)
+    available = attack_pool(PROMPT_CHARS)
+    if config.pool_size > len(available):
+        raise ValueError(
+            f"{config.pool_size} training prompts wanted ({config.training_pairs} pairs x "
+            f"{config.clean_pool:g} for clean draws), {len(available)} in the attack pool"
+        )
+    pool = random.Random(config.seed).sample(list(available), config.pool_size)
     prompts = pool[: config.training_pairs]
     benign_prompts = _benign_prompts(config.benign_answers, random.Random(config.seed + 1))
     log(
