@@ -93,21 +93,24 @@ class ExperimentConfig:
         return max(1, round(fraction * self.training_pairs)) if fraction else 0
 
 
-# What one unit of work costs on the project's 2-core VM (CPU; seconds), for `estimate`:
+# What one unit of work costs on the project's 2-core VM (CPU; seconds), for `estimate`. Scratch
+# figures are CPU seconds measured 2026-12-03 at the default sizes (640 answers of 48 tokens,
+# 7.3k kept tokens, one thread; the machine was shared, so wall time was up to 4x these):
 # - a teacher answer of 48 tokens in batches of 32: 1.0 s (the 64-pair run's 656 answers, 11 min);
-# - a pair-epoch: scratch student with a trimmed vocabulary on one thread, 0.018 s (240 real
-#   640-pair-corpus pair-epochs, 7.3k kept tokens: 4.2 s of CPU, 2026-12-03); pruned teacher
-#   (every 6th block) ~1 s (bench/results/students.md);
-# - a student's 48-token greedy answer, batches of 32, one thread: scratch 0.035 s (64 in 2.2 s);
-#   pruned ~0.3 s (estimated from its size, not measured);
-# - the open test's forward pass over one fed answer: scratch 0.05 s; pruned ~0.3 s (estimated);
-# - one key's tests (closed + open windows): ~5,000 distinct contexts x 2 ms per green list;
-# - one attribution (ingest ~1k events into the embedded store, `attribute`): ~10 s.
+# - a pair-epoch: scratch student with a trimmed vocabulary, 0.023 s (one epoch over 640 pairs,
+#   its encoding and trimming included: 14.8 s); pruned teacher (every 6th block) ~1 s
+#   (bench/results/students.md);
+# - a student's 48-token greedy answer, batches of 32: scratch 0.042 s (640 in 26.7 s); pruned
+#   ~0.3 s (estimated from its size, not measured);
+# - the open test's forward pass over one fed answer: scratch 0.046 s (400 in 18.5 s); pruned
+#   ~0.3 s (estimated);
+# - one key's tests (closed + open windows; ~3.4k distinct contexts, a green list each): 6 s;
+# - one attribution (ingest up to ~1k events into the embedded store, `attribute`): ~10 s.
 TEACHER_ANSWER_S = 1.0
-PAIR_EPOCH_S = {"scratch": 0.018, "pruned": 1.0}
-STUDENT_ANSWER_S = {"scratch": 0.035, "pruned": 0.3}
-OPEN_TEXT_S = {"scratch": 0.05, "pruned": 0.3}
-KEY_TESTS_S = 10.0
+PAIR_EPOCH_S = {"scratch": 0.023, "pruned": 1.0}
+STUDENT_ANSWER_S = {"scratch": 0.042, "pruned": 0.3}
+OPEN_TEXT_S = {"scratch": 0.046, "pruned": 0.3}
+KEY_TESTS_S = 6.0
 ATTRIBUTION_S = 10.0
 BENCH_BUDGET_S = 2 * 3600  # `make bench` runs FULL: it must fit in 2 h on 2 CPU cores
 
@@ -142,9 +145,9 @@ def estimate(config: ExperimentConfig) -> dict[str, float]:
 
 # 27 students (7 shares + 20 clean) on 640 answers, 6 epochs: 480 steps each, as many as the
 # earlier 64-pair run's 60 epochs gave (the step count is what teaches a student the watermark).
-# 5 % is 32 watermarked answers. `estimate(FULL)`: teacher 33 min (cold cache), training 31 min,
-# tests 41 min; 1 h 46 min cold, 1 h 13 min with the teacher's answers cached. The scratch student:
-# the pruned teacher costs ~55x more per pair-epoch on CPU (27 of them: ~29 h); `--student pruned
+# 5 % is 32 watermarked answers. `estimate(FULL)`: teacher 33 min (cold cache), training 40 min,
+# tests 35 min; 1 h 48 min cold, 1 h 15 min with the teacher's answers cached. The scratch student:
+# the pruned teacher costs ~40x more per pair-epoch on CPU (27 of them: ~32 h); `--student pruned
 # --device cuda` takes it on a GPU machine.
 FULL = ExperimentConfig(
     training_pairs=640,
