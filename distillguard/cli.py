@@ -1211,13 +1211,26 @@ def provenance_experiment(
         ".distillguard/provenance/experiment"
     ),
     seed: Annotated[int, typer.Option(help="Seed of prompts, key and students.")] = 0,
+    student: Annotated[
+        str, typer.Option(help="scratch (6.7M, the CPU default) or pruned (the teacher's blocks).")
+    ] = "scratch",
+    every: Annotated[int, typer.Option(help="Pruned student: keep every k-th block.")] = 6,
+    hidden: Annotated[int, typer.Option(help="Scratch student: width.")] = 128,
+    layers: Annotated[int, typer.Option(help="Scratch student: blocks.")] = 2,
+    pairs: Annotated[int, typer.Option(help="Training answers per student; 0: default.")] = 0,
+    epochs: Annotated[int, typer.Option(help="Passes over them; 0: default.")] = 0,
+    clean_students: Annotated[
+        int, typer.Option(help="Students never trained on watermarked text; 0: default.")
+    ] = 0,
+    device: Annotated[str, typer.Option(help="cpu, or cuda on a GPU machine.")] = "cpu",
     table_out: Annotated[
-        Path | None, typer.Option(help="Also write the table the README quotes here.")
+        Path | None,
+        typer.Option(help="Also write the table the README quotes here (and its plot as .png)."),
     ] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Real students with 0-100 % watermarked training data: p-values, false accusations and
-    attribution precision, as a table."""
+    """Real students with 0-100 % watermarked training data: p-values against the share (a
+    dose-response table and plot), false accusations and attribution precision."""
     from dataclasses import replace
 
     from students.provenance_experiment import (
@@ -1227,26 +1240,34 @@ def provenance_experiment(
         run_experiment,
         write_results,
     )
+    from students.pruned import StudentSpec
 
-    config = replace(QUICK if quick else FULL, seed=seed)
+    if student not in ("pruned", "scratch"):
+        raise typer.BadParameter("pruned or scratch", param_hint="--student")
+    config = QUICK if quick else FULL
+    config = replace(
+        config,
+        seed=seed,
+        student=StudentSpec(student, every=every, hidden=hidden, layers=layers),  # type: ignore[arg-type]
+        training_pairs=pairs or config.training_pairs,
+        epochs=epochs or config.epochs,
+        clean_seeds=clean_students or config.clean_seeds,
+        device=device,
+    )
     with steps("provenance experiment", experiment_steps(config), console) as bar:
         report = run_experiment(config, get_settings(), out, log=bar.log, calibrate=not quick)
     emit(as_json, report.to_dict(), markdown(report))
     if table_out:
         write_results(report, table_out)
-    console.print(f"wrote {out / 'experiment.json'} and experiment.md")
+    console.print(f"wrote {out / 'experiment.json'}, experiment.md and experiment.png")
 
 
 def experiment_steps(config) -> int:
-    """How many lines `run_experiment` logs (its progress bar's total): one for the plan, one per
-    32 teacher answers (plain pool, watermarked, benign), one per student."""
-    batches = [
-        config.training_pairs * config.clean_pool,
-        config.training_pairs,
-        config.benign_accounts * config.benign_requests,
-    ]
+    """How many lines `run_experiment` logs (its progress bar's total): the estimate and the
+    plan, one per 32 teacher answers (plain pool, watermarked, benign), one per student."""
+    batches = [config.pool_size, config.training_pairs, config.benign_answers]
     students = len(config.fractions) + config.clean_seeds
-    return 1 + sum(math.ceil(count / 32) for count in batches) + students
+    return 2 + sum(math.ceil(count / 32) for count in batches) + students
 
 
 report_app = typer.Typer(

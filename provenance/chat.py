@@ -54,8 +54,8 @@ def greedy(
         input_ids[row, width - len(ids) :] = torch.tensor(ids)
         attention[row, width - len(ids) :] = 1
     generated = model.generate(
-        input_ids,
-        attention_mask=attention,
+        input_ids.to(model.device),
+        attention_mask=attention.to(model.device),
         max_new_tokens=tokens,
         do_sample=temperature > 0,
         temperature=temperature or None,
@@ -64,7 +64,7 @@ def greedy(
         repetition_penalty=None if temperature else 1.3,
         pad_token_id=tokenizer.eos_token_id,
     )
-    return tokenizer.batch_decode(generated[:, width:], skip_special_tokens=True)
+    return tokenizer.batch_decode(generated[:, width:].cpu(), skip_special_tokens=True)
 
 
 def answer(

@@ -144,7 +144,10 @@ def open_model_windows(
             for row, (ids, _) in enumerate(chunk):
                 input_ids[row, : len(ids)] = torch.tensor(ids)
                 attention[row, : len(ids)] = 1
-            predicted = model(input_ids=input_ids, attention_mask=attention).logits.argmax(-1)
+            logits = model(
+                input_ids=input_ids.to(model.device), attention_mask=attention.to(model.device)
+            ).logits
+            predicted = logits.argmax(-1).cpu()
             for row, (ids, start) in enumerate(chunk):
                 guesses = predicted[row].tolist()
                 seen = {(*c, t) for c, t in windows(ids[:start], context_width)}

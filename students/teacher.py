@@ -118,12 +118,16 @@ class Teacher:
         logits_processor: Any = None,
         model_tag: str = MODEL_NAME,
         threads: int | None = None,
+        device: str = "cpu",
     ) -> None:
         import torch
 
         if threads:
             torch.set_num_threads(threads)
         self.tokenizer, self.model = load_teacher(cache_dir)
+        # "cuda" on a GPU machine: the same model, though a sampled answer is another draw than
+        # the CPU's; the response cache keeps whichever was generated first.
+        self.model.to(device)
         self.cache_dir = cache_dir
         self.logits_processor = logits_processor  # e.g. the provenance watermark
         self.model_tag = model_tag
@@ -168,7 +172,7 @@ class Teacher:
             padding=True,
             truncation=True,
             max_length=MAX_CONTEXT_TOKENS,
-        )
+        ).to(self.model.device)
         prompt_lengths = inputs["attention_mask"].sum(dim=1).tolist()
         sample = settings.temperature > 0
         processors = LogitsProcessorList([self.logits_processor] if self.logits_processor else [])
@@ -188,7 +192,7 @@ class Teacher:
                 pad_token_id=self.tokenizer.pad_token_id,
             )
         width = inputs["input_ids"].shape[1]
-        new_tokens = output.sequences[:, width:]
+        new_tokens = output.sequences[:, width:].cpu()
         log_softmax = (
             [torch.log_softmax(s.float(), dim=-1) for s in output.scores]
             if settings.logprobs

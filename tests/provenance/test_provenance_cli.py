@@ -58,7 +58,17 @@ def distillguard(
 def test_quick_experiment_on_real_students(tmp_path: Path) -> None:
     """The fully watermarked student is caught and its harvesters named; clean students are
     not accused under our key or under other keys (the full run measures the rates)."""
-    distillguard("provenance", "experiment", "--quick", "--out", str(tmp_path), timeout=1750)
+    table = tmp_path / "results" / "provenance.md"
+    distillguard(
+        "provenance",
+        "experiment",
+        "--quick",
+        "--out",
+        str(tmp_path),
+        "--table-out",
+        str(table),
+        timeout=1750,
+    )
     report = orjson.loads((tmp_path / "experiment.json").read_bytes())
     students = report["students"]
     marked = [s for s in students if s["fraction"] == 1.0]
@@ -72,6 +82,13 @@ def test_quick_experiment_on_real_students(tmp_path: Path) -> None:
     null = [p for s in clean for p in s["null_p_values"]]
     assert len(null) == 20 and sum(p < 0.01 for p in null) <= 2
     assert "| 100% | 0 | 16 |" in (tmp_path / "experiment.md").read_text()
+    # the dose-response: the clean students at 0 %, then the marked one, as table and plot
+    dose = report["dose_response"]
+    assert [(d["fraction"], d["watermarked_pairs"]) for d in dose] == [(0.0, 0), (1.0, 16)]
+    assert dose[1]["closed_p"] == marked[0]["closed"]["score"]["p_value"]
+    assert "| 100% | 16 |" in table.read_text() and "| 0% | 0 | median" in table.read_text()
+    for png in (tmp_path / "experiment.png", table.with_suffix(".png")):
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def _answers(count: int) -> list[str]:

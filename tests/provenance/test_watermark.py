@@ -63,3 +63,13 @@ def test_repeated_windows_are_scored_once() -> None:
     assert once.scored == 3 and repeated.scored == 4  # (8, 5) is the one new window
     assert greens.green_count == 250
     assert greens.is_green((5,), int(greens.green_ids((5,))[0]))
+
+
+def test_grouped_scoring_counts_what_each_window_test_counts() -> None:
+    """score_windows draws each context's green list once; its count must be the per-window
+    one (every token of the vocabulary after a few contexts, so both colours occur)."""
+    greens = GreenList(KEY, 1000)
+    pairs = [((context,), token) for token in range(1000) for context in (3, 9, 3)]
+    score = score_windows(greens, pairs)
+    expected = sum(greens.is_green((c,), t) for c in (3, 9) for t in range(1000))
+    assert score.scored == 2000 and score.green == expected == 2 * greens.green_count

@@ -1,0 +1,71 @@
+"""The provenance experiment's sizes and summaries, without models: the default run is what
+issue 20 asks for (5 % is at least 30 answers, 20 clean students, a 0-100 % dose-response) and
+its estimate fits `make bench`'s 2 hours on 2 CPU cores; the dose-response rows and the
+false-accusation bound are computed from the students as stated. Real students:
+tests/provenance/test_provenance_cli.py."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from provenance.radioactivity import RadioactivityResult
+from provenance.watermark import WatermarkScore
+from students.provenance_experiment import (
+    BENCH_BUDGET_S,
+    FULL,
+    ExperimentReport,
+    StudentResult,
+    estimate,
+    upper_95,
+)
+from students.pruned import StudentSpec
+
+
+def test_the_default_run_measures_five_percent_with_enough_answers_and_clean_students() -> None:
+    assert FULL.watermarked_pairs(0.05) >= 30
+    assert FULL.clean_seeds >= 20 and FULL.null_keys >= 1
+    assert {0.01, 0.02, 0.05, 0.10, 0.20, 0.50, 1.0} <= set(FULL.fractions)
+    assert FULL.pool_size > FULL.training_pairs  # clean students draw different answer sets
+    assert FULL.student.kind == "scratch" and FULL.device == "cpu"
+
+
+def test_the_default_run_fits_the_bench_budget_and_a_pruned_student_would_not() -> None:
+    expected = estimate(FULL)
+    assert expected["total"] == expected["teacher"] + expected["training"] + expected["tests"]
+    assert expected["total"] < BENCH_BUDGET_S
+    assert estimate(replace(FULL, student=StudentSpec("pruned")))["total"] > 5 * BENCH_BUDGET_S
+
+
+def _student(fraction: float, seed: int, closed: float, opened: float) -> StudentResult:
+    def result(mode, p: float) -> RadioactivityResult:
+        return RadioactivityResult(mode, 10, WatermarkScore(100, 25, 0.0, p))
+
+    pairs = FULL.watermarked_pairs(fraction)
+    student = StudentResult(
+        fraction, seed, pairs, result("closed", closed), result("open", opened), opened
+    )
+    student.precision_at_3 = 1.0 if pairs else None
+    return student
+
+
+def test_dose_response_rows_and_the_false_accusation_bound() -> None:
+    students = [
+        _student(1.0, 0, 1e-30, 1e-8),
+        _student(0.05, 0, 1e-7, 0.2),
+        *[_student(0.0, seed, p, 0.5) for seed, p in enumerate((0.3, 0.005, 0.6))],
+    ]
+    report = ExperimentReport(FULL, "wm-test", students, {})
+    rows = report.dose_response()
+    assert [(r.fraction, r.watermarked_pairs) for r in rows] == [(0.0, 0), (0.05, 32), (1.0, 640)]
+    assert rows[0].closed_p == 0.3 and rows[0].closed_min_p == 0.005  # median, smallest
+    assert rows[2].closed_p == 1e-30 and rows[2].precision_at_3 == 1.0
+    accused = report.false_accusations()
+    assert (accused["false_accusations"], accused["tests"], accused["students_accused"]) == (
+        1,
+        6,
+        1,
+    )
+    assert upper_95(0, 40) == pytest.approx(1 - 0.05 ** (1 / 40))
+    assert upper_95(40, 40) == 1.0
