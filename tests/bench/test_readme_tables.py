@@ -86,3 +86,6 @@ def test_the_detection_table_has_the_readme_columns_and_formats() -> None:
         "| ours (tiered) | 0.972 (paraphrase_blending) | 0.996 | 0.945 | 3 / 35 | 1.00 | 3/3 "
         "| 2,219 |"
     )
+    small = readme_table([{k: v for k, v in result.items() if k != "events_per_s_benign"}])
+    assert small.splitlines()[0].endswith("| events/s (small batches) |")
+    assert small.splitlines()[2].endswith("| 1,000 |")  # not labelled as benign traffic
