@@ -178,8 +178,10 @@ class Event(BaseModel):
             return 1
         return sum(1 for m in self.messages if m.role == "user") or 1
 
-    @property
+    @cached_property
     def prompt_hash(self) -> str:
+        """SHA-256 of `prompt_text`, once per event like `content_hash` (the evidence check, the
+        row check and the row itself each read it; events are not changed after parsing)."""
         return prompt_hash(self.prompt_text)
 
     @property
