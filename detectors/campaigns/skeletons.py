@@ -80,7 +80,7 @@ def skeleton_keys(prompt: str) -> list[str]:
         parts += [
             (kind, line)
             for kind, line in (("f", lines[0]), ("l", lines[-1]))
-            if len(line.split()) <= FRAME_WORDS
+            if len(line.split(maxsplit=FRAME_WORDS)) <= FRAME_WORDS
         ]
     keys = []
     for kind, text in parts:
