@@ -169,7 +169,9 @@ class PromptMemo(Generic[T]):
     (['A', 'B', 'A'], ['B', 'C'], [['a', 'b'], ['c']])
     """
 
-    def __init__(self, compute: Callable[[list[str]], Iterable[T]], size: int = MEMO_PROMPTS):
+    def __init__(
+        self, compute: Callable[[list[str]], Iterable[T]], size: int = MEMO_PROMPTS
+    ) -> None:
         self.compute = compute
         self.size = size
         self._results: OrderedDict[str, T] = OrderedDict()
