@@ -178,8 +178,10 @@ class Event(BaseModel):
             return 1
         return sum(1 for m in self.messages if m.role == "user") or 1
 
-    @property
+    @cached_property
     def prompt_hash(self) -> str:
+        """SHA-256 of `prompt_text`, once per event like `content_hash` (the evidence check, the
+        row check and the row itself each read it; events are not changed after parsing)."""
         return prompt_hash(self.prompt_text)
 
     @property
@@ -337,9 +339,12 @@ def parse_event(
         return dead(f"invalid_json: {exc}")
     if not isinstance(document, dict):
         return dead(f"not_an_object: expected a JSON object, got {type(document).__name__}")
-    depth = nesting_depth(document)
-    if depth > MAX_DEPTH:
-        return dead(f"too_deep: nesting {depth} exceeds {MAX_DEPTH}", document)
+    # Nesting cannot exceed the count of opening brackets: that bound spares nearly every
+    # event the walk over its parsed values.
+    if data.count(b"{") + data.count(b"[") > MAX_DEPTH:
+        depth = nesting_depth(document)
+        if depth > MAX_DEPTH:
+            return dead(f"too_deep: nesting {depth} exceeds {MAX_DEPTH}", document)
     origin: Mapping[str, str] | None = None
     if mapper is not None:
         origin = mapper.origin

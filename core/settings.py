@@ -115,6 +115,10 @@ class Settings(BaseSettings):
     detector: Literal["extraction", "volume"] = "extraction"
     embedding_tier: Literal["tiered", "full", "off"] = "tiered"
     embedding_max_tokens: int = 64  # MiniLM truncation: 156 prompts/s at 64 tokens, 99 at 128
+    # MiniLM's CPU threads in each process (0: one per core). Set 1 when several workers share
+    # the cores: their OpenMP threads waiting at barriers cost more than they gain (busy 2-core
+    # machine: 15 ms a prompt on one thread, 26 on two). The vectors are the same either way.
+    embedding_threads: int = Field(default=0, ge=0)
     target_fpr: float = 0.001  # share of benign accounts the extraction threshold may flag
     api_token: SecretStr | None = None
     # Client addresses (IPs or CIDR networks) whose `X-Forwarded-For` is believed; empty: none,

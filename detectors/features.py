@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import base64
 import ipaddress
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Generic, TypeVar
 
 import numpy as np
 
@@ -23,6 +26,9 @@ _HASH_FEATURES = 2**16
 _PROJECTION_SEED = 20261128
 PROMPT_CHARS = 2000  # longer prompts are cut for hashing and embedding
 EVIDENCE_CHARS = 240  # prompt snippet kept in checkpoints as evidence
+MEMO_PROMPTS = 32_768  # distinct recent prompts whose per-prompt features are remembered
+
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -148,12 +154,51 @@ class SimHasher:
         return [int(v) for v in packed]
 
 
+class PromptMemo(Generic[T]):
+    """A pure batch function of prompts (one result per prompt, in order) that computes each
+    distinct prompt once and remembers the results of the last `size` distinct prompts.
+
+    Four in ten requests of a stream repeat an earlier prompt (retries, templates, scripted
+    clients), and SimHash, the reasoning classifier, language detection and skeleton keys each
+    cost far more than a lookup. Keyed by the prompt itself, so a result is always exactly what
+    `compute` gives that prompt.
+
+    >>> calls = []
+    >>> upper = PromptMemo(lambda ps: calls.append(ps) or [p.upper() for p in ps], size=2)
+    >>> upper(["a", "b", "a"]), upper(["b", "c"]), calls
+    (['A', 'B', 'A'], ['B', 'C'], [['a', 'b'], ['c']])
+    """
+
+    def __init__(
+        self, compute: Callable[[list[str]], Iterable[T]], size: int = MEMO_PROMPTS
+    ) -> None:
+        self.compute = compute
+        self.size = size
+        self._results: OrderedDict[str, T] = OrderedDict()
+
+    def __call__(self, prompts: Sequence[str]) -> list[T]:
+        results = self._results
+        missing = list(dict.fromkeys(p for p in prompts if p not in results))
+        if missing:
+            results.update(zip(missing, self.compute(missing), strict=True))
+        found = []
+        for prompt in prompts:
+            results.move_to_end(prompt)
+            found.append(results[prompt])
+        while len(results) > self.size:
+            results.popitem(last=False)
+        return found
+
+
 def hamming(a: int, b: int) -> int:
     return (a ^ b).bit_count()
 
 
-def featurize(events: list[Event], hasher: SimHasher) -> list[EventFeatures]:
-    """Cheap features of a batch of events (no neural embedding yet)."""
+def featurize(
+    events: list[Event], hasher: Callable[[list[str]], Sequence[int]]
+) -> list[EventFeatures]:
+    """Cheap features of a batch of events (no neural embedding yet); `hasher`: a `SimHasher`,
+    or one behind a `PromptMemo`."""
     prompts = [e.prompt_text[:PROMPT_CHARS] for e in events]
     hashes = hasher(prompts)
     features = []

@@ -470,7 +470,7 @@ class BenignReference:
 
 
 # --- per-account window helpers ----------------------------------------------------------------
-def window_duplicate_rate(simhashes: Sequence[int], max_hamming: int) -> float:
+def window_duplicate_rate(simhashes: Sequence[int] | np.ndarray, max_hamming: int) -> float:
     """Share of prompts with a near-duplicate earlier in the window: templated harvests repeat
     a skeleton, people rarely repeat themselves.
 
@@ -479,14 +479,12 @@ def window_duplicate_rate(simhashes: Sequence[int], max_hamming: int) -> float:
     """
     if len(simhashes) < 2:
         return 0.0
-    codes = simhash_codes(simhashes)
-    index = faiss.IndexBinaryFlat(SIMHASH_BITS)
-    index.add(codes)
-    with _serial_if_small(len(codes), len(codes), SIMHASH_BITS // 8):
-        lims, _, ids = index.range_search(codes, max_hamming + 1)  # binary radius is exclusive
-    queries = np.repeat(np.arange(len(codes)), np.diff(lims).astype(np.int64))
-    earlier = queries[ids < queries]
-    return float(len(np.unique(earlier)) / len(codes))
+    # A window is at most a few hundred prompts: every pair's distance in numpy is cheaper than
+    # building a FAISS index and setting its thread count, on every assessment of every account.
+    values = np.asarray(simhashes, dtype=np.uint64)
+    near = np.bitwise_count(values[:, None] ^ values[None, :]) <= max_hamming
+    with_earlier = np.tril(near, k=-1).any(axis=1)
+    return float(np.count_nonzero(with_earlier) / len(values))
 
 
 def window_nearest_similarity(embeddings: np.ndarray) -> np.ndarray:

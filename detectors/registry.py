@@ -35,7 +35,10 @@ def build_detector(settings: Settings, target_fpr: float | None = None) -> Detec
     if settings.embedding_tier != "off":
         from detectors.embedding import PromptEmbedder
 
-        embedder = PromptEmbedder(max_seq_length=settings.embedding_max_tokens)
+        embedder = PromptEmbedder(
+            max_seq_length=settings.embedding_max_tokens,
+            cpu_threads=settings.embedding_threads or None,
+        )
     return ExtractionDetector(
         embedder=embedder,
         reasoning=_reasoning_scorer(settings),

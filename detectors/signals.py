@@ -79,9 +79,9 @@ class Window:
 
 
 def near_duplicate_rate(window: Window) -> float:
-    """Share of prompts with a near-duplicate (SimHash, FAISS binary search) earlier in the
+    """Share of prompts with a near-duplicate (SimHash Hamming distance) earlier in the
     window."""
-    return window_duplicate_rate(window.simhashes.tolist(), NEAR_DUPLICATE_BITS)
+    return window_duplicate_rate(window.simhashes, NEAR_DUPLICATE_BITS)
 
 
 def single_shot_share(window: Window) -> float:

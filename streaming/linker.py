@@ -35,6 +35,7 @@ from detectors.fusion.campaigns import CampaignUpdate, CampaignView
 from storage import Store
 from storage.checkpoints import account_states
 from streaming.kafka import Kafka, Rebalance, group_consumer, stream_name
+from streaming.loop import freeze_startup_heap
 from streaming.sinks import Sink
 
 log = logging.getLogger("distillguard.linker")
@@ -181,6 +182,7 @@ class Linker:
             log.info("offset commit deferred by a rebalance: %s", exc)
 
     def run(self) -> None:
+        freeze_startup_heap()
         quiet_since = time.monotonic()
         settled = False
         try:

@@ -28,7 +28,7 @@ from core.timeutil import now_ms
 from detectors.base import calibration_of
 from detectors.drift import DriftMonitor
 from streaming.kafka import KafkaSource
-from streaming.loop import run
+from streaming.loop import freeze_startup_heap, run
 from streaming.pipeline import Pipeline
 from streaming.sinks import is_transient
 
@@ -236,6 +236,7 @@ class Worker:
         """Consume until `stop` is set; never lets a poison message or an outage end the loop."""
         SINKS_UP.set(1)
         self._next_lag = 0.0
+        freeze_startup_heap()
         run(
             self.source,
             self.pipeline,

@@ -17,7 +17,7 @@ from detectors.base import Detector
 from detectors.campaigns import CampaignLinker, feed
 from detectors.campaigns.feed import ProfileUpdate
 from detectors.campaigns.skeletons import skeleton_keys
-from detectors.features import EventFeatures, SimHasher, featurize
+from detectors.features import EventFeatures, PromptMemo, SimHasher, featurize
 from detectors.fusion import benign, persistence, tiering
 from detectors.fusion.benign import BUCKETS, BenignValues, IsolationSurprise, Snapshot
 from detectors.fusion.explanation import reasons, with_examples
@@ -73,6 +73,11 @@ class ExtractionDetector(Detector):
         self.reference_size = reference_size
         self.seed = seed
         self.hasher = SimHasher()
+        # Per-prompt features are pure: each distinct recent prompt is featurised once.
+        self._simhashes = PromptMemo(self.hasher)
+        self._reasoning = None if reasoning is None else PromptMemo(reasoning)
+        self._languages = None if languages is None else PromptMemo(languages)
+        self._skeletons = PromptMemo(lambda prompts: [skeleton_keys(p) for p in prompts])
         self.accounts: dict[str, AccountWindow] = {}
         self.reference_: Reference | None = None
         self.benign_values_: BenignValues = {}
@@ -108,13 +113,13 @@ class ExtractionDetector(Detector):
         """Cheap features for every event; neural embeddings where the tier policy wants them
         (`embed_all`: calibration). One vectorised pass over the whole batch."""
         events = [event for batch in updates.values() for event in batch]
-        features = featurize(events, self.hasher)
+        features = featurize(events, self._simhashes)
         prompts = [f.prompt for f in features]
-        if self.reasoning is not None and features:
-            for item, probability in zip(features, self.reasoning(prompts), strict=True):
+        if self._reasoning is not None and features:
+            for item, probability in zip(features, self._reasoning(prompts), strict=True):
                 item.reasoning = float(probability)
-        if self.languages is not None and features:
-            for item, language in zip(features, self.languages(prompts), strict=True):
+        if self._languages is not None and features:
+            for item, language in zip(features, self._languages(prompts), strict=True):
                 item.language = language
         by_account: dict[str, list[EventFeatures]] = {}
         chosen: list[EventFeatures] = []
@@ -343,15 +348,13 @@ class ExtractionDetector(Detector):
         skeleton keys, from the whole prompt) and where the account stands."""
         assert self.linker is not None
         shortest = self.linker.params.min_prompt_chars  # the linker ignores shorter prompts
-        skeletons: dict[str, list[str]] = {}
         updates = []
         for account_id, items in prepared.items():
-            events = []
-            for f in items:
-                if f.prompt_key not in skeletons:
-                    long_enough = len(f.prompt.strip()) >= shortest
-                    skeletons[f.prompt_key] = skeleton_keys(f.prompt) if long_enough else []
-                events.append(feed.LinkEvent(f, skeletons[f.prompt_key]))
+            keys = self._skeletons([f.prompt for f in items])
+            events = [
+                feed.LinkEvent(f, found if len(f.prompt.strip()) >= shortest else [])
+                for f, found in zip(items, keys, strict=True)
+            ]
             own = assessments[account_id]
             seen = self.accounts[account_id].seen
             updates.append(ProfileUpdate(account_id, seen, own.score, own.label, events))
