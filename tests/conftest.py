@@ -37,11 +37,17 @@ TLS_DIR = Path(os.environ.get("DG_TEST_TLS_DIR", "/tmp/distillguard-run/tls"))
 # The services the test scripts start: the only `DG_*` variables a test inherits.
 KEPT_ENVIRONMENT = ("DG_CLICKHOUSE_URL", "DG_KAFKA_BOOTSTRAP", "DG_TEST_CACHE")
 # The local ClickHouse cluster (scripts/clickhouse-cluster-up, 2 shards x 2 replicas): its store
-# URL when already started, and the variables its scripts read (kept before the session's
-# hermetic environment clears every `DG_*`).
+# URL when already started.
 CLICKHOUSE_CLUSTER = "distillguard"
 CLICKHOUSE_CLUSTER_URL = os.environ.get("DG_CLICKHOUSE_CLUSTER_URL")
-CLUSTER_SCRIPT_ENV = {n: os.environ[n] for n in ("DG_RUN_DIR", "DG_CACHE_DIR") if n in os.environ}
+# What the service scripts (scripts/clickhouse-*) read, kept before the session's hermetic
+# environment clears every `DG_*`: a test that stops and restarts a server must act on the one
+# the session started (its run folder and ports), not on the defaults'.
+SCRIPT_ENV = {
+    name: value
+    for name, value in os.environ.items()
+    if name in ("DG_RUN_DIR", "DG_CACHE_DIR") or name.startswith("DG_CH_")
+}
 
 ROOT = Path(__file__).resolve().parents[1]
 TEST_CACHE = Path(os.environ.get("DG_TEST_CACHE", ROOT / ".test-cache")).resolve()
@@ -158,7 +164,7 @@ def cluster_script(name: str, *args: str) -> str:
     DG_CACHE_DIR; its last stdout line. Fails the test, with the script's log, when it fails."""
     done = subprocess.run(
         [str(ROOT / "scripts" / f"clickhouse-cluster-{name}"), *args],
-        env={**os.environ, **CLUSTER_SCRIPT_ENV},
+        env={**os.environ, **SCRIPT_ENV},
         capture_output=True,
         text=True,
         timeout=900,

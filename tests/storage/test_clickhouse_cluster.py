@@ -30,7 +30,7 @@ from storage import ClickHouseServer, Store, StoreError, open_store
 from storage.rows import event_row
 from storage.schema import MIGRATIONS, SCHEMA_MIGRATIONS, TABLES, cluster_statements
 from storage.server import CLUSTER_SETTINGS, split_url
-from tests.conftest import CLICKHOUSE_CLUSTER, CLUSTER_SCRIPT_ENV, cluster_script, unique_database
+from tests.conftest import CLICKHOUSE_CLUSTER, SCRIPT_ENV, cluster_script, unique_database
 from tests.storage import test_store_contract as contract
 
 # Every test of the store contract suite, collected here too, runs against `store` below: the
@@ -347,7 +347,7 @@ def test_a_replica_killed_mid_stream_loses_nothing(clickhouse_cluster: str) -> N
     Distributed table to shard 1's other replica) until it is started again, and after. A batch
     that fails is written again, as the worker does (writes are idempotent). Every row ends up
     stored once, on its account's shard, on both of its replicas."""
-    run_dir = Path(CLUSTER_SCRIPT_ENV.get("DG_RUN_DIR", "/tmp/distillguard-run")) / "ch-cluster"
+    run_dir = Path(SCRIPT_ENV.get("DG_RUN_DIR", "/tmp/distillguard-run")) / "ch-cluster"
     store = open_cluster_store(clickhouse_cluster)
     batch, accounts = 200, 97
     written: list[Event] = []

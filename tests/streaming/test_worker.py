@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import subprocess
 import time
@@ -14,7 +15,7 @@ import pytest
 from bench.deployment import consumed, free_port
 from streaming.kafka import make_producer
 from streaming.malformed import interleave_malformed
-from tests.conftest import KAFKA_BOOTSTRAP
+from tests.conftest import KAFKA_BOOTSTRAP, SCRIPT_ENV
 from tests.streaming.worker_harness import ROOT, WorkerRun, real_prompt_lines
 
 pytestmark = pytest.mark.integration
@@ -83,11 +84,13 @@ def test_clickhouse_outage_of_30_s_loses_nothing(run: WorkerRun, lines: list[byt
     run.produce(lines)
     run.start_worker()
     run.wait_for(lambda: run.count("events") >= 3_000, 240, "3000 events before the outage")
-    subprocess.run([str(ROOT / "scripts/clickhouse-down")], check=True)
+    env = {**os.environ, **SCRIPT_ENV}
+    subprocess.run([str(ROOT / "scripts/clickhouse-down")], check=True, env=env)
     try:
         time.sleep(30)
     finally:
-        subprocess.run([str(ROOT / "scripts/clickhouse-up")], check=True, stdout=subprocess.DEVNULL)
+        up = [str(ROOT / "scripts/clickhouse-up")]
+        subprocess.run(up, check=True, stdout=subprocess.DEVNULL, env=env)
     run.wait_for(lambda: run.count("events") == EVENTS, 240, "all events after the outage")
     run.wait_for(run.committed_equals_end, 60, "offsets committed")
     assert run.stop_all() == [0]
