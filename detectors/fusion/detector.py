@@ -59,8 +59,11 @@ class ExtractionDetector(Detector):
         seed: int = 0,
     ) -> None:
         self.embedder = embedder
-        self.reasoning = reasoning
-        self.languages = languages
+        # Per-prompt features are pure: each distinct recent prompt is featurised once.
+        self.reasoning = None if reasoning is None else PromptMemo(reasoning)
+        self.languages = None if languages is None else PromptMemo(languages)
+        self.hasher = PromptMemo(SimHasher())
+        self.skeletons = PromptMemo(lambda prompts: [skeleton_keys(p) for p in prompts])
         self.linker = linker
         self.window = window
         self.tiered = tiered
@@ -72,12 +75,6 @@ class ExtractionDetector(Detector):
         self.topics = topics
         self.reference_size = reference_size
         self.seed = seed
-        self.hasher = SimHasher()
-        # Per-prompt features are pure: each distinct recent prompt is featurised once.
-        self._simhashes = PromptMemo(self.hasher)
-        self._reasoning = None if reasoning is None else PromptMemo(reasoning)
-        self._languages = None if languages is None else PromptMemo(languages)
-        self._skeletons = PromptMemo(lambda prompts: [skeleton_keys(p) for p in prompts])
         self.accounts: dict[str, AccountWindow] = {}
         self.reference_: Reference | None = None
         self.benign_values_: BenignValues = {}
@@ -113,13 +110,13 @@ class ExtractionDetector(Detector):
         """Cheap features for every event; neural embeddings where the tier policy wants them
         (`embed_all`: calibration). One vectorised pass over the whole batch."""
         events = [event for batch in updates.values() for event in batch]
-        features = featurize(events, self._simhashes)
+        features = featurize(events, self.hasher)
         prompts = [f.prompt for f in features]
-        if self._reasoning is not None and features:
-            for item, probability in zip(features, self._reasoning(prompts), strict=True):
+        if self.reasoning is not None and features:
+            for item, probability in zip(features, self.reasoning(prompts), strict=True):
                 item.reasoning = float(probability)
-        if self._languages is not None and features:
-            for item, language in zip(features, self._languages(prompts), strict=True):
+        if self.languages is not None and features:
+            for item, language in zip(features, self.languages(prompts), strict=True):
                 item.language = language
         by_account: dict[str, list[EventFeatures]] = {}
         chosen: list[EventFeatures] = []
@@ -350,7 +347,7 @@ class ExtractionDetector(Detector):
         shortest = self.linker.params.min_prompt_chars  # the linker ignores shorter prompts
         updates = []
         for account_id, items in prepared.items():
-            keys = self._skeletons([f.prompt for f in items])
+            keys = self.skeletons([f.prompt for f in items])
             events = [
                 feed.LinkEvent(f, found if len(f.prompt.strip()) >= shortest else [])
                 for f, found in zip(items, keys, strict=True)
