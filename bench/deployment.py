@@ -36,13 +36,24 @@ def consumed(log_text: str) -> int:
 
 
 def start_role(
-    role: str, client_id: str, args: Sequence[str], env: Mapping[str, str], log_path: Path
+    role: str,
+    client_id: str,
+    args: Sequence[str],
+    env: Mapping[str, str],
+    log_path: Path,
+    profile_to: Path | None = None,
 ) -> subprocess.Popen:
     """`distillguard ROLE --client-id ID ARGS` from the repository root, output to `log_path`
-    (the bench and the real-service tests start workers and linkers this way)."""
+    (the bench and the real-service tests start workers and linkers this way). `profile_to`:
+    run it under pyinstrument, whose text report of the whole process (start-up included) is
+    written there when the role stops on SIGTERM."""
+    profiler = (
+        [] if profile_to is None else ["-m", "pyinstrument", "-r", "text", "-o", str(profile_to)]
+    )
     with log_path.open("wb") as log:
         return subprocess.Popen(
-            [sys.executable, "-m", "distillguard.cli", role, "--client-id", client_id, *args],
+            [sys.executable, *profiler, "-m", "distillguard.cli", role, "--client-id", client_id]
+            + list(args),
             cwd=ROOT,
             env=dict(env),
             stdout=log,
@@ -128,13 +139,13 @@ class Deployment:
         }
         return os.environ | variables
 
-    def start(self, role: str, *args: str) -> subprocess.Popen:
+    def start(self, role: str, *args: str, profile_to: Path | None = None) -> subprocess.Popen:
         """`distillguard ROLE` as a subprocess, logging to `log_dir`; a worker gets its own
-        Prometheus port."""
+        Prometheus port; `profile_to`: under pyinstrument (`start_role`)."""
         number = len(self.processes)
         port = free_port() if role == "worker" else 0
         path = self.log_dir / f"{self.name}-{role}-{number}.log"
-        process = start_role(role, f"{role}{number}", args, self.env(port), path)
+        process = start_role(role, f"{role}{number}", args, self.env(port), path, profile_to)
         self.processes.append(process)
         self.logs[process.pid] = path
         if port:

@@ -3,7 +3,7 @@ processes + one `distillguard linker` → ClickHouse server, with the detector c
 provider calibrates it, on traffic that holds attackers and a multi-account campaign.
 
     python -m bench.pipeline [--world sdk-developers] [--small] [--workers 1,2,4]
-                             [--latency-rate 200] [--profile-size 5000]
+                             [--latency-rate 200] [--profile-size 5000] [--profile-linker]
 
 Needs the broker and server from `scripts/` (`make bench` starts them; `DG_KAFKA_BOOTSTRAP`,
 `DG_CLICKHOUSE_URL`).
@@ -49,6 +49,8 @@ What is measured (wall clock of this machine; all processes share it).
 
 `--profile-size` profiles one in-process worker (`distillguard.wiring.build_worker`, the same
 object `distillguard worker` runs) with pyinstrument over the first events of the world's log.
+`--profile-linker` runs the first run's `distillguard linker` process under pyinstrument (its
+whole life, start-up included) and prints where its time went.
 """
 
 from __future__ import annotations
@@ -231,9 +233,11 @@ def run_deployment(
     rate: float | None,
     idle_s: float,
     timeout_s: float,
+    linker_profile: Path | None = None,
 ) -> Run:
     """Start the roles, produce the log once the group is stable, poll the store until every
-    event is stored and the linker has settled, then read the workers' metrics."""
+    event is stored and the linker has settled, then read the workers' metrics. `linker_profile`:
+    run the linker under pyinstrument, its report written there."""
     from storage.queries.clusters import clusters_touching
 
     campaign = {a for members in scenario.campaigns.values() for a in members}
@@ -242,7 +246,7 @@ def run_deployment(
     deployment = Deployment(KAFKA, CLICKHOUSE_URL, data_dir, CACHE / "pipeline-logs")
     run = Run(workers, rate)
     try:
-        linker = deployment.start("linker", "--idle-s", str(idle_s))
+        linker = deployment.start("linker", "--idle-s", str(idle_s), profile_to=linker_profile)
         started = [deployment.start("worker") for _ in range(workers)]
         deployment.wait_until(lambda: deployment.group_members() == workers, 300, "the group")
         deployment.wait_until(
@@ -402,6 +406,12 @@ def main(
     profile_size: Annotated[
         int, typer.Option(help="Events for a pyinstrument-profiled in-process worker (0 skips).")
     ] = 5000,
+    profile_linker: Annotated[
+        bool,
+        typer.Option(
+            help="Run the first run's linker under pyinstrument; print where its time goes."
+        ),
+    ] = False,
 ) -> None:
     from bench.worlds import WORLDS
 
@@ -412,9 +422,11 @@ def main(
     counts = [int(n) for n in workers.split(",") if n]
     rates = ([None] if backlog else []) + ([latency_rate] if latency_rate else [])
     runs: list[Run] = []
+    linker_profile = CACHE / "pipeline-logs" / "linker-profile.txt" if profile_linker else None
     for count in counts:
         for rate in rates:
-            run = run_deployment(scenario, data_dir, count, rate, idle_s, timeout_s)
+            profiled = linker_profile if not runs else None
+            run = run_deployment(scenario, data_dir, count, rate, idle_s, timeout_s, profiled)
             runs.append(run)
             console.print(
                 f"{count} worker(s), {run.traffic}: {run.events_per_s:,.0f} events/s, "
@@ -446,6 +458,9 @@ def main(
         measured_by(seconds=time.perf_counter() - started, note=note),
     )
     console.print(f"table: {written}")
+    if linker_profile is not None:
+        console.print(f"Profiled linker (the first run, start-up included): {linker_profile}")
+        console.print(linker_profile.read_text()[:8000], markup=False, highlight=False)
     if profile_size:
         rate, report = profile(scenario, data_dir, profile_size)
         console.print(f"Profiled worker ({profile_size:,} events, {rate:,.0f} events/s profiled):")
