@@ -619,6 +619,12 @@ def linker(
     idle_s: Annotated[
         float, typer.Option(help="Quiet seconds, every partition caught up, before a final link.")
     ] = 5.0,
+    checkpoint_s: Annotated[
+        float,
+        typer.Option(
+            help="Seconds between checkpoints of the linker's state (and offset commits)."
+        ),
+    ] = 5.0,
     metrics_port: MetricsPortOption = None,
 ) -> None:
     """The campaign linker: every worker's profile updates → clusters and member verdicts in the
@@ -632,7 +638,7 @@ def linker(
     settings = get_settings()
     with _open_store(settings) as store:
         role = build_linker(settings, store, client_id or f"distillguard-linker-{os.getpid()}")
-        role.idle_s = idle_s
+        role.idle_s, role.checkpoint_s = idle_s, checkpoint_s
         _serve_metrics(settings, metrics_port, "linker", store.ping)
 
         def request_stop(_signum: int, _frame: object) -> None:

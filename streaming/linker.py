@@ -9,7 +9,13 @@ the clusters with member windows read from the workers' `account_state` checkpoi
 clusters and member verdicts to the store. Its own state (links, the event-time buffer, what it
 emitted) is checkpointed to one `account_state` row that only the active linker writes, before
 its offsets are committed; a replayed update is recognised by its request ids, so a linker killed
--9 and restarted (or replaced) resumes without losing or double-counting anything. When every
+-9 and restarted (or replaced) resumes without losing or double-counting anything. The state is
+megabytes (2 MB after 16k events of one world), and writing it after every poll made ClickHouse
+merge hundreds of megabytes a minute, so the linker writes at most every `checkpoint_s` (and on a
+final link or a clean stop): the clusters and verdicts of the polls since the last write, then
+the checkpoint, then the offsets. Outputs wait for their checkpoint because the view dissolves
+only the clusters it knows it wrote: a cluster written after the checkpoint a successor restores
+would stand in the store forever. When every
 source partition is caught up and no update has come for `idle_s`, everything held back is
 linked and every cluster rescored (the end of a backlog).
 """
@@ -69,12 +75,16 @@ class Linker:
         group: str,
         idle_s: float = 5.0,
         client_id: str = "distillguard-linker",
+        checkpoint_s: float = 5.0,
     ) -> None:
         self.detector = detector
         self.store = store
         self.sinks = list(sinks)
         self.source_topic = source_topic
         self.idle_s = idle_s
+        self.checkpoint_s = checkpoint_s
+        self._checkpointed_at = float("-inf")  # monotonic time of the last write
+        self._pending: Batch | None = None  # the outputs of the polls since the last write
         self.stop = threading.Event()
         self.consumer = group_consumer(kafka, group, client_id, 2000, fetch_mib=64)
         self.consumer.partitions_for_topic(profiles_topic)
@@ -111,6 +121,7 @@ class Linker:
                 streams=[stream_name(tp.topic, tp.partition) for tp in self._source_partitions()]
             ),
         )
+        self._checkpointed_at, self._pending = float("-inf"), None  # the first poll writes
         saved = account_states(self.store, self.detector.name, [LINKER_STATE_ID])
         checkpoint = saved.get(LINKER_STATE_ID)
         self.offsets, self.emitted = {}, {}
@@ -166,14 +177,27 @@ class Linker:
             )
         return verdicts
 
-    def _write(self, update: CampaignUpdate) -> None:
-        batch = Batch(verdicts=self._verdicts(update), clusters=update.clusters)
-        state = Batch(states=[self._checkpoint()])  # last: a crash before it replays the step
+    def _write(self, update: CampaignUpdate, checkpoint: bool = False) -> None:
+        """Keep the poll's clusters and verdicts; write them with the checkpoint, and commit
+        the offsets, when `checkpoint` or when `checkpoint_s` has passed since the last write."""
+        if self._pending is None:
+            self._pending = Batch()
+        self._pending.verdicts += self._verdicts(update)
+        self._pending.clusters += update.clusters
+        if checkpoint or time.monotonic() - self._checkpointed_at >= self.checkpoint_s:
+            self._save()
+
+    def _save(self) -> None:
+        """The pending outputs, then the checkpoint (a crash between them replays the polls
+        since the previous one, which rewrite the same rows), then the offsets."""
+        batch, self._pending = self._pending if self._pending is not None else Batch(), None
+        state = Batch(states=[self._checkpoint()])
         for sink in self.sinks:
             sink.write(batch)
             sink.write(state)
         for sink in self.sinks:
             sink.flush()
+        self._checkpointed_at = time.monotonic()
         try:
             self.consumer.commit()
         except (CommitFailedError, RebalanceInProgressError) as exc:
@@ -214,8 +238,10 @@ class Linker:
                     and time.monotonic() - quiet_since >= self.idle_s
                     and self._caught_up()
                 ):
-                    self._write(self.view.advance(final=True))
+                    self._write(self.view.advance(final=True), checkpoint=True)
                     settled = True
                     log.info("caught up: %d clusters", len(self.view.linker.clusters()))
+            if self.active and self.view is not None and self._pending is not None:
+                self._save()  # a clean stop leaves nothing to replay
         finally:
             self.consumer.close(autocommit=False)
