@@ -50,10 +50,10 @@ def start_role(
     profiler = (
         [] if profile_to is None else ["-m", "pyinstrument", "-r", "text", "-o", str(profile_to)]
     )
+    role_args = ["-m", "distillguard.cli", role, "--client-id", client_id, *args]
     with log_path.open("wb") as log:
         return subprocess.Popen(
-            [sys.executable, *profiler, "-m", "distillguard.cli", role, "--client-id", client_id]
-            + list(args),
+            [sys.executable, *profiler, *role_args],
             cwd=ROOT,
             env=dict(env),
             stdout=log,

@@ -10,8 +10,8 @@ clusters and member verdicts to the store. Its own state (links, the event-time 
 emitted) is checkpointed to one `account_state` row that only the active linker writes, before
 its offsets are committed; a replayed update is recognised by its request ids, so a linker killed
 -9 and restarted (or replaced) resumes without losing or double-counting anything. The state is
-megabytes (2 MB after 16k events of one world), and writing it after every poll made ClickHouse
-merge hundreds of megabytes a minute, so the linker writes at most every `checkpoint_s` (and on a
+megabytes (2 MB after 16k events of one world), too much to write after every poll of a
+backlog, so the linker writes at most every `checkpoint_s` (and on a
 final link or a clean stop): the clusters and verdicts of the polls since the last write, then
 the checkpoint, then the offsets. Outputs wait for their checkpoint because the view dissolves
 only the clusters it knows it wrote: a cluster written after the checkpoint a successor restores
@@ -190,7 +190,8 @@ class Linker:
     def _save(self) -> None:
         """The pending outputs, then the checkpoint (a crash between them replays the polls
         since the previous one, which rewrite the same rows), then the offsets."""
-        batch, self._pending = self._pending if self._pending is not None else Batch(), None
+        assert self._pending is not None  # `_write` and a clean stop call it with outputs kept
+        batch, self._pending = self._pending, None
         state = Batch(states=[self._checkpoint()])
         for sink in self.sinks:
             sink.write(batch)
