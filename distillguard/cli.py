@@ -1113,6 +1113,14 @@ def provenance_test(
     texts: Annotated[
         Path | None, typer.Option(help="Watermarked texts to feed (JSONL, field 'text').")
     ] = None,
+    reference: Annotated[
+        Path | None,
+        typer.Option(
+            help="Our model's answers without the watermark (JSONL, field 'output' or 'text'), "
+            "ideally to the same prompts: their windows are not scored, so a model that only "
+            "speaks like ours is not accused."
+        ),
+    ] = None,
 ) -> None:
     """Radioactivity test: a p-value that the suspect learned from our watermarked outputs."""
     import orjson
@@ -1137,6 +1145,7 @@ def provenance_test(
                     prompts,
                     texts,
                     tokenizer=tokenizer,
+                    reference_file=reference,
                 )
         except ValueError as error:
             raise typer.BadParameter(str(error)) from None

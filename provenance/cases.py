@@ -15,7 +15,13 @@ import orjson
 
 from core.settings import Settings
 from core.version import full_version
-from provenance.attribution import attribute, evidence_texts, load_suspect_outputs, read_texts
+from provenance.attribution import (
+    TEXT_FIELDS,
+    attribute,
+    evidence_texts,
+    load_suspect_outputs,
+    read_texts,
+)
 from provenance.error_rates import load_error_rates
 from provenance.radioactivity import (
     ask,
@@ -24,6 +30,7 @@ from provenance.radioactivity import (
     load_suspect,
     local_generator,
     open_model_test,
+    reference_windows,
 )
 from provenance.watermark import GreenList, WatermarkKey
 from storage import Store, queries
@@ -73,14 +80,21 @@ def radioactivity_case(
     max_new_tokens: int = 48,
     *,
     tokenizer: Any,
+    reference_file: Path | None = None,
 ) -> dict:
     """Run the radioactivity test the suspect allows and return the case document.
 
     Closed: the suspect's outputs file, or its answers (local folder or endpoint) to the
     prompts of `prompts_file` or of the accounts' logged requests. Open: the local folder reads
-    the watermarked texts of `texts_file` or the accounts' logged responses."""
+    the watermarked texts of `texts_file` or the accounts' logged responses. Either test leaves
+    out the windows of `reference_file` (our model's unwatermarked answers) when given."""
     key = WatermarkKey.from_settings(settings)
     greens = GreenList(key, len(tokenizer))
+    reference = (
+        reference_windows(tokenizer, read_texts(reference_file, TEXT_FIELDS), key.context_width)
+        if reference_file
+        else None
+    )
     logged = logged_requests(store, accounts) if accounts else []
     if mode == "open":
         if suspect.model_dir is None:
@@ -98,7 +112,7 @@ def radioactivity_case(
         )
         if not texts:
             raise ValueError("no watermarked text to feed: give --texts or --account")
-        result = open_model_test(model, tokenizer, greens, texts)
+        result = open_model_test(model, tokenizer, greens, texts, reference=reference)
     else:
         if suspect.outputs_file is not None:
             outputs = load_suspect_outputs(suspect.outputs_file)
@@ -124,7 +138,7 @@ def radioactivity_case(
             else:
                 raise ValueError("give the suspect as --model, --outputs or --endpoint")
             outputs = ask(generate, prompts)
-        result = closed_model_test(greens, tokenizer, outputs)
+        result = closed_model_test(greens, tokenizer, outputs, reference)
     return _case(
         "radioactivity",
         suspect,

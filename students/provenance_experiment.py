@@ -15,6 +15,13 @@ source). Per student:
   through the DistillGuard pipeline into a store (response fingerprints at ingest); the student
   answers every logged prompt; `attribute` ranks accounts.
 
+Both tests leave out the windows of a reference: the teacher's own greedy (temperature 0)
+answers to the attacker's prompts, without the watermark (what a provider can always produce: ask
+its model the same questions with the watermark off, as the tests ask the suspect). They are the
+prompts the watermarked students are asked, and about two thirds of each clean student's. See
+provenance/radioactivity.py for why; each student also records its p-values without that filter,
+to show what it changes.
+
 Clean students (never trained on watermarked text, each on its own draw of plain answers) give
 the false-accusation rate at the threshold reports use (provenance/error_rates.py): the share of
 their tests with p < 0.01, over `clean_seeds` students, and over `null_keys` further keys each.
@@ -48,7 +55,14 @@ import orjson
 from core.settings import Settings
 from provenance.chat import Pair, answer
 from provenance.error_rates import FALSE_ACCUSATION_ALPHA, save_error_rates
-from provenance.radioactivity import RadioactivityResult, closed_model_test, open_model_windows
+from provenance.radioactivity import (
+    RadioactivityResult,
+    Window,
+    closed_model_test,
+    open_model_windows,
+    reference_windows,
+    without_reference,
+)
 from provenance.watermark import (
     GreenList,
     WatermarkKey,
@@ -119,7 +133,7 @@ def estimate(config: ExperimentConfig) -> dict[str, float]:
     """Expected seconds per phase on the 2-core VM (CPU): teacher answers (a cold cache; a warm
     one makes this ~0), students' training, students' tests."""
     kind = config.student.kind
-    answers = config.pool_size + config.training_pairs + config.benign_answers
+    answers = config.pool_size + 2 * config.training_pairs + config.benign_answers
     teacher = answers * TEACHER_ANSWER_S * config.max_tokens / 48
     students = len(config.fractions) + config.clean_seeds
     training = students * config.training_pairs * config.epochs * PAIR_EPOCH_S[kind]
@@ -145,8 +159,9 @@ def estimate(config: ExperimentConfig) -> dict[str, float]:
 
 # 27 students (7 shares + 20 clean) on 640 answers, 6 epochs: 480 steps each, as many as the
 # earlier 64-pair run's 60 epochs gave (the step count is what teaches a student the watermark).
-# 5 % is 32 watermarked answers. `estimate(FULL)`: teacher 33 min (cold cache), training 40 min,
-# tests 35 min; 1 h 48 min cold, 1 h 15 min with the teacher's answers cached. The scratch student:
+# 5 % is 32 watermarked answers. `estimate(FULL)`: teacher 44 min (cold cache; 640 of its answers
+# are the reference draw), training 40 min, tests 35 min; 1 h 59 min cold, 1 h 15 min with the
+# teacher's answers cached. The scratch student:
 # the pruned teacher costs ~40x more per pair-epoch on CPU (27 of them: ~32 h); `--student pruned
 # --device cuda` takes it on a GPU machine.
 FULL = ExperimentConfig(
@@ -171,6 +186,7 @@ class StudentResult:
     closed: RadioactivityResult
     open: RadioactivityResult
     open_unfiltered_p: float  # the same predictions without the copyable-window filter
+    unreferenced_p: tuple[float, float]  # (closed, open) p without the reference filter
     null_p_values: list[float] = field(default_factory=list)  # clean students, other keys
     top_accounts: list[str] = field(default_factory=list)
     precision_at_3: float | None = None
@@ -209,6 +225,12 @@ class ExperimentReport:
             "unfiltered_open_false_accusations": sum(
                 s.open_unfiltered_p < FALSE_ACCUSATION_ALPHA for s in clean
             ),
+            "unreferenced_false_accusations": sum(
+                p < FALSE_ACCUSATION_ALPHA for s in clean for p in s.unreferenced_p
+            ),
+            "unreferenced_closed_median_p": median(s.unreferenced_p[0] for s in clean)
+            if clean
+            else 1.0,
         }
 
     def dose_response(self) -> list[DosePoint]:
@@ -219,13 +241,27 @@ class ExperimentReport:
         if clean:
             closed = [s.closed.p_value for s in clean]
             opened = [s.open.p_value for s in clean]
+            unreferenced = [median(s.unreferenced_p[i] for s in clean) for i in (0, 1)]
             points.append(
-                DosePoint(0.0, 0, median(closed), median(opened), min(closed), min(opened), None)
+                DosePoint(
+                    0.0,
+                    0,
+                    median(closed),
+                    median(opened),
+                    min(closed),
+                    min(opened),
+                    None,
+                    (unreferenced[0], unreferenced[1]),
+                )
             )
         for s in sorted(self.students, key=lambda s: s.fraction):
             if s.watermarked_pairs:
                 p = (s.closed.p_value, s.open.p_value)
-                points.append(DosePoint(s.fraction, s.watermarked_pairs, *p, *p, s.precision_at_3))
+                points.append(
+                    DosePoint(
+                        s.fraction, s.watermarked_pairs, *p, *p, s.precision_at_3, s.unreferenced_p
+                    )
+                )
         return points
 
     def to_dict(self) -> dict:
@@ -239,7 +275,8 @@ class ExperimentReport:
 @dataclass(frozen=True)
 class DosePoint:
     """One watermarked share: its students' p-values (at 0 %: the clean students' median and
-    smallest), and attribution precision@3 where a student was attributed."""
+    smallest), attribution precision@3 where a student was attributed, and the (closed, open)
+    p-values without the reference filter (at 0 %: their medians)."""
 
     fraction: float
     watermarked_pairs: int
@@ -248,6 +285,7 @@ class DosePoint:
     closed_min_p: float
     open_min_p: float
     precision_at_3: float | None
+    unreferenced_p: tuple[float, float] = (1.0, 1.0)
 
 
 def upper_95(events: int, trials: int) -> float:
@@ -364,14 +402,22 @@ def run_experiment(
     prompts = pool[: config.training_pairs]
     benign_prompts = _benign_prompts(config.benign_answers, random.Random(config.seed + 1))
     log(
-        f"teacher answers: {len(pool)} plain, {len(prompts)} watermarked, "
-        f"{len(benign_prompts)} benign"
+        f"teacher answers: {len(pool)} plain, {len(prompts)} reference, "
+        f"{len(prompts)} watermarked, {len(benign_prompts)} benign"
+    )
+    reference_draw = GenerationSettings(
+        temperature=0.0, max_tokens=config.max_tokens, seed=config.seed
     )
     order = list(range(config.training_pairs))
     random.Random(config.seed + 2).shuffle(order)
     data = _Answers(
         pool,
         _teacher_answers(teacher, pool, generation, log),
+        reference_windows(
+            teacher.tokenizer,
+            _teacher_answers(teacher, prompts, reference_draw, log),
+            key.context_width,
+        ),
         _teacher_answers(marked, prompts, generation, log),
         list(
             zip(
@@ -418,6 +464,7 @@ class _Answers:
 
     pool: list[str]  # the attack pool's prompts; the first `training_pairs` are the attacker's
     plain_pool: list[str]
+    reference: frozenset[Window]  # windows of greedy plain answers to the attacker's prompts
     marked: list[str]  # watermarked answers to the attacker's prompts
     benign: list[tuple[str, str]]  # benign accounts' prompts and watermarked answers
     order: list[int]  # which attacker prompts come watermarked first
@@ -481,22 +528,30 @@ def _student(
     trained = time.monotonic()
     asked = [prompts[i] for i in sorted(harvested_ids)] if count else [p.prompt for p in pairs]
     outputs = answer(tokenizer, model, asked, config.max_tokens)
-    closed = closed_model_test(greens, tokenizer, outputs)
-    kept, skipped = open_model_windows(model, tokenizer, data.benign, key.context_width)
+    closed = closed_model_test(greens, tokenizer, outputs, data.reference)
+    found, skipped = open_model_windows(model, tokenizer, data.benign, key.context_width)
+    kept, removed = without_reference(found, data.reference)
     opened = RadioactivityResult(
-        "open", len(data.benign), score_windows(greens, kept), len(skipped)
+        "open", len(data.benign), score_windows(greens, kept), len(skipped), removed
     )
+    closed_windows = text_windows(tokenizer, outputs, key.context_width)
     result = StudentResult(
-        fraction, seed, count, closed, opened, score_windows(greens, kept + skipped).p_value
+        fraction,
+        seed,
+        count,
+        closed,
+        opened,
+        score_windows(greens, without_reference(found + skipped, data.reference)[0]).p_value,
+        (score_windows(greens, closed_windows).p_value, score_windows(greens, found).p_value),
     )
     if not count:
-        closed_windows = text_windows(tokenizer, outputs, key.context_width)
+        scored_closed = without_reference(closed_windows, data.reference)[0]
         for trial in range(config.null_keys):
             other = GreenList(
                 WatermarkKey(f"null-key-{config.seed}-{trial}".encode()), len(tokenizer)
             )
             result.null_p_values += [
-                score_windows(other, closed_windows).p_value,
+                score_windows(other, scored_closed).p_value,
                 score_windows(other, kept).p_value,
             ]
     else:
@@ -539,8 +594,8 @@ def dose_table(report: ExperimentReport) -> str:
     clean = len(report.clean())
     lines = [
         "| watermarked share | watermarked answers | closed-model p | open-model p "
-        "| attribution precision@3 |",
-        "|---|---|---|---|---|",
+        "| attribution precision@3 | closed, open p without the reference filter |",
+        "|---|---|---|---|---|---|",
     ]
     for point in report.dose_response():
         if point.watermarked_pairs:
@@ -549,9 +604,12 @@ def dose_table(report: ExperimentReport) -> str:
             closed = f"median {_p(point.closed_p)}, min {_p(point.closed_min_p)} ({clean} students)"
             opened = f"median {_p(point.open_p)}, min {_p(point.open_min_p)}"
         precision = "" if point.precision_at_3 is None else f"{point.precision_at_3:.2f}"
+        unreferenced = ", ".join(_p(p) for p in point.unreferenced_p)
+        if not point.watermarked_pairs:
+            unreferenced = f"medians {unreferenced}"
         lines.append(
             f"| {point.fraction:.0%} | {point.watermarked_pairs} | {closed} | {opened} "
-            f"| {precision} |"
+            f"| {precision} | {unreferenced} |"
         )
     return "\n".join(lines)
 
@@ -571,9 +629,12 @@ def _summary(report: ExperimentReport) -> list[str]:
         f"{fa['false_accusations']}/{fa['tests']} tests, {fa['students_accused']} students "
         f"(smallest p {fa['min_p_value']:.3f}; rate at most {fa['rate_upper_95']:.1%}, one-sided "
         f"95 %); under {config.null_keys} other keys each: "
-        f"{fa['other_key_false_accusations']}/{fa['other_key_tests']}. Without the open test's "
-        f"copyable-window filter: {fa['unfiltered_open_false_accusations']}/"
-        f"{fa['clean_students']} clean students accused.",
+        f"{fa['other_key_false_accusations']}/{fa['other_key_tests']}. Without the reference "
+        f"filter (the teacher's own unwatermarked windows scored too): "
+        f"{fa['unreferenced_false_accusations']}/{fa['tests']} tests, closed-test median p "
+        f"{fa['unreferenced_closed_median_p']:.2f}. Without the open test's copyable-window "
+        f"filter: {fa['unfiltered_open_false_accusations']}/{fa['clean_students']} clean students "
+        f"accused.",
     ]
 
 
@@ -588,8 +649,9 @@ def markdown(report: ExperimentReport) -> str:
         *summary[2:],
         "",
         "| watermarked share | seed | watermarked pairs | closed-model p (windows) "
-        "| open-model p (windows) | attribution top 3 | precision@3 | seconds (train + tests) |",
-        "|---|---|---|---|---|---|---|---|",
+        "| open-model p (windows) | closed, open p without the reference filter "
+        "| attribution top 3 | precision@3 | seconds (train + tests) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for s in report.students:
         precision = "" if s.precision_at_3 is None else f"{s.precision_at_3:.2f}"
@@ -597,6 +659,7 @@ def markdown(report: ExperimentReport) -> str:
             f"| {s.fraction:.0%} | {s.seed} | {s.watermarked_pairs} "
             f"| {s.closed.p_value:.1e} ({s.closed.score.scored}) "
             f"| {s.open.p_value:.1e} ({s.open.score.scored}) "
+            f"| {s.unreferenced_p[0]:.1e}, {s.unreferenced_p[1]:.1e} "
             f"| {', '.join(s.top_accounts)} | {precision} "
             f"| {s.train_seconds:.0f} + {s.test_seconds:.0f} |"
         )

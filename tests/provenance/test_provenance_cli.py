@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import orjson
@@ -166,6 +167,29 @@ def test_attribution_and_radioactivity_cases_in_a_forensic_report(tmp_path: Path
     radio = orjson.loads(radio_file.read_bytes())
     assert radio["test"]["score"]["p_value"] < 1e-4
     assert radio["suspect"]["kind"] == "outputs file" and len(radio["suspect"]["sha256"]) == 64
+
+    # with a reference (our model's unwatermarked answers to the same prompts, another draw):
+    # the windows it shows are left out and the watermark is still found in the rest
+    plain = [c[0].text for c in teacher.complete(conversations, replace(settings, seed=6))]
+    reference = tmp_path / "reference.jsonl"
+    reference.write_bytes(b"\n".join(orjson.dumps({"output": t}) for t in plain))
+    referenced_file = tmp_path / "radioactivity-referenced.json"
+    distillguard(
+        "provenance",
+        "test",
+        "--outputs",
+        str(marked_outputs),
+        "--reference",
+        str(reference),
+        "--out",
+        str(referenced_file),
+        data_dir=data,
+    )
+    referenced = orjson.loads(referenced_file.read_bytes())["test"]
+    assert referenced["skipped_reference"] > 0 and radio["test"]["skipped_reference"] is None
+    assert 0 < referenced["score"]["scored"] < radio["test"]["score"]["scored"]
+    assert referenced["score"]["p_value"] < 1e-3
+    assert any("reference" in line for line in referenced["assumptions"])
 
     folder = tmp_path / "report"
     distillguard(

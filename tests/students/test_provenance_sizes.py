@@ -17,6 +17,7 @@ from students.provenance_experiment import (
     FULL,
     ExperimentReport,
     StudentResult,
+    dose_table,
     estimate,
     upper_95,
 )
@@ -38,13 +39,21 @@ def test_the_default_run_fits_the_bench_budget_and_a_pruned_student_would_not() 
     assert estimate(replace(FULL, student=StudentSpec("pruned")))["total"] > 5 * BENCH_BUDGET_S
 
 
-def _student(fraction: float, seed: int, closed: float, opened: float) -> StudentResult:
+def _student(
+    fraction: float, seed: int, closed: float, opened: float, unreferenced: float = 0.5
+) -> StudentResult:
     def result(mode, p: float) -> RadioactivityResult:
         return RadioactivityResult(mode, 10, WatermarkScore(100, 25, 0.0, p))
 
     pairs = FULL.watermarked_pairs(fraction)
     student = StudentResult(
-        fraction, seed, pairs, result("closed", closed), result("open", opened), opened
+        fraction,
+        seed,
+        pairs,
+        result("closed", closed),
+        result("open", opened),
+        opened,
+        (unreferenced, 0.5),
     )
     student.precision_at_3 = 1.0 if pairs else None
     return student
@@ -54,7 +63,10 @@ def test_dose_response_rows_and_the_false_accusation_bound() -> None:
     students = [
         _student(1.0, 0, 1e-30, 1e-8),
         _student(0.05, 0, 1e-7, 0.2),
-        *[_student(0.0, seed, p, 0.5) for seed, p in enumerate((0.3, 0.005, 0.6))],
+        *[
+            _student(0.0, seed, p, 0.5, unreferenced)
+            for seed, (p, unreferenced) in enumerate(((0.3, 0.004), (0.005, 0.2), (0.6, 0.003)))
+        ],
     ]
     report = ExperimentReport(FULL, "wm-test", students, {})
     rows = report.dose_response()
@@ -67,5 +79,12 @@ def test_dose_response_rows_and_the_false_accusation_bound() -> None:
         6,
         1,
     )
+    # without the reference filter, two other clean tests would have accused
+    assert (accused["unreferenced_false_accusations"], accused["unreferenced_closed_median_p"]) == (
+        2,
+        0.004,
+    )
+    assert rows[0].unreferenced_p == (0.004, 0.5)
+    assert "| medians 4.0e-03, 5.0e-01 |" in dose_table(report)
     assert upper_95(0, 40) == pytest.approx(1 - 0.05 ** (1 / 40))
     assert upper_95(40, 40) == 1.0
