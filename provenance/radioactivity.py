@@ -10,15 +10,15 @@ this key" (every scored token is green with probability gamma):
 * open model: a local transformers folder. Feed it watermarked text and score its own argmax
   next-token predictions, each (context, predicted token) window once.
 
-Both tests can take a *reference*: text our own model wrote without the watermark, best its greedy
-answers to the prompts the suspect is asked. Windows that occur in it are not scored. Our model's
-favourite phrases are shared by every model that learned from it, watermarked or not, and under one
-fixed key each of them is simply green or red: a clean student that speaks like our model inherits
-that key's luck on them, so its green share drifts from gamma and, with many clean students, some
-get small p-values (measured: 3 of 40 clean tests below 0.01 and a median p of 0.12 where 0.5 is
-due). The windows the reference never shows are the ones a student can only have learned from
-watermarked text or from itself, and their greenness is as random as H0 says. The filter depends on
-text written without the key, never on the key, so H0 stays exact.
+Both tests can take a *reference*: text our own model wrote without the watermark, best its answers
+to the prompts the suspect is asked, sampled as it serves. Windows that occur in it are not scored.
+Our model's favourite phrases are shared by every model that learned from it, watermarked or not,
+and under one fixed key each of them is simply green or red: a clean student that speaks like our
+model inherits that key's luck on them, so its green share drifts from gamma and, with many clean
+students, some get small p-values (measured: 3 of 40 clean tests below 0.01 and a median p of 0.12
+where 0.5 is due). The windows the reference never shows are the ones a student can only have
+learned from watermarked text or from itself, and their greenness is as random as H0 says. The
+filter depends on text written without the key, never on the key, so H0 stays exact.
 
 The open test skips a prediction whose (context, token) window already occurred earlier in the
 same fed sequence. Those the suspect can see and copy in context (induction), and the watermark

@@ -15,10 +15,12 @@ source). Per student:
   through the DistillGuard pipeline into a store (response fingerprints at ingest); the student
   answers every logged prompt; `attribute` ranks accounts.
 
-Both tests leave out the windows of a reference: the teacher's own greedy (temperature 0)
-answers to the attacker's prompts, without the watermark (what a provider can always produce: ask
-its model the same questions with the watermark off, as the tests ask the suspect). They are the
-prompts the watermarked students are asked, and about two thirds of each clean student's. See
+Both tests leave out the windows of a reference: the teacher's own answers to the attacker's
+prompts without the watermark, sampled as it serves (temperature 0.7) with another seed than any
+student's answers (what a provider can always produce: ask its model the same questions with the
+watermark off). They are the prompts the watermarked students are asked, and about two thirds of
+each clean student's. A reference of greedy answers (its favourite phrases only) left 2 of 40
+clean tests below 0.01 on the default run, where this one left none. See
 provenance/radioactivity.py for why; each student also records its p-values without that filter,
 to show what it changes.
 
@@ -406,7 +408,7 @@ def run_experiment(
         f"{len(prompts)} watermarked, {len(benign_prompts)} benign"
     )
     reference_draw = GenerationSettings(
-        temperature=0.0, max_tokens=config.max_tokens, seed=config.seed
+        temperature=config.temperature, max_tokens=config.max_tokens, seed=config.seed + 1
     )
     order = list(range(config.training_pairs))
     random.Random(config.seed + 2).shuffle(order)
@@ -464,7 +466,7 @@ class _Answers:
 
     pool: list[str]  # the attack pool's prompts; the first `training_pairs` are the attacker's
     plain_pool: list[str]
-    reference: frozenset[Window]  # windows of greedy plain answers to the attacker's prompts
+    reference: frozenset[Window]  # windows of another draw of plain answers to the attacker's
     marked: list[str]  # watermarked answers to the attacker's prompts
     benign: list[tuple[str, str]]  # benign accounts' prompts and watermarked answers
     order: list[int]  # which attacker prompts come watermarked first
