@@ -154,17 +154,22 @@ def test_attribution_and_radioactivity_cases_in_a_forensic_report(tmp_path: Path
     texts = [c[0].text for c in marked.complete(conversations, settings)]
     marked_outputs = tmp_path / "marked.jsonl"
     marked_outputs.write_bytes(b"\n".join(orjson.dumps({"text": t}) for t in texts))
+
+    def radioactivity(case: Path, *options: str) -> dict:
+        distillguard(
+            "provenance",
+            "test",
+            "--outputs",
+            str(marked_outputs),
+            *options,
+            "--out",
+            str(case),
+            data_dir=data,
+        )
+        return orjson.loads(case.read_bytes())
+
     radio_file = tmp_path / "radioactivity.json"
-    distillguard(
-        "provenance",
-        "test",
-        "--outputs",
-        str(marked_outputs),
-        "--out",
-        str(radio_file),
-        data_dir=data,
-    )
-    radio = orjson.loads(radio_file.read_bytes())
+    radio = radioactivity(radio_file)
     assert radio["test"]["score"]["p_value"] < 1e-4
     assert radio["suspect"]["kind"] == "outputs file" and len(radio["suspect"]["sha256"]) == 64
 
@@ -173,19 +178,9 @@ def test_attribution_and_radioactivity_cases_in_a_forensic_report(tmp_path: Path
     plain = [c[0].text for c in teacher.complete(conversations, replace(settings, seed=6))]
     reference = tmp_path / "reference.jsonl"
     reference.write_bytes(b"\n".join(orjson.dumps({"output": t}) for t in plain))
-    referenced_file = tmp_path / "radioactivity-referenced.json"
-    distillguard(
-        "provenance",
-        "test",
-        "--outputs",
-        str(marked_outputs),
-        "--reference",
-        str(reference),
-        "--out",
-        str(referenced_file),
-        data_dir=data,
-    )
-    referenced = orjson.loads(referenced_file.read_bytes())["test"]
+    referenced = radioactivity(
+        tmp_path / "radioactivity-referenced.json", "--reference", str(reference)
+    )["test"]
     assert referenced["skipped_reference"] > 0 and radio["test"]["skipped_reference"] is None
     assert 0 < referenced["score"]["scored"] < radio["test"]["score"]["scored"]
     assert referenced["score"]["p_value"] < 1e-3
