@@ -178,9 +178,8 @@ def test_attribution_and_radioactivity_cases_in_a_forensic_report(tmp_path: Path
     plain = [c[0].text for c in teacher.complete(conversations, replace(settings, seed=6))]
     reference = tmp_path / "reference.jsonl"
     reference.write_bytes(b"\n".join(orjson.dumps({"output": t}) for t in plain))
-    referenced = radioactivity(
-        tmp_path / "radioactivity-referenced.json", "--reference", str(reference)
-    )["test"]
+    referenced_file = tmp_path / "radioactivity-referenced.json"
+    referenced = radioactivity(referenced_file, "--reference", str(reference))["test"]
     assert referenced["skipped_reference"] > 0 and radio["test"]["skipped_reference"] is None
     assert 0 < referenced["score"]["scored"] < radio["test"]["score"]["scored"]
     assert referenced["score"]["p_value"] < 1e-3
@@ -199,16 +198,24 @@ def test_attribution_and_radioactivity_cases_in_a_forensic_report(tmp_path: Path
         str(case_file),
         "--provenance",
         str(radio_file),
+        "--provenance",
+        str(referenced_file),
         data_dir=data,
     )
     html = (folder / "report.html").read_text()
+    left_out = f"{referenced['skipped_reference']} distinct windows that our model writes"
+    assert html.count("Radioactivity test (closed model)") == 2 and html.count(left_out) == 1
     assert "Attribution of the suspect" in html and "Radioactivity test (closed model)" in html
     assert "acct-07" in html and "Assumptions" in html
     assert case["examples"][0]["output"].startswith(HOSTILE)
     provenance_section = html.split("<h2>Provenance</h2>")[1]
     assert "&lt;script&gt;" in provenance_section and "<script" not in provenance_section
     saved = orjson.loads((folder / "report.json").read_bytes())
-    assert [c["kind"] for c in saved["provenance"]] == ["attribution", "radioactivity"]
+    assert [c["kind"] for c in saved["provenance"]] == [
+        "attribution",
+        "radioactivity",
+        "radioactivity",
+    ]
 
 
 @pytest.mark.parametrize("line", [b"not json", b'{"prompt": "no output field"}', b"[1, 2]"])
