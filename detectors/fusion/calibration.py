@@ -81,16 +81,17 @@ def fold_assignment(accounts: Iterable[str], folds: int = FOLDS) -> dict[str, in
 
 
 def cross_fitted_peaks(
-    snapshots: list[Snapshot], seed: int, folds: int = FOLDS
+    snapshots: list[Snapshot], seed: int, folds: int = FOLDS, silent: Iterable[str] = ()
 ) -> tuple[dict[str, float], dict[str, int]]:
-    """Each benign account's lifetime peak raw score, out of fold, and its fold.
+    """Each benign account's lifetime peak raw score, out of fold, and its fold; `silent`
+    accounts (never scored: too few requests) peak at 0 (`benign.lifetime_maxima`).
 
     The snapshot values are computed once by `fit`; cross-fitting only re-pools them, recomputes
     surprises (vectorised: `surprise_matrix`) and refits the forest (on a sample of at most
     `FOREST_SAMPLE` other-fold vectors, as production does), so it costs about one forest fit
     per fold. With a single account there is nothing to hold out: the peaks are in-sample."""
     table = SnapshotTable.of(snapshots)
-    assignment = fold_assignment(table.accounts, folds)
+    assignment = fold_assignment([*table.accounts, *silent], folds)
     fold = np.array([assignment[a] for a in table.accounts])
     everything = np.arange(len(snapshots))
     held_folds = sorted(set(assignment.values()))
@@ -106,7 +107,7 @@ def cross_fitted_peaks(
         scored = surprise_matrix(pooled, table, outside)
         forest = IsolationSurprise.fit(training, seed)(scored) if len(training) > 1 else 0.0
         raw[outside] = fused(scored, forest, table.distinct_prompts[outside])
-    return benign.lifetime_maxima(table.accounts, raw), assignment
+    return benign.lifetime_maxima(table.accounts, raw, silent), assignment
 
 
 @dataclass(frozen=True)

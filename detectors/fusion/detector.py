@@ -240,7 +240,7 @@ class ExtractionDetector(Detector):
         self.isolation_ = IsolationSurprise.fit(vectors, self.seed)
         raw = self._fused_scores(snapshots, vectors)
         accounts = [account_id for account_id, *_ in snapshots]
-        in_sample = benign.lifetime_maxima(accounts, raw)
+        in_sample = benign.lifetime_maxima(accounts, raw, by_account)
         cheap_peaks = benign.lifetime_maxima(accounts, tiering.cheap_surprises(vectors))
         sizes = {a: len(events) for a, events in by_account.items()}
         self.deep_threshold_ = tiering.deep_threshold(cheap_peaks, sizes, self.deep_share)
@@ -248,7 +248,7 @@ class ExtractionDetector(Detector):
         # only, as a new honest account will be (see `calibration`).
         from detectors.fusion import calibration
 
-        peaks, folds = calibration.cross_fitted_peaks(snapshots, self.seed)
+        peaks, folds = calibration.cross_fitted_peaks(snapshots, self.seed, silent=by_account)
         fprs = {"suspicious": self.suspicious_fpr, "extraction": self.target_fpr}
         self.thresholds_ = calibration.thresholds(peaks, fprs)
         self.calibration_report_ = calibration.calibration_report(
