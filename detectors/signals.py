@@ -197,10 +197,21 @@ def prada(window: Window, reference: Reference) -> float:
     if len(vectors) < 8:
         return 0.0
     distances = np.sqrt(np.maximum(0.0, 2.0 - 2.0 * (vectors @ vectors.T)))
-    nearest = np.array([distances[i, :i].min() for i in range(1, len(vectors))])
+    nearest = nearest_earlier(distances)
     if np.ptp(nearest) < 1e-9:
         return 1.0  # identical distances: as far from normal as a sample gets
     return float(1.0 - shapiro(nearest).statistic)
+
+
+def nearest_earlier(distances: np.ndarray) -> np.ndarray:
+    """Each row's smallest distance to an earlier row (rows 1…m−1), in one masked reduction: a
+    Python loop over the rows was half of PRADA's cost, which runs on every deep update.
+
+    >>> nearest_earlier(np.array([[0.0, 3, 1], [3, 0, 2], [1, 2, 0]])).tolist()
+    [3.0, 1.0]
+    """
+    earlier = np.tri(len(distances), k=-1, dtype=bool)
+    return np.where(earlier, distances, np.inf).min(axis=1)[1:]
 
 
 def lifetime_topic_breadth(window: Window, reference: Reference) -> float:
