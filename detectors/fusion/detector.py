@@ -259,13 +259,16 @@ class ExtractionDetector(Detector):
         cheap_peaks = benign.lifetime_maxima(accounts, tiering.cheap_surprises(vectors))
         sizes = {a: len(events) for a, events in by_account.items()}
         self.deep_threshold_ = tiering.deep_threshold(cheap_peaks, sizes, self.deep_share)
-        harvest_peaks = benign.lifetime_maxima(accounts, tiering.harvest_surprise(vectors))
-        self.harvest_trigger_ = tiering.deep_threshold(harvest_peaks, sizes, self.deep_share)
         # Thresholds from out-of-fold peaks: each account scored against the other accounts
         # only, as a new honest account will be (see `calibration`).
         from detectors.fusion import calibration
 
-        fused_peaks, harvest_peaks, folds = calibration.cross_fitted_peaks(snapshots, self.seed)
+        fused_peaks, harvest_peaks, trigger_peaks, folds = calibration.cross_fitted_peaks(
+            snapshots, self.seed
+        )
+        # out of fold, like the thresholds: in-sample, the heaviest honest account vouches for
+        # itself and the trigger lands above every harvester (sdk-developers: it changed nothing)
+        self.harvest_trigger_ = tiering.deep_threshold(trigger_peaks, sizes, self.deep_share)
         self.harvest_arm_ = HarvestArm.fit(harvest_peaks, fused_peaks)
         peaks = self.harvest_arm_.combined_peaks(harvest_peaks, fused_peaks)
         in_sample = benign.lifetime_maxima(accounts, self._fused_scores(snapshots, vectors))

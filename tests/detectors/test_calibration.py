@@ -59,7 +59,7 @@ def synthetic_history(rng: np.random.Generator) -> list[Snapshot]:
 
 def test_out_of_fold_peaks_do_not_let_a_power_user_vouch_for_itself() -> None:
     snapshots = synthetic_history(np.random.default_rng(0))
-    held_out, _, folds = calibration.cross_fitted_peaks(snapshots, seed=0)
+    held_out, _, _, folds = calibration.cross_fitted_peaks(snapshots, seed=0)
     in_sample = in_sample_peaks(snapshots)
     assert len(set(folds.values())) == calibration.FOLDS
     # In-sample, the power user's own windows make its values look ordinary; held out, they

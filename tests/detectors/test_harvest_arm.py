@@ -46,7 +46,7 @@ def test_the_arm_maps_only_the_tail_and_is_monotone() -> None:
 def test_a_harvester_with_honest_window_signals_is_flagged_and_honest_accounts_are_not() -> None:
     rng = np.random.default_rng(3)
     snapshots = honest_history(rng)
-    fused_peaks, harvest_peaks, folds = calibration.cross_fitted_peaks(snapshots, seed=0)
+    fused_peaks, harvest_peaks, _, folds = calibration.cross_fitted_peaks(snapshots, seed=0)
     arm = HarvestArm.fit(harvest_peaks, fused_peaks)
     peaks = arm.combined_peaks(harvest_peaks, fused_peaks)
     threshold = calibration.thresholds(peaks, {"suspicious": 0.01})["suspicious"]
