@@ -60,9 +60,9 @@ from provenance.error_rates import FALSE_ACCUSATION_ALPHA, save_error_rates
 from provenance.radioactivity import (
     RadioactivityResult,
     Window,
-    closed_model_test,
     open_model_windows,
     reference_windows,
+    scored,
     without_reference,
 )
 from provenance.watermark import (
@@ -243,7 +243,10 @@ class ExperimentReport:
         if clean:
             closed = [s.closed.p_value for s in clean]
             opened = [s.open.p_value for s in clean]
-            unreferenced = [median(s.unreferenced_p[i] for s in clean) for i in (0, 1)]
+            unreferenced = (
+                median(s.unreferenced_p[0] for s in clean),
+                median(s.unreferenced_p[1] for s in clean),
+            )
             points.append(
                 DosePoint(
                     0.0,
@@ -253,7 +256,7 @@ class ExperimentReport:
                     min(closed),
                     min(opened),
                     None,
-                    (unreferenced[0], unreferenced[1]),
+                    unreferenced,
                 )
             )
         for s in sorted(self.students, key=lambda s: s.fraction):
@@ -287,7 +290,7 @@ class DosePoint:
     closed_min_p: float
     open_min_p: float
     precision_at_3: float | None
-    unreferenced_p: tuple[float, float] = (1.0, 1.0)
+    unreferenced_p: tuple[float, float]
 
 
 def upper_95(events: int, trials: int) -> float:
@@ -530,13 +533,10 @@ def _student(
     trained = time.monotonic()
     asked = [prompts[i] for i in sorted(harvested_ids)] if count else [p.prompt for p in pairs]
     outputs = answer(tokenizer, model, asked, config.max_tokens)
-    closed = closed_model_test(greens, tokenizer, outputs, data.reference)
-    found, skipped = open_model_windows(model, tokenizer, data.benign, key.context_width)
-    kept, removed = without_reference(found, data.reference)
-    opened = RadioactivityResult(
-        "open", len(data.benign), score_windows(greens, kept), len(skipped), removed
-    )
     closed_windows = text_windows(tokenizer, outputs, key.context_width)
+    closed = scored("closed", len(outputs), greens, closed_windows, data.reference)
+    found, skipped = open_model_windows(model, tokenizer, data.benign, key.context_width)
+    opened = scored("open", len(data.benign), greens, found, data.reference, len(skipped))
     result = StudentResult(
         fraction,
         seed,
@@ -547,15 +547,12 @@ def _student(
         (score_windows(greens, closed_windows).p_value, score_windows(greens, found).p_value),
     )
     if not count:
-        scored_closed = without_reference(closed_windows, data.reference)[0]
+        kept = [without_reference(w, data.reference)[0] for w in (closed_windows, found)]
         for trial in range(config.null_keys):
             other = GreenList(
                 WatermarkKey(f"null-key-{config.seed}-{trial}".encode()), len(tokenizer)
             )
-            result.null_p_values += [
-                score_windows(other, scored_closed).p_value,
-                score_windows(other, kept).p_value,
-            ]
+            result.null_p_values += [score_windows(other, windows).p_value for windows in kept]
     else:
         harvested = [(prompts[i], data.marked[i]) for i in sorted(harvested_ids)]
         lines, harvesters = _log_events(harvested, data.benign, config)

@@ -82,18 +82,19 @@ def fold_assignment(accounts: Iterable[str], folds: int = FOLDS) -> dict[str, in
 
 
 def cross_fitted_peaks(
-    snapshots: list[Snapshot], seed: int, folds: int = FOLDS
+    snapshots: list[Snapshot], seed: int, folds: int = FOLDS, silent: Iterable[str] = ()
 ) -> tuple[dict[str, float], dict[str, float], dict[str, float], dict[str, int]]:
     """Each benign account's lifetime peak fused raw score, harvest evidence
     (`scoring.harvest`) and harvest trigger (`tiering.harvest_surprise`), out of fold, and its
-    fold.
+    fold; `silent` accounts (never scored: too few requests) peak at 0
+    (`benign.lifetime_maxima`).
 
     The snapshot values are computed once by `fit`; cross-fitting only re-pools them, recomputes
     surprises (vectorised: `surprise_matrix`) and refits the forest (on a sample of at most
     `FOREST_SAMPLE` other-fold vectors, as production does), so it costs about one forest fit
     per fold. With a single account there is nothing to hold out: the peaks are in-sample."""
     table = SnapshotTable.of(snapshots)
-    assignment = fold_assignment(table.accounts, folds)
+    assignment = fold_assignment([*table.accounts, *silent], folds)
     fold = np.array([assignment[a] for a in table.accounts])
     everything = np.arange(len(snapshots))
     held_folds = sorted(set(assignment.values()))
@@ -114,9 +115,9 @@ def cross_fitted_peaks(
         harvested[outside] = harvest(scored)
         triggered[outside] = harvest_surprise(scored)
     return (
-        benign.lifetime_maxima(table.accounts, raw),
-        benign.lifetime_maxima(table.accounts, harvested),
-        benign.lifetime_maxima(table.accounts, triggered),
+        benign.lifetime_maxima(table.accounts, raw, silent),
+        benign.lifetime_maxima(table.accounts, harvested, silent),
+        benign.lifetime_maxima(table.accounts, triggered, silent),
         assignment,
     )
 

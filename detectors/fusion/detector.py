@@ -264,14 +264,16 @@ class ExtractionDetector(Detector):
         from detectors.fusion import calibration
 
         fused_peaks, harvest_peaks, trigger_peaks, folds = calibration.cross_fitted_peaks(
-            snapshots, self.seed
+            snapshots, self.seed, silent=by_account
         )
         # out of fold, like the thresholds: in-sample, the heaviest honest account vouches for
         # itself and the trigger lands above every harvester (sdk-developers: it changed nothing)
         self.harvest_trigger_ = tiering.deep_threshold(trigger_peaks, sizes, self.deep_share)
         self.harvest_arm_ = HarvestArm.fit(harvest_peaks, fused_peaks)
         peaks = self.harvest_arm_.combined_peaks(harvest_peaks, fused_peaks)
-        in_sample = benign.lifetime_maxima(accounts, self._fused_scores(snapshots, vectors))
+        in_sample = benign.lifetime_maxima(
+            accounts, self._fused_scores(snapshots, vectors), by_account
+        )
         fprs = {"suspicious": self.suspicious_fpr, "extraction": self.target_fpr}
         self.thresholds_ = calibration.thresholds(peaks, fprs)
         self.calibration_report_ = calibration.calibration_report(

@@ -75,6 +75,29 @@ def test_out_of_fold_peaks_do_not_let_a_power_user_vouch_for_itself() -> None:
     )
 
 
+def test_accounts_too_short_to_score_count_in_the_share_a_threshold_flags(
+    history: list[Event], fitted: ExtractionDetector
+) -> None:
+    """A threshold promises a share of honest *accounts*; one that sends three requests is never
+    scored but is one of them, so it peaks at 0 and the quantile is taken over everyone."""
+    snapshots = synthetic_history(np.random.default_rng(1))
+    silent = [f"brief-{i}" for i in range(300)]
+    scored, *_ = calibration.cross_fitted_peaks(snapshots, seed=0)
+    everyone, _, _, folds = calibration.cross_fitted_peaks(snapshots, seed=0, silent=silent)
+    assert {a: everyone[a] for a in scored} == scored
+    assert all(everyone[a] == 0.0 and a in folds for a in silent)
+    fprs = {"suspicious": 0.01}
+    # 61 scored accounts: 1 % is below one account, so the threshold sits above the top peak;
+    # among 361 accounts it is the 3rd-highest peak.
+    assert calibration.thresholds(everyone, fprs)["suspicious"] < calibration.thresholds(
+        scored, fprs
+    )["suspicious"]
+    ranked = sorted(scored.values(), reverse=True)
+    assert calibration.thresholds(everyone, fprs)["suspicious"] == pytest.approx(ranked[2] + 1e-6)
+    # The fitted detector counts every account of its history.
+    assert fitted.calibration_report_["accounts"] == len({e.account_id for e in history})
+
+
 def test_folds_are_stable_and_balanced() -> None:
     accounts = [f"acct-{i}" for i in range(5000)]
     folds = calibration.fold_assignment(accounts)
