@@ -49,7 +49,6 @@ from detectors.fusion.benign import (
     Snapshot,
 )
 from detectors.fusion.scoring import distinct_prompts, fused, harvest
-from detectors.fusion.tiering import harvest_surprise
 from detectors.signals import SIGNALS
 
 if TYPE_CHECKING:
@@ -83,11 +82,10 @@ def fold_assignment(accounts: Iterable[str], folds: int = FOLDS) -> dict[str, in
 
 def cross_fitted_peaks(
     snapshots: list[Snapshot], seed: int, folds: int = FOLDS, silent: Iterable[str] = ()
-) -> tuple[dict[str, float], dict[str, float], dict[str, float], dict[str, int]]:
-    """Each benign account's lifetime peak fused raw score, harvest evidence
-    (`scoring.harvest`) and harvest trigger (`tiering.harvest_surprise`), out of fold, and its
-    fold; `silent` accounts (never scored: too few requests) peak at 0
-    (`benign.lifetime_maxima`).
+) -> tuple[dict[str, float], dict[str, float], dict[str, int]]:
+    """Each benign account's lifetime peak fused raw score and harvest evidence
+    (`scoring.harvest`), out of fold, and its fold; `silent` accounts (never scored: too few
+    requests) peak at 0 (`benign.lifetime_maxima`).
 
     The snapshot values are computed once by `fit`; cross-fitting only re-pools them, recomputes
     surprises (vectorised: `surprise_matrix`) and refits the forest (on a sample of at most
@@ -100,7 +98,6 @@ def cross_fitted_peaks(
     held_folds = sorted(set(assignment.values()))
     raw = np.zeros(len(snapshots))
     harvested = np.zeros(len(snapshots))
-    triggered = np.zeros(len(snapshots))
     rng = np.random.default_rng(seed)
     for held in held_folds if len(held_folds) > 1 else [None]:
         inside = everything if held is None else np.flatnonzero(fold != held)
@@ -113,11 +110,9 @@ def cross_fitted_peaks(
         forest = IsolationSurprise.fit(training, seed)(scored) if len(training) > 1 else 0.0
         raw[outside] = fused(scored, forest, table.distinct_prompts[outside])
         harvested[outside] = harvest(scored)
-        triggered[outside] = harvest_surprise(scored)
     return (
         benign.lifetime_maxima(table.accounts, raw, silent),
         benign.lifetime_maxima(table.accounts, harvested, silent),
-        benign.lifetime_maxima(table.accounts, triggered, silent),
         assignment,
     )
 

@@ -71,8 +71,6 @@ class ExtractionDetector(Detector):
         self.sample_every = sample_every
         self.deep_share = deep_share
         self.deep_threshold_ = 0.0
-        # the harvest trigger's threshold (`tiering`); above any surprise until calibrated
-        self.harvest_trigger_ = benign.MAX_SURPRISE + 1
         self.target_fpr = target_fpr
         self.suspicious_fpr = suspicious_fpr
         self.topics = topics
@@ -169,11 +167,8 @@ class ExtractionDetector(Detector):
     def _suspected(self, values: dict[str, float], count: int) -> bool:
         """The cheap signals' summed surprise reaches the deep threshold (the same sum
         calibration takes over `cheap_surprises`)."""
-        surprises = self._surprises(values, count, 0)
-        return (
-            float(tiering.cheap_surprises(surprises)) >= self.deep_threshold_
-            or float(tiering.harvest_surprise(surprises)) >= self.harvest_trigger_
-        )
+        cheap = float(tiering.cheap_surprises(self._surprises(values, count, 0)))
+        return cheap >= self.deep_threshold_
 
     def _raw_score(self, values: dict[str, float], count: int, embedded: int) -> float:
         """Fused score without the forest (a lower bound, and much cheaper): used for the
@@ -263,12 +258,9 @@ class ExtractionDetector(Detector):
         # only, as a new honest account will be (see `calibration`).
         from detectors.fusion import calibration
 
-        fused_peaks, harvest_peaks, trigger_peaks, folds = calibration.cross_fitted_peaks(
+        fused_peaks, harvest_peaks, folds = calibration.cross_fitted_peaks(
             snapshots, self.seed, silent=by_account
         )
-        # out of fold, like the thresholds: in-sample, the heaviest honest account vouches for
-        # itself and the trigger lands above every harvester (sdk-developers: it changed nothing)
-        self.harvest_trigger_ = tiering.deep_threshold(trigger_peaks, sizes, self.deep_share)
         self.harvest_arm_ = HarvestArm.fit(harvest_peaks, fused_peaks)
         peaks = self.harvest_arm_.combined_peaks(harvest_peaks, fused_peaks)
         in_sample = benign.lifetime_maxima(

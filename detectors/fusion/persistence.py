@@ -30,7 +30,6 @@ def calibration_to_json(detector: ExtractionDetector) -> dict[str, Any]:
         "thresholds": detector.thresholds_,
         "deep_share": detector.deep_share,
         "deep_threshold": detector.deep_threshold_,
-        "harvest_trigger": detector.harvest_trigger_,
         "fitted_accounts": detector.fitted_accounts_,
         "reviewed_peaks": detector.reviewed_peaks_,
         "report": getattr(detector, "calibration_report_", None),
@@ -74,7 +73,6 @@ def load_calibration_json(detector: ExtractionDetector, calibration: dict[str, A
     detector.calibration_report_ = calibration.get("report")
     detector.deep_share = calibration["deep_share"]
     detector.deep_threshold_ = calibration["deep_threshold"]
-    detector.harvest_trigger_ = calibration.get("harvest_trigger", detector.harvest_trigger_)
     detector.benign_values_ = {
         signal: {int(b): np.asarray(v) for b, v in buckets.items()}
         for signal, buckets in calibration["benign_values"].items()

@@ -5,13 +5,7 @@ MiniLM embeds each account's 32nd, 64th, … request (`sample_every`: the campai
 evidence) and, once an account is under suspicion, its whole window and everything after
 (`AccountWindow.deep`). Suspicion is the sum of the cheap signals' surprises reaching the deep
 threshold, calibrated so that honest accounts that ever get there carry at most `deep_share` of
-benign requests: that share is the embedding budget (see `deep_threshold`). A second trigger,
-with a budget of its own, is the harvest's cheap half: the whole-history distinct-prompt count's
-surprise (`harvest_surprise`). An attacker that copies honest parameters and timing has nothing
-else cheap to show, and its topic breadth, the harvest's other half, needs its prompts embedded
-(sdk-developers: the 18 attackers the tiered detector missed were never embedded, each with more
-distinct prompts than any honest account). So the worst-case embedding budget is twice
-`deep_share`.
+benign requests: that share is the embedding budget (see `deep_threshold`).
 
 >>> deep_threshold({"heavy": 9.0, "odd": 5.0, "quiet": 1.0}, {"heavy": 80, "odd": 2, "quiet": 18},
 ...                budget=0.05)
@@ -31,12 +25,6 @@ from detectors.features import EventFeatures
 from detectors.signals import SIGNALS
 
 EMBEDDING_SIGNALS = np.array([s.needs_embeddings for s in SIGNALS])
-HARVEST_TRIGGER = [s.name for s in SIGNALS].index("lifetime_distinct_prompts")
-
-
-def harvest_surprise(surprises: np.ndarray) -> np.ndarray:
-    """The whole-history distinct-prompt count's surprise, per row: the harvest trigger."""
-    return surprises[..., HARVEST_TRIGGER]
 
 
 def cheap_surprises(surprises: np.ndarray) -> np.ndarray:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from detectors.fusion import ExtractionDetector, benign, calibration, tiering
+from detectors.fusion import benign, calibration
 from detectors.fusion.benign import Snapshot
 from detectors.fusion.harvest import HarvestArm
 from detectors.fusion.scoring import HARVEST_SIGNALS, distinct_prompts, fused, harvest
@@ -46,7 +46,7 @@ def test_the_arm_maps_only_the_tail_and_is_monotone() -> None:
 def test_a_harvester_with_honest_window_signals_is_flagged_and_honest_accounts_are_not() -> None:
     rng = np.random.default_rng(3)
     snapshots = honest_history(rng)
-    fused_peaks, harvest_peaks, _, folds = calibration.cross_fitted_peaks(snapshots, seed=0)
+    fused_peaks, harvest_peaks, folds = calibration.cross_fitted_peaks(snapshots, seed=0)
     arm = HarvestArm.fit(harvest_peaks, fused_peaks)
     peaks = arm.combined_peaks(harvest_peaks, fused_peaks)
     threshold = calibration.thresholds(peaks, {"suspicious": 0.01})["suspicious"]
@@ -63,27 +63,3 @@ def test_a_harvester_with_honest_window_signals_is_flagged_and_honest_accounts_a
     alone = fused(surprises, np.float64(0.0), np.array([distinct_prompts(values, 48)]))
     assert alone[0] < threshold  # the fused sum dilutes it
     assert arm(harvest(surprises))[0] >= threshold  # the harvest arm does not
-
-
-def test_the_harvest_trigger_deepens_an_account_the_cheap_sum_would_not() -> None:
-    """Tiered mode embeds an account once it is suspected; a harvester with honest parameters
-    and timing is suspected on its distinct-prompt count alone, within its own budget."""
-    rng = np.random.default_rng(5)
-    snapshots = honest_history(rng)
-    detector = ExtractionDetector(tiered=True)
-    detector.benign_values_ = benign.pool(snapshots)
-    vectors = np.stack(
-        [benign.surprises(detector.benign_values_, v, c, e) for _, v, c, e in snapshots]
-    )
-    accounts = [a for a, *_ in snapshots]
-    sizes = {a: accounts.count(a) for a in set(accounts)}
-    detector.deep_threshold_ = tiering.deep_threshold(
-        benign.lifetime_maxima(accounts, tiering.cheap_surprises(vectors)), sizes, 0.05
-    )
-    honest = {name: 0.5 for name in WINDOW} | {DISTINCT: 30.0, BREADTH: 5.0}
-    harvester = honest | {DISTINCT: 60.0}
-    assert not detector._suspected(harvester, 60)  # the cheap sum alone misses it
-    detector.harvest_trigger_ = tiering.deep_threshold(
-        benign.lifetime_maxima(accounts, tiering.harvest_surprise(vectors)), sizes, 0.05
-    )
-    assert detector._suspected(harvester, 60) and not detector._suspected(honest, 30)
