@@ -48,7 +48,7 @@ from detectors.fusion.benign import (
     IsolationSurprise,
     Snapshot,
 )
-from detectors.fusion.scoring import distinct_prompts, fused
+from detectors.fusion.scoring import distinct_prompts, fused, harvest
 from detectors.signals import SIGNALS
 
 if TYPE_CHECKING:
@@ -82,9 +82,10 @@ def fold_assignment(accounts: Iterable[str], folds: int = FOLDS) -> dict[str, in
 
 def cross_fitted_peaks(
     snapshots: list[Snapshot], seed: int, folds: int = FOLDS, silent: Iterable[str] = ()
-) -> tuple[dict[str, float], dict[str, int]]:
-    """Each benign account's lifetime peak raw score, out of fold, and its fold; `silent`
-    accounts (never scored: too few requests) peak at 0 (`benign.lifetime_maxima`).
+) -> tuple[dict[str, float], dict[str, float], dict[str, int]]:
+    """Each benign account's lifetime peak fused raw score and harvest evidence
+    (`scoring.harvest`), out of fold, and its fold; `silent` accounts (never scored: too few
+    requests) peak at 0 (`benign.lifetime_maxima`).
 
     The snapshot values are computed once by `fit`; cross-fitting only re-pools them, recomputes
     surprises (vectorised: `surprise_matrix`) and refits the forest (on a sample of at most
@@ -96,6 +97,7 @@ def cross_fitted_peaks(
     everything = np.arange(len(snapshots))
     held_folds = sorted(set(assignment.values()))
     raw = np.zeros(len(snapshots))
+    harvested = np.zeros(len(snapshots))
     rng = np.random.default_rng(seed)
     for held in held_folds if len(held_folds) > 1 else [None]:
         inside = everything if held is None else np.flatnonzero(fold != held)
@@ -107,7 +109,12 @@ def cross_fitted_peaks(
         scored = surprise_matrix(pooled, table, outside)
         forest = IsolationSurprise.fit(training, seed)(scored) if len(training) > 1 else 0.0
         raw[outside] = fused(scored, forest, table.distinct_prompts[outside])
-    return benign.lifetime_maxima(table.accounts, raw, silent), assignment
+        harvested[outside] = harvest(scored)
+    return (
+        benign.lifetime_maxima(table.accounts, raw, silent),
+        benign.lifetime_maxima(table.accounts, harvested, silent),
+        assignment,
+    )
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,8 @@ from detectors.features import EventFeatures, PromptMemo, SimHasher, featurize
 from detectors.fusion import benign, persistence, tiering
 from detectors.fusion.benign import BUCKETS, BenignValues, IsolationSurprise, Snapshot
 from detectors.fusion.explanation import reasons, with_examples
-from detectors.fusion.scoring import distinct_prompts, fused, score_and_label
+from detectors.fusion.harvest import HarvestArm
+from detectors.fusion.scoring import distinct_prompts, fused, harvest, score_and_label
 from detectors.fusion.window import AccountWindow
 from detectors.signals import SIGNALS, Reference, Window
 
@@ -79,6 +80,7 @@ class ExtractionDetector(Detector):
         self.reference_: Reference | None = None
         self.benign_values_: BenignValues = {}
         self.isolation_: IsolationSurprise | None = None
+        self.harvest_arm_: HarvestArm | None = None
         self.thresholds_: dict[str, float] = {"suspicious": 1.0, "extraction": 2.0}
         self.fitted_accounts_ = 0
         # analysts' false positives: the peak raw score of their reviewed traffic
@@ -172,7 +174,15 @@ class ExtractionDetector(Detector):
         """Fused score without the forest (a lower bound, and much cheaper): used for the
         intermediate steps of a burst."""
         surprises = self._surprises(values, count, embedded)
-        return float(fused(surprises, np.float64(0.0), distinct_prompts(values, count)))
+        raw = fused(surprises, np.float64(0.0), distinct_prompts(values, count))
+        return float(self._with_harvest(np.atleast_1d(raw), surprises[None, :])[0])
+
+    def _with_harvest(self, raw: np.ndarray, surprises: np.ndarray) -> np.ndarray:
+        """The larger of each fused raw score and its harvest evidence on the same scale
+        (`harvest.HarvestArm`); the fused score alone before calibration fits the arm."""
+        if self.harvest_arm_ is None:
+            return raw
+        return np.maximum(raw, self.harvest_arm_(harvest(surprises)))
 
     # --- calibration ---------------------------------------------------------------------------
     def fit(self, benign_events: Iterable[Event]) -> Self:
@@ -213,7 +223,8 @@ class ExtractionDetector(Detector):
     def _fused_scores(self, snapshots: list[Snapshot], vectors: np.ndarray) -> np.ndarray:
         """The fused raw score of each snapshot, under the fitted isolation forest."""
         distinct = np.array([distinct_prompts(v, c) for _, v, c, _ in snapshots])
-        return fused(vectors, self._isolation_surprise(vectors), distinct)
+        raw = fused(vectors, self._isolation_surprise(vectors), distinct)
+        return self._with_harvest(raw, vectors)
 
     def _fit(self, by_account: dict[str, list[Event]]) -> None:
         self.accounts = {}
@@ -238,9 +249,8 @@ class ExtractionDetector(Detector):
             return
         vectors = self._snapshot_surprises(snapshots)
         self.isolation_ = IsolationSurprise.fit(vectors, self.seed)
-        raw = self._fused_scores(snapshots, vectors)
+        self.harvest_arm_ = None
         accounts = [account_id for account_id, *_ in snapshots]
-        in_sample = benign.lifetime_maxima(accounts, raw, by_account)
         cheap_peaks = benign.lifetime_maxima(accounts, tiering.cheap_surprises(vectors))
         sizes = {a: len(events) for a, events in by_account.items()}
         self.deep_threshold_ = tiering.deep_threshold(cheap_peaks, sizes, self.deep_share)
@@ -248,7 +258,14 @@ class ExtractionDetector(Detector):
         # only, as a new honest account will be (see `calibration`).
         from detectors.fusion import calibration
 
-        peaks, folds = calibration.cross_fitted_peaks(snapshots, self.seed, silent=by_account)
+        fused_peaks, harvest_peaks, folds = calibration.cross_fitted_peaks(
+            snapshots, self.seed, silent=by_account
+        )
+        self.harvest_arm_ = HarvestArm.fit(harvest_peaks, fused_peaks)
+        peaks = self.harvest_arm_.combined_peaks(harvest_peaks, fused_peaks)
+        in_sample = benign.lifetime_maxima(
+            accounts, self._fused_scores(snapshots, vectors), by_account
+        )
         fprs = {"suspicious": self.suspicious_fpr, "extraction": self.target_fpr}
         self.thresholds_ = calibration.thresholds(peaks, fprs)
         self.calibration_report_ = calibration.calibration_report(
@@ -419,7 +436,12 @@ class ExtractionDetector(Detector):
             account = self.accounts[account]
         behaviour = np.float64(forest + coordination)
         raw = (
-            float(fused(surprises, behaviour, distinct_prompts(values, count)))
+            float(
+                self._with_harvest(
+                    np.atleast_1d(fused(surprises, behaviour, distinct_prompts(values, count))),
+                    surprises[None, :],
+                )[0]
+            )
             if count >= BUCKETS[0]
             else 0.0
         )

@@ -2,7 +2,8 @@
 the forest's training sample, the benign embedding reference, the linker's calibration and the
 calibration report (held-out false-positive rates and warnings, `calibration.calibration_report`).
 The layout is the one saved files already hold: change it only with a migration (files saved
-before the report existed load without one: `report` is None)."""
+before the report existed load without one: `report` is None; before the harvest arm, without
+one: the fused score alone)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from detectors.fusion.benign import IsolationSurprise
+from detectors.fusion.harvest import HarvestArm
 from detectors.signals import SIGNALS, Reference
 
 if TYPE_CHECKING:
@@ -36,6 +38,12 @@ def calibration_to_json(detector: ExtractionDetector) -> dict[str, Any]:
             for signal, buckets in detector.benign_values_.items()
         },
         "isolation_training": training.round(6).tolist(),
+        "harvest_arm": None
+        if detector.harvest_arm_ is None
+        else {
+            "harvest_peaks": detector.harvest_arm_.harvest_peaks.round(6).tolist(),
+            "fused_peaks": detector.harvest_arm_.fused_peaks.round(6).tolist(),
+        },
         "campaigns": None if detector.linker is None else detector.linker.calibration(),
         "reference": None
         if reference is None
@@ -72,6 +80,12 @@ def load_calibration_json(detector: ExtractionDetector, calibration: dict[str, A
     training = np.asarray(calibration["isolation_training"], dtype=np.float64)
     if len(training):
         detector.isolation_ = IsolationSurprise.fit(training, detector.seed)
+    arm = calibration.get("harvest_arm")  # absent from files saved before the arm existed
+    detector.harvest_arm_ = (
+        None
+        if arm is None
+        else HarvestArm(np.asarray(arm["harvest_peaks"]), np.asarray(arm["fused_peaks"]))
+    )
     if detector.linker is not None and calibration.get("campaigns"):
         detector.linker.load_calibration(calibration["campaigns"])
     reference = calibration.get("reference")

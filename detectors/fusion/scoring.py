@@ -65,3 +65,19 @@ def score_and_label(raw: float, thresholds: dict[str, float]) -> tuple[float, La
         else "benign"
     )
     return score, label
+
+
+HARVEST_SIGNALS = ("lifetime_distinct_prompts", "lifetime_topic_breadth")
+_HARVEST_COLUMNS = [[s.name for s in SIGNALS].index(name) for name in HARVEST_SIGNALS]
+
+
+def harvest(surprises: np.ndarray) -> np.ndarray:
+    """2·√(distinct-prompts surprise · topic-breadth surprise), both over the whole history: a
+    harvest is many distinct prompts across many topics. It is the evidence an attacker cannot
+    hide by copying honest parameters and timing, and the one the fused sum dilutes most: an
+    honest heavy user's dozen noisy window signals add up to as much (sdk-developers, every
+    prompt embedded: 20 of its 21 single attackers lie above every honest account on it). It
+    needs the account's prompts embedded: in tiered mode, an account that never goes deep has
+    only its sampled prompts' topics."""
+    first, second = (surprises[..., column] for column in _HARVEST_COLUMNS)
+    return 2 * np.sqrt(first * second)

@@ -59,7 +59,7 @@ def synthetic_history(rng: np.random.Generator) -> list[Snapshot]:
 
 def test_out_of_fold_peaks_do_not_let_a_power_user_vouch_for_itself() -> None:
     snapshots = synthetic_history(np.random.default_rng(0))
-    held_out, folds = calibration.cross_fitted_peaks(snapshots, seed=0)
+    held_out, _, folds = calibration.cross_fitted_peaks(snapshots, seed=0)
     in_sample = in_sample_peaks(snapshots)
     assert len(set(folds.values())) == calibration.FOLDS
     # In-sample, the power user's own windows make its values look ordinary; held out, they
@@ -82,16 +82,17 @@ def test_accounts_too_short_to_score_count_in_the_share_a_threshold_flags(
     scored but is one of them, so it peaks at 0 and the quantile is taken over everyone."""
     snapshots = synthetic_history(np.random.default_rng(1))
     silent = [f"brief-{i}" for i in range(300)]
-    scored, _ = calibration.cross_fitted_peaks(snapshots, seed=0)
-    everyone, folds = calibration.cross_fitted_peaks(snapshots, seed=0, silent=silent)
+    scored, *_ = calibration.cross_fitted_peaks(snapshots, seed=0)
+    everyone, _, folds = calibration.cross_fitted_peaks(snapshots, seed=0, silent=silent)
     assert {a: everyone[a] for a in scored} == scored
     assert all(everyone[a] == 0.0 and a in folds for a in silent)
     fprs = {"suspicious": 0.01}
     # 61 scored accounts: 1 % is below one account, so the threshold sits above the top peak;
     # among 361 accounts it is the 3rd-highest peak.
-    assert calibration.thresholds(everyone, fprs)["suspicious"] < calibration.thresholds(
-        scored, fprs
-    )["suspicious"]
+    assert (
+        calibration.thresholds(everyone, fprs)["suspicious"]
+        < calibration.thresholds(scored, fprs)["suspicious"]
+    )
     ranked = sorted(scored.values(), reverse=True)
     assert calibration.thresholds(everyone, fprs)["suspicious"] == pytest.approx(ranked[2] + 1e-6)
     # The fitted detector counts every account of its history.

@@ -1,0 +1,65 @@
+"""The harvest arm (detectors/fusion/harvest.py): whole-history harvest evidence reaches the
+thresholds on its own when the fused sum dilutes it, and calibration still holds honest
+accounts to the target rate with both arms."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from detectors.fusion import benign, calibration
+from detectors.fusion.benign import Snapshot
+from detectors.fusion.harvest import HarvestArm
+from detectors.fusion.scoring import HARVEST_SIGNALS, distinct_prompts, fused, harvest
+from detectors.signals import SIGNALS
+
+DISTINCT, BREADTH = HARVEST_SIGNALS
+WINDOW = [s.name for s in SIGNALS if not s.lifetime and not s.needs_embeddings][:6]
+
+
+def honest_history(rng: np.random.Generator, accounts: int = 300) -> list[Snapshot]:
+    """Honest accounts: noisy window signals, and whole-history counts that grow together with
+    their size (a heavy user sends many prompts, on somewhat more topics)."""
+    snapshots = []
+    for index in range(accounts):
+        size = int(rng.integers(8, 40))
+        breadth_rate = rng.uniform(0.05, 0.3)
+        for count in range(4, size):
+            values = {name: rng.uniform(0, 1) for name in WINDOW}
+            values[DISTINCT] = float(count)
+            values[BREADTH] = float(1 + int(breadth_rate * count))
+            snapshots.append((f"user-{index:03d}", values, count, 0))
+    return snapshots
+
+
+def test_the_arm_maps_only_the_tail_and_is_monotone() -> None:
+    arm = HarvestArm(np.arange(100.0), np.arange(100.0) * 10)
+    mapped = arm(np.array([0.0, 50.0, 80.0, 95.0, 99.0, 120.0, 200.0]))
+    assert mapped[0] == mapped[1] == 0.0  # the honest bulk adds nothing
+    assert np.all(np.diff(mapped[2:]) > 0)
+    assert mapped[-2] > 990  # beyond every honest harvest: beyond every honest fused peak
+    assert arm.combined_peaks({"a": 99.0, "b": 10.0}, {"a": 5.0, "b": 500.0}) == {
+        "a": float(mapped[4]),
+        "b": 500.0,
+    }
+
+
+def test_a_harvester_with_honest_window_signals_is_flagged_and_honest_accounts_are_not() -> None:
+    rng = np.random.default_rng(3)
+    snapshots = honest_history(rng)
+    fused_peaks, harvest_peaks, folds = calibration.cross_fitted_peaks(snapshots, seed=0)
+    arm = HarvestArm.fit(harvest_peaks, fused_peaks)
+    peaks = arm.combined_peaks(harvest_peaks, fused_peaks)
+    threshold = calibration.thresholds(peaks, {"suspicious": 0.01})["suspicious"]
+
+    # held out: the threshold chosen on the other folds flags about 1 % of honest accounts
+    flagged, accounts = calibration.held_out_rate(peaks, folds, 0.01)
+    assert accounts == 300 and flagged <= 6
+
+    # a harvester: honest-looking window signals, a little beyond every honest account in both
+    # distinct prompts (48) and topics (15)
+    pooled = benign.pool(snapshots)
+    values = {name: 0.5 for name in WINDOW} | {DISTINCT: 48.0, BREADTH: 15.0}
+    surprises = benign.surprises(pooled, values, 48, 0)[None, :]
+    alone = fused(surprises, np.float64(0.0), np.array([distinct_prompts(values, 48)]))
+    assert alone[0] < threshold  # the fused sum dilutes it
+    assert arm(harvest(surprises))[0] >= threshold  # the harvest arm does not
