@@ -27,7 +27,8 @@ the window: they are compared with benign accounts' whole histories, not window 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -36,6 +37,7 @@ from detectors.index import window_duplicate_rate
 from detectors.language import switch_rate
 from detectors.sketches import Lifetime
 
+KERNEL_MEANS_KEPT = 100_000  # prompts whose MMD cross term is remembered (about 10 MB)
 NEAR_DUPLICATE_BITS = 8  # SimHash Hamming radius; unrelated prompts sit ~32 bits apart
 SESSION_GAP_MS = 30 * 60_000
 
@@ -54,6 +56,7 @@ class Window:
     languages: list[str]
     embeddings: np.ndarray  # (m, d) of the embedded events only
     lifetime: Lifetime  # the account's whole history (the window included)
+    embedded_keys: list[str] = field(default_factory=list)  # prompt keys of `embeddings`' rows
 
     @classmethod
     def of(cls, features: list[EventFeatures], lifetime: Lifetime | None = None) -> Window:
@@ -71,11 +74,28 @@ class Window:
             if vectors
             else np.zeros((0, 0), np.float32),
             lifetime=lifetime or Lifetime(),
+            embedded_keys=[f.prompt_key for f in features if f.embedding is not None],
         )
 
     @property
     def size(self) -> int:
         return len(self.timestamps)
+
+    @cached_property
+    def similarity(self) -> np.ndarray:
+        """Cosine similarity of every pair of embedded prompts (unit vectors), computed once for
+        dispersion, MMD and PRADA: each computed it, and the three products were most of their
+        cost on a deep account's every update."""
+        return self.embeddings @ self.embeddings.T
+
+    def topics(self, centroids: np.ndarray) -> np.ndarray:
+        """Each embedded prompt's nearest benign topic centroid, computed once per window for
+        coverage and topic breadth."""
+        cached = self.__dict__.get("_topics")
+        if cached is None or cached[0] is not centroids:
+            cached = (centroids, np.argmax(self.embeddings @ centroids.T, axis=1))
+            self.__dict__["_topics"] = cached
+        return cached[1]
 
 
 def near_duplicate_rate(window: Window) -> float:
@@ -146,6 +166,7 @@ class Reference:
     sample: np.ndarray
     bandwidth: float
     sample_self_kernel: float = 0.0  # the MMD term of the sample with itself, computed once
+    _kernel_means: dict[str, float] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         n = len(self.sample)
@@ -153,17 +174,36 @@ class Reference:
             kyy = rbf(self.sample, self.sample, self.bandwidth)
             self.sample_self_kernel = float((kyy.sum() - np.trace(kyy)) / (n * (n - 1)))
 
+    def kernel_means(self, vectors: np.ndarray, keys: list[str]) -> np.ndarray:
+        """Each vector's mean RBF kernel to the sample (MMD's cross term), remembered by prompt
+        key: a deep account's window is rescored on every request, and each prompt's term
+        never changes under one reference. Without keys, computed afresh."""
+        if len(keys) != len(vectors):
+            return rbf(vectors, self.sample, self.bandwidth).mean(axis=1)
+        missing = [i for i, key in enumerate(keys) if key not in self._kernel_means]
+        if missing:
+            if len(self._kernel_means) + len(missing) > KERNEL_MEANS_KEPT:
+                self._kernel_means.clear()
+            means = rbf(vectors[missing], self.sample, self.bandwidth).mean(axis=1)
+            self._kernel_means.update(zip([keys[i] for i in missing], means.tolist(), strict=True))
+        return np.array([self._kernel_means[key] for key in keys])
+
 
 def rbf(a: np.ndarray, b: np.ndarray, bandwidth: float) -> np.ndarray:
     """RBF kernel between unit vectors (||a − b||² = 2 − 2 a·b)."""
-    return np.exp(-np.maximum(0.0, 2.0 - 2.0 * (a @ b.T)) / (2 * bandwidth**2))
+    return rbf_of_similarity(a @ b.T, bandwidth)
+
+
+def rbf_of_similarity(similarity: np.ndarray, bandwidth: float) -> np.ndarray:
+    """`rbf` from the unit vectors' dot products."""
+    return np.exp(-np.maximum(0.0, 2.0 - 2.0 * similarity) / (2 * bandwidth**2))
 
 
 def coverage(window: Window, reference: Reference) -> float:
     """Distinct benign topic centroids hit, per embedded prompt."""
     if len(window.embeddings) == 0 or len(reference.centroids) == 0:
         return 0.0
-    topics = np.argmax(window.embeddings @ reference.centroids.T, axis=1)
+    topics = window.topics(reference.centroids)
     return len(np.unique(topics)) / len(topics)
 
 
@@ -173,7 +213,7 @@ def dispersion(window: Window, reference: Reference) -> float:
     m = len(vectors)
     if m < 2:
         return 0.0
-    similarity = vectors @ vectors.T
+    similarity = window.similarity
     return float(1.0 - (similarity.sum() - np.trace(similarity)) / (m * (m - 1)))
 
 
@@ -182,11 +222,11 @@ def mmd(window: Window, reference: Reference) -> float:
     x = window.embeddings
     if len(x) < 2 or len(reference.sample) < 2:
         return 0.0
-    kxx = rbf(x, x, reference.bandwidth)
-    kxy = rbf(x, reference.sample, reference.bandwidth)
+    kxx = rbf_of_similarity(window.similarity, reference.bandwidth)
     m = len(x)
     term_x = (kxx.sum() - np.trace(kxx)) / (m * (m - 1))
-    return float(term_x + reference.sample_self_kernel - 2 * kxy.mean())
+    cross = reference.kernel_means(x, window.embedded_keys).mean()
+    return float(term_x + reference.sample_self_kernel - 2 * cross)
 
 
 def prada(window: Window, reference: Reference) -> float:
@@ -196,7 +236,7 @@ def prada(window: Window, reference: Reference) -> float:
     vectors = window.embeddings
     if len(vectors) < 8:
         return 0.0
-    distances = np.sqrt(np.maximum(0.0, 2.0 - 2.0 * (vectors @ vectors.T)))
+    distances = np.sqrt(np.maximum(0.0, 2.0 - 2.0 * window.similarity))
     nearest = nearest_earlier(distances)
     if np.ptp(nearest) < 1e-9:
         return 1.0  # identical distances: as far from normal as a sample gets
@@ -221,7 +261,7 @@ def lifetime_topic_breadth(window: Window, reference: Reference) -> float:
         return 0.0
     topics = set(window.lifetime.topics)
     if len(window.embeddings):
-        topics.update(np.argmax(window.embeddings @ reference.centroids.T, axis=1).tolist())
+        topics.update(window.topics(reference.centroids).tolist())
     return float(len(topics))
 
 
