@@ -5,12 +5,16 @@ accounts to the target rate with both arms."""
 from __future__ import annotations
 
 import numpy as np
+import orjson
 
-from detectors.fusion import benign, calibration
+from detectors.fusion import ExtractionDetector, benign, calibration
 from detectors.fusion.benign import Snapshot
 from detectors.fusion.harvest import HarvestArm
 from detectors.fusion.scoring import HARVEST_SIGNALS, distinct_prompts, fused, harvest
+from detectors.registry import load_calibration, save_calibration
 from detectors.signals import SIGNALS
+from students.actors import benign_users
+from tests.planned import events_of
 
 DISTINCT, BREADTH = HARVEST_SIGNALS
 WINDOW = [s.name for s in SIGNALS if not s.lifetime and not s.needs_embeddings][:6]
@@ -63,3 +67,22 @@ def test_a_harvester_with_honest_window_signals_is_flagged_and_honest_accounts_a
     alone = fused(surprises, np.float64(0.0), np.array([distinct_prompts(values, 48)]))
     assert alone[0] < threshold  # the fused sum dilutes it
     assert arm(harvest(surprises))[0] >= threshold  # the harvest arm does not
+
+
+def test_a_saved_calibration_keeps_the_arm_and_an_older_file_loads_without_it(tmp_path) -> None:
+    """A worker scores with the calibration it loads: the arm's honest peaks are saved with it,
+    and a file saved before the arm existed still loads (the fused score alone)."""
+    fitted = ExtractionDetector().fit(events_of(benign_users(60, 300, 5, seed=2), "cal"))
+    assert fitted.harvest_arm_ is not None
+    saved = save_calibration(fitted, tmp_path)
+    restored = load_calibration(ExtractionDetector(), tmp_path)
+    assert restored.harvest_arm_ is not None
+    for field in ("harvest_peaks", "fused_peaks"):
+        np.testing.assert_allclose(
+            getattr(restored.harvest_arm_, field), getattr(fitted.harvest_arm_, field), atol=1e-6
+        )
+    assert restored.thresholds_ == fitted.thresholds_
+    older = orjson.loads(saved.read_bytes())
+    del older["calibration"]["harvest_arm"]
+    saved.write_bytes(orjson.dumps(older))
+    assert load_calibration(ExtractionDetector(), tmp_path).harvest_arm_ is None
