@@ -174,8 +174,12 @@ class ExtractionDetector(Detector):
         """Fused score without the forest (a lower bound, and much cheaper): used for the
         intermediate steps of a burst."""
         surprises = self._surprises(values, count, embedded)
-        raw = fused(surprises, np.float64(0.0), distinct_prompts(values, count))
-        return float(self._with_harvest(np.atleast_1d(raw), surprises[None, :])[0])
+        return self._window_raw(surprises, np.float64(0.0), distinct_prompts(values, count))
+
+    def _window_raw(self, surprises: np.ndarray, behaviour: np.float64, distinct: float) -> float:
+        """One window's raw score: its fused score or its harvest evidence, the larger."""
+        raw = np.atleast_1d(fused(surprises, behaviour, distinct))
+        return float(self._with_harvest(raw, surprises[None, :])[0])
 
     def _with_harvest(self, raw: np.ndarray, surprises: np.ndarray) -> np.ndarray:
         """The larger of each fused raw score and its harvest evidence on the same scale
@@ -229,6 +233,7 @@ class ExtractionDetector(Detector):
     def _fit(self, by_account: dict[str, list[Event]]) -> None:
         self.accounts = {}
         self.reference_ = None
+        self.harvest_arm_ = None
         self.reviewed_peaks_ = {}
         prepared = self._prepare(by_account, embed_all=True)
         everything = [f for items in prepared.values() for f in items]
@@ -249,7 +254,6 @@ class ExtractionDetector(Detector):
             return
         vectors = self._snapshot_surprises(snapshots)
         self.isolation_ = IsolationSurprise.fit(vectors, self.seed)
-        self.harvest_arm_ = None
         accounts = [account_id for account_id, *_ in snapshots]
         cheap_peaks = benign.lifetime_maxima(accounts, tiering.cheap_surprises(vectors))
         sizes = {a: len(events) for a, events in by_account.items()}
@@ -436,12 +440,7 @@ class ExtractionDetector(Detector):
             account = self.accounts[account]
         behaviour = np.float64(forest + coordination)
         raw = (
-            float(
-                self._with_harvest(
-                    np.atleast_1d(fused(surprises, behaviour, distinct_prompts(values, count))),
-                    surprises[None, :],
-                )[0]
-            )
+            self._window_raw(surprises, behaviour, distinct_prompts(values, count))
             if count >= BUCKETS[0]
             else 0.0
         )
