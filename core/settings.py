@@ -114,6 +114,9 @@ class Settings(BaseSettings):
     metrics_port: int = 9464
     detector: Literal["extraction", "volume"] = "extraction"
     embedding_tier: Literal["tiered", "full", "off"] = "tiered"
+    # Which embedder: MiniLM itself, or its static wordpiece table (`detectors.embedding`),
+    # ~70 times cheaper on a CPU, so `full` can embed every prompt there.
+    embedding_model: Literal["minilm", "static"] = "minilm"
     embedding_max_tokens: int = 64  # MiniLM truncation: 156 prompts/s at 64 tokens, 99 at 128
     # MiniLM's CPU threads in each process (0: one per core). Set 1 when several workers share
     # the cores: their OpenMP threads waiting at barriers cost more than they gain (busy 2-core

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import orjson
 
@@ -14,6 +15,9 @@ from core.formats import LogFormat
 from core.settings import Settings
 from detectors.base import Detector, calibration_of, load_calibration_into
 from detectors.volume import VolumeDetector
+
+if TYPE_CHECKING:
+    from detectors.embedding import PromptEmbedder, StaticEmbedder
 
 CALIBRATION_FILE = "calibration.json"
 log = logging.getLogger(__name__)
@@ -29,23 +33,34 @@ def build_detector(settings: Settings, target_fpr: float | None = None) -> Detec
     if settings.detector == "volume":
         return VolumeDetector(target_fpr=fpr)
     from detectors.campaigns import CampaignLinker
+    from detectors.campaigns.params import LinkerParams
     from detectors.fusion import ExtractionDetector
 
     embedder = None
+    linking = LinkerParams()
     if settings.embedding_tier != "off":
-        from detectors.embedding import PromptEmbedder
-
-        embedder = PromptEmbedder(
-            max_seq_length=settings.embedding_max_tokens,
-            cpu_threads=settings.embedding_threads or None,
-        )
+        embedder = _embedder(settings)
+        linking = LinkerParams(min_cosine=embedder.near_duplicate_cosine)
     return ExtractionDetector(
         embedder=embedder,
         reasoning=_reasoning_scorer(settings),
         languages=_language_detector(),
-        linker=CampaignLinker(),
+        linker=CampaignLinker(linking),
         tiered=settings.embedding_tier == "tiered",
         target_fpr=fpr,
+    )
+
+
+def _embedder(settings: Settings) -> PromptEmbedder | StaticEmbedder:
+    if settings.embedding_model == "static":
+        from detectors.embedding import StaticEmbedder
+
+        return StaticEmbedder(settings.data_dir / "models")
+    from detectors.embedding import PromptEmbedder
+
+    return PromptEmbedder(
+        max_seq_length=settings.embedding_max_tokens,
+        cpu_threads=settings.embedding_threads or None,
     )
 
 

@@ -1,0 +1,93 @@
+"""The static embedder: MiniLM's wordpiece table, averaged. It must be the mean it claims to be,
+keep MiniLM's notion of which prompts are alike, and build its table once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from core.settings import Settings
+from detectors import embedding
+from detectors.embedding import PromptEmbedder, StaticEmbedder
+from detectors.registry import build_detector
+from students.actors import benign_users
+
+pytestmark = pytest.mark.models
+
+
+@pytest.fixture(scope="module")
+def models_dir() -> Path:
+    """The test session's shared model cache (`tests/conftest.py`): the table is built once."""
+    from tests.conftest import MODELS_DIR
+
+    return MODELS_DIR
+
+
+@pytest.fixture(scope="module")
+def static(models_dir: Path) -> StaticEmbedder:
+    return StaticEmbedder(models_dir)
+
+
+def real_prompts(count: int) -> list[str]:
+    """Distinct ShareGPT prompts of the benign users the other detector tests use."""
+    prompts = [e.prompt for e in benign_users(30, 40, 3, seed=5, max_tokens=(16, 32))]
+    return list(dict.fromkeys(p for p in prompts if p.strip()))[:count]
+
+
+def test_a_prompt_is_the_unit_mean_of_its_wordpieces(static: StaticEmbedder) -> None:
+    prompts = ["How do I bake sourdough bread?", "", "   ", "déjà vu " * 400]
+    vectors = static(prompts)
+    assert vectors.shape == (4, StaticEmbedder.dimension)
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    for prompt, vector in zip(prompts, vectors, strict=True):
+        ids = static.tokenizer.encode(prompt[: static.max_chars], add_special_tokens=False).ids
+        mean = static.table[ids or [static.unknown]].mean(axis=0)
+        assert np.allclose(vector, mean / np.linalg.norm(mean), atol=1e-5)
+    assert len(static.tokenizer.encode(prompts[3], add_special_tokens=False).ids) == 128
+    assert np.array_equal(static(prompts[:1]), vectors[:1])  # batch-independent
+
+
+def test_static_neighbours_are_minilms_neighbours_on_real_prompts(static: StaticEmbedder) -> None:
+    """Real prompts: each one's nearest other prompt under MiniLM is among its five nearest
+    under the static table far more often than chance (measured 65 % of 60 prompts, chance 8 %;
+    the static cosines of all pairs rank only loosely with MiniLM's, Spearman 0.2, because most
+    pairs are unrelated and their order is noise), and a paraphrase stays nearer than an
+    unrelated prompt."""
+    prompts = real_prompts(60)
+    minilm = np.asarray(PromptEmbedder(max_seq_length=128)(prompts))
+    ours = static(prompts)
+    theirs, mine = minilm @ minilm.T, ours @ ours.T
+    np.fill_diagonal(theirs, -np.inf)
+    np.fill_diagonal(mine, -np.inf)
+    nearest = theirs.argmax(axis=1)
+    top_five = np.argsort(-mine, axis=1)[:, :5]
+    agreement = np.mean([n in row for n, row in zip(nearest, top_five, strict=True)])
+    assert agreement >= 0.4 and agreement >= 4 * 5 / (len(prompts) - 1), agreement
+    bread, loaf, physics = static(
+        ["how do I bake bread at home", "a recipe for baking a loaf", "what is entanglement"]
+    )
+    assert bread @ loaf > bread @ physics + 0.2
+
+
+def test_the_table_is_built_once_and_read_back(
+    static: StaticEmbedder, models_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert StaticEmbedder.table_path(models_dir).exists()
+
+    def rebuilt(*args: object, **kwargs: object) -> np.ndarray:
+        raise AssertionError("the cached table was not read")
+
+    monkeypatch.setattr(embedding, "wordpiece_table", rebuilt)
+    again = StaticEmbedder(models_dir)
+    assert np.array_equal(again.table, static.table)
+
+
+def test_the_setting_chooses_the_static_embedder(tmp_path: Path, models_dir: Path) -> None:
+    (tmp_path / "models").symlink_to(models_dir)
+    detector = build_detector(
+        Settings(data_dir=tmp_path, embedding_tier="full", embedding_model="static")
+    )
+    assert isinstance(detector.embedder, StaticEmbedder)  # type: ignore[attr-defined]
+    assert not detector.tiered  # type: ignore[attr-defined]
