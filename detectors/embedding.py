@@ -16,6 +16,8 @@ import hashlib
 import itertools
 import os
 from collections import OrderedDict
+from collections.abc import Iterable
+from functools import lru_cache
 from importlib.metadata import version
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,7 +27,7 @@ import numpy as np
 from core.hashing import prompt_key
 
 if TYPE_CHECKING:
-    from tokenizers import Tokenizer
+    from sentence_transformers import SentenceTransformer
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # weights ship in the pip package: never download
 
@@ -96,7 +98,7 @@ class StaticEmbedder:
     changes with the model package's version, so a stale table is never read."""
 
     dimension = 384
-    TABLE_VERSION = "static-1"
+    TABLE_VERSION = "static-2"
     # Averaged wordpieces make unrelated prompts look alike (cosines ~0.4 where MiniLM gives
     # ~0.1): at 0.98, benign prompt pairs pass about as rarely as at MiniLM's 0.92 (measured on
     # three worlds' histories: 0.96-0.99 give MiniLM's rate), and the campaign linker is not
@@ -115,7 +117,7 @@ class StaticEmbedder:
         self.unknown = self.tokenizer.token_to_id("[UNK]")
         path = self.table_path(Path(cache_dir))
         if not path.exists():
-            save_table(path, wordpiece_table(model_path, self.tokenizer))
+            save_table(path, wordpiece_table(self.tokenizer.get_vocab_size()))
         self.table = np.load(path)
 
     @classmethod
@@ -144,26 +146,41 @@ class StaticEmbedder:
         return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
 
 
-def wordpiece_table(model_path: Path, tokenizer: Tokenizer, batch: int = 1024) -> np.ndarray:
-    """Every wordpiece's MiniLM vector ([CLS] piece [SEP], mean-pooled as the model pools),
-    centred on the vocabulary's mean."""
-    import torch
-    from transformers import AutoModel
+def wordpiece_table(size: int) -> np.ndarray:
+    """Every wordpiece's static vector (`distil_token_vectors`), centred on the vocabulary's
+    mean."""
+    table = distil_token_vectors(range(size))
+    return table - table.mean(axis=0)
 
-    model = AutoModel.from_pretrained(str(model_path)).eval()
-    size = model.config.vocab_size
-    cls_id, sep_id = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
-    rows = []
-    with torch.no_grad():
-        for start in range(0, size, batch):
-            pieces = torch.arange(start, min(size, start + batch))[:, None]
-            tokens = torch.cat(
-                [torch.full_like(pieces, cls_id), pieces, torch.full_like(pieces, sep_id)], 1
-            )
-            hidden = model(input_ids=tokens, attention_mask=torch.ones_like(tokens))
-            rows.append(hidden.last_hidden_state.mean(1).numpy())
-    table = np.concatenate(rows).astype(np.float32)
-    return table - table.mean(0)
+
+@lru_cache(maxsize=1)
+def minilm() -> SentenceTransformer:
+    """The pip-packaged MiniLM, loaded once per process (only training and distilling need
+    it; `PromptEmbedder` loads its own)."""
+    return PromptEmbedder().model
+
+
+_TOKEN_VECTORS: dict[int, np.ndarray] = {}  # distilled once per process: refits reuse them
+
+
+def distil_token_vectors(token_ids: Iterable[int], batch_size: int = 1024) -> np.ndarray:
+    """Static vectors of MiniLM vocabulary tokens: each token alone through the model
+    (`[CLS] token [SEP]`, mean-pooled, unit length), as Model2Vec distils its tables."""
+    import torch
+
+    token_ids = [int(t) for t in token_ids]
+    missing = sorted(set(token_ids) - _TOKEN_VECTORS.keys())
+    with torch.inference_mode():
+        for start in range(0, len(missing), batch_size):
+            model = minilm()
+            ids = torch.as_tensor(missing[start : start + batch_size], dtype=torch.long)
+            column = torch.ones_like(ids)
+            cls, sep = model.tokenizer.cls_token_id, model.tokenizer.sep_token_id
+            input_ids = torch.stack([column * cls, ids, column * sep], dim=1).to(model.device)
+            features = {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids)}
+            output = model(features)["sentence_embedding"].float().cpu().numpy()
+            _TOKEN_VECTORS.update(zip(missing[start : start + batch_size], output, strict=True))
+    return np.stack([_TOKEN_VECTORS[t] for t in token_ids]).astype(np.float32, copy=False)
 
 
 def save_table(path: Path, table: np.ndarray) -> None:

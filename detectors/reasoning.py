@@ -24,9 +24,8 @@ import hashlib
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Self
+from typing import Self
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin
@@ -36,8 +35,7 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import normalize
 from sklearn.utils.validation import check_is_fitted
 
-if TYPE_CHECKING:
-    from sentence_transformers import SentenceTransformer
+from detectors.embedding import distil_token_vectors, minilm
 
 VERSION = "reasoning-1"
 DEFAULT_CACHE_DIR = Path(".distillguard/models")
@@ -141,40 +139,9 @@ def _flatten(prompts: Sequence[str]) -> tuple[list[str], np.ndarray]:
     return sentences, starts
 
 
-@lru_cache(maxsize=1)
-def _minilm() -> SentenceTransformer:
-    """The pip-packaged MiniLM, loaded once per process (only training needs it)."""
-    from detectors.embedding import PromptEmbedder
-
-    return PromptEmbedder().model
-
-
-_TOKEN_VECTORS: dict[int, np.ndarray] = {}  # distilled once per process: refits reuse them
-
-
-def distil_token_vectors(token_ids: Iterable[int], batch_size: int = 1024) -> np.ndarray:
-    """Static vectors of MiniLM vocabulary tokens: each token alone through the model
-    (`[CLS] token [SEP]`, mean-pooled, unit length), as Model2Vec distils its tables."""
-    import torch
-
-    token_ids = [int(t) for t in token_ids]
-    missing = sorted(set(token_ids) - _TOKEN_VECTORS.keys())
-    with torch.inference_mode():
-        for start in range(0, len(missing), batch_size):
-            model = _minilm()
-            ids = torch.as_tensor(missing[start : start + batch_size], dtype=torch.long)
-            column = torch.ones_like(ids)
-            cls, sep = model.tokenizer.cls_token_id, model.tokenizer.sep_token_id
-            input_ids = torch.stack([column * cls, ids, column * sep], dim=1).to(model.device)
-            features = {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids)}
-            output = model(features)["sentence_embedding"].float().cpu().numpy()
-            _TOKEN_VECTORS.update(zip(missing[start : start + batch_size], output, strict=True))
-    return np.stack([_TOKEN_VECTORS[t] for t in token_ids]).astype(np.float32, copy=False)
-
-
 def distil_word_vectors(words: Sequence[str]) -> np.ndarray:
     """A static vector per word: the mean of its MiniLM tokens' static vectors."""
-    pieces = _minilm().tokenizer(list(words), add_special_tokens=False)["input_ids"]
+    pieces = minilm().tokenizer(list(words), add_special_tokens=False)["input_ids"]
     vocabulary = sorted({token for ids in pieces for token in ids})
     table = distil_token_vectors(vocabulary)
     rows = {token: row for row, token in enumerate(vocabulary)}
