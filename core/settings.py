@@ -113,10 +113,13 @@ class Settings(BaseSettings):
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 9464
     detector: Literal["extraction", "volume"] = "extraction"
-    embedding_tier: Literal["tiered", "full", "off"] = "tiered"
-    # Which embedder: MiniLM itself, or its static wordpiece table (`detectors.embedding`),
-    # ~70 times cheaper on a CPU, so `full` can embed every prompt there.
-    embedding_model: Literal["minilm", "static"] = "minilm"
+    # Which prompts are embedded: every one (`full`), or on a CPU running MiniLM itself only
+    # suspects' and a sample (`tiered`, `detectors.fusion.tiering`); `off`: no embedding signal.
+    embedding_tier: Literal["tiered", "full", "off"] = "full"
+    # Which embedder: MiniLM itself, or its static wordpiece table (`detectors.embedding`,
+    # ~70 times cheaper on a CPU, so every prompt can be embedded there). `auto`: MiniLM on a
+    # GPU or when tiered, the static table on a CPU (`detectors.registry.embedding_model`).
+    embedding_model: Literal["auto", "minilm", "static"] = "auto"
     embedding_max_tokens: int = 64  # MiniLM truncation: 156 prompts/s at 64 tokens, 99 at 128
     # MiniLM's CPU threads in each process (0: one per core). Set 1 when several workers share
     # the cores: their OpenMP threads waiting at barriers cost more than they gain (busy 2-core

@@ -36,6 +36,7 @@ class PromptEmbedder:
     """Callable: list of prompts → list of 384-d unit vectors (as lists of floats)."""
 
     dimension = 384
+    identity = "minilm"  # what a calibration records: vectors of different embedders differ
     near_duplicate_cosine = 0.92  # two prompts this alike are one prompt reworded
 
     def __init__(
@@ -99,6 +100,7 @@ class StaticEmbedder:
 
     dimension = 384
     TABLE_VERSION = "static-2"
+    identity = f"minilm-{TABLE_VERSION}"
     # Averaged wordpieces make unrelated prompts look alike (cosines ~0.4 where MiniLM gives
     # ~0.1): at 0.98, benign prompt pairs pass about as rarely as at MiniLM's 0.92 (measured on
     # three worlds' histories: 0.96-0.99 give MiniLM's rate), and the campaign linker is not
@@ -114,7 +116,7 @@ class StaticEmbedder:
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(max_tokens)
         self.max_chars = max_chars  # wordpieces past `max_tokens` are dropped anyway
-        self.unknown = self.tokenizer.token_to_id("[UNK]")
+        self.unknown = int(self.tokenizer.token_to_id("[UNK]") or 0)
         path = self.table_path(Path(cache_dir))
         if not path.exists():
             save_table(path, wordpiece_table(self.tokenizer.get_vocab_size()))

@@ -51,8 +51,41 @@ def build_detector(settings: Settings, target_fpr: float | None = None) -> Detec
     )
 
 
+def embedding_model(settings: Settings) -> str:
+    """The embedder `auto` means here: MiniLM where it is cheap (a GPU) or rationed (the tiered
+    policy exists to afford it on a CPU), else the static table, which a CPU can run on every
+    prompt (issue 16: more attackers caught than tiered MiniLM on every benchmark world)."""
+    if settings.embedding_tier == "off":
+        return "none"
+    if settings.embedding_model != "auto":
+        return settings.embedding_model
+    if settings.embedding_tier == "tiered":
+        return "minilm"
+    import torch
+
+    return "minilm" if torch.cuda.is_available() else "static"
+
+
+# The detection benchmark's name for each embedding configuration of the extraction detector
+# (`bench.detection` runs them; forensic reports quote the matching figures).
+VARIANTS = {
+    "ours": {"embedding_tier": "tiered", "embedding_model": "minilm"},
+    "ours_full": {"embedding_tier": "full", "embedding_model": "minilm"},
+    "ours_static": {"embedding_tier": "full", "embedding_model": "static"},
+}
+
+
+def variant(settings: Settings) -> str | None:
+    """The benchmark variant these settings run (None: another detector, or not benchmarked)."""
+    if settings.detector != "extraction":
+        return None
+    tier, model = settings.embedding_tier, embedding_model(settings)
+    chosen = {"embedding_tier": tier, "embedding_model": model}
+    return next((name for name, config in VARIANTS.items() if config == chosen), None)
+
+
 def _embedder(settings: Settings) -> PromptEmbedder | StaticEmbedder:
-    if settings.embedding_model == "static":
+    if embedding_model(settings) == "static":
         from detectors.embedding import StaticEmbedder
 
         return StaticEmbedder(settings.data_dir / "models")

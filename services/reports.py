@@ -41,7 +41,7 @@ from core.settings import Settings
 from core.timeutil import END_OF_TIME_MS
 from core.tokenizer import TOKENIZER_LABEL, token_counter
 from core.version import full_version
-from detectors.registry import CALIBRATION_FILE, calibration_dir
+from detectors.registry import CALIBRATION_FILE, calibration_dir, embedding_model, variant
 from services.signing import (
     SIGNATURE,
     SigningKeyError,
@@ -306,8 +306,8 @@ def benchmark_error_rates(settings: Settings, path: Path = BENCHMARK_ERROR_RATES
     """The detection benchmark's worst held-out world for the configured detector, calibrated
     on each world's own history (what a deployment does) and on other worlds' (what goes wrong
     otherwise); None when this detector was not benchmarked or no figures ship here."""
-    key = {"tiered": "ours", "full": "ours_full"}.get(settings.embedding_tier)
-    if settings.detector != "extraction" or key is None or not path.exists():
+    key = variant(settings)
+    if key is None or not path.exists():
         return None
     rates = orjson.loads(path.read_bytes())
     measured = rates["detectors"].get(key)
@@ -526,6 +526,7 @@ def render(data: dict, folder: Path, settings: Settings, pdf: bool = True) -> di
         "configuration": {
             "detector": settings.detector,
             "embedding_tier": settings.embedding_tier,
+            "embedding_model": embedding_model(settings),
             "target_fpr": settings.target_fpr,
             "redact_prompts": settings.redact_prompts,
             "store": settings.store,

@@ -20,6 +20,8 @@ class CachedEmbedder:
     as with the model; only its events/s would be wrong, which is why the timed runs use the
     model itself (`make_detector(..., timed=True)`)."""
 
+    identity = "minilm"  # the model's own vectors (`PromptEmbedder.identity`)
+
     def __init__(self, path: Path, max_seq_length: int = 256) -> None:
         self.path = path
         self.max_seq_length = max_seq_length

@@ -25,6 +25,7 @@ def calibration_to_json(detector: ExtractionDetector) -> dict[str, Any]:
     training = isolation.training if isolation is not None else np.zeros((0, len(SIGNALS)))
     return {
         "signals": [s.name for s in SIGNALS],
+        "embedder": embedder_identity(detector),
         "target_fpr": detector.target_fpr,
         "suspicious_fpr": detector.suspicious_fpr,
         "thresholds": detector.thresholds_,
@@ -55,6 +56,12 @@ def calibration_to_json(detector: ExtractionDetector) -> dict[str, Any]:
     }
 
 
+def embedder_identity(detector: ExtractionDetector) -> str | None:
+    """Which vectors the detector compares (`identity` of its embedder; None without one, or
+    with an embedder that names none): a calibration only fits the embedder it was made with."""
+    return getattr(detector.embedder, "identity", None)
+
+
 def load_calibration_json(detector: ExtractionDetector, calibration: dict[str, Any]) -> None:
     """Restore a saved calibration; one made for another set of signals (an older version)
     cannot score this version's accounts, so it is refused with what to do instead."""
@@ -64,6 +71,14 @@ def load_calibration_json(detector: ExtractionDetector, calibration: dict[str, A
             f"this calibration was made for {len(signals) or 'an older set of'} signals, the "
             f"detector ({detector.version}) has {len(SIGNALS)}: run `distillguard calibrate` "
             "again on the benign history"
+        )
+    saved = calibration.get("embedder", "minilm")  # files saved before static embeddings
+    running = embedder_identity(detector)
+    if saved is not None and running is not None and saved != running:
+        raise ValueError(
+            f"this calibration was made with the {saved!r} embedder, the detector embeds with "
+            f"{running!r}: their vectors are not comparable. Set DG_EMBEDDING_MODEL to the "
+            "calibration's, or run `distillguard calibrate` again"
         )
     detector.target_fpr = calibration["target_fpr"]
     detector.suspicious_fpr = calibration["suspicious_fpr"]

@@ -11,8 +11,10 @@ import pytest
 from core.settings import Settings
 from detectors import embedding
 from detectors.embedding import PromptEmbedder, StaticEmbedder
-from detectors.registry import build_detector
+from detectors.fusion import ExtractionDetector
+from detectors.registry import build_detector, embedding_model, variant
 from students.actors import benign_users
+from tests.planned import events_of
 
 pytestmark = pytest.mark.models
 
@@ -91,3 +93,44 @@ def test_the_setting_chooses_the_static_embedder(tmp_path: Path, models_dir: Pat
     )
     assert isinstance(detector.embedder, StaticEmbedder)  # type: ignore[attr-defined]
     assert not detector.tiered  # type: ignore[attr-defined]
+
+
+def test_auto_is_static_on_a_cpu_and_minilm_where_it_is_affordable() -> None:
+    import torch
+
+    on_cpu = not torch.cuda.is_available()
+    assert embedding_model(Settings()) == ("static" if on_cpu else "minilm")
+    assert variant(Settings()) == ("ours_static" if on_cpu else "ours_full")
+    assert embedding_model(Settings(embedding_tier="tiered")) == "minilm"  # tiering rations it
+    assert variant(Settings(embedding_tier="tiered")) == "ours"
+    assert embedding_model(Settings(embedding_tier="off")) == "none"
+    assert variant(Settings(embedding_tier="tiered", embedding_model="static")) is None
+    assert variant(Settings(detector="volume")) is None
+
+
+class NamedEmbedder:
+    """An embedder that only says which it is (loading a calibration reads nothing else)."""
+
+    def __init__(self, identity: str) -> None:
+        self.identity = identity
+
+    def __call__(self, prompts: list[str]) -> np.ndarray:
+        raise AssertionError("loading a calibration embeds nothing")
+
+
+def test_a_calibration_holds_only_for_the_embedder_it_was_made_with(
+    static: StaticEmbedder,
+) -> None:
+    """Vectors of two embedders are not comparable: a detector refuses a calibration made with
+    another, and says what to do; a file saved before calibrations named their embedder was
+    made with MiniLM."""
+    history = events_of(benign_users(12, 30, 2, seed=3, max_tokens=(64,)), "cal")
+    saved = ExtractionDetector(embedder=static).fit(history).calibration()
+    assert saved["embedder"] == static.identity
+    ExtractionDetector(embedder=NamedEmbedder(static.identity)).load_calibration(saved)
+    with pytest.raises(ValueError, match="DG_EMBEDDING_MODEL"):
+        ExtractionDetector(embedder=NamedEmbedder("minilm")).load_calibration(saved)
+    older = {key: value for key, value in saved.items() if key != "embedder"}
+    ExtractionDetector(embedder=NamedEmbedder("minilm")).load_calibration(older)
+    with pytest.raises(ValueError, match="made with the 'minilm' embedder"):
+        ExtractionDetector(embedder=static).load_calibration(older)
