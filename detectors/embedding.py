@@ -99,7 +99,7 @@ class StaticEmbedder:
     changes with the model package's version, so a stale table is never read."""
 
     dimension = 384
-    TABLE_VERSION = "static-2"
+    TABLE_VERSION = "static-3"
     identity = f"minilm-{TABLE_VERSION}"
     # Averaged wordpieces make unrelated prompts look alike (cosines ~0.4 where MiniLM gives
     # ~0.1): at 0.98, benign prompt pairs pass about as rarely as at MiniLM's 0.92 (measured on
@@ -149,9 +149,11 @@ class StaticEmbedder:
 
 
 def wordpiece_table(size: int) -> np.ndarray:
-    """Every wordpiece's static vector (`distil_token_vectors`), centred on the vocabulary's
-    mean."""
-    table = distil_token_vectors(range(size))
+    """Every wordpiece's static vector (`distil_token_vectors`) as pooled, centred on the
+    vocabulary's mean. Pooled rather than unit rows because that measured better: with every
+    prompt embedded, own history, the four benchmark worlds' attackers flagged 220 of 238
+    (worst world 83.6 %) against 215 (77.0 %) with unit rows (2026-12-05)."""
+    table = distil_token_vectors(range(size), unit=False)
     return table - table.mean(axis=0)
 
 
@@ -165,9 +167,13 @@ def minilm() -> SentenceTransformer:
 _TOKEN_VECTORS: dict[int, np.ndarray] = {}  # distilled once per process: refits reuse them
 
 
-def distil_token_vectors(token_ids: Iterable[int], batch_size: int = 1024) -> np.ndarray:
+def distil_token_vectors(
+    token_ids: Iterable[int], batch_size: int = 1024, unit: bool = True
+) -> np.ndarray:
     """Static vectors of MiniLM vocabulary tokens: each token alone through the model
-    (`[CLS] token [SEP]`, mean-pooled, unit length), as Model2Vec distils its tables."""
+    (`[CLS] token [SEP]`, mean-pooled), as Model2Vec distils its tables; of unit length as the
+    model normalises its output (`unit`), or as pooled, whose length weighs a token when
+    vectors are averaged."""
     import torch
 
     token_ids = [int(t) for t in token_ids]
@@ -180,9 +186,11 @@ def distil_token_vectors(token_ids: Iterable[int], batch_size: int = 1024) -> np
             cls, sep = model.tokenizer.cls_token_id, model.tokenizer.sep_token_id
             input_ids = torch.stack([column * cls, ids, column * sep], dim=1).to(model.device)
             features = {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids)}
-            output = model(features)["sentence_embedding"].float().cpu().numpy()
+            pooled = model[1](model[0](features))["sentence_embedding"]  # before Normalize
+            output = pooled.float().cpu().numpy()
             _TOKEN_VECTORS.update(zip(missing[start : start + batch_size], output, strict=True))
-    return np.stack([_TOKEN_VECTORS[t] for t in token_ids]).astype(np.float32, copy=False)
+    vectors = np.stack([_TOKEN_VECTORS[t] for t in token_ids]).astype(np.float32, copy=False)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True) if unit else vectors
 
 
 def save_table(path: Path, table: np.ndarray) -> None:
