@@ -195,6 +195,6 @@ def distil_token_vectors(
 
 def save_table(path: Path, table: np.ndarray) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".partial.npy")
+    partial = path.with_suffix(f".{os.getpid()}.partial.npy")  # processes may build at once
     np.save(partial, table)
     partial.replace(path)  # readers never see half a file
