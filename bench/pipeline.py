@@ -10,11 +10,12 @@ Needs the broker and server from `scripts/` (`make bench` starts them; `DG_KAFKA
 
 What runs. One world of `bench.worlds` (default `sdk-developers`: its 40-account campaign is the
 one the tiered detector links and flags on its own calibration). The detector
-(`build_detector(Settings(embedding_tier="tiered"))`) is fitted on the world's separate benign
-calibration history (`bench.detection.calibration_for("own", ...)`; MiniLM vectors from the
-detection benchmark's cache, the model's own) and saved with `save_calibration` into a data
-folder under `.distillguard/bench/`; every worker and the linker load it via `DG_DATA_DIR` and
-embed with the real model. For each N of `--workers`, two runs, each on a fresh topic (4
+(`build_detector(Settings())`: the default settings the workers run, on a CPU the static table
+on every prompt) is fitted on the world's separate benign calibration history
+(`bench.detection.calibration_for("own", ...)`; with MiniLM, vectors from the detection
+benchmark's cache, the model's own) and saved with `save_calibration` into a data folder under
+`.distillguard/bench/`; every worker and the linker load it via `DG_DATA_DIR` and embed with
+the embedder itself. For each N of `--workers`, two runs, each on a fresh topic (4
 partitions), consumer group and database: N workers and one linker are started and the bench
 waits until the worker group is stable (every partition assigned) and the linker is active;
 then the whole world's log (time-ordered) is produced, either
@@ -93,42 +94,59 @@ STORED_POLL_S, CLUSTER_POLL_S = 0.25, 0.5
 
 # --- the deployment's data folder -------------------------------------------------------------
 def calibrated_data_dir(scenario: Scenario, world: str, rebuild: bool) -> Path:
-    """A data folder holding the tiered detector's calibration on the world's benign history,
-    saved as `distillguard calibrate` saves it; cached per world build and detector version."""
+    """A data folder holding the default detector's calibration (as the workers will run it:
+    default settings) on the world's benign history, saved as `distillguard calibrate` saves
+    it; cached per world build, detector version and embedder."""
     from bench.detection import cached_embedder, calibration_for
     from detectors.fusion import ExtractionDetector
     from detectors.registry import (
         CALIBRATION_FILE,
         build_detector,
         calibration_dir,
+        embedding_model,
         save_calibration,
     )
 
     defaults = Settings()
-    # Keyed by the world's build (its file name holds its config key) and detector version.
-    folder = CACHE / f"pipeline-{scenario.events_path.stem}-{ExtractionDetector.version}"
-    settings = Settings(data_dir=folder, embedding_tier="tiered")
+    model = embedding_model(defaults)
+    # Keyed by the world's build (its file name holds its config key), detector and embedder.
+    stem = f"pipeline-{scenario.events_path.stem}-{ExtractionDetector.version}-{model}"
+    folder = CACHE / stem
+    settings = Settings(data_dir=folder)
     if (calibration_dir(settings) / CALIBRATION_FILE).exists() and not rebuild:
         return folder
     models = defaults.data_dir / "models"  # the reasoning classifier: trained once, reused
     if models.exists():
         shutil.copytree(models, folder / "models", dirs_exist_ok=True)
     detector = build_detector(settings)
-    # Cached MiniLM vectors (the model's own; `bench.detection.CachedEmbedder`): calibrating
-    # decides exactly as with the model, minutes sooner. The workers embed with the model.
-    embedder = cached_embedder(CACHE)
-    detector.embedder = embedder  # type: ignore[attr-defined]
+    if model == "minilm":
+        # Cached MiniLM vectors (the model's own; `bench.detection.CachedEmbedder`): calibrating
+        # decides exactly as with the model, minutes sooner. The workers embed with the model.
+        embedder = cached_embedder(CACHE)
+        detector.embedder = embedder  # type: ignore[attr-defined]
     calibration = calibration_for("own", world, {world: scenario})
     assert calibration is not None
     started = time.perf_counter()
     detector.fit(calibration.events)
-    embedder.save()
+    if model == "minilm":
+        embedder.save()
     save_calibration(detector, calibration_dir(settings))
     console.print(
         f"calibrated on {len(calibration.events):,} benign events in "
         f"{time.perf_counter() - started:.0f} s → {folder}"
     )
     return folder
+
+
+def embedding_description(settings: Settings | None = None) -> str:
+    """How the workers embed prompts, for the table's header."""
+    from detectors.registry import embedding_model
+
+    settings = settings or Settings()
+    model = {"static": "MiniLM's static table", "minilm": "MiniLM"}.get(
+        embedding_model(settings), "no embedder"
+    )
+    return f"{settings.embedding_tier} embedding ({model})"
 
 
 # --- latency from the workers' metrics --------------------------------------------------------
@@ -447,7 +465,7 @@ def main(
         markdown.append("| " + " | ".join(cells(run)) + " |")
     console.print(table)
     note = (
-        f"{title}; tiered embedding (MiniLM on CPU); seconds from the first event produced "
+        f"{title}; {embedding_description()}; seconds from the first event produced "
         f"to the last stored; latency: Kafka produce time to the batch durable (the workers' "
         f"histogram); campaign delays from its first request produced (bench/pipeline.py "
         f"says how each is measured); {versions()}"
