@@ -94,7 +94,7 @@ class StaticEmbedder:
     """Callable: list of prompts → 384-d unit vectors, each the mean of the prompt's first
     `max_tokens` wordpieces' static vectors (the table's mean removed, so what all prompts share
     does not dominate the cosine). The table is MiniLM's own output for every wordpiece of its
-    vocabulary, built in about 25 s on first use and cached in `cache_dir` under a name that
+    vocabulary, built in about 20 s on first use and cached in `cache_dir` under a name that
     changes with the model package's version, so a stale table is never read."""
 
     dimension = 384
