@@ -144,9 +144,10 @@ class StaticEmbedder:
 
 def wordpiece_table(size: int) -> np.ndarray:
     """Every wordpiece's static vector (`distil_token_vectors`) as pooled, centred on the
-    vocabulary's mean. Pooled rather than unit rows because that measured better: with every
-    prompt embedded, own history, the four benchmark worlds' attackers flagged 220 of 238
-    (worst world 83.6 %) against 215 (77.0 %) with unit rows (2026-12-05)."""
+    vocabulary's mean. Pooled rows let a token's length weigh it in the mean (as Model2Vec's
+    do); with unit rows the four benchmark worlds' attackers flagged were 215 of 238 against
+    220 pooled (2026-12-05, every prompt embedded, own history; the two runs also differed in
+    the linker's near-duplicate cosine, and a few attackers is within run-to-run variation)."""
     table = distil_token_vectors(range(size), unit=False)
     return table - table.mean(axis=0)
 
