@@ -58,9 +58,17 @@ def embedding_model(settings: Settings) -> str:
         return settings.embedding_model
     if settings.embedding_tier == "tiered":
         return "minilm"
+    return "minilm" if _cuda_present() else "static"
+
+
+def _cuda_present() -> bool:
+    """Whether torch sees a CUDA device; without an NVIDIA driver there is none, and a CPU
+    worker then never imports torch (seconds at start, hundreds of MB)."""
+    if not Path("/proc/driver/nvidia").exists():
+        return False
     import torch
 
-    return "minilm" if torch.cuda.is_available() else "static"
+    return torch.cuda.is_available()
 
 
 # The detection benchmark's name for each embedding configuration of the extraction detector

@@ -3,6 +3,8 @@ keep MiniLM's notion of which prompts are alike, and build its table once."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -134,3 +136,24 @@ def test_a_calibration_holds_only_for_the_embedder_it_was_made_with(
     ExtractionDetector(embedder=NamedEmbedder("minilm")).load_calibration(older)
     with pytest.raises(ValueError, match="made with the 'minilm' embedder"):
         ExtractionDetector(embedder=static).load_calibration(older)
+
+
+@pytest.mark.skipif(Path("/proc/driver/nvidia").exists(), reason="a GPU machine runs MiniLM")
+def test_a_cpu_worker_with_the_default_detector_never_imports_torch(
+    tmp_path: Path, models_dir: Path
+) -> None:
+    """On a CPU the default embedder needs no network, so the worker's process must not pay
+    for torch (seconds at start, hundreds of MB): checked in a fresh interpreter."""
+    (tmp_path / "models").symlink_to(models_dir)
+    script = (
+        "import sys\n"
+        "from core.settings import Settings\n"
+        "from detectors.registry import build_detector\n"
+        f"detector = build_detector(Settings(data_dir={str(tmp_path)!r}))\n"
+        "detector.embedder(['hello'])\n"
+        "print(type(detector.embedder).__name__, 'torch' in sys.modules)\n"
+    )
+    ran = subprocess.run(  # noqa: S603
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=300
+    )
+    assert ran.stdout.split() == ["StaticEmbedder", "False"], ran.stderr
