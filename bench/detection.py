@@ -77,7 +77,7 @@ from streaming.pipeline import Pipeline
 from streaming.profiles import MemoryPublisher, ProfilePublisher
 from streaming.sinks import BufferedSink
 from streaming.sources import records_from_lines
-from students.embeddings import CachedEmbedder, cached_embedder
+from students.embeddings import CachedEmbedder, cached_embedder, with_cached_vectors
 from students.measured import command_line, duration, measured_by, write_table
 from students.scenario import REPLAY_BATCH, REPLAY_PER_ACCOUNT, batches
 
@@ -241,11 +241,9 @@ def make_detector(name: str, embedder: CachedEmbedder, timed: bool = False) -> D
     if name in OURS:
         from detectors.registry import build_detector
 
-        settings = Settings(**OURS[name])
-        detector = build_detector(settings)
-        minilm = settings.embedding_model == "minilm"
-        if minilm and not timed and getattr(detector, "embedder", None) is not None:
-            detector.embedder = embedder  # type: ignore[attr-defined]
+        detector = build_detector(Settings(**OURS[name]))
+        if not timed:
+            with_cached_vectors(detector, embedder)
         return detector
     return BASELINES[name](embedder)
 

@@ -106,6 +106,7 @@ def calibrated_data_dir(scenario: Scenario, world: str, rebuild: bool) -> Path:
         embedding_model,
         save_calibration,
     )
+    from students.embeddings import with_cached_vectors
 
     defaults = Settings()
     model = embedding_model(defaults)
@@ -118,18 +119,16 @@ def calibrated_data_dir(scenario: Scenario, world: str, rebuild: bool) -> Path:
     models = defaults.data_dir / "models"  # the reasoning classifier: trained once, reused
     if models.exists():
         shutil.copytree(models, folder / "models", dirs_exist_ok=True)
-    detector = build_detector(settings)
-    if model == "minilm":
-        # Cached MiniLM vectors (the model's own; `bench.detection.CachedEmbedder`): calibrating
-        # decides exactly as with the model, minutes sooner. The workers embed with the model.
-        embedder = cached_embedder(CACHE)
-        detector.embedder = embedder  # type: ignore[attr-defined]
+    # With MiniLM, its cached vectors (the model's own; `bench.detection.CachedEmbedder`):
+    # calibrating decides exactly as with the model, minutes sooner. The workers embed with
+    # their embedder itself.
+    embedder = cached_embedder(CACHE)
+    detector = with_cached_vectors(build_detector(settings), embedder)
     calibration = calibration_for("own", world, {world: scenario})
     assert calibration is not None
     started = time.perf_counter()
     detector.fit(calibration.events)
-    if model == "minilm":
-        embedder.save()
+    embedder.save()
     save_calibration(detector, calibration_dir(settings))
     console.print(
         f"calibrated on {len(calibration.events):,} benign events in "

@@ -5,11 +5,14 @@ embeds nothing."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
 from core.hashing import prompt_key
 from core.settings import Settings
+
+T = TypeVar("T")
 
 
 class CachedEmbedder:
@@ -63,3 +66,13 @@ def cached_embedder(cache: Path, settings: Settings | None = None) -> CachedEmbe
     (`Settings.embedding_max_tokens`), for ours and the baselines alike."""
     tokens = (settings or Settings()).embedding_max_tokens
     return CachedEmbedder(cache / f"embeddings-minilm-{tokens}.npz", max_seq_length=tokens)
+
+
+def with_cached_vectors(detector: T, embedder: CachedEmbedder) -> T:
+    """The detector reading `embedder`'s cached MiniLM vectors (the model's own) when it embeds
+    with MiniLM; a detector with another embedder (the static table, which needs no cache) or
+    none keeps its own."""
+    own = getattr(detector, "embedder", None)
+    if getattr(own, "identity", None) == embedder.identity:
+        detector.embedder = embedder  # type: ignore[attr-defined]
+    return detector

@@ -49,7 +49,7 @@ from streaming.sinks import VerdictFileSink
 from streaming.sources import records_from_lines
 from students.actors import PlannedRequest
 from students.distill import Fidelity, Pair, measure_fidelity, train_student
-from students.embeddings import cached_embedder
+from students.embeddings import cached_embedder, with_cached_vectors
 from students.prompts import attack_pool
 from students.pruned import StudentSpec
 from students.scenario import (
@@ -373,10 +373,8 @@ def run_validation(config: ValidationConfig, settings: Settings, out_dir: Path, 
     )
 
     detector_settings = Settings(**{**settings.model_dump(), "store": "embedded"})
-    detector = build_detector(settings)
     embedder = cached_embedder(settings.data_dir / "bench", settings)
-    if getattr(detector, "embedder", None) is not None:  # the model's own vectors, from disk
-        detector.embedder = embedder  # type: ignore[attr-defined]
+    detector = with_cached_vectors(build_detector(settings), embedder)
     detector.fit(list(events_in_file(scenario.calibration_path)))
     verdict_path = out_dir / "verdicts.jsonl"
     sink = VerdictFileSink(verdict_path)

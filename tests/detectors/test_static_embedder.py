@@ -16,6 +16,7 @@ from detectors.embedding import PromptEmbedder, StaticEmbedder
 from detectors.fusion import ExtractionDetector
 from detectors.registry import build_detector, embedding_model, variant
 from students.actors import benign_users
+from students.embeddings import CachedEmbedder, with_cached_vectors
 from tests.planned import events_of
 
 pytestmark = pytest.mark.models
@@ -157,3 +158,14 @@ def test_a_cpu_worker_with_the_default_detector_never_imports_torch(
         [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=300
     )
     assert ran.stdout.split() == ["StaticEmbedder", "False"], ran.stderr
+
+
+def test_cached_minilm_vectors_replace_minilm_only(tmp_path: Path) -> None:
+    """The benchmarks read MiniLM's vectors from a cache (the model's own); a detector that
+    embeds with the static table must keep its own embedder, or it would be measured as
+    MiniLM on every prompt and its calibration refused by a worker."""
+    cache = CachedEmbedder(tmp_path / "vectors.npz")
+    minilm, static = NamedEmbedder("minilm"), NamedEmbedder(StaticEmbedder.identity)
+    assert with_cached_vectors(ExtractionDetector(embedder=minilm), cache).embedder is cache
+    assert with_cached_vectors(ExtractionDetector(embedder=static), cache).embedder is static
+    assert with_cached_vectors(ExtractionDetector(), cache).embedder is None
