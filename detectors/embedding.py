@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from core.files import write_atomically
 from core.hashing import prompt_key
 
 if TYPE_CHECKING:
@@ -113,7 +114,8 @@ class StaticEmbedder:
         self.unknown = int(self.tokenizer.token_to_id("[UNK]") or 0)
         path = self.table_path(Path(cache_dir))
         if not path.exists():
-            save_table(path, wordpiece_table(self.tokenizer.get_vocab_size()))
+            table = wordpiece_table(self.tokenizer.get_vocab_size())
+            write_atomically(path, lambda partial: np.save(partial, table))
         self.table = np.load(path)
 
     @classmethod
@@ -186,10 +188,3 @@ def distil_token_vectors(
             _TOKEN_VECTORS.update(zip(missing[start : start + batch_size], output, strict=True))
     vectors = np.stack([_TOKEN_VECTORS[t] for t in token_ids]).astype(np.float32, copy=False)
     return vectors / np.linalg.norm(vectors, axis=1, keepdims=True) if unit else vectors
-
-
-def save_table(path: Path, table: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(f".{os.getpid()}.partial.npy")  # processes may build at once
-    np.save(partial, table)
-    partial.replace(path)  # readers never see half a file

@@ -35,6 +35,7 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import normalize
 from sklearn.utils.validation import check_is_fitted
 
+from core.files import write_atomically
 from detectors.embedding import distil_token_vectors, minilm
 
 VERSION = "reasoning-1"
@@ -303,12 +304,9 @@ class ReasoningClassifier(ClassifierMixin, BaseEstimator):
     def save(self, cache_dir: Path) -> Path:
         import joblib
 
-        path = self.cache_path(cache_dir)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(".partial")
-        joblib.dump(self, partial)
-        partial.replace(path)  # readers never see half a file
-        return path
+        return write_atomically(
+            self.cache_path(cache_dir), lambda partial: joblib.dump(self, partial)
+        )
 
     @classmethod
     def load_or_train(cls, cache_dir: Path = DEFAULT_CACHE_DIR, **params: object) -> Self:

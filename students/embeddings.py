@@ -9,6 +9,7 @@ from typing import TypeVar
 
 import numpy as np
 
+from core.files import write_atomically
 from core.hashing import prompt_key
 from core.settings import Settings
 
@@ -52,12 +53,8 @@ class CachedEmbedder:
     def save(self) -> None:
         if len(self._vectors) == self._saved:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        partial = self.path.with_suffix(".partial.npz")
-        np.savez(
-            partial, keys=np.array(list(self._vectors)), vectors=np.stack([*self._vectors.values()])
-        )
-        partial.replace(self.path)
+        keys, vectors = np.array(list(self._vectors)), np.stack([*self._vectors.values()])
+        write_atomically(self.path, lambda partial: np.savez(partial, keys=keys, vectors=vectors))
         self._saved = len(self._vectors)
 
 
