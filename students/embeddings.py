@@ -31,28 +31,38 @@ class CachedEmbedder:
         self.max_seq_length = max_seq_length
         self.misses = 0
         self._model = None
-        self._vectors: dict[str, np.ndarray] = {}
-        if path.exists():
-            with np.load(path) as stored:
-                self._vectors = dict(zip(stored["keys"].tolist(), stored["vectors"], strict=True))
-        self._saved = len(self._vectors)
+        # Read from disk on first use: a run whose detector embeds with the static table holds
+        # a cache it never reads (`with_cached_vectors`), and the file is ~90 MB.
+        self._vectors: dict[str, np.ndarray] | None = None
+        self._saved = 0
+
+    def _stored(self) -> dict[str, np.ndarray]:
+        if self._vectors is None:
+            self._vectors = {}
+            if self.path.exists():
+                with np.load(self.path) as stored:
+                    keys = stored["keys"].tolist()
+                    self._vectors = dict(zip(keys, stored["vectors"], strict=True))
+            self._saved = len(self._vectors)
+        return self._vectors
 
     def __call__(self, prompts: list[str]) -> list[np.ndarray]:
+        stored = self._stored()
         keys = [prompt_key(p) for p in prompts]
-        missing = {k: p for k, p in zip(keys, prompts, strict=True) if k not in self._vectors}
+        missing = {k: p for k, p in zip(keys, prompts, strict=True) if k not in stored}
         if missing:
             if self._model is None:
                 from detectors.embedding import PromptEmbedder
 
                 self._model = PromptEmbedder(max_seq_length=self.max_seq_length)
             vectors = np.asarray(self._model(list(missing.values())), dtype=np.float32)
-            self._vectors.update(zip(missing, vectors, strict=True))
+            stored.update(zip(missing, vectors, strict=True))
             self.misses += len(missing)
-        return [self._vectors[k] for k in keys]
+        return [stored[k] for k in keys]
 
     def save(self) -> None:
-        if len(self._vectors) == self._saved:
-            return
+        if self._vectors is None or len(self._vectors) == self._saved:
+            return  # never read, or nothing new
         keys, vectors = np.array(list(self._vectors)), np.stack([*self._vectors.values()])
         write_atomically(self.path, lambda partial: np.savez(partial, keys=keys, vectors=vectors))
         self._saved = len(self._vectors)

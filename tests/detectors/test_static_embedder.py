@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from core.hashing import prompt_key
 from core.settings import Settings
 from detectors import embedding
 from detectors.embedding import PromptEmbedder, StaticEmbedder
@@ -163,9 +164,16 @@ def test_a_cpu_worker_with_the_default_detector_never_imports_torch(
 def test_cached_minilm_vectors_replace_minilm_only(tmp_path: Path) -> None:
     """The benchmarks read MiniLM's vectors from a cache (the model's own); a detector that
     embeds with the static table must keep its own embedder, or it would be measured as
-    MiniLM on every prompt and its calibration refused by a worker."""
-    cache = CachedEmbedder(tmp_path / "vectors.npz")
+    MiniLM on every prompt and its calibration refused by a worker; and the cache, which
+    such a run never asks, is not even read."""
+    stored = tmp_path / "vectors.npz"
+    stored.write_bytes(b"not an npz: a run that never asks for a vector never reads it")
+    cache = CachedEmbedder(stored)  # ~90 MB in the benchmarks: read on first use only
     minilm, static = NamedEmbedder("minilm"), NamedEmbedder(StaticEmbedder.identity)
-    assert with_cached_vectors(ExtractionDetector(embedder=minilm), cache).embedder is cache
     assert with_cached_vectors(ExtractionDetector(embedder=static), cache).embedder is static
     assert with_cached_vectors(ExtractionDetector(), cache).embedder is None
+    cache.save()  # nothing read, nothing new: the file is left as it is
+    assert stored.read_bytes().startswith(b"not an npz")
+    assert with_cached_vectors(ExtractionDetector(embedder=minilm), cache).embedder is cache
+    np.savez(stored, keys=np.array([prompt_key("hello")]), vectors=np.ones((1, 3), np.float32))
+    assert np.array_equal(cache(["hello"])[0], np.ones(3))  # read once asked
