@@ -15,6 +15,7 @@ from typing import Any, Self
 
 import numpy as np
 
+from core.timeutil import DAY_MS
 from core.verdicts import ClusterVerdict
 from detectors.campaigns import calibration, clustering, evidence, persistence, rhythm
 from detectors.campaigns.calibration import time_batches
@@ -219,7 +220,11 @@ class CampaignLinker:
             keys = skeletons[f.prompt_key] + self._signature_key(f)
             hour_keys[f.account_id].add(stream.profiles.observe(f, topic, keys))
             posted[f.account_id].update(keys)
+        day = stream.now_ms // DAY_MS
         stream.now_ms = max(stream.now_ms, features[-1].timestamp_ms)
+        if stream.now_ms // DAY_MS != day:  # once a day of event time: forget old stamps
+            cutoff = stream.now_ms - self.params.window_ms
+            stream.evaluated = {k: v for k, v in stream.evaluated.items() if v[3] >= cutoff}
         stream.prompt_index.add(features)
         partners = self._link_prompts(features)
         stream.profiles.prune(hour_keys, stream.now_ms - self.params.window_ms)
@@ -298,6 +303,7 @@ class CampaignLinker:
             for account, others in partners.items()
             for other in others | linked[account]
         }
+        pairs = {both for both in pairs if self._due(both)}
         schedules: dict[str, rhythm.Shrunk | None] = {}  # each account's, once per evaluation
         live = LiveCounts(
             self._stream.profiles,
@@ -305,6 +311,27 @@ class CampaignLinker:
             lambda a, b: self._in_step(a, b, schedules),
         )
         return {both: self._pieces(*both, schedules, live) for both in pairs}
+
+    def _due(self, both: Pair) -> bool:
+        """Whether the pair's evidence may have changed since its last evaluation: a new pair,
+        new shared prompts, or either account grown by `reevaluate_growth` of its requests then
+        (every request while small). Re-evaluating every partner of every account in every
+        slice cost most of the linker's time once a 40-account campaign was linked, and one
+        more request of a 200-request account moves no piece materially. The stamps follow the
+        slices, so the same traffic still gives the same links however it arrives."""
+        stream, growth = self._stream, self.params.reevaluate_growth
+        a, b = (stream.profiles[account].requests for account in both)
+        shared = stream.shared.count(both)
+        then = stream.evaluated.get(both)
+        due = (
+            then is None
+            or shared != then[2]
+            or a - then[0] >= max(1.0, growth * then[0])
+            or b - then[1] >= max(1.0, growth * then[1])
+        )
+        if due:
+            stream.evaluated[both] = (a, b, shared, stream.now_ms)
+        return due
 
     def _schedule(
         self, account: str, schedules: dict[str, rhythm.Shrunk | None]

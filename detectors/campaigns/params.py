@@ -34,6 +34,9 @@ class LinkerParams:
     rare_signature_share: float = 0.05  # parameter signatures rarer than this carry weight
     # -- evidence pieces
     max_posting: int = 256  # partners taken from one crowded posting
+    # a pair is evaluated again once either account has sent this share more requests since the
+    # pair's last evaluation (at least one), or the two share new prompts
+    reevaluate_growth: float = 0.125
     timing_prior: float = 2.0  # shrinks shared-hour overlap of quiet accounts
     min_topic_prompts: int = 8  # topic overlap needs this many embedded prompts each
     template_prior: float = 2.0  # requests added to each account's count for template share

@@ -3,8 +3,9 @@ state (the cross-account checkpoint a restarted worker resumes from). The layout
 files and `account_state` rows already hold: change them only with a migration.
 
 >>> state = LinkState.empty(window_ms=3_600_000)
->>> sorted(state.to_json())
-['cluster_born', 'cluster_of', 'edges', 'examples', 'index', 'now_ms', 'profiles', 'shared', 'weak']
+>>> sorted(state.to_json())  # doctest: +NORMALIZE_WHITESPACE
+['cluster_born', 'cluster_of', 'edges', 'evaluated', 'examples', 'index', 'now_ms',
+ 'profiles', 'shared', 'weak']
 >>> LinkState.from_json(state.to_json(), window_ms=3_600_000).now_ms
 0
 """
@@ -38,10 +39,12 @@ class LinkState:
     weak: dict[Pair, dict[str, Any]] = field(default_factory=dict)  # weak links
     ids: ClusterIds = field(default_factory=ClusterIds)
     now_ms: int = 0
+    # each evaluated pair's (requests of a, requests of b, shared prompts, event time) then
+    evaluated: dict[Pair, tuple[int, int, int, int]] = field(default_factory=dict)
 
     @classmethod
     def empty(cls, window_ms: int) -> LinkState:
-        return cls(RecentPromptIndex(window_ms=window_ms))
+        return cls(RecentPromptIndex(window_ms=window_ms, nlist=64))
 
     def to_json(self) -> dict[str, Any]:
         """JSON; the prompt index as base64."""
@@ -53,6 +56,7 @@ class LinkState:
             "weak": [[*both, link] for both, link in self.weak.items()],
             "cluster_of": self.ids.of,
             "cluster_born": self.ids.born,
+            "evaluated": [[*both, *stamp] for both, stamp in self.evaluated.items()],
             "index": base64.b64encode(self.prompt_index.snapshot()).decode("ascii"),
         }
 
@@ -60,13 +64,17 @@ class LinkState:
     def from_json(cls, data: Mapping[str, Any], window_ms: int) -> LinkState:
         """Resume from `to_json()`: postings are rebuilt from the profiles."""
         state = cls(
-            RecentPromptIndex(window_ms=window_ms),
+            RecentPromptIndex(window_ms=window_ms, nlist=64),
             Profiles.from_json(data["profiles"]),
             SharedPrompts.from_json(data),
             {(a, b): edge for a, b, edge in data["edges"]},
             {(a, b): link for a, b, link in data.get("weak", [])},  # absent in older states
             ClusterIds(data["cluster_of"], data["cluster_born"]),
             data["now_ms"],
+            {  # absent in older states: every pair is then due once
+                (a, b): (na, nb, shared, at_ms)
+                for a, b, na, nb, shared, at_ms in data.get("evaluated", [])
+            },
         )
         state.prompt_index.restore(base64.b64decode(data["index"]))
         return state

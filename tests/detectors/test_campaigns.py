@@ -152,6 +152,45 @@ def test_campaign_accounts_form_one_cluster_without_honest_accounts(linked) -> N
     assert all(is_campaign(m) for cluster in members for m in cluster)
 
 
+def test_pairs_are_evaluated_again_only_when_their_evidence_may_have_moved(
+    linked, fitted, stream
+) -> None:
+    """The linker re-evaluates a pair once an account has grown by an eighth (or the two share
+    new prompts): it finds the same campaign as re-evaluating every partner in every slice,
+    with far fewer evaluations."""
+
+    class Counting(CampaignLinker):
+        evaluated = 0
+
+        def _pieces(self, *args, **kwargs):
+            Counting.evaluated += 1
+            return super()._pieces(*args, **kwargs)
+
+    def run(growth: float) -> tuple[set[frozenset[str]], int]:
+        Counting.evaluated = 0
+        linker = Counting().load_calibration(orjson.loads(orjson.dumps(fitted.calibration())))
+        linker.params = dataclasses.replace(linker.params, reevaluate_growth=growth)
+        for batch in batches(stream):
+            linker.observe(batch)
+        campaigns = {
+            frozenset(filter(is_campaign, c.members))
+            for c in linker.clusters()
+            if any(map(is_campaign, c.members))
+        }
+        return campaigns, Counting.evaluated
+
+    every, every_count = run(0.0)
+    throttled, throttled_count = run(fitted.params.reevaluate_growth)
+    linker, _ = linked
+    assert throttled == {
+        frozenset(filter(is_campaign, c.members))
+        for c in linker.clusters()
+        if any(map(is_campaign, c.members))
+    }
+    assert max(map(len, throttled)) >= max(map(len, every)) - 2
+    assert throttled_count < 0.6 * every_count
+
+
 def test_honest_accounts_form_no_sizeable_cluster(linked, fitted, calibration) -> None:
     linker, _ = linked
     honest_clusters = [c for c in linker.clusters() if not any(map(is_campaign, c.members))]
