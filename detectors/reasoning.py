@@ -32,7 +32,6 @@ from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
-from sklearn.preprocessing import normalize
 from sklearn.utils.validation import check_is_fitted
 
 from core.files import write_atomically
@@ -176,7 +175,10 @@ class StaticWordEmbedding(TransformerMixin, BaseEstimator):
 
     def transform(self, X: Sequence[str]) -> np.ndarray:
         check_is_fitted(self, "word_vectors_")
-        return normalize(np.asarray(self.vectorizer_.transform(X) @ self.word_vectors_))
+        vectors = np.asarray(self.vectorizer_.transform(X) @ self.word_vectors_)
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        # sklearn's `normalize` without its input checks, which cost ~4 % of a worker's time
+        return np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0)
 
 
 class ReasoningClassifier(ClassifierMixin, BaseEstimator):
