@@ -26,6 +26,7 @@ import numpy as np
 
 from core.files import write_atomically
 from core.hashing import prompt_key
+from detectors.features import PromptMemo
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -91,6 +92,9 @@ class PromptEmbedder:
         return [found[key] for key in keys]
 
 
+RECENT_PROMPTS = 8192  # distinct recent prompts whose static vectors are remembered (12 MB)
+
+
 class StaticEmbedder:
     """Callable: list of prompts → 384-d unit vectors, each the mean of the prompt's first
     `max_tokens` wordpieces' static vectors (the table's mean removed, so what all prompts share
@@ -117,6 +121,8 @@ class StaticEmbedder:
             table = wordpiece_table(self.tokenizer.get_vocab_size())
             write_atomically(path, lambda partial: np.save(partial, table))
         self.table = np.load(path)
+        # A third of a stream's prompts repeat a recent one (retries, templates): embed once.
+        self._memo = PromptMemo(self._embed, size=RECENT_PROMPTS)
 
     @classmethod
     def table_path(cls, cache_dir: Path) -> Path:
@@ -127,6 +133,9 @@ class StaticEmbedder:
     def __call__(self, prompts: list[str]) -> np.ndarray:
         if not prompts:
             return np.zeros((0, self.dimension), np.float32)
+        return np.stack(self._memo(prompts))
+
+    def _embed(self, prompts: list[str]) -> np.ndarray:
         encodings = self.tokenizer.encode_batch_fast(  # no character offsets: not read
             [p[: self.max_chars] for p in prompts], add_special_tokens=False
         )
