@@ -245,10 +245,12 @@ def edge(
     threshold: float,
     piece_alpha: float,
     min_pieces: int,
+    scored: tuple[float, dict[str, float]] | None = None,
 ) -> dict[str, Any] | None:
     """The link between two accounts with these piece values, or None when the evidence is
-    too weak in total or rests on fewer than `min_pieces` rare families."""
-    total, surprise = strength(tails, values)
+    too weak in total or rests on fewer than `min_pieces` rare families. `scored`: the values'
+    `strength`, when computed already (a pair is tried as an edge, then as a weak link)."""
+    total, surprise = strength(tails, values) if scored is None else scored
     rare = len(
         {
             FAMILY.get(piece, piece)

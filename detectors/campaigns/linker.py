@@ -388,11 +388,19 @@ class CampaignLinker:
         p, edges, weak = self.params, self._stream.edges, self._stream.weak
         changed = False
         for both, values in evaluated.items():
-            link = evidence.edge(values, self.tails_, self.threshold_, p.piece_alpha, p.min_pieces)
+            scored = evidence.strength(self.tails_, values)
+            link = evidence.edge(
+                values, self.tails_, self.threshold_, p.piece_alpha, p.min_pieces, scored
+            )
             faint = None
             if link is None:
                 faint = evidence.edge(
-                    values, self.tails_, self.weak_threshold_, p.weak_piece_alpha, p.min_pieces
+                    values,
+                    self.tails_,
+                    self.weak_threshold_,
+                    p.weak_piece_alpha,
+                    p.min_pieces,
+                    scored,
                 )
             for links, found in ((edges, link), (weak, faint)):
                 if found is not None:
