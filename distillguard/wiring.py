@@ -16,6 +16,7 @@ from core.embedder import Embedder
 from core.settings import Settings
 from detectors.base import Detector
 from detectors.registry import build_detector, calibrated_detector
+from services.api.linger import LingeringH11Protocol
 from services.ingest import Ingestor, KafkaIngestor, LazyIngestor, PipelineIngestor
 from services.webhooks import AlertSink, Dispatcher
 from storage import Store
@@ -202,5 +203,6 @@ def build_api(settings: Settings, store: Store) -> FastAPI:
 # uvicorn never rewrites the client address from `X-Forwarded-For` (its default believes
 # loopback, so anything on the host could claim any address in the audit log and dodge the
 # failed-token limit). The app alone decides, from `settings.trusted_proxies`
-# (`services.api.edge.client_address`), so one rule serves audit and limit alike.
-UVICORN_OPTIONS: dict[str, Any] = {"proxy_headers": False}
+# (`services.api.edge.client_address`), so one rule serves audit and limit alike. Connections
+# close with a lingering close (`services.api.linger`): a refused body's sender reads the answer.
+UVICORN_OPTIONS: dict[str, Any] = {"proxy_headers": False, "http": LingeringH11Protocol}
