@@ -313,10 +313,10 @@ class CampaignLinker:
         return {both: self._pieces(*both, schedules, live) for both in pairs}
 
     def _due(self, both: Pair) -> bool:
-        """Whether the pair's evidence may have changed since its last evaluation: a new pair,
-        new shared prompts, or either account grown by `reevaluate_growth` of its requests then
-        (every request while small). Re-evaluating every partner of every account in every
-        slice cost most of the linker's time once a 40-account campaign was linked, and one
+        """Whether the pair's evidence may have changed since its last evaluation (which it then
+        becomes): a new pair, new shared prompts, or either account grown by `reevaluate_growth` of
+        its requests then (every request while small). Re-evaluating every partner of every account
+        in every slice cost most of the linker's time once a 40-account campaign was linked, and one
         more request of a 200-request account moves no piece materially. The stamps follow the
         slices, so the same traffic still gives the same links however it arrives."""
         stream, growth = self._stream, self.params.reevaluate_growth

