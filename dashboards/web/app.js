@@ -68,14 +68,19 @@ function signOut(message) {
 // The leaderboard loads up to one API page (500) of ranked accounts, filtered by label and
 // disposition on the server; search, time range and sorting then work on what is loaded.
 const MAX_PAGE = 500;  // the API's largest page (services.api.deps.MAX_PAGE)
-const leaderboardState = { accounts: [], sort: { key: "score", dir: -1 } };
+const leaderboardState = { accounts: [], sort: { key: "score", dir: -1 }, latest: 0 };
 
 async function leaderboard() {
   show("leaderboard");
   const query = new URLSearchParams({ limit: String(MAX_PAGE) });
   if ($("label-filter").value) query.set("label", $("label-filter").value);
   if ($("disposition-filter").value) query.set("disposition", $("disposition-filter").value);
-  leaderboardState.accounts = (await json(`/v1/accounts?${query}`)).items;
+  const request = ++leaderboardState.latest;
+  const items = (await json(`/v1/accounts?${query}`)).items;
+  // The latest request's answer wins: an earlier one (say, before a filter changed) that
+  // arrives later must not overwrite it.
+  if (request !== leaderboardState.latest) return;
+  leaderboardState.accounts = items;
   renderLeaderboard();
 }
 

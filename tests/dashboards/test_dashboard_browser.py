@@ -396,6 +396,36 @@ def test_leaderboard_searches_filters_and_sorts(page, server) -> None:
     expect(page.locator("#accounts tr")).to_have_count(0)  # no account is confirmed
 
 
+def test_an_earlier_leaderboard_answer_arriving_late_does_not_replace_a_filtered_one(
+    page, server
+) -> None:
+    """The leaderboard shows the answer to its latest request: an unfiltered list asked for
+    just before a filter changed, answered after the filtered one, is dropped. (Last answer wins
+    showed all accounts under the filter: the disposition test below failed so on a loaded
+    machine.)"""
+    sign_in(page, *server)
+    page.wait_for_selector("#accounts tr")
+    held = []
+
+    def hold_unfiltered(route) -> None:
+        if "label=" in route.request.url:
+            route.continue_()
+        else:
+            held.append(route)
+
+    page.route("**/v1/accounts?*", hold_unfiltered)
+    page.click("nav button[data-view=leaderboard]")  # asks for every account: held back
+    with page.expect_response(lambda r: "label=benign" in r.url):
+        page.select_option("#label-filter", "benign")
+    expect(page.locator("#accounts tr")).to_have_count(1)
+    assert len(held) == 1
+    with page.expect_response(lambda r: "/v1/accounts?" in r.url and "label=" not in r.url):
+        held[0].continue_()  # the earlier answer arrives last
+    page.wait_for_timeout(300)  # time to render it, were it rendered
+    assert _ids(page) == ["acct-calm"]
+    page.unroute("**/v1/accounts?*")
+
+
 def test_an_analyst_records_dispositions_on_an_account_and_a_campaign(page, server) -> None:
     """The form posts to /v1/dispositions and the history shows what was recorded; an allowlist
     without an expiry is refused with the API's reason, and nothing is recorded for it."""
