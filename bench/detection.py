@@ -606,6 +606,13 @@ def _headline(result: dict) -> str:
                 if "events_per_s_in_process" in result
                 else ""
             )
+            + (
+                f"; on its whole log, attackers included, "
+                f"{result['events_per_s_all_traffic']:,.0f} as a worker "
+                f"({result['events_per_s_all_traffic_in_process']:,.0f} in process)"
+                if "events_per_s_all_traffic" in result
+                else ""
+            )
             if benign
             else ""
         )
@@ -961,21 +968,25 @@ def run_lowo(
                 }
                 if large_batch and benign_lines:
                     # As a deployed worker runs (profiles encoded for the linker role), and with
-                    # campaigns linked in process (as `score` and the demo run).
+                    # campaigns linked in process (as `score` and the demo run); on ordinary
+                    # benign traffic, and on the whole log with its attackers.
                     timed = {
-                        role: run_detector(
+                        (traffic, role): run_detector(
                             name,
                             make(name, timed=True),
                             detector.calibration(),
-                            batches(benign_lines, large_batch, 0),
-                            label=f"{label}, benign traffic in batches of {large_batch}, {role}",
+                            batches(timed_lines, large_batch, 0),
+                            label=f"{label}, {traffic} traffic in batches of {large_batch}, {role}",
                             publisher=MemoryPublisher() if role == "worker" else None,
                         ).events_per_s
+                        for traffic, timed_lines in (("benign", benign_lines), ("all", lines))
                         for role in ("worker", "in process")
                     }
                     result |= {
-                        "events_per_s_benign": timed["worker"],
-                        "events_per_s_in_process": timed["in process"],
+                        "events_per_s_benign": timed["benign", "worker"],
+                        "events_per_s_in_process": timed["benign", "in process"],
+                        "events_per_s_all_traffic": timed["all", "worker"],
+                        "events_per_s_all_traffic_in_process": timed["all", "in process"],
                         "large_batch": large_batch,
                     }
                     result["metrics"] = lowo_metrics(result)
@@ -1248,8 +1259,8 @@ def main(
         int,
         typer.Option(
             help="Also time each detector on the world's ordinary benign users' traffic (as "
-            "production traffic is: nearly all honest) in batches this large, as a worker "
-            "runs (0: skip)."
+            "production traffic is: nearly all honest), and on its whole log with the attackers, "
+            "in batches this large, as a worker runs and linking in process (0: skip)."
         ),
     ] = 0,
     combine: Annotated[

@@ -26,6 +26,7 @@ from bench.detection import (
     ERROR_RATES,
     LOWO_METRICS,
     Run,
+    _headline,
     batches,
     calibration_for,
     combine_reports,
@@ -484,3 +485,27 @@ def test_cluster_verdicts_reach_the_campaign_metric_through_the_pipeline(
         }
     ]
     assert result["metrics"]["campaign_in_cluster"] == 1.0
+
+
+def test_large_batch_times_benign_traffic_and_the_whole_log_as_a_worker_and_in_process(
+    worlds: dict[str, World],
+) -> None:
+    """`--large-batch` adds four speeds per result: ordinary benign traffic and the whole log
+    (attackers included), each as a worker runs and linking in process; the headline says both."""
+    report = run_lowo(
+        {"seed-10": worlds["seed-10"]},
+        ["volume_z"],
+        calibrations=["own"],
+        make=lambda _name, timed=False: VolumeZScoreDetector(),
+        small=True,
+        large_batch=1000,
+    )
+    (result,) = report["results"]
+    speeds = [
+        "events_per_s_benign",
+        "events_per_s_in_process",
+        "events_per_s_all_traffic",
+        "events_per_s_all_traffic_in_process",
+    ]
+    assert all(result[key] > 0 for key in speeds) and result["large_batch"] == 1000
+    assert "attackers included" in _headline(result)
