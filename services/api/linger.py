@@ -11,7 +11,10 @@ budgets keep what a refused body costs the server small (the body past the limit
 parsed or kept).
 
 uvicorn's h11 protocol closes its transport directly; `LingeringH11Protocol` hands it a transport
-whose `close` lingers first. TLS transports cannot half-close and close as before.
+whose `close` lingers first, when the client was still sending a request body (h11, uvicorn's
+HTTP/1.1 library, says so). Idle keep-alive connections close at once (a server shutting down
+waited out the linger: 2.2 s instead of 0.16 s), and TLS transports, which cannot half-close,
+close as before.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 LINGER_SECONDS = 2.0  # longest a closing connection waits for the client to hang up
@@ -63,13 +67,20 @@ class _LingeringTransport:
         transport = self._transport
         if self._lingering:
             return  # the drain closes it
-        if transport.is_closing() or not transport.can_write_eof():
+        if transport.is_closing() or not transport.can_write_eof() or not self._body_unread():
             transport.close()
             return
         self._lingering = True
         transport.write_eof()  # after the buffered answer: the client reads it, then the FIN
         transport.set_protocol(_Drain(transport, self._http))
         transport.resume_reading()
+
+    def _body_unread(self) -> bool:
+        """Whether the client was still sending a request body: only then can unread bytes
+        turn the close into a reset (an idle keep-alive connection closes at once, so a server
+        shutting down does not wait out the linger)."""
+        connection = getattr(self._http, "conn", None)
+        return connection is not None and connection.their_state is h11.SEND_BODY
 
 
 class LingeringH11Protocol(H11Protocol):
