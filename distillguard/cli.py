@@ -840,7 +840,7 @@ def _serve(settings: Settings, host: str, port: int, print_token: bool) -> None:
 
     import uvicorn
 
-    from distillguard.wiring import UVICORN_OPTIONS, build_api
+    from distillguard.wiring import build_api, uvicorn_options
     from services.auth import create_token
 
     store = _open_store(settings)
@@ -855,7 +855,7 @@ def _serve(settings: Settings, host: str, port: int, print_token: bool) -> None:
         threading.Thread(target=dispatcher.run, args=(stop,), daemon=True).start()
     console.print(f"DistillGuard API on http://{host}:{port} (OpenAPI at /openapi.json)")
     try:
-        uvicorn.run(api, host=host, port=port, log_level="warning", **UVICORN_OPTIONS)
+        uvicorn.run(api, host=host, port=port, log_level="warning", **uvicorn_options())
     finally:
         stop.set()
 

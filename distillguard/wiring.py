@@ -16,7 +16,6 @@ from core.embedder import Embedder
 from core.settings import Settings
 from detectors.base import Detector
 from detectors.registry import build_detector, calibrated_detector
-from services.api.linger import LingeringH11Protocol
 from services.ingest import Ingestor, KafkaIngestor, LazyIngestor, PipelineIngestor
 from services.webhooks import AlertSink, Dispatcher
 from storage import Store
@@ -45,7 +44,7 @@ __all__ = [
     "store_pipeline",
     "store_sink",
     "store_sinks",
-    "UVICORN_OPTIONS",
+    "uvicorn_options",
 ]
 
 
@@ -200,9 +199,14 @@ def build_api(settings: Settings, store: Store) -> FastAPI:
     return create_app(settings, store, LazyIngestor(partial(build_ingestor, settings, store)))
 
 
-# uvicorn never rewrites the client address from `X-Forwarded-For` (its default believes
-# loopback, so anything on the host could claim any address in the audit log and dodge the
-# failed-token limit). The app alone decides, from `settings.trusted_proxies`
-# (`services.api.edge.client_address`), so one rule serves audit and limit alike. Connections
-# close with a lingering close (`services.api.linger`): a refused body's sender reads the answer.
-UVICORN_OPTIONS: dict[str, Any] = {"proxy_headers": False, "http": LingeringH11Protocol}
+def uvicorn_options() -> dict[str, Any]:
+    """How uvicorn serves the API. It never rewrites the client address from
+    `X-Forwarded-For` (its default believes loopback, so anything on the host could claim any
+    address in the audit log and dodge the failed-token limit): the app alone decides, from
+    `settings.trusted_proxies` (`services.api.edge.client_address`), so one rule serves audit
+    and limit alike. Connections close with a lingering close (`services.api.linger`): a refused
+    body's sender reads the answer. Imported here, like `build_api`'s app, so that the other
+    roles do not load the API package (~1 s) at start."""
+    from services.api.linger import LingeringH11Protocol
+
+    return {"proxy_headers": False, "http": LingeringH11Protocol}

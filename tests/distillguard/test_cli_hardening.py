@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from core.settings import get_settings
 from distillguard.cli import app, mask_credentials, retention_tables
-from distillguard.wiring import UVICORN_OPTIONS
+from distillguard.wiring import uvicorn_options
 from storage import open_store
 from tests.distillguard.test_cli import request_log, volume_detector  # noqa: F401 - fixtures
 
@@ -171,7 +171,7 @@ def serve() -> Iterator:
             host="127.0.0.1",
             port=port,
             log_level="warning",
-            **UVICORN_OPTIONS,
+            **uvicorn_options(),
         )
         server = uvicorn.Server(config)
         servers.append(server)

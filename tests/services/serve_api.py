@@ -16,7 +16,7 @@ import orjson
 import uvicorn
 
 from core.settings import Settings
-from distillguard.wiring import UVICORN_OPTIONS
+from distillguard.wiring import uvicorn_options
 from services.api import create_app
 from services.auth import create_token
 from storage import EmbeddedClickHouse
@@ -32,7 +32,7 @@ def serve(data_dir: Path, max_request_bytes: int) -> None:
     listener.listen(128)  # connections queue until uvicorn accepts them
     port = listener.getsockname()[1]
     print(orjson.dumps({"port": port, "admin": admin}).decode(), flush=True)
-    config = uvicorn.Config(app, log_level="warning", access_log=False, **UVICORN_OPTIONS)
+    config = uvicorn.Config(app, log_level="warning", access_log=False, **uvicorn_options())
     uvicorn.Server(config).run(sockets=[listener])
 
 
