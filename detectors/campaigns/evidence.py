@@ -241,16 +241,16 @@ def rare_surprise(tail: Tail, piece_alpha: float) -> float:
 
 def edge(
     values: Mapping[str, float | None],
+    scored: tuple[float, dict[str, float]],
     tails: Mapping[str, Tail],
     threshold: float,
     piece_alpha: float,
     min_pieces: int,
-    scored: tuple[float, dict[str, float]] | None = None,
 ) -> dict[str, Any] | None:
-    """The link between two accounts with these piece values, or None when the evidence is
-    too weak in total or rests on fewer than `min_pieces` rare families. `scored`: the values'
-    `strength`, when computed already (a pair is tried as an edge, then as a weak link)."""
-    total, surprise = strength(tails, values) if scored is None else scored
+    """The link between two accounts with these piece values and their `strength` (`scored`,
+    computed once: a pair is tried as an edge, then as a weak link), or None when the evidence
+    is too weak in total or rests on fewer than `min_pieces` rare families."""
+    total, surprise = scored
     rare = len(
         {
             FAMILY.get(piece, piece)

@@ -23,7 +23,7 @@ from detectors.campaigns.clustering import Cluster
 from detectors.campaigns.evidence import PIECES, Pair, PieceValues, Tail, pair
 from detectors.campaigns.feed import LinkEvent
 from detectors.campaigns.params import LinkerParams
-from detectors.campaigns.persistence import LinkState
+from detectors.campaigns.persistence import LinkState, PairStamp
 from detectors.campaigns.population import LiveCounts
 from detectors.campaigns.profiles import AccountProfile, param_signature
 from detectors.campaigns.rhythm import Rhythm
@@ -224,7 +224,7 @@ class CampaignLinker:
         stream.now_ms = max(stream.now_ms, features[-1].timestamp_ms)
         if stream.now_ms // DAY_MS != day:  # once a day of event time: forget old stamps
             cutoff = stream.now_ms - self.params.window_ms
-            stream.evaluated = {k: v for k, v in stream.evaluated.items() if v[3] >= cutoff}
+            stream.evaluated = {k: v for k, v in stream.evaluated.items() if v.at_ms >= cutoff}
         stream.prompt_index.add(features)
         partners = self._link_prompts(features)
         stream.profiles.prune(hour_keys, stream.now_ms - self.params.window_ms)
@@ -325,12 +325,12 @@ class CampaignLinker:
         then = stream.evaluated.get(both)
         due = (
             then is None
-            or shared != then[2]
-            or a - then[0] >= max(1.0, growth * then[0])
-            or b - then[1] >= max(1.0, growth * then[1])
+            or shared != then.shared
+            or a - then.requests_a >= max(1.0, growth * then.requests_a)
+            or b - then.requests_b >= max(1.0, growth * then.requests_b)
         )
         if due:
-            stream.evaluated[both] = (a, b, shared, stream.now_ms)
+            stream.evaluated[both] = PairStamp(a, b, shared, stream.now_ms)
         return due
 
     def _schedule(
@@ -390,17 +390,17 @@ class CampaignLinker:
         for both, values in evaluated.items():
             scored = evidence.strength(self.tails_, values)
             link = evidence.edge(
-                values, self.tails_, self.threshold_, p.piece_alpha, p.min_pieces, scored
+                values, scored, self.tails_, self.threshold_, p.piece_alpha, p.min_pieces
             )
             faint = None
             if link is None:
                 faint = evidence.edge(
                     values,
+                    scored,
                     self.tails_,
                     self.weak_threshold_,
                     p.weak_piece_alpha,
                     p.min_pieces,
-                    scored,
                 )
             for links, found in ((edges, link), (weak, faint)):
                 if found is not None:

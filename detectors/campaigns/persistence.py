@@ -15,7 +15,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from detectors.campaigns.clustering import ClusterIds
 from detectors.campaigns.evidence import Pair, SharedPrompts, Tail
@@ -34,6 +34,15 @@ if TYPE_CHECKING:
 INDEX_CELLS = 64
 
 
+class PairStamp(NamedTuple):
+    """What a pair's last evaluation saw (`CampaignLinker._due`)."""
+
+    requests_a: int
+    requests_b: int
+    shared: int  # near-duplicate prompts the two shared
+    at_ms: int  # event time of the evaluation
+
+
 @dataclass
 class LinkState:
     """Everything the linker learnt from the stream (calibration aside)."""
@@ -45,8 +54,7 @@ class LinkState:
     weak: dict[Pair, dict[str, Any]] = field(default_factory=dict)  # weak links
     ids: ClusterIds = field(default_factory=ClusterIds)
     now_ms: int = 0
-    # each evaluated pair's (requests of a, requests of b, shared prompts, event time) then
-    evaluated: dict[Pair, tuple[int, int, int, int]] = field(default_factory=dict)
+    evaluated: dict[Pair, PairStamp] = field(default_factory=dict)
 
     @classmethod
     def empty(cls, window_ms: int) -> LinkState:
@@ -78,8 +86,7 @@ class LinkState:
             ClusterIds(data["cluster_of"], data["cluster_born"]),
             data["now_ms"],
             {  # absent in older states: every pair is then due once
-                (a, b): (na, nb, shared, at_ms)
-                for a, b, na, nb, shared, at_ms in data.get("evaluated", [])
+                (a, b): PairStamp(*stamp) for a, b, *stamp in data.get("evaluated", [])
             },
         )
         state.prompt_index.restore(base64.b64decode(data["index"]))
