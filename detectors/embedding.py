@@ -135,7 +135,9 @@ class StaticEmbedder:
             return np.zeros((0, self.dimension), np.float32)
         return np.stack(self._memo(prompts))
 
-    def _embed(self, prompts: list[str]) -> np.ndarray:
+    def _embed(self, prompts: list[str]) -> list[np.ndarray]:
+        """One vector per prompt, each its own array: a row view would keep its whole batch
+        alive in the memo for as long as that one prompt stays recent."""
         encodings = self.tokenizer.encode_batch_fast(  # no character offsets: not read
             [p[: self.max_chars] for p in prompts], add_special_tokens=False
         )
@@ -150,7 +152,7 @@ class StaticEmbedder:
         offsets = np.concatenate([[0], np.cumsum(lengths)])
         means = csr_array((weights, flat, offsets), shape=(len(ids), len(self.table)))
         vectors = np.asarray(means @ self.table, dtype=np.float32)
-        return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+        return [row.copy() for row in vectors / np.linalg.norm(vectors, axis=1, keepdims=True)]
 
 
 def wordpiece_table(size: int) -> np.ndarray:
