@@ -45,13 +45,13 @@ test-fast: $(INSTALLED)
 # validation, the provenance experiment and the students' learning curves on real students
 # (~3 h on 2 cores). Each writes its table to bench/results/; the README quotes them.
 # PROVENANCE_ARGS takes a larger student and harvest, e.g. on a GPU machine
-# PROVENANCE_ARGS='--student pruned --device cuda --pairs 2048 --epochs 4'.
+# PROVENANCE_ARGS='--device cuda --every 2 --pairs 2048 --epochs 4'.
 bench: $(INSTALLED)
 	scripts/with-services $(BIN)/python -m bench.pipeline $(BENCH_ARGS)
 	scripts/with-services $(BIN)/python -m bench.api $(API_BENCH_ARGS)
 	$(BIN)/python -m bench.detection --large-batch 5000 $(DETECTION_ARGS)
 	$(BIN)/distillguard validate --table-out bench/results/validate.md
-	$(BIN)/distillguard provenance experiment --table-out bench/results/provenance.md $(PROVENANCE_ARGS)
+	$(BIN)/distillguard provenance experiment --jobs 2 --table-out bench/results/provenance.md $(PROVENANCE_ARGS)
 	OMP_NUM_THREADS=1 $(BIN)/python -m bench.students --jobs 2
 	$(MAKE) readme-tables
 

@@ -1227,9 +1227,14 @@ def provenance_experiment(
     ),
     seed: Annotated[int, typer.Option(help="Seed of prompts, key and students.")] = 0,
     student: Annotated[
-        str, typer.Option(help="scratch (6.7M, the CPU default) or pruned (the teacher's blocks).")
-    ] = "scratch",
-    every: Annotated[int, typer.Option(help="Pruned student: keep every k-th block.")] = 6,
+        str | None,
+        typer.Option(
+            help="pruned (the teacher's blocks, the default) or scratch (6.7M, --quick's)."
+        ),
+    ] = None,
+    every: Annotated[
+        int, typer.Option(help="Pruned student: keep every k-th block; 0: default (10).")
+    ] = 0,
     hidden: Annotated[int, typer.Option(help="Scratch student: width.")] = 128,
     layers: Annotated[int, typer.Option(help="Scratch student: blocks.")] = 2,
     pairs: Annotated[int, typer.Option(help="Training answers per student; 0: default.")] = 0,
@@ -1238,6 +1243,9 @@ def provenance_experiment(
         int, typer.Option(help="Students never trained on watermarked text; 0: default.")
     ] = 0,
     device: Annotated[str, typer.Option(help="cpu, or cuda on a GPU machine.")] = "cpu",
+    jobs: Annotated[
+        int, typer.Option(help="Students trained side by side (processes; one per CPU core).")
+    ] = 1,
     table_out: Annotated[
         Path | None,
         typer.Option(help="Also write the table the README quotes here (and its plot as .png)."),
@@ -1257,20 +1265,30 @@ def provenance_experiment(
     )
     from students.pruned import StudentSpec
 
-    if student not in ("pruned", "scratch"):
+    if student not in (None, "pruned", "scratch"):
         raise typer.BadParameter("pruned or scratch", param_hint="--student")
+    if jobs < 1:
+        raise typer.BadParameter("at least 1", param_hint="--jobs")
     config = QUICK if quick else FULL
+    spec = StudentSpec(
+        student or config.student.kind,  # type: ignore[arg-type]
+        every=every or FULL.student.every,
+        hidden=hidden,
+        layers=layers,
+    )
     config = replace(
         config,
         seed=seed,
-        student=StudentSpec(student, every=every, hidden=hidden, layers=layers),  # type: ignore[arg-type]
+        student=spec,
         training_pairs=pairs or config.training_pairs,
         epochs=epochs or config.epochs,
         clean_seeds=clean_students or config.clean_seeds,
         device=device,
     )
     with steps("provenance experiment", experiment_steps(config), console) as bar:
-        report = run_experiment(config, get_settings(), out, log=bar.log, calibrate=not quick)
+        report = run_experiment(
+            config, get_settings(), out, log=bar.log, calibrate=not quick, jobs=jobs
+        )
     emit(as_json, report.to_dict(), markdown(report))
     if table_out:
         write_results(report, table_out)

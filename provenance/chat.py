@@ -40,9 +40,14 @@ def greedy(
     encoded: Sequence[tuple[list[int], int]],
     tokens: int,
     temperature: float = 0.0,
+    repetition_penalty: float | None = None,
 ) -> list[str]:
-    """Student answers to encoded pairs' prompts, one left-padded batch: greedy (with a
-    repetition penalty) or, with a temperature, sampled from the student's distribution."""
+    """A model's answers to encoded pairs' prompts, one left-padded batch: greedy or, with a
+    temperature, sampled from its distribution. Greedy is the model's own argmax unless a
+    `repetition_penalty` is given (fidelity measurements give one so that a small student's
+    loops do not decide its ROUGE-L; a suspect is asked plainly: a penalty steers it off the
+    text it memorised, measured: closed-test p 1.9e-3 with 1.3 and 1.9e-8 without on a pruned
+    student at 5 % watermarked answers)."""
     import torch
 
     prompts = [ids[:start] for ids, start in encoded]
@@ -61,7 +66,7 @@ def greedy(
         temperature=temperature or None,
         top_p=None,
         top_k=None,
-        repetition_penalty=None if temperature else 1.3,
+        repetition_penalty=None if temperature else repetition_penalty,
         pad_token_id=tokenizer.eos_token_id,
     )
     return tokenizer.batch_decode(generated[:, width:].cpu(), skip_special_tokens=True)

@@ -222,7 +222,7 @@ def measure_fidelity(
             total += int(mask.sum())
             if not generate_tokens:
                 continue
-            texts = greedy(tokenizer, model, chunk, generate_tokens)
+            texts = greedy(tokenizer, model, chunk, generate_tokens, repetition_penalty=1.3)
             for pair, text in zip(pairs, texts, strict=True):
                 rouges.append(scorer.score(pair.response, text)["rougeL"].fmeasure)
     return Fidelity(

@@ -2,20 +2,25 @@
 fingerprint attribution name the accounts that harvested a suspect's training data?
 
 Real parts only: the SmolLM2 teacher answers real prompts (ShareGPT) with and without the
-watermark; real students (students/distill.py, students/pruned.py) are trained on answer sets of
-which a share (0, 1, 2, 5, 10, 20, 50, 100 % by default: the dose-response curve) came
-watermarked from our API, the rest from the same teacher unwatermarked (standing in for any other
-source). Per student:
+watermark; real students (students/pruned.py: by default the teacher keeping every 10th block,
+fine-tuned for 6 epochs; students/distill.py's scratch student in `--quick`) are trained on
+answer sets of which a share (0, 1, 2, 5, 10, 20, 50, 100 % by default: the dose-response curve)
+came watermarked from our API, the rest from the same teacher unwatermarked (standing in for any
+other source). Per student:
 
 * closed-model test: the student answers the prompts the harvesting accounts sent (every
-  training prompt for a clean student) and its answers are scored;
-* open-model test: the student reads watermarked answers it never trained on (benign accounts'
-  logged responses) and its next-token predictions are scored;
+  training prompt for a clean student), greedily as it would at temperature 0, and its answers
+  are scored;
+* open-model test: the student reads the answers served to the harvesting accounts (what
+  `provenance radioactivity --mode open --account` feeds; a clean student: every watermarked
+  answer to the attacker's prompts) and its next-token predictions are scored;
+* the same open-model test on watermarked answers no student trained on (benign accounts'
+  logged responses): radioactivity beyond what a student memorised;
 * attribution: the harvesting accounts' requests and hundreds of benign accounts' requests go
   through the DistillGuard pipeline into a store (response fingerprints at ingest); the student
   answers every logged prompt; `attribute` ranks accounts.
 
-Both tests leave out the windows of a reference: the teacher's own answers to the attacker's
+Every test leaves out the windows of a reference: the teacher's own answers to the attacker's
 prompts without the watermark, sampled as it serves (temperature 0.7) with another seed than any
 student's answers (what a provider can always produce: ask its model the same questions with the
 watermark off). They are the prompts the watermarked students are asked, and about two thirds of
@@ -73,7 +78,7 @@ from provenance.watermark import (
 )
 from students.distill import train_student
 from students.prompts import attack_pool, benign_conversations
-from students.pruned import StudentSpec
+from students.pruned import TEACHER_BLOCKS, StudentSpec, kept_layers
 from students.teacher import MODEL_NAME, GenerationSettings, Teacher, watermarked
 
 PROMPT_CHARS = 500  # longer prompts make teacher prefill (CPU) several times slower
@@ -111,61 +116,77 @@ class ExperimentConfig:
 
 # What one unit of work costs on the project's 2-core VM (CPU; seconds), for `estimate`. Scratch
 # figures are CPU seconds measured 2026-12-03 at the default sizes (640 answers of 48 tokens,
-# 7.3k kept tokens, one thread; the machine was shared, so wall time was up to 4x these):
+# 7.3k kept tokens, one thread; the machine was shared, so wall time was up to 4x these); pruned
+# figures measured 2026-12-05 (one thread, trimmed vocabulary, two students side by side):
 # - a teacher answer of 48 tokens in batches of 32: 1.0 s (the 64-pair run's 656 answers, 11 min);
 # - a pair-epoch: scratch student with a trimmed vocabulary, 0.023 s (one epoch over 640 pairs,
-#   its encoding and trimming included: 14.8 s); pruned teacher (every 6th block) ~1 s
-#   (bench/results/students.md);
+#   its encoding and trimming included: 14.8 s); pruned teacher 0.015 s plus 0.02 s a kept block
+#   (every 6th block, 5 kept: 6 epochs over 640 pairs in 440 s; every 10th, 3 kept: 287 s);
 # - a student's 48-token greedy answer, batches of 32: scratch 0.042 s (640 in 26.7 s); pruned
-#   ~0.3 s (estimated from its size, not measured);
+#   ~0.1 s;
 # - the open test's forward pass over one fed answer: scratch 0.046 s (400 in 18.5 s); pruned
-#   ~0.3 s (estimated);
+#   ~0.03 s;
 # - one key's tests (closed + open windows; ~3.4k distinct contexts, a green list each): 6 s;
 # - one attribution (ingest up to ~1k events into the embedded store, `attribute`): ~10 s.
 TEACHER_ANSWER_S = 1.0
-PAIR_EPOCH_S = {"scratch": 0.023, "pruned": 1.0}
-STUDENT_ANSWER_S = {"scratch": 0.042, "pruned": 0.3}
-OPEN_TEXT_S = {"scratch": 0.046, "pruned": 0.3}
+SCRATCH_PAIR_EPOCH_S = 0.023
+PRUNED_PAIR_EPOCH_S = (0.015, 0.02)  # fixed, and per kept block
+STUDENT_ANSWER_S = {"scratch": 0.042, "pruned": 0.1}
+OPEN_TEXT_S = {"scratch": 0.046, "pruned": 0.03}
 KEY_TESTS_S = 6.0
 ATTRIBUTION_S = 10.0
 BENCH_BUDGET_S = 2 * 3600  # `make bench` runs FULL: it must fit in 2 h on 2 CPU cores
+BENCH_JOBS = 2  # students side by side in `make bench` (one per core)
 
 
-def estimate(config: ExperimentConfig) -> dict[str, float]:
+def pair_epoch_seconds(student: StudentSpec) -> float:
+    """One training pair, one epoch, on one CPU thread."""
+    if student.kind == "scratch":
+        return SCRATCH_PAIR_EPOCH_S
+    fixed, per_block = PRUNED_PAIR_EPOCH_S
+    return fixed + per_block * len(kept_layers(TEACHER_BLOCKS, student.every))
+
+
+def estimate(config: ExperimentConfig, jobs: int = 1) -> dict[str, float]:
     """Expected seconds per phase on the 2-core VM (CPU): teacher answers (a cold cache; a warm
-    one makes this ~0), students' training, students' tests."""
+    one makes this ~0), students' training, students' tests, `jobs` students side by side (at
+    most one per core)."""
     kind = config.student.kind
+    parallel = max(1, min(jobs, 2))
     answers = config.pool_size + 2 * config.training_pairs + config.benign_answers
     teacher = answers * TEACHER_ANSWER_S * config.max_tokens / 48
     students = len(config.fractions) + config.clean_seeds
-    training = students * config.training_pairs * config.epochs * PAIR_EPOCH_S[kind]
+    training = students * config.training_pairs * config.epochs * pair_epoch_seconds(config.student)
     per_answer = STUDENT_ANSWER_S[kind] * config.max_tokens / 48
-    opened = config.benign_answers * OPEN_TEXT_S[kind]
+    unseen = config.benign_answers * OPEN_TEXT_S[kind]
     clean = config.clean_seeds * (
-        config.training_pairs * per_answer + opened + (1 + config.null_keys) * KEY_TESTS_S
+        config.training_pairs * (per_answer + OPEN_TEXT_S[kind])
+        + unseen
+        + (1 + config.null_keys) * KEY_TESTS_S
     )
     marked = sum(
         (2 * config.watermarked_pairs(f) + config.benign_answers) * per_answer
-        + opened
+        + config.watermarked_pairs(f) * OPEN_TEXT_S[kind]
+        + unseen
         + KEY_TESTS_S
         + ATTRIBUTION_S
         for f in config.fractions
     )
+    training, tests = training / parallel, (clean + marked) / parallel
     return {
         "teacher": round(teacher),
         "training": round(training),
-        "tests": round(clean + marked),
-        "total": round(teacher + training + clean + marked),
+        "tests": round(tests),
+        "total": round(teacher) + round(training) + round(tests),
     }
 
 
-# 27 students (7 shares + 20 clean) on 640 answers, 6 epochs: 480 steps each, as many as the
-# earlier 64-pair run's 60 epochs gave (the step count is what teaches a student the watermark).
-# 5 % is 32 watermarked answers. `estimate(FULL)`: teacher 44 min (cold cache; 640 of its answers
-# are the reference draw), training 40 min, tests 35 min; 1 h 59 min cold, 1 h 15 min with the
-# teacher's answers cached. The scratch student:
-# the pruned teacher costs ~40x more per pair-epoch on CPU (27 of them: ~32 h); `--student pruned
-# --device cuda` takes it on a GPU machine.
+# 27 students (7 shares + 20 clean) on 640 answers, 6 epochs. 5 % is 32 watermarked answers.
+# The student is the teacher keeping every 10th of its 30 blocks (3): a pretrained student
+# memorises what it is taught in 6 epochs, as a real one fine-tuned on harvested answers does,
+# where the 6.7M scratch student learned too little for any test to find 32 watermarked answers
+# (closed p 0.80 at 5 %, 2026-12-04). `estimate(FULL, BENCH_JOBS)` with the teacher's answers
+# cached: training 54 min, tests 11 min; a cold cache adds 44 min.
 FULL = ExperimentConfig(
     training_pairs=640,
     max_tokens=48,
@@ -176,8 +197,20 @@ FULL = ExperimentConfig(
     null_keys=5,
     epochs=6,
     clean_pool=1.5,
+    student=StudentSpec("pruned", every=10),
 )
 QUICK = ExperimentConfig(16, 32, 20, 2, (1.0,), 2, 5, 150)
+
+
+# the three radioactivity tests a student takes: its answers to the harvesters' prompts (closed
+# model), its predictions fed the answers served to them (open model, as `provenance
+# radioactivity --mode open --account` runs it), and fed watermarked answers it never trained on
+TESTS = ("closed", "open", "unseen")
+TEST_LABELS = {
+    "closed": "closed-model p",
+    "open": "open-model p (answers served to the harvesters)",
+    "unseen": "open-model p (answers it never trained on)",
+}
 
 
 @dataclass
@@ -186,14 +219,19 @@ class StudentResult:
     seed: int
     watermarked_pairs: int
     closed: RadioactivityResult
-    open: RadioactivityResult
-    open_unfiltered_p: float  # the same predictions without the copyable-window filter
+    open: RadioactivityResult  # fed the answers served to the harvesting accounts
+    unseen: RadioactivityResult  # open test fed watermarked answers it never trained on
+    open_unfiltered_p: float  # the open test's predictions without the copyable-window filter
     unreferenced_p: tuple[float, float]  # (closed, open) p without the reference filter
     null_p_values: list[float] = field(default_factory=list)  # clean students, other keys
     top_accounts: list[str] = field(default_factory=list)
     precision_at_3: float | None = None
     train_seconds: float = 0.0
-    test_seconds: float = 0.0  # its answers, the open test, other keys and attribution
+    test_seconds: float = 0.0  # its answers, the open tests, other keys and attribution
+
+    def p_values(self) -> dict[str, float]:
+        """Each radioactivity test's p-value, by `TESTS` name."""
+        return {test: getattr(self, test).p_value for test in TESTS}
 
 
 @dataclass
@@ -210,7 +248,7 @@ class ExperimentReport:
         """How often a student never trained on watermarked text gets p < alpha."""
         clean = self.clean()
         keys = [p for s in clean for p in s.null_p_values]
-        tests = [p for s in clean for p in (s.closed.p_value, s.open.p_value)]
+        tests = [p for s in clean for p in s.p_values().values()]
         accused = sum(p < FALSE_ACCUSATION_ALPHA for p in tests)
         return {
             "alpha": FALSE_ACCUSATION_ALPHA,
@@ -219,7 +257,7 @@ class ExperimentReport:
             "false_accusations": accused,
             "rate_upper_95": upper_95(accused, len(tests)),
             "students_accused": sum(
-                min(s.closed.p_value, s.open.p_value) < FALSE_ACCUSATION_ALPHA for s in clean
+                min(s.p_values().values()) < FALSE_ACCUSATION_ALPHA for s in clean
             ),
             "min_p_value": min(tests, default=1.0),
             "other_key_tests": len(keys),
@@ -236,13 +274,12 @@ class ExperimentReport:
         }
 
     def dose_response(self) -> list[DosePoint]:
-        """p-values against the watermarked share: the clean students (their median, and the
-        smallest p of any) at 0, then one student per share."""
+        """p-values against the watermarked share: the clean students (each test's median, and
+        the smallest p of any) at 0, then one student per share."""
         points = []
         clean = self.clean()
         if clean:
-            closed = [s.closed.p_value for s in clean]
-            opened = [s.open.p_value for s in clean]
+            values = {test: [s.p_values()[test] for s in clean] for test in TESTS}
             unreferenced = (
                 median(s.unreferenced_p[0] for s in clean),
                 median(s.unreferenced_p[1] for s in clean),
@@ -251,20 +288,18 @@ class ExperimentReport:
                 DosePoint(
                     0.0,
                     0,
-                    median(closed),
-                    median(opened),
-                    min(closed),
-                    min(opened),
+                    {test: median(v) for test, v in values.items()},
+                    {test: min(v) for test, v in values.items()},
                     None,
                     unreferenced,
                 )
             )
         for s in sorted(self.students, key=lambda s: s.fraction):
             if s.watermarked_pairs:
-                p = (s.closed.p_value, s.open.p_value)
+                p = s.p_values()
                 points.append(
                     DosePoint(
-                        s.fraction, s.watermarked_pairs, *p, *p, s.precision_at_3, s.unreferenced_p
+                        s.fraction, s.watermarked_pairs, p, p, s.precision_at_3, s.unreferenced_p
                     )
                 )
         return points
@@ -279,16 +314,15 @@ class ExperimentReport:
 
 @dataclass(frozen=True)
 class DosePoint:
-    """One watermarked share: its students' p-values (at 0 %: the clean students' median and
-    smallest), attribution precision@3 where a student was attributed, and the (closed, open)
-    p-values without the reference filter (at 0 %: their medians)."""
+    """One watermarked share: its students' p-value per test (at 0 %: the clean students'
+    median, and in `min_p` their smallest), attribution precision@3 where a student was
+    attributed, and the (closed, open) p-values without the reference filter (at 0 %: their
+    medians)."""
 
     fraction: float
     watermarked_pairs: int
-    closed_p: float
-    open_p: float
-    closed_min_p: float
-    open_min_p: float
+    p: dict[str, float]
+    min_p: dict[str, float]
     precision_at_3: float | None
     unreferenced_p: tuple[float, float]
 
@@ -371,9 +405,11 @@ def run_experiment(
     out: Path,
     log: Callable = print,
     calibrate: bool = True,
+    jobs: int = 1,
 ) -> ExperimentReport:
-    """Run every student (results are rewritten after each, so a long run that stops keeps
-    what it measured); with `calibrate`, save the false-accusation rate for reports."""
+    """Run every student, `jobs` at a time (results are rewritten after each, so a long run
+    that stops keeps what it measured); with `calibrate`, save the false-accusation rate for
+    reports."""
     clock = {"start": time.monotonic()}
     seconds: dict[str, float] = {}
 
@@ -382,8 +418,8 @@ def run_experiment(
         seconds[name] = round(now - clock["start"], 1)
         clock["start"] = now
 
-    key = WatermarkKey(f"distillguard-experiment-{config.seed}".encode())
-    expected = estimate(config)
+    key = experiment_key(config)
+    expected = estimate(config, jobs)
     log(
         f"expected on 2 CPU cores: {expected['total'] / 60:.0f} min "
         f"({expected['teacher'] / 60:.0f} of them teacher answers, none if cached); "
@@ -442,18 +478,16 @@ def run_experiment(
     store_folder = out / "store"
     shutil.rmtree(store_folder, ignore_errors=True)  # logs of an earlier run must not mix in
     students: list[StudentResult] = []
-    with _student_threads(config):
-        for fraction, seed in plans:
-            students.append(
-                _student(config, teacher, key, fraction, seed, data, settings, store_folder)
-            )
-            _write(ExperimentReport(config, key.key_id, students, seconds), out)
-            result = students[-1]
-            log(
-                f"student {fraction:.0%} seed {seed}: closed p {result.closed.p_value:.2e}, "
-                f"open p {result.open.p_value:.2e}, top {result.top_accounts} "
-                f"({result.train_seconds:.0f} s training, {result.test_seconds:.0f} s tests)"
-            )
+    for result in _students(config, settings, teacher, data, plans, store_folder, jobs):
+        students.append(result)
+        students.sort(key=lambda s: plans.index((s.fraction, s.seed)))
+        _write(ExperimentReport(config, key.key_id, students, seconds), out)
+        log(
+            f"student {result.fraction:.0%} seed {result.seed}: closed p "
+            f"{result.closed.p_value:.2e}, open p {result.open.p_value:.2e} (answers it never "
+            f"saw: {result.unseen.p_value:.2e}), top {result.top_accounts} "
+            f"({result.train_seconds:.0f} s training, {result.test_seconds:.0f} s tests)"
+        )
     lap("students")
     report = ExperimentReport(config, key.key_id, students, seconds)
     _write(report, out)
@@ -476,13 +510,14 @@ class _Answers:
 
 
 @contextmanager
-def _student_threads(config: ExperimentConfig) -> Iterator[None]:
-    """One torch thread for a trimmed scratch student on the CPU: its tensors are too small for
-    a second thread to pay (64 answers: 2.2 s on one thread, 7.6 s on two, 2 busy cores)."""
+def _student_threads(config: ExperimentConfig, jobs: int) -> Iterator[None]:
+    """One torch thread per student on the CPU when students train side by side, or for a
+    trimmed scratch student alone: its tensors are too small for a second thread to pay (64
+    answers: 2.2 s on one thread, 7.6 s on two, 2 busy cores)."""
     import torch
 
     threads = torch.get_num_threads()
-    if config.device == "cpu" and config.student.kind == "scratch":
+    if config.device == "cpu" and (jobs > 1 or config.student.kind == "scratch"):
         torch.set_num_threads(1)
     try:
         yield
@@ -490,10 +525,70 @@ def _student_threads(config: ExperimentConfig) -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
+def _students(
+    config: ExperimentConfig,
+    settings: Settings,
+    teacher: Teacher,
+    data: _Answers,
+    plans: Sequence[tuple[float, int]],
+    store_folder: Path,
+    jobs: int,
+) -> Iterator[StudentResult]:
+    """Each planned student, trained and tested, as it finishes: here, or in `jobs` spawned
+    processes of one torch thread each (a pruned student's training keeps one core busy, so
+    two side by side halve the wall time on 2 cores)."""
+    if jobs <= 1:
+        with _student_threads(config, jobs):
+            for fraction, seed in plans:
+                yield _student(config, teacher, fraction, seed, data, settings, store_folder)
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    with ProcessPoolExecutor(
+        jobs,
+        mp_context=multiprocessing.get_context("spawn"),  # no forked torch state
+        initializer=_start_worker,
+        initargs=(config, settings, data),
+    ) as pool:
+        futures = [
+            pool.submit(_worker_student, fraction, seed, store_folder) for fraction, seed in plans
+        ]
+        for future in as_completed(futures):
+            yield future.result()
+
+
+_WORKER: dict = {}  # a spawned student process's config, settings, teacher and answers
+
+
+def _start_worker(config: ExperimentConfig, settings: Settings, data: _Answers) -> None:
+    import torch
+
+    if config.device == "cpu":
+        torch.set_num_threads(1)
+    _WORKER.update(
+        config=config,
+        settings=settings,
+        data=data,
+        teacher=Teacher(settings.data_dir / "teacher", device=config.device),
+    )
+
+
+def _worker_student(fraction: float, seed: int, store_folder: Path) -> StudentResult:
+    w = _WORKER
+    return _student(
+        w["config"], w["teacher"], fraction, seed, w["data"], w["settings"], store_folder
+    )
+
+
+def experiment_key(config: ExperimentConfig) -> WatermarkKey:
+    """The run's watermark key (a fixed secret per seed, so cached answers stay valid)."""
+    return WatermarkKey(f"distillguard-experiment-{config.seed}".encode())
+
+
 def _student(
     config: ExperimentConfig,
     teacher: Teacher,
-    key: WatermarkKey,
     fraction: float,
     seed: int,
     data: _Answers,
@@ -505,6 +600,8 @@ def _student(
     from storage.embedded import EmbeddedClickHouse
 
     tokenizer = teacher.tokenizer
+    key = experiment_key(config)
+    width = key.context_width
     greens = GreenList(key, len(tokenizer))
     prompts, plain = data.pool[: config.training_pairs], data.plain_pool[: config.training_pairs]
     count = config.watermarked_pairs(fraction)
@@ -533,21 +630,31 @@ def _student(
     trained = time.monotonic()
     asked = [prompts[i] for i in sorted(harvested_ids)] if count else [p.prompt for p in pairs]
     outputs = answer(tokenizer, model, asked, config.max_tokens)
-    closed_windows = text_windows(tokenizer, outputs, key.context_width)
+    closed_windows = text_windows(tokenizer, outputs, width)
     closed = scored("closed", len(outputs), greens, closed_windows, data.reference)
-    found, skipped = open_model_windows(model, tokenizer, data.benign, key.context_width)
-    opened = scored("open", len(data.benign), greens, found, data.reference, len(skipped))
+    # what `provenance radioactivity --mode open --account` feeds: the answers served to the
+    # harvesting accounts (a clean student: every watermarked answer to the attacker's prompts)
+    served = [(prompts[i], data.marked[i]) for i in sorted(harvested_ids or range(len(prompts)))]
+    found, skipped = open_model_windows(model, tokenizer, served, width)
+    opened = scored("open", len(served), greens, found, data.reference, len(skipped))
+    unseen_found, unseen_skipped = open_model_windows(model, tokenizer, data.benign, width)
+    unseen = scored(
+        "open", len(data.benign), greens, unseen_found, data.reference, len(unseen_skipped)
+    )
     result = StudentResult(
         fraction,
         seed,
         count,
         closed,
         opened,
+        unseen,
         score_windows(greens, without_reference(found + skipped, data.reference)[0]).p_value,
         (score_windows(greens, closed_windows).p_value, score_windows(greens, found).p_value),
     )
     if not count:
-        kept = [without_reference(w, data.reference)[0] for w in (closed_windows, found)]
+        kept = [
+            without_reference(w, data.reference)[0] for w in (closed_windows, found, unseen_found)
+        ]
         for trial in range(config.null_keys):
             other = GreenList(
                 WatermarkKey(f"null-key-{config.seed}-{trial}".encode()), len(tokenizer)
@@ -556,7 +663,8 @@ def _student(
     else:
         harvested = [(prompts[i], data.marked[i]) for i in sorted(harvested_ids)]
         lines, harvesters = _log_events(harvested, data.benign, config)
-        store = EmbeddedClickHouse(store_folder, database=f"provenance_{count}")
+        # a folder per student: students trained side by side each open their own store
+        store = EmbeddedClickHouse(store_folder / f"share-{count}", database="provenance")
         try:
             store.migrate()
             _ingest(store, settings, lines)
@@ -592,22 +700,23 @@ def dose_table(report: ExperimentReport) -> str:
     """p-value against the watermarked share (the README quotes it; the plot draws it)."""
     clean = len(report.clean())
     lines = [
-        "| watermarked share | watermarked answers | closed-model p | open-model p "
-        "| attribution precision@3 | closed, open p without the reference filter |",
-        "|---|---|---|---|---|---|",
+        "| watermarked share | watermarked answers | "
+        + " | ".join(TEST_LABELS[test] for test in TESTS)
+        + " | attribution precision@3 | closed, open p without the reference filter |",
+        "|---|---|---|---|---|---|---|",
     ]
     for point in report.dose_response():
         if point.watermarked_pairs:
-            closed, opened = _p(point.closed_p), _p(point.open_p)
+            cells = [_p(point.p[test]) for test in TESTS]
         else:  # the clean students: median, and the smallest any of them got
-            closed = f"median {_p(point.closed_p)}, min {_p(point.closed_min_p)} ({clean} students)"
-            opened = f"median {_p(point.open_p)}, min {_p(point.open_min_p)}"
+            cells = [f"median {_p(point.p[test])}, min {_p(point.min_p[test])}" for test in TESTS]
+            cells[0] += f" ({clean} students)"
         precision = "" if point.precision_at_3 is None else f"{point.precision_at_3:.2f}"
         unreferenced = ", ".join(_p(p) for p in point.unreferenced_p)
         if not point.watermarked_pairs:
             unreferenced = f"medians {unreferenced}"
         lines.append(
-            f"| {point.fraction:.0%} | {point.watermarked_pairs} | {closed} | {opened} "
+            f"| {point.fraction:.0%} | {point.watermarked_pairs} | {' | '.join(cells)} "
             f"| {precision} | {unreferenced} |"
         )
     return "\n".join(lines)
@@ -620,8 +729,12 @@ def _summary(report: ExperimentReport) -> list[str]:
     return [
         f"Students ({config.student.label}, {config.epochs} epochs) trained on "
         f"{config.training_pairs} teacher answers ({config.max_tokens} tokens max); watermark "
-        f"{report.key_id}; open test on {config.benign_answers} watermarked answers; attribution "
-        f"log: {config.harvesters} harvesting accounts among {config.benign_accounts} benign ones.",
+        f"{report.key_id}. Closed test: the student's answers to the harvesters' prompts (a "
+        f"clean student: to its own training prompts). Open tests: its predictions fed the "
+        f"answers served to the harvesters (a clean student: all {config.training_pairs} "
+        f"watermarked answers to the attacker's prompts), and fed {config.benign_answers} "
+        f"watermarked answers to benign accounts that no student trained on. Attribution log: "
+        f"{config.harvesters} harvesting accounts among {config.benign_accounts} benign ones.",
         "",
         f"False accusations (p < {fa['alpha']}) among {fa['clean_students']} students never "
         f"trained on watermarked text (each its own draw of plain answers): "
@@ -648,9 +761,10 @@ def markdown(report: ExperimentReport) -> str:
         *summary[2:],
         "",
         "| watermarked share | seed | watermarked pairs | closed-model p (windows) "
-        "| open-model p (windows) | closed, open p without the reference filter "
+        "| open-model p, served answers (windows) | open-model p, unseen answers (windows) "
+        "| closed, open p without the reference filter "
         "| attribution top 3 | precision@3 | seconds (train + tests) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for s in report.students:
         precision = "" if s.precision_at_3 is None else f"{s.precision_at_3:.2f}"
@@ -658,6 +772,7 @@ def markdown(report: ExperimentReport) -> str:
             f"| {s.fraction:.0%} | {s.seed} | {s.watermarked_pairs} "
             f"| {s.closed.p_value:.1e} ({s.closed.score.scored}) "
             f"| {s.open.p_value:.1e} ({s.open.score.scored}) "
+            f"| {s.unseen.p_value:.1e} ({s.unseen.score.scored}) "
             f"| {s.unreferenced_p[0]:.1e}, {s.unreferenced_p[1]:.1e} "
             f"| {', '.join(s.top_accounts)} | {precision} "
             f"| {s.train_seconds:.0f} + {s.test_seconds:.0f} |"
@@ -667,7 +782,7 @@ def markdown(report: ExperimentReport) -> str:
 
 
 def plot(report: ExperimentReport, path: Path) -> Path:
-    """The dose-response curve as a PNG: -log10 p of both tests against the watermarked share
+    """The dose-response curve as a PNG: -log10 p of each test against the watermarked share
     (clean students as dots at 0 %), with the accusation threshold and the 1e-6 target."""
     import math
 
@@ -683,21 +798,19 @@ def plot(report: ExperimentReport, path: Path) -> Path:
     shares = [f"{p.fraction:.0%}" for p in points]
     figure = Figure(figsize=(8, 4.5))
     axis = figure.subplots()
-    for name, values in (
-        ("closed model", [p.closed_p for p in points]),
-        ("open model", [p.open_p for p in points]),
-    ):
-        axis.plot(shares, [height(v) for v in values], marker="o", label=name)
+    for test in TESTS:
+        values = [point.p[test] for point in points]
+        axis.plot(shares, [height(v) for v in values], marker="o", label=TEST_LABELS[test])
     clean = report.clean()
     if clean:
-        dots = [height(p) for s in clean for p in (s.closed.p_value, s.open.p_value)]
+        dots = [height(p) for s in clean for p in s.p_values().values()]
         axis.scatter(
             [shares[0]] * len(dots),
             dots,
             s=12,
             color="grey",
             alpha=0.6,
-            label=f"{len(clean)} clean students (both tests)",
+            label=f"{len(clean)} clean students (every test)",
         )
     axis.axhline(
         height(FALSE_ACCUSATION_ALPHA),

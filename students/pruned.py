@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 StudentKind = Literal["pruned", "scratch"]
+TEACHER_BLOCKS = 30  # SmolLM2-135M's transformer blocks (for sizes known before it loads)
 
 
 def kept_layers(total: int, every: int) -> list[int]:

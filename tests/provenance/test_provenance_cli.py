@@ -64,6 +64,8 @@ def test_quick_experiment_on_real_students(tmp_path: Path) -> None:
         "provenance",
         "experiment",
         "--quick",
+        "--jobs",
+        "2",  # the students in two spawned processes, as `make bench` runs them
         "--out",
         str(tmp_path),
         "--table-out",
@@ -77,16 +79,18 @@ def test_quick_experiment_on_real_students(tmp_path: Path) -> None:
     assert len(marked) == 1 and len(clean) == 2
     assert marked[0]["closed"]["score"]["p_value"] < 1e-6
     assert marked[0]["precision_at_3"] == 1.0
+    assert marked[0]["open"]["texts"] == 16  # fed the answers served to the harvesters
     for student in clean:
-        assert student["closed"]["score"]["p_value"] > 1e-3
-        assert student["open"]["score"]["p_value"] > 1e-3
+        for test in ("closed", "open", "unseen"):
+            assert student[test]["score"]["p_value"] > 1e-3
+        assert student["open"]["texts"] == 16  # every watermarked answer to those prompts
     null = [p for s in clean for p in s["null_p_values"]]
-    assert len(null) == 20 and sum(p < 0.01 for p in null) <= 2
+    assert len(null) == 30 and sum(p < 0.01 for p in null) <= 3
     assert "| 100% | 0 | 16 |" in (tmp_path / "experiment.md").read_text()
     # the dose-response: the clean students at 0 %, then the marked one, as table and plot
     dose = report["dose_response"]
     assert [(d["fraction"], d["watermarked_pairs"]) for d in dose] == [(0.0, 0), (1.0, 16)]
-    assert dose[1]["closed_p"] == marked[0]["closed"]["score"]["p_value"]
+    assert dose[1]["p"]["closed"] == marked[0]["closed"]["score"]["p_value"]
     assert "| 100% | 16 |" in table.read_text() and "| 0% | 0 | median" in table.read_text()
     for png in (tmp_path / "experiment.png", table.with_suffix(".png")):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

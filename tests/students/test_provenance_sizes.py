@@ -14,6 +14,7 @@ from provenance.radioactivity import RadioactivityResult
 from provenance.watermark import WatermarkScore
 from students.provenance_experiment import (
     BENCH_BUDGET_S,
+    BENCH_JOBS,
     FULL,
     ExperimentReport,
     StudentResult,
@@ -29,18 +30,28 @@ def test_the_default_run_measures_five_percent_with_enough_answers_and_clean_stu
     assert FULL.clean_seeds >= 20 and FULL.null_keys >= 1
     assert {0.01, 0.02, 0.05, 0.10, 0.20, 0.50, 1.0} <= set(FULL.fractions)
     assert FULL.pool_size > FULL.training_pairs  # clean students draw different answer sets
-    assert FULL.student.kind == "scratch" and FULL.device == "cpu"
+    assert FULL.student.kind == "pruned" and FULL.device == "cpu"
 
 
-def test_the_default_run_fits_the_bench_budget_and_a_pruned_student_would_not() -> None:
-    expected = estimate(FULL)
+def test_the_default_pruned_run_fits_the_bench_budget_two_students_at_a_time() -> None:
+    expected = estimate(FULL, BENCH_JOBS)
     assert expected["total"] == expected["teacher"] + expected["training"] + expected["tests"]
-    assert expected["total"] < BENCH_BUDGET_S
-    assert estimate(replace(FULL, student=StudentSpec("pruned")))["total"] > 5 * BENCH_BUDGET_S
+    # the teacher's answers are cached after the first run (a cold cache adds ~44 min)
+    assert expected["training"] + expected["tests"] < BENCH_BUDGET_S
+    # one student at a time would not fit; a student keeping more blocks costs more
+    alone = estimate(FULL, 1)
+    assert alone["training"] + alone["tests"] > BENCH_BUDGET_S
+    deeper = estimate(replace(FULL, student=StudentSpec("pruned", every=6)), BENCH_JOBS)
+    assert deeper["training"] > expected["training"]
 
 
 def _student(
-    fraction: float, seed: int, closed: float, opened: float, unreferenced: float = 0.5
+    fraction: float,
+    seed: int,
+    closed: float,
+    opened: float,
+    unreferenced: float = 0.5,
+    unseen: float = 0.5,
 ) -> StudentResult:
     def result(mode, p: float) -> RadioactivityResult:
         return RadioactivityResult(mode, 10, WatermarkScore(100, 25, 0.0, p))
@@ -52,6 +63,7 @@ def _student(
         pairs,
         result("closed", closed),
         result("open", opened),
+        result("open", unseen),
         opened,
         (unreferenced, 0.5),
     )
@@ -64,20 +76,24 @@ def test_dose_response_rows_and_the_false_accusation_bound() -> None:
         _student(1.0, 0, 1e-30, 1e-8),
         _student(0.05, 0, 1e-7, 0.2),
         *[
-            _student(0.0, seed, p, 0.5, unreferenced)
-            for seed, (p, unreferenced) in enumerate(((0.3, 0.004), (0.005, 0.2), (0.6, 0.003)))
+            _student(0.0, seed, p, 0.5, unreferenced, unseen)
+            for seed, (p, unreferenced, unseen) in enumerate(
+                ((0.3, 0.004, 0.7), (0.005, 0.2, 0.4), (0.6, 0.003, 0.002))
+            )
         ],
     ]
     report = ExperimentReport(FULL, "wm-test", students, {})
     rows = report.dose_response()
     assert [(r.fraction, r.watermarked_pairs) for r in rows] == [(0.0, 0), (0.05, 32), (1.0, 640)]
-    assert rows[0].closed_p == 0.3 and rows[0].closed_min_p == 0.005  # median, smallest
-    assert rows[2].closed_p == 1e-30 and rows[2].precision_at_3 == 1.0
+    assert rows[0].p["closed"] == 0.3 and rows[0].min_p["closed"] == 0.005  # median, smallest
+    assert rows[0].p["unseen"] == 0.4 and rows[0].min_p["unseen"] == 0.002
+    assert rows[2].p["closed"] == 1e-30 and rows[2].precision_at_3 == 1.0
     accused = report.false_accusations()
+    # three tests a clean student: seed 1 accused by its closed test, seed 2 by its unseen one
     assert (accused["false_accusations"], accused["tests"], accused["students_accused"]) == (
-        1,
-        6,
-        1,
+        2,
+        9,
+        2,
     )
     # without the reference filter, two other clean tests would have accused
     assert (accused["unreferenced_false_accusations"], accused["unreferenced_closed_median_p"]) == (
