@@ -186,7 +186,8 @@ def estimate(config: ExperimentConfig, jobs: int = 1) -> dict[str, float]:
 # memorises what it is taught in 6 epochs, as a real one fine-tuned on harvested answers does,
 # where the 6.7M scratch student learned too little for any test to find 32 watermarked answers
 # (closed p 0.80 at 5 %, 2026-12-04). `estimate(FULL, BENCH_JOBS)` with the teacher's answers
-# cached: training 54 min, tests 11 min; a cold cache adds 44 min.
+# cached: training 65 min, tests 28 min (measured 2026-12-05: 1 h 38 min, ~300 s a student's
+# training, 131 s a clean student's tests); a cold cache adds 44 min.
 FULL = ExperimentConfig(
     training_pairs=640,
     max_tokens=48,
@@ -265,6 +266,7 @@ class ExperimentReport:
             "unfiltered_open_false_accusations": sum(
                 s.open_unfiltered_p < FALSE_ACCUSATION_ALPHA for s in clean
             ),
+            "unreferenced_tests": sum(len(s.unreferenced_p) for s in clean),
             "unreferenced_false_accusations": sum(
                 p < FALSE_ACCUSATION_ALPHA for s in clean for p in s.unreferenced_p
             ),
@@ -743,7 +745,8 @@ def _summary(report: ExperimentReport) -> list[str]:
         f"95 %); under {config.null_keys} other keys each: "
         f"{fa['other_key_false_accusations']}/{fa['other_key_tests']}. Without the reference "
         f"filter (the teacher's own unwatermarked windows scored too): "
-        f"{fa['unreferenced_false_accusations']}/{fa['tests']} tests, closed-test median p "
+        f"{fa['unreferenced_false_accusations']}/{fa['unreferenced_tests']} tests (closed and "
+        f"served answers), closed-test median p "
         f"{fa['unreferenced_closed_median_p']:.2f}. Without the open test's copyable-window "
         f"filter: {fa['unfiltered_open_false_accusations']}/{fa['clean_students']} clean students "
         f"accused.",
