@@ -281,7 +281,8 @@ class ExperimentReport:
         points = []
         clean = self.clean()
         if clean:
-            values = {test: [s.p_values()[test] for s in clean] for test in TESTS}
+            each = [s.p_values() for s in clean]
+            values = {test: [p[test] for p in each] for test in TESTS}
             unreferenced = (
                 median(s.unreferenced_p[0] for s in clean),
                 median(s.unreferenced_p[1] for s in clean),
@@ -512,14 +513,14 @@ class _Answers:
 
 
 @contextmanager
-def _student_threads(config: ExperimentConfig, jobs: int) -> Iterator[None]:
-    """One torch thread per student on the CPU when students train side by side, or for a
-    trimmed scratch student alone: its tensors are too small for a second thread to pay (64
-    answers: 2.2 s on one thread, 7.6 s on two, 2 busy cores)."""
+def _student_threads(config: ExperimentConfig) -> Iterator[None]:
+    """One torch thread for a trimmed scratch student on the CPU: its tensors are too small for
+    a second thread to pay (64 answers: 2.2 s on one thread, 7.6 s on two, 2 busy cores).
+    Students side by side (`_start_worker`) take one thread each whatever their kind."""
     import torch
 
     threads = torch.get_num_threads()
-    if config.device == "cpu" and (jobs > 1 or config.student.kind == "scratch"):
+    if config.device == "cpu" and config.student.kind == "scratch":
         torch.set_num_threads(1)
     try:
         yield
@@ -540,7 +541,7 @@ def _students(
     processes of one torch thread each (a pruned student's training keeps one core busy, so
     two side by side halve the wall time on 2 cores)."""
     if jobs <= 1:
-        with _student_threads(config, jobs):
+        with _student_threads(config):
             for fraction, seed in plans:
                 yield _student(config, teacher, fraction, seed, data, settings, store_folder)
         return
