@@ -1161,61 +1161,124 @@ def provenance_test(
 @provenance_app.command("attribute")
 def provenance_attribute(
     suspect_outputs: Annotated[
-        Path, typer.Option(help="The suspect model's outputs (JSONL, field 'output' or 'text').")
-    ],
+        Path | None,
+        typer.Option(help="By text: the suspect's outputs (JSONL, field 'output' or 'text')."),
+    ] = None,
     out: Annotated[
         Path | None, typer.Option(help="Also write the case (JSON) here, for `report`.")
     ] = None,
     threshold: Annotated[
-        float, typer.Option(help="MinHash Jaccard of word 3-grams that counts as a match.")
+        float, typer.Option(help="By text: MinHash Jaccard of word 3-grams that is a match.")
     ] = 0.3,
-    since: Annotated[str | None, typer.Option(help="Logged from (ISO 8601).")] = None,
-    until: Annotated[str | None, typer.Option(help="Logged until (ISO 8601).")] = None,
+    since: Annotated[str | None, typer.Option(help="By text: logged from (ISO 8601).")] = None,
+    until: Annotated[str | None, typer.Option(help="By text: logged until (ISO 8601).")] = None,
+    model: Annotated[
+        Path | None,
+        typer.Option(help="By watermark: the suspect as a local transformers folder."),
+    ] = None,
+    endpoint: Annotated[
+        str | None,
+        typer.Option(help="By watermark: the suspect's OpenAI-style chat-completions URL."),
+    ] = None,
+    endpoint_model: Annotated[str, typer.Option(help="Model name sent to --endpoint.")] = "suspect",
+    account: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="By watermark: a candidate account (repeat; the suspected ones and honest ones "
+            "to contrast with): the suspect is asked each one's logged prompts."
+        ),
+    ] = None,
+    reference: Annotated[
+        Path | None,
+        typer.Option(help="By watermark: our model's unwatermarked answers (as `test`)."),
+    ] = None,
 ) -> None:
-    """Rank the accounts whose harvested responses the suspect's outputs match beyond chance."""
+    """Rank accounts by the evidence that the suspect learned from the responses they received:
+    by text (its outputs match their logged responses beyond chance) or, with --model or
+    --endpoint and --account, by watermark (it answers their prompts greener than the others')."""
     from datetime import datetime
 
     import orjson
     from rich.table import Table
 
-    from provenance.cases import attribution_case, write_case
+    from provenance.cases import (
+        Suspect,
+        attribution_case,
+        watermark_attribution_case,
+        write_case,
+    )
 
     def moment(value: str | None):
         return datetime.fromisoformat(value) if value else None
 
+    by_watermark = model is not None or endpoint is not None
+    if by_watermark == (suspect_outputs is not None):
+        raise typer.BadParameter(
+            "give --suspect-outputs (by text) or --model/--endpoint with --account (by watermark)"
+        )
     settings = get_settings()
     with _open_store(settings) as store:
         try:
-            with steps("logged responses compared", console=console) as bar:
-                case = attribution_case(
-                    settings,
-                    store,
-                    suspect_outputs,
-                    threshold,
-                    moment(since),
-                    moment(until),
-                    progress=bar.update,
-                )
+            if by_watermark:
+                from core.tokenizer import teacher_tokenizer
+
+                with steps("suspect asked the accounts' prompts", console=console):
+                    case = watermark_attribution_case(
+                        settings,
+                        store,
+                        Suspect(model, None, endpoint, endpoint_model),
+                        account or [],
+                        tokenizer=teacher_tokenizer(settings.data_dir / "teacher"),
+                        reference_file=reference,
+                    )
+            else:
+                with steps("logged responses compared", console=console) as bar:
+                    case = attribution_case(
+                        settings,
+                        store,
+                        suspect_outputs,
+                        threshold,
+                        moment(since),
+                        moment(until),
+                        progress=bar.update,
+                    )
         except ValueError as error:
             raise typer.BadParameter(str(error)) from None
     if out:
         write_case(case, out)
-    table = Table("rank", "account", "responses", "matched", "expected", "p (Bonferroni)")
-    for rank, account in enumerate(case["accounts"], 1):
-        table.add_row(
-            str(rank),
-            account["account_id"],
-            str(account["fingerprints"]),
-            str(account["matched_outputs"]),
-            f"{account['expected']:.2f}",
-            f"{account['p_adjusted']:.3g}",
+    if by_watermark:
+        table = Table("rank", "account", "answers", "green / scored", "p", "contrast p (Bonf.)")
+        for rank, row in enumerate(case["accounts"], 1):
+            table.add_row(
+                str(rank),
+                row["account_id"],
+                str(row["answers"]),
+                f"{row['score']['green']} / {row['score']['scored']}",
+                f"{row['p_value']:.3g}",
+                f"{row['contrast_p_adjusted']:.3g}",
+            )
+        console.print(table)
+        console.print(
+            f"{case['green']}/{case['scored']} green windows over all candidates "
+            f"(gamma {case['gamma']})"
         )
-    console.print(table)
-    totals = case["totals"]
-    console.print(
-        f"{totals['outputs_matched']}/{totals['outputs']} outputs match one of "
-        f"{totals['fingerprints']} logged responses of {totals['accounts']} accounts"
-    )
+    else:
+        table = Table("rank", "account", "responses", "matched", "expected", "p (Bonferroni)")
+        for rank, row in enumerate(case["accounts"], 1):
+            table.add_row(
+                str(rank),
+                row["account_id"],
+                str(row["fingerprints"]),
+                str(row["matched_outputs"]),
+                f"{row['expected']:.2f}",
+                f"{row['p_adjusted']:.3g}",
+            )
+        console.print(table)
+        totals = case["totals"]
+        console.print(
+            f"{totals['outputs_matched']}/{totals['outputs']} outputs match one of "
+            f"{totals['fingerprints']} logged responses of {totals['accounts']} accounts"
+        )
     print(orjson.dumps(case, option=orjson.OPT_INDENT_2).decode())
 
 

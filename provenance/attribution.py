@@ -1,7 +1,15 @@
 """Attribution: which accounts received the responses a suspect model learned from?
 
-A model distilled from our API reproduces, more or less edited, text it was trained on. Each of
-its outputs is compared with the response fingerprints logged at ingest
+Two methods. By text (`attribute`): the suspect's outputs matched against logged responses. By
+watermark (`attribute_by_watermark`): the suspect is asked each candidate account's logged
+prompts, and an account whose prompts it answers greener than the others' is the one whose
+(watermarked) answers it learned. The second needs the watermark key and the suspect itself (a
+folder or an endpoint), and finds a student that learned the answers without reproducing them
+word for word (`provenance experiment` measures both: a pruned-teacher student trained on 10 %
+watermarked answers brought only 9 of its 464 answers to the text method's Jaccard 0.3).
+
+By text: a model distilled from our API reproduces, more or less edited, text it was trained
+on. Each of its outputs is compared with the response fingerprints logged at ingest
 (`detectors.fingerprints`): MinHash LSH proposes candidate pairs, and a pair matches when the
 estimated Jaccard similarity of their word 3-grams reaches `threshold`.
 
@@ -27,9 +35,11 @@ from typing import Any
 import numpy as np
 import orjson
 from datasketch import MinHashLSH
-from scipy.stats import binom
+from scipy.stats import binom, hypergeom
 
 from detectors.fingerprints import NUM_PERM, minhash, shingles, signature
+from provenance.radioactivity import Window, without_reference
+from provenance.watermark import GreenList, WatermarkScore, score_windows, text_windows
 from storage import Store, queries
 from storage.base import epoch_seconds
 
@@ -242,6 +252,81 @@ def attribute(
         until=None if until is None else _utc(until),
     )
     return Attribution(accounts=ranked[:accounts_limit], totals=totals)
+
+
+WATERMARK_NULL_HYPOTHESIS = (
+    "The suspect learned no more from this account's responses than from any other candidate's: "
+    "its answers to this account's prompts are no greener than its answers to the other "
+    "candidates' prompts, so the account's green count among all scored windows is "
+    "hypergeometric (green share of all windows, drawn as many as the account has)."
+)
+
+
+@dataclass(frozen=True)
+class AccountWatermark:
+    """One candidate account: how green the suspect's answers to its logged prompts are."""
+
+    account_id: str
+    answers: int  # the suspect's answers to the account's prompts
+    score: WatermarkScore  # distinct windows of those answers (less the reference's)
+    contrast_p: float  # greener than the answers to the other candidates' prompts (one-sided)
+    contrast_p_adjusted: float  # Bonferroni over the candidates
+
+    @property
+    def p_value(self) -> float:
+        """Green share against gamma alone: the answers carry the watermark at all."""
+        return self.score.p_value
+
+
+@dataclass(frozen=True)
+class WatermarkAttribution:
+    """Candidates ranked by contrast p (ascending), and the pool the contrast is drawn from."""
+
+    accounts: list[AccountWatermark]
+    scored: int  # N: scored windows over all candidates
+    green: int  # K: green ones among them
+    gamma: float
+    reference_windows_left_out: int | None
+    null_hypothesis: str = WATERMARK_NULL_HYPOTHESIS
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        for row, account in zip(data["accounts"], self.accounts, strict=True):
+            row["p_value"] = account.p_value
+        return data
+
+
+def attribute_by_watermark(
+    greens: GreenList,
+    tokenizer,
+    answers: dict[str, Sequence[str]],
+    reference: frozenset[Window] | None = None,
+) -> WatermarkAttribution:
+    """Rank candidate accounts by how much greener the suspect's `answers` to each account's
+    logged prompts are than its answers to the other candidates' (a suspect that learned from
+    watermarked text at all is greener everywhere: the contrast, not gamma, says whose). Each
+    account's windows are de-duplicated within the account; `reference` windows are left out
+    as in the radioactivity tests."""
+    width = greens.key.context_width
+    scores: dict[str, WatermarkScore] = {}
+    left_out = 0
+    for account, texts in answers.items():
+        kept, removed = without_reference(text_windows(tokenizer, texts, width), reference)
+        left_out += removed or 0
+        scores[account] = score_windows(greens, kept)
+    total = sum(s.scored for s in scores.values())
+    green = sum(s.green for s in scores.values())
+    ranked = []
+    for account, score in scores.items():
+        p = hypergeom.sf(score.green - 1, total, green, score.scored) if score.scored else 1.0
+        p = float(p)
+        ranked.append(
+            AccountWatermark(account, len(answers[account]), score, p, min(1.0, p * len(scores)))
+        )
+    ranked.sort(key=lambda a: (a.contrast_p, a.p_value, a.account_id))
+    return WatermarkAttribution(
+        ranked, total, green, greens.key.gamma, None if reference is None else left_out
+    )
 
 
 def _utc(moment: datetime) -> datetime:

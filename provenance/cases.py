@@ -18,12 +18,14 @@ from core.version import full_version
 from provenance.attribution import (
     TEXT_FIELDS,
     attribute,
+    attribute_by_watermark,
     evidence_texts,
     load_suspect_outputs,
     read_texts,
 )
 from provenance.error_rates import load_error_rates
 from provenance.radioactivity import (
+    Generator,
     ask,
     closed_model_test,
     endpoint_generator,
@@ -90,11 +92,7 @@ def radioactivity_case(
     out the windows of `reference_file` (our model's unwatermarked answers) when given."""
     key = WatermarkKey.from_settings(settings)
     greens = GreenList(key, len(tokenizer))
-    reference = (
-        reference_windows(tokenizer, read_texts(reference_file, TEXT_FIELDS), key.context_width)
-        if reference_file
-        else None
-    )
+    reference = _reference(tokenizer, key, reference_file)
     logged = logged_requests(store, accounts) if accounts else []
     if mode == "open":
         if suspect.model_dir is None:
@@ -124,20 +122,7 @@ def radioactivity_case(
             )
             if not prompts:
                 raise ValueError("no prompts to ask: give --prompts or --account")
-            if suspect.model_dir is not None:
-                generate = local_generator(
-                    load_suspect(suspect.model_dir), tokenizer, max_new_tokens
-                )
-            elif suspect.endpoint:
-                generate = endpoint_generator(
-                    suspect.endpoint,
-                    suspect.endpoint_model,
-                    suspect.endpoint_token,
-                    max_new_tokens,
-                )
-            else:
-                raise ValueError("give the suspect as --model, --outputs or --endpoint")
-            outputs = ask(generate, prompts)
+            outputs = ask(_generator(suspect, tokenizer, max_new_tokens), prompts)
         result = closed_model_test(greens, tokenizer, outputs, reference)
     return _case(
         "radioactivity",
@@ -146,6 +131,66 @@ def radioactivity_case(
         key_id=key.key_id,
         gamma=key.gamma,
         test=result.to_dict(),
+        false_accusation=load_error_rates(settings.data_dir),
+    )
+
+
+def _reference(tokenizer, key: WatermarkKey, reference_file: Path | None):
+    if reference_file is None:
+        return None
+    return reference_windows(tokenizer, read_texts(reference_file, TEXT_FIELDS), key.context_width)
+
+
+def _generator(suspect: Suspect, tokenizer, max_new_tokens: int) -> Generator:
+    """The suspect as a callable that answers prompts: a local folder or an endpoint."""
+    if suspect.model_dir is not None:
+        return local_generator(load_suspect(suspect.model_dir), tokenizer, max_new_tokens)
+    if suspect.endpoint:
+        return endpoint_generator(
+            suspect.endpoint, suspect.endpoint_model, suspect.endpoint_token, max_new_tokens
+        )
+    raise ValueError("give the suspect as --model, --outputs or --endpoint")
+
+
+def watermark_attribution_case(
+    settings: Settings,
+    store: Store,
+    suspect: Suspect,
+    accounts: Sequence[str],
+    max_new_tokens: int = 48,
+    *,
+    tokenizer: Any,
+    reference_file: Path | None = None,
+    prompts_per_account: int = 200,
+) -> dict:
+    """Ask the suspect (a folder or an endpoint) each candidate account's logged prompts (its
+    first `prompts_per_account` answered ones) and rank the accounts by how much greener its
+    answers to them are than to the others' (`attribute_by_watermark`). Candidates are the
+    accounts under suspicion plus honest ones to contrast with: at least two."""
+    if len(set(accounts)) < 2:
+        raise ValueError("watermark attribution compares accounts: give two --account or more")
+    if suspect.model_dir is None and not suspect.endpoint:
+        raise ValueError("watermark attribution asks the suspect: give --model or --endpoint")
+    key = WatermarkKey.from_settings(settings)
+    prompts = {
+        account: [p for p, _ in logged_requests(store, [account], prompts_per_account)]
+        for account in dict.fromkeys(accounts)
+    }
+    if empty := [a for a, p in prompts.items() if not p]:
+        raise ValueError(f"no logged request with a response for {', '.join(empty)}")
+    generate = _generator(suspect, tokenizer, max_new_tokens)
+    answers = {account: ask(generate, asked) for account, asked in prompts.items()}
+    result = attribute_by_watermark(
+        GreenList(key, len(tokenizer)),
+        tokenizer,
+        answers,
+        _reference(tokenizer, key, reference_file),
+    )
+    return _case(
+        "watermark-attribution",
+        suspect,
+        key_id=key.key_id,
+        **result.to_dict(),
         false_accusation=load_error_rates(settings.data_dir),
     )
 

@@ -225,8 +225,10 @@ class StudentResult:
     open_unfiltered_p: float  # the open test's predictions without the copyable-window filter
     unreferenced_p: tuple[float, float]  # (closed, open) p without the reference filter
     null_p_values: list[float] = field(default_factory=list)  # clean students, other keys
-    top_accounts: list[str] = field(default_factory=list)
+    top_accounts: list[str] = field(default_factory=list)  # attribution by text
     precision_at_3: float | None = None
+    watermark_top_accounts: list[str] = field(default_factory=list)  # attribution by watermark
+    watermark_precision_at_3: float | None = None
     train_seconds: float = 0.0
     test_seconds: float = 0.0  # its answers, the open tests, other keys and attribution
 
@@ -294,6 +296,7 @@ class ExperimentReport:
                     {test: median(v) for test, v in values.items()},
                     {test: min(v) for test, v in values.items()},
                     None,
+                    None,
                     unreferenced,
                 )
             )
@@ -302,7 +305,13 @@ class ExperimentReport:
                 p = s.p_values()
                 points.append(
                     DosePoint(
-                        s.fraction, s.watermarked_pairs, p, p, s.precision_at_3, s.unreferenced_p
+                        s.fraction,
+                        s.watermarked_pairs,
+                        p,
+                        p,
+                        s.precision_at_3,
+                        s.watermark_precision_at_3,
+                        s.unreferenced_p,
                     )
                 )
         return points
@@ -318,15 +327,16 @@ class ExperimentReport:
 @dataclass(frozen=True)
 class DosePoint:
     """One watermarked share: its students' p-value per test (at 0 %: the clean students'
-    median, and in `min_p` their smallest), attribution precision@3 where a student was
-    attributed, and the (closed, open) p-values without the reference filter (at 0 %: their
-    medians)."""
+    median, and in `min_p` their smallest), attribution precision@3 (by text, by watermark)
+    where a student was attributed, and the (closed, open) p-values without the reference
+    filter (at 0 %: their medians)."""
 
     fraction: float
     watermarked_pairs: int
     p: dict[str, float]
     min_p: dict[str, float]
     precision_at_3: float | None
+    watermark_precision_at_3: float | None
     unreferenced_p: tuple[float, float]
 
 
@@ -370,7 +380,8 @@ def _log_events(
     benign: Sequence[tuple[str, str]],
     config: ExperimentConfig,
 ) -> tuple[list[bytes], list[str]]:
-    """The provider's request log (JSONL events with responses) and the harvesting accounts."""
+    """The provider's request log (JSONL events with responses) and each event's account
+    (`harvester-N` for the harvested answers, `benign-NNNN` for the rest)."""
     harvesters = [f"harvester-{i + 1}" for i in range(config.harvesters)]
     owners = [harvesters[i % len(harvesters)] for i in range(len(harvested))]
     owners += [f"benign-{i // config.benign_requests + 1:04d}" for i in range(len(benign))]
@@ -388,7 +399,7 @@ def _log_events(
             "endpoint": "/v1/chat/completions",
         }
         lines.append(orjson.dumps(event))
-    return lines, harvesters
+    return lines, owners
 
 
 def _ingest(store, settings: Settings, lines: list[bytes]) -> None:
@@ -599,7 +610,7 @@ def _student(
     store_folder: Path,
 ) -> StudentResult:
     """Train one student on `fraction` watermarked answers (0: a clean draw) and test it."""
-    from provenance.attribution import attribute
+    from provenance.attribution import attribute, attribute_by_watermark
     from storage.embedded import EmbeddedClickHouse
 
     tokenizer = teacher.tokenizer
@@ -665,7 +676,8 @@ def _student(
             result.null_p_values += [score_windows(other, windows).p_value for windows in kept]
     else:
         harvested = [(prompts[i], data.marked[i]) for i in sorted(harvested_ids)]
-        lines, harvesters = _log_events(harvested, data.benign, config)
+        lines, owners = _log_events(harvested, data.benign, config)
+        harvesters = {o for o in owners if o.startswith("harvester-")}
         # a folder per student: students trained side by side each open their own store
         store = EmbeddedClickHouse(store_folder / f"share-{count}", database="provenance")
         try:
@@ -677,7 +689,14 @@ def _student(
         finally:
             store.close()
         result.top_accounts = [a.account_id for a in ranking.accounts[:3]]
-        result.precision_at_3 = len(set(result.top_accounts) & set(harvesters)) / 3
+        result.precision_at_3 = len(set(result.top_accounts) & harvesters) / 3
+        # by watermark: every logged account a candidate, asked its own prompts
+        answers: dict[str, list[str]] = {}
+        for owner, text in zip(owners, suspect, strict=True):
+            answers.setdefault(owner, []).append(text)
+        by_watermark = attribute_by_watermark(greens, tokenizer, answers, data.reference)
+        result.watermark_top_accounts = [a.account_id for a in by_watermark.accounts[:3]]
+        result.watermark_precision_at_3 = len(set(result.watermark_top_accounts) & harvesters) / 3
     result.train_seconds = round(trained - started, 1)
     result.test_seconds = round(time.monotonic() - trained, 1)
     return result
@@ -699,14 +718,19 @@ def _p(value: float) -> str:
     return f"{value:.1e}"
 
 
+def _share(value: float | None) -> str:
+    return "" if value is None else f"{value:.2f}"
+
+
 def dose_table(report: ExperimentReport) -> str:
     """p-value against the watermarked share (the README quotes it; the plot draws it)."""
     clean = len(report.clean())
     lines = [
         "| watermarked share | watermarked answers | "
         + " | ".join(TEST_LABELS[test] for test in TESTS)
-        + " | attribution precision@3 | closed, open p without the reference filter |",
-        "|---|---|---|---|---|---|---|",
+        + " | attribution precision@3, by text | by watermark "
+        "| closed, open p without the reference filter |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for point in report.dose_response():
         if point.watermarked_pairs:
@@ -714,7 +738,9 @@ def dose_table(report: ExperimentReport) -> str:
         else:  # the clean students: median, and the smallest any of them got
             cells = [f"median {_p(point.p[test])}, min {_p(point.min_p[test])}" for test in TESTS]
             cells[0] += f" ({clean} students)"
-        precision = "" if point.precision_at_3 is None else f"{point.precision_at_3:.2f}"
+        precision = " | ".join(
+            _share(value) for value in (point.precision_at_3, point.watermark_precision_at_3)
+        )
         unreferenced = ", ".join(_p(p) for p in point.unreferenced_p)
         if not point.watermarked_pairs:
             unreferenced = f"medians {unreferenced}"
@@ -737,7 +763,10 @@ def _summary(report: ExperimentReport) -> list[str]:
         f"answers served to the harvesters (a clean student: all {config.training_pairs} "
         f"watermarked answers to the attacker's prompts), and fed {config.benign_answers} "
         f"watermarked answers to benign accounts that no student trained on. Attribution log: "
-        f"{config.harvesters} harvesting accounts among {config.benign_accounts} benign ones.",
+        f"{config.harvesters} harvesting accounts among {config.benign_accounts} benign ones; by "
+        f"text, the student's answers to every logged prompt matched against the logged "
+        f"responses; by watermark, every account ranked by how much greener the student answers "
+        f"its prompts than the other accounts'.",
         "",
         f"False accusations (p < {fa['alpha']}) among {fa['clean_students']} students never "
         f"trained on watermarked text (each its own draw of plain answers): "
@@ -767,18 +796,19 @@ def markdown(report: ExperimentReport) -> str:
         "| watermarked share | seed | watermarked pairs | closed-model p (windows) "
         "| open-model p, served answers (windows) | open-model p, unseen answers (windows) "
         "| closed, open p without the reference filter "
-        "| attribution top 3 | precision@3 | seconds (train + tests) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| attribution top 3 by text | precision@3 | top 3 by watermark | precision@3 "
+        "| seconds (train + tests) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for s in report.students:
-        precision = "" if s.precision_at_3 is None else f"{s.precision_at_3:.2f}"
         lines.append(
             f"| {s.fraction:.0%} | {s.seed} | {s.watermarked_pairs} "
             f"| {s.closed.p_value:.1e} ({s.closed.score.scored}) "
             f"| {s.open.p_value:.1e} ({s.open.score.scored}) "
             f"| {s.unseen.p_value:.1e} ({s.unseen.score.scored}) "
             f"| {s.unreferenced_p[0]:.1e}, {s.unreferenced_p[1]:.1e} "
-            f"| {', '.join(s.top_accounts)} | {precision} "
+            f"| {', '.join(s.top_accounts)} | {_share(s.precision_at_3)} "
+            f"| {', '.join(s.watermark_top_accounts)} | {_share(s.watermark_precision_at_3)} "
             f"| {s.train_seconds:.0f} + {s.test_seconds:.0f} |"
         )
     lines += ["", f"Time: {report.seconds}"]

@@ -1,18 +1,22 @@
 """Provenance as a user runs it, each command in its own process (as typed in a shell):
 `provenance experiment --quick` on real students, `replay` → `provenance attribute` on real
-ShareGPT answers, `provenance test` on the real watermarked teacher, and a forensic report that
-carries both cases with escaped text."""
+ShareGPT answers (by text) and against a suspect endpoint (by watermark), `provenance test` on the
+real watermarked teacher, and forensic reports that carry the cases with escaped text."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+import threading
+import time
 from dataclasses import replace
 from pathlib import Path
 
 import orjson
 import pytest
+import uvicorn
+from fastapi import FastAPI
 
 from core.tokenizer import teacher_tokenizer
 from detectors.corpus import iter_conversations
@@ -21,6 +25,7 @@ from students.distill import new_student
 from students.prompts import attack_pool
 from students.teacher import GenerationSettings, Teacher, watermarked
 from tests.conftest import TEACHER_DIR, data_folder
+from tests.provenance.test_radioactivity import _free_port
 
 SECRET = "provenance-cli-test-key"
 HOSTILE = "<script>alert('x')</script> "
@@ -79,6 +84,9 @@ def test_quick_experiment_on_real_students(tmp_path: Path) -> None:
     assert len(marked) == 1 and len(clean) == 2
     assert marked[0]["closed"]["score"]["p_value"] < 1e-6
     assert marked[0]["precision_at_3"] == 1.0
+    # by watermark the scratch student, which answers every prompt with answers it memorised,
+    # still puts a harvester first (the pruned students of the full run keep them apart)
+    assert marked[0]["watermark_top_accounts"][0].startswith("harvester-")
     assert marked[0]["open"]["texts"] == 16  # fed the answers served to the harvesters
     for student in clean:
         for test in ("closed", "open", "unseen"):
@@ -287,3 +295,97 @@ def test_local_suspect_folder_in_both_modes(tmp_path: Path) -> None:
         # predicts at every position
         assert case["test"]["score"]["scored"] > (50 if mode == "open" else 0)
         assert case["test"]["score"]["p_value"] > 0.01
+
+
+@pytest.mark.models
+def test_attribution_by_watermark_asks_an_endpoint_and_goes_into_the_report(
+    tmp_path: Path,
+) -> None:
+    """Four accounts each received watermarked answers; the suspect, an OpenAI-style endpoint
+    on loopback, repeats the answers one of them received (it memorised them) and answers the
+    other accounts' prompts as our model does without the key. Attribution by watermark asks
+    it every candidate's logged prompts and names that account; the report shows the case."""
+    data = tmp_path / "data"
+    teacher = Teacher(TEACHER_DIR)
+    marked = watermarked(teacher, WatermarkKey(SECRET.encode()))
+    prompts = list(attack_pool(500)[:24])
+    settings = GenerationSettings(temperature=0.7, max_tokens=32, seed=9)
+    conversations = [[{"role": "user", "content": p}] for p in prompts]
+    served = [c[0].text for c in marked.complete(conversations, settings)]
+    plain = [c[0].text for c in teacher.complete(conversations, replace(settings, seed=10))]
+    owners = [f"acct-{'abcd'[i // 6]}" for i in range(len(prompts))]
+    log = [
+        {
+            "request_id": f"w-{index:03d}",
+            "account_id": owner,
+            "timestamp": 1_795_000_000_000 + index * 60_000,
+            "messages": [{"role": "user", "content": prompt}],
+            "response": response,
+        }
+        for index, (prompt, response, owner) in enumerate(zip(prompts, served, owners, strict=True))
+    ]
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(b"\n".join(orjson.dumps(e) for e in log) + b"\n")
+    distillguard("replay", str(events), data_dir=data)
+
+    memorised = {p: served[i] if owners[i] == "acct-b" else plain[i] for i, p in enumerate(prompts)}
+    suspect = FastAPI()
+
+    @suspect.post("/v1/chat/completions")
+    def chat(body: dict) -> dict:
+        text = memorised.get(body["messages"][-1]["content"], "")
+        return {"choices": [{"message": {"role": "assistant", "content": text}}]}
+
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(suspect, host="127.0.0.1", port=port, log_level="error"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    case_file = tmp_path / "watermark-attribution.json"
+    try:
+        while not server.started:
+            time.sleep(0.05)
+        accounts = [option for owner in "abcd" for option in ("--account", f"acct-{owner}")]
+        distillguard(
+            "provenance",
+            "attribute",
+            "--endpoint",
+            f"http://127.0.0.1:{port}/v1/chat/completions",
+            *accounts,
+            "--out",
+            str(case_file),
+            data_dir=data,
+        )
+        refused = subprocess.run(
+            [sys.executable, "-m", "distillguard.cli", "provenance", "attribute", "--endpoint"]
+            + [f"http://127.0.0.1:{port}/v1/chat/completions", "--account", "acct-a"],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "DG_DATA_DIR": str(data_folder(tmp_path / "other"))},
+            timeout=300,
+        )
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+    assert refused.returncode == 2 and "two --account" in refused.stderr
+    case = orjson.loads(case_file.read_bytes())
+    ranked = case["accounts"]
+    assert case["kind"] == "watermark-attribution" and case["suspect"]["kind"] == "endpoint"
+    assert [a["answers"] for a in ranked] == [6, 6, 6, 6]
+    assert ranked[0]["account_id"] == "acct-b" and ranked[0]["contrast_p_adjusted"] < 1e-3
+    assert all(a["contrast_p_adjusted"] > 0.01 for a in ranked[1:])
+
+    folder = tmp_path / "report"
+    distillguard(
+        "report",
+        "--account",
+        "acct-b",
+        "--out",
+        str(folder),
+        "--format",
+        "html",
+        "--provenance",
+        str(case_file),
+        data_dir=data,
+    )
+    html = (folder / "report.html").read_text()
+    assert "Attribution by watermark" in html and html.count("acct-b") >= 2

@@ -1,11 +1,13 @@
 """The output watermark on the real companion teacher: watermarked answers test far beyond chance,
 the same teacher's ordinary answers and human ShareGPT text do not, repeated n-grams count once,
-and a wrong key finds nothing."""
+a wrong key finds nothing, and attribution by watermark names the account whose answers a suspect
+learned."""
 
 from __future__ import annotations
 
 import pytest
 
+from provenance.attribution import attribute_by_watermark
 from provenance.watermark import (
     GreenList,
     WatermarkKey,
@@ -73,3 +75,27 @@ def test_grouped_scoring_counts_what_each_window_test_counts() -> None:
     score = score_windows(greens, pairs)
     expected = sum(greens.is_green((c,), t) for c in (3, 9) for t in range(1000))
     assert score.scored == 2000 and score.green == expected == 2 * greens.green_count
+
+
+def test_attribution_by_watermark_names_the_account_whose_answers_were_learned(answers) -> None:
+    """A suspect that answers one account's prompts with watermarked text and the others' with
+    plain text names that account; one that answers every account's prompts with watermarked
+    text is radioactive everywhere (each account's p small) and names nobody (the contrast)."""
+    greens = GreenList(KEY, len(answers["tokenizer"]))
+    marked, plain = answers["marked"], answers["plain"]
+    one = attribute_by_watermark(
+        greens,
+        answers["tokenizer"],
+        {"harvester": marked[:4], **{f"honest-{i}": plain[2 * i : 2 * i + 2] for i in range(4)}},
+    )
+    first, *rest = one.accounts
+    assert first.account_id == "harvester" and first.contrast_p_adjusted < 1e-4
+    assert all(a.contrast_p_adjusted > 0.05 for a in rest)
+    assert one.scored == sum(a.score.scored for a in one.accounts) and one.green > 0
+    everywhere = attribute_by_watermark(
+        greens, answers["tokenizer"], {f"acct-{i}": marked[2 * i : 2 * i + 2] for i in range(4)}
+    )
+    assert all(a.p_value < 1e-3 for a in everywhere.accounts)
+    assert all(a.contrast_p_adjusted > 0.05 for a in everywhere.accounts)
+    document = one.to_dict()
+    assert document["accounts"][0]["p_value"] == first.p_value and document["null_hypothesis"]
