@@ -201,21 +201,32 @@ def open_model_windows(
             for row, (ids, _) in enumerate(chunk):
                 input_ids[row, : len(ids)] = torch.tensor(ids)
                 attention[row, : len(ids)] = 1
-            logits = model(
-                input_ids=input_ids.to(model.device), attention_mask=attention.to(model.device)
-            ).logits
-            predicted = logits.argmax(-1).cpu()
+            # only positions from the earliest scored one on need logits (the prompts' do not):
+            # half the output layer's work and its argmax over the vocabulary
+            first = min(max(start, context_width) for _, start in chunk) - 1
+            predicted = _argmax_from(model, input_ids, attention, width - first)
             for row, (ids, start) in enumerate(chunk):
                 guesses = predicted[row].tolist()
                 seen = {(*c, t) for c, t in windows(ids[:start], context_width)}
                 # the prediction made after position i is scored against the context ending at i
                 for position in range(max(start, context_width), len(ids) + 1):
                     context = tuple(ids[position - context_width : position])
-                    window = (context, int(guesses[position - 1]))
+                    window = (context, int(guesses[position - 1 - first]))
                     (skipped if (*context, window[1]) in seen else found).append(window)
                     if position < len(ids):
                         seen.add((*context, ids[position]))
     return found, skipped
+
+
+def _argmax_from(model, input_ids, attention, keep: int):
+    """The model's argmax prediction at each of the last `keep` positions: through
+    `logits_to_keep` where the model takes it (transformers' causal LMs), else all logits cut."""
+    inputs = {"input_ids": input_ids.to(model.device), "attention_mask": attention.to(model.device)}
+    try:
+        logits = model(**inputs, logits_to_keep=keep).logits
+    except TypeError:  # an architecture without it
+        logits = model(**inputs).logits
+    return logits[:, -keep:].argmax(-1).cpu()
 
 
 def open_model_test(

@@ -134,7 +134,22 @@ def score_windows(
     """Green count over (context, token) windows, each distinct window once (across calls too
     when `seen` is shared). Windows are grouped by context so that each context's green list
     (a 49k-token permutation, ~2 ms) is drawn once per call, however the windows are ordered."""
-    seen = set() if seen is None else seen
+    return _score_groups(greens, [_by_context(pairs, set() if seen is None else seen)])[0]
+
+
+def score_window_sets(
+    greens: GreenList, sets: Sequence[Iterable[tuple[tuple[int, ...], int]]]
+) -> list[WatermarkScore]:
+    """Each set scored as `score_windows` scores it alone, drawing each context's green list
+    once for all of them (sets from one text share most contexts: a clean student's three
+    tests under another key took 26 s drawn set by set)."""
+    return _score_groups(greens, [_by_context(pairs, set()) for pairs in sets])
+
+
+def _by_context(
+    pairs: Iterable[tuple[tuple[int, ...], int]], seen: set[tuple[int, ...]]
+) -> dict[tuple[int, ...], list[int]]:
+    """The tokens after each context, each window not in `seen` once (and added to it)."""
     tokens_after: dict[tuple[int, ...], list[int]] = {}
     for context, token in pairs:
         window = (*context, token)
@@ -142,15 +157,26 @@ def score_windows(
             continue
         seen.add(window)
         tokens_after.setdefault(tuple(context), []).append(token)
-    scored = green = 0
-    for context, tokens in tokens_after.items():
+    return tokens_after
+
+
+def _score_groups(
+    greens: GreenList, groups: Sequence[dict[tuple[int, ...], list[int]]]
+) -> list[WatermarkScore]:
+    counts = np.zeros((len(groups), 2), dtype=np.int64)  # scored, green
+    for context in set().union(*groups):
         ids = greens.green_ids(context)
-        found = np.minimum(np.searchsorted(ids, tokens), len(ids) - 1)
-        green += int((ids[found] == tokens).sum())
-        scored += len(tokens)
+        for index, group in enumerate(groups):
+            tokens = group.get(context)
+            if tokens:
+                found = np.minimum(np.searchsorted(ids, tokens), len(ids) - 1)
+                counts[index] += (len(tokens), int((ids[found] == tokens).sum()))
     gamma = greens.key.gamma
-    z = (green - gamma * scored) / math.sqrt(scored * gamma * (1 - gamma)) if scored else 0.0
-    return WatermarkScore(scored, green, z, binomial_p_value(green, scored, gamma))
+    scores = []
+    for scored, green in counts.tolist():
+        z = (green - gamma * scored) / math.sqrt(scored * gamma * (1 - gamma)) if scored else 0.0
+        scores.append(WatermarkScore(scored, green, z, binomial_p_value(green, scored, gamma)))
+    return scores
 
 
 def text_windows(tokenizer, texts: Iterable[str], width: int) -> list[tuple[tuple[int, ...], int]]:

@@ -73,6 +73,7 @@ from provenance.radioactivity import (
 from provenance.watermark import (
     GreenList,
     WatermarkKey,
+    score_window_sets,
     score_windows,
     text_windows,
 )
@@ -123,20 +124,24 @@ class ExperimentConfig:
 #   its encoding and trimming included: 14.8 s); pruned teacher 0.015 s plus 0.02 s a kept block
 #   (every 6th block, 5 kept: 6 epochs over 640 pairs in 440 s; every 10th, 3 kept: 287 s);
 # - a student's 48-token greedy answer, batches of 32: scratch 0.042 s (640 in 26.7 s); pruned
-#   ~0.1 s;
+#   0.043 s (a clean student's 1,104 in 47.5 s, pyinstrument, 2026-12-05);
 # - the open test's forward pass over one fed answer: scratch 0.046 s (400 in 18.5 s); pruned
-#   ~0.03 s;
-# - one key's tests (closed + open windows; ~3.4k distinct contexts, a green list each): 6 s;
+#   0.039 s (1,040 in 40.6 s, logits at the scored positions only);
+# - one key's tests (closed + open windows; ~3.4k distinct contexts, a green list each): 6 s
+#   (pruned clean student: the three sets under one other key 4.5 s, under ours 12.7 s);
 # - one attribution (ingest up to ~1k events into the embedded store, `attribute`): ~10 s.
 TEACHER_ANSWER_S = 1.0
 SCRATCH_PAIR_EPOCH_S = 0.023
 PRUNED_PAIR_EPOCH_S = (0.015, 0.02)  # fixed, and per kept block
-STUDENT_ANSWER_S = {"scratch": 0.042, "pruned": 0.1}
-OPEN_TEXT_S = {"scratch": 0.046, "pruned": 0.03}
+STUDENT_ANSWER_S = {"scratch": 0.042, "pruned": 0.043}
+OPEN_TEXT_S = {"scratch": 0.046, "pruned": 0.039}
 KEY_TESTS_S = 6.0
 ATTRIBUTION_S = 10.0
 BENCH_BUDGET_S = 2 * 3600  # `make bench` runs FULL: it must fit in 2 h on 2 CPU cores
 BENCH_JOBS = 2  # students side by side in `make bench` (one per core)
+# A clean student is attributed by watermark on the log of this share's harvest (which it never
+# saw): an account it names at p < alpha is a false attribution.
+CLEAN_ATTRIBUTION_SHARE = 0.10
 
 
 def pair_epoch_seconds(student: StudentSpec) -> float:
@@ -163,6 +168,7 @@ def estimate(config: ExperimentConfig, jobs: int = 1) -> dict[str, float]:
         config.training_pairs * (per_answer + OPEN_TEXT_S[kind])
         + unseen
         + (1 + config.null_keys) * KEY_TESTS_S
+        + (config.watermarked_pairs(CLEAN_ATTRIBUTION_SHARE) + config.benign_answers) * per_answer
     )
     marked = sum(
         (2 * config.watermarked_pairs(f) + config.benign_answers) * per_answer
@@ -228,6 +234,7 @@ class StudentResult:
     top_accounts: list[str] = field(default_factory=list)  # attribution by text
     precision_at_3: float | None = None
     watermark_top_accounts: list[str] = field(default_factory=list)  # attribution by watermark
+    watermark_p_adjusted: list[float] = field(default_factory=list)  # theirs (Bonferroni)
     watermark_precision_at_3: float | None = None
     train_seconds: float = 0.0
     test_seconds: float = 0.0  # its answers, the open tests, other keys and attribution
@@ -253,6 +260,8 @@ class ExperimentReport:
         keys = [p for s in clean for p in s.null_p_values]
         tests = [p for s in clean for p in s.p_values().values()]
         accused = sum(p < FALSE_ACCUSATION_ALPHA for p in tests)
+        # the account each clean student's attribution by watermark ranks first (adjusted p)
+        named = [s.watermark_p_adjusted[0] for s in clean if s.watermark_p_adjusted]
         return {
             "alpha": FALSE_ACCUSATION_ALPHA,
             "clean_students": len(clean),
@@ -275,6 +284,9 @@ class ExperimentReport:
             "unreferenced_closed_median_p": median(s.unreferenced_p[0] for s in clean)
             if clean
             else 1.0,
+            "watermark_attributions": len(named),
+            "watermark_false_attributions": sum(p < FALSE_ACCUSATION_ALPHA for p in named),
+            "watermark_attribution_min_p": min(named, default=1.0),
         }
 
     def dose_response(self) -> list[DosePoint]:
@@ -673,30 +685,35 @@ def _student(
             other = GreenList(
                 WatermarkKey(f"null-key-{config.seed}-{trial}".encode()), len(tokenizer)
             )
-            result.null_p_values += [score_windows(other, windows).p_value for windows in kept]
-    else:
-        harvested = [(prompts[i], data.marked[i]) for i in sorted(harvested_ids)]
-        lines, owners = _log_events(harvested, data.benign, config)
-        harvesters = {o for o in owners if o.startswith("harvester-")}
-        # a folder per student: students trained side by side each open their own store
+            result.null_p_values += [score.p_value for score in score_window_sets(other, kept)]
+    # the provider's log: the harvest (a clean student: the harvest at CLEAN_ATTRIBUTION_SHARE,
+    # which it never saw) among the benign accounts; the student answers every logged prompt
+    harvested_ids = set(data.order[: count or config.watermarked_pairs(CLEAN_ATTRIBUTION_SHARE)])
+    harvested = [(prompts[i], data.marked[i]) for i in sorted(harvested_ids)]
+    lines, owners = _log_events(harvested, data.benign, config)
+    harvesters = {o for o in owners if o.startswith("harvester-")}
+    logged = [p for p, _ in harvested] + [p for p, _ in data.benign]
+    suspect = answer(tokenizer, model, logged, config.max_tokens)
+    # by watermark: every logged account a candidate, asked its own prompts
+    answers: dict[str, list[str]] = {}
+    for owner, text in zip(owners, suspect, strict=True):
+        answers.setdefault(owner, []).append(text)
+    ranked = attribute_by_watermark(greens, tokenizer, answers, data.reference).accounts[:3]
+    result.watermark_top_accounts = [a.account_id for a in ranked]
+    result.watermark_p_adjusted = [a.contrast_p_adjusted for a in ranked]
+    if count:
+        result.watermark_precision_at_3 = len(set(result.watermark_top_accounts) & harvesters) / 3
+        # by text: the log through the pipeline (fingerprints at ingest), in a store of the
+        # student's own (students trained side by side each open theirs)
         store = EmbeddedClickHouse(store_folder / f"share-{count}", database="provenance")
         try:
             store.migrate()
             _ingest(store, settings, lines)
-            logged = [p for p, _ in harvested] + [p for p, _ in data.benign]
-            suspect = answer(tokenizer, model, logged, config.max_tokens)
             ranking = attribute(store, suspect)
         finally:
             store.close()
         result.top_accounts = [a.account_id for a in ranking.accounts[:3]]
         result.precision_at_3 = len(set(result.top_accounts) & harvesters) / 3
-        # by watermark: every logged account a candidate, asked its own prompts
-        answers: dict[str, list[str]] = {}
-        for owner, text in zip(owners, suspect, strict=True):
-            answers.setdefault(owner, []).append(text)
-        by_watermark = attribute_by_watermark(greens, tokenizer, answers, data.reference)
-        result.watermark_top_accounts = [a.account_id for a in by_watermark.accounts[:3]]
-        result.watermark_precision_at_3 = len(set(result.watermark_top_accounts) & harvesters) / 3
     result.train_seconds = round(trained - started, 1)
     result.test_seconds = round(time.monotonic() - trained, 1)
     return result
@@ -779,7 +796,11 @@ def _summary(report: ExperimentReport) -> list[str]:
         f"served answers), closed-test median p "
         f"{fa['unreferenced_closed_median_p']:.2f}. Without the open test's copyable-window "
         f"filter: {fa['unfiltered_open_false_accusations']}/{fa['clean_students']} clean students "
-        f"accused.",
+        f"accused. Attribution by watermark of the clean students (asked the prompts of the "
+        f"{CLEAN_ATTRIBUTION_SHARE:.0%} harvest's log, which they never saw): "
+        f"{fa['watermark_false_attributions']}/{fa['watermark_attributions']} named an account "
+        f"at Bonferroni-adjusted p < {fa['alpha']} (smallest "
+        f"{fa['watermark_attribution_min_p']:.2g}).",
     ]
 
 

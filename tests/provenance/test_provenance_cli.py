@@ -91,6 +91,8 @@ def test_quick_experiment_on_real_students(tmp_path: Path) -> None:
     for student in clean:
         for test in ("closed", "open", "unseen"):
             assert student[test]["score"]["p_value"] > 1e-3
+        # asked the logged prompts of a harvest it never saw, it names no account
+        assert student["watermark_p_adjusted"][0] > 0.01
         assert student["open"]["texts"] == 16  # every watermarked answer to those prompts
     null = [p for s in clean for p in s["null_p_values"]]
     assert len(null) == 30 and sum(p < 0.01 for p in null) <= 3

@@ -68,6 +68,8 @@ def _student(
         (unreferenced, 0.5),
     )
     student.precision_at_3 = 1.0 if pairs else None
+    student.watermark_precision_at_3 = 2 / 3 if pairs else None
+    student.watermark_p_adjusted = [min(1.0, closed * 10), 1.0, 1.0]
     return student
 
 
@@ -102,5 +104,9 @@ def test_dose_response_rows_and_the_false_accusation_bound() -> None:
     )
     assert rows[0].unreferenced_p == (0.004, 0.5)
     assert "| medians 4.0e-03, 5.0e-01 |" in dose_table(report)
+    assert "| 100% | 640 | 1.0e-30 | 1.0e-08 | 5.0e-01 | 1.00 | 0.67 |" in dose_table(report)
+    # the clean students' attribution by watermark: seed 1 names an account at p 0.05
+    assert (accused["watermark_attributions"], accused["watermark_false_attributions"]) == (3, 0)
+    assert accused["watermark_attribution_min_p"] == pytest.approx(0.05)
     assert upper_95(0, 40) == pytest.approx(1 - 0.05 ** (1 / 40))
     assert upper_95(40, 40) == 1.0
