@@ -1246,39 +1246,35 @@ def provenance_attribute(
             raise typer.BadParameter(str(error)) from None
     if out:
         write_case(case, out)
+    columns: dict[str, Callable[[dict], str]]
     if by_watermark:
-        table = Table("rank", "account", "answers", "green / scored", "p", "contrast p (Bonf.)")
-        for rank, row in enumerate(case["accounts"], 1):
-            table.add_row(
-                str(rank),
-                row["account_id"],
-                str(row["answers"]),
-                f"{row['score']['green']} / {row['score']['scored']}",
-                f"{row['p_value']:.3g}",
-                f"{row['contrast_p_adjusted']:.3g}",
-            )
-        console.print(table)
-        console.print(
+        columns = {
+            "answers": lambda row: str(row["answers"]),
+            "green / scored": lambda row: f"{row['score']['green']} / {row['score']['scored']}",
+            "p": lambda row: f"{row['p_value']:.3g}",
+            "contrast p (Bonf.)": lambda row: f"{row['contrast_p_adjusted']:.3g}",
+        }
+        summary = (
             f"{case['green']}/{case['scored']} green windows over all candidates "
             f"(gamma {case['gamma']})"
         )
     else:
-        table = Table("rank", "account", "responses", "matched", "expected", "p (Bonferroni)")
-        for rank, row in enumerate(case["accounts"], 1):
-            table.add_row(
-                str(rank),
-                row["account_id"],
-                str(row["fingerprints"]),
-                str(row["matched_outputs"]),
-                f"{row['expected']:.2f}",
-                f"{row['p_adjusted']:.3g}",
-            )
-        console.print(table)
+        columns = {
+            "responses": lambda row: str(row["fingerprints"]),
+            "matched": lambda row: str(row["matched_outputs"]),
+            "expected": lambda row: f"{row['expected']:.2f}",
+            "p (Bonferroni)": lambda row: f"{row['p_adjusted']:.3g}",
+        }
         totals = case["totals"]
-        console.print(
+        summary = (
             f"{totals['outputs_matched']}/{totals['outputs']} outputs match one of "
             f"{totals['fingerprints']} logged responses of {totals['accounts']} accounts"
         )
+    table = Table("rank", "account", *columns)
+    for rank, row in enumerate(case["accounts"], 1):
+        table.add_row(str(rank), row["account_id"], *(cell(row) for cell in columns.values()))
+    console.print(table)
+    console.print(summary)
     print(orjson.dumps(case, option=orjson.OPT_INDENT_2).decode())
 
 

@@ -116,6 +116,23 @@ def _answers(count: int) -> list[str]:
     return answers[:count]
 
 
+def _html_report(data: Path, account: str, folder: Path, *cases: Path) -> str:
+    """`distillguard report --format html` on the account with the cases attached: its HTML."""
+    attached = [option for case in cases for option in ("--provenance", str(case))]
+    distillguard(
+        "report",
+        "--account",
+        account,
+        "--out",
+        str(folder),
+        "--format",
+        "html",
+        *attached,
+        data_dir=data,
+    )
+    return (folder / "report.html").read_text()
+
+
 @pytest.mark.models
 def test_attribution_and_radioactivity_cases_in_a_forensic_report(tmp_path: Path) -> None:
     data = tmp_path / "data"
@@ -200,23 +217,7 @@ def test_attribution_and_radioactivity_cases_in_a_forensic_report(tmp_path: Path
     assert any("reference" in line for line in referenced["assumptions"])
 
     folder = tmp_path / "report"
-    distillguard(
-        "report",
-        "--account",
-        "acct-07",
-        "--out",
-        str(folder),
-        "--format",
-        "html",
-        "--provenance",
-        str(case_file),
-        "--provenance",
-        str(radio_file),
-        "--provenance",
-        str(referenced_file),
-        data_dir=data,
-    )
-    html = (folder / "report.html").read_text()
+    html = _html_report(data, "acct-07", folder, case_file, radio_file, referenced_file)
     left_out = f"{referenced['skipped_reference']} distinct windows that our model writes"
     assert html.count("Radioactivity test (closed model)") == 2 and html.count(left_out) == 1
     assert "Attribution of the suspect" in html and "Radioactivity test (closed model)" in html
@@ -376,18 +377,5 @@ def test_attribution_by_watermark_asks_an_endpoint_and_goes_into_the_report(
     assert ranked[0]["account_id"] == "acct-b" and ranked[0]["contrast_p_adjusted"] < 1e-3
     assert all(a["contrast_p_adjusted"] > 0.01 for a in ranked[1:])
 
-    folder = tmp_path / "report"
-    distillguard(
-        "report",
-        "--account",
-        "acct-b",
-        "--out",
-        str(folder),
-        "--format",
-        "html",
-        "--provenance",
-        str(case_file),
-        data_dir=data,
-    )
-    html = (folder / "report.html").read_text()
+    html = _html_report(data, "acct-b", tmp_path / "report", case_file)
     assert "Attribution by watermark" in html and html.count("acct-b") >= 2
