@@ -1396,6 +1396,7 @@ def report(
         return
     from datetime import datetime
 
+    from provenance.cases import combined_radioactivity
     from services.reports import ReportError, Subject, write_report
 
     def ms(value: str | None, default: int) -> int:
@@ -1409,6 +1410,7 @@ def report(
     import orjson
 
     cases = [orjson.loads(path.read_bytes()) for path in provenance or []]
+    cases += combined_radioactivity(cases)  # a suspect tested several ways: one family-wise p
     settings = get_settings()
     with _open_store(settings) as store:
         try:

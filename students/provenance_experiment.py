@@ -271,6 +271,10 @@ class ExperimentReport:
             "students_accused": sum(
                 min(s.p_values().values()) < FALSE_ACCUSATION_ALPHA for s in clean
             ),
+            # each student's tests combined as a report combines a suspect's (Bonferroni)
+            "students_accused_combined": sum(
+                len(TESTS) * min(s.p_values().values()) < FALSE_ACCUSATION_ALPHA for s in clean
+            ),
             "min_p_value": min(tests, default=1.0),
             "other_key_tests": len(keys),
             "other_key_false_accusations": sum(p < FALSE_ACCUSATION_ALPHA for p in keys),
@@ -789,7 +793,9 @@ def _summary(report: ExperimentReport) -> list[str]:
         f"trained on watermarked text (each its own draw of plain answers): "
         f"{fa['false_accusations']}/{fa['tests']} tests, {fa['students_accused']} students "
         f"(smallest p {fa['min_p_value']:.3f}; rate at most {fa['rate_upper_95']:.1%}, one-sided "
-        f"95 %); under {config.null_keys} other keys each: "
+        f"95 %); each student's {len(TESTS)} tests combined (Bonferroni, as a report combines a "
+        f"suspect's): {fa['students_accused_combined']}/{fa['clean_students']} students; "
+        f"under {config.null_keys} other keys each: "
         f"{fa['other_key_false_accusations']}/{fa['other_key_tests']}. Without the reference "
         f"filter (the teacher's own unwatermarked windows scored too): "
         f"{fa['unreferenced_false_accusations']}/{fa['unreferenced_tests']} tests (closed and "
@@ -817,8 +823,8 @@ def markdown(report: ExperimentReport) -> str:
         "| watermarked share | seed | watermarked pairs | closed-model p (windows) "
         "| open-model p, served answers (windows) | open-model p, unseen answers (windows) "
         "| closed, open p without the reference filter "
-        "| attribution top 3 by text | precision@3 | top 3 by watermark | precision@3 "
-        "| seconds (train + tests) |",
+        "| attribution top 3 by text | precision@3 | top 3 by watermark (the first's adjusted p) "
+        "| precision@3 | seconds (train + tests) |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for s in report.students:
@@ -829,7 +835,9 @@ def markdown(report: ExperimentReport) -> str:
             f"| {s.unseen.p_value:.1e} ({s.unseen.score.scored}) "
             f"| {s.unreferenced_p[0]:.1e}, {s.unreferenced_p[1]:.1e} "
             f"| {', '.join(s.top_accounts)} | {_share(s.precision_at_3)} "
-            f"| {', '.join(s.watermark_top_accounts)} | {_share(s.watermark_precision_at_3)} "
+            f"| {', '.join(s.watermark_top_accounts)} "
+            f"({', '.join(_p(p) for p in s.watermark_p_adjusted[:1])}) "
+            f"| {_share(s.watermark_precision_at_3)} "
             f"| {s.train_seconds:.0f} + {s.test_seconds:.0f} |"
         )
     lines += ["", f"Time: {report.seconds}"]

@@ -230,7 +230,12 @@ def test_attribution_and_radioactivity_cases_in_a_forensic_report(tmp_path: Path
         "attribution",
         "radioactivity",
         "radioactivity",
+        "radioactivity-combined",  # the one outputs file tested twice: one family-wise p
     ]
+    combined = saved["provenance"][-1]
+    smallest = min(radio["test"]["score"]["p_value"], referenced["score"]["p_value"])
+    assert combined["p_adjusted"] == pytest.approx(2 * smallest) and combined["significant"]
+    assert "Radioactivity tests of one suspect, combined" in html
 
 
 @pytest.mark.parametrize("line", [b"not json", b'{"prompt": "no output field"}', b"[1, 2]"])
