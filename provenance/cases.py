@@ -172,12 +172,17 @@ def watermark_attribution_case(
     if suspect.model_dir is None and not suspect.endpoint:
         raise ValueError("watermark attribution asks the suspect: give --model or --endpoint")
     key = WatermarkKey.from_settings(settings)
-    prompts = {
+    logged = {
         account: [p for p, _ in logged_requests(store, [account], prompts_per_account)]
         for account in dict.fromkeys(accounts)
     }
+    # prompts hashed at ingest (DG_REDACT_PROMPTS=hash) cannot be asked again
+    prompts = {a: [p for p in asked if not p.startswith("sha256:")] for a, asked in logged.items()}
     if empty := [a for a, p in prompts.items() if not p]:
-        raise ValueError(f"no logged request with a response for {', '.join(empty)}")
+        raise ValueError(
+            f"no logged request with a response and a readable prompt for {', '.join(empty)} "
+            "(prompts stored hashed cannot be asked again)"
+        )
     generate = _generator(suspect, tokenizer, max_new_tokens)
     answers = {account: ask(generate, asked) for account, asked in prompts.items()}
     result = attribute_by_watermark(
@@ -190,6 +195,7 @@ def watermark_attribution_case(
         "watermark-attribution",
         suspect,
         key_id=key.key_id,
+        prompts_hashed=sum(len(logged[a]) - len(prompts[a]) for a in logged),
         **result.to_dict(),
         false_accusation=load_error_rates(settings.data_dir),
     )

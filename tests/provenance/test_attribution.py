@@ -12,9 +12,11 @@ import orjson
 import pytest
 
 from core.events import Event
+from core.settings import Settings
 from detectors.corpus import iter_conversations
 from detectors.fingerprints import response_fingerprints, shingles, signature
 from provenance.attribution import attribute, evidence_texts, load_suspect_outputs
+from provenance.cases import Suspect, watermark_attribution_case
 from storage import Store
 from storage.rows import event_row, fingerprint_row
 
@@ -184,3 +186,36 @@ def test_suspect_outputs_load_from_jsonl_and_bad_lines_are_named(tmp_path: Path)
     wrong.write_text('["a list"]\n')
     with pytest.raises(ValueError, match=r"line 1: expected a JSON object"):
         load_suspect_outputs(wrong)
+
+
+def test_attribution_by_watermark_refuses_hashed_prompts_and_a_single_candidate(
+    embedded: Store,
+) -> None:
+    """Prompts stored hashed (DG_REDACT_PROMPTS=hash) cannot be asked again: the account is
+    named, nothing is sent to the suspect; one candidate has nobody to contrast with."""
+    events = [
+        Event(
+            request_id=f"{account}-{i}",
+            account_id=account,
+            timestamp=START_MS + i * 1000,
+            prompt=f"question {i} of {account}",
+            response="an answer",
+        )
+        for account in ("hashed-acct", "plain-acct")
+        for i in range(3)
+    ]
+    embedded.insert(
+        "events",
+        [
+            event_row(e, redact_policy="hash" if e.account_id == "hashed-acct" else "none")
+            for e in events
+        ],
+    )
+    settings = Settings(watermark_key="k")
+    unreachable = Suspect(endpoint="http://127.0.0.1:9/v1/chat/completions")
+    with pytest.raises(ValueError, match="readable prompt for hashed-acct"):
+        watermark_attribution_case(
+            settings, embedded, unreachable, ["hashed-acct", "plain-acct"], tokenizer=None
+        )
+    with pytest.raises(ValueError, match="two --account"):
+        watermark_attribution_case(settings, embedded, unreachable, ["plain-acct"], tokenizer=None)
