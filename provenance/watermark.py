@@ -141,8 +141,8 @@ def score_window_sets(
     greens: GreenList, sets: Sequence[Iterable[tuple[tuple[int, ...], int]]]
 ) -> list[WatermarkScore]:
     """Each set scored as `score_windows` scores it alone, drawing each context's green list
-    once for all of them (sets from one text share most contexts: a clean student's three
-    tests under another key took 26 s drawn set by set)."""
+    once for all of them (sets from one suspect share contexts: a clean student's three
+    window sets under another key, 26 s drawn set by set, 22 s shared)."""
     return _score_groups(greens, [_by_context(pairs, set()) for pairs in sets])
 
 
