@@ -384,3 +384,61 @@ def test_attribution_by_watermark_asks_an_endpoint_and_goes_into_the_report(
 
     html = _html_report(data, "acct-b", tmp_path / "report", case_file)
     assert "Attribution by watermark" in html and html.count("acct-b") >= 2
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is `pid` (Linux /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # ended while we looked
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.models
+def test_a_killed_experiment_leaves_no_student_training(tmp_path: Path) -> None:
+    """`provenance experiment --jobs 2` killed with -9 while its students train: the spawned
+    student processes end too instead of training on for nobody."""
+    env = {**os.environ, "DG_DETECTOR": "volume", "DG_WATERMARK_KEY": SECRET}
+    env["DG_DATA_DIR"] = str(data_folder(tmp_path / "data"))
+    command = [sys.executable, "-m", "distillguard.cli", "provenance", "experiment", "--quick"]
+    parent = subprocess.Popen(
+        [*command, "--jobs", "2", "--out", str(tmp_path / "out")],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 600
+        workers: list[int] = []
+        while len(workers) < 2 and time.monotonic() < deadline and parent.poll() is None:
+            time.sleep(0.5)
+            # the pool's processes (not its resource tracker): spawn_main(..., pipe_handle=N)
+            workers = [pid for pid in _children(parent.pid) if "pipe_handle" in _cmdline(pid)]
+        assert len(workers) >= 2, "the student processes never started"
+        time.sleep(3)  # into their first students
+    finally:
+        parent.kill()
+        parent.wait()
+    deadline = time.monotonic() + 30
+    while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not any(_alive(pid) for pid in workers)
