@@ -37,6 +37,7 @@ from students.distill import Fidelity, Pair, measure_fidelity, train_student
 from students.measured import measured_by, write_table
 from students.pruned import StudentSpec
 from students.teacher import GenerationSettings, Teacher
+from students.workers import end_with_parent
 
 PROMPT_CHARS = 500  # short prompts: the student reads the last 64 tokens anyway
 
@@ -144,6 +145,7 @@ _worker_teacher: Teacher | None = None
 
 def _load_teacher(cache_dir: Path) -> None:
     global _worker_teacher
+    end_with_parent()
     _worker_teacher = Teacher(cache_dir, threads=1)
 
 

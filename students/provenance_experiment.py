@@ -47,10 +47,8 @@ answers alone, so it cannot carry the key.
 
 from __future__ import annotations
 
-import os
 import random
 import shutil
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -83,6 +81,7 @@ from students.distill import train_student
 from students.prompts import attack_pool, benign_conversations
 from students.pruned import TEACHER_BLOCKS, StudentSpec, kept_layers
 from students.teacher import MODEL_NAME, GenerationSettings, Teacher, watermarked
+from students.workers import end_with_parent
 
 PROMPT_CHARS = 500  # longer prompts make teacher prefill (CPU) several times slower
 START_MS = int(datetime(2026, 11, 2, tzinfo=UTC).timestamp() * 1000)
@@ -596,8 +595,7 @@ _WORKER: dict = {}  # a spawned student process's config, settings, teacher and 
 def _start_worker(config: ExperimentConfig, settings: Settings, data: _Answers) -> None:
     import torch
 
-    parent = os.getppid()
-    threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
+    end_with_parent()
     if config.device == "cpu":
         torch.set_num_threads(1)
     _WORKER.update(
@@ -606,14 +604,6 @@ def _start_worker(config: ExperimentConfig, settings: Settings, data: _Answers) 
         data=data,
         teacher=Teacher(settings.data_dir / "teacher", device=config.device),
     )
-
-
-def _exit_with(parent: int) -> None:
-    """End this worker once its parent is gone: a killed `provenance experiment` would leave it
-    training students for nobody, both cores busy (seen: two orphans ran on for 17 minutes)."""
-    while os.getppid() == parent:
-        time.sleep(1)
-    os._exit(1)
 
 
 def _worker_student(fraction: float, seed: int, store_folder: Path) -> StudentResult:
