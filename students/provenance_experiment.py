@@ -193,8 +193,9 @@ def estimate(config: ExperimentConfig, jobs: int = 1) -> dict[str, float]:
 # memorises what it is taught in 6 epochs, as a real one fine-tuned on harvested answers does,
 # where the 6.7M scratch student learned too little for any test to find 32 watermarked answers
 # (closed p 0.80 at 5 %, 2026-12-04). `estimate(FULL, BENCH_JOBS)` with the teacher's answers
-# cached: training 65 min, tests 28 min (measured 2026-12-05: 1 h 38 min, ~300 s a student's
-# training, 131 s a clean student's tests); a cold cache adds 44 min.
+# cached: training 65 min, tests 25 min (measured 2026-12-05 with both attributions and the
+# clean students' attribution: 1 h 38 min, ~290 s a student's training, ~125 s a clean student's
+# tests, the first 12 min shared with a stray process); a cold cache adds 44 min.
 FULL = ExperimentConfig(
     training_pairs=640,
     max_tokens=48,
