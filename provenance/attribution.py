@@ -38,6 +38,7 @@ from datasketch import MinHashLSH
 from scipy.stats import binom, hypergeom
 
 from detectors.fingerprints import NUM_PERM, minhash, shingles, signature
+from provenance.error_rates import bonferroni
 from provenance.radioactivity import Window, without_reference
 from provenance.watermark import GreenList, WatermarkScore, score_windows, text_windows
 from storage import Store, queries
@@ -236,7 +237,7 @@ def attribute(
                 matched_outputs=k,
                 expected=matched_outputs * share,
                 p_value=p_value,
-                p_adjusted=min(1.0, p_value * accounts),
+                p_adjusted=bonferroni(p_value, accounts),
                 evidence=evidence,
             )
         )
@@ -321,7 +322,7 @@ def attribute_by_watermark(
         p = hypergeom.sf(score.green - 1, total, green, score.scored) if score.scored else 1.0
         p = float(p)
         ranked.append(
-            AccountWatermark(account, len(answers[account]), score, p, min(1.0, p * len(scores)))
+            AccountWatermark(account, len(answers[account]), score, p, bonferroni(p, len(scores)))
         )
     ranked.sort(key=lambda a: (a.contrast_p, a.p_value, a.account_id))
     return WatermarkAttribution(

@@ -23,7 +23,7 @@ from provenance.attribution import (
     load_suspect_outputs,
     read_texts,
 )
-from provenance.error_rates import FALSE_ACCUSATION_ALPHA, load_error_rates
+from provenance.error_rates import FALSE_ACCUSATION_ALPHA, bonferroni, load_error_rates
 from provenance.radioactivity import (
     Generator,
     ask,
@@ -254,7 +254,7 @@ def combined_radioactivity(cases: Sequence[dict]) -> list[dict]:
         if len(tests) < 2:
             continue
         p_values = [t["test"]["score"]["p_value"] for t in tests]
-        adjusted = min(1.0, len(p_values) * min(p_values))
+        adjusted = bonferroni(min(p_values), len(p_values))
         combined.append(
             {
                 "kind": "radioactivity-combined",

@@ -16,6 +16,12 @@ FALSE_ACCUSATION_ALPHA = 0.01
 ERROR_RATES_FILE = "calibration.json"
 
 
+def bonferroni(p_value: float, tests: int) -> float:
+    """A p-value adjusted for the `tests` it was the smallest of (family-wise, capped at 1):
+    what attribution quotes over candidate accounts and a report over one suspect's tests."""
+    return min(1.0, p_value * tests)
+
+
 def error_rates_path(data_dir: Path) -> Path:
     return data_dir / "provenance" / ERROR_RATES_FILE
 

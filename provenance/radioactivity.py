@@ -221,12 +221,12 @@ def open_model_windows(
 def _argmax_from(model, input_ids, attention, keep: int):
     """The model's argmax prediction at each of the last `keep` positions: through
     `logits_to_keep` where the model takes it (transformers' causal LMs), else all logits cut."""
+    import inspect
+
     inputs = {"input_ids": input_ids.to(model.device), "attention_mask": attention.to(model.device)}
-    try:
-        logits = model(**inputs, logits_to_keep=keep).logits
-    except TypeError:  # an architecture without it
-        logits = model(**inputs).logits
-    return logits[:, -keep:].argmax(-1).cpu()
+    if "logits_to_keep" in inspect.signature(model.forward).parameters:
+        inputs["logits_to_keep"] = keep
+    return model(**inputs).logits[:, -keep:].argmax(-1).cpu()
 
 
 def open_model_test(

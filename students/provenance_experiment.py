@@ -61,7 +61,7 @@ import orjson
 
 from core.settings import Settings
 from provenance.chat import Pair, answer
-from provenance.error_rates import FALSE_ACCUSATION_ALPHA, save_error_rates
+from provenance.error_rates import FALSE_ACCUSATION_ALPHA, bonferroni, save_error_rates
 from provenance.radioactivity import (
     RadioactivityResult,
     Window,
@@ -275,7 +275,8 @@ class ExperimentReport:
             ),
             # each student's tests combined as a report combines a suspect's (Bonferroni)
             "students_accused_combined": sum(
-                len(TESTS) * min(s.p_values().values()) < FALSE_ACCUSATION_ALPHA for s in clean
+                bonferroni(min(s.p_values().values()), len(TESTS)) < FALSE_ACCUSATION_ALPHA
+                for s in clean
             ),
             "min_p_value": min(tests, default=1.0),
             "other_key_tests": len(keys),
@@ -695,8 +696,8 @@ def _student(
             result.null_p_values += [score.p_value for score in score_window_sets(other, kept)]
     # the provider's log: the harvest (a clean student: the harvest at CLEAN_ATTRIBUTION_SHARE,
     # which it never saw) among the benign accounts; the student answers every logged prompt
-    harvested_ids = set(data.order[: count or config.watermarked_pairs(CLEAN_ATTRIBUTION_SHARE)])
-    harvested = [(prompts[i], data.marked[i]) for i in sorted(harvested_ids)]
+    logged_ids = data.order[: count or config.watermarked_pairs(CLEAN_ATTRIBUTION_SHARE)]
+    harvested = [(prompts[i], data.marked[i]) for i in sorted(logged_ids)]
     lines, owners = _log_events(harvested, data.benign, config)
     harvesters = {o for o in owners if o.startswith("harvester-")}
     logged = [p for p, _ in harvested] + [p for p, _ in data.benign]
