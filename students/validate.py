@@ -3,23 +3,26 @@ population, hard negatives and every attacker, at the benchmark's scale) through
 DistillGuard pipeline; then real students trained on what each attacker harvested, read off
 their learning curve at the attacker's first flag.
 
-Capability leaked before detection, for one attacker and one training seed:
+Capability leaked before detection, for one attacker, one flag level and one training seed:
 
     leaked = (f(n_flag) - f(0)) / (f(N) - f(0))
 
 f(n) is the next-token agreement with the teacher, on held-out prompts, of a student trained for
 one epoch at a constant rate on the attacker's first n harvested pairs (time order). N is its
-harvest, capped at `harvest_cap` pairs (the CPU budget); n_flag is how many of those it had
-harvested when the first of its accounts was flagged. One training run reads both points: the
-pre-flag pairs come first (shuffled among themselves by the seed), the rest after, and the
-student is measured when it has seen n_flag and N pairs (`train_student(segments=...)`). An
-attacker never flagged, or flagged after its capped harvest, leaked 100 %; one flagged before its
-first harvested answer, 0 %: neither needs a student.
+harvest, capped at `harvest_cap` pairs (the default holds every attacker's whole harvest: 250
+pairs a single-account attacker, 1,600 the 40-account campaign); n_flag is how many of those it
+had harvested when the first of its accounts was flagged at that level. Two levels are read, on the
+same curve: `suspicious` (the first flag of any kind, what alerts an analyst; issue 16's
+"flagged") and `extraction` (the default threshold). One training run reads every point: the
+pairs before the first flag come first, then those before the next, and so on (each run shuffled
+among itself by the seed), and the student is measured at each boundary
+(`train_student(segments=...)`). An attacker never flagged at a level, or flagged there after its
+capped harvest, leaked 100 %; one flagged before its first harvested answer, 0 %.
 
-Per strategy: the mean over every (attacker, training seed) and a 95 % Student-t interval over
-those values. A strategy's attackers are the scenario's replicas (the default: three accounts per
-single-account strategy, one 40-account campaign, one of each interactive strategy), so the
-interval spans attack draws as well as training seeds.
+Per strategy and level: the mean over every (attacker, training seed) and a 95 % Student-t
+interval over those values. A strategy's attackers are the scenario's replicas (the default:
+three accounts per single-account strategy, one 40-account campaign, one of each interactive
+strategy), so the interval spans attack draws as well as training seeds.
 
 The harvested answers are the teacher's greedy answers of `max_tokens` tokens to the attacker's
 own messages (cached by the teacher's response cache), shorter than the 256 tokens the logged
@@ -78,12 +81,14 @@ class ValidationConfig:
     traffic: ScenarioConfig = FULL
     strategies: tuple[str, ...] = ALL_STRATEGIES
     student: StudentSpec = StudentSpec()
-    harvest_cap: int = 48  # harvested pairs per attacker a student trains on (N)
+    harvest_cap: int = 2048  # harvested pairs per attacker a student trains on (N)
     seeds: int = 2  # training seeds per attacker
     held_out: int = 32
     max_tokens: int = 24  # the teacher's answers to harvested prompts
     batch_size: int = 8
-    flag_label: Label = "extraction"  # what counts as flagged (core.verdicts.first_flags)
+    # the flag levels leakage is read at (core.verdicts.first_flags: that label or graver); the
+    # first is the headline
+    flag_labels: tuple[Label, ...] = ("suspicious", "extraction")
 
 
 # A few benign users and one attacker per strategy, two strategies: seconds to build, about a
@@ -112,49 +117,61 @@ QUICK = ValidationConfig(
     max_tokens=12,
     batch_size=4,
 )
-# `make bench`'s run (≤ 25 min on 2 cores): the benchmark's full scenario, 48 pairs per attacker.
+# `make bench`'s run: the benchmark's full scenario, each attacker's whole harvest (250 pairs a
+# single-account attacker, 1,600 the campaign).
 DEFAULT = ValidationConfig()
 
 
 @dataclass
 class Run:
-    """One student for one attacker and seed: agreement at 0, n_flag and N pairs; `curve` and
-    `losses` (held-out loss, which moves before agreement does) by pairs trained."""
+    """One student for one attacker and seed: agreement at 0 pairs, at each flag level's n_flag
+    (levels at which a student was needed) and at N; `curve` and `losses` (held-out loss, which
+    moves before agreement does) by pairs trained."""
 
     seed: int
     untrained: float
-    before_detection: float
+    at_flag: dict[str, float]
     full: float
     curve: dict[int, float]
     losses: dict[int, float]
-    leaked: float | None  # None: the student learned nothing (f(N) <= f(0))
+    leaked: dict[str, float | None]  # None: the student learned nothing (f(N) <= f(0))
     seconds: float
 
 
 @dataclass
+class FlagRead:
+    """An attacker at one flag level: when it was first flagged so, and what it had harvested."""
+
+    label: str
+    time: str | None
+    queries_before: int | None
+    requests_seen: int | None
+    harvested_before: int  # n_flag
+    outcome: str  # "trained" | NEVER | LATE | FLAGGED_EARLY
+
+
+@dataclass
 class Attacker:
-    """One attacker (an account, or a whole campaign) and what leaked before its first flag."""
+    """One attacker (an account, or a whole campaign) and what leaked before its flags."""
 
     strategy: str
     accounts: list[str]
     requests: int
     harvest_total: int
     harvested_pairs: int  # N: capped at `harvest_cap`
-    first_flag_time: str | None
-    queries_before_detection: int | None
-    requests_seen_at_flag: int | None
-    harvested_before_detection: int  # n_flag
-    outcome: str  # "trained" | "never flagged" | "flagged after the capped harvest" | ...
+    flags: dict[str, FlagRead]
     runs: list[Run] = field(default_factory=list)
 
-    def leaked(self, seeds: int) -> list[float]:
+    def leaked(self, label: str, seeds: int) -> list[float]:
         """One value per training seed (fixed by definition when no student was needed)."""
-        if self.outcome == "trained":
-            return [run.leaked for run in self.runs if run.leaked is not None]
-        return [0.0 if self.outcome == FLAGGED_EARLY else 1.0] * seeds
+        read = self.flags[label]
+        if read.outcome == TRAINED:
+            return [v for run in self.runs if (v := run.leaked[label]) is not None]
+        return [0.0 if read.outcome == FLAGGED_EARLY else 1.0] * seeds
 
 
-NEVER, LATE, FLAGGED_EARLY = (
+TRAINED, NEVER, LATE, FLAGGED_EARLY = (
+    "trained",
     "never flagged",
     "flagged after the capped harvest",
     "flagged before its first harvested answer",
@@ -177,11 +194,19 @@ def t_interval(values: Sequence[float], confidence: float = 0.95) -> tuple[float
     return mean, mean - half, mean + half
 
 
+# Below this agreement gain over the untrained student (about 8 of the ~770 tokens of 32
+# held-out answers) the whole harvest taught nothing measurable: a student's agreement moves by
+# more than that from one checkpoint to the next, so a ratio over it is noise (24 harvested
+# pairs gained 0.006 on 2026-12-05, and its "leakage" read 1,256 %).
+MIN_GAIN = 0.01
+
+
 def leakage(untrained: float, before: float, full: float) -> float | None:
     """The share of the full harvest's fidelity gain reached before the flag; None when the full
-    harvest gained nothing (no capability to leak: the ratio means nothing)."""
+    harvest gained less than `MIN_GAIN` (no measurable capability to leak: the ratio means
+    nothing)."""
     gain = full - untrained
-    return (before - untrained) / gain if gain > 1e-9 else None
+    return (before - untrained) / gain if gain >= MIN_GAIN else None
 
 
 def attackers_of(
@@ -233,15 +258,16 @@ def student_run(
     teacher: Teacher,
     config: ValidationConfig,
     pairs: Sequence[Pair],
-    before: int,
+    before: dict[str, int],
     held_out: Sequence[Pair],
     untrained: Fidelity,
     seed: int,
 ) -> Run:
-    """One epoch at a constant rate over the pre-flag pairs, then the rest (each part shuffled
-    by `seed`), measured after n_flag, half and all pairs: one run reads the curve."""
+    """One epoch at a constant rate over the pairs before the first flag, then up to the next,
+    and so on (each part shuffled by `seed`), measured at each flag's n_flag, half and all pairs:
+    one run reads the curve at every level in `before`."""
     half = len(pairs) // 2
-    marks = {before, half, len(pairs)} - {0}
+    marks = {*before.values(), half, len(pairs)} - {0}
     curve: dict[int, float] = {0: untrained.next_token_agreement}
     losses: dict[int, float] = {0: untrained.loss}
 
@@ -270,53 +296,69 @@ def student_run(
     return Run(
         seed,
         curve[0],
-        curve[before],
+        {label: curve[n] for label, n in before.items()},
         full,
         dict(sorted(curve.items())),
         dict(sorted(losses.items())),
-        leakage(curve[0], curve[before], full),
+        {label: leakage(curve[0], curve[n], full) for label, n in before.items()},
         round(time.perf_counter() - started, 1),
+    )
+
+
+def flag_read(
+    label: str,
+    plans: Sequence[PlannedRequest],
+    capped: Sequence[PlannedRequest],
+    first_flag: dict[str, Verdict],
+) -> FlagRead:
+    """When the first of the attacker's accounts was flagged at `label`, and what it had
+    asked and harvested (of its capped harvest) by then."""
+    flags = [first_flag[a] for a in {plan.account_id for plan in plans} if a in first_flag]
+    if not flags:
+        return FlagRead(label, None, None, None, 0, NEVER)
+    flag = min(flags, key=lambda v: v.timestamp)
+    flag_ms = int(flag.timestamp.timestamp() * 1000)
+    before = sum(1 for p in capped if p.timestamp_ms <= flag_ms)
+    outcome = LATE if before >= len(capped) else FLAGGED_EARLY if before == 0 else TRAINED
+    return FlagRead(
+        label,
+        flag.timestamp.isoformat(),
+        sum(1 for p in plans if p.timestamp_ms <= flag_ms),
+        flag.requests_seen,
+        before,
+        outcome,
     )
 
 
 def assess(
     strategy: str,
     plans: Sequence[PlannedRequest],
-    first_flag: dict[str, Verdict],
+    first_flags_by_label: dict[str, dict[str, Verdict]],
     teacher: Teacher,
     held_out: Sequence[Pair],
     floors: Sequence[Fidelity],
     config: ValidationConfig,
 ) -> Attacker:
-    """What one attacker harvested before its first flag, and students trained on it."""
-    accounts = sorted({plan.account_id for plan in plans})
-    flags = [first_flag[a] for a in accounts if a in first_flag]
-    flag = min(flags, key=lambda v: v.timestamp) if flags else None
-    flag_ms = int(flag.timestamp.timestamp() * 1000) if flag else None
+    """What one attacker harvested before each flag level, and students trained on it."""
     harvest = [plan for plan in plans if plan.harvest]
     capped = harvest[: config.harvest_cap]
-    before = sum(1 for p in capped if flag_ms is not None and p.timestamp_ms <= flag_ms)
     attacker = Attacker(
         strategy=strategy,
-        accounts=accounts,
+        accounts=sorted({plan.account_id for plan in plans}),
         requests=len(plans),
         harvest_total=len(harvest),
         harvested_pairs=len(capped),
-        first_flag_time=flag.timestamp.isoformat() if flag else None,
-        queries_before_detection=(
-            sum(1 for p in plans if p.timestamp_ms <= flag_ms) if flag_ms is not None else None
-        ),
-        requests_seen_at_flag=flag.requests_seen if flag else None,
-        harvested_before_detection=before,
-        outcome="trained",
+        flags={
+            label: flag_read(label, plans, capped, first_flags_by_label[label])
+            for label in config.flag_labels
+        },
     )
-    if flag is None:
-        attacker.outcome = NEVER
-    elif before >= len(capped):
-        attacker.outcome = LATE
-    elif before == 0:
-        attacker.outcome = FLAGGED_EARLY
-    else:
+    before = {
+        label: read.harvested_before
+        for label, read in attacker.flags.items()
+        if read.outcome == TRAINED
+    }
+    if before:
         pairs = answer(teacher, capped, config.max_tokens)
         attacker.runs = [
             student_run(teacher, config, pairs, before, held_out, floors[seed], seed)
@@ -326,35 +368,43 @@ def assess(
 
 
 def strategy_rows(attackers: Sequence[Attacker], config: ValidationConfig) -> list[dict]:
-    """Per strategy: attackers, flags, harvests and the leakage's mean and 95 % t-interval."""
+    """Per strategy: attackers, harvests, students' fidelity, and per flag level the flags and
+    the leakage's mean and 95 % t-interval."""
     rows = []
     for strategy in config.strategies:
         group = [a for a in attackers if a.strategy == strategy]
         if not group:
             continue
-        values = [v for a in group for v in a.leaked(config.seeds)]
         runs = [run for a in group for run in a.runs]
-        flagged = [a for a in group if a.first_flag_time is not None]
-        mean, low, high = t_interval(values) if values else (math.nan,) * 3
-        rows.append(
-            {
-                "strategy": strategy,
-                "attackers": len(group),
-                "flagged": len(flagged),
-                "queries_before_detection": sorted(
-                    a.queries_before_detection for a in flagged if a.queries_before_detection
-                ),
-                "harvested_before_detection": [a.harvested_before_detection for a in group],
-                "harvested_pairs": [a.harvested_pairs for a in group],
-                "students": len(runs),
-                "fidelity": {
-                    key: statistics.fmean(getattr(r, key) for r in runs) if runs else None
-                    for key in ("untrained", "before_detection", "full")
-                },
+        levels = {}
+        for label in config.flag_labels:
+            values = [v for a in group for v in a.leaked(label, config.seeds)]
+            reads = [a.flags[label] for a in group]
+            at_flag = [run.at_flag[label] for run in runs if label in run.at_flag]
+            mean, low, high = t_interval(values) if values else (math.nan,) * 3
+            levels[label] = {
+                "flagged": sum(1 for read in reads if read.time is not None),
+                "queries_before_detection": [read.queries_before for read in reads],
+                "harvested_before_detection": [
+                    read.harvested_before if read.time is not None else None for read in reads
+                ],
+                "fidelity_at_flag": statistics.fmean(at_flag) if at_flag else None,
                 "samples": len(values),
                 "leaked_mean": mean,
                 "leaked_low": low,
                 "leaked_high": high,
+            }
+        rows.append(
+            {
+                "strategy": strategy,
+                "attackers": len(group),
+                "harvested_pairs": [a.harvested_pairs for a in group],
+                "students": len(runs),
+                "fidelity": {
+                    key: statistics.fmean(getattr(r, key) for r in runs) if runs else None
+                    for key in ("untrained", "full")
+                },
+                "flags": levels,
             }
         )
     return rows
@@ -386,12 +436,17 @@ def run_validation(config: ValidationConfig, settings: Settings, out_dir: Path, 
     pipeline.checkpoint()
     sink.close()
     embedder.save()
-    first_flag = first_flags(
-        (Verdict.model_validate_json(line) for line in verdict_path.read_bytes().splitlines()),
-        config.flag_label,
-    )
-    benign_flagged = sorted(a for a in benign if a in first_flag)
-    log(f"detection: {len(first_flag)} accounts flagged, {len(benign_flagged)} of them benign")
+    lines_out = verdict_path.read_bytes().splitlines()
+    verdicts = [Verdict.model_validate_json(line) for line in lines_out]
+    flagged: dict[str, dict[str, Verdict]] = {
+        label: first_flags(verdicts, label) for label in config.flag_labels
+    }
+    benign_flagged = {label: sorted(a for a in benign if a in flagged[label]) for label in flagged}
+    for label, accounts in flagged.items():
+        log(
+            f"detection: {len(accounts)} accounts flagged `{label}` or graver, "
+            f"{len(benign_flagged[label])} of them benign"
+        )
 
     plans = attack_plans(config.traffic) + interactive_plans(
         config.traffic, out_dir / "interactive-requests.jsonl", log, teacher
@@ -409,12 +464,15 @@ def run_validation(config: ValidationConfig, settings: Settings, out_dir: Path, 
     ]
     attackers = []
     for strategy, group in attackers_of(scenario, plans, config.strategies):
-        attackers.append(assess(strategy, group, first_flag, teacher, held_out, floors, config))
+        attackers.append(assess(strategy, group, flagged, teacher, held_out, floors, config))
         done = attackers[-1]
         log(
-            f"{strategy} ({len(done.accounts)} account(s)): {done.outcome}, "
-            f"{done.harvested_before_detection}/{done.harvested_pairs} pairs before the flag, "
-            f"leaked {[round(v, 3) for v in done.leaked(config.seeds)]}"
+            f"{strategy} ({len(done.accounts)} account(s)): "
+            + "; ".join(
+                f"`{label}` {read.outcome}, {read.harvested_before}/{done.harvested_pairs} pairs "
+                f"before it, leaked {[round(v, 3) for v in done.leaked(label, config.seeds)]}"
+                for label, read in done.flags.items()
+            )
         )
     report = {
         "generated_at": datetime.now(UTC).isoformat(),
@@ -450,53 +508,75 @@ def _percent(value: float) -> str:
     return "n/a" if math.isnan(value) else f"{value:.0%}"
 
 
-def _counts(values: Sequence[int]) -> str:
-    return ", ".join(map(str, values)) or "–"
+def _counts(values: Sequence[int | None]) -> str:
+    return ", ".join("–" if v is None else str(v) for v in values) or "–"
+
+
+def _interval(level: dict) -> str:
+    return (
+        f"{_percent(level['leaked_mean'])} [{_percent(level['leaked_low'])}, "
+        f"{_percent(level['leaked_high'])}] ({level['samples']})"
+    )
 
 
 def markdown(report: dict) -> str:
     config = report["config"]
     traffic = report["traffic"]
+    labels = list(config["flag_labels"])
+    levels = " / ".join(f"`{label}`" for label in labels)
+    benign = " / ".join(str(len(report["benign_accounts_flagged"][label])) for label in labels)
     lines = [
         f"# DistillGuard validation ({report['generated_at']})",
         "",
         f"Traffic: the detection benchmark's scenario `{traffic['scenario']}` "
         f"({traffic['requests']:,} requests, {traffic['benign_accounts']} benign accounts, "
         f"{traffic['attacker_accounts']} attacker accounts). Detector "
-        f"`{report['detector']['version']}`, flagged = first `{config['flag_label']}` verdict; "
-        f"benign accounts flagged: {len(report['benign_accounts_flagged'])} of "
-        f"{report['benign_accounts']}. Student: {report['student']}, one epoch on each "
-        f"attacker's first {config['harvest_cap']} harvested pairs (the teacher's "
+        f"`{report['detector']['version']}`; flagged at {levels}: that verdict or a graver one "
+        f"(`{labels[0]}`: the first flag, what alerts an analyst); benign accounts flagged "
+        f"{benign} of {report['benign_accounts']}. Student: {report['student']}, one epoch on "
+        f"each attacker's first {config['harvest_cap']} harvested pairs (the teacher's "
         f"{config['max_tokens']}-token greedy answers), {config['seeds']} training seed(s).",
         "",
-        "| strategy | attackers flagged | queries before detection | harvested before / capped "
-        "| students | fidelity untrained → before detection → full | capability leaked, "
-        "mean [95 % t-interval] (n) |",
-        "|---|---|---|---|---|---|---|",
+        f"| strategy | attackers flagged ({levels}) | queries before the flag ({levels}) "
+        f"| pairs harvested before the flag ({levels}) of all | students "
+        f"| fidelity untrained → at the first flag → all pairs "
+        + "".join(f"| leaked before `{label}`, mean [95 % t-interval] (n) " for label in labels)
+        + "|",
+        "|---|---|---|---|---|---|" + "---|" * len(labels),
     ]
     for row in report["strategies"]:
+        flags = [row["flags"][label] for label in labels]
         fidelity = row["fidelity"]
+        at_first = flags[0]["fidelity_at_flag"]
         curve = (
-            " → ".join(f"{fidelity[k]:.3f}" for k in ("untrained", "before_detection", "full"))
+            " → ".join(
+                "–" if value is None else f"{value:.3f}"
+                for value in (fidelity["untrained"], at_first, fidelity["full"])
+            )
             if row["students"]
             else "no student needed"
         )
-        before = _counts(row["harvested_before_detection"])
         lines.append(
-            f"| {row['strategy']} | {row['flagged']}/{row['attackers']} | "
-            f"{_counts(row['queries_before_detection'])} | {before} / "
-            f"{_counts(row['harvested_pairs'])} | {row['students']} | {curve} | "
-            f"{_percent(row['leaked_mean'])} [{_percent(row['leaked_low'])}, "
-            f"{_percent(row['leaked_high'])}] ({row['samples']}) |"
+            f"| {row['strategy']} | "
+            + " / ".join(f"{level['flagged']}" for level in flags)
+            + f" of {row['attackers']} | "
+            + " / ".join(_counts(level["queries_before_detection"]) for level in flags)
+            + " | "
+            + " / ".join(_counts(level["harvested_before_detection"]) for level in flags)
+            + f" of {_counts(row['harvested_pairs'])} | {row['students']} | {curve} | "
+            + " | ".join(_interval(level) for level in flags)
+            + " |"
         )
     lines += [
         "",
-        "Capability leaked = (f(pairs harvested before the first flag) − f(0)) / (f(all capped "
-        "pairs) − f(0)), f = the student's next-token agreement with the teacher on "
+        "Capability leaked = (f(pairs harvested before the flag) − f(0)) / (f(all its pairs) − "
+        "f(0)), f = the student's next-token agreement with the teacher on "
         f"{config['held_out']} held-out prompts, read off one learning curve per attacker and "
-        "seed. Never flagged, or flagged after the capped harvest: 100 %; flagged before the "
-        "first harvested answer: 0 % (no student needed). Interval: Student-t over every "
-        "(attacker, training seed) of the strategy (n).",
+        f"seed (all pairs: its whole harvest, at most {config['harvest_cap']}). Never flagged, "
+        "or flagged after its last harvested pair: 100 %; flagged before its first harvested "
+        "answer: 0 % (no student needed); no value where the whole harvest taught a student "
+        f"less than {MIN_GAIN} agreement (nothing measurable to leak). Interval: Student-t over "
+        "every (attacker, training seed) of the strategy (n).",
     ]
     return "\n".join(lines) + "\n"
 
@@ -528,9 +608,8 @@ def plot(report: dict, path: Path) -> None:
             label = None if colour else attacker["strategy"]
             (line,) = axis.plot(xs, ys, marker="o", alpha=0.7, color=colour, label=label)
             colours[attacker["strategy"]] = line.get_color()
-            axis.axvline(
-                attacker["harvested_before_detection"], color=line.get_color(), ls="--", alpha=0.3
-            )
+            first = next(iter(attacker["flags"].values()))
+            axis.axvline(first["harvested_before"], color=line.get_color(), ls="--", alpha=0.3)
     axis.set_xlabel("harvested (prompt, response) pairs")
     axis.set_ylabel("student next-token agreement with teacher")
     axis.set_title("Fidelity vs harvested pairs (dashed: first flag)")
