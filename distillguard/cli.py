@@ -1301,6 +1301,20 @@ def provenance_experiment(
     clean_students: Annotated[
         int, typer.Option(help="Students never trained on watermarked text; 0: default.")
     ] = 0,
+    clean_seeds_from: Annotated[
+        int,
+        typer.Option(
+            help="First clean student's seed (its draw and training): a later block gives "
+            "students no earlier run has seen."
+        ),
+    ] = 0,
+    shares: Annotated[
+        str,
+        typer.Option(
+            help="Watermarked shares to train, comma-separated (0.05,0.1); none: clean "
+            "students only; empty: the default dose-response."
+        ),
+    ] = "",
     device: Annotated[str, typer.Option(help="cpu, or cuda on a GPU machine.")] = "cpu",
     jobs: Annotated[
         int, typer.Option(help="Students trained side by side (processes; one per CPU core).")
@@ -1342,6 +1356,8 @@ def provenance_experiment(
         training_pairs=pairs or config.training_pairs,
         epochs=epochs or config.epochs,
         clean_seeds=clean_students or config.clean_seeds,
+        first_clean_seed=clean_seeds_from,
+        fractions=_shares(shares) if shares else config.fractions,
         device=device,
     )
     with steps("provenance experiment", experiment_steps(config), console) as bar:
@@ -1352,6 +1368,21 @@ def provenance_experiment(
     if table_out:
         write_results(report, table_out)
     console.print(f"wrote {out / 'experiment.json'}, experiment.md and experiment.png")
+
+
+def _shares(value: str) -> tuple[float, ...]:
+    """`--shares`: "none", or watermarked shares in (0, 1]."""
+    if value.strip().lower() == "none":
+        return ()
+    try:
+        shares = tuple(float(part) for part in value.split(","))
+    except ValueError as error:
+        raise typer.BadParameter(
+            "comma-separated numbers, or none", param_hint="--shares"
+        ) from error
+    if not all(0 < share <= 1 for share in shares):
+        raise typer.BadParameter("each share in (0, 1]", param_hint="--shares")
+    return shares
 
 
 def experiment_steps(config) -> int:

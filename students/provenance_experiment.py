@@ -103,6 +103,13 @@ class ExperimentConfig:
     seed: int = 0
     student: StudentSpec = StudentSpec("scratch")
     device: str = "cpu"  # where students train and answer ("cuda" on a GPU machine)
+    # clean students' seeds (their draw of plain answers and their training) run from here: a
+    # later block gives students no earlier run looked at, for a confirmation
+    first_clean_seed: int = 0
+
+    @property
+    def clean_student_seeds(self) -> range:
+        return range(self.first_clean_seed, self.first_clean_seed + self.clean_seeds)
 
     @property
     def pool_size(self) -> int:
@@ -506,7 +513,7 @@ def run_experiment(
 
     # the watermarked students first: the answer to "is it radioactive?" arrives early
     plans = [(fraction, 0) for fraction in config.fractions]
-    plans += [(0.0, seed) for seed in range(config.clean_seeds)]
+    plans += [(0.0, seed) for seed in config.clean_student_seeds]
     out.mkdir(parents=True, exist_ok=True)
     store_folder = out / "store"
     shutil.rmtree(store_folder, ignore_errors=True)  # logs of an earlier run must not mix in

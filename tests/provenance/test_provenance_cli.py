@@ -106,6 +106,39 @@ def test_quick_experiment_on_real_students(tmp_path: Path) -> None:
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_a_confirmation_run_trains_clean_students_no_earlier_run_saw(tmp_path: Path) -> None:
+    """`--shares none --clean-seeds-from N`: clean students only, from a later seed block (their
+    own draws and training), for a confirmation of the false-accusation rate on fresh students."""
+    distillguard(
+        "provenance",
+        "experiment",
+        "--quick",
+        "--shares",
+        "none",
+        "--clean-students",
+        "1",
+        "--clean-seeds-from",
+        "7",
+        "--out",
+        str(tmp_path),
+        timeout=1750,
+    )
+    report = orjson.loads((tmp_path / "experiment.json").read_bytes())
+    (student,) = report["students"]
+    assert (student["seed"], student["watermarked_pairs"]) == (7, 0)
+    assert report["config"]["first_clean_seed"] == 7 and report["config"]["fractions"] == []
+    assert [d["fraction"] for d in report["dose_response"]] == [0.0]
+    assert report["false_accusation"]["clean_students"] == 1
+    for bad in ("1.5", "x"):
+        refused = subprocess.run(
+            [sys.executable, "-m", "distillguard.cli", "provenance", "experiment", "--shares", bad],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert refused.returncode == 2 and "--shares" in refused.stderr
+
+
 def _answers(count: int) -> list[str]:
     """Real ChatGPT answers from ShareGPT, code (with '<' and '&') included."""
     answers = []
