@@ -1275,6 +1275,12 @@ def provenance_attribute(
         table.add_row(str(rank), row["account_id"], *(cell(row) for cell in columns.values()))
     console.print(table)
     console.print(summary)
+    if by_watermark:
+        both = Table("rank", "account", "by watermark", "by text", "combined p (Bonf.)")
+        keys = ("watermark_p_adjusted", "text_p_adjusted", "p_adjusted")
+        for rank, row in enumerate(case["combined"], 1):
+            both.add_row(str(rank), row["account_id"], *(f"{row[k]:.3g}" for k in keys))
+        console.print(both)
     print(orjson.dumps(case, option=orjson.OPT_INDENT_2).decode())
 
 
@@ -1299,8 +1305,9 @@ def provenance_experiment(
     pairs: Annotated[int, typer.Option(help="Training answers per student; 0: default.")] = 0,
     epochs: Annotated[int, typer.Option(help="Passes over them; 0: default.")] = 0,
     clean_students: Annotated[
-        int, typer.Option(help="Students never trained on watermarked text; 0: default.")
-    ] = 0,
+        int | None,
+        typer.Option(help="Students never trained on watermarked text (default 20; 0: none)."),
+    ] = None,
     clean_seeds_from: Annotated[
         int,
         typer.Option(
@@ -1355,7 +1362,7 @@ def provenance_experiment(
         student=spec,
         training_pairs=pairs or config.training_pairs,
         epochs=epochs or config.epochs,
-        clean_seeds=clean_students or config.clean_seeds,
+        clean_seeds=config.clean_seeds if clean_students is None else clean_students,
         first_clean_seed=clean_seeds_from,
         fractions=_shares(shares) if shares else config.fractions,
         device=device,

@@ -330,6 +330,54 @@ def attribute_by_watermark(
     )
 
 
+@dataclass(frozen=True)
+class CombinedAccount:
+    """One account under both methods: each one's adjusted p (1 where it lists no evidence for
+    the account) and their combination."""
+
+    account_id: str
+    text_p_adjusted: float
+    watermark_p_adjusted: float
+
+    @property
+    def p_adjusted(self) -> float:
+        """The smaller of the two, doubled: Bonferroni over the methods, so naming an account
+        at alpha keeps the family-wise error over accounts and both methods at alpha."""
+        return bonferroni(min(self.text_p_adjusted, self.watermark_p_adjusted), 2)
+
+
+def combine_attributions(
+    text: Attribution, watermark: WatermarkAttribution
+) -> list[CombinedAccount]:
+    """One ranking from both methods, over every account either ranks. Why: they fail at
+    opposite ends (`provenance experiment`): by text when a student reproduces harvested
+    answers only in pieces (few outputs reach the match threshold), by watermark when nearly
+    all its training text was ours (it answers every account's prompts green, so none stands
+    out). Ties (at 1) go by the watermark contrast, then by text."""
+    by_text = {a.account_id: a for a in text.accounts}
+    by_mark = {a.account_id: a for a in watermark.accounts}
+    rows = [
+        CombinedAccount(
+            account,
+            by_text[account].p_adjusted if account in by_text else 1.0,
+            by_mark[account].contrast_p_adjusted if account in by_mark else 1.0,
+        )
+        for account in dict.fromkeys([*by_mark, *by_text])
+    ]
+
+    def order(row: CombinedAccount) -> tuple:
+        mark = by_mark.get(row.account_id)
+        words = by_text.get(row.account_id)
+        return (
+            row.p_adjusted,
+            mark.contrast_p if mark else 1.0,
+            words.p_value if words else 1.0,
+            row.account_id,
+        )
+
+    return sorted(rows, key=order)
+
+
 def _utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -19,6 +19,7 @@ from provenance.attribution import (
     TEXT_FIELDS,
     attribute,
     attribute_by_watermark,
+    combine_attributions,
     evidence_texts,
     load_suspect_outputs,
     read_texts,
@@ -191,12 +192,22 @@ def watermark_attribution_case(
         answers,
         _reference(tokenizer, key, reference_file),
     )
+    # the same answers by text too (matched against every logged response): one ranking of both
+    by_text = attribute(store, [text for texts in answers.values() for text in texts])
     return _case(
         "watermark-attribution",
         suspect,
         key_id=key.key_id,
         prompts_hashed=sum(len(logged[a]) - len(prompts[a]) for a in logged),
         **result.to_dict(),
+        by_text={
+            name: getattr(by_text.totals, name)
+            for name in ("outputs", "outputs_matched", "fingerprints", "accounts")
+        },
+        combined=[
+            {**asdict(row), "p_adjusted": row.p_adjusted}
+            for row in combine_attributions(by_text, result)
+        ],
         false_accusation=load_error_rates(settings.data_dir),
     )
 

@@ -245,6 +245,9 @@ class StudentResult:
     watermark_top_accounts: list[str] = field(default_factory=list)  # attribution by watermark
     watermark_p_adjusted: list[float] = field(default_factory=list)  # theirs (Bonferroni)
     watermark_precision_at_3: float | None = None
+    combined_top_accounts: list[str] = field(default_factory=list)  # both (combine_attributions)
+    combined_p_adjusted: list[float] = field(default_factory=list)
+    combined_precision_at_3: float | None = None
     train_seconds: float = 0.0
     test_seconds: float = 0.0  # its answers, the open tests, other keys and attribution
 
@@ -338,6 +341,7 @@ class ExperimentReport:
                         s.precision_at_3,
                         s.watermark_precision_at_3,
                         s.unreferenced_p,
+                        s.combined_precision_at_3,
                     )
                 )
         return points
@@ -353,9 +357,9 @@ class ExperimentReport:
 @dataclass(frozen=True)
 class DosePoint:
     """One watermarked share: its students' p-value per test (at 0 %: the clean students'
-    median, and in `min_p` their smallest), attribution precision@3 (by text, by watermark)
-    where a student was attributed, and the (closed, open) p-values without the reference
-    filter (at 0 %: their medians)."""
+    median, and in `min_p` their smallest), attribution precision@3 (by text, by watermark,
+    both combined) where a student was attributed, and the (closed, open) p-values without the
+    reference filter (at 0 %: their medians)."""
 
     fraction: float
     watermarked_pairs: int
@@ -364,6 +368,7 @@ class DosePoint:
     precision_at_3: float | None
     watermark_precision_at_3: float | None
     unreferenced_p: tuple[float, float]
+    combined_precision_at_3: float | None = None
 
 
 def upper_95(events: int, trials: int) -> float:
@@ -532,7 +537,7 @@ def run_experiment(
     report = ExperimentReport(config, key.key_id, students, seconds)
     _write(report, out)
     plot(report, out / "experiment.png")
-    if calibrate:
+    if calibrate and report.clean():  # no clean students, no rate: keep the measured one
         save_calibration(settings, report)
     return report
 
@@ -637,7 +642,7 @@ def _student(
     store_folder: Path,
 ) -> StudentResult:
     """Train one student on `fraction` watermarked answers (0: a clean draw) and test it."""
-    from provenance.attribution import attribute, attribute_by_watermark
+    from provenance.attribution import attribute, attribute_by_watermark, combine_attributions
     from storage.embedded import EmbeddedClickHouse
 
     tokenizer = teacher.tokenizer
@@ -713,7 +718,8 @@ def _student(
     answers: dict[str, list[str]] = {}
     for owner, text in zip(owners, suspect, strict=True):
         answers.setdefault(owner, []).append(text)
-    ranked = attribute_by_watermark(greens, tokenizer, answers, data.reference).accounts[:3]
+    by_watermark = attribute_by_watermark(greens, tokenizer, answers, data.reference)
+    ranked = by_watermark.accounts[:3]
     result.watermark_top_accounts = [a.account_id for a in ranked]
     result.watermark_p_adjusted = [a.contrast_p_adjusted for a in ranked]
     if count:
@@ -729,6 +735,10 @@ def _student(
             store.close()
         result.top_accounts = [a.account_id for a in ranking.accounts[:3]]
         result.precision_at_3 = len(set(result.top_accounts) & harvesters) / 3
+        both = combine_attributions(ranking, by_watermark)[:3]
+        result.combined_top_accounts = [row.account_id for row in both]
+        result.combined_p_adjusted = [row.p_adjusted for row in both]
+        result.combined_precision_at_3 = len(set(result.combined_top_accounts) & harvesters) / 3
     result.train_seconds = round(trained - started, 1)
     result.test_seconds = round(time.monotonic() - trained, 1)
     return result
@@ -760,9 +770,9 @@ def dose_table(report: ExperimentReport) -> str:
     lines = [
         "| watermarked share | watermarked answers | "
         + " | ".join(TEST_LABELS[test] for test in TESTS)
-        + " | attribution precision@3, by text | by watermark "
+        + " | attribution precision@3, by text | by watermark | both combined "
         "| closed, open p without the reference filter |",
-        "|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for point in report.dose_response():
         if point.watermarked_pairs:
@@ -771,7 +781,12 @@ def dose_table(report: ExperimentReport) -> str:
             cells = [f"median {_p(point.p[test])}, min {_p(point.min_p[test])}" for test in TESTS]
             cells[0] += f" ({clean} students)"
         precision = " | ".join(
-            _share(value) for value in (point.precision_at_3, point.watermark_precision_at_3)
+            _share(value)
+            for value in (
+                point.precision_at_3,
+                point.watermark_precision_at_3,
+                point.combined_precision_at_3,
+            )
         )
         unreferenced = ", ".join(_p(p) for p in point.unreferenced_p)
         if not point.watermarked_pairs:
@@ -787,6 +802,29 @@ def _summary(report: ExperimentReport) -> list[str]:
     """What the experiment trained, and the false accusations it measured."""
     config = report.config
     fa = report.false_accusations()
+    if not fa["clean_students"]:
+        accusations = "No clean students in this run: no false-accusation figures."
+    else:
+        accusations = (
+            f"False accusations (p < {fa['alpha']}) among {fa['clean_students']} students never "
+            f"trained on watermarked text (each its own draw of plain answers): "
+            f"{fa['false_accusations']}/{fa['tests']} tests, {fa['students_accused']} students "
+            f"(smallest p {fa['min_p_value']:.3f}; rate at most {fa['rate_upper_95']:.1%}, "
+            f"one-sided 95 %); each student's {len(TESTS)} tests combined (Bonferroni, as a "
+            f"report combines a suspect's): {fa['students_accused_combined']}/"
+            f"{fa['clean_students']} students; under {config.null_keys} other keys each: "
+            f"{fa['other_key_false_accusations']}/{fa['other_key_tests']}. Without the reference "
+            f"filter (the teacher's own unwatermarked windows scored too): "
+            f"{fa['unreferenced_false_accusations']}/{fa['unreferenced_tests']} tests (closed "
+            f"and served answers), closed-test median p "
+            f"{fa['unreferenced_closed_median_p']:.2f}. Without the open test's copyable-window "
+            f"filter: {fa['unfiltered_open_false_accusations']}/{fa['clean_students']} clean "
+            f"students accused. Attribution by watermark of the clean students (asked the "
+            f"prompts of the {CLEAN_ATTRIBUTION_SHARE:.0%} harvest's log, which they never "
+            f"saw): {fa['watermark_false_attributions']}/{fa['watermark_attributions']} named an "
+            f"account at Bonferroni-adjusted p < {fa['alpha']} (smallest "
+            f"{fa['watermark_attribution_min_p']:.2g})."
+        )
     return [
         f"Students ({config.student.label}, {config.epochs} epochs) trained on "
         f"{config.training_pairs} teacher answers ({config.max_tokens} tokens max); watermark "
@@ -800,24 +838,7 @@ def _summary(report: ExperimentReport) -> list[str]:
         f"responses; by watermark, every account ranked by how much greener the student answers "
         f"its prompts than the other accounts'.",
         "",
-        f"False accusations (p < {fa['alpha']}) among {fa['clean_students']} students never "
-        f"trained on watermarked text (each its own draw of plain answers): "
-        f"{fa['false_accusations']}/{fa['tests']} tests, {fa['students_accused']} students "
-        f"(smallest p {fa['min_p_value']:.3f}; rate at most {fa['rate_upper_95']:.1%}, one-sided "
-        f"95 %); each student's {len(TESTS)} tests combined (Bonferroni, as a report combines a "
-        f"suspect's): {fa['students_accused_combined']}/{fa['clean_students']} students; "
-        f"under {config.null_keys} other keys each: "
-        f"{fa['other_key_false_accusations']}/{fa['other_key_tests']}. Without the reference "
-        f"filter (the teacher's own unwatermarked windows scored too): "
-        f"{fa['unreferenced_false_accusations']}/{fa['unreferenced_tests']} tests (closed and "
-        f"served answers), closed-test median p "
-        f"{fa['unreferenced_closed_median_p']:.2f}. Without the open test's copyable-window "
-        f"filter: {fa['unfiltered_open_false_accusations']}/{fa['clean_students']} clean students "
-        f"accused. Attribution by watermark of the clean students (asked the prompts of the "
-        f"{CLEAN_ATTRIBUTION_SHARE:.0%} harvest's log, which they never saw): "
-        f"{fa['watermark_false_attributions']}/{fa['watermark_attributions']} named an account "
-        f"at Bonferroni-adjusted p < {fa['alpha']} (smallest "
-        f"{fa['watermark_attribution_min_p']:.2g}).",
+        accusations,
     ]
 
 
@@ -835,8 +856,9 @@ def markdown(report: ExperimentReport) -> str:
         "| open-model p, served answers (windows) | open-model p, unseen answers (windows) "
         "| closed, open p without the reference filter "
         "| attribution top 3 by text | precision@3 | top 3 by watermark (the first's adjusted p) "
-        "| precision@3 | seconds (train + tests) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| precision@3 | top 3 both combined (the first's combined p) | precision@3 "
+        "| seconds (train + tests) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for s in report.students:
         lines.append(
@@ -849,6 +871,9 @@ def markdown(report: ExperimentReport) -> str:
             f"| {', '.join(s.watermark_top_accounts)} "
             f"({', '.join(_p(p) for p in s.watermark_p_adjusted[:1])}) "
             f"| {_share(s.watermark_precision_at_3)} "
+            f"| {', '.join(s.combined_top_accounts)} "
+            f"({', '.join(_p(p) for p in s.combined_p_adjusted[:1])}) "
+            f"| {_share(s.combined_precision_at_3)} "
             f"| {s.train_seconds:.0f} + {s.test_seconds:.0f} |"
         )
     lines += ["", f"Time: {report.seconds}"]

@@ -15,8 +15,19 @@ from core.events import Event
 from core.settings import Settings
 from detectors.corpus import iter_conversations
 from detectors.fingerprints import response_fingerprints, shingles, signature
-from provenance.attribution import attribute, evidence_texts, load_suspect_outputs
+from provenance.attribution import (
+    AccountAttribution,
+    AccountWatermark,
+    Attribution,
+    AttributionTotals,
+    WatermarkAttribution,
+    attribute,
+    combine_attributions,
+    evidence_texts,
+    load_suspect_outputs,
+)
 from provenance.cases import Suspect, watermark_attribution_case
+from provenance.watermark import WatermarkScore
 from storage import Store
 from storage.rows import event_row, fingerprint_row
 
@@ -219,3 +230,34 @@ def test_attribution_by_watermark_refuses_hashed_prompts_and_a_single_candidate(
         )
     with pytest.raises(ValueError, match="two --account"):
         watermark_attribution_case(settings, embedded, unreachable, ["plain-acct"], tokenizer=None)
+
+
+def test_both_attributions_combine_into_one_ranking_bonferroni_over_the_two() -> None:
+    def by_text(account: str, p: float, adjusted: float) -> AccountAttribution:
+        return AccountAttribution(account, 10, 3, 0.5, p, adjusted)
+
+    def by_mark(account: str, p: float, adjusted: float) -> AccountWatermark:
+        return AccountWatermark(account, 6, WatermarkScore(100, 40, 3.0, 1e-3), p, adjusted)
+
+    text = Attribution(
+        [by_text("x", 2.5e-5, 1e-4), by_text("w", 0.01, 0.04), by_text("y", 0.2, 0.8)],
+        AttributionTotals(24, 5, 400, 4, 3, 0.3, None, None),
+    )
+    mark = WatermarkAttribution(
+        [by_mark("z", 2.5e-4, 1e-3), by_mark("x", 0.05, 0.2), by_mark("y", 0.3, 1.0)],
+        scored=300,
+        green=120,
+        gamma=0.25,
+        reference_windows_left_out=None,
+    )
+    rows = combine_attributions(text, mark)
+    # x: named by text, z: by watermark only, w: by text only (never asked), y: by neither
+    assert [r.account_id for r in rows] == ["x", "z", "w", "y"]
+    assert [r.p_adjusted for r in rows] == pytest.approx([2e-4, 2e-3, 0.08, 1.0])
+    assert (rows[1].text_p_adjusted, rows[2].watermark_p_adjusted) == (1.0, 1.0)  # not listed
+    # both methods at 1: the watermark contrast, then the text p, order them
+    tied = combine_attributions(
+        Attribution([], text.totals),
+        WatermarkAttribution([by_mark("b", 0.6, 1.0), by_mark("a", 0.4, 1.0)], 10, 4, 0.25, None),
+    )
+    assert [r.account_id for r in tied] == ["a", "b"]

@@ -84,6 +84,7 @@ def test_quick_experiment_on_real_students(tmp_path: Path) -> None:
     assert len(marked) == 1 and len(clean) == 2
     assert marked[0]["closed"]["score"]["p_value"] < 1e-6
     assert marked[0]["precision_at_3"] == 1.0
+    assert marked[0]["combined_precision_at_3"] == 1.0  # both methods, one ranking
     # by watermark the scratch student, which answers every prompt with answers it memorised,
     # still puts a harvester first (the pruned students of the full run keep them apart)
     assert marked[0]["watermark_top_accounts"][0].startswith("harvester-")
@@ -414,9 +415,18 @@ def test_attribution_by_watermark_asks_an_endpoint_and_goes_into_the_report(
     assert [a["answers"] for a in ranked] == [6, 6, 6, 6]
     assert ranked[0]["account_id"] == "acct-b" and ranked[0]["contrast_p_adjusted"] < 1e-3
     assert all(a["contrast_p_adjusted"] > 0.01 for a in ranked[1:])
+    # the same answers by text, and both methods in one ranking
+    assert case["by_text"]["outputs"] == 24
+    combined = case["combined"]
+    assert combined[0]["account_id"] == "acct-b" and combined[0]["p_adjusted"] < 2e-3
+    assert combined[0]["p_adjusted"] == min(
+        1.0, 2 * min(combined[0]["text_p_adjusted"], combined[0]["watermark_p_adjusted"])
+    )
+    assert {row["account_id"] for row in combined} >= {"acct-a", "acct-c", "acct-d"}
 
     html = _html_report(data, "acct-b", tmp_path / "report", case_file)
-    assert "Attribution by watermark" in html and html.count("acct-b") >= 2
+    assert "Attribution by watermark" in html and html.count("acct-b") >= 3
+    assert "Both methods combined" in html
 
 
 def _children(pid: int) -> list[int]:

@@ -70,6 +70,7 @@ def _student(
     student.precision_at_3 = 1.0 if pairs else None
     student.watermark_precision_at_3 = 2 / 3 if pairs else None
     student.watermark_p_adjusted = [min(1.0, closed * 10), 1.0, 1.0]
+    student.combined_precision_at_3 = 1.0 if pairs else None
     return student
 
 
@@ -104,7 +105,8 @@ def test_dose_response_rows_and_the_false_accusation_bound() -> None:
     )
     assert rows[0].unreferenced_p == (0.004, 0.5)
     assert "| medians 4.0e-03, 5.0e-01 |" in dose_table(report)
-    assert "| 100% | 640 | 1.0e-30 | 1.0e-08 | 5.0e-01 | 1.00 | 0.67 |" in dose_table(report)
+    assert "| 100% | 640 | 1.0e-30 | 1.0e-08 | 5.0e-01 | 1.00 | 0.67 | 1.00 |" in dose_table(report)
+    assert rows[2].combined_precision_at_3 == 1.0 and rows[0].combined_precision_at_3 is None
     # the clean students' attribution by watermark: seed 1 names an account at p 0.05
     assert (accused["watermark_attributions"], accused["watermark_false_attributions"]) == (3, 0)
     assert accused["watermark_attribution_min_p"] == pytest.approx(0.05)
