@@ -134,7 +134,7 @@ class Run:
     full: float
     curve: dict[int, float]
     losses: dict[int, float]
-    leaked: dict[str, float | None]  # None: the student learned nothing (f(N) <= f(0))
+    leaked: dict[str, float | None]  # None: the harvest taught it less than MIN_GAIN
     seconds: float
 
 
@@ -436,8 +436,8 @@ def run_validation(config: ValidationConfig, settings: Settings, out_dir: Path, 
     pipeline.checkpoint()
     sink.close()
     embedder.save()
-    lines_out = verdict_path.read_bytes().splitlines()
-    verdicts = [Verdict.model_validate_json(line) for line in lines_out]
+    verdict_lines = verdict_path.read_bytes().splitlines()
+    verdicts = [Verdict.model_validate_json(line) for line in verdict_lines]
     flagged: dict[str, dict[str, Verdict]] = {
         label: first_flags(verdicts, label) for label in config.flag_labels
     }
