@@ -338,44 +338,43 @@ class CombinedAccount:
     account_id: str
     text_p_adjusted: float
     watermark_p_adjusted: float
+    strongest: float  # the smaller adjusted p before capping at 1: it orders accounts at 1
 
     @property
     def p_adjusted(self) -> float:
         """The smaller of the two, doubled: Bonferroni over the methods, so naming an account
         at alpha keeps the family-wise error over accounts and both methods at alpha."""
-        return bonferroni(min(self.text_p_adjusted, self.watermark_p_adjusted), 2)
+        return bonferroni(self.strongest, 2)
 
 
 def combine_attributions(
     text: Attribution, watermark: WatermarkAttribution
 ) -> list[CombinedAccount]:
-    """One ranking from both methods, over every account either ranks. Why: they fail at
+    """One ranking from both methods, over every account either ranks, by the smaller of its
+    two adjusted p-values before they are capped at 1 (so a third harvester that only one
+    method ranks, weakly, still goes before an account neither names). Why: the methods fail at
     opposite ends (`provenance experiment`): by text when a student reproduces harvested
     answers only in pieces (few outputs reach the match threshold), by watermark when nearly
     all its training text was ours (it answers every account's prompts green, so none stands
-    out). Ties (at 1) go by the watermark contrast, then by text."""
+    out)."""
     by_text = {a.account_id: a for a in text.accounts}
     by_mark = {a.account_id: a for a in watermark.accounts}
-    rows = [
-        CombinedAccount(
-            account,
-            by_text[account].p_adjusted if account in by_text else 1.0,
-            by_mark[account].contrast_p_adjusted if account in by_mark else 1.0,
+    text_tests, mark_tests = text.totals.accounts, len(watermark.accounts)
+    rows = []
+    for account in dict.fromkeys([*by_mark, *by_text]):
+        words, mark = by_text.get(account), by_mark.get(account)
+        rows.append(
+            CombinedAccount(
+                account,
+                words.p_adjusted if words else 1.0,
+                mark.contrast_p_adjusted if mark else 1.0,
+                min(
+                    words.p_value * text_tests if words else float(max(text_tests, 1)),
+                    mark.contrast_p * mark_tests if mark else float(max(mark_tests, 1)),
+                ),
+            )
         )
-        for account in dict.fromkeys([*by_mark, *by_text])
-    ]
-
-    def order(row: CombinedAccount) -> tuple:
-        mark = by_mark.get(row.account_id)
-        words = by_text.get(row.account_id)
-        return (
-            row.p_adjusted,
-            mark.contrast_p if mark else 1.0,
-            words.p_value if words else 1.0,
-            row.account_id,
-        )
-
-    return sorted(rows, key=order)
+    return sorted(rows, key=lambda row: (row.strongest, row.account_id))
 
 
 def _utc(moment: datetime) -> datetime:

@@ -233,18 +233,17 @@ def test_attribution_by_watermark_refuses_hashed_prompts_and_a_single_candidate(
 
 
 def test_both_attributions_combine_into_one_ranking_bonferroni_over_the_two() -> None:
-    def by_text(account: str, p: float, adjusted: float) -> AccountAttribution:
-        return AccountAttribution(account, 10, 3, 0.5, p, adjusted)
+    def by_text(account: str, p: float) -> AccountAttribution:
+        return AccountAttribution(account, 10, 3, 0.5, p, min(1.0, 4 * p))  # 4 accounts
 
-    def by_mark(account: str, p: float, adjusted: float) -> AccountWatermark:
-        return AccountWatermark(account, 6, WatermarkScore(100, 40, 3.0, 1e-3), p, adjusted)
+    def by_mark(account: str, p: float) -> AccountWatermark:
+        score = WatermarkScore(100, 40, 3.0, 1e-3)
+        return AccountWatermark(account, 6, score, p, min(1.0, 3 * p))  # 3 candidates
 
-    text = Attribution(
-        [by_text("x", 2.5e-5, 1e-4), by_text("w", 0.01, 0.04), by_text("y", 0.2, 0.8)],
-        AttributionTotals(24, 5, 400, 4, 3, 0.3, None, None),
-    )
+    totals = AttributionTotals(24, 5, 400, 4, 3, 0.3, None, None)
+    text = Attribution([by_text("x", 2.5e-5), by_text("w", 0.01), by_text("y", 0.2)], totals)
     mark = WatermarkAttribution(
-        [by_mark("z", 2.5e-4, 1e-3), by_mark("x", 0.05, 0.2), by_mark("y", 0.3, 1.0)],
+        [by_mark("z", 2.5e-4), by_mark("x", 0.05), by_mark("y", 0.3)],
         scored=300,
         green=120,
         gamma=0.25,
@@ -253,11 +252,15 @@ def test_both_attributions_combine_into_one_ranking_bonferroni_over_the_two() ->
     rows = combine_attributions(text, mark)
     # x: named by text, z: by watermark only, w: by text only (never asked), y: by neither
     assert [r.account_id for r in rows] == ["x", "z", "w", "y"]
-    assert [r.p_adjusted for r in rows] == pytest.approx([2e-4, 2e-3, 0.08, 1.0])
+    assert [r.p_adjusted for r in rows] == pytest.approx([2e-4, 1.5e-3, 0.08, 1.0])
     assert (rows[1].text_p_adjusted, rows[2].watermark_p_adjusted) == (1.0, 1.0)  # not listed
-    # both methods at 1: the watermark contrast, then the text p, order them
-    tied = combine_attributions(
-        Attribution([], text.totals),
-        WatermarkAttribution([by_mark("b", 0.6, 1.0), by_mark("a", 0.4, 1.0)], 10, 4, 0.25, None),
+    # Both at 1 once adjusted: a harvester the text method ranks weakly (p 0.3 of 4 accounts)
+    # still goes before an account the watermark ranks more weakly still (0.45 of 3).
+    weak = combine_attributions(
+        Attribution([by_text("h", 0.3)], totals),
+        WatermarkAttribution(
+            [by_mark("b", 0.45), by_mark("h", 0.9), by_mark("c", 0.95)], 10, 4, 0.25, None
+        ),
     )
-    assert [r.account_id for r in tied] == ["a", "b"]
+    assert [r.account_id for r in weak] == ["h", "b", "c"]
+    assert [r.p_adjusted for r in weak] == [1.0, 1.0, 1.0]
