@@ -18,7 +18,8 @@ other source). Per student:
   logged responses): radioactivity beyond what a student memorised;
 * attribution: the harvesting accounts' requests and hundreds of benign accounts' requests go
   through the DistillGuard pipeline into a store (response fingerprints at ingest); the student
-  answers every logged prompt; `attribute` ranks accounts.
+  answers every logged prompt; `attribute` ranks accounts by text, `attribute_by_watermark` by
+  watermark, and `combine_attributions` ranks them by both.
 
 Every test leaves out the windows of a reference: the teacher's own answers to the attacker's
 prompts without the watermark, sampled as it serves (temperature 0.7) with another seed than any
