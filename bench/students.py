@@ -143,9 +143,9 @@ def curve(
 _worker_teacher: Teacher | None = None
 
 
-def _load_teacher(cache_dir: Path) -> None:
+def _load_teacher(parent: int, cache_dir: Path) -> None:
     global _worker_teacher
-    end_with_parent()
+    end_with_parent(parent)
     _worker_teacher = Teacher(cache_dir, threads=1)
 
 
@@ -188,7 +188,7 @@ def run_curves(
         jobs,
         mp_context=multiprocessing.get_context("spawn"),  # no fork of a threaded torch
         initializer=_load_teacher,
-        initargs=(teacher.cache_dir,),
+        initargs=(os.getpid(), teacher.cache_dir),
     ) as pool:
         futures = {pool.submit(_curve_in_worker, task): i for i, task in enumerate(tasks)}
         for future in as_completed(futures):

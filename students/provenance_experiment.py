@@ -48,6 +48,7 @@ answers alone, so it cannot carry the key.
 
 from __future__ import annotations
 
+import os
 import random
 import shutil
 import time
@@ -595,7 +596,7 @@ def _students(
         jobs,
         mp_context=multiprocessing.get_context("spawn"),  # no forked torch state
         initializer=_start_worker,
-        initargs=(config, settings, data),
+        initargs=(os.getpid(), config, settings, data),
     ) as pool:
         futures = [
             pool.submit(_worker_student, fraction, seed, store_folder) for fraction, seed in plans
@@ -607,10 +608,12 @@ def _students(
 _WORKER: dict = {}  # a spawned student process's config, settings, teacher and answers
 
 
-def _start_worker(config: ExperimentConfig, settings: Settings, data: _Answers) -> None:
+def _start_worker(
+    parent: int, config: ExperimentConfig, settings: Settings, data: _Answers
+) -> None:
+    end_with_parent(parent)
     import torch
 
-    end_with_parent()
     if config.device == "cpu":
         torch.set_num_threads(1)
     _WORKER.update(

@@ -12,10 +12,12 @@ import threading
 import time
 
 
-def end_with_parent() -> None:
-    """Call in a worker's initializer: a daemon thread ends the process once its parent is
-    gone (polled every second)."""
-    parent = os.getppid()
+def end_with_parent(parent: int) -> None:
+    """Call first in a worker's initializer, with the pid of the process that started the pool
+    (`os.getpid()` there, passed in `initargs`): a daemon thread ends the process once its
+    parent is gone (polled every second). Read in the worker instead, the parent's pid is
+    already 1 when the parent died before the initializer ran (a loaded machine: importing
+    torch takes seconds), and such a worker waited forever (`make test`, 2026-12-05)."""
     threading.Thread(target=_exit_when_orphaned, args=(parent,), daemon=True).start()
 
 
