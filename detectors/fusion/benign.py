@@ -224,7 +224,31 @@ def tail_threshold(maxima: np.ndarray, fpr: float) -> float:
     r = math.floor(fpr * (len(ranked) + 1))
     if r >= 1:
         return float(ranked[r - 1]) + 1e-6
+    q90, scale = _exponential_tail(ranked)
+    return max(q90 + scale * math.log(0.1 / fpr), float(ranked[0]) + 1e-6)
+
+
+def tail_value(maxima: np.ndarray, p: float) -> float:
+    """The value new honest maxima exceed with probability `p`: `tail_threshold` where the
+    history measures it; beyond it, rarer is always higher. Past the largest maximum the tail
+    continues from it (the same exponential scale). `tail_threshold` instead stays at the
+    largest until the tail fitted from the 90th percentile overtakes it, so the harvest arm
+    mapped every harvest beyond every honest one to one honest account's peak, however far
+    beyond: on sdk-developers (2026-12-05) every harvest value from 4.0 up mapped to 12.85,
+    0.016 above the `suspicious` threshold, a knife edge."""
+    if len(maxima) == 0:
+        return 1.0
+    ranked = np.sort(np.asarray(maxima, dtype=np.float64))[::-1]
+    beyond = 1.0 / ((len(ranked) + 1) * p)  # > 1 past the largest maximum
+    if beyond <= 1.0:
+        return tail_threshold(ranked, p)
+    q90, scale = _exponential_tail(ranked)
+    top = float(ranked[0]) + scale * math.log(beyond) + 1e-6
+    return max(q90 + scale * math.log(0.1 / p), top)
+
+
+def _exponential_tail(ranked: np.ndarray) -> tuple[float, float]:
+    """(90th percentile, mean excess above it) of descending maxima: peaks over threshold."""
     q90 = float(np.quantile(ranked, 0.9))
     excess = ranked[ranked > q90] - q90
-    scale = float(excess.mean()) if len(excess) else float(ranked.std() or 1.0)
-    return max(q90 + scale * math.log(0.1 / fpr), float(ranked[0]) + 1e-6)
+    return q90, float(excess.mean()) if len(excess) else float(ranked.std() or 1.0)

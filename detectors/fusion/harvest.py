@@ -4,10 +4,11 @@ the thresholds, on the fused score's own scale.
 A harvest value is mapped to the fused raw score that honest accounts exceed as rarely: its
 benign tail probability among honest accounts' out-of-fold harvest peaks (`benign.tail_p`, with
 the exponential tail beyond the largest), then the fused score at that tail probability among
-their out-of-fold fused peaks (`benign.tail_threshold`). An account's raw score is the larger of
-the two, and calibration sets the thresholds on the honest accounts' peaks of that maximum, so
-the two arms together still flag the target share of honest accounts. Values in the honest
-bulk (tail probability above one half) map to 0: the arm speaks only in the tail.
+their out-of-fold fused peaks (`benign.tail_value`: beyond every honest peak, rarer is still
+higher). An account's raw score is the larger of the two, and calibration sets the thresholds
+on the honest accounts' peaks of that maximum, so the two arms together still flag the target
+share of honest accounts. Values in the honest bulk (tail probability above one half) map to
+0: the arm speaks only in the tail.
 
 >>> arm = HarvestArm(np.arange(100.0), np.arange(100.0) * 10)
 >>> float(arm(np.array([10.0]))[0])
@@ -44,7 +45,7 @@ class HarvestArm:
             return np.zeros(len(harvest))
         tails = benign.tail_p(self.harvest_peaks, harvest)
         return np.array(
-            [0.0 if p > BULK else benign.tail_threshold(self.fused_peaks, p) for p in tails]
+            [0.0 if p > BULK else benign.tail_value(self.fused_peaks, p) for p in tails]
         )
 
     @classmethod

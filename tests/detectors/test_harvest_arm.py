@@ -86,3 +86,19 @@ def test_a_saved_calibration_keeps_the_arm_and_an_older_file_loads_without_it(tm
     del older["calibration"]["harvest_arm"]
     saved.write_bytes(orjson.dumps(older))
     assert load_calibration(ExtractionDetector(), tmp_path).harvest_arm_ is None
+
+
+def test_beyond_every_honest_harvest_rarer_maps_higher_past_an_outlying_honest_peak() -> None:
+    """One power user's fused peak far above the rest (50 against an exponential bulk): a harvest
+    beyond every honest one used to map to that one peak however far beyond (so the arm's top
+    was one honest account's peak, a knife edge against thresholds set among the top peaks);
+    now the tail continues from it."""
+    rng = np.random.default_rng(4)
+    fused_peaks = np.append(rng.exponential(1.0, size=200), 50.0)
+    arm = HarvestArm(np.arange(100.0), fused_peaks)
+    mapped = arm(np.array([99.0, 100.0, 120.0, 200.0, 400.0]))
+    assert mapped[0] < 50.0  # measured by the history: an honest account's rank
+    assert np.all(np.diff(mapped) > 0)
+    assert mapped[1] > 50.0
+    for p in (0.05, 0.01, 1 / 202):  # where the history measures the rate: the threshold itself
+        assert benign.tail_value(fused_peaks, p) == benign.tail_threshold(fused_peaks, p)
