@@ -221,9 +221,9 @@ def tail_threshold(maxima: np.ndarray, fpr: float) -> float:
     if len(maxima) == 0:
         return 1.0
     ranked = np.sort(np.asarray(maxima, dtype=np.float64))[::-1]
-    r = math.floor(fpr * (len(ranked) + 1))
-    if r >= 1:
-        return float(ranked[r - 1]) + 1e-6
+    measured = _measured(ranked, fpr)
+    if measured is not None:
+        return measured
     q90, scale = _exponential_tail(ranked)
     return max(q90 + scale * math.log(0.1 / fpr), float(ranked[0]) + 1e-6)
 
@@ -239,12 +239,19 @@ def tail_value(maxima: np.ndarray, p: float) -> float:
     if len(maxima) == 0:
         return 1.0
     ranked = np.sort(np.asarray(maxima, dtype=np.float64))[::-1]
-    beyond = 1.0 / ((len(ranked) + 1) * p)  # > 1 past the largest maximum
-    if beyond <= 1.0:
-        return tail_threshold(ranked, p)
+    measured = _measured(ranked, p)
+    if measured is not None:
+        return measured
     q90, scale = _exponential_tail(ranked)
-    top = float(ranked[0]) + scale * math.log(beyond) + 1e-6
+    top = float(ranked[0]) + scale * math.log(1.0 / ((len(ranked) + 1) * p)) + 1e-6
     return max(q90 + scale * math.log(0.1 / p), top)
+
+
+def _measured(ranked: np.ndarray, p: float) -> float | None:
+    """Just above the r-th highest of descending maxima, r = ⌊p·(n + 1)⌋, where the history
+    measures the rate p (r ≥ 1); None where it cannot."""
+    r = math.floor(p * (len(ranked) + 1))
+    return float(ranked[r - 1]) + 1e-6 if r >= 1 else None
 
 
 def _exponential_tail(ranked: np.ndarray) -> tuple[float, float]:
