@@ -1323,6 +1323,13 @@ def provenance_experiment(
         ),
     ] = "",
     device: Annotated[str, typer.Option(help="cpu, or cuda on a GPU machine.")] = "cpu",
+    precision: Annotated[
+        str | None,
+        typer.Option(
+            help="Students' training: auto (bf16 mixed precision where the device multiplies "
+            "bf16 natively; the default), bf16 or fp32 (--quick's default)."
+        ),
+    ] = None,
     jobs: Annotated[
         int, typer.Option(help="Students trained side by side (processes; one per CPU core).")
     ] = 1,
@@ -1336,6 +1343,7 @@ def provenance_experiment(
     dose-response table and plot), false accusations and attribution precision."""
     from dataclasses import replace
 
+    from students.distill import Precision
     from students.provenance_experiment import (
         FULL,
         QUICK,
@@ -1349,6 +1357,8 @@ def provenance_experiment(
         raise typer.BadParameter("pruned or scratch", param_hint="--student")
     if jobs < 1:
         raise typer.BadParameter("at least 1", param_hint="--jobs")
+    if precision not in (None, "auto", "bf16", "fp32"):
+        raise typer.BadParameter("auto, bf16 or fp32", param_hint="--precision")
     config = QUICK if quick else FULL
     spec = StudentSpec(
         student or config.student.kind,  # type: ignore[arg-type]
@@ -1366,6 +1376,7 @@ def provenance_experiment(
         first_clean_seed=clean_seeds_from,
         fractions=_shares(shares) if shares else config.fractions,
         device=device,
+        precision=cast(Precision, precision or config.precision),
     )
     with steps("provenance experiment", experiment_steps(config), console) as bar:
         report = run_experiment(

@@ -54,8 +54,9 @@ import shutil
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
+from functools import cache
 from pathlib import Path
 from statistics import median
 
@@ -79,7 +80,7 @@ from provenance.watermark import (
     score_windows,
     text_windows,
 )
-from students.distill import train_student
+from students.distill import Precision, train_student, trains_in_bf16
 from students.prompts import attack_pool, benign_conversations
 from students.pruned import TEACHER_BLOCKS, StudentSpec, kept_layers
 from students.teacher import MODEL_NAME, GenerationSettings, Teacher, watermarked
@@ -105,6 +106,9 @@ class ExperimentConfig:
     seed: int = 0
     student: StudentSpec = StudentSpec("scratch")
     device: str = "cpu"  # where students train and answer ("cuda" on a GPU machine)
+    # students' training arithmetic (students.distill.train_student): "auto" is bf16 mixed
+    # precision where the device multiplies bf16 natively; `run_experiment` records which ran
+    precision: Precision = "auto"
     # clean students' seeds (their draw of plain answers and their training) run from here: a
     # later block gives students no earlier run looked at, for a confirmation
     first_clean_seed: int = 0
@@ -143,6 +147,7 @@ class ExperimentConfig:
 TEACHER_ANSWER_S = 1.0
 SCRATCH_PAIR_EPOCH_S = 0.023
 PRUNED_PAIR_EPOCH_S = (0.015, 0.02)  # fixed, and per kept block
+PRUNED_BF16_FACTOR = 0.57  # a pruned pair-epoch in bf16 mixed precision, of its float32 time
 STUDENT_ANSWER_S = {"scratch": 0.042, "pruned": 0.043}
 OPEN_TEXT_S = {"scratch": 0.046, "pruned": 0.039}
 KEY_TESTS_S = 6.0
@@ -154,12 +159,13 @@ BENCH_JOBS = 2  # students side by side in `make bench` (one per core)
 CLEAN_ATTRIBUTION_SHARE = 0.10
 
 
-def pair_epoch_seconds(student: StudentSpec) -> float:
-    """One training pair, one epoch, on one CPU thread."""
+def pair_epoch_seconds(student: StudentSpec, bf16: bool = False) -> float:
+    """One training pair, one epoch, on one CPU thread (`bf16`: in mixed precision)."""
     if student.kind == "scratch":
         return SCRATCH_PAIR_EPOCH_S
     fixed, per_block = PRUNED_PAIR_EPOCH_S
-    return fixed + per_block * len(kept_layers(TEACHER_BLOCKS, student.every))
+    seconds = fixed + per_block * len(kept_layers(TEACHER_BLOCKS, student.every))
+    return seconds * (PRUNED_BF16_FACTOR if bf16 else 1.0)
 
 
 def estimate(config: ExperimentConfig, jobs: int = 1) -> dict[str, float]:
@@ -171,7 +177,10 @@ def estimate(config: ExperimentConfig, jobs: int = 1) -> dict[str, float]:
     answers = config.pool_size + 2 * config.training_pairs + config.benign_answers
     teacher = answers * TEACHER_ANSWER_S * config.max_tokens / 48
     students = len(config.fractions) + config.clean_seeds
-    training = students * config.training_pairs * config.epochs * pair_epoch_seconds(config.student)
+    bf16 = trains_in_bf16(config.device, config.precision)
+    training = (
+        students * config.training_pairs * config.epochs * pair_epoch_seconds(config.student, bf16)
+    )
     per_answer = STUDENT_ANSWER_S[kind] * config.max_tokens / 48
     unseen = config.benign_answers * OPEN_TEXT_S[kind]
     clean = config.clean_seeds * (
@@ -217,13 +226,15 @@ FULL = ExperimentConfig(
     clean_pool=1.5,
     student=StudentSpec("pruned", every=10),
 )
-QUICK = ExperimentConfig(16, 32, 20, 2, (1.0,), 2, 5, 150)
+# the scratch student's tensors are too small for bf16 to pay: float32, as `make test` measured it
+QUICK = ExperimentConfig(16, 32, 20, 2, (1.0,), 2, 5, 150, precision="fp32")
 
 
 # the three radioactivity tests a student takes: its answers to the harvesters' prompts (closed
 # model), its predictions fed the answers served to them (open model, as `provenance
 # radioactivity --mode open --account` runs it), and fed watermarked answers it never trained on
 TESTS = ("closed", "open", "unseen")
+PRECISION_LABELS = {"bf16": "bf16 mixed precision", "fp32": "float32"}
 TEST_LABELS = {
     "closed": "closed-model p",
     "open": "open-model p (answers served to the harvesters)",
@@ -465,6 +476,9 @@ def run_experiment(
         seconds[name] = round(now - clock["start"], 1)
         clock["start"] = now
 
+    config = replace(
+        config, precision="bf16" if trains_in_bf16(config.device, config.precision) else "fp32"
+    )
     key = experiment_key(config)
     expected = estimate(config, jobs)
     log(
@@ -631,6 +645,13 @@ def _worker_student(fraction: float, seed: int, store_folder: Path) -> StudentRe
     )
 
 
+@cache
+def _green_list(key: WatermarkKey, vocab_size: int) -> GreenList:
+    """One green list per key in a process: the students it tests share their splits (a clean
+    student's tests under six keys drew ~3.4k splits a key again, 35 s of its ~125 s)."""
+    return GreenList(key, vocab_size)
+
+
 def experiment_key(config: ExperimentConfig) -> WatermarkKey:
     """The run's watermark key (a fixed secret per seed, so cached answers stay valid)."""
     return WatermarkKey(f"distillguard-experiment-{config.seed}".encode())
@@ -652,7 +673,7 @@ def _student(
     tokenizer = teacher.tokenizer
     key = experiment_key(config)
     width = key.context_width
-    greens = GreenList(key, len(tokenizer))
+    greens = _green_list(key, len(tokenizer))
     prompts, plain = data.pool[: config.training_pairs], data.plain_pool[: config.training_pairs]
     count = config.watermarked_pairs(fraction)
     harvested_ids = set(data.order[:count])
@@ -676,6 +697,7 @@ def _student(
         model=config.student.build(tokenizer, teacher.model, seed),
         trim_vocabulary=True,
         device=config.device,
+        precision=config.precision,
     )
     trained = time.monotonic()
     asked = [prompts[i] for i in sorted(harvested_ids)] if count else [p.prompt for p in pairs]
@@ -706,7 +728,7 @@ def _student(
             without_reference(w, data.reference)[0] for w in (closed_windows, found, unseen_found)
         ]
         for trial in range(config.null_keys):
-            other = GreenList(
+            other = _green_list(
                 WatermarkKey(f"null-key-{config.seed}-{trial}".encode()), len(tokenizer)
             )
             result.null_p_values += [score.p_value for score in score_window_sets(other, kept)]
@@ -830,7 +852,8 @@ def _summary(report: ExperimentReport) -> list[str]:
             f"{fa['watermark_attribution_min_p']:.2g})."
         )
     return [
-        f"Students ({config.student.label}, {config.epochs} epochs) trained on "
+        f"Students ({config.student.label}, {config.epochs} epochs, "
+        f"{PRECISION_LABELS.get(config.precision, config.precision)}) trained on "
         f"{config.training_pairs} teacher answers ({config.max_tokens} tokens max); watermark "
         f"{report.key_id}. Closed test: the student's answers to the harvesters' prompts (a "
         f"clean student: to its own training prompts). Open tests: its predictions fed the "

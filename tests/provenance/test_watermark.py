@@ -67,6 +67,19 @@ def test_repeated_windows_are_scored_once() -> None:
     assert greens.is_green((5,), int(greens.green_ids((5,))[0]))
 
 
+def test_a_split_is_what_the_served_answers_were_watermarked_with() -> None:
+    """The split after a context is the key's: the green ids pinned here were drawn by the
+    sorted-ids implementation that watermarked the cached teacher answers (before splits were
+    cached as bit masks); `green` agrees with `green_ids` and never calls an id outside the
+    vocabulary green."""
+    greens = GreenList(KEY, 49_152)
+    ids = greens.green_ids((7,))
+    assert (len(ids), ids[:6].tolist(), int(ids.sum())) == (12_288, [0, 1, 2, 3, 5, 6], 302_129_106)
+    tokens = list(range(-3, 49_160))
+    green = set(ids.tolist())
+    assert greens.green((7,), tokens).tolist() == [t in green for t in tokens]
+
+
 def test_grouped_scoring_counts_what_each_window_test_counts() -> None:
     """score_windows draws each context's green list once; its count must be the per-window
     one (every token of the vocabulary after a few contexts, so both colours occur)."""

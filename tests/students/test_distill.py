@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from provenance.chat import encode
 from students.distill import Pair, learning_curve, new_student, teacher_embeddings
 from students.prompts import attack_pool
 from students.teacher import GenerationSettings, Teacher
@@ -33,3 +34,34 @@ def test_student_is_small_and_learns_from_harvested_pairs() -> None:
     )
     assert trained.loss < floor.loss - 1.0
     assert trained.next_token_agreement > floor.next_token_agreement + 0.03
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_mixed_precision_multiplies_in_bf16_and_returns_a_float32_student(precision) -> None:
+    """`precision="bf16"` (the provenance experiment's default where the CPU has it) runs the
+    student's matrix products in bfloat16 and keeps its weights float32; both precisions
+    learn the pairs."""
+    import torch
+
+    from students.distill import _batch, response_loss, train_student, trains_in_bf16
+
+    tokenizer = Teacher(TEACHER_DIR).tokenizer
+    prompts = sorted(attack_pool()[:200], key=len)[:17]
+    pairs = [Pair(p, " ".join(q.split()[:20])) for p, q in zip(prompts, prompts[1:], strict=False)]
+    student = new_student(tokenizer, seed=3)
+    batch = _batch(tokenizer, [encode(tokenizer, pair) for pair in pairs])
+    with torch.no_grad():
+        before = float(response_loss(student, *batch))
+    products: set[torch.dtype] = set()
+    hook = student.model.layers[0].mlp.down_proj.register_forward_hook(
+        lambda _module, _inputs, output: products.add(output.dtype)
+    )
+    trained = train_student(tokenizer, pairs, epochs=6, model=student, precision=precision)
+    hook.remove()
+    assert products == {torch.bfloat16 if precision == "bf16" else torch.float32}
+    assert {p.dtype for p in trained.parameters()} == {torch.float32}
+    with torch.no_grad():
+        assert float(response_loss(trained, *batch)) < before - 1.0
+    assert trains_in_bf16("cpu", precision) == (precision == "bf16")
+    with pytest.raises(ValueError, match="precision"):
+        trains_in_bf16("cpu", "fp16")  # type: ignore[arg-type]
