@@ -120,10 +120,14 @@ def response_loss(model, input_ids, attention, labels):
     targets = labels[:, 1:]
     scored = targets != -100
     head = model.lm_head
-    if hasattr(head, "kept_logits"):
-        logits, wanted = head.kept_logits(hidden[:, :-1][scored]), head.targets(targets[scored])
-    else:
-        logits, wanted = head(hidden[:, :-1][scored]), targets[scored]
+    # the output layer in float32 under mixed precision too: bf16 logits round to ~1/64 of
+    # their size, coarser than the margins a student learns between its candidate tokens
+    with torch.autocast(hidden.device.type, enabled=False):
+        positions = hidden[:, :-1][scored].float()
+        if hasattr(head, "kept_logits"):
+            logits, wanted = head.kept_logits(positions), head.targets(targets[scored])
+        else:
+            logits, wanted = head(positions), targets[scored]
     return torch.nn.functional.cross_entropy(logits.float(), wanted)
 
 

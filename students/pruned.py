@@ -7,8 +7,10 @@ tokens from its first few dozen pairs and then stops improving: 2 CPU cores cann
 steps to learn language. A pruned teacher starts from language it already knows, SmolLM2's own
 tokenizer-aligned embeddings (tied to the output layer, as in the teacher) and every k-th
 transformer block; training on harvested pairs re-knits the kept blocks, so more pairs keep
-buying fidelity. Its embeddings stay frozen: they are the teacher's already, and freezing them
-spares the 28M-parameter AdamW state and gradient on 2 cores.
+buying fidelity. Its full embedding table stays frozen: it is the teacher's already, and freezing
+it spares the 28M-parameter AdamW state and gradient on 2 cores. A student with a trimmed
+vocabulary (students/vocabulary.py, as the provenance experiment and bench.students train them)
+does train its kept tokens' rows, tied to its output layer (~4M weights at 7k tokens).
 """
 
 from __future__ import annotations

@@ -39,8 +39,8 @@ def test_student_is_small_and_learns_from_harvested_pairs() -> None:
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_mixed_precision_multiplies_in_bf16_and_returns_a_float32_student(precision) -> None:
     """`precision="bf16"` (the provenance experiment's default where the CPU has it) runs the
-    student's matrix products in bfloat16 and keeps its weights float32; both precisions
-    learn the pairs."""
+    student's blocks' matrix products in bfloat16 and its output layer and weights in float32;
+    both precisions learn the pairs."""
     import torch
 
     from students.distill import _batch, response_loss, train_student, trains_in_bf16
@@ -53,12 +53,20 @@ def test_mixed_precision_multiplies_in_bf16_and_returns_a_float32_student(precis
     with torch.no_grad():
         before = float(response_loss(student, *batch))
     products: set[torch.dtype] = set()
-    hook = student.model.layers[0].mlp.down_proj.register_forward_hook(
-        lambda _module, _inputs, output: products.add(output.dtype)
-    )
+    logits: set[torch.dtype] = set()
+    hooks = [
+        student.model.layers[0].mlp.down_proj.register_forward_hook(
+            lambda _module, _inputs, output: products.add(output.dtype)
+        ),
+        student.lm_head.register_forward_hook(
+            lambda _module, _inputs, output: logits.add(output.dtype)
+        ),
+    ]
     trained = train_student(tokenizer, pairs, epochs=6, model=student, precision=precision)
-    hook.remove()
+    for hook in hooks:
+        hook.remove()
     assert products == {torch.bfloat16 if precision == "bf16" else torch.float32}
+    assert logits == {torch.float32}  # bf16 logits taught students less (closed p 3.6e-4 at 5 %)
     assert {p.dtype for p in trained.parameters()} == {torch.float32}
     with torch.no_grad():
         assert float(response_loss(trained, *batch)) < before - 1.0
