@@ -147,7 +147,9 @@ class ExperimentConfig:
 TEACHER_ANSWER_S = 1.0
 SCRATCH_PAIR_EPOCH_S = 0.023
 PRUNED_PAIR_EPOCH_S = (0.015, 0.02)  # fixed, and per kept block
-PRUNED_BF16_FACTOR = 0.57  # a pruned pair-epoch in bf16 mixed precision, of its float32 time
+# a pruned pair-epoch in bf16 mixed precision, of its float32 time on the same CPU (AMD EPYC,
+# 2026-12-06: 0.0515 against 0.090 s alone; 260 against 450 s a student, two side by side)
+PRUNED_BF16_FACTOR = 0.58
 STUDENT_ANSWER_S = {"scratch": 0.042, "pruned": 0.043}
 OPEN_TEXT_S = {"scratch": 0.046, "pruned": 0.039}
 KEY_TESTS_S = 6.0
@@ -210,8 +212,11 @@ def estimate(config: ExperimentConfig, jobs: int = 1) -> dict[str, float]:
 # The student is the teacher keeping every 10th of its 30 blocks (3): a pretrained student
 # memorises what it is taught in 6 epochs, as a real one fine-tuned on harvested answers does,
 # where the 6.7M scratch student learned too little for any test to find 32 watermarked answers
-# (closed p 0.80 at 5 %, 2026-12-04). `estimate(FULL, BENCH_JOBS)` with the teacher's answers
-# cached: training 65 min, tests 25 min (measured 2026-12-05 with both attributions and the
+# (closed p 0.80 at 5 %, 2026-12-04). Measured 2026-12-06 (AMD EPYC, bf16 mixed precision, the
+# teacher's answers cached): 1 h 23 min, ~258 s a student's training two side by side, ~120 s a
+# clean student's tests, ~50-90 s a watermarked one's. In float32 on the Intel VM, where
+# `estimate(FULL, BENCH_JOBS)` says training 65 min, tests 25 min (measured 2026-12-05 with both
+# attributions and the
 # clean students' attribution: 1 h 38 min, ~290 s a student's training, ~125 s a clean student's
 # tests, the first 12 min shared with a stray process); a cold cache adds 44 min.
 FULL = ExperimentConfig(
