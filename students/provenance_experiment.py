@@ -216,9 +216,9 @@ def estimate(config: ExperimentConfig, jobs: int = 1) -> dict[str, float]:
 # teacher's answers cached): 1 h 23 min, ~258 s a student's training two side by side, ~120 s a
 # clean student's tests, ~50-90 s a watermarked one's. In float32 on the Intel VM, where
 # `estimate(FULL, BENCH_JOBS)` says training 65 min, tests 25 min (measured 2026-12-05 with both
-# attributions and the
-# clean students' attribution: 1 h 38 min, ~290 s a student's training, ~125 s a clean student's
-# tests, the first 12 min shared with a stray process); a cold cache adds 44 min.
+# attributions and the clean students' attribution: 1 h 38 min, ~290 s a student's training,
+# ~125 s a clean student's tests, the first 12 min shared with a stray process); a cold cache
+# adds 33-44 min.
 FULL = ExperimentConfig(
     training_pairs=640,
     max_tokens=48,
