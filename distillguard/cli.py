@@ -1343,7 +1343,7 @@ def provenance_experiment(
     dose-response table and plot), false accusations and attribution precision."""
     from dataclasses import replace
 
-    from students.distill import Precision
+    from students.distill import PRECISIONS, Precision
     from students.provenance_experiment import (
         FULL,
         QUICK,
@@ -1357,8 +1357,8 @@ def provenance_experiment(
         raise typer.BadParameter("pruned or scratch", param_hint="--student")
     if jobs < 1:
         raise typer.BadParameter("at least 1", param_hint="--jobs")
-    if precision not in (None, "auto", "bf16", "fp32"):
-        raise typer.BadParameter("auto, bf16 or fp32", param_hint="--precision")
+    if precision is not None and precision not in PRECISIONS:
+        raise typer.BadParameter(", ".join(PRECISIONS), param_hint="--precision")
     config = QUICK if quick else FULL
     spec = StudentSpec(
         student or config.student.kind,  # type: ignore[arg-type]

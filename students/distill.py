@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from provenance.chat import (
     PROMPT_TOKENS,
@@ -24,6 +24,7 @@ from provenance.chat import (
 )
 
 Precision = Literal["fp32", "bf16", "auto"]  # "auto": bf16 where the hardware multiplies it
+PRECISIONS: tuple[str, ...] = get_args(Precision)
 
 
 @dataclass
@@ -104,8 +105,8 @@ def native_bf16(device: str) -> bool:
 
 def trains_in_bf16(device: str, precision: Precision) -> bool:
     """Whether `train_student` multiplies in bfloat16 (mixed precision) for `precision`."""
-    if precision not in ("fp32", "bf16", "auto"):
-        raise ValueError(f"precision is fp32, bf16 or auto, not {precision!r}")
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision is one of {', '.join(PRECISIONS)}, not {precision!r}")
     return precision == "bf16" or (precision == "auto" and native_bf16(device))
 
 
@@ -163,8 +164,8 @@ def train_student(
     thread. `device` ("cpu", "cuda", ...) is where it trains and stays (trimmed first, on the
     CPU, so the trimmed modules' buffers move with it). `precision` "bf16" (or "auto" where
     `native_bf16`) trains in mixed precision, as fine-tuning on accelerators does: matrix
-    products in bfloat16 under autocast, weights, gradients and AdamW state in float32, the loss
-    in float32; the student it returns is float32."""
+    products in bfloat16 under autocast, weights, gradients and AdamW state in float32, the output
+    layer and the loss in float32; the student it returns is float32."""
     import torch
 
     if model is None:
