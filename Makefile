@@ -44,8 +44,8 @@ test-fast: $(INSTALLED)
 # detection quality and detector throughput on the companion's real-prompt scenario, then the
 # validation, the provenance experiment and the students' learning curves on real students
 # (~3 h on 2 cores). Each writes its table to bench/results/; the README quotes them.
-# PROVENANCE_ARGS takes a larger student and harvest, e.g. on a GPU machine
-# PROVENANCE_ARGS='--device cuda --every 2 --pairs 2048 --epochs 4'.
+# PROVENANCE_ARGS takes a larger student and harvest; scripts/device-provenance runs the large
+# configuration on a lent GPU machine (README: on a GPU machine).
 bench: $(INSTALLED)
 	scripts/with-services $(BIN)/python -m bench.pipeline $(BENCH_ARGS)
 	scripts/with-services $(BIN)/python -m bench.api $(API_BENCH_ARGS)

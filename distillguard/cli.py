@@ -179,6 +179,24 @@ StartOption = Annotated[
         "epoch ms; default: the file's modification time)."
     ),
 ]
+PrecisionOption = Annotated[
+    str | None,
+    typer.Option(
+        help="Students' training: auto (bf16 mixed precision where the device multiplies bf16 "
+        "natively; the default), bf16 or fp32 (--quick's default)."
+    ),
+]
+
+
+def _precision(value: str | None, default: str) -> str:
+    """`--precision` checked against the choices `train_student` takes (None: `default`)."""
+    from students.distill import PRECISIONS
+
+    if value is not None and value not in PRECISIONS:
+        raise typer.BadParameter(", ".join(PRECISIONS), param_hint="--precision")
+    return value or default
+
+
 # The audit log is the evidence of who read what: retention never drops it.
 RETENTION_PROTECTED = frozenset({"audit_log"})
 # scheme://userinfo@ (userinfo up to the last "@" of the word, so a password with "@" is masked
@@ -773,6 +791,7 @@ def validate(
         int, typer.Option(help="Harvested pairs per attacker a student trains on; 0: default.")
     ] = 0,
     seeds: Annotated[int, typer.Option(help="Training seeds per attacker; 0: default.")] = 0,
+    precision: PrecisionOption = None,
     table_out: Annotated[
         Path | None, typer.Option(help="Also write the table the README quotes here.")
     ] = None,
@@ -782,6 +801,7 @@ def validate(
     attacker harvested, read at its first flag: capability leaked before detection."""
     from dataclasses import replace
 
+    from students.distill import Precision
     from students.pruned import StudentSpec
     from students.validate import DEFAULT, QUICK, markdown, run_validation, write_results
 
@@ -794,6 +814,7 @@ def validate(
         student=StudentSpec(student, every=every),  # type: ignore[arg-type]
         harvest_cap=harvest_cap or config.harvest_cap,
         seeds=seeds or config.seeds,
+        precision=cast(Precision, _precision(precision, config.precision)),
     )
     # run_validation logs one line per stage (traffic, detection, ...) and per attacker.
     with steps("validation", console=console) as bar:
@@ -1323,13 +1344,14 @@ def provenance_experiment(
         ),
     ] = "",
     device: Annotated[str, typer.Option(help="cpu, or cuda on a GPU machine.")] = "cpu",
-    precision: Annotated[
-        str | None,
+    precision: PrecisionOption = None,
+    text_attribution: Annotated[
+        bool,
         typer.Option(
-            help="Students' training: auto (bf16 mixed precision where the device multiplies "
-            "bf16 natively; the default), bf16 or fp32 (--quick's default)."
+            help="Attribute by text too (the log through the pipeline into chDB); off: by "
+            "watermark alone (where chDB is not installed, as on the device)."
         ),
-    ] = None,
+    ] = True,
     jobs: Annotated[
         int, typer.Option(help="Students trained side by side (processes; one per CPU core).")
     ] = 1,
@@ -1343,7 +1365,7 @@ def provenance_experiment(
     dose-response table and plot), false accusations and attribution precision."""
     from dataclasses import replace
 
-    from students.distill import PRECISIONS, Precision
+    from students.distill import Precision
     from students.provenance_experiment import (
         FULL,
         QUICK,
@@ -1357,8 +1379,6 @@ def provenance_experiment(
         raise typer.BadParameter("pruned or scratch", param_hint="--student")
     if jobs < 1:
         raise typer.BadParameter("at least 1", param_hint="--jobs")
-    if precision is not None and precision not in PRECISIONS:
-        raise typer.BadParameter(", ".join(PRECISIONS), param_hint="--precision")
     config = QUICK if quick else FULL
     spec = StudentSpec(
         student or config.student.kind,  # type: ignore[arg-type]
@@ -1376,7 +1396,8 @@ def provenance_experiment(
         first_clean_seed=clean_seeds_from,
         fractions=_shares(shares) if shares else config.fractions,
         device=device,
-        precision=cast(Precision, precision or config.precision),
+        precision=cast(Precision, _precision(precision, config.precision)),
+        text_attribution=text_attribution,
     )
     with steps("provenance experiment", experiment_steps(config), console) as bar:
         report = run_experiment(

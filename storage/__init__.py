@@ -1,15 +1,30 @@
-"""Storage: one interface (`Store`), two backends running the same SQL."""
+"""Storage: one interface (`Store`), two backends running the same SQL.
+
+The backends load on first use (PEP 562 `__getattr__`): code that only reads the interface or
+the queries (`provenance.attribution`) does not pull in chDB (a 181 MB wheel) or the server's
+driver, so it runs where neither is installed (`scripts/device-provenance`)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from storage.base import Store, StoreError
-from storage.embedded import EmbeddedClickHouse
-from storage.server import ClickHouseServer
 
 if TYPE_CHECKING:
     from core.settings import Settings
+    from storage.embedded import EmbeddedClickHouse
+    from storage.server import ClickHouseServer
+
+_BACKENDS = {"EmbeddedClickHouse": "storage.embedded", "ClickHouseServer": "storage.server"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _BACKENDS:
+        import importlib
+
+        return getattr(importlib.import_module(_BACKENDS[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = ["ClickHouseServer", "EmbeddedClickHouse", "Store", "StoreError", "open_store"]
 
@@ -17,6 +32,9 @@ __all__ = ["ClickHouseServer", "EmbeddedClickHouse", "Store", "StoreError", "ope
 def open_store(settings: Settings, database: str | None = None, migrate: bool = True) -> Store:
     """The store the settings name (`DG_STORE=embedded|server`), migrated and ready; a context
     manager too (`with open_store(settings) as store:` closes it)."""
+    from storage.embedded import EmbeddedClickHouse
+    from storage.server import ClickHouseServer
+
     database = database or settings.database
     store: Store
     if settings.store == "server":

@@ -110,6 +110,15 @@ def trains_in_bf16(device: str, precision: Precision) -> bool:
     return precision == "bf16" or (precision == "auto" and native_bf16(device))
 
 
+PRECISION_LABELS = {"bf16": "bf16 mixed precision", "fp32": "float32"}
+
+
+def resolved_precision(device: str, precision: Precision) -> Precision:
+    """The precision `precision` trains in on `device`, "auto" made concrete ("bf16" or
+    "fp32"): what a report records as run."""
+    return "bf16" if trains_in_bf16(device, precision) else "fp32"
+
+
 def response_loss(model, input_ids, attention, labels):
     """Next-token cross-entropy on response positions only. Projecting just those hidden states
     onto the 49k-token vocabulary (not every prompt position too) makes a training step ~2-3x

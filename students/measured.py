@@ -15,7 +15,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def machine() -> str:
-    """'a 2-core Intel Xeon ...' (the CPU is what the figures depend on)."""
+    """'a 2-core Intel Xeon ...' (the CPU is what the figures depend on), and the GPU where the
+    process has one."""
     cpu = platform.processor() or platform.machine()
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.exists():
@@ -23,7 +24,9 @@ def machine() -> str:
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
-    return f"a {os.cpu_count()}-core {cpu}, Python {platform.python_version()}"
+    torch = sys.modules.get("torch")  # only a process that already uses it can have a GPU
+    gpu = f", GPU {torch.cuda.get_device_name()}" if torch and torch.cuda.is_available() else ""
+    return f"a {os.cpu_count()}-core {cpu}{gpu}, Python {platform.python_version()}"
 
 
 def duration(seconds: float) -> str:

@@ -80,7 +80,13 @@ from provenance.watermark import (
     score_windows,
     text_windows,
 )
-from students.distill import Precision, train_student, trains_in_bf16
+from students.distill import (
+    PRECISION_LABELS,
+    Precision,
+    resolved_precision,
+    train_student,
+    trains_in_bf16,
+)
 from students.prompts import attack_pool, benign_conversations
 from students.pruned import TEACHER_BLOCKS, StudentSpec, kept_layers
 from students.teacher import MODEL_NAME, GenerationSettings, Teacher, watermarked
@@ -109,6 +115,9 @@ class ExperimentConfig:
     # students' training arithmetic (students.distill.train_student): "auto" is bf16 mixed
     # precision where the device multiplies bf16 natively; `run_experiment` records which ran
     precision: Precision = "auto"
+    # attribution by text too (the log through the pipeline into a chDB store); off where chDB
+    # is not installed (`scripts/device-provenance`): by watermark alone, no combined ranking
+    text_attribution: bool = True
     # clean students' seeds (their draw of plain answers and their training) run from here: a
     # later block gives students no earlier run looked at, for a confirmation
     first_clean_seed: int = 0
@@ -239,7 +248,6 @@ QUICK = ExperimentConfig(16, 32, 20, 2, (1.0,), 2, 5, 150, precision="fp32")
 # model), its predictions fed the answers served to them (open model, as `provenance
 # radioactivity --mode open --account` runs it), and fed watermarked answers it never trained on
 TESTS = ("closed", "open", "unseen")
-PRECISION_LABELS = {"bf16": "bf16 mixed precision", "fp32": "float32"}
 TEST_LABELS = {
     "closed": "closed-model p",
     "open": "open-model p (answers served to the harvesters)",
@@ -481,9 +489,7 @@ def run_experiment(
         seconds[name] = round(now - clock["start"], 1)
         clock["start"] = now
 
-    config = replace(
-        config, precision="bf16" if trains_in_bf16(config.device, config.precision) else "fp32"
-    )
+    config = replace(config, precision=resolved_precision(config.device, config.precision))
     key = experiment_key(config)
     expected = estimate(config, jobs)
     log(
@@ -673,7 +679,6 @@ def _student(
 ) -> StudentResult:
     """Train one student on `fraction` watermarked answers (0: a clean draw) and test it."""
     from provenance.attribution import attribute, attribute_by_watermark, combine_attributions
-    from storage.embedded import EmbeddedClickHouse
 
     tokenizer = teacher.tokenizer
     key = experiment_key(config)
@@ -755,6 +760,9 @@ def _student(
     result.watermark_p_adjusted = [a.contrast_p_adjusted for a in ranked]
     if count:
         result.watermark_precision_at_3 = len(set(result.watermark_top_accounts) & harvesters) / 3
+    if count and config.text_attribution:
+        from storage.embedded import EmbeddedClickHouse
+
         # by text: the log through the pipeline (fingerprints at ingest), in a store of the
         # student's own (students trained side by side each open theirs)
         store = EmbeddedClickHouse(store_folder / f"share-{count}", database="provenance")
