@@ -491,7 +491,7 @@ def run_validation(config: ValidationConfig, settings: Settings, out_dir: Path, 
     report = {
         "generated_at": datetime.now(UTC).isoformat(),
         "config": asdict(config),
-        "student": f"{config.student.label} ({PRECISION_LABELS[config.precision]})",
+        "student": f"{config.student.label} in {PRECISION_LABELS[config.precision]}",
         "detector": {
             "name": detector.name,
             "version": detector.version,
@@ -600,7 +600,7 @@ def write_results(report: dict, path: Path, command: str | None = None) -> Path:
     from students.measured import measured_by, write_table
 
     start, end = report["load_average"]
-    note = f"load average {start} at start, {end} at end (a machine shared with other work)"
+    note = f"load average {start} at start, {end} at end (its own threads included)"
     return write_table(
         path, markdown(report), measured_by(command=command, seconds=report["seconds"], note=note)
     )
