@@ -864,6 +864,11 @@ def _summary(report: ExperimentReport) -> list[str]:
             f"account at Bonferroni-adjusted p < {fa['alpha']} (smallest "
             f"{fa['watermark_attribution_min_p']:.2g})."
         )
+    by_text = (
+        "by text, the student's answers to every logged prompt matched against the logged responses"
+        if config.text_attribution
+        else "by text: not run (--no-text-attribution)"
+    )
     return [
         f"Students ({config.student.label}, {config.epochs} epochs, "
         f"{PRECISION_LABELS.get(config.precision, config.precision)}) trained on "
@@ -873,9 +878,8 @@ def _summary(report: ExperimentReport) -> list[str]:
         f"answers served to the harvesters (a clean student: all {config.training_pairs} "
         f"watermarked answers to the attacker's prompts), and fed {config.benign_answers} "
         f"watermarked answers to benign accounts that no student trained on. Attribution log: "
-        f"{config.harvesters} harvesting accounts among {config.benign_accounts} benign ones; by "
-        f"text, the student's answers to every logged prompt matched against the logged "
-        f"responses; by watermark, every account ranked by how much greener the student answers "
+        f"{config.harvesters} harvesting accounts among {config.benign_accounts} benign ones; "
+        f"{by_text}; by watermark, every account ranked by how much greener the student answers "
         f"its prompts than the other accounts'.",
         "",
         accusations,

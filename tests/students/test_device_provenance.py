@@ -104,5 +104,6 @@ def test_packed_parts_received_one_call_each_run_the_experiment(tmp_path: Path) 
     assert student["fraction"] == 1.0 and student["closed"]["score"]["p_value"] < 1e-6
     assert student["watermark_top_accounts"][0].startswith("harvester-")  # by watermark alone
     assert student["precision_at_3"] is None and student["combined_precision_at_3"] is None
-    header = (out / "provenance-device.md").read_text().splitlines()[0]
-    assert "provenance experiment --quick --device cpu" in header
+    table = (out / "provenance-device.md").read_text()
+    assert "provenance experiment --quick --device cpu" in table.splitlines()[0]
+    assert "by text: not run (--no-text-attribution)" in table
