@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from core.events import DeadLetter
     from core.formats import LogFormat
     from storage import Store
+    from students.distill import Precision
 
 
 class ExitCode(IntEnum):
@@ -188,13 +189,13 @@ PrecisionOption = Annotated[
 ]
 
 
-def _precision(value: str | None, default: str) -> str:
+def _precision(value: str | None, default: Precision) -> Precision:
     """`--precision` checked against the choices `train_student` takes (None: `default`)."""
     from students.distill import PRECISIONS
 
     if value is not None and value not in PRECISIONS:
         raise typer.BadParameter(", ".join(PRECISIONS), param_hint="--precision")
-    return value or default
+    return cast("Precision", value or default)
 
 
 # The audit log is the evidence of who read what: retention never drops it.
@@ -801,7 +802,6 @@ def validate(
     attacker harvested, read at its first flag: capability leaked before detection."""
     from dataclasses import replace
 
-    from students.distill import Precision
     from students.pruned import StudentSpec
     from students.validate import DEFAULT, QUICK, markdown, run_validation, write_results
 
@@ -814,7 +814,7 @@ def validate(
         student=StudentSpec(student, every=every),  # type: ignore[arg-type]
         harvest_cap=harvest_cap or config.harvest_cap,
         seeds=seeds or config.seeds,
-        precision=cast(Precision, _precision(precision, config.precision)),
+        precision=_precision(precision, config.precision),
     )
     # run_validation logs one line per stage (traffic, detection, ...) and per attacker.
     with steps("validation", console=console) as bar:
@@ -1365,7 +1365,6 @@ def provenance_experiment(
     dose-response table and plot), false accusations and attribution precision."""
     from dataclasses import replace
 
-    from students.distill import Precision
     from students.provenance_experiment import (
         FULL,
         QUICK,
@@ -1396,7 +1395,7 @@ def provenance_experiment(
         first_clean_seed=clean_seeds_from,
         fractions=_shares(shares) if shares else config.fractions,
         device=device,
-        precision=cast(Precision, _precision(precision, config.precision)),
+        precision=_precision(precision, config.precision),
         text_attribution=text_attribution,
     )
     with steps("provenance experiment", experiment_steps(config), console) as bar:

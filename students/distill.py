@@ -138,7 +138,7 @@ def response_loss(model, input_ids, attention, labels):
             logits, wanted = head.kept_logits(positions), head.targets(targets[scored])
         else:
             logits, wanted = head(positions), targets[scored]
-    return torch.nn.functional.cross_entropy(logits.float(), wanted)
+    return torch.nn.functional.cross_entropy(logits, wanted)
 
 
 def train_student(
