@@ -82,6 +82,13 @@ def linker_settled_at(log_text: str) -> float | None:
     return None
 
 
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU seconds process `pid` has used so far (Linux `/proc/PID/stat`,
+    fields 14 and 15): what a role cost, however busy the machine's other processes kept it."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @dataclass
 class Deployment:
     """Fresh topic (`partitions` partitions), DLQ topic, consumer group and database; roles
@@ -198,7 +205,23 @@ class Deployment:
         return codes
 
     def close(self) -> None:
-        """Stop what still runs and drop the database (topics stay: the broker is scratch)."""
+        """Stop what still runs, drop the database and delete the run's topics: the broker's
+        data outlives it (`scripts/kafka-up` keeps its folder), and every run left behind made
+        the broker load and clean more partitions in each later run."""
+        from distillguard.wiring import profiles_topic
+
         self.stop_all()
         queries.drop_database(self.store)
         self.store.close()
+        admin = make_admin(self.bootstrap, client_id="bench-admin")
+        try:
+            topics = set(admin.list_topics())
+            mine = [
+                t
+                for t in (self.topic, self.dlq_topic, profiles_topic(self.settings()))
+                if t in topics
+            ]
+            if mine:
+                admin.delete_topics(mine, timeout_ms=30_000)
+        finally:
+            admin.close()

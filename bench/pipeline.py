@@ -47,6 +47,10 @@ What is measured (wall clock of this machine; all processes share it).
   `in one flagged cluster` is how many campaign accounts the flagged cluster holding most of
   them holds once the linker has settled (its `caught up` line after the last event was
   produced: every partition read, no update for `--idle-s`), which ends the run.
+- CPU s: the user plus system CPU seconds the worker processes (summed) and the linker used
+  from the producer's start to the end of the run (`/proc/PID/stat`). Wall-clock events/s on two
+  shared cores varies by a fifth between identical runs; these vary by a few percent, and
+  divided by the events they are the per-event costs the README's capacity model uses.
 
 `--profile-size` profiles one in-process worker (`distillguard.wiring.build_worker`, the same
 object `distillguard worker` runs) with pyinstrument over the first events of the world's log.
@@ -73,7 +77,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Console
 from rich.table import Table
 
-from bench.deployment import Deployment, consumed, linker_settled_at
+from bench.deployment import Deployment, consumed, cpu_seconds, linker_settled_at
 from bench.readme import result_path
 from core.settings import Settings
 from storage import ClickHouseServer, queries
@@ -204,6 +208,8 @@ class Run:
     flagged_s: float | None = None
     in_cluster: str = "—"
     events_per_worker: list[int] = field(default_factory=list)
+    worker_cpu_s: float = 0.0  # the workers' CPU seconds from the first event produced to the end
+    linker_cpu_s: float = 0.0  # the linker's, over the same span
 
     @property
     def traffic(self) -> str:
@@ -269,6 +275,7 @@ def run_deployment(
         deployment.wait_until(
             lambda: "active: " in deployment.log_text(linker), 120, "an active linker"
         )
+        roles_cpu = [cpu_seconds(p.pid) for p in (linker, *started)]
         context = multiprocessing.get_context("spawn")
         produce_start = context.Value("d", 0.0)
         producer = context.Process(
@@ -307,6 +314,11 @@ def run_deployment(
                 break
             time.sleep(STORED_POLL_S)
         producer.join()
+        linker_cpu, *workers_cpu = [
+            cpu_seconds(p.pid) - before
+            for p, before in zip((linker, *started), roles_cpu, strict=True)
+        ]
+        run.linker_cpu_s, run.worker_cpu_s = linker_cpu, sum(workers_cpu)
         if all_stored is not None:
             run.seconds, run.events = all_stored - produce_start.value, expected
         buckets = merge_buckets(scrape_buckets(deployment.metrics_ports[p.pid]) for p in started)
@@ -372,6 +384,8 @@ COLUMNS = (
     "campaign: first cluster s",
     "campaign: flagged s",
     "campaign in one flagged cluster",
+    "workers' CPU s",
+    "linker CPU s",
 )
 
 
@@ -391,6 +405,8 @@ def cells(run: Run) -> tuple[str, ...]:
         _seconds(run.first_cluster_s),
         _seconds(run.flagged_s),
         run.in_cluster,
+        f"{run.worker_cpu_s:.1f}",
+        f"{run.linker_cpu_s:.1f}",
     )
 
 

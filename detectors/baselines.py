@@ -27,6 +27,7 @@ from core.events import Event, account_histories
 from core.verdicts import Assessment, Reason
 from detectors.base import Detector
 from detectors.features import PROMPT_CHARS
+from detectors.signals import shapiro_w
 from detectors.volume import VolumeDetector
 
 # --- shared -----------------------------------------------------------------------------------
@@ -148,14 +149,12 @@ class PradaDetector(_EmbeddingDetector):
         self._accounts: dict[str, _PradaAccount] = {}
 
     def _w(self, distances: list[float]) -> float:
-        from scipy.stats import shapiro
-
         sample = np.asarray(distances[-self.max_distances :])
         mean, std = sample.mean(), sample.std()
         kept = sample[np.abs(sample - mean) <= 3 * std] if std > 0 else sample
         if kept.size < 3 or np.ptp(kept) == 0:
             return 0.0  # all distances equal (exact repeats): no natural variation at all
-        return float(shapiro(kept).statistic)
+        return shapiro_w(kept)
 
     def _consume(self, account: _PradaAccount, vectors: np.ndarray) -> None:
         for vector in vectors:

@@ -69,6 +69,11 @@ class Neighbour(NamedTuple):
     timestamp_ms: int
 
 
+# A search result (item id, raw distance, the query's account) → the neighbour it is, or None
+# when it is the query's own account's prompt.
+MakeFn = Callable[[int, float, str], Neighbour | None]
+
+
 class _Item(NamedTuple):
     request_id: str
     account_id: str
@@ -83,7 +88,7 @@ def _scan(
     owner: str,
     k: int,
     accept: Callable[[float], bool],
-    make: Callable[[int, float], Neighbour],
+    make: MakeFn,
 ) -> tuple[list[Neighbour], bool]:
     """Other accounts' hits in one query's sorted results; `complete` is False when every result
     passed the threshold but fewer than k were others' (a wider search may find more)."""
@@ -91,8 +96,8 @@ def _scan(
     for raw, item_id in zip(distances.tolist(), ids.tolist(), strict=True):
         if item_id < 0 or not accept(raw):
             return hits, True
-        hit = make(item_id, raw)
-        if hit.account_id != owner:
+        hit = make(item_id, raw, owner)
+        if hit is not None:
             hits.append(hit)
             if len(hits) == k:
                 return hits, True
@@ -106,7 +111,7 @@ def _knn_excluding(
     k: int,
     limit: int,
     accept: Callable[[float], bool],
-    make: Callable[[int, float], Neighbour],
+    make: MakeFn,
 ) -> list[list[Neighbour]]:
     """k-NN that skips the query's own account: a prolific account's own prompts can fill the
     first k slots, so queries left short are searched again, four times wider, up to `limit`."""
@@ -270,9 +275,11 @@ class RecentPromptIndex:
         with _serial_if_small(len(queries), self._binary.ntotal, SIMHASH_BITS // 8):
             return self._binary.search(queries, k)
 
-    def _maker(self, kind: str, to_distance: Callable[[float], float]):
-        def make(item_id: int, raw: float) -> Neighbour:
+    def _maker(self, kind: str, to_distance: Callable[[float], float]) -> MakeFn:
+        def make(item_id: int, raw: float, owner: str) -> Neighbour | None:
             item = self._items[item_id]
+            if item.account_id == owner:
+                return None  # checked before building: a prolific account's own hits are most
             return Neighbour(
                 item.account_id, to_distance(raw), item.prompt_key, kind, item.timestamp_ms
             )

@@ -232,8 +232,6 @@ def mmd(window: Window, reference: Reference) -> float:
 
 def prada(window: Window, reference: Reference) -> float:
     """1 − Shapiro–Wilk W of each prompt's distance to its nearest earlier prompt (PRADA)."""
-    from scipy.stats import shapiro
-
     vectors = window.embeddings
     if len(vectors) < 8:
         return 0.0
@@ -241,11 +239,21 @@ def prada(window: Window, reference: Reference) -> float:
     nearest = nearest_earlier(distances)
     if np.ptp(nearest) < 1e-9:
         return 1.0  # identical distances: as far from normal as a sample gets
+    return 1.0 - shapiro_w(nearest)
+
+
+def shapiro_w(sample: np.ndarray) -> float:
+    """Shapiro–Wilk W of a 1-d sample without NaN. scipy's `shapiro` under its `nan_policy` and
+    array-API wrapper (`__wrapped__`, kept by `functools.wraps`): the wrapper was nine tenths of
+    a call on a window's 255 distances, and it runs on every deep update."""
+    from scipy.stats import shapiro
+
+    compute = getattr(shapiro, "__wrapped__", shapiro)
     # A campaign scored as one account pools its members' windows, past 5,000 prompts: scipy
     # then warns that its p-value may be off, and only the statistic is read here.
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", "scipy.stats.shapiro: For N > 5000", UserWarning)
-        return float(1.0 - shapiro(nearest).statistic)
+        return float(compute(sample).statistic)
 
 
 def nearest_earlier(distances: np.ndarray) -> np.ndarray:

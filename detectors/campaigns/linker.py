@@ -8,6 +8,7 @@ prompts in the global `RecentPromptIndex`, existing links), never from all pairs
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import ChainMap, defaultdict
 from collections.abc import Mapping, Sequence
@@ -81,6 +82,7 @@ class CampaignLinker:
 
     def _reset_stream(self) -> None:
         self._stream = LinkState.empty(self.params.window_ms)
+        self._merged: tuple[tuple, list[Pair]] | None = None  # (links, merging): `_merging`
 
     # -- calibration --------------------------------------------------------------------------
     def fit(
@@ -155,9 +157,8 @@ class CampaignLinker:
         since = self.now_ms - self.params.window_ms
         active = sorted(a for a, p in self.profiles.items() if p.last_seen_ms >= since)
         pairs = calibration.sample_pairs(active, self.params.max_calibration_pairs)
-        schedules: dict[str, rhythm.Shrunk | None] = {}
         live = LiveCounts(self._stream.profiles, self.params.max_posting)
-        return {both: self._pieces(*both, schedules, live) for both in pairs}
+        return {both: self._pieces(*both, live) for both in pairs}
 
     # -- streaming ----------------------------------------------------------------------------
     def observe(
@@ -185,8 +186,14 @@ class CampaignLinker:
         return max(2, math.ceil(math.log(p.false_link_rate) / math.log(p.weak_link_rate)))
 
     def _merging(self) -> list[Pair]:
+        """`clustering.merged_links` of the current links, recomputed only when the edges or
+        weak links changed (a slice that changed none, and `link_evidence` after the slice
+        that did, ask again: a union-find over every link each time was 10% of the linker)."""
         stream = self._stream
-        return clustering.merged_links(stream.edges, stream.weak, self.merge_pairs)
+        key = (tuple(stream.edges), tuple(stream.weak), self.merge_pairs)
+        if self._merged is None or self._merged[0] != key:
+            self._merged = (key, clustering.merged_links(*key))
+        return self._merged[1]
 
     def _links(self) -> list[Pair]:
         """Edges, and the weak links that merge clusters."""
@@ -293,24 +300,23 @@ class CampaignLinker:
         return partners
 
     def _evaluate(self, partners: Mapping[str, set[str]]) -> dict[Pair, PieceValues]:
-        """Pieces for each touched account with its partners and its current links."""
+        """Pieces for each touched account with its partners and its current links (gathered
+        for the touched accounts only: a linked campaign has hundreds of links, and every slice
+        touches a few of its members)."""
         linked: dict[str, set[str]] = defaultdict(set)
-        for a, b in [*self._stream.edges, *self._stream.weak]:
-            linked[a].add(b)
-            linked[b].add(a)
+        for a, b in itertools.chain(self._stream.edges, self._stream.weak):
+            if a in partners:
+                linked[a].add(b)
+            if b in partners:
+                linked[b].add(a)
         pairs = {
             pair(account, other)
             for account, others in partners.items()
             for other in others | linked[account]
         }
         pairs = {both for both in pairs if self._due(both)}
-        schedules: dict[str, rhythm.Shrunk | None] = {}  # each account's, once per evaluation
-        live = LiveCounts(
-            self._stream.profiles,
-            self.params.max_posting,
-            lambda a, b: self._in_step(a, b, schedules),
-        )
-        return {both: self._pieces(*both, schedules, live) for both in pairs}
+        live = LiveCounts(self._stream.profiles, self.params.max_posting, self._in_step)
+        return {both: self._pieces(*both, live) for both in pairs}
 
     def _due(self, both: Pair) -> bool:
         """Whether the pair's evidence may have changed since its last evaluation (which it then
@@ -333,16 +339,23 @@ class CampaignLinker:
             stream.evaluated[both] = PairStamp(a, b, shared, stream.now_ms)
         return due
 
-    def _schedule(
-        self, account: str, schedules: dict[str, rhythm.Shrunk | None]
-    ) -> rhythm.Shrunk | None:
-        """The account's `Rhythm.shrunk` histograms, once per evaluation."""
-        if account not in schedules:
-            counts = rhythm.histograms(self._stream.profiles[account].minutes)
-            schedules[account] = self.rhythm_.shrunk(counts, self.params.rhythm_prior)
-        return schedules[account]
+    def _schedule(self, account: str) -> rhythm.Shrunk | None:
+        """The account's `Rhythm.shrunk` histograms, smoothed again only when its active minutes
+        (or the calibration) changed: a busy account is compared with many partners in every
+        slice, and smoothing it each time was a tenth of the linker's time."""
+        profile = self._stream.profiles[account]
+        memo = profile.rhythm_memo
+        prior = self.params.rhythm_prior
+        if (
+            memo is None
+            or memo[0] is not self.rhythm_
+            or memo[1:3] != (prior, profile.minutes_version)
+        ):
+            shrunk = self.rhythm_.shrunk(rhythm.histograms(profile.minutes), prior)
+            profile.rhythm_memo = memo = (self.rhythm_, prior, profile.minutes_version, shrunk)
+        return memo[3]
 
-    def _in_step(self, a: str, b: str, schedules: dict[str, rhythm.Shrunk | None]) -> bool:
+    def _in_step(self, a: str, b: str) -> bool:
         """Active in the same hours, or on the same schedule, beyond what honest pairs reach (a
         rare timing family)."""
         profiles, p = self._stream.profiles, self.params
@@ -350,9 +363,7 @@ class CampaignLinker:
             "timing": evidence.timing_overlap(
                 profiles[a], profiles[b], profiles.active_hours, p.timing_prior
             ),
-            "rhythm": self.rhythm_.shrunk_lift(
-                self._schedule(a, schedules), self._schedule(b, schedules)
-            ),
+            "rhythm": self.rhythm_.shrunk_lift(self._schedule(a), self._schedule(b)),
         }
         return any(
             (tail := self.tails_[piece]).pairs > 0
@@ -360,9 +371,7 @@ class CampaignLinker:
             for piece, value in values.items()
         )
 
-    def _pieces(
-        self, a: str, b: str, schedules: dict[str, rhythm.Shrunk | None], live: LiveCounts
-    ) -> PieceValues:
+    def _pieces(self, a: str, b: str, live: LiveCounts) -> PieceValues:
         """The pair's evidence. A client context, or a parameter signature, counts as common
         when the calibration or the live population finds it so (`LiveCounts`)."""
         profiles, p = self._stream.profiles, self.params
@@ -377,9 +386,7 @@ class CampaignLinker:
             "params": evidence.params_overlap(pa, pb, rarity),
             "topics": evidence.topic_overlap(pa, pb, p.min_topic_prompts),
             "templates": evidence.template_overlap(pa, pb, p.template_prior, p.min_template_share),
-            "rhythm": self.rhythm_.shrunk_lift(
-                self._schedule(a, schedules), self._schedule(b, schedules)
-            ),
+            "rhythm": self.rhythm_.shrunk_lift(self._schedule(a), self._schedule(b)),
         }
 
     def _update_edges(self, evaluated: Mapping[Pair, PieceValues]) -> bool:

@@ -77,6 +77,10 @@ class AccountProfile:
     # benign-rare skeleton (or, keyed "p|…", parameter signature) -> its use: the postings
     templates: dict[str, Template] = field(default_factory=dict)
     minutes: dict[int, set[int]] = field(default_factory=dict)  # hour bucket -> minutes active
+    # Bumped whenever `minutes` changes, so the linker smooths an account's rhythm again only
+    # then (`CampaignLinker._schedule` keeps it in `rhythm_memo`); neither is serialised.
+    minutes_version: int = field(default=0, compare=False, repr=False)
+    rhythm_memo: tuple[Any, ...] | None = field(default=None, compare=False, repr=False)
 
     @property
     def hours(self) -> set[int]:
@@ -95,8 +99,11 @@ class AccountProfile:
         self.params[param_signature(f)] += 1
         if topic is not None:
             self.topics[topic] += 1
-        hour = f.timestamp_ms // HOUR_MS
-        self.minutes.setdefault(hour, set()).add((f.timestamp_ms % HOUR_MS) // MINUTE_MS)
+        hour, minute = f.timestamp_ms // HOUR_MS, (f.timestamp_ms % HOUR_MS) // MINUTE_MS
+        active = self.minutes.setdefault(hour, set())
+        if minute not in active:
+            active.add(minute)
+            self.minutes_version += 1
         for key in keys:
             template = self.templates.setdefault(key, Template(f.timestamp_ms))
             template.last_ms = max(template.last_ms, f.timestamp_ms)
@@ -126,6 +133,7 @@ class AccountProfile:
             del self.agent_hours[agent]
         for bucket in [b for b in self.minutes if b < hour]:
             del self.minutes[bucket]
+            self.minutes_version += 1
         stale = [k for k, t in self.templates.items() if t.last_ms < cutoff_ms]
         for key in stale:
             del self.templates[key]

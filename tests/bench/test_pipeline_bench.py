@@ -4,11 +4,13 @@ the workers' histograms, when the linker has settled, and how the campaign cell 
 from __future__ import annotations
 
 import math
+import os
+import time
 from datetime import datetime
 
 import pytest
 
-from bench.deployment import consumed, linker_settled_at
+from bench.deployment import consumed, cpu_seconds, linker_settled_at
 from bench.pipeline import histogram_quantile, largest_flagged, merge_buckets
 
 INF = float("inf")
@@ -59,3 +61,15 @@ def test_largest_flagged_cluster_counts_campaign_members() -> None:
 def test_consumed_reads_the_workers_last_line() -> None:
     assert consumed("... worker stopped: batches=12, consumed=2865, dead_letters=0") == 2865
     assert consumed("killed before its last line") == 0
+
+
+def test_cpu_seconds_of_a_process_is_what_it_used() -> None:
+    """/proc's count for this process agrees with its own `os.times()` (to a clock tick or
+    two) and grows while it works."""
+    before = cpu_seconds(os.getpid())
+    times = os.times()
+    assert before == pytest.approx(times.user + times.system, abs=0.05)
+    deadline = time.process_time() + 0.3
+    while time.process_time() < deadline:
+        pass
+    assert cpu_seconds(os.getpid()) - before == pytest.approx(0.3, abs=0.1)

@@ -12,12 +12,20 @@ import random
 from collections import Counter
 from collections.abc import Iterator
 
+import numpy as np
 import orjson
 import pytest
 
 from core.events import Event
 from core.timeutil import HOUR_MS
-from detectors.campaigns import PIECES, CampaignLinker, param_signature, time_batches
+from detectors.campaigns import (
+    PIECES,
+    CampaignLinker,
+    clustering,
+    param_signature,
+    rhythm,
+    time_batches,
+)
 from detectors.campaigns.population import LiveCounts
 from detectors.campaigns.profiles import Profiles
 from detectors.features import EventFeatures, SimHasher, featurize
@@ -189,6 +197,40 @@ def test_pairs_are_evaluated_again_only_when_their_evidence_may_have_moved(
     }
     assert max(map(len, throttled)) >= max(map(len, every)) - 2
     assert throttled_count < 0.6 * every_count
+
+
+def test_remembered_rhythms_and_merges_are_what_computing_afresh_gives(fitted, stream) -> None:
+    """The linker smooths an account's rhythm again only when its active minutes changed, and
+    merges weak links again only when the links changed: at every call over a whole stream
+    (minutes added, old hours pruned, links made and dropped) what it remembered equals what
+    computing afresh gives, and it did remember (reused more often than recomputed)."""
+    calls: Counter[str] = Counter()
+
+    class Checking(CampaignLinker):
+        def _schedule(self, account: str):
+            profile = self._stream.profiles[account]
+            before = profile.rhythm_memo
+            got = super()._schedule(account)
+            calls["reused" if profile.rhythm_memo is before else "smoothed"] += 1
+            counts = rhythm.histograms(profile.minutes)
+            expected = self.rhythm_.shrunk(counts, self.params.rhythm_prior)
+            assert (got is None) == (expected is None)
+            if got is not None and expected is not None:
+                assert all(np.array_equal(g, e) for g, e in zip(got, expected, strict=True))
+            return got
+
+        def _merging(self):
+            got = super()._merging()
+            links = self._stream
+            assert got == clustering.merged_links(links.edges, links.weak, self.merge_pairs)
+            calls["merging"] += 1
+            return got
+
+    linker = Checking().load_calibration(orjson.loads(orjson.dumps(fitted.calibration())))
+    for batch in batches(stream):
+        linker.observe(batch)
+    assert linker.link_evidence()
+    assert calls["reused"] > calls["smoothed"] > 0 and calls["merging"] > 0
 
 
 def test_honest_accounts_form_no_sizeable_cluster(linked, fitted, calibration) -> None:
