@@ -251,6 +251,8 @@ def edge(
     computed once: a pair is tried as an edge, then as a weak link), or None when the evidence
     is too weak in total or rests on fewer than `min_pieces` rare families."""
     total, surprise = scored
+    if total < threshold:
+        return None  # most pairs: no need to count their rare families
     rare = len(
         {
             FAMILY.get(piece, piece)
@@ -258,7 +260,7 @@ def edge(
             if s >= rare_surprise(tails[piece], piece_alpha)
         }
     )
-    if total >= threshold and rare >= min_pieces:
+    if rare >= min_pieces:
         return {
             "strength": round(total, 3),
             "surprise": {p: round(s, 3) for p, s in surprise.items() if s > 0},
