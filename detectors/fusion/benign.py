@@ -188,9 +188,35 @@ class IsolationSurprise:
     def __call__(self, vectors: np.ndarray) -> np.ndarray:
         if not len(vectors):
             return np.zeros(len(vectors))
-        anomaly = -self.forest.score_samples(vectors)
+        anomaly = -forest_scores(self.forest, vectors)
         tails = len(self.scores) - np.searchsorted(self.scores, anomaly, side="left")
         return -np.log10((tails + 1) / (len(self.scores) + 1))
+
+
+def forest_scores(forest: Any, vectors: np.ndarray) -> np.ndarray:
+    """`forest.score_samples(vectors)` of a fitted IsolationForest, its trees walked here in
+    turn: scikit-learn runs each of the 100 trees as a joblib task, ~16 ms a call whatever the
+    rows, and a worker at a steady rate scores a few dozen rows a batch (a fifth of its CPU at
+    200 events/s). The same arithmetic in the same order as scikit-learn 1.9's
+    `_compute_score_samples` (a test compares the two); its own call where the fitted
+    attributes this reads are not there."""
+    try:
+        from sklearn.ensemble._iforest import _average_path_length
+
+        path_lengths = forest._decision_path_lengths
+        average_lengths = forest._average_path_length_per_tree
+        denominator = len(forest.estimators_) * _average_path_length([forest._max_samples])
+        subsample = forest._max_features != vectors.shape[1]
+        trees = list(zip(forest.estimators_, forest.estimators_features_, strict=True))
+    except (AttributeError, ImportError):
+        return forest.score_samples(vectors)
+    rows = np.asarray(vectors, dtype=np.float32)
+    depths = np.zeros(len(rows), order="F")
+    for index, (tree, features) in enumerate(trees):
+        leaves = tree.apply(rows[:, features] if subsample else rows, check_input=False)
+        depths += path_lengths[index][leaves] + average_lengths[index][leaves] - 1.0
+    ratio = np.divide(depths, denominator, out=np.ones_like(depths), where=denominator != 0)
+    return -(2**-ratio)
 
 
 def lifetime_maxima(

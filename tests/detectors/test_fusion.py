@@ -186,3 +186,20 @@ def test_tiered_mode_embeds_suspects_not_everyone(saved: Path, embedder: PromptE
     restored = fresh(saved, embedder)
     restored.load("replay-8", state)
     assert restored.accounts["replay-8"].deep
+
+
+@pytest.mark.parametrize(("dimensions", "max_features"), [(20, 1.0), (12, 0.5)])
+def test_forest_scores_are_scikit_learns_to_the_bit(dimensions: int, max_features: float) -> None:
+    """The IsolationForest walked tree by tree (`benign.forest_scores`) gives exactly
+    `score_samples`, with every feature and with a subsample of them, one row or many."""
+    import numpy as np
+    from sklearn.ensemble import IsolationForest
+
+    from detectors.fusion.benign import forest_scores
+
+    rng = np.random.default_rng(11)
+    forest = IsolationForest(n_estimators=100, random_state=5, max_features=max_features)
+    forest.fit(rng.standard_normal((3000, dimensions)))
+    for rows in (1, 23, 1500):
+        vectors = rng.standard_normal((rows, dimensions)) * 3
+        assert np.array_equal(forest_scores(forest, vectors), forest.score_samples(vectors))
