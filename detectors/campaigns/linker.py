@@ -342,7 +342,7 @@ class CampaignLinker:
     def _schedule(self, account: str) -> rhythm.Shrunk | None:
         """The account's `Rhythm.shrunk` histograms, smoothed again only when its active minutes
         (or the calibration) changed: a busy account is compared with many partners in every
-        slice, and smoothing it each time was a tenth of the linker's time."""
+        slice, and smoothing it each time was 6-9 % of the linker's time."""
         profile = self._stream.profiles[account]
         memo = profile.rhythm_memo
         prior = self.params.rhythm_prior
