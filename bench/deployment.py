@@ -100,6 +100,7 @@ class Deployment:
     log_dir: Path
     partitions: int = 4
     batch_size: int | None = None  # None: the deployed default
+    linger_ms: int = 0  # the workers' `poll_linger_ms` (0: the deployed default)
     name: str = field(default_factory=lambda: uuid.uuid4().hex[:10])
     processes: list[subprocess.Popen] = field(default_factory=list)
     logs: dict[int, Path] = field(default_factory=dict)  # pid -> its log file
@@ -130,6 +131,8 @@ class Deployment:
         }
         if self.batch_size:
             values["batch_size"] = self.batch_size
+        if self.linger_ms:
+            values["poll_linger_ms"] = self.linger_ms
         return Settings(**values)
 
     def env(self, metrics_port: int = 0) -> dict[str, str]:
@@ -141,6 +144,7 @@ class Deployment:
             "DG_CONSUMER_GROUP": self.group,
             "DG_DATA_DIR": str(self.data_dir.resolve()),
             "DG_BATCH_SIZE": str(settings.batch_size),
+            "DG_POLL_LINGER_MS": str(settings.poll_linger_ms),
             "DG_METRICS_PORT": str(metrics_port),
             "PYTHONUNBUFFERED": "1",
         }

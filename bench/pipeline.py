@@ -4,6 +4,7 @@ provider calibrates it, on traffic that holds attackers and a multi-account camp
 
     python -m bench.pipeline [--world sdk-developers] [--small] [--workers 1,2,4]
                              [--latency-rate 200] [--profile-size 5000] [--profile-linker]
+                             [--linger-ms 0]
 
 Needs the broker and server from `scripts/` (`make bench` starts them; `DG_KAFKA_BOOTSTRAP`,
 `DG_CLICKHOUSE_URL`).
@@ -54,6 +55,7 @@ What is measured (wall clock of this machine; all processes share it).
 
 `--profile-size` profiles one in-process worker (`distillguard.wiring.build_worker`, the same
 object `distillguard worker` runs) with pyinstrument over the first events of the world's log.
+`--linger-ms` sets the workers' `poll_linger_ms` (the deployed default is 0).
 `--profile-linker` runs the first run's `distillguard linker` process under pyinstrument (its
 whole life, start-up included) and prints where its time went.
 """
@@ -257,6 +259,7 @@ def run_deployment(
     idle_s: float,
     timeout_s: float,
     linker_profile: Path | None = None,
+    linger_ms: int = 0,
 ) -> Run:
     """Start the roles, produce the log once the group is stable, poll the store until every
     event is stored and the linker has settled, then read the workers' metrics. `linker_profile`:
@@ -266,7 +269,9 @@ def run_deployment(
     campaign = {a for members in scenario.campaigns.values() for a in members}
     expected = sum(1 for _ in scenario.events_path.open("rb"))
     first_campaign = first_index(scenario.events_path, campaign)
-    deployment = Deployment(KAFKA, CLICKHOUSE_URL, data_dir, CACHE / "pipeline-logs")
+    deployment = Deployment(
+        KAFKA, CLICKHOUSE_URL, data_dir, CACHE / "pipeline-logs", linger_ms=linger_ms
+    )
     run = Run(workers, rate)
     try:
         linker = deployment.start("linker", "--idle-s", str(idle_s), profile_to=linker_profile)
@@ -439,6 +444,9 @@ def main(
     profile_size: Annotated[
         int, typer.Option(help="Events for a pyinstrument-profiled in-process worker (0 skips).")
     ] = 5000,
+    linger_ms: Annotated[
+        int, typer.Option(help="The workers' poll linger in ms (0: the deployed default).")
+    ] = 0,
     profile_linker: Annotated[
         bool,
         typer.Option(
@@ -459,7 +467,9 @@ def main(
     for count in counts:
         for rate in rates:
             profiled = linker_profile if not runs else None
-            run = run_deployment(scenario, data_dir, count, rate, idle_s, timeout_s, profiled)
+            run = run_deployment(
+                scenario, data_dir, count, rate, idle_s, timeout_s, profiled, linger_ms
+            )
             runs.append(run)
             console.print(
                 f"{count} worker(s), {run.traffic}: {run.events_per_s:,.0f} events/s, "
@@ -470,6 +480,7 @@ def main(
         f"Kafka (4 partitions) → N workers + 1 linker → ClickHouse server, world "
         f"`{world}`{' (small)' if small else ''}: {events:,} events, "
         f"{sum(len(m) for m in scenario.campaigns.values())}-account campaign"
+        + (f", workers' polls linger {linger_ms} ms" if linger_ms else "")
     )
     table = Table(title=title)
     for column in COLUMNS:

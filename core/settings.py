@@ -108,6 +108,11 @@ class Settings(BaseSettings):
     # caller never names a server path); unset: HTTP ingest takes the built-in formats only.
     mapping_dir: Path | None = None
     batch_size: int = 5000
+    # 0: a worker's poll returns whatever has arrived (lowest latency, a few records a poll at
+    # a steady rate). Above 0: the broker holds each fetch until 1 MiB or this many ms, so a
+    # steady trickle is processed in larger batches; what a batch costs whatever its size is
+    # then paid less often, for up to this much more latency (`streaming.kafka.group_consumer`).
+    poll_linger_ms: int = Field(default=0, ge=0)
     # The Prometheus /metrics and /healthz listener of the worker, linker and alert dispatcher:
     # loopback unless a scraper elsewhere must reach it (e.g. 0.0.0.0 in a container).
     metrics_host: str = "127.0.0.1"

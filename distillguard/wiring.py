@@ -133,6 +133,7 @@ def build_worker(settings: Settings, store: Store, producer, client_id: str) -> 
         settings.consumer_group,
         max_records=settings.batch_size,
         client_id=client_id,
+        linger_ms=settings.poll_linger_ms,
     )
     return Worker(pipeline, source)
 

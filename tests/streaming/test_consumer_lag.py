@@ -42,3 +42,29 @@ def test_lag_counts_the_messages_not_yet_polled() -> None:
         assert source.lag() == 0
     finally:
         source.close()
+
+
+def test_a_lingering_poll_gathers_what_arrives_within_the_linger() -> None:
+    """`poll_linger_ms`: the broker holds the fetch until 1 MiB or the linger has passed, so two
+    bursts produced 0.3 s apart come back in one poll rather than one poll each."""
+    topic = f"dg-linger-{uuid.uuid4().hex[:12]}"
+    ensure_topic(KAFKA_BOOTSTRAP, topic, partitions=1)
+    source = KafkaSource(KAFKA_BOOTSTRAP, topic, f"{topic}-group", max_records=100, linger_ms=1500)
+    producer = make_producer(KAFKA_BOOTSTRAP)
+    try:
+        deadline = time.monotonic() + 30
+        while not source.consumer.assignment() and time.monotonic() < deadline:
+            assert source.poll(200) == []  # joining the group; nothing produced yet
+        burst = [orjson.dumps({"account_id": "a", "request_id": f"r{n}"}) for n in range(20)]
+        assert produce_lines(producer, topic, burst[:10]) == 10
+        time.sleep(0.3)
+        assert produce_lines(producer, topic, burst[10:]) == 10
+        polled: list[int] = []
+        while sum(polled) < 20 and time.monotonic() < deadline:
+            records = source.poll(source.poll_timeout_ms)
+            if records:
+                polled.append(len(records))
+        assert polled == [20]
+    finally:
+        producer.close()
+        source.close()
