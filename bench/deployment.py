@@ -100,7 +100,7 @@ class Deployment:
     log_dir: Path
     partitions: int = 4
     batch_size: int | None = None  # None: the deployed default
-    linger_ms: int = 0  # the workers' `poll_linger_ms` (0: the deployed default)
+    linger_ms: int | None = None  # the workers' `poll_linger_ms` (None: the deployed default)
     name: str = field(default_factory=lambda: uuid.uuid4().hex[:10])
     processes: list[subprocess.Popen] = field(default_factory=list)
     logs: dict[int, Path] = field(default_factory=dict)  # pid -> its log file
@@ -131,7 +131,7 @@ class Deployment:
         }
         if self.batch_size:
             values["batch_size"] = self.batch_size
-        if self.linger_ms:
+        if self.linger_ms is not None:
             values["poll_linger_ms"] = self.linger_ms
         return Settings(**values)
 

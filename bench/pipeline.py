@@ -4,7 +4,7 @@ provider calibrates it, on traffic that holds attackers and a multi-account camp
 
     python -m bench.pipeline [--world sdk-developers] [--small] [--workers 1,2,4]
                              [--latency-rate 200] [--profile-size 5000] [--profile-linker]
-                             [--linger-ms 0]
+                             [--linger-ms 250]
 
 Needs the broker and server from `scripts/` (`make bench` starts them; `DG_KAFKA_BOOTSTRAP`,
 `DG_CLICKHOUSE_URL`).
@@ -55,7 +55,7 @@ What is measured (wall clock of this machine; all processes share it).
 
 `--profile-size` profiles one in-process worker (`distillguard.wiring.build_worker`, the same
 object `distillguard worker` runs) with pyinstrument over the first events of the world's log.
-`--linger-ms` sets the workers' `poll_linger_ms` (the deployed default is 0).
+`--linger-ms` sets the workers' `poll_linger_ms` (default: the deployed default, 250 ms).
 `--profile-linker` runs the first run's `distillguard linker` process under pyinstrument (its
 whole life, start-up included) and prints where its time went.
 """
@@ -259,7 +259,7 @@ def run_deployment(
     idle_s: float,
     timeout_s: float,
     linker_profile: Path | None = None,
-    linger_ms: int = 0,
+    linger_ms: int | None = None,
 ) -> Run:
     """Start the roles, produce the log once the group is stable, poll the store until every
     event is stored and the linker has settled, then read the workers' metrics. `linker_profile`:
@@ -445,8 +445,9 @@ def main(
         int, typer.Option(help="Events for a pyinstrument-profiled in-process worker (0 skips).")
     ] = 5000,
     linger_ms: Annotated[
-        int, typer.Option(help="The workers' poll linger in ms (0: the deployed default).")
-    ] = 0,
+        int | None,
+        typer.Option(help="The workers' poll linger in ms (default: the deployed default)."),
+    ] = None,
     profile_linker: Annotated[
         bool,
         typer.Option(
@@ -480,7 +481,7 @@ def main(
         f"Kafka (4 partitions) → N workers + 1 linker → ClickHouse server, world "
         f"`{world}`{' (small)' if small else ''}: {events:,} events, "
         f"{sum(len(m) for m in scenario.campaigns.values())}-account campaign"
-        + (f", workers' polls linger {linger_ms} ms" if linger_ms else "")
+        + (f", workers' polls linger {linger_ms} ms" if linger_ms is not None else "")
     )
     table = Table(title=title)
     for column in COLUMNS:

@@ -596,7 +596,7 @@ def worker(
 ) -> None:
     """Kafka consumer-group worker: topic DG_TOPIC → pipeline → store; commits after the store."""
 
-    from distillguard.wiring import build_worker, kafka_connection
+    from distillguard.wiring import build_worker, kafka_connection, limit_compute_threads
     from streaming.kafka import make_producer
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -609,6 +609,7 @@ def worker(
         runner = build_worker(
             settings, store, producer, client_id or f"distillguard-worker-{os.getpid()}"
         )
+        limit_compute_threads(settings)
         _serve_metrics(settings, metrics_port, "worker", runner.healthy)
         runner.install_signal_handlers()
         logging.getLogger("distillguard.worker").info(
@@ -650,7 +651,7 @@ def linker(
     store. Exactly one is active per consumer group; start another as a standby."""
     import signal
 
-    from distillguard.wiring import build_linker
+    from distillguard.wiring import build_linker, limit_compute_threads
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("kafka").setLevel(logging.ERROR)
@@ -658,6 +659,7 @@ def linker(
     with _open_store(settings) as store:
         role = build_linker(settings, store, client_id or f"distillguard-linker-{os.getpid()}")
         role.idle_s, role.checkpoint_s = idle_s, checkpoint_s
+        limit_compute_threads(settings)
         _serve_metrics(settings, metrics_port, "linker", store.ping)
 
         def request_stop(_signum: int, _frame: object) -> None:

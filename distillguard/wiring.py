@@ -112,6 +112,16 @@ def build_ingestor(settings: Settings, store: Store) -> Ingestor:
     return PipelineIngestor(store_pipeline(settings, store))
 
 
+def limit_compute_threads(settings: Settings) -> None:
+    """Cap the BLAS and OpenMP thread pools of the libraries loaded so far (threadpoolctl) at
+    `compute_threads`, for the calling thread's OpenMP regions and every BLAS call: a long-running
+    role calls it once its pipeline is built, from the thread that runs it."""
+    if settings.compute_threads:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(limits=settings.compute_threads)
+
+
 def build_worker(settings: Settings, store: Store, producer, client_id: str) -> Worker:
     """The Kafka worker: topic → pipeline → store, alert outbox and dead-letter topic."""
     from streaming.kafka import KafkaSource

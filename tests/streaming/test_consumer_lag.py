@@ -4,7 +4,6 @@ partitions not yet polled, and 0 once every one is read."""
 
 from __future__ import annotations
 
-import threading
 import time
 import uuid
 
@@ -42,34 +41,4 @@ def test_lag_counts_the_messages_not_yet_polled() -> None:
         assert polled == MESSAGES
         assert source.lag() == 0
     finally:
-        source.close()
-
-
-def test_a_lingering_poll_gathers_a_trickle_into_few_polls() -> None:
-    """`poll_linger_ms`: the broker holds each fetch until 1 MiB or the linger (1.5 s) has
-    passed, so 30 requests trickling in over 1.2 s come back in at most two polls, whatever the
-    trickle's phase against the fetches; a poll without a linger returns each as it arrives."""
-    topic = f"dg-linger-{uuid.uuid4().hex[:12]}"
-    ensure_topic(KAFKA_BOOTSTRAP, topic, partitions=1)
-    source = KafkaSource(KAFKA_BOOTSTRAP, topic, f"{topic}-group", max_records=100, linger_ms=1500)
-    producer = make_producer(KAFKA_BOOTSTRAP)
-    try:
-        deadline = time.monotonic() + 30
-        while not source.consumer.assignment() and time.monotonic() < deadline:
-            assert source.poll(200) == []  # joining the group; nothing produced yet
-        lines = [orjson.dumps({"account_id": "a", "request_id": f"r{n}"}) for n in range(30)]
-        trickle = threading.Thread(
-            target=produce_lines, args=(producer, topic, lines), kwargs={"rate": 25}
-        )
-        trickle.start()
-        polled: list[int] = []
-        while sum(polled) < len(lines) and time.monotonic() < deadline:
-            records = source.poll(source.poll_timeout_ms)
-            if records:
-                polled.append(len(records))
-        trickle.join()
-        assert sum(polled) == len(lines)
-        assert len(polled) <= 2, polled
-    finally:
-        producer.close()
         source.close()
