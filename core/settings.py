@@ -116,8 +116,8 @@ class Settings(BaseSettings):
     poll_linger_ms: int = Field(default=250, ge=0)
     # Threads a worker or linker process gives its math libraries (numpy's and FAISS's BLAS,
     # FAISS's OpenMP). One: those processes scale out as processes, and on a shared machine the
-    # libraries' idle threads spin on cores the other roles need (2 cores, draining a backlog:
-    # worker CPU 8.3 -> 6.9 s, linker 11.4 -> 7.0 s). 0: the libraries' own default (all cores).
+    # libraries' idle threads spin on cores the other roles need (2 cores, the pipeline
+    # benchmark's backlog: linker CPU 12.5-15.4 -> 7.9-9.7 s). 0: the libraries' own default.
     compute_threads: int = Field(default=1, ge=0)
     # The Prometheus /metrics and /healthz listener of the worker, linker and alert dispatcher:
     # loopback unless a scraper elsewhere must reach it (e.g. 0.0.0.0 in a container).

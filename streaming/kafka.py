@@ -361,8 +361,8 @@ class KafkaSource:
         keeps polling until it has `max_records` or `linger_ms` has passed since its first
         record: a steady trickle is then processed in batches of that much traffic instead of
         a few records each, while a backlog fills its batch at once and never waits. (The
-        broker-side way, holding each fetch until it has enough bytes, cost a backlog a fifth of
-        its throughput: a held fetch of the drained partitions blocks the others' next fetch.)"""
+        broker-side way, holding each fetch until it had 1 MiB, drained a backlog a fifth slower
+        at the same CPU: most likely a held fetch for drained partitions delayed the others'.)"""
         records = self._poll(timeout_ms, self.max_records)
         if not records or not self.linger_ms:
             return records
