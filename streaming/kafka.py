@@ -266,11 +266,7 @@ def produce_lines(
 
 
 def group_consumer(
-    kafka: Kafka,
-    group: str,
-    client_id: str,
-    max_records: int,
-    fetch_mib: int = 32,
+    kafka: Kafka, group: str, client_id: str, max_records: int, fetch_mib: int = 32
 ) -> KafkaConsumer:
     """A consumer-group member that commits only when told (after the sinks have the data),
     starts from the earliest offset, and may stop polling for long (backpressure) without
