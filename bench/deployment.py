@@ -24,7 +24,7 @@ from kafka.errors import KafkaError
 
 from core.settings import Settings
 from storage import ClickHouseServer, queries
-from streaming.kafka import ensure_topic, make_admin
+from streaming.kafka import delete_topics, ensure_topic, make_admin
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -217,15 +217,5 @@ class Deployment:
         self.stop_all()
         queries.drop_database(self.store)
         self.store.close()
-        admin = make_admin(self.bootstrap, client_id="bench-admin")
-        try:
-            topics = set(admin.list_topics())
-            mine = [
-                t
-                for t in (self.topic, self.dlq_topic, profiles_topic(self.settings()))
-                if t in topics
-            ]
-            if mine:
-                admin.delete_topics(mine, timeout_ms=30_000)
-        finally:
-            admin.close()
+        mine = {self.topic, self.dlq_topic, profiles_topic(self.settings())}
+        delete_topics(self.bootstrap, mine.__contains__, client_id="bench-admin")

@@ -203,6 +203,20 @@ def ensure_topic(
         admin.close()
 
 
+def delete_topics(kafka: Kafka, wanted: Callable[[str], bool], client_id: str) -> list[str]:
+    """Delete the existing topics `wanted` accepts (a run's own: benchmarks, tests) and return
+    their names. The broker keeps every topic's data until then, and each topic left behind
+    made later runs on the same broker slower (more partitions to load and clean)."""
+    admin = make_admin(kafka, client_id=client_id)
+    try:
+        doomed = sorted(t for t in admin.list_topics() if wanted(t))
+        if doomed:
+            admin.delete_topics(doomed, timeout_ms=30_000)
+        return doomed
+    finally:
+        admin.close()
+
+
 def account_key(line: bytes) -> bytes | None:
     """The message key for a raw event: its account_id, or None for unparseable input."""
     try:

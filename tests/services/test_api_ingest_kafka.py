@@ -15,7 +15,13 @@ from core.settings import Settings
 from distillguard.wiring import build_api
 from services.auth import create_token
 from storage import ClickHouseServer
-from tests.conftest import CLICKHOUSE_URL, KAFKA_BOOTSTRAP, drop_database, unique_database
+from tests.conftest import (
+    CLICKHOUSE_URL,
+    KAFKA_BOOTSTRAP,
+    drop_database,
+    kafka_topic,
+    unique_database,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -38,8 +44,8 @@ def _consume(topic: str, expected: int) -> list:
 
 
 def test_ingest_produces_to_kafka_and_dead_letters() -> None:
-    suffix = uuid.uuid4().hex[:10]
-    topic, dlq = f"dg-ingest-{suffix}", f"dg-ingest-{suffix}.dlq"
+    topic = kafka_topic("ingest")
+    dlq = f"{topic}.dlq"
     admin = KafkaAdminClient(bootstrap_servers=KAFKA_BOOTSTRAP, request_timeout_ms=10_000)
     admin.create_topics([NewTopic(t, 2, 1) for t in (topic, dlq)], timeout_ms=10_000)
     store = ClickHouseServer(CLICKHOUSE_URL, database=unique_database())

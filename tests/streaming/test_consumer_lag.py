@@ -5,20 +5,19 @@ partitions not yet polled, and 0 once every one is read."""
 from __future__ import annotations
 
 import time
-import uuid
 
 import orjson
 import pytest
 
 from streaming.kafka import KafkaSource, ensure_topic, make_producer, produce_lines
-from tests.conftest import KAFKA_BOOTSTRAP
+from tests.conftest import KAFKA_BOOTSTRAP, kafka_topic
 
 pytestmark = pytest.mark.integration
 MESSAGES = 40
 
 
 def test_lag_counts_the_messages_not_yet_polled() -> None:
-    topic = f"dg-lag-{uuid.uuid4().hex[:12]}"
+    topic = kafka_topic("lag")
     ensure_topic(KAFKA_BOOTSTRAP, topic, partitions=2)
     producer = make_producer(KAFKA_BOOTSTRAP)
     lines = [

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import socket
 import time
-import uuid
 from dataclasses import replace
 from pathlib import Path
 
@@ -26,7 +25,7 @@ from streaming.kafka import (
     make_producer,
     produce_lines,
 )
-from tests.conftest import KAFKA_SASL_SSL, TLS_DIR
+from tests.conftest import KAFKA_SASL_SSL, TLS_DIR, kafka_topic
 from tests.distillguard.test_cli import request_log  # noqa: F401 - fixture
 from tests.distillguard.test_cli_conventions import assert_one_line, distillguard
 
@@ -58,7 +57,7 @@ def secured(mechanism: str, password: str | None = None, ca: Path | None = None)
 @pytest.mark.parametrize("mechanism", MECHANISMS)
 def test_produce_and_consume_over_sasl_ssl(mechanism: str) -> None:
     kafka = KafkaConnection.from_settings(secured(mechanism))
-    topic = f"secure-{mechanism.lower()}-{uuid.uuid4().hex[:8]}"
+    topic = kafka_topic(f"secure-{mechanism.lower()}")
     ensure_topic(kafka, topic, 2)
     lines = [orjson.dumps({"account_id": f"acct-{i % 7}", "n": i}) for i in range(200)]
     producer = make_producer(kafka)
@@ -120,7 +119,7 @@ def test_the_cli_reads_the_password_file_and_reports_a_refusal_in_one_line(
         "DG_KAFKA_SASL_PASSWORD_FILE": str(secret),
         "DG_KAFKA_SSL_CAFILE": str(TLS_DIR / "ca.crt"),
     }
-    topic = f"secure-cli-{uuid.uuid4().hex[:8]}"
+    topic = kafka_topic("secure-cli")
     secret.write_text(password + "\n")
     for name, value in env.items():
         monkeypatch.setenv(name, value)

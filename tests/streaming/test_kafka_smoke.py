@@ -17,6 +17,9 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.errors import CommitFailedError
 
+from streaming.kafka import delete_topics
+from tests.conftest import kafka_topic
+
 BOOTSTRAP = os.environ.get("DG_KAFKA_BOOTSTRAP", "127.0.0.1:19092")
 
 pytestmark = pytest.mark.integration
@@ -44,7 +47,7 @@ def topic_factory(admin):
     created: list[str] = []
 
     def make(partitions: int) -> str:
-        name = f"dg-smoke-{uuid.uuid4().hex[:12]}"
+        name = kafka_topic("smoke")
         admin.create_topics(
             [NewTopic(name=name, num_partitions=partitions, replication_factor=1)],
             timeout_ms=10_000,
@@ -53,8 +56,7 @@ def topic_factory(admin):
         return name
 
     yield make
-    if created:
-        admin.delete_topics(created, timeout_ms=10_000)
+    delete_topics(BOOTSTRAP, set(created).__contains__, client_id="dg-smoke-admin")
 
 
 def _producer() -> KafkaProducer:
@@ -201,3 +203,17 @@ def test_consumer_group_two_members_commit(topic_factory):
         stop.set()
         for c in consumers:
             c.close()
+
+
+def test_delete_topics_removes_only_the_wanted_ones(admin, topic_factory):
+    """What benchmarks and the test run use to remove their own topics, and nothing else."""
+    mine = [topic_factory(1), topic_factory(2)]
+    other = topic_factory(1)
+    deleted = delete_topics(BOOTSTRAP, set(mine).__contains__, client_id="dg-smoke-delete")
+    assert deleted == sorted(mine)
+    deadline = time.monotonic() + 15
+    while set(mine) & set(admin.list_topics()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    left = set(admin.list_topics())
+    assert not set(mine) & left
+    assert other in left

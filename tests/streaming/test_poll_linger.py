@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 from collections import Counter
 
 import orjson
 import pytest
 
 from streaming.kafka import KafkaSource, ensure_topic, make_producer, produce_lines
-from tests.conftest import KAFKA_BOOTSTRAP
+from tests.conftest import KAFKA_BOOTSTRAP, kafka_topic
 
 pytestmark = pytest.mark.integration
 
@@ -47,7 +46,7 @@ def trickle(topic: str, messages: list[bytes], rate: float) -> threading.Thread:
 def test_a_lingering_poll_gathers_a_trickle_into_few_polls() -> None:
     """30 requests trickling in over 1.2 s, a 1.5 s linger: at most two polls (one, unless the
     first record came back from a poll before the trickle's producer flushed the rest)."""
-    topic = f"dg-linger-{uuid.uuid4().hex[:12]}"
+    topic = kafka_topic("linger")
     ensure_topic(KAFKA_BOOTSTRAP, topic, partitions=1)
     source = KafkaSource(KAFKA_BOOTSTRAP, topic, f"{topic}-group", max_records=100, linger_ms=1500)
     try:
@@ -67,7 +66,7 @@ def test_a_lingering_poll_gathers_a_trickle_into_few_polls() -> None:
 
 
 def test_a_backlog_fills_its_batch_without_waiting_out_the_linger() -> None:
-    topic = f"dg-linger-{uuid.uuid4().hex[:12]}"
+    topic = kafka_topic("linger")
     ensure_topic(KAFKA_BOOTSTRAP, topic, partitions=2)
     producer = make_producer(KAFKA_BOOTSTRAP)
     try:
@@ -94,7 +93,7 @@ def test_records_held_across_a_rebalance_are_read_once() -> None:
     rebalance lands inside A's lingering poll. What A had polled before it is not committed:
     returning it as well as letting the partitions' owners read it again from the committed
     offsets would deliver it twice. Both commit after each batch, as the worker does."""
-    topic = f"dg-linger-{uuid.uuid4().hex[:12]}"
+    topic = kafka_topic("linger")
     group = f"{topic}-group"
     ensure_topic(KAFKA_BOOTSTRAP, topic, partitions=2)
     first = KafkaSource(KAFKA_BOOTSTRAP, topic, group, max_records=1000, linger_ms=9000)

@@ -18,7 +18,13 @@ from bench.deployment import start_role
 from storage import ClickHouseServer
 from streaming.kafka import ensure_topic, make_producer, produce_lines
 from students.traffic import benign_requests
-from tests.conftest import CLICKHOUSE_URL, KAFKA_BOOTSTRAP, drop_database, unique_database
+from tests.conftest import (
+    CLICKHOUSE_URL,
+    KAFKA_BOOTSTRAP,
+    drop_database,
+    kafka_topic,
+    unique_database,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -44,7 +50,7 @@ class WorkerRun:
     processes: list[subprocess.Popen] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.topic = f"api-requests-{self.name}"
+        self.topic = kafka_topic("requests")
         self.dlq_topic = f"{self.topic}.dlq"
         self.database = unique_database()
         ensure_topic(KAFKA_BOOTSTRAP, self.topic, self.partitions)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
 
 import pytest
@@ -13,13 +12,13 @@ from core.events import Event, parse_event
 from streaming.kafka import ensure_topic
 from students.gateway import KafkaEventLog, create_gateway
 from students.teacher import Teacher
-from tests.conftest import KAFKA_BOOTSTRAP, TEACHER_DIR
+from tests.conftest import KAFKA_BOOTSTRAP, TEACHER_DIR, kafka_topic
 
 pytestmark = [pytest.mark.integration, pytest.mark.models]
 
 
 def test_gateway_events_reach_the_topic(tmp_path: Path) -> None:
-    topic = f"gateway-{uuid.uuid4().hex[:8]}"
+    topic = kafka_topic("gateway")
     ensure_topic(KAFKA_BOOTSTRAP, topic, 2)
     teacher = Teacher(TEACHER_DIR)
     with TestClient(create_gateway(teacher, KafkaEventLog(KAFKA_BOOTSTRAP, topic))) as client:
