@@ -302,7 +302,10 @@ class CampaignLinker:
     def _evaluate(self, partners: Mapping[str, set[str]]) -> dict[Pair, PieceValues]:
         """Pieces for each touched account with its partners and its current links (gathered
         for the touched accounts only: a linked campaign has hundreds of links, and every slice
-        touches a few of its members)."""
+        touches a few of its members). In pair order, not a set's: links are kept in the order
+        they were evaluated, and which weak links merge clusters follows that order, so a set's
+        order, which changes with the interpreter's hash seed, made a cluster's score differ
+        between two runs of the same traffic."""
         linked: dict[str, set[str]] = defaultdict(set)
         for a, b in itertools.chain(self._stream.edges, self._stream.weak):
             if a in partners:
@@ -314,9 +317,9 @@ class CampaignLinker:
             for account, others in partners.items()
             for other in others | linked[account]
         }
-        pairs = {both for both in pairs if self._due(both)}
+        due = sorted(both for both in pairs if self._due(both))
         live = LiveCounts(self._stream.profiles, self.params.max_posting, self._in_step)
-        return {both: self._pieces(*both, live) for both in pairs}
+        return {both: self._pieces(*both, live) for both in due}
 
     def _due(self, both: Pair) -> bool:
         """Whether the pair's evidence may have changed since its last evaluation (which it then
