@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -74,10 +75,15 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     backlog at 1,078-1,353 events/s instead of 1,686 on the same broker."""
     if hasattr(session.config, "workerinput") or not _listening(KAFKA_BOOTSTRAP):
         return
+    from kafka.errors import KafkaError
+
     from streaming.kafka import delete_topics
 
     prefix = f"dgtest-{TEST_RUN}-"
-    delete_topics(KAFKA_BOOTSTRAP, lambda t: t.startswith(prefix), client_id="dgtest-cleanup")
+    try:
+        delete_topics(KAFKA_BOOTSTRAP, lambda t: t.startswith(prefix), client_id="dgtest-cleanup")
+    except KafkaError as error:  # the tests' outcome stands; say what was left behind
+        print(f"\ncould not delete this run's Kafka topics ({prefix}*): {error!r}", file=sys.stderr)
 
 
 def _listening(address: str) -> bool:
