@@ -178,6 +178,27 @@ def test_snapshot_restore_gives_identical_results(long_prompts: list[str], nlist
     assert len(restored) == 10
 
 
+def test_a_checkpoint_with_the_older_simhash_index_type_restores(long_prompts: list[str]) -> None:
+    """Checkpoints written before the SimHash codes moved from `IndexBinaryIDMap2` to
+    `IndexBinaryIDMap` restore, and search and evict as a new index does."""
+    vectors = unit_vectors(200, seed=5)
+    stored = features(long_prompts[:200], [f"a{i % 5}" for i in range(200)], embeddings=vectors)
+    new = RecentPromptIndex()
+    new.add(stored)
+    old = RecentPromptIndex()
+    old._binary = faiss.IndexBinaryIDMap2(faiss.IndexBinaryFlat(SIMHASH_BITS))
+    old.add(stored)
+    restored = RecentPromptIndex().restore(old.snapshot())
+    assert isinstance(restored._binary, faiss.IndexBinaryIDMap2)
+    queries = features(long_prompts[:200], "query", embeddings=vectors, tag="q")
+    assert restored.neighbours(queries, k=4) == new.neighbours(queries, k=4)
+    later = features(long_prompts[200:205], "later", start_ms=8 * DAY, embeddings=vectors[:5])
+    for index in (new, restored):
+        index.add(later)  # evicts every earlier item
+    assert len(restored) == len(new) == 5
+    assert restored.neighbours(queries, k=4) == new.neighbours(queries, k=4)
+
+
 @pytest.mark.skipif(faiss.get_num_gpus() == 0, reason="needs a CUDA FAISS build and a GPU")
 def test_gpu_replica_matches_cpu_search() -> None:
     vectors = unit_vectors(500, seed=5)
