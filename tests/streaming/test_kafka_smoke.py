@@ -6,8 +6,6 @@ These tests fail (never skip) when no broker answers.
 
 from __future__ import annotations
 
-import os
-import socket
 import threading
 import time
 import uuid
@@ -18,9 +16,7 @@ from kafka.admin import NewTopic
 from kafka.errors import CommitFailedError
 
 from streaming.kafka import delete_topics
-from tests.conftest import kafka_topic
-
-BOOTSTRAP = os.environ.get("DG_KAFKA_BOOTSTRAP", "127.0.0.1:19092")
+from tests.conftest import KAFKA_BOOTSTRAP, kafka_topic, listening
 
 pytestmark = pytest.mark.integration
 
@@ -29,14 +25,10 @@ CLIENT_TIMEOUTS = {"request_timeout_ms": 10_000}
 
 @pytest.fixture
 def admin():
-    # Fail within seconds, not after kafka-python's 30 s bootstrap timeout.
-    host, _, port = BOOTSTRAP.split(",")[0].strip().rpartition(":")
-    try:
-        socket.create_connection((host, int(port)), timeout=3).close()
-    except OSError as exc:
-        pytest.fail(f"no Kafka broker at {BOOTSTRAP} ({exc}); start one with scripts/kafka-up")
+    if not listening(KAFKA_BOOTSTRAP, timeout_s=3):  # fail within seconds, not after 30
+        pytest.fail(f"no Kafka broker at {KAFKA_BOOTSTRAP}; start one with scripts/kafka-up")
     client = KafkaAdminClient(
-        bootstrap_servers=BOOTSTRAP, client_id="dg-smoke-admin", **CLIENT_TIMEOUTS
+        bootstrap_servers=KAFKA_BOOTSTRAP, client_id="dg-smoke-admin", **CLIENT_TIMEOUTS
     )
     yield client
     client.close()
@@ -56,11 +48,13 @@ def topic_factory(admin):
         return name
 
     yield make
-    delete_topics(BOOTSTRAP, set(created).__contains__, client_id="dg-smoke-admin")
+    delete_topics(KAFKA_BOOTSTRAP, set(created).__contains__, client_id="dg-smoke-admin")
 
 
 def _producer() -> KafkaProducer:
-    return KafkaProducer(bootstrap_servers=BOOTSTRAP, acks="all", linger_ms=0, **CLIENT_TIMEOUTS)
+    return KafkaProducer(
+        bootstrap_servers=KAFKA_BOOTSTRAP, acks="all", linger_ms=0, **CLIENT_TIMEOUTS
+    )
 
 
 def test_produce_and_consume_keyed_message(topic_factory):
@@ -77,7 +71,7 @@ def test_produce_and_consume_keyed_message(topic_factory):
     assert meta.offset == 0
 
     consumer = KafkaConsumer(
-        bootstrap_servers=BOOTSTRAP, enable_auto_commit=False, **CLIENT_TIMEOUTS
+        bootstrap_servers=KAFKA_BOOTSTRAP, enable_auto_commit=False, **CLIENT_TIMEOUTS
     )
     try:
         tp = TopicPartition(topic, 0)
@@ -126,7 +120,7 @@ def test_consumer_group_two_members_commit(topic_factory):
 
     consumers = [
         KafkaConsumer(
-            bootstrap_servers=BOOTSTRAP,
+            bootstrap_servers=KAFKA_BOOTSTRAP,
             group_id=group,
             client_id=f"dg-smoke-c{i}",
             auto_offset_reset="earliest",
@@ -209,7 +203,7 @@ def test_delete_topics_removes_only_the_wanted_ones(admin, topic_factory):
     """What benchmarks and the test run use to remove their own topics, and nothing else."""
     mine = [topic_factory(1), topic_factory(2)]
     other = topic_factory(1)
-    deleted = delete_topics(BOOTSTRAP, set(mine).__contains__, client_id="dg-smoke-delete")
+    deleted = delete_topics(KAFKA_BOOTSTRAP, set(mine).__contains__, client_id="dg-smoke-delete")
     assert deleted == sorted(mine)
     deadline = time.monotonic() + 15
     while set(mine) & set(admin.list_topics()) and time.monotonic() < deadline:
