@@ -50,6 +50,7 @@ class EventFeatures:
     user_agent: str
     reasoning: float = 0.0  # P(the prompt asks for the model's reasoning)
     language: str = "und"
+    opening: str = ""  # skeleton key of how the prompt opens ("" when it says nothing)
     embedding: np.ndarray | None = None  # 384-d unit vector, neural tier only
 
     def to_state(self) -> dict:
@@ -69,6 +70,7 @@ class EventFeatures:
             "u": self.user_agent,
             "q": round(self.reasoning, 3),
             "g": self.language,
+            "o": self.opening,
         }
         if self.embedding is not None:
             quantised = np.clip(np.round(self.embedding * 127), -127, 127).astype(np.int8)
@@ -97,6 +99,7 @@ class EventFeatures:
             user_agent=state["u"],
             reasoning=state["q"],
             language=state["g"],
+            opening=state.get("o", ""),  # absent from states saved before the signal
             embedding=embedding,
         )
 

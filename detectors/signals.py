@@ -13,6 +13,7 @@ reference), oriented so that *larger is more extraction-like*. Signals are weak 
 | peak_hourly_volume, peak_daily_volume | harvests need many requests |
 | reasoning_share | reasoning-trace elicitation |
 | language_switch_rate | coverage attacks hop across languages |
+| unusual_openings | a harvest opens its prompts its own way, not as the population's apps do |
 | coverage | many distinct benign topics for few requests |
 | dispersion | prompts spread far apart in embedding space |
 | mmd | the account's prompt distribution differs from benign traffic |
@@ -55,12 +56,20 @@ class Window:
     multi_sample: np.ndarray
     reasoning: np.ndarray
     languages: list[str]
+    unusual_openings: np.ndarray  # opens in a way few benign accounts' prompts do
     embeddings: np.ndarray  # (m, d) of the embedded events only
     lifetime: Lifetime  # the account's whole history (the window included)
     embedded_keys: list[str] = field(default_factory=list)  # prompt keys of `embeddings`' rows
 
     @classmethod
-    def of(cls, features: list[EventFeatures], lifetime: Lifetime | None = None) -> Window:
+    def of(
+        cls,
+        features: list[EventFeatures],
+        lifetime: Lifetime | None = None,
+        unusual_opening: Callable[[EventFeatures], bool] | None = None,
+    ) -> Window:
+        """`unusual_opening`: whether a request opens in a way few benign accounts' do (from
+        calibration; without one, none does)."""
         vectors = [f.embedding for f in features if f.embedding is not None]
         return cls(
             timestamps=np.fromiter((f.timestamp_ms for f in features), np.int64, len(features)),
@@ -71,6 +80,11 @@ class Window:
             multi_sample=np.fromiter((f.n > 1 for f in features), bool, len(features)),
             reasoning=np.fromiter((f.reasoning for f in features), np.float32, len(features)),
             languages=[f.language for f in features],
+            unusual_openings=np.fromiter(
+                (unusual_opening is not None and unusual_opening(f) for f in features),
+                bool,
+                len(features),
+            ),
             embeddings=np.stack(vectors).astype(np.float32)
             if vectors
             else np.zeros((0, 0), np.float32),
@@ -153,6 +167,14 @@ def reasoning_share(window: Window) -> float:
 
 def language_switch_rate(window: Window) -> float:
     return switch_rate(window.languages)
+
+
+def unusual_opening_share(window: Window) -> float:
+    """Share of prompts that open in a way few benign accounts' prompts do. Honest apps and
+    pipelines wrap what they send in their own few templates, which calibration learns from the
+    population's history; a harvest sends its own wording or bare questions. Where honest
+    prompts are free-form (chat), most of theirs are unusual too and the surprise stays small."""
+    return float(window.unusual_openings.mean()) if window.size else 0.0
 
 
 def lifetime_distinct_prompts(window: Window) -> float:
@@ -323,6 +345,13 @@ SIGNALS: tuple[Signal, ...] = (
     ),
     Signal("reasoning_share", reasoning_share, False, "asks the model to show its reasoning", True),
     Signal("language_switch_rate", language_switch_rate, False, "switches language often", True),
+    Signal(
+        "unusual_openings",
+        unusual_opening_share,
+        False,
+        "prompts open unlike honest traffic's (wordings few benign accounts use)",
+        True,
+    ),
     Signal("coverage", coverage, True, "touches many distinct benign topics", True),
     Signal("dispersion", dispersion, True, "prompts far apart from each other", True),
     Signal("mmd", mmd, True, "prompt distribution differs from benign traffic", True),

@@ -92,10 +92,23 @@ def skeleton_keys(prompt: str) -> list[str]:
             for kind, line in (("f", lines[0]), ("l", lines[-1]))
             if len(line.split(maxsplit=FRAME_WORDS)) <= FRAME_WORDS
         ]
-    keys = []
-    for kind, text in parts:
-        skeleton = mask(text)
-        if len(_LITERAL.findall(skeleton)) >= MIN_LITERAL_WORDS:
-            digest = hashlib.blake2b(f"{kind}|{skeleton}".encode(), digest_size=8).hexdigest()
-            keys.append(f"{kind}{digest}")
-    return keys
+    return [key for kind, text in parts if (key := _key(kind, mask(text)))]
+
+
+def opening_key(prompt: str) -> str:
+    """The hashed skeleton of how a prompt opens (the first `FRAME_WORDS` words of its first
+    line), or "" when the opening says nothing (too few literal words). An app or a pipeline
+    opens its prompts the same way whatever it fills in, so the openings several benign
+    accounts use are a population's habits (the `unusual_openings` signal)."""
+    for line in prompt[:MAX_CHARS].splitlines():
+        words = line.split(maxsplit=FRAME_WORDS)[:FRAME_WORDS]
+        if words:
+            return _key("o", mask(" ".join(words)))
+    return ""
+
+
+def _key(kind: str, skeleton: str) -> str:
+    """A skeleton's key, or "" when it has too few literal words to say anything."""
+    if len(_LITERAL.findall(skeleton)) < MIN_LITERAL_WORDS:
+        return ""
+    return kind + hashlib.blake2b(f"{kind}|{skeleton}".encode(), digest_size=8).hexdigest()

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -47,6 +47,48 @@ def bucket_of(count: int) -> int | None:
     """The largest calibration bucket not above `count` (None below the smallest)."""
     eligible = [b for b in BUCKETS if b <= count]
     return eligible[-1] if eligible else None
+
+
+@dataclass(frozen=True)
+class UsualOpenings:
+    """How benign accounts open their prompts (`skeletons.opening_key`). An opening is usual
+    for an account when at least `accounts` *other* benign accounts use it, so calibration
+    judges each history account by the others, and a live account (new, or one of the history's
+    replayed) is judged the same way."""
+
+    accounts: int = 2
+    common: frozenset[str] = frozenset()  # used by more than `accounts` benign accounts
+    shared: dict[str, frozenset[str]] = field(default_factory=dict)  # by exactly `accounts`
+
+    @classmethod
+    def fit(cls, features: Iterable[EventFeatures], accounts: int) -> UsualOpenings:
+        users: dict[str, set[str]] = {}
+        for f in features:
+            if f.opening:
+                users.setdefault(f.opening, set()).add(f.account_id)
+        return cls(
+            accounts,
+            frozenset(key for key, who in users.items() if len(who) > accounts),
+            {key: frozenset(who) for key, who in users.items() if len(who) == accounts},
+        )
+
+    def unusual(self, f: EventFeatures) -> bool:
+        if not f.opening or f.opening in self.common:
+            return False
+        owners = self.shared.get(f.opening)
+        return owners is None or f.account_id in owners
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "accounts": self.accounts,
+            "common": sorted(self.common),
+            "shared": {key: sorted(who) for key, who in sorted(self.shared.items())},
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> UsualOpenings:
+        shared = {key: frozenset(who) for key, who in data["shared"].items()}
+        return cls(data["accounts"], frozenset(data["common"]), shared)
 
 
 def pool(snapshots: Iterable[Snapshot]) -> BenignValues:

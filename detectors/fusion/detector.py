@@ -16,7 +16,7 @@ from core.verdicts import Assessment, ClusterVerdict
 from detectors.base import Detector
 from detectors.campaigns import CampaignLinker, feed
 from detectors.campaigns.feed import ProfileUpdate
-from detectors.campaigns.skeletons import skeleton_keys
+from detectors.campaigns.skeletons import opening_key, skeleton_keys
 from detectors.features import EventFeatures, PromptMemo, SimHasher, featurize
 from detectors.fusion import benign, persistence, tiering
 from detectors.fusion.benign import BUCKETS, BenignValues, IsolationSurprise, Snapshot
@@ -30,6 +30,9 @@ BURST_STEP = 16
 # How far (in decades of surprise, the raw score's unit) a reviewed false positive's score must
 # rise above its reviewed peak to be flagged again: ten times rarer behaviour than was vouched for.
 REVIEW_MARGIN = 1.0
+# An opening this many benign accounts use is an app's or a habit's, not one account's own (the
+# campaign linker's `common_accounts` for skeletons).
+USUAL_OPENING_ACCOUNTS = 2
 
 Scorer = Callable[[list[str]], Any]
 
@@ -41,7 +44,7 @@ class ExtractionDetector(Detector):
     """All per-account signals, benign-calibrated and fused; see the package docstring."""
 
     name = "extraction"
-    version = "fusion-2"
+    version = "fusion-3"  # fusion-3: the unusual_openings signal
 
     def __init__(
         self,
@@ -65,6 +68,7 @@ class ExtractionDetector(Detector):
         self.languages = None if languages is None else PromptMemo(languages)
         self.hasher = PromptMemo(SimHasher())
         self.skeletons = PromptMemo(lambda prompts: [skeleton_keys(p) for p in prompts])
+        self.openings = PromptMemo(lambda prompts: [opening_key(p) for p in prompts])
         self.linker = linker
         self.window = window
         self.tiered = tiered
@@ -78,6 +82,7 @@ class ExtractionDetector(Detector):
         self.seed = seed
         self.accounts: dict[str, AccountWindow] = {}
         self.reference_: Reference | None = None
+        self.openings_ = benign.UsualOpenings()
         self.benign_values_: BenignValues = {}
         self.isolation_: IsolationSurprise | None = None
         self.harvest_arm_: HarvestArm | None = None
@@ -120,6 +125,8 @@ class ExtractionDetector(Detector):
         if self.languages is not None and features:
             for item, language in zip(features, self.languages(prompts), strict=True):
                 item.language = language
+        for item, opening in zip(features, self.openings(prompts), strict=True):
+            item.opening = opening
         by_account: dict[str, list[EventFeatures]] = {}
         chosen: list[EventFeatures] = []
         for item in features:
@@ -142,7 +149,7 @@ class ExtractionDetector(Detector):
     # --- signals -------------------------------------------------------------------------------
     def _values(self, account: AccountWindow) -> tuple[dict[str, float], int, int]:
         """Signal values of the account's window, its size and its embedded size."""
-        window = Window.of(list(account.features), account.lifetime)
+        window = Window.of(list(account.features), account.lifetime, self.openings_.unusual)
         values = {s.name: s.compute(window) for s in SIGNALS if not s.needs_embeddings}
         embedded = len(window.embeddings)
         if self.reference_ is not None and embedded and (account.deep or not self.tiered):
@@ -245,6 +252,7 @@ class ExtractionDetector(Detector):
         if self.linker is not None:
             self.linker.fit(sorted(everything, key=lambda f: f.timestamp_ms), reference=topics)
 
+        self.openings_ = benign.UsualOpenings.fit(everything, USUAL_OPENING_ACCOUNTS)
         snapshots = self.replay(prepared)
         self.accounts = {}
 

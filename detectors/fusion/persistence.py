@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from detectors.fusion.benign import IsolationSurprise
+from detectors.fusion.benign import IsolationSurprise, UsualOpenings
 from detectors.fusion.harvest import HarvestArm
 from detectors.signals import SIGNALS, Reference
 
@@ -33,6 +33,7 @@ def calibration_to_json(detector: ExtractionDetector) -> dict[str, Any]:
         "deep_threshold": detector.deep_threshold_,
         "fitted_accounts": detector.fitted_accounts_,
         "reviewed_peaks": detector.reviewed_peaks_,
+        "openings": detector.openings_.to_json(),
         "report": getattr(detector, "calibration_report_", None),
         "benign_values": {
             signal: {str(b): v.round(6).tolist() for b, v in buckets.items()}
@@ -85,6 +86,7 @@ def load_calibration_json(detector: ExtractionDetector, calibration: dict[str, A
     detector.thresholds_ = dict(calibration["thresholds"])
     detector.fitted_accounts_ = calibration["fitted_accounts"]
     detector.reviewed_peaks_ = dict(calibration.get("reviewed_peaks", {}))
+    detector.openings_ = UsualOpenings.from_json(calibration["openings"])
     detector.calibration_report_ = calibration.get("report")
     detector.deep_share = calibration["deep_share"]
     detector.deep_threshold_ = calibration["deep_threshold"]

@@ -41,7 +41,7 @@ def window_of(embeddings: np.ndarray) -> Window:
     flags = zeros.astype(bool)
     return Window(
         zeros.astype(np.int64), zeros.astype(np.uint64), flags, flags, flags, flags,
-        zeros.astype(np.float32), ["en"] * len(embeddings), embeddings, Lifetime(),
+        zeros.astype(np.float32), ["en"] * len(embeddings), flags, embeddings, Lifetime(),
     )  # fmt: skip
 
 
