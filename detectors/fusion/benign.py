@@ -49,6 +49,11 @@ def bucket_of(count: int) -> int | None:
     return eligible[-1] if eligible else None
 
 
+# An opening this many other benign accounts use is an app's or a habit's, not one account's own
+# (the campaign linker's `common_accounts` for skeletons).
+USUAL_OPENING_ACCOUNTS = 2
+
+
 @dataclass(frozen=True)
 class UsualOpenings:
     """How benign accounts open their prompts (`skeletons.opening_key`). An opening is usual
@@ -56,12 +61,14 @@ class UsualOpenings:
     judges each history account by the others, and a live account (new, or one of the history's
     replayed) is judged the same way."""
 
-    accounts: int = 2
+    accounts: int = USUAL_OPENING_ACCOUNTS
     common: frozenset[str] = frozenset()  # used by more than `accounts` benign accounts
     shared: dict[str, frozenset[str]] = field(default_factory=dict)  # by exactly `accounts`
 
     @classmethod
-    def fit(cls, features: Iterable[EventFeatures], accounts: int) -> UsualOpenings:
+    def fit(
+        cls, features: Iterable[EventFeatures], accounts: int = USUAL_OPENING_ACCOUNTS
+    ) -> UsualOpenings:
         users: dict[str, set[str]] = {}
         for f in features:
             if f.opening:

@@ -30,9 +30,6 @@ BURST_STEP = 16
 # How far (in decades of surprise, the raw score's unit) a reviewed false positive's score must
 # rise above its reviewed peak to be flagged again: ten times rarer behaviour than was vouched for.
 REVIEW_MARGIN = 1.0
-# An opening this many benign accounts use is an app's or a habit's, not one account's own (the
-# campaign linker's `common_accounts` for skeletons).
-USUAL_OPENING_ACCOUNTS = 2
 
 Scorer = Callable[[list[str]], Any]
 
@@ -252,7 +249,7 @@ class ExtractionDetector(Detector):
         if self.linker is not None:
             self.linker.fit(sorted(everything, key=lambda f: f.timestamp_ms), reference=topics)
 
-        self.openings_ = benign.UsualOpenings.fit(everything, USUAL_OPENING_ACCOUNTS)
+        self.openings_ = benign.UsualOpenings.fit(everything)
         snapshots = self.replay(prepared)
         self.accounts = {}
 
