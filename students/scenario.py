@@ -42,11 +42,12 @@ from students.interactive import INTERACTIVE_STRATEGIES
 if TYPE_CHECKING:
     from students.teacher import Teacher
 
-SCENARIO_VERSION = 1
+SCENARIO_VERSION = 2  # 2: the calibration history holds power users of its own
 CAMPAIGN = "multi_account_campaign"
 SINGLE_ACCOUNT = tuple(name for name in STRATEGIES if name != CAMPAIGN)
 ALL_STRATEGIES = (*STRATEGIES, *INTERACTIVE_STRATEGIES)
 HARD_NEGATIVES = ("power:benchmark", "power:researcher", "power:writer")
+CALIBRATION_POWER_SEED = 103  # seed offset of the calibration history's own power users
 Log = Callable[[str], None]
 # How a built log is replayed through the pipeline (`batches`): records per batch, at most, and
 # an account's requests per batch, at most.
@@ -152,16 +153,19 @@ def benign_plans(config: ScenarioConfig) -> list[PlannedRequest]:
 
 
 def calibration_plans(config: ScenarioConfig) -> list[PlannedRequest]:
-    """Other seed, other accounts: the benign history detectors calibrate on."""
+    """Other seeds, other accounts: the benign history detectors calibrate on. Like a provider's
+    real history (and every other world's), it holds power users of its own: without them
+    nothing honest in it ran a benchmark, sent logprobs or wrote a batch overnight, and the
+    live log's power users had nothing honest to be compared with."""
     return benign_users(
         config.calibration_accounts, config.calibration_sessions, config.days, config.seed + 2
-    )
+    ) + hard_negative_plans(config, CALIBRATION_POWER_SEED)
 
 
-def hard_negative_plans(config: ScenarioConfig) -> list[PlannedRequest]:
+def hard_negative_plans(config: ScenarioConfig, seed_offset: int = 3) -> list[PlannedRequest]:
     """A developer's 300-prompt benchmark in an hour, a researcher's 200 factual questions over
-    the scenario's days, a writer's overnight batch."""
-    seed = config.seed + 3
+    the scenario's days, a writer's overnight batch (account ids carry the seed)."""
+    seed = config.seed + seed_offset
     return (
         benchmark_runner(
             1,

@@ -14,6 +14,7 @@ from core.events import Event, parse_event
 from students.actors import HOUR_MS, PlannedRequest, request_record
 from students.driver import drive
 from students.gateway import Gateway
+from students.scenario import CALIBRATION_POWER_SEED, hard_negative_plans
 from students.teacher import Completion
 
 
@@ -47,6 +48,9 @@ def test_log_is_valid_time_sorted_and_fully_labelled(scenario: Scenario) -> None
     assert len(scenario.benign) > 80
     calibration = {orjson.loads(line)["account_id"] for line in scenario.calibration_path.open()}
     assert len(calibration) > 50 and not calibration & set(scenario.actors)
+    # like a provider's history (and every other world's), it holds power users of its own
+    own_power = hard_negative_plans(scenario.config, CALIBRATION_POWER_SEED)
+    assert {plan.account_id for plan in own_power} <= calibration
 
 
 def test_campaign_is_forty_thin_accounts_half_cover_traffic(
