@@ -73,6 +73,7 @@ from detectors.base import Detector, fit_with_reviewed
 from detectors.baselines import BASELINES
 from detectors.features import PROMPT_CHARS
 from detectors.registry import VARIANTS, events_in_file
+from distillguard.wiring import heap_built_so_far_frozen
 from streaming.pipeline import Pipeline
 from streaming.profiles import MemoryPublisher, ProfilePublisher
 from streaming.sinks import BufferedSink
@@ -272,7 +273,7 @@ def run_detector(
     recorder, sink = ScoreRecorder(detector), VerdictCollector()
     pipeline = Pipeline(recorder, [sink], publisher=publisher)
     since_checkpoint, events = 0, 0
-    with Progress(console=console, transient=True) as progress:
+    with Progress(console=console, transient=True) as progress, heap_built_so_far_frozen():
         task = progress.add_task(label or name, total=sum(len(lines) for _, lines in work))
         started = time.perf_counter()
         for start, lines in work:

@@ -384,14 +384,15 @@ def replay(
     as_json: JsonOption = False,
 ) -> None:
     """Run a JSONL request log through the pipeline into the store (idempotent: rerun freely)."""
-    from distillguard.wiring import store_pipeline
+    from distillguard.wiring import heap_built_so_far_frozen, store_pipeline
     from streaming.files import run_file
 
     fmt = file_format(events, log_format, account, start)
     settings = get_settings()
     with _open_store(settings) as store:
         pipeline = store_pipeline(settings, store)
-        totals = run_file(pipeline, events, batch_size, log_format=fmt)
+        with heap_built_so_far_frozen():
+            totals = run_file(pipeline, events, batch_size, log_format=fmt)
     emit(
         as_json,
         {
@@ -555,7 +556,7 @@ def score(
     stream (assumes attackers are a small minority of accounts). --format applies to the
     events and to a --calibration file."""
     from detectors.registry import load_calibration
-    from distillguard.wiring import build_detector, build_pipeline
+    from distillguard.wiring import build_detector, build_pipeline, heap_built_so_far_frozen
     from streaming.files import run_file
     from streaming.sinks import VerdictFileSink
 
@@ -571,7 +572,8 @@ def score(
     sink = VerdictFileSink(out)
     try:
         pipeline = build_pipeline(settings, [sink], detector=detector)
-        totals = run_file(pipeline, events, batch_size, log_format=fmt)
+        with heap_built_so_far_frozen():
+            totals = run_file(pipeline, events, batch_size, log_format=fmt)
     finally:
         sink.close()
     flagged = len({v.account_id for v in totals.verdicts if v.label != "benign"})
@@ -596,7 +598,12 @@ def worker(
 ) -> None:
     """Kafka consumer-group worker: topic DG_TOPIC → pipeline → store; commits after the store."""
 
-    from distillguard.wiring import build_worker, kafka_connection, limit_compute_threads
+    from distillguard.wiring import (
+        build_worker,
+        heap_built_so_far_frozen,
+        kafka_connection,
+        limit_compute_threads,
+    )
     from streaming.kafka import make_producer
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -621,7 +628,8 @@ def worker(
             settings.consumer_group,
         )
         try:
-            stats = runner.run()
+            with heap_built_so_far_frozen():
+                stats = runner.run()
         finally:
             producer.close()
     logging.getLogger("distillguard.worker").info(
@@ -651,7 +659,7 @@ def linker(
     store. Exactly one is active per consumer group; start another as a standby."""
     import signal
 
-    from distillguard.wiring import build_linker, limit_compute_threads
+    from distillguard.wiring import build_linker, heap_built_so_far_frozen, limit_compute_threads
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("kafka").setLevel(logging.ERROR)
@@ -670,7 +678,8 @@ def linker(
         logging.getLogger("distillguard.linker").info(
             "linking profiles of %s → %s store %s", settings.topic, store.backend, store.database
         )
-        role.run()
+        with heap_built_so_far_frozen():
+            role.run()
 
 
 @app.command()

@@ -8,7 +8,9 @@ deployment in one process gets exactly the parts its own settings describe.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import gc
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +41,7 @@ __all__ = [
     "build_pipeline",
     "build_worker",
     "calibrated_detector",
+    "heap_built_so_far_frozen",
     "kafka_connection",
     "profiles_topic",
     "store_pipeline",
@@ -120,6 +123,22 @@ def limit_compute_threads(settings: Settings) -> None:
         from threadpoolctl import threadpool_limits
 
         threadpool_limits(limits=settings.compute_threads)
+
+
+@contextmanager
+def heap_built_so_far_frozen() -> Iterator[None]:
+    """Leave what a role built before it runs (calibration, embedding table, models, modules:
+    ~700,000 objects once calibrated) out of the garbage collector's scans while it runs
+    (`gc.freeze`, after one collection), so that each full collection walks only the objects the
+    stream creates, not the whole calibration again. Nothing changes but time: frozen objects are
+    still freed when unreferenced, and leaving the block hands them back to the collector.
+    Measured: the detector as a worker, batches of 5,000, +5-15 % events/s (README)."""
+    gc.collect()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def build_worker(settings: Settings, store: Store, producer, client_id: str) -> Worker:
