@@ -7,6 +7,8 @@ from __future__ import annotations
 import gc
 import weakref
 
+import pytest
+
 from distillguard.wiring import heap_built_so_far_frozen
 
 
@@ -39,9 +41,6 @@ def test_built_objects_are_frozen_while_the_role_runs_and_handed_back_after() ->
 
 
 def test_the_heap_is_handed_back_when_the_role_fails() -> None:
-    try:
-        with heap_built_so_far_frozen():
-            raise RuntimeError("the role stopped")
-    except RuntimeError:
-        pass
+    with pytest.raises(RuntimeError), heap_built_so_far_frozen():
+        raise RuntimeError("the role stopped")
     assert gc.get_freeze_count() == 0
