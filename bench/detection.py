@@ -116,6 +116,7 @@ class Metric:
 # campaign target is 36 of 40 accounts; events/s is tiered mode's target (2-core machine).
 LOWO_METRICS = (
     Metric("attackers_flagged", "attackers flagged", True, 0.90),
+    Metric("attackers_attributed", "attackers flagged as one actor", True, 0.90),
     Metric("benign_flagged", "benign flagged", False, 0.01),
     Metric("campaign_in_cluster", "campaign in one flagged cluster", True, 36 / 40),
     Metric("median_queries", "median queries", False, 50),
@@ -213,6 +214,8 @@ class Run:
     # account -> requests_seen at its first `extraction` / `suspicious`-or-graver verdict
     first_flag_extraction: dict[str, int] = field(default_factory=dict)
     first_flag_any: dict[str, int] = field(default_factory=dict)
+    # account -> the cluster of each of its flagging verdicts (None: on its own evidence)
+    flagged_as: dict[str, set[str | None]] = field(default_factory=dict)
     clusters: dict[str, set[str]] = field(default_factory=dict)  # account -> its cluster ids
     flagged_clusters: set[str] = field(default_factory=set)  # with an `extraction` verdict
     cluster_verdicts: list[ClusterVerdict] = field(default_factory=list)  # with their members
@@ -291,6 +294,8 @@ def run_detector(
     run.first_flag_extraction, run.first_flag_any = extraction, flagged
     run.cluster_verdicts = sink.clusters
     for verdict in sink.collected:
+        if verdict.label in FLAGGED:
+            run.flagged_as.setdefault(verdict.account_id, set()).add(verdict.cluster_id)
         if verdict.cluster_id is not None:
             run.clusters.setdefault(verdict.account_id, set()).add(verdict.cluster_id)
             if verdict.label == "extraction":
@@ -389,11 +394,15 @@ def strategy_row(
     honest: list[str],
     run: Run,
     campaigns: Sequence[dict] = (),
+    one_actor: Collection[str] = (),
 ) -> dict:
     """One strategy's accounts against every honest account. `flagged_any` and the `_any`
     queries count `suspicious` or `extraction` verdicts (what an analyst sees); `flagged_extraction`
     and the plain queries count `extraction` only (the earlier benchmark's figures). `campaigns`:
-    the campaign results whose members are these accounts."""
+    the campaign results whose members are these accounts. `flagged_attributed` counts a flag
+    only on the account's own evidence or as a member of a cluster in `one_actor` (every member
+    one actor): a cluster that joins separate actors flags them all, and its report would
+    describe them as one."""
     from sklearn.metrics import roc_auc_score
 
     pos = np.array([run.max_score.get(a, 0.0) for a in positives])
@@ -406,6 +415,14 @@ def strategy_row(
         "accounts": len(positives),
         "flagged_any": float(np.mean([a in run.first_flag_any for a in positives])),
         "flagged_extraction": float(np.mean([a in run.first_flag_extraction for a in positives])),
+        "flagged_attributed": float(
+            np.mean(
+                [
+                    any(c is None or c in one_actor for c in run.flagged_as.get(a, ()))
+                    for a in positives
+                ]
+            )
+        ),
         "median_queries_any": queries_quantile(queries_any, 0.5),
         "p90_queries_any": queries_quantile(queries_any, 0.9),
         "median_queries": queries_quantile(queries, 0.5),
@@ -439,6 +456,21 @@ def strategies_of(scenario: Scenario) -> list[str]:
     return known + sorted(present - set(known))
 
 
+def one_actor_clusters(run: Run, scenario: Scenario) -> set[str]:
+    """Clusters whose members, over the cluster's whole history, are all one actor: one
+    campaign's accounts, or the accounts of one strategy (a world's attackers of one strategy
+    are written by one hand, so linking them is not a wrong attribution)."""
+    members: dict[str, set[str]] = {}
+    for cluster in run.cluster_verdicts:
+        members.setdefault(cluster.cluster_id, set()).update(cluster.members)
+    campaign_of = {a: name for name, accounts in scenario.campaigns.items() for a in accounts}
+    return {
+        cluster_id
+        for cluster_id, accounts in members.items()
+        if len({campaign_of.get(a, scenario.actors.get(a)) for a in accounts}) == 1
+    }
+
+
 def evaluate(run: Run, scenario: Scenario) -> dict:
     """A run's figures on a world: per strategy and pooled rows, the honest and hard-negative
     accounts flagged (both thresholds), each campaign's largest flagged cluster, and the
@@ -450,12 +482,13 @@ def evaluate(run: Run, scenario: Scenario) -> dict:
     campaigns = [
         campaign_result(name, members, run) for name, members in sorted(scenario.campaigns.items())
     ]
+    one_actor = one_actor_clusters(run, scenario)
     rows = []
     for name in strategies_of(scenario):
         accounts = scenario.accounts(lambda actor, n=name: actor == f"attack:{n}")
         theirs = [c for c in campaigns if set(scenario.campaigns[c["campaign"]]) & set(accounts)]
-        rows.append(strategy_row(name, accounts, honest, run, theirs))
-    rows.append(strategy_row("all attacks", attackers, honest, run))
+        rows.append(strategy_row(name, accounts, honest, run, theirs, one_actor))
+    rows.append(strategy_row("all attacks", attackers, honest, run, one_actor=one_actor))
     result = {
         "detector": run.name,
         "version": run.version,
@@ -493,6 +526,7 @@ def lowo_metrics(result: dict) -> dict[str, float | None]:
     benign = result["benign_accounts"]
     return {
         "attackers_flagged": pooled["flagged_any"],
+        "attackers_attributed": pooled.get("flagged_attributed"),  # absent in older reports
         "benign_flagged": len(result["benign_flagged_any"]) / benign if benign else 0.0,
         "campaign_in_cluster": min(c["share"] for c in campaigns) if campaigns else None,
         "median_queries": pooled["median_queries_any"],
@@ -574,7 +608,7 @@ def metric_cell(key: str, result: dict) -> str:
     """One headline measure of one run, as the tables print it (with its counts)."""
     value = result["metrics"][key]
     pooled = result["rows"][-1]
-    if key == "attackers_flagged":
+    if key in ("attackers_flagged", "attackers_attributed"):
         flagged = round(value * pooled["accounts"])
         return f"{_percent(value)} ({flagged}/{pooled['accounts']})"
     if key == "benign_flagged":
@@ -1107,7 +1141,7 @@ def world_figures_from_table(table: str) -> list[dict]:
     detectors = {name: key for key, name in DETECTOR_NAMES.items()}
     calibrations = {name: key for key, name in CALIBRATION_NAMES.items()}
     figures: dict[tuple[str, str, str], dict] = {}
-    section, worlds, order = "", [], []
+    section, worlds, order, column = "", [], [], {}
     for line in table.splitlines():
         if line.startswith("**Per held-out world:**"):
             section = "world"
@@ -1119,8 +1153,14 @@ def world_figures_from_table(table: str) -> list[dict]:
         cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
         if cells[0] == "strategy":
             worlds = cells[2:]
-        elif section == "world" and cells[0] != "world":
-            attackers, benign = (_FLAGGED.search(cell) for cell in cells[3:5])
+        elif section == "world" and cells[0] == "world":
+            column = {name: i for i, name in enumerate(cells)}
+        elif section == "world":
+            attackers, benign = (
+                _FLAGGED.search(cells[column[name]])
+                for name in ("attackers flagged", "benign flagged")
+            )
+            auc = cells[column["ROC AUC"]]
             assert attackers and benign, line
             key = (cells[0], detectors[cells[1]], calibrations[cells[2]])
             figures[key] = {
@@ -1129,7 +1169,7 @@ def world_figures_from_table(table: str) -> list[dict]:
                 "calibration": key[2],
                 "attackers": [int(attackers["flagged"]), int(attackers["accounts"])],
                 "benign": [int(benign["flagged"]), int(benign["accounts"])],
-                "roc_auc": None if cells[8] == "—" else float(cells[8]),
+                "roc_auc": None if auc == "—" else float(auc),
                 "strategies": {},
             }
         elif section == "strategy" and cells[0] != "all attacks":

@@ -35,6 +35,9 @@ from detectors.features import EventFeatures
 
 PIECES = ("infra", "timing", "prompts", "params", "topics", "templates", "rhythm")
 FAMILY = {"rhythm": "timing", "templates": "prompts"}  # piece -> the family it belongs to
+# families that say what two accounts ask, not how they act: two extractors that draw on the same
+# public prompt sets share these with each other (and with a campaign) without being one actor
+CONTENT = frozenset({"prompts", "topics"})
 EXAMPLE_CHARS = 160
 MAX_SHARED_PER_PAIR = 64
 Pair = tuple[str, str]
@@ -249,21 +252,27 @@ def edge(
 ) -> dict[str, Any] | None:
     """The link between two accounts with these piece values and their `strength` (`scored`,
     computed once: a pair is tried as an edge, then as a weak link), or None when the evidence
-    is too weak in total or rests on fewer than `min_pieces` rare families."""
+    is too weak in total or rests on fewer than `min_pieces` rare families (the link names
+    them: `acts_alike` reads them)."""
     total, surprise = scored
     if total < threshold:
         return None  # most pairs: no need to count their rare families
-    rare = len(
-        {
-            FAMILY.get(piece, piece)
-            for piece, s in surprise.items()
-            if s >= rare_surprise(tails[piece], piece_alpha)
-        }
-    )
-    if rare >= min_pieces:
+    rare = {
+        FAMILY.get(piece, piece)
+        for piece, s in surprise.items()
+        if s >= rare_surprise(tails[piece], piece_alpha)
+    }
+    if len(rare) >= min_pieces:
         return {
             "strength": round(total, 3),
             "surprise": {p: round(s, 3) for p, s in surprise.items() if s > 0},
             "values": {p: round(v, 4) for p, v in values.items() if v is not None},
+            "families": sorted(rare),
         }
     return None
+
+
+def acts_alike(link: Mapping[str, Any]) -> bool:
+    """Whether the link rests on more than shared content: a rare family of infrastructure,
+    hours or schedule, or parameters. Links saved before links named their families count."""
+    return not CONTENT.issuperset(link.get("families", PIECES))

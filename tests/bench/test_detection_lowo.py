@@ -174,6 +174,7 @@ def test_metrics_are_shares_counts_and_queries_in_range(
         attackers = scenario.accounts(lambda actor: actor.startswith("attack:"))
         assert pooled["strategy"] == "all attacks" and pooled["accounts"] == len(attackers)
         assert pooled["flagged_extraction"] <= pooled["flagged_any"]
+        assert pooled["flagged_attributed"] <= pooled["flagged_any"]
         assert [row["strategy"] for row in result["rows"][:-1]] == scenario.strategies
         (campaign,) = result["campaigns"]
         assert campaign["accounts"] == 40
@@ -260,10 +261,14 @@ def test_flags_count_suspicious_and_campaigns_count_one_flagged_cluster() -> Non
         cluster("k1", ["c0", "c1", "c2"], "suspicious"),
         cluster("k2", campaign, "benign"),  # larger, not flagged
         cluster("k3", ["c3", "b2"], "extraction"),
+        cluster("k4", ["a2", "c1"], "suspicious"),  # the replayer joined to the campaign
     ]
+    # a1 on its own evidence; a2 only in the mixed k4; c0 in k1 (one campaign); c1 in k1 too
+    run.flagged_as = {"a1": {None}, "a2": {"k4"}, "c0": {"k1"}, "c1": {"k1", "k4"}}
     result = evaluate(run, scenario)
     metrics = result["metrics"]
     assert metrics["attackers_flagged"] == 4 / 6
+    assert metrics["attackers_attributed"] == 3 / 6
     assert result["rows"][-1]["flagged_extraction"] == 1 / 6
     assert metrics["benign_flagged"] == 1 / 3 and result["benign_flagged_any"] == ["b1"]
     assert result["hard_negatives"] == ["p1"] and metrics["hard_negatives_flagged"] == 1

@@ -22,6 +22,7 @@ from detectors.campaigns import (
     PIECES,
     CampaignLinker,
     clustering,
+    evidence,
     param_signature,
     rhythm,
     time_batches,
@@ -222,7 +223,8 @@ def test_remembered_rhythms_and_merges_are_what_computing_afresh_gives(fitted, s
         def _merging(self):
             got = super()._merging()
             links = self._stream
-            assert got == clustering.merged_links(links.edges, links.weak, self.merge_pairs)
+            mergers = [both for both, link in links.weak.items() if evidence.acts_alike(link)]
+            assert got == clustering.merged_links(links.edges, mergers, self.merge_pairs)
             calls["merging"] += 1
             return got
 
@@ -430,3 +432,28 @@ def test_calibration_sees_only_benign_traffic_and_ignores_what_honest_users_shar
     assert fitted.benign_pairs_ > 1000 and fitted.threshold_ > 0
     assert set(fitted.tails_) == set(PIECES)
     assert {"templates", "rhythm"} <= set(PIECES)
+
+
+@pytest.mark.parametrize(
+    ("families", "merged"),
+    [
+        (["prompts", "topics"], False),  # the same public prompt sets: two actors still
+        (["params", "prompts"], True),
+        (["timing", "topics"], True),
+        (None, True),  # a link saved before links named their families
+    ],
+)
+def test_only_weak_links_that_act_alike_merge_clusters(families, merged) -> None:
+    """Two linked trios joined by three disjoint weak links: one actor when the links show the
+    accounts acting alike (infrastructure, hours, parameters), two when they share only what
+    they ask about, as two extractors drawing on the same public prompts do."""
+    linker = CampaignLinker()
+    trios = (["a1", "a2", "a3"], ["b1", "b2", "b3"])
+    for trio in trios:
+        for both in zip(trio, trio[1:], strict=False):
+            linker._stream.edges[both] = {"strength": 9.0, "families": ["infra", "timing"]}
+    for a, b in zip(*trios, strict=True):
+        link = {"strength": 4.0} | ({} if families is None else {"families": families})
+        linker._stream.weak[(a, b)] = link
+    groups = clustering.components(linker.link_evidence())
+    assert len(groups) == (1 if merged else 2)
