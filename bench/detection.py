@@ -765,7 +765,10 @@ def markdown_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list
 
 def _targets_sentence() -> str:
     return (
-        "attackers flagged ≥ 90 %, benign flagged ≤ 1 %, ≥ 36 of 40 campaign accounts in one "
+        "attackers flagged ≥ 90 %, and as many flagged as one actor (on their own evidence or in "
+        "a cluster of one campaign or one strategy's accounts: a cluster joining separate actors "
+        "flags them all but describes them as one), benign flagged ≤ 1 %, ≥ 36 of 40 campaign "
+        "accounts in one "
         "flagged cluster, median queries ≤ 50, ≤ 1 hard negative flagged, ROC AUC ≥ 0.98, "
         "≥ 2,000 events/s (tiered mode)"
     )
