@@ -35,8 +35,10 @@ from detectors.features import EventFeatures
 
 PIECES = ("infra", "timing", "prompts", "params", "topics", "templates", "rhythm")
 FAMILY = {"rhythm": "timing", "templates": "prompts"}  # piece -> the family it belongs to
-# families that say what two accounts ask, not how they act: two extractors that draw on the same
-# public prompt sets share these with each other (and with a campaign) without being one actor
+# pieces that say what two accounts ask, not how they act or write: two extractors that draw on
+# the same public prompt sets share near-duplicates and topics with each other (and with a
+# campaign) without being one actor; a template (one skeleton, different fillers) is the
+# operator's own
 CONTENT = frozenset({"prompts", "topics"})
 EXAMPLE_CHARS = 160
 MAX_SHARED_PER_PAIR = 64
@@ -252,27 +254,24 @@ def edge(
 ) -> dict[str, Any] | None:
     """The link between two accounts with these piece values and their `strength` (`scored`,
     computed once: a pair is tried as an edge, then as a weak link), or None when the evidence
-    is too weak in total or rests on fewer than `min_pieces` rare families (the link names
-    them: `acts_alike` reads them)."""
+    is too weak in total or rests on fewer than `min_pieces` rare families (the link names its
+    rare pieces: `acts_alike` reads them)."""
     total, surprise = scored
     if total < threshold:
         return None  # most pairs: no need to count their rare families
-    rare = {
-        FAMILY.get(piece, piece)
-        for piece, s in surprise.items()
-        if s >= rare_surprise(tails[piece], piece_alpha)
-    }
-    if len(rare) >= min_pieces:
+    rare = {piece for piece, s in surprise.items() if s >= rare_surprise(tails[piece], piece_alpha)}
+    if len({FAMILY.get(piece, piece) for piece in rare}) >= min_pieces:
         return {
             "strength": round(total, 3),
             "surprise": {p: round(s, 3) for p, s in surprise.items() if s > 0},
             "values": {p: round(v, 4) for p, v in values.items() if v is not None},
-            "families": sorted(rare),
+            "rare": sorted(rare),
         }
     return None
 
 
 def acts_alike(link: Mapping[str, Any]) -> bool:
-    """Whether the link rests on more than shared content: a rare family of infrastructure,
-    hours or schedule, or parameters. Links saved before links named their families count."""
-    return not CONTENT.issuperset(link.get("families", PIECES))
+    """Whether the link rests on more than shared content: a rare piece of infrastructure,
+    hours or schedule, parameters or templates. Links saved before links named their rare
+    pieces count."""
+    return not CONTENT.issuperset(link.get("rare", PIECES))

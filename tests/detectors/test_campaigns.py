@@ -435,25 +435,27 @@ def test_calibration_sees_only_benign_traffic_and_ignores_what_honest_users_shar
 
 
 @pytest.mark.parametrize(
-    ("families", "merged"),
+    ("rare", "merged"),
     [
         (["prompts", "topics"], False),  # the same public prompt sets: two actors still
         (["params", "prompts"], True),
         (["timing", "topics"], True),
-        (None, True),  # a link saved before links named their families
+        (["templates", "topics"], True),  # one skeleton, different fillers: the operator's own
+        (None, True),  # a link saved before links named their rare pieces
     ],
 )
-def test_only_weak_links_that_act_alike_merge_clusters(families, merged) -> None:
+def test_only_weak_links_that_act_alike_merge_clusters(rare, merged) -> None:
     """Two linked trios joined by three disjoint weak links: one actor when the links show the
-    accounts acting alike (infrastructure, hours, parameters), two when they share only what
-    they ask about, as two extractors drawing on the same public prompts do."""
+    accounts acting or writing alike (infrastructure, hours, parameters, templates), two when
+    they share only what they ask about, as two extractors drawing on the same public prompts
+    do."""
     linker = CampaignLinker()
     trios = (["a1", "a2", "a3"], ["b1", "b2", "b3"])
     for trio in trios:
         for both in zip(trio, trio[1:], strict=False):
-            linker._stream.edges[both] = {"strength": 9.0, "families": ["infra", "timing"]}
+            linker._stream.edges[both] = {"strength": 9.0, "rare": ["infra", "timing"]}
     for a, b in zip(*trios, strict=True):
-        link = {"strength": 4.0} | ({} if families is None else {"families": families})
+        link = {"strength": 4.0} | ({} if rare is None else {"rare": rare})
         linker._stream.weak[(a, b)] = link
     groups = clustering.components(linker.link_evidence())
     assert len(groups) == (1 if merged else 2)
