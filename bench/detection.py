@@ -458,8 +458,8 @@ def strategies_of(scenario: Scenario) -> list[str]:
 
 def one_actor_clusters(run: Run, scenario: Scenario) -> set[str]:
     """Clusters whose members, over the cluster's whole history, are all one actor: one
-    campaign's accounts, or the accounts of one strategy (a world's attackers of one strategy
-    are written by one hand, so linking them is not a wrong attribution)."""
+    campaign's accounts, or the accounts of one strategy (a world's replicas of one strategy are
+    one tool written by one hand: linking them is not counted as a wrong attribution)."""
     members: dict[str, set[str]] = {}
     for cluster in run.cluster_verdicts:
         members.setdefault(cluster.cluster_id, set()).update(cluster.members)

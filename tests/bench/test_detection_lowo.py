@@ -269,6 +269,9 @@ def test_flags_count_suspicious_and_campaigns_count_one_flagged_cluster() -> Non
     metrics = result["metrics"]
     assert metrics["attackers_flagged"] == 4 / 6
     assert metrics["attackers_attributed"] == 3 / 6
+    run.cluster_verdicts.append(cluster("k5", ["a1", "a2"], "suspicious"))  # one strategy's
+    run.flagged_as["a2"] = {"k4", "k5"}
+    assert evaluate(run, scenario)["metrics"]["attackers_attributed"] == 4 / 6
     assert result["rows"][-1]["flagged_extraction"] == 1 / 6
     assert metrics["benign_flagged"] == 1 / 3 and result["benign_flagged_any"] == ["b1"]
     assert result["hard_negatives"] == ["p1"] and metrics["hard_negatives_flagged"] == 1
