@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from kafka.errors import KafkaError
 
@@ -79,6 +80,23 @@ def linker_settled_at(log_text: str) -> float | None:
     for line in reversed(log_text.splitlines()):
         if SETTLED in line:
             return datetime.strptime(line[:23], LOG_TIME).timestamp()
+    return None
+
+
+def listening_pid(address: str) -> int | None:
+    """The local process listening on `address` ("host:port" or a URL with one), None when it
+    is not on this machine or cannot be seen: the bench adds the broker's and the server's CPU to
+    its roles' when they share the machine."""
+    import psutil
+
+    port = int(urlsplit(address if "//" in address else f"//{address}").port or 0)
+    for connection in psutil.net_connections(kind="tcp"):
+        if (
+            connection.status == psutil.CONN_LISTEN
+            and connection.laddr.port == port
+            and connection.pid is not None
+        ):
+            return connection.pid
     return None
 
 

@@ -29,7 +29,8 @@ then the whole world's log (time-ordered) is produced, either
 What is measured (wall clock of this machine; all processes share it).
 
 - events, seconds, events/s: every event of the log; seconds from the producer's first send to
-  the first poll (every 0.25 s, `count()` of `events FINAL`) that sees every event stored. So
+  the first poll (every 0.25 s, `count()` of `events`, then of `events FINAL`) that sees every
+  event stored. So
   they time the whole path to durable storage; in a fixed-rate run events/s can be no more
   than the rate (it shows whether the rate was sustained).
 - p50/p99 latency: from each worker's Prometheus histogram
@@ -51,7 +52,11 @@ What is measured (wall clock of this machine; all processes share it).
 - CPU s: the user plus system CPU seconds the worker processes (summed) and the linker used
   from the producer's start to the end of the run (`/proc/PID/stat`). Wall-clock events/s on two
   shared cores varies by a fifth between identical runs; these vary by a few percent, and
-  divided by the events they are the per-event costs the README's capacity model uses.
+  divided by the events they are the per-event costs the README's capacity model uses. The
+  ClickHouse server's and the broker's over the same span (each found by its listening port;
+  "—" when it is not on this machine), and the producer's (the load generator), complete the
+  account: together they are what the machine's cores spent, so their sum over the cores bounds
+  the events/s any run can reach here.
 
 `--profile-size` profiles one in-process worker (`distillguard.wiring.build_worker`, the same
 object `distillguard worker` runs) with pyinstrument over the first events of the world's log.
@@ -79,10 +84,16 @@ from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Console
 from rich.table import Table
 
-from bench.deployment import Deployment, consumed, cpu_seconds, linker_settled_at
+from bench.deployment import (
+    Deployment,
+    consumed,
+    cpu_seconds,
+    linker_settled_at,
+    listening_pid,
+)
 from bench.readme import result_path
 from core.settings import Settings
-from storage import ClickHouseServer, queries
+from storage import ClickHouseServer, Store, queries
 from streaming.kafka import make_producer, produce_lines
 from students.measured import measured_by, write_table
 from students.scenario import CACHE
@@ -93,6 +104,7 @@ if TYPE_CHECKING:  # bench.scenario and bench.worlds import CACHE from here: imp
 console = Console(width=150)
 CLICKHOUSE_URL = os.environ.get("DG_CLICKHOUSE_URL", "clickhouse://127.0.0.1:19000")
 KAFKA = os.environ.get("DG_KAFKA_BOOTSTRAP", "127.0.0.1:19092")
+SERVICES = {"clickhouse": CLICKHOUSE_URL, "kafka": KAFKA.split(",")[0]}  # whose CPU is counted
 LATENCY_METRIC = "distillguard_event_to_verdict_seconds"
 FLAGGED = ("suspicious", "extraction")
 STORED_POLL_S, CLUSTER_POLL_S = 0.25, 0.5
@@ -212,6 +224,11 @@ class Run:
     events_per_worker: list[int] = field(default_factory=list)
     worker_cpu_s: float = 0.0  # the workers' CPU seconds from the first event produced to the end
     linker_cpu_s: float = 0.0  # the linker's, over the same span
+    # The ClickHouse server's and the broker's over the same span (None: not on this machine),
+    # and the load generator's (the producer process): they share the machine's cores.
+    clickhouse_cpu_s: float | None = None
+    kafka_cpu_s: float | None = None
+    producer_cpu_s: float = 0.0
 
     @property
     def traffic(self) -> str:
@@ -222,13 +239,24 @@ class Run:
         return self.events / self.seconds if self.seconds else 0.0
 
 
-def _produce(path: str, topic: str, rate: float | None, started) -> None:
-    """The producer process: the log's lines in order, keyed by account."""
+def _produce(path: str, topic: str, rate: float | None, started, cpu) -> None:
+    """The producer process: the log's lines in order, keyed by account; `cpu` gets the CPU
+    seconds producing took."""
     producer = make_producer(KAFKA)
     started.value = time.time()
+    before = time.process_time()
     with open(path, "rb") as handle:
         produce_lines(producer, topic, (line.rstrip(b"\n") for line in handle), rate=rate)
     producer.close()
+    cpu.value = time.process_time() - before
+
+
+def stored_all(store: Store, expected: int) -> bool:
+    """Whether `expected` distinct events are stored. The plain count first (cheap: no versions
+    to merge), `FINAL` (which merges the versions of every row at read time) only once that one
+    is reached: the bench polls every quarter second, and its own load should weigh as little
+    as it can on the server whose CPU it measures."""
+    return store.count("events", final=False) >= expected and store.count("events") >= expected
 
 
 def first_index(path: Path, accounts: set[str]) -> int | None:
@@ -281,11 +309,13 @@ def run_deployment(
             lambda: "active: " in deployment.log_text(linker), 120, "an active linker"
         )
         roles_cpu = [cpu_seconds(p.pid) for p in (linker, *started)]
+        services = {name: listening_pid(address) for name, address in SERVICES.items()}
+        services_cpu = {n: cpu_seconds(pid) for n, pid in services.items() if pid is not None}
         context = multiprocessing.get_context("spawn")
-        produce_start = context.Value("d", 0.0)
+        produce_start, producer_cpu = context.Value("d", 0.0), context.Value("d", 0.0)
         producer = context.Process(
             target=_produce,
-            args=(str(scenario.events_path), deployment.topic, rate, produce_start),
+            args=(str(scenario.events_path), deployment.topic, rate, produce_start, producer_cpu),
         )
         producer.start()
         store = ClickHouseServer(CLICKHOUSE_URL, database=deployment.database)
@@ -299,10 +329,8 @@ def run_deployment(
             now = time.time()
             if produced_at is None and not producer.is_alive():
                 produced_at = now
-            if all_stored is None:
-                stored = store.count("events")
-                if stored >= expected:
-                    all_stored = now
+            if all_stored is None and stored_all(store, expected):
+                all_stored = now
             if time.monotonic() >= next_cluster_poll and produce_start.value:
                 next_cluster_poll = time.monotonic() + CLUSTER_POLL_S
                 clusters = clusters_touching(store, sorted(campaign), "") if campaign else []
@@ -324,6 +352,9 @@ def run_deployment(
             for p, before in zip((linker, *started), roles_cpu, strict=True)
         ]
         run.linker_cpu_s, run.worker_cpu_s = linker_cpu, sum(workers_cpu)
+        spent = {n: cpu_seconds(services[n]) - before for n, before in services_cpu.items()}
+        run.clickhouse_cpu_s, run.kafka_cpu_s = spent.get("clickhouse"), spent.get("kafka")
+        run.producer_cpu_s = producer_cpu.value
         if all_stored is not None:
             run.seconds, run.events = all_stored - produce_start.value, expected
         buckets = merge_buckets(scrape_buckets(deployment.metrics_ports[p.pid]) for p in started)
@@ -391,11 +422,14 @@ COLUMNS = (
     "campaign in one flagged cluster",
     "workers' CPU s",
     "linker CPU s",
+    "ClickHouse CPU s",
+    "Kafka CPU s",
+    "producer CPU s",
 )
 
 
-def _seconds(value: float | None) -> str:
-    return "never" if value is None else f"{value:.1f}"
+def _seconds(value: float | None, missing: str = "never") -> str:
+    return missing if value is None else f"{value:.1f}"
 
 
 def cells(run: Run) -> tuple[str, ...]:
@@ -412,6 +446,9 @@ def cells(run: Run) -> tuple[str, ...]:
         run.in_cluster,
         f"{run.worker_cpu_s:.1f}",
         f"{run.linker_cpu_s:.1f}",
+        _seconds(run.clickhouse_cpu_s, "—"),
+        _seconds(run.kafka_cpu_s, "—"),
+        f"{run.producer_cpu_s:.1f}",
     )
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
@@ -39,7 +40,7 @@ from detectors.campaigns.feed import ProfileUpdate, StreamProgress, decode
 from detectors.fusion import AccountWindow, ExtractionDetector
 from detectors.fusion.campaigns import CampaignUpdate, CampaignView
 from storage import Store
-from storage.checkpoints import account_states
+from storage.checkpoints import account_states, checkpoint_stamps, saved_states
 from streaming.kafka import Kafka, Rebalance, group_consumer, stream_name
 from streaming.loop import freeze_startup_heap
 from streaming.sinks import Sink
@@ -48,15 +49,35 @@ log = logging.getLogger("distillguard.linker")
 LINKER_STATE_ID = "\x00linker"  # the active linker's checkpoint row (one writer at a time)
 
 
-def store_windows(store: Store, detector: ExtractionDetector):
-    """Member windows from the workers' account checkpoints."""
+MEMBER_WINDOWS = 512  # member windows kept parsed (~0.4 MB each with every prompt embedded)
+
+
+def store_windows(store: Store, detector: ExtractionDetector, keep: int = MEMBER_WINDOWS):
+    """Member windows from the workers' account checkpoints, each read and parsed once per
+    checkpoint. The view asks for a cluster's members whenever one of them moves; reading every
+    member's state each time (`FINAL` reads all its versions not yet merged) was most of the
+    ClickHouse server's CPU at a steady 200 events/s, and its parsing a share of the linker's.
+    So the checkpoints' stamps are read first, and the states only of members whose stamp
+    changed. A kept window is the one a fresh read would give: scoring only deepens it (embeds
+    its prompts, the same vectors each time) and sets its label, which the view never reads."""
+    kept: OrderedDict[str, tuple[tuple[int, int], AccountWindow]] = OrderedDict()
 
     def windows(members: Sequence[str]) -> dict[str, AccountWindow]:
-        saved = account_states(store, detector.name, list(members)) if members else {}
-        return {
-            account: AccountWindow.from_state(account, state.state["detector"], detector.window)
-            for account, state in saved.items()
-        }
+        if not members:
+            return {}
+        stamps = checkpoint_stamps(store, detector.name, list(members))
+        changed = [a for a, stamp in stamps.items() if a not in kept or kept[a][0] != stamp]
+        for account, state in saved_states(store, detector.name, changed).items():
+            window = AccountWindow.from_state(account, state.state["detector"], detector.window)
+            kept[account] = ((state.requests_seen, state.updated_ms), window)
+        found = {}
+        for account in stamps:
+            if account in kept:
+                kept.move_to_end(account)
+                found[account] = kept[account][1]
+        while len(kept) > keep:
+            kept.popitem(last=False)
+        return found
 
     return windows
 

@@ -5,13 +5,18 @@ from __future__ import annotations
 
 import math
 import os
+import socket
 import time
 from datetime import datetime
 
+import orjson
 import pytest
 
-from bench.deployment import consumed, cpu_seconds, linker_settled_at
-from bench.pipeline import histogram_quantile, largest_flagged, merge_buckets
+from bench.deployment import consumed, cpu_seconds, linker_settled_at, listening_pid
+from bench.pipeline import histogram_quantile, largest_flagged, merge_buckets, stored_all
+from core.events import Event, parse_event
+from storage import Store
+from storage.rows import event_row
 
 INF = float("inf")
 
@@ -73,3 +78,34 @@ def test_cpu_seconds_of_a_process_is_what_it_used() -> None:
     while time.process_time() < deadline:
         pass
     assert cpu_seconds(os.getpid()) - before == pytest.approx(0.3, abs=0.1)
+
+
+def test_listening_pid_finds_the_process_behind_a_loopback_port() -> None:
+    """What the bench counts the broker's and the server's CPU by: the listener's process, by
+    "host:port" or by URL; a port nobody listens on has none."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        port = server.getsockname()[1]
+        assert listening_pid(f"127.0.0.1:{port}") is None
+        server.listen()
+        assert listening_pid(f"127.0.0.1:{port}") == os.getpid()
+        assert listening_pid(f"clickhouse://127.0.0.1:{port}/db") == os.getpid()
+
+
+def stored_event(request_id: str, prompt: str) -> Event:
+    raw = {"request_id": request_id, "account_id": "a", "timestamp": 1_764_000_000_000}
+    parsed = parse_event(orjson.dumps(raw | {"prompt": prompt}), "test")
+    assert isinstance(parsed, Event)
+    return parsed
+
+
+def test_stored_all_counts_distinct_events(embedded: Store) -> None:
+    """A row written twice (a redelivery) is one event: the plain count alone would say all
+    three are stored."""
+    embedded.insert(
+        "events", [event_row(stored_event("r1", "p")), event_row(stored_event("r2", "p"))]
+    )
+    assert stored_all(embedded, 2) and not stored_all(embedded, 3)
+    embedded.insert("events", [event_row(stored_event("r1", "p"), ingested_ms=5)])
+    assert embedded.count("events", final=False) == 3
+    assert not stored_all(embedded, 3)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -74,6 +75,22 @@ def test_migrations_are_recorded_and_idempotent(store: Store) -> None:
         )
     }
     assert set(TABLES) <= names
+
+
+def test_checkpoints_sit_in_small_index_granules(store: Store) -> None:
+    """A checkpoint is read by account, and a read decompresses a whole granule of every part:
+    `account_state` keeps 8 rows to a granule (on a cluster, its per-shard table does)."""
+    names = {
+        r["name"]
+        for r in store.query(
+            "SELECT name FROM system.tables WHERE database = %(db)s", {"db": store.database}
+        )
+    }
+    table = "account_state_local" if "account_state_local" in names else "account_state"
+    (row,) = store.query(f"SHOW CREATE TABLE {{db}}.{table}")
+    assert re.search(r"index_granularity = 8\b", row["statement"])
+    (events,) = store.query("SHOW CREATE TABLE {db}.events")
+    assert not re.search(r"index_granularity = 8\b", events["statement"])
 
 
 @pytest.mark.parametrize("table_name", sorted(set(TABLES) - {"schema_migrations"}))
