@@ -55,11 +55,13 @@ MEMBER_WINDOWS = 512  # member windows kept parsed (~0.4 MB each with every prom
 def store_windows(store: Store, detector: ExtractionDetector, keep: int = MEMBER_WINDOWS):
     """Member windows from the workers' account checkpoints, each read and parsed once per
     checkpoint. The view asks for a cluster's members whenever one of them moves; reading every
-    member's state each time (`FINAL` reads all its versions not yet merged) was most of the
-    ClickHouse server's CPU at a steady 200 events/s, and its parsing a share of the linker's.
-    So the checkpoints' stamps are read first, and the states only of members whose stamp
-    changed. A kept window is the one a fresh read would give: scoring only deepens it (embeds
-    its prompts, the same vectors each time) and sets its label, which the view never reads."""
+    member's state each time (`FINAL` reads all its versions not yet merged) was two fifths of
+    the ClickHouse server's CPU at a steady 200 events/s (with the worker's restores), and its
+    parsing a share of the linker's. So the checkpoints' stamps are read first, and the states
+    only of members whose stamp changed. A kept window is the one a fresh read would give:
+    scoring only deepens it (embeds its prompts, the same vectors each time, so a tiered
+    linker no longer embeds an unchanged member again) and sets its label, which the view
+    never reads."""
     kept: OrderedDict[str, tuple[tuple[int, int], AccountWindow]] = OrderedDict()
 
     def windows(members: Sequence[str]) -> dict[str, AccountWindow]:
