@@ -27,7 +27,7 @@ def checkpoint_stamps(
     """(requests_seen, updated_ms) of each account's latest checkpoint, without the state: which
     accounts have one, and whether a copy read earlier is still the latest (`updated_ms` is the
     row's version). Cheap, unlike the states: `FINAL` reads every unmerged version in each index
-    granule it touches (8 rows, or 8,192 in a table created before 2026-12-06), so a state read
+    granule it touches (8 rows; 8,192 before migration 9), so a state read
     costs megabytes however few accounts it selects."""
     rows = store.query_in(
         "SELECT account_id, requests_seen, updated_ms FROM {db}.account_state FINAL "

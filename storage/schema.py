@@ -19,7 +19,7 @@ import math
 import re
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import cached_property
 from typing import Any, NamedTuple
@@ -219,12 +219,16 @@ class Table:
 LOCAL_SUFFIX = "_local"
 _CLUSTER_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 _ALTER = re.compile(r"^ALTER TABLE \{db\}\.(\w+) (.+)$", re.DOTALL)
+_DROP = re.compile(r"^DROP TABLE IF EXISTS \{db\}\.(\w+)$")
+_COPY = re.compile(r"^INSERT INTO \{db\}\.\w+ \([\w, ]+\) SELECT [\w, ]+ FROM \{db\}\.\w+ FINAL$")
+_SWAP = re.compile(r"^RENAME TABLE \{db\}\.(\w+) TO \{db\}\.(\w+), \{db\}\.(\w+) TO \{db\}\.\1$")
 
 
 class ClusterStep(NamedTuple):
     """One statement of a schema change on a cluster, and where it runs: `ON CLUSTER` (in the
-    SQL, through the servers' distributed DDL queue), or, `each_shard`, on one replica of every
-    shard, which passes it on to the shard's other replicas (a replicated table's ALTER)."""
+    SQL, through the servers' distributed DDL queue), once through the `Distributed` tables (a
+    rebuild's copy), or, `each_shard`, on one replica of every shard, which passes it on to the
+    shard's other replicas (a replicated table's ALTER)."""
 
     sql: str
     each_shard: bool = False
@@ -241,6 +245,12 @@ def cluster_statements(statement: str, cluster: str) -> tuple[ClusterStep, ...]:
       shards replicate internally, and on a replicated table two replicas of a shard can both
       take the task, after which the second one's DDL worker stops for good ("Node exists:
       .../shards/.../executed"). A Distributed table holds no data: re-creating it loses none.
+    - a rebuild's steps (`_rebuild`): `DROP TABLE IF EXISTS t` drops `t` and `t_local` `ON
+      CLUSTER`; the copy runs once, through the `Distributed` tables (each row written to its
+      account's shard); the swap renames the `_local` tables `ON CLUSTER` and drops the
+      rebuilt table's `Distributed` table (`t`'s own now reads the rebuilt `t_local`). A swapped
+      replicated table keeps its ZooKeeper path (`.../t_rebuilt_local`): a replica added later
+      must be created on that path.
 
     Anything else raises `ValueError`: a new kind of migration step needs its cluster form here.
     """
@@ -261,6 +271,28 @@ def cluster_statements(statement: str, cluster: str) -> tuple[ClusterStep, ...]:
             ClusterStep(f"DROP TABLE IF EXISTS {{db}}.{current.name} ON CLUSTER {cluster}"),
             ClusterStep(current.distributed_create_sql("{db}", cluster)),
         )
+    return _rebuild_step(statement, cluster)
+
+
+def _rebuild_step(statement: str, cluster: str) -> tuple[ClusterStep, ...]:
+    """The cluster form of one of `_rebuild`'s statements (`cluster_statements`)."""
+    on, local = f" ON CLUSTER {cluster}", LOCAL_SUFFIX
+    if dropped := _DROP.match(statement):
+        name = dropped.group(1)
+        return tuple(
+            ClusterStep(f"DROP TABLE IF EXISTS {{db}}.{n}{on}") for n in (name, name + local)
+        )
+    if _COPY.match(statement):
+        return (ClusterStep(statement),)
+    if swap := _SWAP.match(statement):
+        table, replaced, rebuilt = swap.groups()
+        return (
+            ClusterStep(
+                f"RENAME TABLE {{db}}.{table}{local} TO {{db}}.{replaced}{local}, "
+                f"{{db}}.{rebuilt}{local} TO {{db}}.{table}{local}{on}"
+            ),
+            ClusterStep(f"DROP TABLE IF EXISTS {{db}}.{rebuilt}{on}"),
+        )
     raise ValueError(f"no cluster form for the schema statement {statement[:200]!r}")
 
 
@@ -274,7 +306,7 @@ def checked_cluster_name(cluster: str) -> str:
 def _table_created_by(statement: str) -> Table | None:
     """The table (in any version a migration creates) whose `create_sql("{db}")` is
     `statement`."""
-    for table in (*TABLES.values(), *_INITIAL.values()):
+    for table in (*TABLES.values(), *_INITIAL.values(), *map(_rebuilt, TABLES.values())):
         if table.create_sql("{db}") == statement:
             return table
     return None
@@ -352,9 +384,10 @@ ACCOUNT_STATE = Table(
     # A checkpoint is ~12-400 KB (a window of 256 requests, their embeddings included): with
     # 8,192-row granules every state read decompressed each part's whole granule, all of its
     # unmerged versions (33 MB a read in `bench.pipeline`'s 200 events/s run, two fifths of the
-    # server's CPU). Tables created before this setting keep the server's default.
+    # server's CPU). Migration 9 rebuilds a table created without it.
     index_granularity=8,
 )
+ACCOUNT_STATE_V1 = replace(ACCOUNT_STATE, index_granularity=None)
 
 CLUSTERS = Table(
     "clusters",
@@ -574,7 +607,35 @@ def _add_columns(table: str, columns: tuple[tuple[str, str], ...], after: str) -
 
 
 # Tables as the migration that created them made them; later migrations add the other columns.
-_INITIAL = {ALERTS: ALERTS_V1, EVENTS: EVENTS_V1, WEBHOOKS: WEBHOOKS_V3}
+_INITIAL = {
+    ALERTS: ALERTS_V1,
+    EVENTS: EVENTS_V1,
+    WEBHOOKS: WEBHOOKS_V3,
+    ACCOUNT_STATE: ACCOUNT_STATE_V1,
+}
+REBUILT, REPLACED = "_rebuilt", "_replaced"  # the suffixes of a rebuild's scratch tables
+
+
+def _rebuilt(table: Table) -> Table:
+    return replace(table, name=table.name + REBUILT)
+
+
+def _rebuild(table: Table) -> tuple[str, ...]:
+    """Statements giving `table` its current definition where only creation can (a setting such
+    as its index granularity): copy its rows' latest versions into a new table, swap the names,
+    drop the old one. On one server, run again from any step, they converge (a copy written
+    twice collapses under `FINAL`). Writers should be stopped: a row written between the copy
+    and the swap lands in the old table."""
+    columns = ", ".join(table.column_names)
+    db_table, rebuilt, replaced = (f"{{db}}.{table.name}{s}" for s in ("", REBUILT, REPLACED))
+    return (
+        f"DROP TABLE IF EXISTS {replaced}",
+        _rebuilt(table).create_sql("{db}"),
+        f"INSERT INTO {rebuilt} ({columns}) SELECT {columns} FROM {db_table} FINAL",  # noqa: S608
+        f"RENAME TABLE {db_table} TO {replaced}, {rebuilt} TO {db_table}",
+        f"DROP TABLE IF EXISTS {replaced}",
+    )
+
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
@@ -610,4 +671,5 @@ MIGRATIONS: tuple[Migration, ...] = (
         _add_columns("webhooks", _WEBHOOK_COLUMNS_V7, after="format"),
     ),
     Migration(8, "dispositions (analysts' feedback)", (DISPOSITIONS.create_sql("{db}"),)),
+    Migration(9, "account_state: 8-row index granules (rebuilt)", _rebuild(ACCOUNT_STATE)),
 )

@@ -27,11 +27,13 @@ from clickhouse_driver import Client
 from core.events import Event, parse_event
 from core.settings import Settings
 from storage import ClickHouseServer, Store, StoreError, open_store
+from storage.checkpoints import account_states
 from storage.rows import event_row
 from storage.schema import MIGRATIONS, SCHEMA_MIGRATIONS, TABLES, cluster_statements
 from storage.server import CLUSTER_SETTINGS, split_url
 from tests.conftest import CLICKHOUSE_CLUSTER, SCRIPT_ENV, cluster_script, unique_database
 from tests.storage import test_store_contract as contract
+from tests.storage.test_store_evidence import checkpoint_row
 
 # Every test of the store contract suite, collected here too, runs against `store` below: the
 # cluster. (A test added to the suite joins automatically.)
@@ -133,14 +135,16 @@ def test_every_migration_step_has_a_cluster_form_current_clickhouse_parses(
         steps = cluster_statements(statement, CLICKHOUSE_CLUSTER)
         assert steps, statement
         for sql, each_shard in steps:
-            # a replicated table's ALTER runs on each shard; everything else ON CLUSTER
+            # a replicated table's ALTER runs on each shard; a rebuild's copy once, through the
+            # Distributed tables; everything else ON CLUSTER
             assert each_shard == sql.startswith("ALTER TABLE {db}.")
-            assert (f"ON CLUSTER {CLICKHOUSE_CLUSTER}" in sql) != each_shard
+            once = sql.startswith("INSERT INTO {db}.")
+            assert (f"ON CLUSTER {CLICKHOUSE_CLUSTER}" in sql) != (each_shard or once)
             # current ClickHouse (chDB) parses what 18.16 runs in the tests below
             (parsed,) = embedded.query(
                 "SELECT formatQuery(%(sql)s) AS q", {"sql": sql.replace("{db}", "dg")}
             )
-            assert parsed["q"].startswith(("CREATE", "DROP", "ALTER"))
+            assert parsed["q"].startswith(("CREATE", "DROP", "ALTER", "INSERT", "RENAME"))
     events = cluster_statements(TABLES["events"].create_sql("{db}"), "c")
     assert (
         "ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{db}/events_local'"
@@ -156,6 +160,14 @@ def test_every_migration_step_has_a_cluster_form_current_clickhouse_parses(
         "ALTER TABLE {db}.alerts_local ADD COLUMN x String AFTER kind",
         "DROP TABLE IF EXISTS {db}.alerts ON CLUSTER c",
         "CREATE TABLE IF NOT EXISTS {db}.alerts ON CLUSTER c AS {db}.alerts_local",
+    ]
+    swap = cluster_statements(
+        "RENAME TABLE {db}.t TO {db}.t_replaced, {db}.t_rebuilt TO {db}.t", "c"
+    )
+    assert [step.sql for step in swap] == [
+        "RENAME TABLE {db}.t_local TO {db}.t_replaced_local, {db}.t_rebuilt_local TO "
+        "{db}.t_local ON CLUSTER c",
+        "DROP TABLE IF EXISTS {db}.t_rebuilt ON CLUSTER c",
     ]
     with pytest.raises(ValueError, match="no cluster form"):
         cluster_statements("OPTIMIZE TABLE {db}.events FINAL", "c")
@@ -244,6 +256,39 @@ def wait_for_replicas(
             }
             pytest.fail(f"{table}: replicas differ from their shard's rows: {summary}")
         time.sleep(0.5)
+
+
+@pytest.mark.integration
+def test_migration_9_rebuilds_account_state_on_the_cluster(clickhouse_cluster: str) -> None:
+    """The rebuild's cluster form on a database of the release before: every account's latest
+    checkpoint survives, and every server's per-shard table has 8-row granules."""
+    store = open_cluster_store(clickhouse_cluster)
+    try:
+        assert store.migrate(upto=8) == list(range(1, 9))
+        accounts = [f"acct-{i}" for i in range(30)]
+        store.insert("account_state", [checkpoint_row(a, 1) for a in accounts])
+        store.insert(
+            "account_state", [checkpoint_row(a, 2 + i % 3) for i, a in enumerate(accounts)]
+        )
+        assert store.migrate() == [9]
+        saved = account_states(store, "extraction", accounts)
+        assert {a: s.requests_seen for a, s in saved.items()} == {
+            a: 2 + i % 3 for i, a in enumerate(accounts)
+        }
+        for client in nodes(store).values():
+            tables = client.execute(
+                "SELECT name FROM system.tables WHERE database = %(db)s", {"db": store.database}
+            )
+            assert sorted(n for (n,) in tables if n.startswith("account_state")) == [
+                "account_state",
+                "account_state_local",
+            ]
+            ((create,),) = client.execute(f"SHOW CREATE TABLE {store.database}.account_state_local")
+            assert "index_granularity = 8" in create and "index_granularity = 8192" not in create
+            client.disconnect()
+    finally:
+        drop_database(store)
+        store.close()
 
 
 def test_idempotency_and_final_hold_across_shards(store: Store) -> None:

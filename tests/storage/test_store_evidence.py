@@ -4,17 +4,19 @@ FINAL, and migration 5 adds the content hash to an existing events table (issue 
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from core.batch import AccountState
 from core.events import Event, parse_event
 from storage import Store
 from storage.base import RowsRejected, complete_rows
 from storage.checkpoints import account_states
 from storage.queries.events import event_identities
-from storage.rows import event_row
-from storage.schema import EVENTS, EVENTS_V1, Table
+from storage.rows import account_state_row, event_row
+from storage.schema import ACCOUNT_STATE_V1, EVENTS, EVENTS_V1, Table
 
 DAY = datetime(2026, 11, 27, tzinfo=UTC)
 
@@ -129,3 +131,32 @@ def test_migration_5_adds_the_content_hash_to_an_existing_events_table(store: St
         {"db": store.database},
     )
     assert [c["name"] for c in columns] == EVENTS.column_names
+
+
+def checkpoint_row(account: str, seen: int) -> dict:
+    state = AccountState(account, "extraction", seen, {"detector": {"seen": seen}}, 1_000 + seen)
+    return account_state_row(state)
+
+
+def test_migration_9_rebuilds_account_state_in_small_granules_keeping_each_latest_state(
+    store: Store,
+) -> None:
+    """A database of the release before: its checkpoints (several versions of some) come
+    through the rebuild as their latest versions, and the table now has 8-row granules."""
+    store.execute("DROP DATABASE {db}")
+    assert store.migrate(upto=8) == [1, 2, 3, 4, 5, 6, 7, 8]
+    rows = [checkpoint_row(f"acct-{i}", seen) for i in range(30) for seen in (1, 2 + i % 3)]
+    store._insert_rows(ACCOUNT_STATE_V1, complete_rows(ACCOUNT_STATE_V1, rows))
+    (before,) = store.query("SHOW CREATE TABLE {db}.account_state")
+    assert not re.search(r"index_granularity = 8\b", before["statement"])
+    assert store.migrate() == [9]
+    (after,) = store.query("SHOW CREATE TABLE {db}.account_state")
+    assert re.search(r"index_granularity = 8\b", after["statement"])
+    saved = account_states(store, "extraction", [f"acct-{i}" for i in range(31)])
+    assert {a: s.requests_seen for a, s in saved.items()} == {
+        f"acct-{i}": 2 + i % 3 for i in range(30)
+    }
+    names = store.query(
+        "SELECT name FROM system.tables WHERE database = %(db)s", {"db": store.database}
+    )
+    assert not [n["name"] for n in names if n["name"].startswith("account_state_")]
