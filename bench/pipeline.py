@@ -30,9 +30,8 @@ What is measured (wall clock of this machine; all processes share it).
 
 - events, seconds, events/s: every event of the log; seconds from the producer's first send to
   the first poll (every 0.25 s, `count()` of `events`, then of `events FINAL`) that sees every
-  event stored. So
-  they time the whole path to durable storage; in a fixed-rate run events/s can be no more
-  than the rate (it shows whether the rate was sustained).
+  event stored. So they time the whole path to durable storage; in a fixed-rate run events/s
+  can be no more than the rate (it shows whether the rate was sustained).
 - p50/p99 latency: from each worker's Prometheus histogram
   `distillguard_event_to_verdict_seconds` (the message's Kafka CreateTime, set by the producer at
   send, to its batch's verdicts and rows being durable in ClickHouse), scraped from every worker

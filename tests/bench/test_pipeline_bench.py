@@ -9,14 +9,13 @@ import socket
 import time
 from datetime import datetime
 
-import orjson
 import pytest
 
 from bench.deployment import consumed, cpu_seconds, linker_settled_at, listening_pid
 from bench.pipeline import histogram_quantile, largest_flagged, merge_buckets, stored_all
-from core.events import Event, parse_event
 from storage import Store
 from storage.rows import event_row
+from tests.storage.test_store_evidence import event
 
 INF = float("inf")
 
@@ -92,20 +91,11 @@ def test_listening_pid_finds_the_process_behind_a_loopback_port() -> None:
         assert listening_pid(f"clickhouse://127.0.0.1:{port}/db") == os.getpid()
 
 
-def stored_event(request_id: str, prompt: str) -> Event:
-    raw = {"request_id": request_id, "account_id": "a", "timestamp": 1_764_000_000_000}
-    parsed = parse_event(orjson.dumps(raw | {"prompt": prompt}), "test")
-    assert isinstance(parsed, Event)
-    return parsed
-
-
 def test_stored_all_counts_distinct_events(embedded: Store) -> None:
     """A row written twice (a redelivery) is one event: the plain count alone would say all
     three are stored."""
-    embedded.insert(
-        "events", [event_row(stored_event("r1", "p")), event_row(stored_event("r2", "p"))]
-    )
+    embedded.insert("events", [event_row(event("r1")), event_row(event("r2"))])
     assert stored_all(embedded, 2) and not stored_all(embedded, 3)
-    embedded.insert("events", [event_row(stored_event("r1", "p"), ingested_ms=5)])
+    embedded.insert("events", [event_row(event("r1"), ingested_ms=5)])
     assert embedded.count("events", final=False) == 3
     assert not stored_all(embedded, 3)
