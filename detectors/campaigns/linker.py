@@ -417,6 +417,10 @@ class CampaignLinker:
                     p.weak_piece_alpha,
                     p.min_pieces,
                 )
+                if faint is not None:
+                    faint["operator"] = evidence.shows_operator(
+                        faint["surprise"], self.tails_, p.piece_alpha
+                    )
             for links, found in ((edges, link), (weak, faint)):
                 if found is not None:
                     changed |= both not in links

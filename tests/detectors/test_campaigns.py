@@ -435,27 +435,44 @@ def test_calibration_sees_only_benign_traffic_and_ignores_what_honest_users_shar
 
 
 @pytest.mark.parametrize(
-    ("rare", "merged"),
+    ("surprise", "merged"),
     [
-        (["prompts", "topics"], False),  # the same public prompt sets: two actors still
-        (["params", "prompts"], True),
-        (["timing", "topics"], True),
-        (["templates", "topics"], True),  # one skeleton, different fillers: the operator's own
-        (None, True),  # a link saved before links named their rare pieces
+        ({"prompts": 3.0, "topics": 3.0}, False),  # the same public prompt sets: two actors
+        ({"params": 3.0, "prompts": 3.0}, False),  # harvest settings every extractor uses
+        ({"timing": 1.5, "topics": 3.0}, False),  # shared hours rare only at the weak alpha
+        ({"rhythm": 1.5, "params": 3.0}, False),
+        ({"rhythm": 3.0, "params": 2.0}, True),  # one unusual schedule
+        ({"timing": 3.0, "topics": 2.0}, True),  # the same hours of the same days
+        ({"infra": 3.0}, True),
+        ({"templates": 3.0, "topics": 2.0}, True),  # one skeleton, different fillers
     ],
 )
-def test_only_weak_links_that_act_alike_merge_clusters(rare, merged) -> None:
-    """Two linked trios joined by three disjoint weak links: one actor when the links show the
-    accounts acting or writing alike (infrastructure, hours, parameters, templates), two when
-    they share only what they ask about, as two extractors drawing on the same public prompts
-    do."""
+def test_only_weak_links_that_show_one_operator_merge_clusters(surprise, merged) -> None:
+    """Two linked trios joined by three disjoint weak links: one actor when a link shows one
+    operator (infrastructure, hours, schedule, templates) rare at the edges' alpha, two when
+    the links share only what separate extractors share (prompts, topics, harvest parameters)
+    or hours that are rare only at the weak links' alpha."""
     linker = CampaignLinker()
+    benign = evidence.Tail.fit([0.0] * 990 + [0.5] * 9 + [0.9])  # 3.0 decades: beyond all
+    tails = dict.fromkeys(evidence.PIECES, benign)
+    operator = evidence.shows_operator(surprise, tails, linker.params.piece_alpha)
     trios = (["a1", "a2", "a3"], ["b1", "b2", "b3"])
     for trio in trios:
         for both in zip(trio, trio[1:], strict=False):
             linker._stream.edges[both] = {"strength": 9.0, "rare": ["infra", "timing"]}
     for a, b in zip(*trios, strict=True):
-        link = {"strength": 4.0} | ({} if rare is None else {"rare": rare})
-        linker._stream.weak[(a, b)] = link
+        linker._stream.weak[(a, b)] = {"strength": 4.0, "surprise": surprise, "operator": operator}
     groups = clustering.components(linker.link_evidence())
     assert len(groups) == (1 if merged else 2)
+
+
+@pytest.mark.parametrize(
+    ("rare", "merged"), [(["params", "prompts"], False), (["infra", "topics"], True), (None, True)]
+)
+def test_links_saved_before_the_operator_mark_merge_on_the_rare_pieces_they_name(
+    rare, merged
+) -> None:
+    """A weak link from an older state has no `operator` mark: it merges when it names a rare
+    piece that separate tools do not share (or no pieces at all, older still)."""
+    link = {"strength": 4.0} | ({} if rare is None else {"rare": rare})
+    assert evidence.acts_alike(link) is merged
