@@ -189,10 +189,12 @@ class CampaignLinker:
         """`clustering.merged_links` of the current links, recomputed only when the edges or
         weak links changed (a slice that changed none, and `link_evidence` after the slice
         that did, ask again: a union-find over every link each time was 10% of the linker).
-        Only weak links that `evidence.acts_alike` merge clusters: on `enterprise-nat`, weak
-        links of shared prompts and topics alone (the world's attackers draw on the same
-        public prompt sets) joined a low-and-slow and a self-instruct attacker's clusters to
-        the 40-account campaign's, and a report on it described three actors as one."""
+        Only weak links that `evidence.acts_alike` merge clusters (marked when made,
+        `evidence.shows_operator`): on `enterprise-nat`, weak links of shared prompts and
+        topics alone (the world's attackers draw on the same public prompt sets) joined a
+        low-and-slow and a self-instruct attacker's clusters to the 40-account campaign's, and
+        a report on it described three actors as one; on `sharegpt-chat`, shared harvest
+        parameters joined three other strategies' attackers to its campaign."""
         stream = self._stream
         merging = tuple(both for both, link in stream.weak.items() if evidence.acts_alike(link))
         key = (tuple(stream.edges), merging, self.merge_pairs)
