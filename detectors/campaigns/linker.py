@@ -421,7 +421,7 @@ class CampaignLinker:
                 )
                 if faint is not None:
                     faint["operator"] = evidence.shows_operator(
-                        faint["surprise"], self.tails_, p.piece_alpha
+                        scored[1], self.tails_, p.piece_alpha
                     )
             for links, found in ((edges, link), (weak, faint)):
                 if found is not None:
