@@ -160,5 +160,14 @@ def load_calibration(detector: Detector, model_dir: Path) -> Detector:
         raise ValueError(
             f"{model_dir} holds a {document['detector']!r} calibration, not {detector.name!r}"
         )
+    saved = document.get("version")
+    if saved != detector.version:
+        log.warning(
+            "%s holds a calibration made by %s, the detector is %s: it scores with it, but run "
+            "`distillguard calibrate` again for the thresholds this version sets",
+            model_dir,
+            saved,
+            detector.version,
+        )
     load_calibration_into(detector, document["calibration"])
     return detector

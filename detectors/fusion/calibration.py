@@ -48,7 +48,7 @@ from detectors.fusion.benign import (
     IsolationSurprise,
     Snapshot,
 )
-from detectors.fusion.scoring import distinct_prompts, fused, harvest
+from detectors.fusion.scoring import active_days, distinct_prompts, fused, harvest
 from detectors.signals import SIGNALS
 
 if TYPE_CHECKING:
@@ -109,7 +109,7 @@ def cross_fitted_peaks(
         scored = surprise_matrix(pooled, table, outside)
         forest = IsolationSurprise.fit(training, seed)(scored) if len(training) > 1 else 0.0
         raw[outside] = fused(scored, forest, table.distinct_prompts[outside])
-        harvested[outside] = harvest(scored)
+        harvested[outside] = harvest(scored, table.active_days[outside])
     return (
         benign.lifetime_maxima(table.accounts, raw, silent),
         benign.lifetime_maxima(table.accounts, harvested, silent),
@@ -126,6 +126,7 @@ class SnapshotTable:
     values: np.ndarray  # (snapshots, signals)
     sizes: np.ndarray  # (snapshots, signals)
     distinct_prompts: np.ndarray  # (snapshots,): what `scoring.credibility` weighs by
+    active_days: np.ndarray  # (snapshots,): what `scoring.harvest` needs
 
     @classmethod
     def of(cls, snapshots: list[Snapshot]) -> SnapshotTable:
@@ -137,7 +138,8 @@ class SnapshotTable:
                     values[row, column] = by_signal[signal.name]
                 sizes[row, column] = benign.compared_at(signal, count, embedded)
         distinct = np.array([distinct_prompts(v, c) for _, v, c, _ in snapshots], np.float64)
-        return cls([account_id for account_id, *_ in snapshots], values, sizes, distinct)
+        days = np.array([active_days(v) for _, v, _, _ in snapshots], np.float64)
+        return cls([account_id for account_id, *_ in snapshots], values, sizes, distinct, days)
 
 
 def surprise_matrix(pooled: BenignValues, table: SnapshotTable, rows: np.ndarray) -> np.ndarray:

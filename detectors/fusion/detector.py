@@ -22,7 +22,14 @@ from detectors.fusion import benign, persistence, tiering
 from detectors.fusion.benign import BUCKETS, BenignValues, IsolationSurprise, Snapshot
 from detectors.fusion.explanation import reasons, with_examples
 from detectors.fusion.harvest import HarvestArm
-from detectors.fusion.scoring import distinct_prompts, fused, harvest, score_and_label
+from detectors.fusion.scoring import (
+    ACTIVE_DAYS,
+    active_days,
+    distinct_prompts,
+    fused,
+    harvest,
+    score_and_label,
+)
 from detectors.fusion.window import AccountWindow
 from detectors.signals import SIGNALS, Reference, Window
 
@@ -41,7 +48,7 @@ class ExtractionDetector(Detector):
     """All per-account signals, benign-calibrated and fused; see the package docstring."""
 
     name = "extraction"
-    version = "fusion-3"  # fusion-3: the unusual_openings signal
+    version = "fusion-4"  # 3: the unusual_openings signal; 4: no harvest arm on one-day histories
 
     def __init__(
         self,
@@ -148,6 +155,7 @@ class ExtractionDetector(Detector):
         """Signal values of the account's window, its size and its embedded size."""
         window = Window.of(list(account.features), account.lifetime, self.openings_.unusual)
         values = {s.name: s.compute(window) for s in SIGNALS if not s.needs_embeddings}
+        values[ACTIVE_DAYS] = float(account.lifetime.active_days())
         embedded = len(window.embeddings)
         if self.reference_ is not None and embedded and (account.deep or not self.tiered):
             if account.embeddings_stale:
@@ -178,19 +186,23 @@ class ExtractionDetector(Detector):
         """Fused score without the forest (a lower bound, and much cheaper): used for the
         intermediate steps of a burst."""
         surprises = self._surprises(values, count, embedded)
-        return self._window_raw(surprises, np.float64(0.0), distinct_prompts(values, count))
+        return self._window_raw(surprises, np.float64(0.0), values, count)
 
-    def _window_raw(self, surprises: np.ndarray, behaviour: np.float64, distinct: float) -> float:
+    def _window_raw(
+        self, surprises: np.ndarray, behaviour: np.float64, values: dict[str, float], count: int
+    ) -> float:
         """One window's raw score: its fused score or its harvest evidence, the larger."""
-        raw = np.atleast_1d(fused(surprises, behaviour, distinct))
-        return float(self._with_harvest(raw, surprises[None, :])[0])
+        raw = np.atleast_1d(fused(surprises, behaviour, distinct_prompts(values, count)))
+        return float(self._with_harvest(raw, surprises[None, :], active_days(values))[0])
 
-    def _with_harvest(self, raw: np.ndarray, surprises: np.ndarray) -> np.ndarray:
+    def _with_harvest(
+        self, raw: np.ndarray, surprises: np.ndarray, days: np.ndarray | float
+    ) -> np.ndarray:
         """The larger of each fused raw score and its harvest evidence on the same scale
         (`harvest.HarvestArm`); the fused score alone before calibration fits the arm."""
         if self.harvest_arm_ is None:
             return raw
-        return np.maximum(raw, self.harvest_arm_(harvest(surprises)))
+        return np.maximum(raw, self.harvest_arm_(harvest(surprises, days)))
 
     # --- calibration ---------------------------------------------------------------------------
     def fit(self, benign_events: Iterable[Event]) -> Self:
@@ -232,7 +244,8 @@ class ExtractionDetector(Detector):
         """The fused raw score of each snapshot, under the fitted isolation forest."""
         distinct = np.array([distinct_prompts(v, c) for _, v, c, _ in snapshots])
         raw = fused(vectors, self._isolation_surprise(vectors), distinct)
-        return self._with_harvest(raw, vectors)
+        days = np.array([active_days(v) for _, v, _, _ in snapshots])
+        return self._with_harvest(raw, vectors, days)
 
     def _fit(self, by_account: dict[str, list[Event]]) -> None:
         self.accounts = {}
@@ -444,11 +457,7 @@ class ExtractionDetector(Detector):
             thresholds = self.thresholds_for(account)
             account = self.accounts[account]
         behaviour = np.float64(forest + coordination)
-        raw = (
-            self._window_raw(surprises, behaviour, distinct_prompts(values, count))
-            if count >= BUCKETS[0]
-            else 0.0
-        )
+        raw = self._window_raw(surprises, behaviour, values, count) if count >= BUCKETS[0] else 0.0
         score, label = score_and_label(raw, thresholds)
         account.label = label
         found = reasons(values, surprises, forest, score, count, embedded, coordination)

@@ -8,7 +8,9 @@ their out-of-fold fused peaks (`benign.tail_value`: beyond every honest peak, ra
 higher). An account's raw score is the larger of the two, and calibration sets the thresholds
 on the honest accounts' peaks of that maximum, so the two arms together still flag the target
 share of honest accounts. Values in the honest bulk (tail probability above one half) map to
-0: the arm speaks only in the tail.
+0: the arm speaks only in the tail. A history of one active day has no harvest value at all
+(`scoring.harvest`): the arm is for evidence spread over time, a one-day burst is the window
+signals' to judge.
 
 >>> arm = HarvestArm(np.arange(100.0), np.arange(100.0) * 10)
 >>> float(arm(np.array([10.0]))[0])

@@ -39,6 +39,15 @@ def distinct_prompts(values: dict[str, float], count: int) -> float:
     return values.get("lifetime_distinct_prompts", float(count))
 
 
+ACTIVE_DAYS = "active_days"  # a window's value beside the signals: the account's active days
+HARVEST_DAYS = 2  # the harvest arm speaks once a history spans this many active days
+
+
+def active_days(values: dict[str, float]) -> float:
+    """The account's active days over its whole history (unknown: as if spread out)."""
+    return values.get(ACTIVE_DAYS, float(HARVEST_DAYS))
+
+
 def fused(
     surprises: np.ndarray, forest: np.ndarray | float, distinct: np.ndarray | float
 ) -> np.ndarray:
@@ -71,13 +80,17 @@ HARVEST_SIGNALS = ("lifetime_distinct_prompts", "lifetime_topic_breadth")
 _HARVEST_COLUMNS = [[s.name for s in SIGNALS].index(name) for name in HARVEST_SIGNALS]
 
 
-def harvest(surprises: np.ndarray) -> np.ndarray:
+def harvest(surprises: np.ndarray, days: np.ndarray | float) -> np.ndarray:
     """2·√(distinct-prompts surprise · topic-breadth surprise), both over the whole history: a
     harvest is many distinct prompts across many topics. It is the evidence an attacker cannot
     hide by copying honest parameters and timing, and the one the fused sum dilutes most: an
     honest heavy user's dozen noisy window signals add up to as much (sdk-developers, every
     prompt embedded: 20 of its 21 single attackers lie above every honest account on it). It
     needs the account's prompts embedded: in tiered mode, an account that never goes deep has
-    only its sampled prompts' topics."""
+    only its sampled prompts' topics.
+
+    A history of one active day (`days`) has no harvest evidence: a one-day burst is what the
+    window signals judge, and it is an honest batch job's shape (an evaluation run, a weekend's
+    test generation) as much as a harvest's; the arm is for evidence spread over time."""
     first, second = (surprises[..., column] for column in _HARVEST_COLUMNS)
-    return 2 * np.sqrt(first * second)
+    return np.where(np.asarray(days) >= HARVEST_DAYS, 2 * np.sqrt(first * second), 0.0)

@@ -10,7 +10,14 @@ import orjson
 from detectors.fusion import ExtractionDetector, benign, calibration
 from detectors.fusion.benign import Snapshot
 from detectors.fusion.harvest import HarvestArm
-from detectors.fusion.scoring import HARVEST_SIGNALS, distinct_prompts, fused, harvest
+from detectors.fusion.scoring import (
+    ACTIVE_DAYS,
+    HARVEST_SIGNALS,
+    active_days,
+    distinct_prompts,
+    fused,
+    harvest,
+)
 from detectors.registry import load_calibration, save_calibration
 from detectors.signals import SIGNALS
 from students.actors import benign_users
@@ -20,9 +27,11 @@ DISTINCT, BREADTH = HARVEST_SIGNALS
 WINDOW = [s.name for s in SIGNALS if not s.lifetime and not s.needs_embeddings][:6]
 
 
-def honest_history(rng: np.random.Generator, accounts: int = 300) -> list[Snapshot]:
+def honest_history(
+    rng: np.random.Generator, accounts: int = 300, days: float = 5.0
+) -> list[Snapshot]:
     """Honest accounts: noisy window signals, and whole-history counts that grow together with
-    their size (a heavy user sends many prompts, on somewhat more topics)."""
+    their size (a heavy user sends many prompts, on somewhat more topics), over `days`."""
     snapshots = []
     for index in range(accounts):
         size = int(rng.integers(8, 40))
@@ -31,6 +40,7 @@ def honest_history(rng: np.random.Generator, accounts: int = 300) -> list[Snapsh
             values = {name: rng.uniform(0, 1) for name in WINDOW}
             values[DISTINCT] = float(count)
             values[BREADTH] = float(1 + int(breadth_rate * count))
+            values[ACTIVE_DAYS] = days
             snapshots.append((f"user-{index:03d}", values, count, 0))
     return snapshots
 
@@ -66,16 +76,45 @@ def test_a_harvester_with_honest_window_signals_is_flagged_and_honest_accounts_a
     surprises = benign.surprises(pooled, values, 48, 0)[None, :]
     alone = fused(surprises, np.float64(0.0), np.array([distinct_prompts(values, 48)]))
     assert alone[0] < threshold  # the fused sum dilutes it
-    assert arm(harvest(surprises))[0] >= threshold  # the harvest arm does not
+    assert arm(harvest(surprises, active_days(values)))[0] >= threshold  # the arm does not
+
+    # the same prompts sent on one day: a burst, which the window signals judge alone
+    burst = values | {ACTIVE_DAYS: 1.0}
+    assert arm(harvest(benign.surprises(pooled, burst, 48, 0)[None, :], active_days(burst)))[0] == 0
 
 
-def test_a_saved_calibration_keeps_the_arm_and_an_older_file_loads_without_it(tmp_path) -> None:
+def test_one_day_histories_give_the_arm_no_peaks_and_accounts_count_their_active_days() -> None:
+    """Honest one-day batch jobs in the history set no harvest peak (so they do not stretch the
+    arm's scale), and a window's values carry the account's active days, whatever its window
+    holds."""
+    rng = np.random.default_rng(5)
+    spread = honest_history(rng, accounts=60)
+    bursts = [(f"batch-{a}", v | {ACTIVE_DAYS: 1.0}, c, e) for a, v, c, e in spread[:200]]
+    _, harvest_peaks, _ = calibration.cross_fitted_peaks(spread + bursts, seed=0)
+    assert all(harvest_peaks[a] == 0.0 for a, *_ in bursts)
+    assert max(harvest_peaks[a] for a, *_ in spread) > 0.0
+
+    detector = ExtractionDetector()
+    events = events_of(benign_users(1, 6, 3, seed=4), "days")
+    days = {e.timestamp_ms // 86_400_000 for e in events}
+    account = events[0].account_id
+    detector.update_batch({account: [e for e in events if e.account_id == account]})
+    values, _, _ = detector._values(detector.accounts[account])
+    assert len(days) >= 2 and values[ACTIVE_DAYS] == len(days)
+
+
+def test_a_saved_calibration_keeps_the_arm_and_an_older_file_loads_without_it(
+    tmp_path, caplog
+) -> None:
     """A worker scores with the calibration it loads: the arm's honest peaks are saved with it,
-    and a file saved before the arm existed still loads (the fused score alone)."""
+    and a file saved before the arm existed still loads (the fused score alone), as does one an
+    older version made, with a warning to calibrate again (its arm's scale differs)."""
     fitted = ExtractionDetector().fit(events_of(benign_users(60, 300, 5, seed=2), "cal"))
     assert fitted.harvest_arm_ is not None
     saved = save_calibration(fitted, tmp_path)
-    restored = load_calibration(ExtractionDetector(), tmp_path)
+    with caplog.at_level("WARNING", logger="detectors.registry"):
+        restored = load_calibration(ExtractionDetector(), tmp_path)
+    assert "calibrate" not in caplog.text
     assert restored.harvest_arm_ is not None
     for field in ("harvest_peaks", "fused_peaks"):
         np.testing.assert_allclose(
@@ -84,8 +123,11 @@ def test_a_saved_calibration_keeps_the_arm_and_an_older_file_loads_without_it(tm
     assert restored.thresholds_ == fitted.thresholds_
     older = orjson.loads(saved.read_bytes())
     del older["calibration"]["harvest_arm"]
+    older["version"] = "fusion-3"
     saved.write_bytes(orjson.dumps(older))
-    assert load_calibration(ExtractionDetector(), tmp_path).harvest_arm_ is None
+    with caplog.at_level("WARNING", logger="detectors.registry"):
+        assert load_calibration(ExtractionDetector(), tmp_path).harvest_arm_ is None
+    assert "made by fusion-3" in caplog.text and "distillguard calibrate" in caplog.text
 
 
 def test_beyond_every_honest_harvest_rarer_maps_higher_past_an_outlying_honest_peak() -> None:
