@@ -91,6 +91,7 @@ def harvest(surprises: np.ndarray, days: np.ndarray | float) -> np.ndarray:
 
     A history of one active day (`days`) has no harvest evidence: a one-day burst is what the
     window signals judge, and it is an honest batch job's shape (an evaluation run, a weekend's
-    test generation) as much as a harvest's; the arm is for evidence spread over time."""
+    test generation) as much as a harvest's; the arm is for evidence spread over time. Days are
+    UTC days (`sketches.Lifetime`), so a burst across midnight UTC counts as two."""
     first, second = (surprises[..., column] for column in _HARVEST_COLUMNS)
     return np.where(np.asarray(days) >= HARVEST_DAYS, 2 * np.sqrt(first * second), 0.0)
