@@ -27,11 +27,9 @@ DISTINCT, BREADTH = HARVEST_SIGNALS
 WINDOW = [s.name for s in SIGNALS if not s.lifetime and not s.needs_embeddings][:6]
 
 
-def honest_history(
-    rng: np.random.Generator, accounts: int = 300, days: float = 5.0
-) -> list[Snapshot]:
+def honest_history(rng: np.random.Generator, accounts: int = 300) -> list[Snapshot]:
     """Honest accounts: noisy window signals, and whole-history counts that grow together with
-    their size (a heavy user sends many prompts, on somewhat more topics), over `days`."""
+    their size (a heavy user sends many prompts, on somewhat more topics), over five days."""
     snapshots = []
     for index in range(accounts):
         size = int(rng.integers(8, 40))
@@ -40,7 +38,7 @@ def honest_history(
             values = {name: rng.uniform(0, 1) for name in WINDOW}
             values[DISTINCT] = float(count)
             values[BREADTH] = float(1 + int(breadth_rate * count))
-            values[ACTIVE_DAYS] = days
+            values[ACTIVE_DAYS] = 5.0
             snapshots.append((f"user-{index:03d}", values, count, 0))
     return snapshots
 
