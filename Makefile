@@ -41,15 +41,17 @@ test-fast: $(INSTALLED)
 	$(BIN)/python -m pytest -q -n auto -m "$(FAST)" $(PYTEST_ARGS)
 
 # Long benchmarks (not part of `make test`): real Kafka → worker → ClickHouse server, then
-# detection quality and detector throughput on the companion's real-prompt scenario, then the
-# validation, the provenance experiment and the students' learning curves on real students
-# (~3 h on 2 cores). Each writes its table to bench/results/; the README quotes them.
+# detection quality and detector throughput on the companion's real-prompt scenario, the
+# linker's cost as the population grows (~9 min), then the validation, the provenance
+# experiment and the students' learning curves on real students (~3 h on 2 cores). Each
+# writes its table to bench/results/; the README quotes them.
 # PROVENANCE_ARGS takes a larger student and harvest; scripts/device-provenance runs the large
 # configuration on a lent GPU machine (README: on a GPU machine).
 bench: $(INSTALLED)
 	scripts/with-services $(BIN)/python -m bench.pipeline $(BENCH_ARGS)
 	scripts/with-services $(BIN)/python -m bench.api $(API_BENCH_ARGS)
 	$(BIN)/python -m bench.detection --large-batch 5000 $(DETECTION_ARGS)
+	$(BIN)/python -m bench.linker_scaling $(LINKER_SCALING_ARGS)
 	$(BIN)/distillguard validate --table-out bench/results/validate.md
 	$(BIN)/distillguard provenance experiment --jobs 2 --table-out bench/results/provenance.md $(PROVENANCE_ARGS)
 	OMP_NUM_THREADS=1 $(BIN)/python -m bench.students --jobs 2
