@@ -205,6 +205,8 @@ class Linker:
         the offsets, when `checkpoint` or when `checkpoint_s` has passed since the last write."""
         if self._pending is None:
             self._pending = Batch()
+        for account in update.retired:
+            self.emitted.pop(account, None)  # forgotten by the view: bounded like its state
         self._pending.verdicts += self._verdicts(update)
         self._pending.clusters += update.clusters
         if checkpoint or time.monotonic() - self._checkpointed_at >= self.checkpoint_s:

@@ -31,7 +31,7 @@ import hashlib
 import math
 import statistics
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -165,6 +165,15 @@ class ClusterIds:
             cluster_id = f"cluster-{digest}-{suffix}"
         self.born.setdefault(cluster_id, first_seen(earliest))
         return cluster_id
+
+    def forget(self, accounts: Set[str]) -> set[str]:
+        """Drop the accounts; returns the cluster ids left without a member (forgotten too)."""
+        before = set(self.of.values())
+        self.of = {a: c for a, c in self.of.items() if a not in accounts}
+        gone = before - set(self.of.values())
+        for cluster_id in gone:
+            self.born.pop(cluster_id, None)
+        return gone
 
     def groups(self) -> dict[str, list[str]]:
         """Each cluster id with its members, sorted."""

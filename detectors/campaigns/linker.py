@@ -83,6 +83,7 @@ class CampaignLinker:
     def _reset_stream(self) -> None:
         self._stream = LinkState.empty(self.params.window_ms)
         self._merged: tuple[tuple, list[Pair]] | None = None  # (links, merging): `_merging`
+        self._retired: tuple[set[str], set[str]] = (set(), set())  # `drain_retired`
 
     # -- calibration --------------------------------------------------------------------------
     def fit(
@@ -236,9 +237,10 @@ class CampaignLinker:
             posted[f.account_id].update(keys)
         day = stream.now_ms // DAY_MS
         stream.now_ms = max(stream.now_ms, features[-1].timestamp_ms)
-        if stream.now_ms // DAY_MS != day:  # once a day of event time: forget old stamps
+        if stream.now_ms // DAY_MS != day:  # once a day of event time: forget what is old
             cutoff = stream.now_ms - self.params.window_ms
             stream.evaluated = {k: v for k, v in stream.evaluated.items() if v.at_ms >= cutoff}
+            self._retire(cutoff)
         stream.prompt_index.add(features)
         partners = self._link_prompts(features)
         stream.profiles.prune(hour_keys, stream.now_ms - self.params.window_ms)
@@ -247,6 +249,31 @@ class CampaignLinker:
                 account, hours, self.params.max_posting, posted[account]
             )
         return partners
+
+    def _retire(self, cutoff_ms: int) -> None:
+        """Forget accounts quiet since before the window, unless a member of their cluster is
+        still active. Profiles of accounts that stop are otherwise kept for good: their links,
+        pair stamps and postings with them, so every slice's scans of the links and every
+        checkpoint grew with every account ever seen, and a stale account stayed a live user of
+        its contexts and skeletons, weeks after its last request. A cluster goes only whole:
+        its last verdict stands in the store (it is not `dissolved`: nothing outweighed it),
+        and a member that returns starts a new profile, as an unseen account does."""
+        stream = self._stream
+        quiet = {a for a, p in stream.profiles.items() if p.last_seen_ms < cutoff_ms}
+        for members in stream.ids.groups().values():
+            if not quiet.issuperset(members):
+                quiet.difference_update(members)
+        if not quiet:
+            return
+        clusters = stream.forget(quiet)
+        self._merged = None
+        self._retired[0].update(quiet)
+        self._retired[1].update(clusters)
+
+    def drain_retired(self) -> tuple[set[str], set[str]]:
+        """Accounts and cluster ids retired since the last call (`_retire`)."""
+        retired, self._retired = self._retired, (set(), set())
+        return retired
 
     def _skeletons(self, f: EventFeatures, keys: Sequence[str] | None = None) -> list[str]:
         """The prompt's skeleton keys (`keys` when computed already) that several benign
@@ -493,4 +520,5 @@ class CampaignLinker:
         """Resume from `state()`: postings are rebuilt from the profiles."""
         self.load_calibration(state["calibration"])
         self._stream = LinkState.from_json(state, self.params.window_ms)
+        self._merged, self._retired = None, (set(), set())
         return self

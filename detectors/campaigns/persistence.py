@@ -13,7 +13,7 @@ files and `account_state` rows already hold: change them only with a migration.
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping
+from collections.abc import Mapping, Set
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -59,6 +59,17 @@ class LinkState:
     @classmethod
     def empty(cls, window_ms: int) -> LinkState:
         return cls(RecentPromptIndex(window_ms=window_ms, nlist=INDEX_CELLS))
+
+    def forget(self, accounts: Set[str]) -> set[str]:
+        """Drop every trace of `accounts` (profiles and postings, links, pair stamps, shared
+        prompts, cluster ids); returns the cluster ids left without a member. Their prompts
+        leave the index by age."""
+        self.profiles.forget(accounts)
+        shared = self.shared
+        for table in (self.edges, self.weak, self.evaluated, shared.keys, shared.examples):
+            for both in [both for both in table if both[0] in accounts or both[1] in accounts]:
+                del table[both]
+        return self.ids.forget(accounts)
 
     def to_json(self) -> dict[str, Any]:
         """JSON; the prompt index as base64."""

@@ -235,6 +235,29 @@ class Profiles(Mapping[str, AccountProfile]):
         for hour in [h for h in self._hour_accounts if h < cutoff_ms // HOUR_MS]:
             del self._hour_accounts[hour]
 
+    def forget(self, accounts: Iterable[str]) -> None:
+        """Drop the accounts' profiles and every posting that names them (retired accounts:
+        `CampaignLinker._retire`)."""
+        for account in accounts:
+            profile = self._profiles.pop(account, None)
+            if profile is None:
+                continue
+            for context in profile.contexts:
+                users = self._context_accounts.get(context)
+                if users is not None:
+                    users.discard(account)
+                    if not users:
+                        del self._context_accounts[context]
+            for key in profile.templates:
+                self._drop(key, account)
+            for agent, hours in profile.agent_hours.items():
+                for hour in hours:
+                    agents = self._hour_accounts.get(hour)
+                    if agents is not None and agent in agents:
+                        agents[agent].discard(account)
+                        if not agents[agent]:
+                            del agents[agent]
+
     def _drop(self, key: str, account: str) -> None:
         accounts = self._key_accounts.get(key)
         if accounts is not None:

@@ -57,6 +57,7 @@ class CampaignUpdate:
     clusters: list[ClusterVerdict] = field(default_factory=list)
     members: dict[str, Assessment] = field(default_factory=dict)
     requests_seen: dict[str, int] = field(default_factory=dict)
+    retired: set[str] = field(default_factory=set)  # accounts the linker forgot (quiet)
 
 
 class CampaignView:
@@ -105,6 +106,7 @@ class CampaignView:
         changed: set[str] = set()
         for events in slices:
             changed |= self.linker.observe_events(events)
+        retired = self._retire()
         touched = self._touched | changed
         self._touched = set()
         links = self.linker.link_evidence()  # merging weak links is not free: once per call
@@ -114,6 +116,7 @@ class CampaignView:
         else:
             linked = {c for a in touched if (c := self.linker.cluster_of(a)) is not None}
         update = self._score(sorted(linked), clusters, links)
+        update.retired = retired
         self._dissolve(update, set(clusters))
         for cluster in update.clusters:
             if cluster.label != DISSOLVED:
@@ -122,6 +125,18 @@ class CampaignView:
                     clusters[cluster.cluster_id].last_seen_ms,
                 )
         return update
+
+    def _retire(self) -> set[str]:
+        """What the linker retired (`CampaignLinker._retire`) leaves the view: its clusters
+        without a `dissolved` row (their last verdict stands), and the standing of its accounts
+        unless they were updated since the last call or seen again."""
+        accounts, clusters = self.linker.drain_retired()
+        for cluster_id in clusters:
+            self.standing_clusters.pop(cluster_id, None)
+        for account in accounts - self._touched:
+            if account not in self.linker.profiles:
+                self.standing.pop(account, None)
+        return accounts
 
     def _dissolve(self, update: CampaignUpdate, current: set[str]) -> None:
         """Clusters written before that the linker no longer has: a `dissolved` row each, and

@@ -115,11 +115,20 @@ def fitted() -> CampaignLinker:
     return CampaignLinker().fit(features_of(benign_users(120, 400, 7, seed=31), "cal"))
 
 
+def same_week(plans: list[PlannedRequest], week: list[PlannedRequest]) -> list[PlannedRequest]:
+    """`plans` moved by whole days into the week `week` starts (same hours of the day)."""
+    days = (min(p.timestamp_ms for p in week) - START_MS) // DAY_MS
+    return [dataclasses.replace(p, timestamp_ms=p.timestamp_ms + days * DAY_MS) for p in plans]
+
+
 @pytest.fixture(scope="module")
 def linked(fitted: CampaignLinker) -> CampaignLinker:
-    honest = behind_nat(benign_users(120, 400, 7, seed=32)) + app_users(seed=5)
+    """The office, the app's users and the campaign in the same week (the companion's clock
+    starts elsewhere)."""
+    office = behind_nat(benign_users(120, 400, 7, seed=32))
+    live = office + same_week(app_users(seed=5) + campaign(seed=3), office)
     linker = CampaignLinker().load_calibration(orjson.loads(orjson.dumps(fitted.calibration())))
-    for batch in time_batches(features_of(honest + campaign(seed=3), "live"), 10 * MINUTE_MS):
+    for batch in time_batches(features_of(live, "live"), 10 * MINUTE_MS):
         linker.observe(batch)
     return linker
 
