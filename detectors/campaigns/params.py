@@ -18,6 +18,8 @@ class LinkerParams:
 
     # -- what links two accounts
     window_ms: int = 7 * DAY_MS  # profiles remember this much event time
+    # accounts (with their whole cluster) quiet this long are forgotten (`CampaignLinker._retire`)
+    retire_ms: int = 30 * DAY_MS
     false_link_rate: float = 1e-5  # share of benign account pairs an edge may join
     piece_alpha: float = 0.001  # a piece is "rare" at this benign tail probability
     min_pieces: int = 2  # an edge needs at least this many rare pieces (families)

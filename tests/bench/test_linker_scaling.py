@@ -13,6 +13,7 @@ from bench.linker_scaling import one_population, per_slice
 from bench.scenario import Scenario
 from bench.worlds import rag_pipelines, sdk_developers
 from core.events import Event
+from core.timeutil import DAY_MS
 from detectors.registry import events_in_file
 
 ORIGIN_MS = 1_788_000_000_000
@@ -72,3 +73,14 @@ def test_a_world_beside_its_own_copy_doubles_the_requests_of_every_slice(
     assert len({e.account_id for e in twice}) == 2 * len({e.account_id for e in alone})
     assert per_slice(twice) == pytest.approx(2 * per_slice(alone))
     assert per_slice(alone, tick_ms=1) < per_slice(alone)  # wider slices hold more requests
+
+
+def test_worlds_in_turn_follow_each_other_a_day_apart(worlds: dict[str, Scenario]) -> None:
+    log, history = one_population(worlds, ORIGIN_MS, in_turn=True)
+    first, second = (by_world(log)[name] for name in worlds)
+    assert min(e.timestamp_ms for e in first) == ORIGIN_MS
+    assert min(e.timestamp_ms for e in second) == max(e.timestamp_ms for e in first) + DAY_MS
+    assert gaps(second) == gaps(list(events_in_file(worlds[list(worlds)[1]].events_path)))
+    assert len(history) == sum(
+        len(list(events_in_file(s.calibration_path))) for s in worlds.values()
+    )

@@ -1,10 +1,10 @@
-"""The linker forgets accounts quiet for longer than its window, a cluster only whole: its state,
-link scans and checkpoints stay bounded by the accounts active in the window (they grew with
+"""The linker forgets accounts quiet for a month (`retire_ms`), a cluster only whole: its state,
+link scans and checkpoints stay bounded by the accounts active in the last month (they grew with
 every account ever seen), and a campaign that stopped keeps its last verdict in the store
 instead of being written `dissolved`.
 
 The campaign is `test_campaign_templates`' forty accounts filling four templates over one week;
-honest users of the companion's benign generator arrive a week and a half after it ends."""
+honest users of the companion's benign generator arrive a month after it ends."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from detectors.fusion.campaigns import DISSOLVED, CampaignView, Standing
 from students.actors import PlannedRequest, benign_users
 from tests.detectors.test_campaign_templates import START_MS, campaign, features_of
 
-LATER_MS = START_MS + 16 * DAY_MS  # the campaign's last request is on day 7
+LATER_MS = START_MS + 40 * DAY_MS  # the campaign's last request is on day 7; a month passes
 
 
 @pytest.fixture(scope="module")
