@@ -47,7 +47,7 @@ def campaign_clusters(linker: CampaignLinker) -> list[str]:
     return [c.cluster_id for c in linker.clusters() if any(m.startswith("cmp-") for m in c.members)]
 
 
-def test_a_campaign_quiet_past_the_window_is_forgotten_whole(calibration: dict) -> None:
+def test_a_campaign_quiet_for_a_month_is_forgotten_whole(calibration: dict) -> None:
     plans = campaign(seed=3)
     members = sorted({p.account_id for p in plans})
     linker = stream(calibration, plans, "c")
