@@ -42,7 +42,7 @@ test-fast: $(INSTALLED)
 
 # Long benchmarks (not part of `make test`): real Kafka → worker → ClickHouse server, then
 # detection quality and detector throughput on the companion's real-prompt scenario, the
-# linker's cost as the population grows (~9 min), then the validation, the provenance
+# linker's cost as the population grows (~12 min), then the validation, the provenance
 # experiment and the students' learning curves on real students (~3 h on 2 cores). Each
 # writes its table to bench/results/; the README quotes them.
 # PROVENANCE_ARGS takes a larger student and harvest; scripts/device-provenance runs the large
