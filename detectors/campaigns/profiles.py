@@ -167,6 +167,15 @@ class AccountProfile:
         )
 
 
+def _unpost(postings: dict[str, set[str]], key: str, account: str) -> None:
+    """Take `account` off the posting `key`, and the posting away once it is empty."""
+    accounts = postings.get(key)
+    if accounts is not None:
+        accounts.discard(account)
+        if not accounts:
+            del postings[key]
+
+
 class Profiles(Mapping[str, AccountProfile]):
     """Every account's profile, with postings: accounts per client context, per benign-rare
     skeleton or parameter signature (`keys`), and per user agent per hour (the active hours of
@@ -214,7 +223,7 @@ class Profiles(Mapping[str, AccountProfile]):
         )
         keys = list(keys)
         for key in profile.observe(f, topic, keys):
-            self._drop(key, f.account_id)
+            _unpost(self._key_accounts, key, f.account_id)
         for key in keys:
             self._key_accounts[key].add(f.account_id)
         context = client_context(f)
@@ -229,41 +238,24 @@ class Profiles(Mapping[str, AccountProfile]):
         for account in touched:
             contexts, keys = self._profiles[account].prune(cutoff_ms)
             for context in contexts:
-                self._context_accounts[context].discard(account)
+                _unpost(self._context_accounts, context, account)
             for key in keys:
-                self._drop(key, account)
+                _unpost(self._key_accounts, key, account)
         for hour in [h for h in self._hour_accounts if h < cutoff_ms // HOUR_MS]:
             del self._hour_accounts[hour]
 
     def forget(self, accounts: Iterable[str]) -> None:
-        """Drop the accounts' profiles and every posting that names them (retired accounts:
-        `CampaignLinker._retire`)."""
+        """Drop the accounts' profiles and the context and skeleton postings that name them
+        (retired accounts, quiet for longer than the window: `CampaignLinker._retire`; their
+        hour postings went with the window, `prune`)."""
         for account in accounts:
             profile = self._profiles.pop(account, None)
             if profile is None:
                 continue
             for context in profile.contexts:
-                users = self._context_accounts.get(context)
-                if users is not None:
-                    users.discard(account)
-                    if not users:
-                        del self._context_accounts[context]
+                _unpost(self._context_accounts, context, account)
             for key in profile.templates:
-                self._drop(key, account)
-            for agent, hours in profile.agent_hours.items():
-                for hour in hours:
-                    agents = self._hour_accounts.get(hour)
-                    if agents is not None and agent in agents:
-                        agents[agent].discard(account)
-                        if not agents[agent]:
-                            del agents[agent]
-
-    def _drop(self, key: str, account: str) -> None:
-        accounts = self._key_accounts.get(key)
-        if accounts is not None:
-            accounts.discard(account)
-            if not accounts:
-                del self._key_accounts[key]
+                _unpost(self._key_accounts, key, account)
 
     def partners(
         self,
