@@ -235,7 +235,6 @@ def test_remembered_rhythms_and_merges_are_what_computing_afresh_gives(fitted, s
     assert calls["reused"] > calls["smoothed"] > 0 and calls["merging"] > 0
 
 
-
 def test_one_burst_at_the_top_of_an_hour_is_not_a_schedule() -> None:
     """Two scripts each run once for ten minutes from the top of an hour, on different days and
     hours, are not one scheduler; two accounts firing at :00 in hour after hour are. Counted per
@@ -249,6 +248,7 @@ def test_one_burst_at_the_top_of_an_hour_is_not_a_schedule() -> None:
     schedulers = active(range(3), (2, 9, 16), range(2)), active(range(5, 8), (5, 12, 20), range(1))
     assert uniform.overlap(*bursts, prior=4.0) < 0.1
     assert uniform.overlap(*schedulers, prior=4.0) > 0.5
+
 
 def test_honest_accounts_form_no_sizeable_cluster(linked, fitted, calibration) -> None:
     linker, _ = linked
