@@ -48,7 +48,9 @@ class ExtractionDetector(Detector):
     """All per-account signals, benign-calibrated and fused; see the package docstring."""
 
     name = "extraction"
-    version = "fusion-4"  # 3: the unusual_openings signal; 4: no harvest arm on one-day histories
+    # 3: the unusual_openings signal; 4: no harvest arm on one-day histories; 5: the campaign
+    # linker counts a schedule per active hour (`campaigns.rhythm.histograms`)
+    version = "fusion-5"
 
     def __init__(
         self,
