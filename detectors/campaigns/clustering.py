@@ -139,7 +139,13 @@ class ClusterIds:
 
     def relabel(self, edges: Iterable[Pair], first_seen: Callable[[str], int]) -> set[str]:
         """Recompute components; keep each cluster's id while it persists (the oldest id wins a
-        merge), mint new ids from the earliest member. Returns accounts whose id changed."""
+        merge), mint new ids from the earliest member. Returns accounts whose id changed.
+
+        An id is never given to a second cluster: alerts, reports and the `clusters` table name
+        a campaign by it, and a dissolved campaign's last row must not be replaced by another
+        group's. A new id therefore avoids every id issued before (`born` keeps those of dissolved
+        clusters too) and is minted from the earliest member *and* when it was first seen, so an
+        account that returns after the linker forgot it (`forget`) gets a new one."""
         before = dict(self.of)
         claimed: set[str] = set()
         after: dict[str, str] = {}
@@ -158,12 +164,13 @@ class ClusterIds:
         self, members: Sequence[str], claimed: set[str], first_seen: Callable[[str], int]
     ) -> str:
         earliest = min(members, key=lambda m: (first_seen(m), m))
-        digest = hashlib.blake2b(earliest.encode(), digest_size=6).hexdigest()
+        since = first_seen(earliest)
+        digest = hashlib.blake2b(f"{earliest}@{since}".encode(), digest_size=6).hexdigest()
         cluster_id, suffix = f"cluster-{digest}", 1
-        while cluster_id in claimed:
+        while cluster_id in claimed or cluster_id in self.born:
             suffix += 1
             cluster_id = f"cluster-{digest}-{suffix}"
-        self.born.setdefault(cluster_id, first_seen(earliest))
+        self.born[cluster_id] = since
         return cluster_id
 
     def forget(self, accounts: Set[str]) -> set[str]:

@@ -396,6 +396,24 @@ def test_cluster_id_is_stable_as_members_join(linked) -> None:
     assert linker.cluster_of("nobody") is None
 
 
+def test_a_cluster_id_is_never_given_to_another_cluster() -> None:
+    """A campaign that dissolved keeps its id (its alerts and its last `clusters` row name it):
+    a later cluster around the same earliest account, or around that account once it was
+    forgotten and came back, gets a new one."""
+    first_seen = {"x": 100, "y": 200, "z": 300}
+    ids = clustering.ClusterIds()
+    ids.relabel([("x", "y")], first_seen.__getitem__)
+    dissolved = ids.of["x"]
+    ids.relabel([], first_seen.__getitem__)
+    assert ids.of == {}
+    ids.relabel([("x", "z")], first_seen.__getitem__)
+    regrouped = ids.of["x"]
+    ids.forget({"x", "z"})
+    first_seen["x"] = 5_000  # forgotten, then seen again: a new profile
+    ids.relabel([("x", "y")], first_seen.__getitem__)
+    assert len({dissolved, regrouped, ids.of["x"]}) == 3
+
+
 def test_observe_reports_every_account_whose_cluster_changed(linked) -> None:
     _, history = linked
     assert all(changed == really for changed, really, _ in history)
