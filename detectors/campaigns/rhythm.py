@@ -81,9 +81,9 @@ def histograms(buckets: Mapping[int, Iterable[int]]) -> Histograms:
     hours, minutes = np.zeros(HOURS), np.zeros(MINUTES)
     for bucket, active in buckets.items():
         hours[bucket % HOURS] += 1
-        active = list(active)
-        if active:
-            minutes[active] += 1 / len(active)
+        spread = list(active)
+        if spread:
+            minutes[spread] += 1 / len(spread)
     return hours, minutes
 
 
