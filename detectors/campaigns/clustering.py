@@ -154,20 +154,20 @@ class ClusterIds:
             if held:
                 cluster_id = min(held, key=lambda c: (self.born[c], c))
             else:
-                cluster_id = self._mint(members, claimed, first_seen)
+                cluster_id = self._mint(members, first_seen)
             claimed.add(cluster_id)
             after.update(dict.fromkeys(members, cluster_id))
         self.of = after
         return {a for a in before.keys() | after.keys() if before.get(a) != after.get(a)}
 
-    def _mint(
-        self, members: Sequence[str], claimed: set[str], first_seen: Callable[[str], int]
-    ) -> str:
+    def _mint(self, members: Sequence[str], first_seen: Callable[[str], int]) -> str:
+        """A new id, unlike every id in `born` (those held now, claimed in this relabel or not
+        yet, and those of dissolved clusters)."""
         earliest = min(members, key=lambda m: (first_seen(m), m))
         since = first_seen(earliest)
         digest = hashlib.blake2b(f"{earliest}@{since}".encode(), digest_size=6).hexdigest()
         cluster_id, suffix = f"cluster-{digest}", 1
-        while cluster_id in claimed or cluster_id in self.born:
+        while cluster_id in self.born:
             suffix += 1
             cluster_id = f"cluster-{digest}-{suffix}"
         self.born[cluster_id] = since
