@@ -49,8 +49,9 @@ class ExtractionDetector(Detector):
 
     name = "extraction"
     # 3: the unusual_openings signal; 4: no harvest arm on one-day histories; 5: the campaign
-    # linker counts a schedule per active hour (`campaigns.rhythm.histograms`)
-    version = "fusion-5"
+    # linker counts a schedule per active hour (`campaigns.rhythm.histograms`); 6: PRADA judges
+    # the bulk of its distances (`signals.central`)
+    version = "fusion-6"
 
     def __init__(
         self,

@@ -31,6 +31,36 @@ def test_prada_nearest_earlier_distance_equals_the_row_by_row_minimum() -> None:
         assert np.array_equal(nearest_earlier(distances), by_row)
 
 
+def test_one_far_off_prompt_does_not_make_a_window_look_like_a_harvest() -> None:
+    """PRADA judges the shape of the bulk of its nearest distances. An honest window of prompts
+    scattered about one theme keeps its statistic when a prompt unlike every other enters it
+    (on every distance, 1 − W triples); a window half of whose prompts are close variations of
+    earlier ones (two kinds of distance) still departs from normal."""
+    rng = np.random.default_rng(11)
+    theme = np.eye(384)[0]
+    scatter = np.zeros((255, 384))
+    scatter[:, :32] = 0.3 * rng.standard_normal((255, 32))
+    reference = Reference(np.eye(384)[:4], np.eye(384)[:8], bandwidth=1.0)
+
+    def statistics(rows: np.ndarray) -> tuple[float, float]:
+        rows = rows / np.linalg.norm(rows, axis=1, keepdims=True)
+        distances = np.sqrt(np.maximum(0.0, 2.0 - 2.0 * (rows @ rows.T)))
+        every = 1 - shapiro(nearest_earlier(distances)).statistic
+        return prada(window_of(rows), reference), every
+
+    ordinary = theme + scatter
+    calm, calm_every = statistics(ordinary)
+    far = ordinary.copy()
+    far[200] = -theme  # one prompt unlike anything else in the window
+    outlier, outlier_every = statistics(far)
+    half = ordinary.copy()
+    half[128:] = half[rng.integers(0, 128, 127)] + 0.02 * scatter[128:] / 0.3
+    harvest, _ = statistics(half)
+    assert outlier_every > 2.5 * calm_every  # every distance: the one far prompt drags W down
+    assert outlier == pytest.approx(calm, rel=0.25)  # the bulk: barely moved
+    assert harvest > 5 * outlier_every  # a harvest's shape is more than one far prompt
+
+
 def unit_rows(rng: np.random.Generator, m: int, d: int = 384) -> np.ndarray:
     vectors = rng.standard_normal((m, d)).astype(np.float32)
     return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
@@ -59,7 +89,7 @@ def test_embedding_signals_sharing_one_similarity_matrix_equal_their_definitions
     expected_mmd = kxx[off_diagonal].mean() + reference.sample_self_kernel - 2 * kxy.mean()
     assert mmd(window, reference) == pytest.approx(expected_mmd, abs=1e-6)  # float32 sums
     distances = np.sqrt(np.maximum(0.0, 2.0 - 2.0 * (x @ x.T)))
-    nearest = [distances[i, :i].min() for i in range(1, m)]
+    nearest = sorted(distances[i, :i].min() for i in range(1, m))[4:-4]  # 2.5 % of 199 each end
     assert prada(window, reference) == pytest.approx(1 - shapiro(nearest).statistic)
     topics = np.argmax(x @ centroids.T, axis=1)
     assert coverage(window, reference) == len(set(topics)) / m
