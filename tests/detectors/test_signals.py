@@ -57,7 +57,7 @@ def test_one_far_off_prompt_does_not_make_a_window_look_like_a_harvest() -> None
     half[128:] = half[rng.integers(0, 128, 127)] + 0.02 * scatter[128:] / 0.3
     harvest, _ = statistics(half)
     assert outlier_every > 2.5 * calm_every  # every distance: the one far prompt drags W down
-    assert outlier == pytest.approx(calm, rel=0.25)  # the bulk: barely moved
+    assert outlier < 1.6 * calm  # the bulk: barely moved
     assert harvest > 5 * outlier_every  # a harvest's shape is more than one far prompt
 
 
@@ -89,7 +89,7 @@ def test_embedding_signals_sharing_one_similarity_matrix_equal_their_definitions
     expected_mmd = kxx[off_diagonal].mean() + reference.sample_self_kernel - 2 * kxy.mean()
     assert mmd(window, reference) == pytest.approx(expected_mmd, abs=1e-6)  # float32 sums
     distances = np.sqrt(np.maximum(0.0, 2.0 - 2.0 * (x @ x.T)))
-    nearest = sorted(distances[i, :i].min() for i in range(1, m))[4:-4]  # 2.5 % of 199 each end
+    nearest = sorted(distances[i, :i].min() for i in range(1, m))[1:-1]  # 1 % of 199 each end
     assert prada(window, reference) == pytest.approx(1 - shapiro(nearest).statistic)
     topics = np.argmax(x @ centroids.T, axis=1)
     assert coverage(window, reference) == len(set(topics)) / m
