@@ -54,7 +54,8 @@ def test_one_far_off_prompt_does_not_make_a_window_look_like_a_harvest() -> None
     far[200] = -theme  # one prompt unlike anything else in the window
     outlier, outlier_every = statistics(far)
     half = ordinary.copy()
-    half[128:] = half[rng.integers(0, 128, 127)] + 0.02 * scatter[128:] / 0.3
+    nudges = 0.02 * scatter[128:] / 0.3  # a fifteenth of the theme's own scatter
+    half[128:] = half[rng.integers(0, 128, 127)] + nudges  # close variations of earlier prompts
     harvest, _ = statistics(half)
     assert outlier_every > 2.5 * calm_every  # every distance: the one far prompt drags W down
     assert outlier < 1.6 * calm  # the bulk: barely moved
