@@ -59,7 +59,7 @@ def test_one_far_off_prompt_does_not_make_a_window_look_like_a_harvest() -> None
     harvest, _ = statistics(half)
     assert outlier_every > 2.5 * calm_every  # every distance: the one far prompt drags W down
     assert outlier < 1.6 * calm  # the bulk: barely moved
-    assert harvest > 5 * outlier_every  # a harvest's shape is more than one far prompt
+    assert harvest > 4 * outlier_every  # a harvest's shape is more than one far prompt
 
 
 def unit_rows(rng: np.random.Generator, m: int, d: int = 384) -> np.ndarray:
