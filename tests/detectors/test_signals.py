@@ -20,13 +20,18 @@ from detectors.signals import (
 from detectors.sketches import Lifetime
 
 
+def unit_distances(vectors: np.ndarray) -> np.ndarray:
+    """Euclidean distances between unit vectors, as PRADA computes them."""
+    return np.sqrt(np.maximum(0.0, 2.0 - 2.0 * (vectors @ vectors.T)))
+
+
 def test_prada_nearest_earlier_distance_equals_the_row_by_row_minimum() -> None:
     """The masked reduction PRADA uses gives exactly the per-row minimum it replaced."""
     rng = np.random.default_rng(3)
     for m in (2, 3, 17, 256):
         vectors = rng.standard_normal((m, 384))
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-        distances = np.sqrt(np.maximum(0.0, 2.0 - 2.0 * (vectors @ vectors.T)))
+        distances = unit_distances(vectors)
         by_row = np.array([distances[i, :i].min() for i in range(1, m)])
         assert np.array_equal(nearest_earlier(distances), by_row)
 
@@ -44,8 +49,7 @@ def test_one_far_off_prompt_does_not_make_a_window_look_like_a_harvest() -> None
 
     def statistics(rows: np.ndarray) -> tuple[float, float]:
         rows = rows / np.linalg.norm(rows, axis=1, keepdims=True)
-        distances = np.sqrt(np.maximum(0.0, 2.0 - 2.0 * (rows @ rows.T)))
-        every = 1 - shapiro(nearest_earlier(distances)).statistic
+        every = 1 - shapiro(nearest_earlier(unit_distances(rows))).statistic
         return prada(window_of(rows), reference), every
 
     ordinary = theme + scatter
@@ -89,7 +93,7 @@ def test_embedding_signals_sharing_one_similarity_matrix_equal_their_definitions
     kxx, kxy = rbf(x, x, 1.1), rbf(x, sample, 1.1)
     expected_mmd = kxx[off_diagonal].mean() + reference.sample_self_kernel - 2 * kxy.mean()
     assert mmd(window, reference) == pytest.approx(expected_mmd, abs=1e-6)  # float32 sums
-    distances = np.sqrt(np.maximum(0.0, 2.0 - 2.0 * (x @ x.T)))
+    distances = unit_distances(x)
     nearest = sorted(distances[i, :i].min() for i in range(1, m))[1:-1]  # 1 % of 199 each end
     assert prada(window, reference) == pytest.approx(1 - shapiro(nearest).statistic)
     topics = np.argmax(x @ centroids.T, axis=1)
