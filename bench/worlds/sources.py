@@ -16,6 +16,11 @@ inside an installed wheel (`pip install distillguard[bench]`). Packages are loca
   and writing prompts.
 - `chitchat_conversations`: chitchat-dataset 0.9.0 (MIT), 7,168 human-human conversations from
   BYU's Chit-Chat Challenge.
+- `exam_questions`: evals 3.0.1.post1 (OpenAI's eval registry, MIT; upstream: MMLU MIT, EXAMS
+  CC BY-SA 4.0, the FCC question pool public domain), 31,871 distinct exam questions with
+  their options: EXAMS high-school exams in 16 languages (19,723), Ukraine's ZNO/EIT school exams
+  (9,276), MMLU (1,331), the FCC Amateur Extra pool (591), JEE Advanced mathematics (434),
+  MedMCQA (300), CISSP study questions (143) and 73 contributed word problems.
 """
 
 from __future__ import annotations
@@ -269,3 +274,93 @@ def chitchat_conversations() -> tuple[Chat, ...]:
         if len(turns) >= 2:
             chats.append(Chat(str(conversation.get("prompt", "")).strip(), turns))
     return tuple(chats)
+
+
+# --- exam questions (evals: OpenAI's eval registry) -------------------------------------------
+@dataclass(frozen=True)
+class ExamQuestion:
+    exam: str  # "mmlu", "exams", "zno", "jee", "fcc", "cissp", "medmcqa", "word-problems"
+    language: str  # ISO 639-1
+    subject: str  # as the source names it; "" where it names none
+    text: str  # the stem with its options, as a learner would paste it
+
+
+# The EXAMS data set's high-school exams, one registry folder per language.
+_EXAMS_LANGUAGES = {
+    "albanian": "sq",
+    "arabic": "ar",
+    "bulgarian": "bg",
+    "croatian": "hr",
+    "french": "fr",
+    "german": "de",
+    "hungarian": "hu",
+    "italian": "it",
+    "lithuanian": "lt",
+    "macedonian": "mk",
+    "polish": "pl",
+    "portuguese": "pt",
+    "serbian": "sr",
+    "spanish": "es",
+    "turkish": "tr",
+    "vietnamese": "vi",
+}
+# Single-language exams: (registry folder, exam, subject).
+_EXAMS_IN_ENGLISH = (
+    ("jee-math", "jee", "mathematics"),
+    ("fcc_amateur_extra", "fcc", "amateur radio"),
+    ("cissp-study-questions", "cissp", "information security"),
+    ("medmcqa", "medmcqa", ""),
+    ("algebra_word_problems", "word-problems", "mathematics"),
+    ("multistep-word-problems", "word-problems", "mathematics"),
+    ("tricky-word-problems", "word-problems", "mathematics"),
+    ("probabilities-word-problems", "word-problems", "probability"),
+    ("math_for_5th-grader", "word-problems", "mathematics"),
+)
+_ANSWER_CUE = re.compile(r"\s*Answer:\s*$")
+_MEDMCQA_SUBJECT = re.compile(r"^Subject:\s*(.+?)\s*\n+")
+_ZNO_SUBJECT = re.compile(r"екзамен з (.+?)\.")
+
+
+def _registry() -> Path:
+    return package_dir("evals") / "registry" / "data"
+
+
+def _jsonl(path: Path) -> list[dict]:
+    return [orjson.loads(line) for line in path.read_bytes().splitlines() if line.strip()]
+
+
+def _user_turn(sample: dict) -> str:
+    """The sample's last user message without the eval's trailing "Answer:" cue."""
+    turns = [t for t in sample["input"] if t.get("role") == "user"]
+    return _ANSWER_CUE.sub("", str(turns[-1]["content"])).strip() if turns else ""
+
+
+@lru_cache(maxsize=1)
+def exam_questions() -> tuple[ExamQuestion, ...]:
+    """Real exam and study questions in 18 languages, each source in file order, duplicates
+    (the registry repeats MMLU items across its sandbagging files) dropped."""
+    items: list[ExamQuestion] = []
+    for name in ("samples-all-large", "samples-non-ast", "samples-ast", "samples-all"):
+        for sample in _jsonl(_registry() / "sandbagging" / f"{name}.jsonl"):
+            text = _ANSWER_CUE.sub("", str(sample["question"])).strip()
+            items.append(ExamQuestion("mmlu", "en", "", text))
+    for folder, language in _EXAMS_LANGUAGES.items():
+        for sample in _jsonl(_registry() / f"{folder}-exams-qa" / "samples.jsonl"):
+            items.append(ExamQuestion("exams", language, "", _user_turn(sample)))
+    for sample in _jsonl(_registry() / "ukraine_eit" / "samples.jsonl"):
+        named = _ZNO_SUBJECT.search(str(sample["input"][0]["content"]))
+        text = _user_turn(sample)
+        items.append(ExamQuestion("zno", "uk", named.group(1) if named else "", text))
+    for folder, exam, subject in _EXAMS_IN_ENGLISH:
+        for sample in _jsonl(_registry() / folder / "samples.jsonl"):
+            text = _user_turn(sample)
+            heading = _MEDMCQA_SUBJECT.match(text)  # "Subject: Anatomy" heads MedMCQA's items
+            if heading:
+                text = text[heading.end() :]
+            topic = heading.group(1) if heading else subject
+            items.append(ExamQuestion(exam, "en", topic, text.strip()))
+    first: dict[str, ExamQuestion] = {}
+    for item in items:
+        if len(item.text) >= 12:
+            first.setdefault(item.text, item)
+    return tuple(first.values())

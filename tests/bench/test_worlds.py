@@ -15,17 +15,25 @@ import orjson
 import pytest
 
 from bench.scenario import ALL_STRATEGIES, Scenario
-from bench.worlds import WORLDS, enterprise_nat, rag_pipelines, sdk_developers
+from bench.worlds import (
+    WORLDS,
+    edu_platform,
+    enterprise_nat,
+    rag_pipelines,
+    sdk_developers,
+    sources,
+)
 from core.events import Event, parse_event
 from core.timeutil import DAY_MS
 
 MODULES: dict[str, ModuleType] = {
-    module.NAME: module for module in (sdk_developers, rag_pipelines, enterprise_nat)
+    module.NAME: module for module in (sdk_developers, rag_pipelines, enterprise_nat, edu_platform)
 }
 ACCOUNT_FORMAT = {
     "sdk-developers": r"acct_[0-9a-f]{12}",
     "rag-pipelines": r"svc-[0-9a-f]{14}",
     "enterprise-nat": r"u-[0-9a-f]{12}",
+    "edu-platform": r"lrn_[0-9a-f]{12}",
 }
 
 
@@ -52,7 +60,7 @@ def prompt_of(record: dict) -> str:
     return [m for m in record["messages"] if m["role"] == "user"][-1]["content"]
 
 
-def test_registry_lists_four_worlds_with_distinct_sources() -> None:
+def test_registry_lists_five_worlds_with_distinct_sources() -> None:
     assert list(WORLDS) == ["sharegpt-chat", *MODULES]
     for name, module in MODULES.items():
         assert WORLDS[name] is module.WORLD and WORLDS[name].build == module.GENERATOR.build
@@ -142,6 +150,43 @@ def test_enterprise_world_logs_full_history_behind_shared_nats(
         if scenario.actors[r["account_id"]] == "attack:templated_enumeration"
     }
     assert insiders <= set(accounts_per_ip)  # an attacker behind a colleague's NAT
+
+
+def test_edu_world_logs_system_and_latest_turn_with_edge_local_time(
+    built: dict[str, Scenario],
+) -> None:
+    scenario = built["edu-platform"]
+    logged = records(scenario.events_path)
+    assert all("prompt" not in r and 1 <= len(r["messages"]) <= 2 for r in logged)
+    assert all(r["messages"][-1]["role"] == "user" for r in logged)
+    assert all(len(r["messages"]) == 1 or r["messages"][0]["role"] == "system" for r in logged)
+    assert sum(len(r["messages"]) == 1 for r in logged) > 50  # API users send no system prompt
+    assert all(set(r["client"]) == {"ip"} for r in logged)  # no user agent, key or org
+    offsets = Counter(r["timestamp"][-6:] for r in logged)
+    assert len(offsets) >= 5 and all(re.fullmatch(r"[+-]\d\d:\d\d", o) for o in offsets)
+    # Follow-ups reach the log without the question they follow (earlier turns are dropped).
+    assert sum(len(prompt_of(r)) < 60 and "?" in prompt_of(r) for r in logged) > 100
+    accounts_per_ip: dict[str, set[str]] = defaultdict(set)
+    for r in logged:
+        if scenario.actors[r["account_id"]] == "benign":
+            accounts_per_ip[r["client"]["ip"]].add(r["account_id"])
+    assert max(len(a) for a in accounts_per_ip.values()) >= 5  # schools and mobile carriers
+    (members,) = scenario.campaigns.values()
+    blocks = {
+        r["client"]["ip"].rsplit(".", 1)[0] for r in logged if r["account_id"] in set(members)
+    }
+    assert len(blocks) <= 3  # the campaign's shared hosting
+
+
+def test_exam_questions_come_from_the_evals_wheel() -> None:
+    questions = sources.exam_questions()
+    assert len(questions) > 30_000 and len({q.text for q in questions}) == len(questions)
+    assert len({q.language for q in questions}) == 18
+    exams = Counter(q.exam for q in questions)
+    assert exams["exams"] > 19_000 and exams["zno"] > 9_000 and exams["mmlu"] > 1_300
+    assert not any(q.text.rstrip().endswith("Answer:") for q in questions)  # eval cue removed
+    assert any(q.exam == "medmcqa" and q.subject == "Anatomy" for q in questions)
+    assert sources.package_dir("evals").joinpath("registry", "data").is_dir()
 
 
 @pytest.mark.parametrize("name", list(MODULES))
