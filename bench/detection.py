@@ -67,6 +67,7 @@ from bench.scenario import ALL_STRATEGIES, CAMPAIGN, Scenario
 from bench.worlds import WORLDS, World
 from core.batch import Batch
 from core.events import Event
+from core.records import REPLAY_PER_ACCOUNT
 from core.settings import Settings
 from core.verdicts import Assessment, ClusterVerdict, first_flags
 from detectors.base import Detector, fit_with_reviewed
@@ -80,7 +81,7 @@ from streaming.sinks import BufferedSink
 from streaming.sources import records_from_lines
 from students.embeddings import CachedEmbedder, cached_embedder, with_cached_vectors
 from students.measured import command_line, duration, measured_by, write_table
-from students.scenario import REPLAY_BATCH, REPLAY_PER_ACCOUNT, batches
+from students.scenario import REPLAY_BATCH, batches
 
 # Ours tiered (MiniLM for suspects only), with every prompt embedded by MiniLM (a GPU's
 # default; the difference is what tiering gives up for its speed), and with every prompt

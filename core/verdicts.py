@@ -34,6 +34,10 @@ class Assessment(BaseModel):
     # The label was reached after this many of the batch's new requests (bursts are assessed in
     # steps), so the verdict records the request that crossed the threshold, not the batch end.
     requests_at_label: int | None = None
+    # A graver assessment the account reached earlier in the same batch and left again: a live
+    # worker polling a few requests at a time would have emitted it, so the pipeline does too,
+    # and a verdict does not depend on how many of an account's requests one batch holds.
+    peak: Assessment | None = None
 
 
 class Verdict(BaseModel):

@@ -25,6 +25,7 @@ from rich.console import Console
 from typer.core import TyperGroup
 
 from core.progress import steps
+from core.records import REPLAY_PER_ACCOUNT
 from core.settings import Settings, get_settings
 from core.timeutil import END_OF_TIME_MS
 from core.version import full_version
@@ -167,6 +168,15 @@ FormatOption = Annotated[
         "--format",
         help="Log format of the input: distillguard (schema v1), litellm, otel, openai-batch "
         "(needs --account), or mapping:PATH (a TOML field mapping). README: choosing a log format.",
+    ),
+]
+BatchSizeOption = Annotated[int, typer.Option(help="Events per checkpoint, at most.")]
+PerAccountOption = Annotated[
+    int,
+    typer.Option(
+        help="End a batch when one account has this many requests in it, as a live worker's "
+        "polls would (a large batch of a log spans days, and an account is assessed once per "
+        "batch at most every 16 requests); 0: batches of --batch-size only."
     ),
 ]
 AccountOption = Annotated[
@@ -377,7 +387,8 @@ def retention_tables() -> list[str]:
 @app.command()
 def replay(
     events: Annotated[Path, typer.Argument(help="JSONL request log.", exists=True, dir_okay=False)],
-    batch_size: Annotated[int, typer.Option(help="Events per checkpoint.")] = 2000,
+    batch_size: BatchSizeOption = 2000,
+    per_account: PerAccountOption = REPLAY_PER_ACCOUNT,
     log_format: FormatOption = "distillguard",
     account: AccountOption = None,
     start: StartOption = None,
@@ -392,7 +403,7 @@ def replay(
     with _open_store(settings) as store:
         pipeline = store_pipeline(settings, store)
         with heap_built_so_far_frozen():
-            totals = run_file(pipeline, events, batch_size, log_format=fmt)
+            totals = run_file(pipeline, events, batch_size, log_format=fmt, per_account=per_account)
     emit(
         as_json,
         {
@@ -546,7 +557,8 @@ def score(
         Path | None,
         typer.Option(help="Benign JSONL to calibrate on, or a folder from `calibrate`."),
     ] = None,
-    batch_size: Annotated[int, typer.Option(help="Events per checkpoint.")] = 2000,
+    batch_size: BatchSizeOption = 2000,
+    per_account: PerAccountOption = REPLAY_PER_ACCOUNT,
     log_format: FormatOption = "distillguard",
     account: AccountOption = None,
     start: StartOption = None,
@@ -573,7 +585,7 @@ def score(
     try:
         pipeline = build_pipeline(settings, [sink], detector=detector)
         with heap_built_so_far_frozen():
-            totals = run_file(pipeline, events, batch_size, log_format=fmt)
+            totals = run_file(pipeline, events, batch_size, log_format=fmt, per_account=per_account)
     finally:
         sink.close()
     flagged = len({v.account_id for v in totals.verdicts if v.label != "benign"})

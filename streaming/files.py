@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Generator, Iterator
 from pathlib import Path
 
 from rich.progress import BarColumn, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
 from core.batch import Batch
+from core.events import Event
 from core.formats import LogFormat
 from core.progress import progress_bar
-from core.records import SourceRecord
+from core.records import REPLAY_PER_ACCOUNT, SourceRecord
 from streaming.loop import Totals, run
 from streaming.pipeline import Pipeline
 from streaming.sources import Revoked
@@ -18,17 +20,51 @@ from streaming.sources import Revoked
 NATIVE_FORMAT = LogFormat()
 
 
+class ReplayCuts:
+    """Where a replay cuts its batches: at `size` records, or when one account has
+    `per_account` requests in the batch (0: never)."""
+
+    def __init__(self, size: int, per_account: int = REPLAY_PER_ACCOUNT) -> None:
+        self.size, self.per_account = size, per_account
+        self._records = 0
+        self._counts: Counter[str] = Counter()
+
+    def cut_after(self, account: str | None) -> bool:
+        """Count one record (its account, None when it has none); True when the batch ends
+        with it."""
+        self._records += 1
+        full = self._records >= self.size
+        if self.per_account and account is not None:
+            self._counts[account] += 1
+            full |= self._counts[account] >= self.per_account
+        if full:
+            self._records = 0
+            self._counts.clear()
+        return full
+
+
+def _account_of(unit: bytes, log_format: LogFormat) -> str | None:
+    event = log_format.parse(unit, "replay")
+    return event.account_id if isinstance(event, Event) else None
+
+
 def file_batches(
-    path: Path, batch_size: int, log_format: LogFormat = NATIVE_FORMAT
+    path: Path,
+    batch_size: int,
+    log_format: LogFormat = NATIVE_FORMAT,
+    per_account: int = REPLAY_PER_ACCOUNT,
 ) -> Generator[tuple[list[SourceRecord], int], None, None]:
     """Batches of records (stream `file:NAME`, offset = message number: the line number, but
-    for a format whose lines hold several messages) and the bytes read so far."""
+    for a format whose lines hold several messages) and the bytes read so far; cut as
+    `ReplayCuts` says."""
     stream = f"file:{path.name}"
+    cuts = ReplayCuts(batch_size, per_account)
     batch: list[SourceRecord] = []
     with path.open("rb") as handle:
         for number, unit in enumerate(log_format.units(handle)):
             batch.append(SourceRecord(unit, stream, number))
-            if len(batch) >= batch_size:
+            account = _account_of(unit, log_format) if per_account else None
+            if cuts.cut_after(account):
                 yield batch, handle.tell()
                 batch = []
         if batch:
@@ -41,12 +77,16 @@ class FileSource:
     checkpoints already counted."""
 
     def __init__(
-        self, path: Path, batch_size: int = 2000, log_format: LogFormat = NATIVE_FORMAT
+        self,
+        path: Path,
+        batch_size: int = 2000,
+        log_format: LogFormat = NATIVE_FORMAT,
+        per_account: int = REPLAY_PER_ACCOUNT,
     ) -> None:
         self.path = path
         self.batch_size = batch_size
         self.position = 0  # bytes read so far, for progress bars
-        self._batches = file_batches(path, batch_size, log_format)
+        self._batches = file_batches(path, batch_size, log_format, per_account)
 
     def batches(self) -> Iterator[list[SourceRecord]]:
         for records, position in self._batches:
@@ -69,11 +109,12 @@ def run_file(
     batch_size: int = 2000,
     show_progress: bool = True,
     log_format: LogFormat = NATIVE_FORMAT,
+    per_account: int = REPLAY_PER_ACCOUNT,
 ) -> Totals:
     """Drive the pipeline over a JSONL file of `log_format` (the pipeline parses with it),
     checkpointing after each batch; returns totals."""
     totals = Totals()
-    source = FileSource(path, batch_size, log_format)
+    source = FileSource(path, batch_size, log_format, per_account)
     pipeline.parse = log_format.parse
     columns = (
         TextColumn("[bold]{task.description}"),

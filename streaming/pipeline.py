@@ -244,33 +244,43 @@ class Pipeline:
         self._restore(assessments)  # campaign members outside this batch
         verdicts: list[Verdict] = []
         for account_id, assessment in assessments.items():
-            cursor = self.cursors[account_id]
             self._dirty.add(account_id)
-            cursor.cluster_id = assessment.cluster_id or cursor.cluster_id
-            previous = None if cursor.last_label is None else (cursor.last_label, cursor.last_score)
-            if is_material(previous, assessment):
-                cursor.last_label, cursor.last_score = assessment.label, assessment.score
-                new_events = fresh_by_account.get(account_id)
-                seen, moment = cursor.requests_seen, assessment.observed_at
-                if new_events:
-                    decided = assessment.requests_at_label or len(new_events)
-                    seen = seen - len(new_events) + decided
-                    moment = new_events[decided - 1].timestamp
-                if moment is None:
-                    raise ValueError(f"{account_id}: assessed without new events or observed_at")
-                verdicts.append(
-                    Verdict(
-                        account_id=account_id,
-                        cluster_id=cursor.cluster_id,
-                        timestamp=moment,
-                        requests_seen=seen,
-                        score=assessment.score,
-                        label=assessment.label,
-                        reasons=assessment.reasons,
-                        detector_version=self.detector.version,
-                    )
-                )
+            new_events = fresh_by_account.get(account_id)
+            for step in (assessment.peak, assessment):  # a peak left within the batch first
+                if step is not None:
+                    verdict = self._verdict(account_id, step, new_events)
+                    if verdict is not None:
+                        verdicts.append(verdict)
         return verdicts
+
+    def _verdict(
+        self, account_id: str, assessment: Assessment, new_events: list[Event] | None
+    ) -> Verdict | None:
+        """The verdict for one assessment when it changed materially from the account's last
+        one (which it then becomes)."""
+        cursor = self.cursors[account_id]
+        cursor.cluster_id = assessment.cluster_id or cursor.cluster_id
+        previous = None if cursor.last_label is None else (cursor.last_label, cursor.last_score)
+        if not is_material(previous, assessment):
+            return None
+        cursor.last_label, cursor.last_score = assessment.label, assessment.score
+        seen, moment = cursor.requests_seen, assessment.observed_at
+        if new_events:
+            decided = assessment.requests_at_label or len(new_events)
+            seen = seen - len(new_events) + decided
+            moment = new_events[decided - 1].timestamp
+        if moment is None:
+            raise ValueError(f"{account_id}: assessed without new events or observed_at")
+        return Verdict(
+            account_id=account_id,
+            cluster_id=cursor.cluster_id,
+            timestamp=moment,
+            requests_seen=seen,
+            score=assessment.score,
+            label=assessment.label,
+            reasons=assessment.reasons,
+            detector_version=self.detector.version,
+        )
 
     def _publish(
         self, records: Sequence[SourceRecord], admitted: list[tuple[Event, SourceRecord]]

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Protocol
 import orjson
 
 from core.settings import Settings
+from streaming.files import ReplayCuts
 from students.actors import (
     HUMANEVAL_FORMATS,
     STRATEGIES,
@@ -51,7 +52,7 @@ CALIBRATION_POWER_SEED = 103  # seed offset of the calibration history's own pow
 Log = Callable[[str], None]
 # How a built log is replayed through the pipeline (`batches`): records per batch, at most, and
 # an account's requests per batch, at most.
-REPLAY_BATCH, REPLAY_PER_ACCOUNT = 200, 5
+REPLAY_BATCH = 200
 # Built logs are cached here (the detection benchmark's folder; `distillguard validate` keeps its
 # own under the data folder).
 CACHE = Path(os.environ.get("DG_BENCH_CACHE", ".distillguard/bench"))
@@ -288,18 +289,16 @@ def build(
 
 
 def batches(lines: list[bytes], size: int, per_account: int) -> list[tuple[int, list[bytes]]]:
-    """Consecutive slices of the time-ordered log, cut at `size` records or when one account has
-    `per_account` requests in the slice (0: never): a burst attacker would otherwise fill whole
-    batches, and `requests_seen` at a first flag is exact only to within the account's share of
-    a batch."""
-    cuts: list[tuple[int, list[bytes]]] = []
-    start, counts = 0, {}
+    """Consecutive slices of the time-ordered log, cut where a file replay cuts its batches
+    (`streaming.files.ReplayCuts`): at `size` records or when one account has `per_account`
+    requests in the slice (0: never), so `requests_seen` at a first flag is exact to within an
+    account's share of a batch."""
+    slices: list[tuple[int, list[bytes]]] = []
+    cuts, start = ReplayCuts(size, per_account), 0
     for offset, line in enumerate(lines):
-        account = orjson.loads(line)["account_id"]
-        counts[account] = counts.get(account, 0) + 1
-        if offset + 1 - start == size or counts[account] == per_account:
-            cuts.append((start, lines[start : offset + 1]))
-            start, counts = offset + 1, {}
+        if cuts.cut_after(orjson.loads(line)["account_id"]):
+            slices.append((start, lines[start : offset + 1]))
+            start = offset + 1
     if start < len(lines):
-        cuts.append((start, lines[start:]))
-    return cuts
+        slices.append((start, lines[start:]))
+    return slices

@@ -43,6 +43,7 @@ from typing import Any
 
 import orjson
 
+from core.records import REPLAY_PER_ACCOUNT
 from core.settings import Settings
 from core.verdicts import Label, Verdict, first_flags
 from detectors.base import calibration_of
@@ -68,7 +69,6 @@ from students.scenario import (
     CAMPAIGN,
     FULL,
     REPLAY_BATCH,
-    REPLAY_PER_ACCOUNT,
     Scenario,
     ScenarioConfig,
     attack_plans,

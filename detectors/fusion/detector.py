@@ -6,13 +6,14 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Collection, Iterable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
 
 from core.embedder import Embedder
 from core.events import Event, account_histories
-from core.verdicts import Assessment, ClusterVerdict
+from core.verdicts import LABEL_RANK, Assessment, ClusterVerdict
 from detectors.base import Detector
 from detectors.campaigns import CampaignLinker, feed
 from detectors.campaigns.feed import ProfileUpdate
@@ -42,6 +43,18 @@ Scorer = Callable[[list[str]], Any]
 
 if TYPE_CHECKING:
     from detectors.fusion.campaigns import CampaignUpdate, CampaignView
+
+
+@dataclass(frozen=True)
+class _Step:
+    """One assessment point of a batch: an account's window after its first `requests` new
+    requests."""
+
+    account_id: str
+    requests: int
+    values: dict[str, float]
+    count: int
+    embedded: int
 
 
 class ExtractionDetector(Detector):
@@ -185,12 +198,6 @@ class ExtractionDetector(Detector):
         cheap = float(tiering.cheap_surprises(self._surprises(values, count, 0)))
         return cheap >= self.deep_threshold_
 
-    def _raw_score(self, values: dict[str, float], count: int, embedded: int) -> float:
-        """Fused score without the forest (a lower bound, and much cheaper): used for the
-        intermediate steps of a burst."""
-        surprises = self._surprises(values, count, embedded)
-        return self._window_raw(surprises, np.float64(0.0), values, count)
-
     def _window_raw(
         self, surprises: np.ndarray, behaviour: np.float64, values: dict[str, float], count: int
     ) -> float:
@@ -331,12 +338,12 @@ class ExtractionDetector(Detector):
         """Assess every account with new events in one pass (one embedding call, one forest
         call for the batch)."""
         prepared = self._prepare(updates)
-        rows = []
-        first_flags: dict[str, int] = {}
+        steps: list[_Step] = []
         for account_id, items in prepared.items():
             account = self._account(account_id)
-            # A burst (many requests of one account in one batch) is assessed every
-            # BURST_STEP requests, so "queries before detection" does not depend on batch size.
+            # A burst (many requests of one account in one batch) is assessed every BURST_STEP
+            # requests, so neither the verdict nor "queries before detection" depends on how
+            # many of its requests one batch holds (a 2,000-record replay batch or a live poll).
             for start in range(0, len(items), BURST_STEP):
                 chunk = items[start : start + BURST_STEP]
                 if account.deep:  # gone deep earlier in this batch
@@ -347,28 +354,43 @@ class ExtractionDetector(Detector):
                 if self.tiered and not account.deep and self._suspected(values, count):
                     self._deepen(account)
                     values, count, embedded = self._values(account)
-                burst_continues = start + BURST_STEP < len(items)
-                if (
-                    burst_continues
-                    and account_id not in first_flags
-                    and self._raw_score(values, count, embedded)
-                    >= self.thresholds_for(account_id)["extraction"]
-                ):
-                    first_flags[account_id] = start + len(chunk)
-            rows.append((account_id, values, count, embedded))
-        if not rows:
+                steps.append(_Step(account_id, start + len(chunk), values, count, embedded))
+        if not steps:
             return {}
-        vectors = np.stack([self._surprises(v, c, e) for _, v, c, e in rows])
+        vectors = np.stack([self._surprises(s.values, s.count, s.embedded) for s in steps])
         forest = self._isolation_surprise(vectors)
-        assessments = {
-            account_id: self._assess(values, count, embedded, surprises, extra, account_id)
-            for (account_id, values, count, embedded), surprises, extra in zip(
-                rows, vectors, forest, strict=True
+        # Per account: its gravest label in the batch, the request that first reached it, and
+        # the last step that had it; the assessment is the last step's, with that peak beside it
+        # when the account left it again before the batch ended.
+        gravest: dict[str, tuple[int, int, int]] = {}  # account -> (rank, reached, step index)
+        last: dict[str, int] = {}
+        for index, (step, surprises, extra) in enumerate(zip(steps, vectors, forest, strict=True)):
+            raw = (
+                self._window_raw(surprises, np.float64(extra), step.values, step.count)
+                if step.count >= BUCKETS[0]
+                else 0.0
             )
-        }
-        for account_id, flagged_after in first_flags.items():
-            if assessments[account_id].label == "extraction":
-                assessments[account_id].requests_at_label = flagged_after
+            rank = LABEL_RANK[score_and_label(raw, self.thresholds_for(step.account_id))[1]]
+            so_far, reached, _ = gravest.get(step.account_id, (-1, 0, -1))
+            if rank >= so_far:
+                gravest[step.account_id] = (
+                    rank,
+                    step.requests if rank > so_far else reached,
+                    index,
+                )
+            last[step.account_id] = index
+        assessments = {}
+        for account_id, (rank, reached, peak_index) in gravest.items():
+            peak = None
+            if peak_index != last[account_id]:
+                peak = self._assess_step(steps[peak_index], vectors, forest, peak_index)
+                peak.requests_at_label = reached
+            index = last[account_id]
+            final = self._assess_step(steps[index], vectors, forest, index)
+            if rank > 0 and peak is None:  # a flag dates from the request that reached it
+                final.requests_at_label = reached
+            final.peak = peak
+            assessments[account_id] = final
         if self._linking():
             profiles = self._profiles(prepared, assessments)
             if self.publish_profiles:
@@ -379,6 +401,13 @@ class ExtractionDetector(Detector):
                 view.ingest(m for m in decoded if m is not None)
                 self._merge_campaigns(assessments, view.advance())
         return assessments
+
+    def _assess_step(
+        self, step: _Step, vectors: np.ndarray, forest: np.ndarray, index: int
+    ) -> Assessment:
+        return self._assess(
+            step.values, step.count, step.embedded, vectors[index], forest[index], step.account_id
+        )
 
     def _profiles(
         self, prepared: dict[str, list[EventFeatures]], assessments: dict[str, Assessment]

@@ -13,7 +13,7 @@ from core.events import Event
 from core.verdicts import Assessment
 from detectors.campaigns import CampaignLinker
 from detectors.embedding import PromptEmbedder
-from detectors.fusion import ExtractionDetector
+from detectors.fusion import BURST_STEP, ExtractionDetector
 from detectors.registry import load_calibration, save_calibration
 from students.actors import (
     STRATEGIES,
@@ -39,8 +39,10 @@ def stream(detector: ExtractionDetector, events: list[Event], batch: int = 100):
             seen[account_id] += len(items)
         for account_id, assessment in detector.update_batch(dict(updates)).items():
             new = len(updates.get(account_id, []))
-            decided = seen[account_id] - new + (assessment.requests_at_label or new)
-            history[account_id].append((decided, assessment))
+            for step in (assessment.peak, assessment):  # a flag left within the batch first
+                if step is not None:
+                    decided = seen[account_id] - new + (step.requests_at_label or new)
+                    history[account_id].append((decided, step))
     return history
 
 
@@ -101,6 +103,31 @@ def test_harvesters_flagged_early_benign_users_never(evaluation) -> None:
     for account in ("replay-5", "enum-6"):
         flagged_at = first_flag(history[account])
         assert flagged_at is not None and flagged_at <= 60, (account, flagged_at)
+
+
+def first_flag_any(history: list[tuple[int, Assessment]]) -> int | None:
+    return next((n for n, a in history if a.label != "benign"), None)
+
+
+def test_one_large_batch_flags_what_a_live_stream_flags(
+    saved: Path, embedder: PromptEmbedder
+) -> None:
+    """An offline replay in one large batch (`distillguard score`) flags the accounts a worker
+    polling 100 records at a time flags, at the same request to within one burst step: a
+    flag the window leaves again before the batch ends still counts (`Assessment.peak`)."""
+    plans = benign_users(40, 120, 10, seed=3, max_tokens=(128, 256))
+    plans += STRATEGIES["dataset_replay"](AttackConfig(budget=120, seed=8, start_day=2))
+    plans += STRATEGIES["templated_enumeration"](AttackConfig(budget=120, seed=9, start_day=3))
+    events = events_of(plans, "batch")
+    live = stream(fresh(saved, embedder), events, batch=100)
+    whole = stream(fresh(saved, embedder), events, batch=len(events))
+    flagged = {a: first_flag_any(h) for a, h in live.items() if first_flag_any(h) is not None}
+    assert {"replay-8", "enum-9"} <= set(flagged)
+    assert {a: first_flag_any(h) for a, h in whole.items() if first_flag_any(h)}.keys() == (
+        flagged.keys()
+    )
+    for account, at in flagged.items():
+        assert abs(first_flag_any(whole[account]) - at) <= BURST_STEP, account
 
 
 def test_campaign_members_share_a_cluster_and_its_verdict(evaluation) -> None:

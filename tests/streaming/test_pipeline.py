@@ -8,10 +8,10 @@ from pathlib import Path
 
 import orjson
 
-from core.verdicts import Verdict
+from core.verdicts import Assessment, Verdict
 from detectors.fingerprints import NUM_PERM, signature
 from detectors.volume import VolumeDetector
-from streaming.files import run_file
+from streaming.files import file_batches, run_file
 from streaming.malformed import interleave_malformed
 from streaming.pipeline import Pipeline
 from streaming.sinks import StoreSink, VerdictFileSink
@@ -189,3 +189,38 @@ def test_calibration_puts_the_threshold_above_benign_peaks() -> None:
     detector = VolumeDetector(target_fpr=0.001).fit(benign)
     assert detector.threshold == 11.0  # busiest benign hour is 10 requests, floor is 10
     assert detector.fitted_accounts_ == 20
+
+
+class FlagLeftInTheBatch(VolumeDetector):
+    """Every account reached `extraction` at its third new request and left it by the batch's
+    end (what `ExtractionDetector.update_batch` reports as the assessment's `peak`)."""
+
+    def update(self, account_id: str, events: list) -> Assessment:
+        peak = Assessment(score=0.9, label="extraction", requests_at_label=3)
+        return Assessment(score=0.1, label="benign", peak=peak)
+
+
+def test_a_flag_left_within_one_batch_is_still_a_verdict(tmp_path: Path) -> None:
+    """A live worker polling a few requests at a time would have emitted the flag, then the
+    calm: so does one large batch, the flag dated by the request that reached it."""
+    start = 1_795_000_000_000
+    lines = [request(i, "burst", start + i * 1000) for i in range(10)]
+    pipeline = Pipeline(FlagLeftInTheBatch(), [VerdictFileSink(tmp_path / "v.jsonl")])
+    verdicts = pipeline.process(records_from_lines(lines, "file:t.jsonl")).verdicts
+    assert [(v.label, v.requests_seen) for v in verdicts] == [("extraction", 3), ("benign", 10)]
+    assert verdicts[0].timestamp.timestamp() * 1000 == start + 2000
+
+
+def test_a_replay_cuts_its_batches_where_one_account_fills_its_share(tmp_path: Path) -> None:
+    """A log replayed in batches of 100 still hands the pipeline at most five requests of one
+    account at a time (what a live worker's polls hold), malformed lines counting for none."""
+    start, lines = 1_795_000_000_000, []
+    for i in range(12):
+        lines += [request(2 * i, "busy", start + i), request(2 * i + 1, f"quiet-{i}", start + i)]
+    lines.insert(3, b"{not json")
+    path = tmp_path / "log.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    sizes = [len(records) for records, _ in file_batches(path, 100)]
+    assert sizes == [10, 10, 5]  # busy's 5th and 10th requests end a batch; the rest follow
+    assert [len(records) for records, _ in file_batches(path, 100, per_account=0)] == [25]
+    assert [len(records) for records, _ in file_batches(path, 7, per_account=0)] == [7, 7, 7, 4]
