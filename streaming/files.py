@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Generator, Iterator
 from pathlib import Path
 
@@ -12,35 +11,12 @@ from core.batch import Batch
 from core.events import Event
 from core.formats import LogFormat
 from core.progress import progress_bar
-from core.records import REPLAY_PER_ACCOUNT, SourceRecord
+from core.records import REPLAY_PER_ACCOUNT, ReplayCuts, SourceRecord
 from streaming.loop import Totals, run
 from streaming.pipeline import Pipeline
 from streaming.sources import Revoked
 
 NATIVE_FORMAT = LogFormat()
-
-
-class ReplayCuts:
-    """Where a replay cuts its batches: at `size` records, or when one account has
-    `per_account` requests in the batch (0: never)."""
-
-    def __init__(self, size: int, per_account: int = REPLAY_PER_ACCOUNT) -> None:
-        self.size, self.per_account = size, per_account
-        self._records = 0
-        self._counts: Counter[str] = Counter()
-
-    def cut_after(self, account: str | None) -> bool:
-        """Count one record (its account, None when it has none); True when the batch ends
-        with it."""
-        self._records += 1
-        full = self._records >= self.size
-        if self.per_account and account is not None:
-            self._counts[account] += 1
-            full |= self._counts[account] >= self.per_account
-        if full:
-            self._records = 0
-            self._counts.clear()
-        return full
 
 
 def _account_of(unit: bytes, log_format: LogFormat) -> str | None:

@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING, Protocol
 
 import orjson
 
+from core.records import ReplayCuts
 from core.settings import Settings
-from streaming.files import ReplayCuts
 from students.actors import (
     HUMANEVAL_FORMATS,
     STRATEGIES,
@@ -290,7 +290,7 @@ def build(
 
 def batches(lines: list[bytes], size: int, per_account: int) -> list[tuple[int, list[bytes]]]:
     """Consecutive slices of the time-ordered log, cut where a file replay cuts its batches
-    (`streaming.files.ReplayCuts`): at `size` records or when one account has `per_account`
+    (`core.records.ReplayCuts`): at `size` records or when one account has `per_account`
     requests in the slice (0: never), so `requests_seen` at a first flag is exact to within an
     account's share of a batch."""
     slices: list[tuple[int, list[bytes]]] = []
