@@ -107,6 +107,10 @@ def test_quick_experiment_on_real_students(tmp_path: Path) -> None:
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+# A model test (it trains a student on the teacher's answers): in phase 2 of `make test`, after the
+# quick experiment warmed the teacher's cache, 64 s (2026-12-07, alone). Unmarked, it ran in phase
+# 1 beside that experiment, both answering with a cold teacher on two cores: 556 s of a 600 s limit.
+@pytest.mark.models
 def test_a_confirmation_run_trains_clean_students_no_earlier_run_saw(tmp_path: Path) -> None:
     """`--shares none --clean-seeds-from N`: clean students only, from a later seed block (their
     own draws and training), for a confirmation of the false-accusation rate on fresh students."""
