@@ -355,7 +355,9 @@ class CampaignLinker:
             for other in others | linked[account]
         }
         due = sorted(both for both in pairs if self._due(both))
-        live = LiveCounts(self._stream.profiles, self.params.max_posting, self._in_step)
+        live = LiveCounts(
+            self._stream.profiles, self.params.max_posting, self._alike_beyond_network
+        )
         return {both: self._pieces(*both, live) for both in due}
 
     def _due(self, both: Pair) -> bool:
@@ -395,21 +397,46 @@ class CampaignLinker:
             profile.rhythm_memo = memo = (self.rhythm_, prior, profile.minutes_version, shrunk)
         return memo[3]
 
-    def _in_step(self, a: str, b: str) -> bool:
-        """Active in the same hours, or on the same schedule, beyond what honest pairs reach (a
-        rare timing family)."""
+    def _behaviour(self, a: str, b: str, timing_only: bool = False) -> PieceValues:
+        """The pair's evidence that no shared network or client explains: hours and schedule,
+        then (unless `timing_only`) prompts, topics and templates."""
         profiles, p = self._stream.profiles, self.params
-        values = {
-            "timing": evidence.timing_overlap(
-                profiles[a], profiles[b], profiles.active_hours, p.timing_prior
-            ),
+        pa, pb = profiles[a], profiles[b]
+        values: PieceValues = {
+            "timing": evidence.timing_overlap(pa, pb, profiles.active_hours, p.timing_prior),
             "rhythm": self.rhythm_.shrunk_lift(self._schedule(a), self._schedule(b)),
         }
-        return any(
+        if not timing_only:
+            values |= {
+                "prompts": evidence.prompt_overlap(self._stream.shared.count(pair(a, b)), pa, pb),
+                "topics": evidence.topic_overlap(pa, pb, p.min_topic_prompts),
+                "templates": evidence.template_overlap(
+                    pa, pb, p.template_prior, p.min_template_share
+                ),
+            }
+        return values
+
+    def _alike_beyond_network(self, a: str, b: str) -> bool:
+        """Whether two accounts may be one actor on evidence no shared network explains: active
+        in the same hours or on the same schedule beyond what honest pairs reach (a rare timing
+        family), or alike enough in what and when they send to be a weak link without their
+        network and parameters. A campaign's members on its own address blocks are alike this
+        way and so do not make those blocks look common to each other (on `edu-platform` 13-14
+        members shared each of three hosting /24s and vouched for them); honest seats behind one
+        NAT are not, and keep their office's network common."""
+        p = self.params
+        if any(
             (tail := self.tails_[piece]).pairs > 0
             and tail.p_value(value) <= max(p.piece_alpha, 1 / (tail.pairs + 1))
-            for piece, value in values.items()
+            for piece, value in self._behaviour(a, b, timing_only=True).items()
+        ):
+            return True
+        values = self._behaviour(a, b)
+        scored = evidence.strength(self.tails_, values)
+        link = evidence.edge(
+            values, scored, self.tails_, self.weak_threshold_, p.weak_piece_alpha, p.min_pieces
         )
+        return link is not None
 
     def _pieces(self, a: str, b: str, live: LiveCounts) -> PieceValues:
         """The pair's evidence. A client context, or a parameter signature, counts as common
@@ -421,12 +448,8 @@ class CampaignLinker:
         rarity = ChainMap(dict.fromkeys(ordinary, 0.0), self.param_rarity_)
         return {
             "infra": evidence.infra_overlap(pa, pb, common),
-            "timing": evidence.timing_overlap(pa, pb, profiles.active_hours, p.timing_prior),
-            "prompts": evidence.prompt_overlap(self._stream.shared.count(pair(a, b)), pa, pb),
             "params": evidence.params_overlap(pa, pb, rarity),
-            "topics": evidence.topic_overlap(pa, pb, p.min_topic_prompts),
-            "templates": evidence.template_overlap(pa, pb, p.template_prior, p.min_template_share),
-            "rhythm": self.rhythm_.shrunk_lift(self._schedule(a), self._schedule(b)),
+            **self._behaviour(a, b),
         }
 
     def _update_edges(self, evaluated: Mapping[Pair, PieceValues]) -> bool:

@@ -7,9 +7,10 @@ linker also counts, among the accounts it is scoring, the users of each context 
 independent of the pair under test: not the pair itself (as cross-fitted calibration leaves the
 measured pair out of what counts as common), nor accounts alike to either of them in evidence
 that no network explains, which may be the same actor: filling the same benign-rare template, or
-active in step on the same context (`related`: the linker asks whether their hours coincide
-beyond chance). Links do not make accounts alike: a link that rests on the shared context
-itself would keep the context looking rare. `common_accounts` independent users make a context
+alike in behaviour on the same context (`related`: the linker asks whether their hours
+coincide beyond chance, or whether what and when they send would be a weak link without their
+network). Links do not make accounts alike: a link that rests on the shared context itself
+would keep the context looking rare. `common_accounts` independent users make a context
 common, as that many benign accounts do in calibration, and make common a parameter signature
 they send on the pair's contexts (a client's defaults across one network); a campaign's own
 accounts do neither.
@@ -96,7 +97,7 @@ class LiveCounts:
 
     def alike(self, account: str, other: str) -> bool:
         """Whether `other` may be the same actor as `account`: it is the account, filled one of
-        its `templated` forms, or is `near` it and `related` to it (active in step)."""
+        its `templated` forms, or is `near` it and `related` to it (alike beyond the network)."""
         if other in self.templated(account):
             return True
         if self._related is None or other not in self.near(account):
