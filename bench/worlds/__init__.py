@@ -16,7 +16,13 @@ from __future__ import annotations
 
 from bench.scenario import FULL, SMALL, Log, Scenario
 from bench.scenario import build as build_sharegpt_chat
-from bench.worlds import edu_platform, enterprise_nat, rag_pipelines, sdk_developers
+from bench.worlds import (
+    business_ops,
+    edu_platform,
+    enterprise_nat,
+    rag_pipelines,
+    sdk_developers,
+)
 from bench.worlds.base import World
 
 __all__ = ["WORLDS", "World"]
@@ -42,5 +48,6 @@ WORLDS: dict[str, World] = {
         rag_pipelines.WORLD,
         enterprise_nat.WORLD,
         edu_platform.WORLD,
+        business_ops.WORLD,
     )
 }

