@@ -175,8 +175,8 @@ PerAccountOption = Annotated[
     int,
     typer.Option(
         help="End a batch when one account has this many requests in it, as a live worker's "
-        "polls would (a large batch of a log spans days, and an account is assessed once per "
-        "batch at most every 16 requests); 0: batches of --batch-size only."
+        "polls would, so a replay gives a live stream's verdicts; 0: batches of --batch-size "
+        "only."
     ),
 ]
 AccountOption = Annotated[
