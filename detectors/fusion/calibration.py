@@ -48,7 +48,14 @@ from detectors.fusion.benign import (
     IsolationSurprise,
     Snapshot,
 )
-from detectors.fusion.scoring import active_days, distinct_prompts, fused, harvest
+from detectors.fusion.scoring import (
+    active_days,
+    distinct_prompts,
+    fused,
+    harvest,
+    output_budget,
+    output_weight,
+)
 from detectors.signals import SIGNALS
 
 if TYPE_CHECKING:
@@ -108,8 +115,9 @@ def cross_fitted_peaks(
         training = surprise_matrix(pooled, table, inside)
         scored = surprise_matrix(pooled, table, outside)
         forest = IsolationSurprise.fit(training, seed)(scored) if len(training) > 1 else 0.0
-        raw[outside] = fused(scored, forest, table.distinct_prompts[outside])
-        harvested[outside] = harvest(scored, table.active_days[outside])
+        weights = table.output_weights[outside]
+        raw[outside] = fused(scored, forest, table.distinct_prompts[outside], weights)
+        harvested[outside] = harvest(scored, table.active_days[outside], weights)
     return (
         benign.lifetime_maxima(table.accounts, raw, silent),
         benign.lifetime_maxima(table.accounts, harvested, silent),
@@ -127,6 +135,7 @@ class SnapshotTable:
     sizes: np.ndarray  # (snapshots, signals)
     distinct_prompts: np.ndarray  # (snapshots,): what `scoring.credibility` weighs by
     active_days: np.ndarray  # (snapshots,): what `scoring.harvest` needs
+    output_weights: np.ndarray  # (snapshots,): `scoring.output_weight` of each
 
     @classmethod
     def of(cls, snapshots: list[Snapshot]) -> SnapshotTable:
@@ -139,7 +148,9 @@ class SnapshotTable:
                 sizes[row, column] = benign.compared_at(signal, count, embedded)
         distinct = np.array([distinct_prompts(v, c) for _, v, c, _ in snapshots], np.float64)
         days = np.array([active_days(v) for _, v, _, _ in snapshots], np.float64)
-        return cls([account_id for account_id, *_ in snapshots], values, sizes, distinct, days)
+        weights = output_weight(np.array([output_budget(v) for _, v, _, _ in snapshots]))
+        accounts = [account_id for account_id, *_ in snapshots]
+        return cls(accounts, values, sizes, distinct, days, weights)
 
 
 def surprise_matrix(pooled: BenignValues, table: SnapshotTable, rows: np.ndarray) -> np.ndarray:

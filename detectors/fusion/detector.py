@@ -25,10 +25,14 @@ from detectors.fusion.explanation import reasons, with_examples
 from detectors.fusion.harvest import HarvestArm
 from detectors.fusion.scoring import (
     ACTIVE_DAYS,
+    OUTPUT_BUDGET,
     active_days,
+    asked_budget,
     distinct_prompts,
     fused,
     harvest,
+    output_budget,
+    output_weight,
     score_and_label,
 )
 from detectors.fusion.window import AccountWindow
@@ -172,6 +176,7 @@ class ExtractionDetector(Detector):
         window = Window.of(list(account.features), account.lifetime, self.openings_.unusual)
         values = {s.name: s.compute(window) for s in SIGNALS if not s.needs_embeddings}
         values[ACTIVE_DAYS] = float(account.lifetime.active_days())
+        values[OUTPUT_BUDGET] = asked_budget(account.features)
         embedded = len(window.embeddings)
         if self.reference_ is not None and embedded and (account.deep or not self.tiered):
             if account.embeddings_stale:
@@ -202,17 +207,22 @@ class ExtractionDetector(Detector):
         self, surprises: np.ndarray, behaviour: np.float64, values: dict[str, float], count: int
     ) -> float:
         """One window's raw score: its fused score or its harvest evidence, the larger."""
-        raw = np.atleast_1d(fused(surprises, behaviour, distinct_prompts(values, count)))
-        return float(self._with_harvest(raw, surprises[None, :], active_days(values))[0])
+        weight = output_weight(output_budget(values))
+        raw = np.atleast_1d(fused(surprises, behaviour, distinct_prompts(values, count), weight))
+        return float(self._with_harvest(raw, surprises[None, :], active_days(values), weight)[0])
 
     def _with_harvest(
-        self, raw: np.ndarray, surprises: np.ndarray, days: np.ndarray | float
+        self,
+        raw: np.ndarray,
+        surprises: np.ndarray,
+        days: np.ndarray | float,
+        weight: np.ndarray | float,
     ) -> np.ndarray:
         """The larger of each fused raw score and its harvest evidence on the same scale
         (`harvest.HarvestArm`); the fused score alone before calibration fits the arm."""
         if self.harvest_arm_ is None:
             return raw
-        return np.maximum(raw, self.harvest_arm_(harvest(surprises, days)))
+        return np.maximum(raw, self.harvest_arm_(harvest(surprises, days, weight)))
 
     # --- calibration ---------------------------------------------------------------------------
     def fit(self, benign_events: Iterable[Event]) -> Self:
@@ -253,9 +263,10 @@ class ExtractionDetector(Detector):
     def _fused_scores(self, snapshots: list[Snapshot], vectors: np.ndarray) -> np.ndarray:
         """The fused raw score of each snapshot, under the fitted isolation forest."""
         distinct = np.array([distinct_prompts(v, c) for _, v, c, _ in snapshots])
-        raw = fused(vectors, self._isolation_surprise(vectors), distinct)
+        weights = output_weight(np.array([output_budget(v) for _, v, _, _ in snapshots]))
+        raw = fused(vectors, self._isolation_surprise(vectors), distinct, weights)
         days = np.array([active_days(v) for _, v, _, _ in snapshots])
-        return self._with_harvest(raw, vectors, days)
+        return self._with_harvest(raw, vectors, days, weights)
 
     def _fit(self, by_account: dict[str, list[Event]]) -> None:
         self.accounts = {}

@@ -40,7 +40,7 @@ def in_sample_peaks(snapshots: list[Snapshot], seed: int = 0) -> dict[str, float
     pooled = benign.pool(snapshots)
     vectors = np.stack([benign.surprises(pooled, v, c, e) for _, v, c, e in snapshots])
     distinct = np.array([distinct_prompts(v, c) for _, v, c, _ in snapshots])
-    raw = fused(vectors, IsolationSurprise.fit(vectors, seed)(vectors), distinct)
+    raw = fused(vectors, IsolationSurprise.fit(vectors, seed)(vectors), distinct, 1.0)
     return benign.lifetime_maxima([a for a, *_ in snapshots], raw)
 
 

@@ -3,6 +3,7 @@ harvesters and campaigns, explains itself, and survives checkpoints and saved ca
 
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
 from pathlib import Path
 
@@ -128,6 +129,23 @@ def test_one_large_batch_flags_what_a_live_stream_flags(
     )
     for account, at in flagged.items():
         assert abs(first_flag_any(whole[account]) - at) <= BURST_STEP, account
+
+
+def test_a_harvest_of_short_answers_weighs_less(saved: Path, embedder: PromptEmbedder) -> None:
+    """Issue 16: the same replay of a dataset asked for 256-token answers, for 5 tokens (a
+    label each: what honest evaluation harnesses and classifiers ask) and with no `max_tokens`
+    logged. The short-answer harvest keeps √(5/128) of its evidence and is not flagged; a log
+    that does not say keeps it all."""
+    plans = benign_users(30, 100, 10, seed=4, max_tokens=(128, 256))
+    replay = STRATEGIES["dataset_replay"](AttackConfig(budget=120, seed=10, start_day=2))
+    peaks = {}
+    for budget in (256, 5, None):
+        asked = [dataclasses.replace(p, max_tokens=budget) for p in replay]
+        history = stream(fresh(saved, embedder), events_of(plans + asked, f"budget-{budget}"))
+        steps = [a for _, a in history["replay-10"]]
+        peaks[budget] = (max(a.score for a in steps), first_flag_any(history["replay-10"]))
+    assert peaks[256][1] is not None and peaks[5][1] is None
+    assert peaks[5][0] < peaks[256][0] == pytest.approx(peaks[None][0])
 
 
 def test_campaign_members_share_a_cluster_and_its_verdict(evaluation) -> None:
