@@ -67,8 +67,10 @@ class ExtractionDetector(Detector):
     name = "extraction"
     # 3: the unusual_openings signal; 4: no harvest arm on one-day histories; 5: the campaign
     # linker counts a schedule per active hour (`campaigns.rhythm.histograms`); 6: PRADA judges
-    # the bulk of its distances (`signals.central`)
-    version = "fusion-6"
+    # the bulk of its distances (`signals.central`); 7: scores weigh the answers asked for
+    # (`scoring.output_weight`), and campaign members alike beyond their network do not vouch
+    # for its addresses (`CampaignLinker._alike_beyond_network`)
+    version = "fusion-7"
 
     def __init__(
         self,
