@@ -17,6 +17,8 @@ from detectors.fusion.scoring import (
     distinct_prompts,
     fused,
     harvest,
+    output_budget,
+    output_weight,
 )
 from detectors.registry import load_calibration, save_calibration
 from detectors.signals import SIGNALS
@@ -72,13 +74,15 @@ def test_a_harvester_with_honest_window_signals_is_flagged_and_honest_accounts_a
     pooled = benign.pool(snapshots)
     values = {name: 0.5 for name in WINDOW} | {DISTINCT: 48.0, BREADTH: 15.0}
     surprises = benign.surprises(pooled, values, 48, 0)[None, :]
-    alone = fused(surprises, np.float64(0.0), np.array([distinct_prompts(values, 48)]))
+    weight = output_weight(output_budget(values))  # no max_tokens logged: the full weight
+    alone = fused(surprises, np.float64(0.0), np.array([distinct_prompts(values, 48)]), weight)
     assert alone[0] < threshold  # the fused sum dilutes it
-    assert arm(harvest(surprises, active_days(values)))[0] >= threshold  # the arm does not
+    assert arm(harvest(surprises, active_days(values), weight))[0] >= threshold  # the arm does not
 
     # the same prompts sent on one day: a burst, which the window signals judge alone
     burst = values | {ACTIVE_DAYS: 1.0}
-    assert arm(harvest(benign.surprises(pooled, burst, 48, 0)[None, :], active_days(burst)))[0] == 0
+    on_one_day = benign.surprises(pooled, burst, 48, 0)[None, :]
+    assert arm(harvest(on_one_day, active_days(burst), weight))[0] == 0
 
 
 def test_one_day_histories_give_the_arm_no_peaks_and_accounts_count_their_active_days() -> None:
