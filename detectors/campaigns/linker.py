@@ -397,24 +397,25 @@ class CampaignLinker:
             profile.rhythm_memo = memo = (self.rhythm_, prior, profile.minutes_version, shrunk)
         return memo[3]
 
-    def _behaviour(self, a: str, b: str, timing_only: bool = False) -> PieceValues:
-        """The pair's evidence that no shared network or client explains: hours and schedule,
-        then (unless `timing_only`) prompts, topics and templates."""
+    def _timing_pieces(self, a: str, b: str) -> PieceValues:
+        """The pair's timing family: hours shared beyond chance and a common schedule."""
         profiles, p = self._stream.profiles, self.params
-        pa, pb = profiles[a], profiles[b]
-        values: PieceValues = {
-            "timing": evidence.timing_overlap(pa, pb, profiles.active_hours, p.timing_prior),
+        return {
+            "timing": evidence.timing_overlap(
+                profiles[a], profiles[b], profiles.active_hours, p.timing_prior
+            ),
             "rhythm": self.rhythm_.shrunk_lift(self._schedule(a), self._schedule(b)),
         }
-        if not timing_only:
-            values |= {
-                "prompts": evidence.prompt_overlap(self._stream.shared.count(pair(a, b)), pa, pb),
-                "topics": evidence.topic_overlap(pa, pb, p.min_topic_prompts),
-                "templates": evidence.template_overlap(
-                    pa, pb, p.template_prior, p.min_template_share
-                ),
-            }
-        return values
+
+    def _sending_pieces(self, a: str, b: str) -> PieceValues:
+        """What the pair sends: shared near-duplicate prompts, topics and templates."""
+        profiles, p = self._stream.profiles, self.params
+        pa, pb = profiles[a], profiles[b]
+        return {
+            "prompts": evidence.prompt_overlap(self._stream.shared.count(pair(a, b)), pa, pb),
+            "topics": evidence.topic_overlap(pa, pb, p.min_topic_prompts),
+            "templates": evidence.template_overlap(pa, pb, p.template_prior, p.min_template_share),
+        }
 
     def _alike_beyond_network(self, a: str, b: str) -> bool:
         """Whether two accounts may be one actor on evidence no shared network explains: active
@@ -425,13 +426,14 @@ class CampaignLinker:
         members shared each of three hosting /24s and vouched for them); honest seats behind one
         NAT are not, and keep their office's network common."""
         p = self.params
+        values = self._timing_pieces(a, b)
         if any(
             (tail := self.tails_[piece]).pairs > 0
             and tail.p_value(value) <= max(p.piece_alpha, 1 / (tail.pairs + 1))
-            for piece, value in self._behaviour(a, b, timing_only=True).items()
+            for piece, value in values.items()
         ):
             return True
-        values = self._behaviour(a, b)
+        values |= self._sending_pieces(a, b)  # timing computed once, then what they send
         scored = evidence.strength(self.tails_, values)
         link = evidence.edge(
             values, scored, self.tails_, self.weak_threshold_, p.weak_piece_alpha, p.min_pieces
@@ -449,7 +451,8 @@ class CampaignLinker:
         return {
             "infra": evidence.infra_overlap(pa, pb, common),
             "params": evidence.params_overlap(pa, pb, rarity),
-            **self._behaviour(a, b),
+            **self._timing_pieces(a, b),
+            **self._sending_pieces(a, b),
         }
 
     def _update_edges(self, evaluated: Mapping[Pair, PieceValues]) -> bool:
