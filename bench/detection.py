@@ -36,8 +36,10 @@ committed one was read back from the committed table (`world_figures_from_table`
 that measured it predates the file.
 
 `--combine A.json --combine B.json` runs nothing: it writes the same files from saved reports of
-the same worlds and batch sizes, each detector's latest run winning (`combine_reports`), so a
-change to our detector is re-measured without re-running the peers; the header names every run.
+the same batch sizes, each detector's latest run winning (`combine_reports`), so a change to our
+detector is re-measured without re-running the peers, and a new world is measured without
+re-running the others (own-history results only: a transfer result calibrates on the run's
+other worlds); the header names every run.
 """
 
 from __future__ import annotations
@@ -1041,30 +1043,44 @@ _COMPARABLE = ("small", "batch", "per_account", "large_batch")
 
 
 def combine_reports(reports: Sequence[dict]) -> dict:
-    """One report from several runs on the same worlds, so that re-running one detector after a
-    change does not mean re-running every peer (`--combine`). For each detector, held-out world
-    and calibration the latest run's result wins; the headline is recomputed; `sources` says
-    which run (command, date, wall time) measured which detectors."""
+    """One report from several runs, so that re-running one detector after a change, or
+    measuring a new world, does not mean re-running every peer on every world (`--combine`).
+    For each detector, held-out world and calibration the latest run's result wins; the
+    headline is recomputed; `sources` says which run (command, date, wall time) measured which
+    detectors. Runs may hold different worlds: an own-history result depends on its world alone,
+    but a transfer result calibrates on the run's other worlds, so transfer results must come
+    from runs that held every world of the table."""
     ordered = sorted(reports, key=lambda report: report["generated_at"])
-    for key in ("worlds", *_COMPARABLE):
+    for key in _COMPARABLE:
         values = {orjson.dumps(report[key], option=orjson.OPT_SORT_KEYS) for report in ordered}
         if len(values) > 1:
             raise typer.BadParameter(f"the reports differ in {key}: they cannot share a table")
+    worlds: dict[str, dict] = {}  # each world's description, the widest run's order first
+    for report in sorted(ordered, key=lambda report: -len(report["worlds"])):
+        worlds |= {name: about for name, about in report["worlds"].items() if name not in worlds}
+    for report in ordered:
+        partial = set(report["worlds"]) != set(worlds)
+        if partial and any(r["calibration"] == "transfer" for r in report["results"]):
+            raise typer.BadParameter(
+                f"a run on {', '.join(report['worlds'])} has transfer results, which calibrate "
+                f"on the run's other worlds: combine it only with runs on the same worlds"
+            )
     latest: dict[tuple[str, str, str], dict] = {}
     for report in ordered:
         for result in report["results"]:
             latest[result["detector"], result["world"], result["calibration"]] = result
-    worlds = list(ordered[-1]["worlds"])
+    order = list(worlds)
     results = sorted(
         latest.values(),
         key=lambda r: (
-            worlds.index(r["world"]),
+            order.index(r["world"]),
             DETECTORS.index(r["detector"]),
             CALIBRATIONS.index(r["calibration"]),
         ),
     )
     return {
         **ordered[-1],
+        "worlds": worlds,
         "detectors": [name for name in DETECTORS if any(k[0] == name for k in latest)],
         "calibrations": [mode for mode in CALIBRATIONS if any(k[2] == mode for k in latest)],
         "skipped": sorted({s for report in ordered for s in report["skipped"]}),
@@ -1311,7 +1327,8 @@ def main(
     combine: Annotated[
         list[Path] | None,
         typer.Option(
-            help="Run nothing: write the tables from these saved reports (JSON, same worlds), "
+            help="Run nothing: write the tables from these saved reports (JSON, same batch sizes; "
+            "transfer results only from runs on every world), "
             "the latest run's result winning per detector, world and calibration. Repeatable."
         ),
     ] = None,

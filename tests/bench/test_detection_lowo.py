@@ -394,6 +394,36 @@ def test_combined_reports_keep_each_detectors_latest_run_and_say_which_run_measu
         combine_reports([later, earlier | {"large_batch": 5000}])
 
 
+def test_a_new_worlds_own_history_run_joins_the_table_and_transfer_runs_must_hold_every_world(
+    lowo: tuple[dict, list[list[Event]]],
+) -> None:
+    """Measuring a new world alone, then combining with the run on the others: its own-history
+    results join the table (they depend on that world alone); a transfer result calibrated on
+    fewer worlds than the table holds is refused, since it would describe another split."""
+    report, _ = lowo
+    first, second = list(report["worlds"])[:2]
+    own = [
+        r for r in report["results"] if r["calibration"] == "own" and r["world"] in (first, second)
+    ]
+    on_first = report | {
+        "worlds": {first: report["worlds"][first]},
+        "results": [r for r in own if r["world"] == first],
+        "generated_at": "2026-12-01T00:00:00+00:00",
+    }
+    on_second = report | {
+        "worlds": {second: report["worlds"][second]},
+        "results": [r for r in own if r["world"] == second],
+        "generated_at": "2026-12-02T00:00:00+00:00",
+    }
+    combined = combine_reports([on_second, on_first])
+    assert list(combined["worlds"]) == [first, second]
+    assert combined["results"] == own
+    with_transfer = on_first | {"results": [r for r in report["results"] if r["world"] == first]}
+    with pytest.raises(Exception, match="transfer results"):
+        combine_reports([with_transfer, on_second])
+    assert combine_reports([report, on_second])["results"] == report["results"]
+
+
 def _without_auc_values(rates: dict) -> dict:
     """The table rounds ROC AUC to 3 decimals: each AUC becomes its value to the table's
     precision, which must still agree. Its world cannot always be read back: two worlds can tie
