@@ -22,6 +22,7 @@ import numpy as np
 from core.verdicts import Reason
 from detectors.campaigns import Cluster
 from detectors.features import EventFeatures
+from detectors.fusion.scoring import FULL_ANSWER_TOKENS, output_budget, output_weight
 from detectors.signals import SIGNALS
 
 ISOLATION = "isolation_forest"
@@ -92,7 +93,37 @@ def reasons(
                 )
             )
     found.sort(key=lambda r: r.contribution, reverse=True)
+    budget = answer_budget(values)
+    if found and budget is not None:
+        found.append(budget)
     return found
+
+
+def answer_budget(values: dict[str, float]) -> Reason | None:
+    """Why the score is lower than its signals say, when it is: the account asks for short
+    answers, so its evidence counts less (`scoring.output_weight`). The analyst reads it beside
+    the signals: a pipeline asking for a label is not harvesting answers. None for whole
+    answers or a log that does not say.
+
+    >>> answer_budget({"output_budget": 8.0}).evidence["weight"]
+    0.25
+    >>> answer_budget({"output_budget": 512.0}) is None, answer_budget({}) is None
+    (True, True)
+    """
+    budget = output_budget(values)
+    weight = float(output_weight(budget))
+    if math.isnan(budget) or weight >= 1.0:
+        return None
+    return Reason(
+        signal="answer_budget",
+        value=budget,
+        contribution=0.0,
+        evidence={
+            "explanation": f"asks for short answers (median max_tokens {budget:g}; a whole answer "
+            f"needs {FULL_ANSWER_TOKENS}): its evidence counts x{weight:.2f}",
+            "weight": round(weight, 4),
+        },
+    )
 
 
 def with_examples(found: list[Reason], features: Iterable[EventFeatures]) -> list[Reason]:

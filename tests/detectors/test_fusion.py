@@ -138,14 +138,20 @@ def test_a_harvest_of_short_answers_weighs_less(saved: Path, embedder: PromptEmb
     that does not say keeps it all."""
     plans = benign_users(30, 100, 10, seed=4, max_tokens=(128, 256))
     replay = STRATEGIES["dataset_replay"](AttackConfig(budget=120, seed=10, start_day=2))
-    peaks = {}
+    peaks, discounts = {}, {}
     for budget in (256, 5, None):
         asked = [dataclasses.replace(p, max_tokens=budget) for p in replay]
         history = stream(fresh(saved, embedder), events_of(plans + asked, f"budget-{budget}"))
         steps = [a for _, a in history["replay-10"]]
         peaks[budget] = (max(a.score for a in steps), first_flag_any(history["replay-10"]))
+        top = max(steps, key=lambda a: a.score)
+        discounts[budget] = [r for r in top.reasons if r.signal == "answer_budget"]
     assert peaks[256][1] is not None and peaks[5][1] is None
     assert peaks[5][0] < peaks[256][0] == pytest.approx(peaks[None][0])
+    # the analyst is told why: the short answers asked for, and what the evidence counted
+    (discount,) = discounts[5]
+    assert discount.value == 5 and discount.evidence["weight"] == round((5 / 128) ** 0.5, 4)
+    assert discounts[256] == discounts[None] == []
 
 
 def test_campaign_members_share_a_cluster_and_its_verdict(evaluation) -> None:
