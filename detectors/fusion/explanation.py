@@ -111,8 +111,8 @@ def answer_budget(values: dict[str, float]) -> Reason | None:
     (True, True)
     """
     budget = output_budget(values)
-    weight = float(output_weight(budget))
-    if math.isnan(budget) or weight >= 1.0:
+    weight = float(output_weight(budget))  # 1 for whole answers and for an unlogged budget
+    if weight >= 1.0:
         return None
     return Reason(
         signal="answer_budget",
