@@ -739,12 +739,19 @@ def reasoning_elicitation(attacker: Attacker) -> list[Request]:
     ]
 
 
-def low_and_slow(attacker: Attacker) -> list[Request]:
-    """Honest-looking runs every working day for four weeks, each on a new task of a sweep."""
-    rng = attacker.rng
+def shuffled_sweep(rng: random.Random) -> list[AgentTask]:
+    """The single-call task space (user-contributed, written, web search) in a random order: what
+    a patient attacker walks through one task at a time."""
     tasks = sources.agent_tasks()
     sweep = [*tasks["live"], *tasks["functions"], *tasks["search"]]
     rng.shuffle(sweep)
+    return sweep
+
+
+def low_and_slow(attacker: Attacker) -> list[Request]:
+    """Honest-looking runs every working day for four weeks, each on a new task of a sweep."""
+    rng = attacker.rng
+    sweep = shuffled_sweep(rng)
     events: list[Request] = []
     cursor = 0
     per_day = max(2, attacker.volume // 120)
@@ -882,9 +889,7 @@ def paraphrase_blending(attacker: Attacker) -> list[Request]:
     extra runs or extra turns of a chat."""
     rng = attacker.rng
     project = attacker.project
-    tasks = sources.agent_tasks()
-    targets = [*tasks["live"], *tasks["functions"], *tasks["search"]]
-    rng.shuffle(targets)
+    targets = shuffled_sweep(rng)
     events: list[Request] = []
     cursor = 0
     while len(events) < attacker.volume:
