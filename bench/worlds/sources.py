@@ -799,13 +799,11 @@ def _search_tasks() -> list[AgentTask]:
 
 
 def _memory_tasks() -> list[AgentTask]:
+    """The conversations that build each memory scenario, then the questions about them."""
+    prerequisites = sorted((_bfcl_data() / "memory_prereq_conversation").glob("*.json"))
+    items = [*(item for path in prerequisites for item in _jsonl(path)), *_bfcl("memory")]
     tasks = []
-    for path in sorted((_bfcl_data() / "memory_prereq_conversation").glob("*.json")):
-        for item in _jsonl(path):
-            _, turns = _split_question(item["question"])
-            if turns:
-                tasks.append(AgentTask("memory", turns, (), topic=str(item.get("scenario", ""))))
-    for item in _bfcl("memory"):
+    for item in items:
         _, turns = _split_question(item["question"])
         if turns:
             tasks.append(AgentTask("memory", turns, (), topic=str(item.get("scenario", ""))))

