@@ -9,6 +9,7 @@ tiered policy chooses (`detectors/embedding.py`).
 from __future__ import annotations
 
 import base64
+import hashlib
 import ipaddress
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
@@ -52,6 +53,9 @@ class EventFeatures:
     language: str = "und"
     opening: str = ""  # skeleton key of how the prompt opens ("" when it says nothing)
     embedding: np.ndarray | None = None  # 384-d unit vector, neural tier only
+    conversation: str = ""  # key of the request's whole message history (`conversation_keys`)
+    continues: str = ""  # key of the history whose tool calls it answers ("" when none)
+    folded: bool = False  # a tool loop's next step (`AccountWindow.fold`): not a new prompt
 
     def to_state(self) -> dict:
         """Compact JSON form for `account_state` (prompt cut to an evidence snippet)."""
@@ -102,6 +106,37 @@ class EventFeatures:
             opening=state.get("o", ""),  # absent from states saved before the signal
             embedding=embedding,
         )
+
+
+TOOL_ROLES = frozenset({"tool", "function"})  # messages that carry a tool's result back
+
+
+def conversation_keys(event: Event) -> tuple[str, str]:
+    """Keys of the request's message history and of the history it continues: an agent that
+    runs the tools a response called sends the same history again with the assistant's call and
+    the tools' results appended, so a request that ends in tool results continues the history
+    before its last assistant turn. ("", "") for a bare prompt; no continued history otherwise.
+
+    >>> def request(*messages):
+    ...     return Event.model_validate({"request_id": "1", "account_id": "a", "timestamp": 1.8e12,
+    ...         "messages": [{"role": role, "content": text} for role, text in messages]})
+    >>> first = request(("user", "Weather in Oslo?"))
+    >>> step = request(("user", "Weather in Oslo?"), ("assistant", None), ("tool", "4 C"))
+    >>> conversation_keys(step)[1] == conversation_keys(first)[0] != ""
+    True
+    >>> conversation_keys(first)[1], conversation_keys(request(*[("user", "Hi")] * 2))[1]
+    ('', '')
+    """
+    messages = event.messages
+    if not messages:
+        return "", ""
+    last_assistant = max((i for i, m in enumerate(messages) if m.role == "assistant"), default=None)
+    history, continued = hashlib.blake2b(digest_size=8), ""
+    for index, message in enumerate(messages):
+        if index == last_assistant and messages[-1].role in TOOL_ROLES:
+            continued = history.hexdigest()
+        history.update(f"{message.role}\x1f{message.text}\x1e".encode())
+    return history.hexdigest(), continued
 
 
 @lru_cache(maxsize=65_536)
@@ -224,4 +259,5 @@ def featurize(
                 user_agent=event.client.user_agent or "",
             )
         )
+        features[-1].conversation, features[-1].continues = conversation_keys(event)
     return features

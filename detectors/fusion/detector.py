@@ -69,8 +69,10 @@ class ExtractionDetector(Detector):
     # linker counts a schedule per active hour (`campaigns.rhythm.histograms`); 6: PRADA judges
     # the bulk of its distances (`signals.central`); 7: scores weigh the answers asked for
     # (`scoring.output_weight`), and campaign members alike beyond their network do not vouch
-    # for its addresses (`CampaignLinker._alike_beyond_network`)
-    version = "fusion-7"
+    # for its addresses (`CampaignLinker._alike_beyond_network`); 8: a tool loop's next steps are
+    # folded into their prompt (`AccountWindow.fold`; the same scores as 7 where no request
+    # feeds a tool's results back)
+    version = "fusion-8"
 
     def __init__(
         self,
@@ -141,7 +143,9 @@ class ExtractionDetector(Detector):
         self, updates: dict[str, list[Event]], embed_all: bool = False
     ) -> dict[str, list[EventFeatures]]:
         """Cheap features for every event; neural embeddings where the tier policy wants them
-        (`embed_all`: calibration). One vectorised pass over the whole batch."""
+        (`embed_all`: calibration). One vectorised pass over the whole batch. A tool loop's
+        next step is kept, `folded` (`AccountWindow.fold`), so that a verdict still dates from
+        the request that reached it, but no signal, no calibration and no linker reads it."""
         events = [event for batch in updates.values() for event in batch]
         features = featurize(events, self.hasher)
         prompts = [f.prompt for f in features]
@@ -155,10 +159,15 @@ class ExtractionDetector(Detector):
             item.opening = opening
         by_account: dict[str, list[EventFeatures]] = {}
         chosen: list[EventFeatures] = []
+        kept: dict[str, int] = {}
         for item in features:
             account = self._account(item.account_id)
-            position = account.seen + len(by_account.get(item.account_id, []))
+            item.folded = account.fold(item)
             by_account.setdefault(item.account_id, []).append(item)
+            if item.folded:
+                continue
+            position = account.seen + kept.get(item.account_id, 0)
+            kept[item.account_id] = kept.get(item.account_id, 0) + 1
             if embed_all or (
                 self.embedder is not None
                 and tiering.wants_embedding(position, self.sample_every, self.tiered, account.deep)
@@ -276,7 +285,7 @@ class ExtractionDetector(Detector):
         self.harvest_arm_ = None
         self.reviewed_peaks_ = {}
         prepared = self._prepare(by_account, embed_all=True)
-        everything = [f for items in prepared.values() for f in items]
+        everything = [f for items in prepared.values() for f in items if not f.folded]
         topics = None
         if self.embedder is not None and prepared:
             self.reference_, topics = benign.fit_reference(
@@ -337,6 +346,8 @@ class ExtractionDetector(Detector):
             account = self._account(account_id)
             account.deep = True
             for item in items:
+                if item.folded:
+                    continue
                 account.extend([item], self._centroids())
                 account.embeddings_stale |= item.embedding is not None
                 if account.seen >= BUCKETS[0] and (sample is None or sample()):
@@ -358,7 +369,9 @@ class ExtractionDetector(Detector):
             # requests, so neither the verdict nor "queries before detection" depends on how
             # many of its requests one batch holds (a 2,000-record replay batch or a live poll).
             for start in range(0, len(items), BURST_STEP):
-                chunk = items[start : start + BURST_STEP]
+                chunk = [f for f in items[start : start + BURST_STEP] if not f.folded]
+                if not chunk:
+                    continue
                 if account.deep:  # gone deep earlier in this batch
                     tiering.embed_missing(self.embedder, chunk)
                 account.extend(chunk, self._centroids())
@@ -367,7 +380,8 @@ class ExtractionDetector(Detector):
                 if self.tiered and not account.deep and self._suspected(values, count):
                     self._deepen(account)
                     values, count, embedded = self._values(account)
-                steps.append(_Step(account_id, start + len(chunk), values, count, embedded))
+                reached = min(start + BURST_STEP, len(items))  # requests of the batch, folded too
+                steps.append(_Step(account_id, reached, values, count, embedded))
         if not steps:
             return {}
         vectors = np.stack([self._surprises(s.values, s.count, s.embedded) for s in steps])
@@ -430,7 +444,10 @@ class ExtractionDetector(Detector):
         assert self.linker is not None
         shortest = self.linker.params.min_prompt_chars  # the linker ignores shorter prompts
         updates = []
-        for account_id, items in prepared.items():
+        for account_id, every in prepared.items():
+            items = [f for f in every if not f.folded]
+            if not items:
+                continue
             keys = self.skeletons([f.prompt for f in items])
             events = [
                 feed.LinkEvent(f, found if len(f.prompt.strip()) >= shortest else [])

@@ -18,6 +18,8 @@ from core.verdicts import Label
 from detectors.features import EventFeatures
 from detectors.sketches import Lifetime
 
+OPEN_CONVERSATIONS = 64  # recent histories per account that a tool loop may continue
+
 
 @dataclass
 class AccountWindow:
@@ -30,6 +32,26 @@ class AccountWindow:
     embeddings_stale: bool = True
     deep: bool = False  # under suspicion: every request embedded, embedding signals computed
     lifetime: Lifetime = field(default_factory=Lifetime)  # the whole history, beyond the window
+    # recent requests' message histories that a tool loop may continue (`fold`), oldest first
+    conversations: dict[str, None] = field(default_factory=dict)
+
+    def fold(self, request: EventFeatures) -> bool:
+        """Whether the request is the next step of a tool loop the account already sent: it
+        continues (`EventFeatures.continues`) one of its recent histories, so it is the same
+        prompt with the tools' results, not a new one. An honest agent sends several per task
+        (on `agent-platform` 36 % of requests), which read as one prompt repeated (honest
+        accounts' near-duplicate rate 0.52) and as volume. A history is continued once: a
+        harvester that feeds invented tool results to one prompt sends every such request
+        after the first as a request of its own."""
+        folded = bool(request.continues) and request.continues in self.conversations
+        if folded:
+            del self.conversations[request.continues]
+        if request.conversation:
+            self.conversations.pop(request.conversation, None)
+            self.conversations[request.conversation] = None
+            while len(self.conversations) > OPEN_CONVERSATIONS:
+                del self.conversations[next(iter(self.conversations))]
+        return folded
 
     def extend(self, items: list[EventFeatures], centroids: np.ndarray | None) -> None:
         """Append requests; the lifetime sketch absorbs them, and the topics (nearest benign
@@ -57,6 +79,7 @@ class AccountWindow:
             "deep": self.deep,
             "lifetime": self.lifetime.to_state(),
             "window": [f.to_state() for f in self.features],
+            "conversations": list(self.conversations),
         }
 
     @classmethod
@@ -70,4 +93,5 @@ class AccountWindow:
             label=state.get("label", "benign"),
             deep=bool(state.get("deep", False)),
             lifetime=Lifetime.from_state(state.get("lifetime")),
+            conversations=dict.fromkeys(state.get("conversations", [])),  # older states: none
         )
