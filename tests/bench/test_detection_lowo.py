@@ -394,6 +394,33 @@ def test_combined_reports_keep_each_detectors_latest_run_and_say_which_run_measu
         combine_reports([later, earlier | {"large_batch": 5000}])
 
 
+def test_a_world_that_never_flagged_is_never_in_a_combined_headline(
+    lowo: tuple[dict, list[list[Event]]],
+) -> None:
+    """A saved report reads "never" back (JSON has no infinity): the combined headline's median
+    is the world that never flagged, not the worst world that did."""
+    report, _ = lowo
+    never = report["results"][0]
+    never = never | {
+        "metrics": never["metrics"] | {"median_queries": math.inf},
+        "rows": [row | {"median_queries_any": math.inf} for row in never["rows"]],
+    }
+    saved = orjson.loads(orjson.dumps(report | {"results": [never, *report["results"][1:]]}))
+    assert saved["results"][0]["metrics"]["median_queries"] is None  # what a file holds
+    combined = combine_reports([saved])
+    headline = next(
+        h
+        for h in combined["headline"]
+        if (h["detector"], h["calibration"]) == (never["detector"], never["calibration"])
+    )
+    assert headline["metrics"]["median_queries"] == {
+        "value": math.inf,
+        "world": never["world"],
+        "meets": False,
+    }
+    assert combined["results"][0]["rows"][-1]["median_queries_any"] == math.inf
+
+
 def test_a_new_worlds_own_history_run_joins_the_table_and_transfer_runs_must_hold_every_world(
     lowo: tuple[dict, list[list[Event]]],
 ) -> None:
