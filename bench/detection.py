@@ -360,6 +360,9 @@ def tpr_at(positives: np.ndarray, negatives: np.ndarray, max_fp_share: float) ->
     return float(np.mean(positives > threshold))
 
 
+QUERY_KEYS = ("queries", "queries_any")  # endings of the quantiles of queries before detection
+
+
 def queries_quantile(values: list[float], q: float) -> float:
     """A quantile of queries before detection, never-flagged accounts counted as infinite."""
     return float(np.quantile(values, q, method="inverted_cdf")) if values else math.inf
@@ -596,7 +599,7 @@ COLUMNS = (
 def _cell(key: str, value: Any) -> str:
     if value is None:
         return "—"
-    if key.endswith("queries") or key.endswith("queries_any"):
+    if key.endswith(QUERY_KEYS):
         return "never" if math.isinf(value) else f"{value:.0f}"
     if isinstance(value, float):
         return f"{value:.3f}"
@@ -1050,7 +1053,7 @@ def combine_reports(reports: Sequence[dict]) -> dict:
     detectors. Runs may hold different worlds: an own-history result depends on its world alone,
     but a transfer result calibrates on the run's other worlds, so transfer results must come
     from runs that held every world of the table."""
-    ordered = sorted((_never_restored(report) for report in reports), key=_generated_at)
+    ordered = sorted(map(_never_restored, reports), key=lambda report: report["generated_at"])
     for key in _COMPARABLE:
         values = {orjson.dumps(report[key], option=orjson.OPT_SORT_KEYS) for report in ordered}
         if len(values) > 1:
@@ -1099,10 +1102,6 @@ def combine_reports(reports: Sequence[dict]) -> dict:
     }
 
 
-def _generated_at(report: dict) -> str:
-    return report["generated_at"]
-
-
 def _never_restored(report: dict) -> dict:
     """A saved report with its quantiles of queries as measured: JSON has no infinity (orjson
     writes null), so a world where no attacker was ever flagged ("never", `queries_quantile`)
@@ -1111,7 +1110,7 @@ def _never_restored(report: dict) -> dict:
 
     def restored(values: dict) -> dict:
         return {
-            key: math.inf if value is None and key.endswith(_QUERY_KEYS) else value
+            key: math.inf if value is None and key.endswith(QUERY_KEYS) else value
             for key, value in values.items()
         }
 
@@ -1121,9 +1120,6 @@ def _never_restored(report: dict) -> dict:
         for result in report["results"]
     ]
     return report | {"results": results}
-
-
-_QUERY_KEYS = ("queries", "queries_any")  # quantiles of queries before detection (`_cell`)
 
 
 def _command_of(report: dict) -> str:

@@ -242,6 +242,7 @@ def featurize(
     features = []
     for event, prompt, simhash in zip(events, prompts, hashes, strict=True):
         params = event.params
+        conversation, continues = conversation_keys(event)
         features.append(
             EventFeatures(
                 request_id=event.request_id,
@@ -257,7 +258,13 @@ def featurize(
                 followup=event.turn_count > 1,
                 ip_prefix=ip_prefix(event.client.ip),
                 user_agent=event.client.user_agent or "",
+                conversation=conversation,
+                continues=continues,
             )
         )
-        features[-1].conversation, features[-1].continues = conversation_keys(event)
     return features
+
+
+def unfolded(features: Iterable[EventFeatures]) -> list[EventFeatures]:
+    """The requests that are prompts of their own: not a tool loop's folded steps."""
+    return [f for f in features if not f.folded]

@@ -18,7 +18,7 @@ from detectors.base import Detector
 from detectors.campaigns import CampaignLinker, feed
 from detectors.campaigns.feed import ProfileUpdate
 from detectors.campaigns.skeletons import opening_key, skeleton_keys
-from detectors.features import EventFeatures, PromptMemo, SimHasher, featurize
+from detectors.features import EventFeatures, PromptMemo, SimHasher, featurize, unfolded
 from detectors.fusion import benign, persistence, tiering
 from detectors.fusion.benign import BUCKETS, BenignValues, IsolationSurprise, Snapshot
 from detectors.fusion.explanation import reasons, with_examples
@@ -285,7 +285,7 @@ class ExtractionDetector(Detector):
         self.harvest_arm_ = None
         self.reviewed_peaks_ = {}
         prepared = self._prepare(by_account, embed_all=True)
-        everything = [f for items in prepared.values() for f in items if not f.folded]
+        everything = unfolded(f for items in prepared.values() for f in items)
         topics = None
         if self.embedder is not None and prepared:
             self.reference_, topics = benign.fit_reference(
@@ -345,9 +345,7 @@ class ExtractionDetector(Detector):
         for account_id, items in prepared.items():
             account = self._account(account_id)
             account.deep = True
-            for item in items:
-                if item.folded:
-                    continue
+            for item in unfolded(items):
                 account.extend([item], self._centroids())
                 account.embeddings_stale |= item.embedding is not None
                 if account.seen >= BUCKETS[0] and (sample is None or sample()):
@@ -369,7 +367,7 @@ class ExtractionDetector(Detector):
             # requests, so neither the verdict nor "queries before detection" depends on how
             # many of its requests one batch holds (a 2,000-record replay batch or a live poll).
             for start in range(0, len(items), BURST_STEP):
-                chunk = [f for f in items[start : start + BURST_STEP] if not f.folded]
+                chunk = unfolded(items[start : start + BURST_STEP])
                 if not chunk:
                     continue
                 if account.deep:  # gone deep earlier in this batch
@@ -445,7 +443,7 @@ class ExtractionDetector(Detector):
         shortest = self.linker.params.min_prompt_chars  # the linker ignores shorter prompts
         updates = []
         for account_id, every in prepared.items():
-            items = [f for f in every if not f.folded]
+            items = unfolded(every)
             if not items:
                 continue
             keys = self.skeletons([f.prompt for f in items])
